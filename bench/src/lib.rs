@@ -1,0 +1,2 @@
+//! Benchmarks and the comparison harness.
+#![forbid(unsafe_code)]

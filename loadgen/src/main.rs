@@ -1,0 +1,3 @@
+//! The load generator binary.
+#![forbid(unsafe_code)]
+fn main() {}

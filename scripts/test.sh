@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The one command that passes all tests on a fresh Debian 12 machine:
+#   ./scripts/test.sh
+# It installs what the suite needs (Debian packages, the Python and Node clients used for
+# interop, cargo-fuzz), then runs formatting, clippy, the whole test suite (once with the best
+# SIMD kernels, once forced to the scalar ones), and bounded fuzz runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# ---------------------------------------------------------------------------------------------
+step "installing test dependencies"
+need_apt=()
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v curl >/dev/null || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q "${need_apt[@]}"
+fi
+# Python `websockets` client for interop tests.
+if ! python3 -c 'import websockets' 2>/dev/null; then
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q -r gateway/tests/interop/requirements.txt
+fi
+# Node `ws` client for interop tests.
+if [ ! -d gateway/tests/interop/node_modules/ws ]; then
+  (cd gateway/tests/interop && npm ci --no-audit --no-fund --silent)
+fi
+# cargo-fuzz for the bounded fuzz runs (nightly is on the machine).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked -q
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -q -- -D warnings
+
+step "test suite (best kernels on this CPU)"
+cargo nextest run --workspace --no-fail-fast
+
+step "frame-simd and gateway tests with SIMD switched off (FRAME_SIMD_KERNEL=scalar)"
+FRAME_SIMD_KERNEL=scalar cargo nextest run -p frame-simd -p gateway --no-fail-fast
+
+step "doc tests"
+cargo test --workspace --doc -q
+
+# ---------------------------------------------------------------------------------------------
+fuzz_secs=${FUZZ_SECONDS:-60}
+step "fuzzing each target for ${fuzz_secs}s"
+(
+  cd frame-simd
+  for target in $(cargo +nightly fuzz list); do
+    echo "fuzz target: $target"
+    log=$(mktemp)
+    if ! cargo +nightly fuzz run "$target" -- -max_total_time="$fuzz_secs" >"$log" 2>&1; then
+      tail -n 60 "$log"
+      echo "fuzz target $target found a crash (input saved under frame-simd/fuzz/artifacts/$target)"
+      exit 1
+    fi
+    grep -E '^#[0-9]+ *DONE' "$log" || tail -n 3 "$log"
+    rm -f "$log"
+  done
+)
+
+step "all tests passed"
+echo "$root"
