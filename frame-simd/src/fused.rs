@@ -1,8 +1,12 @@
 //! The fused pass: unmask and UTF-8-validate a text payload chunk in one pass over the bytes,
 //! with results identical to [`crate::mask::unmask`] followed by [`crate::Validator::feed`].
+//!
+//! The chunk is cut as [`crate::Validator::feed`] cuts it (head, body, tail); the head and the
+//! tail (at most 3 bytes each) are unmasked and checked in scalar code, the body goes to the fused
+//! kernel of the [`Kernels`] table, which XORs each block and validates it while it is in a register.
 
-use crate::mask::MaskKey;
-use crate::utf8::{Utf8Error, Validator};
+use crate::mask::{self, MaskKey};
+use crate::utf8::{self, Utf8Error, Validator};
 use crate::Kernels;
 
 /// Unmask `buf` in place (key phase `phase`) and feed it to `v`. The whole chunk is unmasked even
@@ -14,6 +18,35 @@ pub fn unmask_validate(
     phase: usize,
     v: &mut Validator,
 ) -> Result<(), Utf8Error> {
-    let _ = (k, buf, key, phase, v);
-    todo!()
+    let key = key.rotated(phase);
+    let head = v.carry_need().min(buf.len());
+    let (head, rest) = buf.split_at_mut(head);
+    mask::scalar::unmask(head, key.0);
+    let key = key.rotated(head.len());
+    if let Err(e) = v.feed_head(head) {
+        mask::unmask(k, rest, key, 0);
+        return Err(e);
+    }
+    if rest.is_empty() {
+        return Ok(());
+    }
+    // Find the tail from the unmasked values of the last bytes without writing them yet.
+    let mut last = [0u8; 3];
+    let n = rest.len().min(3);
+    let start = rest.len() - n;
+    for (j, b) in last[..n].iter_mut().enumerate() {
+        *b = rest[start + j] ^ key.0[(start + j) % 4];
+    }
+    let cut = rest.len() - utf8::tail_len(&last[..n]);
+    // SAFETY: `k.fused` is a kernel whose target features `Kernels::with` checked on this CPU
+    // (or the scalar one); `cut <= rest.len()`.
+    let verdict = unsafe { (k.fused)(rest, key.0, cut) };
+    v.on_body(verdict, cut)?;
+    v.feed_tail(&rest[cut..])
+}
+
+/// The scalar fused kernel: unmask, then validate (two passes; the reference for the others).
+pub(crate) fn scalar(buf: &mut [u8], key: [u8; 4], valid_len: usize) -> Result<(), usize> {
+    mask::scalar::unmask(buf, key);
+    utf8::scalar::validate(&buf[..valid_len])
 }
