@@ -20,6 +20,10 @@ use frame_simd::{encode_header, MaskKey, Opcode, MAX_HEADER_LEN};
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Upper bound for any single wait on the server (a frame, a response, a close).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How soon the server must close TCP once the close handshake is complete (both closes sent).
+/// Well under the default 5 s `--close-timeout`, so a server that only closes by its deadline
+/// fails.
+pub const PROMPT_CLOSE: Duration = Duration::from_secs(3);
 /// The GUID of RFC 6455 §1.3, appended to the key before hashing.
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// The example key of RFC 6455 §1.3 (base64 of 16 bytes).
@@ -1040,7 +1044,7 @@ impl Client {
     pub fn close_cleanly(&mut self) {
         self.send_close(1000, b"");
         self.expect_close(1000);
-        self.expect_tcp_closed();
+        self.expect_tcp_closed_within(PROMPT_CLOSE);
     }
 
     /// After the server sent a close for an error: send our close back and expect the TCP close.
