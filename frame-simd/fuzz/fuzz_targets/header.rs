@@ -1,0 +1,4 @@
+//! Fuzz target `header`: see `frame_simd_fuzz::header` for the invariants it asserts.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| frame_simd_fuzz::header(data));
