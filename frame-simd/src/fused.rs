@@ -50,3 +50,16 @@ pub(crate) fn scalar(buf: &mut [u8], key: [u8; 4], valid_len: usize) -> Result<(
     mask::scalar::unmask(buf, key);
     utf8::scalar::validate(&buf[..valid_len])
 }
+
+/// The SSE2 fused kernel: SSE2 has no byte shuffle for the lookup tables, so this is the SSE2
+/// unmask followed by the scalar validator.
+///
+/// # Safety
+/// The CPU must support SSE2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+pub(crate) unsafe fn sse2(buf: &mut [u8], key: [u8; 4], valid_len: usize) -> Result<(), usize> {
+    // SAFETY: same target features as this function.
+    unsafe { mask::sse2::unmask(buf, key) };
+    utf8::scalar::validate(&buf[..valid_len])
+}

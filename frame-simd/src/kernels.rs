@@ -146,6 +146,39 @@ const SCALAR: Kernels = Kernels {
 fn table(kernel: Kernel) -> Option<Kernels> {
     match kernel {
         Kernel::Scalar => Some(SCALAR),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Sse2 if std::is_x86_feature_detected!("sse2") => Some(Kernels {
+            kernel,
+            unmask: mask::sse2::unmask,
+            utf8: utf8::scalar::validate,
+            fused: crate::fused::sse2,
+        }),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 if std::is_x86_feature_detected!("avx2") => Some(Kernels {
+            kernel,
+            unmask: mask::avx2::unmask,
+            utf8: utf8::scalar::validate,
+            fused: crate::fused::scalar,
+        }),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw") =>
+        {
+            Some(Kernels {
+                kernel,
+                unmask: mask::avx512::unmask,
+                utf8: utf8::scalar::validate,
+                fused: crate::fused::scalar,
+            })
+        }
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon if std::arch::is_aarch64_feature_detected!("neon") => Some(Kernels {
+            kernel,
+            unmask: mask::neon::unmask,
+            utf8: utf8::scalar::validate,
+            fused: crate::fused::scalar,
+        }),
         _ => None,
     }
 }

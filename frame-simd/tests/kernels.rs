@@ -46,6 +46,21 @@ fn every_available_kernel_can_be_forced_and_reports_its_family() {
         assert_eq!(Kernel::from_name(k.name()), Some(k));
     }
     assert!(available.contains(&Kernels::detect().kernel()));
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(available.contains(&Kernel::Sse2));
+        assert!(Kernels::with(Kernel::Neon).is_none());
+        assert_eq!(
+            available.contains(&Kernel::Avx2),
+            std::is_x86_feature_detected!("avx2")
+        );
+        assert_eq!(
+            available.contains(&Kernel::Avx512),
+            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    assert!(available.contains(&Kernel::Neon));
 }
 
 #[test]

@@ -4,7 +4,15 @@
 //! [`unmask`] rotates the key once to the phase of `buf[0]` and hands the slice to the kernel of
 //! the [`crate::Kernels`] table; `scalar.rs` is the reference every other kernel is tested against.
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
 pub(crate) mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod sse2;
 
 /// A 4-byte masking key, as it appears on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -13,9 +21,7 @@ pub struct MaskKey(pub [u8; 4]);
 impl MaskKey {
     /// The key as seen from payload byte number `phase`: `rotated(p).0[0]` masks byte `p`.
     pub fn rotated(self, phase: usize) -> MaskKey {
-        let mut key = self.0;
-        key.rotate_left(phase % 4);
-        MaskKey(key)
+        MaskKey(rotate(self.0, phase))
     }
 }
 
@@ -39,4 +45,36 @@ pub fn unmask(k: &crate::Kernels, buf: &mut [u8], key: MaskKey, phase: usize) {
     // before putting it in the table (or the scalar kernel, which needs none); every unmask
     // kernel accepts any slice.
     unsafe { (k.unmask)(buf, key.rotated(phase).0) }
+}
+
+/// `key` rotated left by `n` bytes: the key for the byte `n` places after the one `key[0]` masks.
+#[inline(always)]
+pub(crate) fn rotate(mut key: [u8; 4], n: usize) -> [u8; 4] {
+    key.rotate_left(n % 4);
+    key
+}
+
+/// Unmask a short slice (the head or tail around vector blocks) eight and four bytes at a time;
+/// `buf[0]` pairs with `key[0]`.
+#[inline(always)]
+pub(crate) fn unmask_words(buf: &mut [u8], key: [u8; 4]) {
+    let k4 = u32::from_ne_bytes(key);
+    // Both halves hold the same four bytes, so this is the key twice in either byte order.
+    let k8 = u64::from(k4) | (u64::from(k4) << 32);
+    let mut words = buf.chunks_exact_mut(8);
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        w.copy_from_slice(&(u64::from_ne_bytes(b) ^ k8).to_ne_bytes());
+    }
+    let rest = words.into_remainder();
+    let mut quads = rest.chunks_exact_mut(4);
+    for q in &mut quads {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(q);
+        q.copy_from_slice(&(u32::from_ne_bytes(b) ^ k4).to_ne_bytes());
+    }
+    for (b, k) in quads.into_remainder().iter_mut().zip(key) {
+        *b ^= k;
+    }
 }
