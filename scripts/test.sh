@@ -29,6 +29,10 @@ fi
 if [ ! -d gateway/tests/interop/node_modules/ws ]; then
   (cd gateway/tests/interop && npm ci --no-audit --no-fund --silent)
 fi
+# Node `ws` echo/broadcast server, a peer in the bench comparisons (bench/tests/peers.rs).
+if [ ! -d bench/peers/node/node_modules/ws ]; then
+  (cd bench/peers/node && npm ci --no-audit --no-fund --silent)
+fi
 # cargo-fuzz for the bounded fuzz runs (nightly is on the machine).
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked -q
