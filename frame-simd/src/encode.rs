@@ -7,6 +7,7 @@
 
 use crate::header::{Header, Opcode};
 use crate::mask::MaskKey;
+use crate::Kernels;
 
 /// The longest frame header: 2 bytes, 8 bytes of extended length, 4 bytes of mask key.
 pub const MAX_HEADER_LEN: usize = 14;
@@ -107,8 +108,8 @@ pub fn encode_server_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
 
 /// Append a masked, final client frame to `out`, masking the payload with `key`.
 ///
-/// Reserves room for the whole frame once and masks the payload in place in `out`: no temporary
-/// copy of the payload is made.
+/// Reserves room for the whole frame once and masks the payload in place in `out` with the
+/// kernel [`Kernels::detect`] chose: no temporary copy of the payload is made.
 ///
 /// ```
 /// use frame_simd::{encode_client_frame, MaskKey, Opcode};
@@ -124,18 +125,11 @@ pub fn encode_client_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8], ke
     out.extend_from_slice(&header[..header_len]);
     let payload_at = out.len();
     out.extend_from_slice(payload);
-    mask_scalar(&mut out[payload_at..], key);
+    crate::mask::unmask(&Kernels::detect(), &mut out[payload_at..], key, 0);
 }
 
 /// A slice length as a wire length: widening, since `usize` is at most 64 bits on every target
 /// Rust supports, and below 2^63 because a slice holds at most `isize::MAX` bytes.
 fn payload_len(payload: &[u8]) -> u64 {
     payload.len() as u64
-}
-
-/// XOR `buf` with `key` starting at key phase 0 (§5.3).
-fn mask_scalar(buf: &mut [u8], MaskKey(key): MaskKey) {
-    for (byte, k) in buf.iter_mut().zip(key.iter().cycle()) {
-        *byte ^= k;
-    }
 }
