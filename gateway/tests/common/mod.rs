@@ -157,18 +157,28 @@ impl Gateway {
 
     /// Resident set size from `/proc/<pid>/status` (`VmRSS`), in bytes.
     pub fn rss_bytes(&self) -> u64 {
+        self.proc_status_kib("VmRSS:") * 1024
+    }
+
+    /// Address-space size from `/proc/<pid>/status` (`VmSize`), in bytes: shows reservations
+    /// that were never touched (and so are not in the RSS).
+    pub fn vm_bytes(&self) -> u64 {
+        self.proc_status_kib("VmSize:") * 1024
+    }
+
+    fn proc_status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("read /proc/<pid>/status of the gateway");
         let line = status
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .expect("VmRSS line");
+            .find(|l| l.starts_with(field))
+            .unwrap_or_else(|| panic!("{field} line in /proc/<pid>/status"));
         let kib: u64 = line
             .split_whitespace()
             .nth(1)
             .and_then(|v| v.parse().ok())
-            .expect("VmRSS value in kB");
-        kib * 1024
+            .unwrap_or_else(|| panic!("{field} value in kB"));
+        kib
     }
 
     /// Number of open file descriptors of the gateway (`/proc/<pid>/fd`).
@@ -663,6 +673,32 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Client::from_stream(stream)
+    }
+
+    /// A plain TCP connection whose receive buffer is capped at `rcvbuf` bytes (set before
+    /// connecting, which also turns off receive autotuning), so a client that stops reading
+    /// pushes back on the server after a few KiB instead of megabytes.
+    pub fn connect_small_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> Client {
+        let domain = socket2::Domain::for_address(addr);
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        socket
+            .connect_timeout(&addr.into(), IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Client::from_stream(socket.into())
+    }
+
+    /// [`Client::open`] over a socket with a small receive buffer.
+    pub fn open_small_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> Client {
+        let mut c = Client::connect_small_rcvbuf(addr, rcvbuf);
+        let key = fresh_key();
+        let resp = c.handshake_with_key("/echo", &key, &[]);
+        resp.assert_switching(&key);
+        c
+    }
+
+    fn from_stream(stream: TcpStream) -> Client {
         stream.set_nodelay(true).expect("TCP_NODELAY");
         stream
             .set_read_timeout(Some(Duration::from_millis(250)))
@@ -676,6 +712,11 @@ impl Client {
             pos: 0,
             timeout: IO_TIMEOUT,
         }
+    }
+
+    /// A second handle on the same socket (for a writer thread).
+    pub fn clone_stream(&self) -> TcpStream {
+        self.stream.try_clone().expect("clone the TcpStream")
     }
 
     /// Connect and complete the upgrade on `/echo`, asserting the 101. Any bytes that came right
