@@ -1,0 +1,280 @@
+//! Interop with widely used clients: Python `websockets` and Node `ws` (installed by
+//! `scripts/test.sh`) run the scripts in `tests/interop/` against a real gateway, and `curl`
+//! sends plain upgrade requests. Each script exits 0 only if every echo, pong and the close
+//! code matched.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{accept_key, Gateway, SAMPLE_KEY};
+
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn interop_dir() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop").to_string()
+}
+
+/// Run `cmd` (bounded by `limit`, killed by its PID past it) and return (exit code, stdout, stderr).
+fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<i32>, String, String) {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("ALL_PROXY")
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {shown}: {e}"));
+    let mut out_pipe = child.stdout.take().expect("stdout piped");
+    let mut err_pipe = child.stderr.take().expect("stderr piped");
+    let out = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    match status {
+        None => panic!("{shown} did not finish within {limit:?}\nstdout:\n{out}\nstderr:\n{err}"),
+        Some(s) => (s.code(), out, err),
+    }
+}
+
+fn python_client(gw: &Gateway, offered: &str, expected: &str) {
+    let mut cmd = Command::new("python3");
+    cmd.arg(format!("{}/client.py", interop_dir()))
+        .arg(format!("ws://{}/echo", gw.addr()))
+        .arg(offered)
+        .arg(expected);
+    let (code, out, err) = run_bounded(cmd, SCRIPT_TIMEOUT);
+    assert!(
+        code == Some(0) && out.trim() == "ok",
+        "python websockets client failed (exit {code:?})\nstdout:\n{out}\nstderr:\n{err}\n\
+         gateway stderr:\n{}",
+        gw.stderr()
+    );
+}
+
+fn node_client(gw: &Gateway, offered: &str, expected: &str) {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(interop_dir())
+        .arg("client.js")
+        .arg(format!("ws://{}/echo", gw.addr()))
+        .arg(offered)
+        .arg(expected);
+    let (code, out, err) = run_bounded(cmd, SCRIPT_TIMEOUT);
+    assert!(
+        code == Some(0) && out.trim() == "ok",
+        "node ws client failed (exit {code:?})\nstdout:\n{out}\nstderr:\n{err}\n\
+         gateway stderr:\n{}",
+        gw.stderr()
+    );
+}
+
+fn gateway() -> Gateway {
+    Gateway::start(&["--subprotocols", "chat,superchat"])
+}
+
+#[test]
+fn python_websockets_without_subprotocol() {
+    let gw = gateway();
+    python_client(&gw, "", "");
+    gw.assert_serves();
+}
+
+#[test]
+fn python_websockets_with_subprotocol() {
+    let gw = gateway();
+    python_client(&gw, "chat", "chat");
+    python_client(&gw, "foo,superchat,chat", "superchat");
+    // No match: the connection still opens, without a subprotocol.
+    python_client(&gw, "foo,bar", "");
+}
+
+#[test]
+fn node_ws_without_subprotocol() {
+    let gw = gateway();
+    node_client(&gw, "", "");
+    gw.assert_serves();
+}
+
+#[test]
+fn node_ws_with_subprotocol() {
+    let gw = gateway();
+    node_client(&gw, "superchat", "superchat");
+    node_client(&gw, "foo,chat,superchat", "chat");
+}
+
+#[test]
+fn python_and_node_clients_at_once() {
+    let gw = gateway();
+    thread::scope(|s| {
+        for i in 0..4 {
+            let gw = &gw;
+            s.spawn(move || {
+                if i % 2 == 0 {
+                    python_client(gw, "chat", "chat");
+                } else {
+                    node_client(gw, "superchat", "superchat");
+                }
+            });
+        }
+    });
+}
+
+/// `curl -i` with the given headers against `path`; returns (exit code, output).
+fn curl(gw: &Gateway, path: &str, headers: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-i",
+        "-sS",
+        "--http1.1",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "3",
+    ]);
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    cmd.arg(format!("http://{}{path}", gw.addr()));
+    let (code, out, err) = run_bounded(cmd, Duration::from_secs(20));
+    (code, format!("{out}{err}"))
+}
+
+fn header_line<'a>(out: &'a str, name: &str) -> Option<&'a str> {
+    out.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+const UPGRADE: [&str; 2] = ["Connection: Upgrade", "Upgrade: websocket"];
+
+#[test]
+fn curl_upgrade_gets_101() {
+    let gw = gateway();
+    let key = format!("Sec-WebSocket-Key: {SAMPLE_KEY}");
+    let (code, out) = curl(
+        &gw,
+        "/echo",
+        &[UPGRADE[0], UPGRADE[1], "Sec-WebSocket-Version: 13", &key],
+    );
+    // curl prints the 101 and then waits on the upgraded connection until --max-time (28).
+    assert!(
+        matches!(code, Some(0) | Some(28)),
+        "curl exit {code:?}: {out}"
+    );
+    assert!(
+        out.starts_with("HTTP/1.1 101"),
+        "expected a 101 from curl, got:\n{out}"
+    );
+    assert_eq!(
+        header_line(&out, "Sec-WebSocket-Accept"),
+        Some(accept_key(SAMPLE_KEY).as_str()),
+        "{out}"
+    );
+    assert_eq!(
+        header_line(&out, "Sec-WebSocket-Accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+    gw.assert_serves();
+}
+
+#[test]
+fn curl_upgrade_with_subprotocol_gets_it() {
+    let gw = gateway();
+    let key = format!("Sec-WebSocket-Key: {SAMPLE_KEY}");
+    let (_, out) = curl(
+        &gw,
+        "/echo",
+        &[
+            UPGRADE[0],
+            UPGRADE[1],
+            "Sec-WebSocket-Version: 13",
+            &key,
+            "Sec-WebSocket-Protocol: nope, superchat, chat",
+        ],
+    );
+    assert!(out.starts_with("HTTP/1.1 101"), "{out}");
+    assert_eq!(
+        header_line(&out, "Sec-WebSocket-Protocol"),
+        Some("superchat"),
+        "{out}"
+    );
+}
+
+#[test]
+fn curl_upgrade_without_version_gets_426() {
+    let gw = gateway();
+    let key = format!("Sec-WebSocket-Key: {SAMPLE_KEY}");
+    let (code, out) = curl(&gw, "/echo", &[UPGRADE[0], UPGRADE[1], &key]);
+    assert_eq!(
+        code,
+        Some(0),
+        "curl must finish: the error closes the connection\n{out}"
+    );
+    assert!(out.starts_with("HTTP/1.1 426"), "{out}");
+    assert_eq!(
+        header_line(&out, "Sec-WebSocket-Version"),
+        Some("13"),
+        "{out}"
+    );
+}
+
+#[test]
+fn curl_upgrade_with_bad_key_gets_400() {
+    let gw = gateway();
+    let (code, out) = curl(
+        &gw,
+        "/echo",
+        &[
+            UPGRADE[0],
+            UPGRADE[1],
+            "Sec-WebSocket-Version: 13",
+            "Sec-WebSocket-Key: c2hvcnQ=",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+}
+
+#[test]
+fn curl_plain_get_of_echo_gets_426_and_healthz_200() {
+    let gw = gateway();
+    let (code, out) = curl(&gw, "/echo", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("HTTP/1.1 426"), "{out}");
+    let (code, out) = curl(&gw, "/healthz", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("\r\n\r\nok\n"), "{out:?}");
+    let (code, out) = curl(&gw, "/nowhere", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+}
