@@ -67,7 +67,7 @@ pub(crate) type Utf8Fn = unsafe fn(bytes: &[u8]) -> Result<(), usize>;
 /// [`Utf8Fn`]. The whole buffer is unmasked whatever the verdict.
 ///
 /// # Safety
-/// As for [`UnmaskFn`]; `valid_len <= buf.len()` is checked by the kernels (they panic otherwise).
+/// As for [`UnmaskFn`]. Callers pass `valid_len <= buf.len()`.
 pub(crate) type FusedFn =
     unsafe fn(buf: &mut [u8], key: [u8; 4], valid_len: usize) -> Result<(), usize>;
 
@@ -157,8 +157,8 @@ fn table(kernel: Kernel) -> Option<Kernels> {
         Kernel::Avx2 if std::is_x86_feature_detected!("avx2") => Some(Kernels {
             kernel,
             unmask: mask::avx2::unmask,
-            utf8: utf8::scalar::validate,
-            fused: crate::fused::scalar,
+            utf8: utf8::avx2::validate,
+            fused: utf8::avx2::unmask_validate,
         }),
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512
@@ -168,16 +168,16 @@ fn table(kernel: Kernel) -> Option<Kernels> {
             Some(Kernels {
                 kernel,
                 unmask: mask::avx512::unmask,
-                utf8: utf8::scalar::validate,
-                fused: crate::fused::scalar,
+                utf8: utf8::avx512::validate,
+                fused: utf8::avx512::unmask_validate,
             })
         }
         #[cfg(target_arch = "aarch64")]
         Kernel::Neon if std::arch::is_aarch64_feature_detected!("neon") => Some(Kernels {
             kernel,
             unmask: mask::neon::unmask,
-            utf8: utf8::scalar::validate,
-            fused: crate::fused::scalar,
+            utf8: utf8::neon::validate,
+            fused: utf8::neon::unmask_validate,
         }),
         _ => None,
     }

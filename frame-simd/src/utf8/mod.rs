@@ -8,6 +8,14 @@
 //! the body holds only whole code points and goes to the kernel of the [`crate::Kernels`] table,
 //! and the tail is an incomplete code point (at most 3 bytes) checked as a prefix and carried.
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod lookup;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
 pub(crate) mod scalar;
 
 use scalar::Seq;
