@@ -1,7 +1,9 @@
 //! Benchmarks and the comparison harness.
 //!
+//! `compare` runs the gateway and its peers under the same load and writes `RESULTS.md`;
 //! `peers` holds the servers the gateway is compared with: each speaks the bench protocol
 //! (`bench/PROTOCOL.md`) so one load generator drives them all with the same run.
 #![forbid(unsafe_code)]
 
+pub mod compare;
 pub mod peers;

@@ -1,0 +1,196 @@
+//! `bench compare`: the one-command comparison of the gateway with its peers.
+//!
+//! Builds every server and the load generator, then for each repetition, scenario and thread
+//! count starts each server in turn (A B A B ...) pinned to one set of cores, drives it with
+//! `loadgen` pinned to the others, and keeps loadgen's JSON. At the end it writes
+//! `RESULTS.md` (machine, versions, command, medians with spreads and ratios to the gateway)
+//! and `results.svg` beside it. A server that cannot be built or started is reported as not
+//! run, never silently left out.
+
+mod loadgen;
+mod machine;
+mod options;
+mod report;
+mod scenarios;
+mod servers;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+pub use options::{Options, OptionsError};
+
+use scenarios::Scenario;
+use servers::{Running, ServerSpec};
+use stats::Samples;
+
+/// Entry point of `bench compare ARGS`.
+pub fn main(args: Vec<String>) -> ExitCode {
+    let opts = match Options::parse(args) {
+        Ok(opts) => opts,
+        Err(OptionsError::Help) => {
+            println!("{}", options::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("bench compare: {err}\n{}", options::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench compare: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What one (scenario, threads, server) cell collected over the repetitions.
+#[derive(Default)]
+pub struct Cell {
+    /// Values of each metric, one per successful repetition.
+    pub metrics: BTreeMap<&'static str, Samples>,
+    /// Why runs failed, if they did (first message per reason).
+    pub failures: Vec<String>,
+}
+
+/// Every cell, keyed by (scenario id, threads, server name).
+pub type Results = BTreeMap<(&'static str, usize, &'static str), Cell>;
+
+fn run(opts: &Options) -> io::Result<()> {
+    let workspace = opts.workspace.clone();
+    if opts.build {
+        build(&workspace)?;
+    }
+    let bins = opts.target_dir.join("release");
+    let servers: Vec<ServerSpec> = servers::all(&bins, &workspace.join("bench"))
+        .into_iter()
+        .filter(|s| {
+            opts.servers
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|n| n == s.name))
+        })
+        .collect();
+    let scenarios: Vec<Scenario> = scenarios::all()
+        .into_iter()
+        .filter(|s| {
+            opts.scenarios
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|n| n == s.id))
+        })
+        .collect();
+    let loadgen = bins.join("loadgen");
+    let raw_dir = opts.out_dir.join("raw");
+    std::fs::create_dir_all(&raw_dir)?;
+
+    let mut results = Results::new();
+    let total = opts.reps * scenarios.len() * opts.threads.len() * servers.len();
+    let mut done = 0;
+    for rep in 0..opts.reps {
+        for scenario in &scenarios {
+            for &threads in &opts.threads {
+                for server in &servers {
+                    done += 1;
+                    eprintln!(
+                        "[{done}/{total}] rep {} {} threads={threads} {}",
+                        rep + 1,
+                        scenario.id,
+                        server.name
+                    );
+                    let cell = results
+                        .entry((scenario.id, threads, server.name))
+                        .or_default();
+                    let json = raw_dir.join(format!(
+                        "{}-t{threads}-{}-r{}.json",
+                        scenario.id,
+                        server.name,
+                        rep + 1
+                    ));
+                    match run_one(opts, &loadgen, server, scenario, threads, &json) {
+                        Ok(values) => {
+                            for (metric, value) in values {
+                                cell.metrics.entry(metric).or_default().push(value);
+                            }
+                        }
+                        Err(err) => {
+                            eprintln!("    failed: {err}");
+                            if !cell.failures.iter().any(|f| *f == err.to_string()) {
+                                cell.failures.push(err.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let machine = machine::describe(&workspace, opts);
+    let report = report::Report {
+        opts,
+        machine: &machine,
+        servers: &servers,
+        scenarios: &scenarios,
+        results: &results,
+    };
+    std::fs::write(opts.out_dir.join("RESULTS.md"), report.markdown())?;
+    std::fs::write(opts.out_dir.join("results.svg"), report.svg())?;
+    eprintln!("wrote {}", opts.out_dir.join("RESULTS.md").display());
+    Ok(())
+}
+
+/// Start `server`, run one scenario against it, stop it; the scenario's metrics.
+fn run_one(
+    opts: &Options,
+    loadgen: &Path,
+    server: &ServerSpec,
+    scenario: &Scenario,
+    threads: usize,
+    json: &Path,
+) -> io::Result<Vec<(&'static str, f64)>> {
+    let running = Running::start(server, threads, &opts.server_cpus)?;
+    let url = format!("ws://{}{}", running.addr, scenario.path);
+    let result = loadgen::run(opts, loadgen, scenario, &url, running.pid, json);
+    running.stop();
+    let report = result?;
+    scenario.metrics(&report)
+}
+
+/// `cargo build --release` of the servers and loadgen, and `npm ci` for the Node peer.
+fn build(workspace: &Path) -> io::Result<()> {
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "gateway",
+            "-p",
+            "loadgen",
+            "-p",
+            "bench",
+            "--bins",
+        ])
+        .status()?;
+    if !status.success() {
+        // Keep going: whatever did build is compared, the rest is reported as not run.
+        eprintln!(
+            "cargo build failed ({status}); servers that did not build will be reported as not run"
+        );
+    }
+    let node = workspace.join("bench/peers/node");
+    if !node.join("node_modules/ws").is_dir() {
+        let status = Command::new("npm")
+            .current_dir(&node)
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!(
+                "npm ci in {} failed; the Node peer will be reported as not run",
+                node.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! The servers under comparison and how one is started, pinned, and stopped.
+//!
+//! Every server follows `bench/PROTOCOL.md`: `--listen 127.0.0.1:0 --threads N`, one
+//! `listening on <addr>` line. It runs under `taskset` (pinned to the server cores) behind a
+//! shell that raises the open-file limit and then `exec`s, so the PID we hold is the server's.
+
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to print its `listening on` line.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a server may take to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Open files a server may hold: the idle scenarios keep 50,000 connections.
+const NOFILE: u32 = 200_000;
+
+/// One server of the comparison.
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    /// Short name used in flags, tables and file names.
+    pub name: &'static str,
+    /// The program and the arguments before `--listen`.
+    pub command: Vec<String>,
+    /// False when the server runs one event loop whatever `--threads` says.
+    pub multi_threaded: bool,
+    /// What it is built on, for the report.
+    pub library: &'static str,
+}
+
+/// Every server, the gateway first (ratios are taken against it).
+pub fn all(bins: &Path, bench_dir: &Path) -> Vec<ServerSpec> {
+    let bin = |name: &str| bins.join(name).display().to_string();
+    let script = |path: &str| bench_dir.join(path).display().to_string();
+    vec![
+        ServerSpec {
+            name: "gateway",
+            command: vec![bin("gateway")],
+            multi_threaded: true,
+            library: "this project",
+        },
+        ServerSpec {
+            name: "tokio-tungstenite",
+            command: vec![bin("peer-tokio-tungstenite")],
+            multi_threaded: true,
+            library: "tokio-tungstenite",
+        },
+        ServerSpec {
+            name: "fastwebsockets",
+            command: vec![bin("peer-fastwebsockets")],
+            multi_threaded: true,
+            library: "fastwebsockets",
+        },
+        ServerSpec {
+            name: "raw-writer",
+            command: vec![bin("peer-raw-writer")],
+            multi_threaded: true,
+            library: "mio + write(2), the ceiling",
+        },
+        ServerSpec {
+            name: "node-ws",
+            command: vec!["node".into(), script("peers/node/server.js")],
+            multi_threaded: false,
+            library: "ws (Node)",
+        },
+        ServerSpec {
+            name: "python-websockets",
+            command: vec!["python3".into(), script("peers/python/server.py")],
+            multi_threaded: false,
+            library: "websockets (Python)",
+        },
+    ]
+}
+
+/// A started server.
+pub struct Running {
+    child: Child,
+    /// The address it announced.
+    pub addr: SocketAddr,
+    /// Its process id (for loadgen's `--server-pid`).
+    pub pid: u32,
+}
+
+impl Running {
+    /// Start `spec` with `threads` threads pinned to `cpus` and wait for its address.
+    pub fn start(spec: &ServerSpec, threads: usize, cpus: &str) -> io::Result<Running> {
+        let launcher =
+            format!("ulimit -n {NOFILE} 2>/dev/null || ulimit -n $(ulimit -Hn); exec \"$@\"");
+        let mut child = Command::new("sh")
+            .args(["-c", &launcher, "sh", "taskset", "-c", cpus])
+            .args(&spec.command)
+            .args(["--listen", "127.0.0.1:0", "--threads", &threads.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("no stdout pipe"))?;
+        let (line_tx, line_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = line_tx.send(line);
+        });
+        let line = line_rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
+        let addr = line
+            .trim_end()
+            .strip_prefix("listening on ")
+            .and_then(|addr| addr.parse().ok());
+        let pid = child.id();
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!(
+                "{} did not announce `listening on <addr>` (got {:?})",
+                spec.name,
+                line.trim_end()
+            )));
+        };
+        Ok(Running { child, addr, pid })
+    }
+
+    /// SIGTERM, then SIGKILL if it is still there after the stop timeout.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("    server {} ignored SIGTERM; killed", self.pid);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

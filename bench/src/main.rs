@@ -1,0 +1,18 @@
+//! `bench`: the comparison command (`cargo run -p bench --release -- compare --help`).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("compare") => bench::compare::main(args.collect()),
+        Some("-h" | "--help") => {
+            println!("usage: bench compare [flags]   (bench compare --help for the flags)");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("bench: unknown command {other:?}; try `bench compare --help`");
+            ExitCode::from(2)
+        }
+    }
+}
