@@ -1,2 +1,161 @@
-//! The gateway binary.
-fn main() {}
+//! The gateway binary: read the configuration, bind one SO_REUSEPORT listener per shard and
+//! address, start one pinned shard thread per core, print `listening on <addr>` once all shards
+//! accept, and turn SIGINT/SIGTERM into a graceful drain (close 1001, wait, exit 0).
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::thread;
+
+use anyhow::Context;
+use frame_simd::Kernels;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tracing::{error, info, warn};
+
+use gateway::config::Config;
+use gateway::driver::mio::{bind_reuseport, MioDriver};
+use gateway::driver::{allowed_cpus, pin_current_thread, raise_nofile_limit};
+use gateway::metrics::ShardMetrics;
+use gateway::shard::{Shard, ShardConfig, Shared};
+
+/// Descriptors kept free for listeners, wakers, epoll and whatever else the process opens.
+const FD_RESERVE: u64 = 64;
+/// Listen backlog per shard listener.
+const BACKLOG: i32 = 4096;
+
+fn main() -> ExitCode {
+    let cfg = match Config::load() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("gateway: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cfg.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("gateway: bad --log-level {:?}: {e}", cfg.log_level);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cfg: Config) -> anyhow::Result<()> {
+    let nofile = raise_nofile_limit().unwrap_or(1024);
+    let derived = usize::try_from(nofile.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
+    let max_connections = cfg.max_connections.unwrap_or(derived);
+    info!(
+        threads = cfg.threads,
+        max_connections,
+        rlimit_nofile = nofile,
+        "limits (raise `ulimit -n` / LimitNOFILE= for more connections)"
+    );
+    let kernels = Kernels::detect();
+    info!(kernel = ?kernels.kernel(), "frame kernels");
+
+    // Bind every listener before starting any shard: a port-0 address is resolved by the first
+    // bind and every other shard binds that same port.
+    let mut per_shard: Vec<Vec<std::net::TcpListener>> =
+        (0..cfg.threads).map(|_| Vec::new()).collect();
+    let mut bound = Vec::with_capacity(cfg.listen.len());
+    for addr in &cfg.listen {
+        let mut actual = *addr;
+        for listeners in per_shard.iter_mut() {
+            let l = bind_reuseport(actual, BACKLOG)
+                .with_context(|| format!("cannot listen on {actual}"))?;
+            actual = l.local_addr()?;
+            listeners.push(l);
+        }
+        bound.push(actual);
+    }
+
+    let shared = Arc::new(Shared::default());
+    let shard_cfg = Arc::new(ShardConfig {
+        settings: cfg.settings.clone(),
+        max_outbound_bytes: cfg.max_outbound_bytes,
+        max_connections,
+        drain_timeout: cfg.drain_timeout,
+    });
+    // Signals are caught before the address is announced, so a SIGTERM sent as soon as the
+    // `listening on` line is read is already a graceful drain.
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+
+    let cpus = allowed_cpus();
+    let (done_tx, done_rx) = mpsc::channel();
+    let mut wakers = Vec::with_capacity(cfg.threads);
+    for (index, listeners) in per_shard.into_iter().enumerate() {
+        let n = listeners.len();
+        let (driver, waker) = MioDriver::new(listeners)?;
+        wakers.push(waker);
+        let shard = Shard::new(
+            index as u8,
+            driver,
+            n,
+            Arc::clone(&shard_cfg),
+            Arc::clone(&shared),
+            kernels,
+            Arc::new(ShardMetrics::default()),
+        );
+        let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
+        let done = done_tx.clone();
+        thread::Builder::new()
+            .name(format!("shard-{index}"))
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    if let Err(e) = pin_current_thread(cpu) {
+                        warn!(shard = index, cpu, error = %e, "cannot pin shard thread");
+                    }
+                }
+                let _ = done.send((index, shard.run()));
+            })
+            .context("cannot start a shard thread")?;
+    }
+    drop(done_tx);
+
+    let mut stdout = std::io::stdout().lock();
+    for addr in &bound {
+        writeln!(stdout, "listening on {addr}")?;
+    }
+    stdout.flush()?;
+    drop(stdout);
+    info!(addresses = ?bound, "listening");
+
+    let signal_shared = Arc::clone(&shared);
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut signals = signals.forever();
+            if let Some(sig) = signals.next() {
+                info!(signal = sig, "shutting down: closing connections with 1001");
+                signal_shared.shutdown.store(true, Ordering::Release);
+                for w in &wakers {
+                    let _ = w.wake();
+                }
+            }
+            if signals.next().is_some() {
+                warn!("second signal: exiting without waiting for the drain");
+                std::process::exit(1);
+            }
+        })
+        .context("cannot start the signal thread")?;
+
+    for (index, result) in done_rx {
+        result.with_context(|| format!("shard {index} failed"))?;
+    }
+    info!("stopped");
+    Ok(())
+}

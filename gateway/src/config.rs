@@ -1,0 +1,425 @@
+//! Configuration: command-line flags (clap), each also settable by a `GATEWAY_*` environment
+//! variable, and an optional TOML file. Precedence: flag > environment > file > built-in default.
+//!
+//! The file uses the flag names as keys (`max-frame-bytes = 1048576`, `ping-interval = "30s"`;
+//! `snake_case` spellings are accepted too); lists may be TOML arrays or comma-separated strings.
+//! Unknown keys are an error, so a typo is not silently ignored.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::conn::frames::Limits;
+use crate::conn::handshake::Policy;
+use crate::conn::Settings;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+
+/// Command-line flags. Every flag can also come from the environment (`GATEWAY_<FLAG>`) or the
+/// `--config` file; a flag wins over the environment, which wins over the file.
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "gateway",
+    version,
+    about = "WebSocket gateway: thread-per-core RFC 6455 server (echo on /echo, health on /healthz)",
+    after_help = "Precedence: flag > environment variable > config file > default. \
+                  Durations are like 500ms, 10s, 2m; sizes are byte counts."
+)]
+pub struct Cli {
+    /// Address to listen on; repeat the flag (or comma-separate) for several. `:PORT` means all
+    /// IPv4 interfaces, port 0 picks a free port shared by every thread [default: 127.0.0.1:8080]
+    #[arg(long, env = "GATEWAY_LISTEN", value_delimiter = ',', value_parser = parse_listen)]
+    pub listen: Vec<SocketAddr>,
+
+    /// Event-loop threads (shards), each pinned to one core [default: the cores available]
+    #[arg(long, env = "GATEWAY_THREADS")]
+    pub threads: Option<usize>,
+
+    /// TOML file with any of these settings (keys are the flag names)
+    #[arg(long, env = "GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log level: error, warn, info, debug, trace, or a tracing filter [default: info]
+    #[arg(long, env = "GATEWAY_LOG_LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Request line plus headers, in bytes; a longer request line gets 414, longer headers 431
+    /// [default: 8192]
+    #[arg(long, env = "GATEWAY_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+
+    /// Header lines per request; more get 431 [default: 64]
+    #[arg(long, env = "GATEWAY_MAX_HEADERS")]
+    pub max_headers: Option<usize>,
+
+    /// Payload bytes of one frame; a larger frame closes the connection with 1009
+    /// [default: 16777216]
+    #[arg(long, env = "GATEWAY_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<u64>,
+
+    /// Bytes of one (reassembled) message; a larger message closes with 1009 [default: 16777216]
+    #[arg(long, env = "GATEWAY_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<u64>,
+
+    /// Frames in one message; more close with 1009 [default: 65536]
+    #[arg(long, env = "GATEWAY_MAX_FRAGMENTS")]
+    pub max_fragments: Option<u32>,
+
+    /// Queued outbound bytes per connection; over it the connection stops reading (TCP
+    /// backpressure) until the queue drains below half [default: 4194304]
+    #[arg(long, env = "GATEWAY_MAX_OUTBOUND_BYTES")]
+    pub max_outbound_bytes: Option<usize>,
+
+    /// Open connections across all threads; more are answered 503 with Retry-After: 1
+    /// [default: the file descriptor limit minus a reserve]
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Time for a client to send its complete request; then the TCP connection is closed
+    /// (with a 408 attempt) [default: 10s]
+    #[arg(long, env = "GATEWAY_HANDSHAKE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+
+    /// Ping a connection that has received nothing for this long [default: 25s]
+    #[arg(long, env = "GATEWAY_PING_INTERVAL", value_parser = humantime::parse_duration)]
+    pub ping_interval: Option<Duration>,
+
+    /// After our ping, close (1001 "ping timeout") a connection silent this long [default: 10s]
+    #[arg(long, env = "GATEWAY_PONG_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub pong_timeout: Option<Duration>,
+
+    /// After we send close, drop the TCP connection if the peer has not closed by then
+    /// [default: 5s]
+    #[arg(long, env = "GATEWAY_CLOSE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub close_timeout: Option<Duration>,
+
+    /// On SIGINT/SIGTERM, how long to wait for connections to close after sending 1001
+    /// [default: 10s]
+    #[arg(long, env = "GATEWAY_DRAIN_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Option<Duration>,
+
+    /// Comma list of exact Origin values allowed to upgrade; others get 403 [default: any]
+    #[arg(long, env = "GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Comma list of subprotocols the server speaks, in preference order [default: none]
+    #[arg(long, env = "GATEWAY_SUBPROTOCOLS", value_delimiter = ',')]
+    pub subprotocols: Vec<String>,
+}
+
+/// `ADDR:PORT`, `[V6]:PORT`, `localhost:PORT`, or `:PORT` (all IPv4 interfaces).
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|e| format!("bad port in {s:?}: {e}"))?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    if let Some(port) = s.strip_prefix("localhost:") {
+        let port: u16 = port
+            .parse()
+            .map_err(|e| format!("bad port in {s:?}: {e}"))?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    s.parse()
+        .map_err(|e| format!("bad listen address {s:?} (want IP:PORT or :PORT): {e}"))
+}
+
+/// A list in the file: an array or one comma-separated string.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+enum List {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl List {
+    fn items(self) -> Vec<String> {
+        match self {
+            List::One(s) => s
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
+            List::Many(v) => v,
+        }
+    }
+}
+
+/// The TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    listen: Option<List>,
+    threads: Option<usize>,
+    log_level: Option<String>,
+    max_header_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    max_frame_bytes: Option<u64>,
+    max_message_bytes: Option<u64>,
+    max_fragments: Option<u32>,
+    max_outbound_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    handshake_timeout: Option<String>,
+    ping_interval: Option<String>,
+    pong_timeout: Option<String>,
+    close_timeout: Option<String>,
+    drain_timeout: Option<String>,
+    allowed_origins: Option<List>,
+    subprotocols: Option<List>,
+}
+
+impl FileConfig {
+    fn parse(text: &str) -> anyhow::Result<FileConfig> {
+        let mut table: toml::Table = toml::from_str(text)?;
+        // Accept `max_frame_bytes` as well as `max-frame-bytes`.
+        let keys: Vec<String> = table.keys().filter(|k| k.contains('_')).cloned().collect();
+        for k in keys {
+            if let Some(v) = table.remove(&k) {
+                table.insert(k.replace('_', "-"), v);
+            }
+        }
+        Ok(toml::Value::Table(table).try_into()?)
+    }
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Shards.
+    pub threads: usize,
+    /// Tracing filter.
+    pub log_level: String,
+    /// Per-connection settings.
+    pub settings: Settings,
+    /// Outbound queue limit per connection.
+    pub max_outbound_bytes: usize,
+    /// Connection limit (`None`: derive from the descriptor limit).
+    pub max_connections: Option<usize>,
+    /// Shutdown drain.
+    pub drain_timeout: Duration,
+}
+
+fn duration(
+    flag: Option<Duration>,
+    file: Option<String>,
+    name: &str,
+    default: Duration,
+) -> anyhow::Result<Duration> {
+    if let Some(d) = flag {
+        return Ok(d);
+    }
+    match file {
+        Some(s) => humantime::parse_duration(&s)
+            .with_context(|| format!("config file: bad duration for {name}: {s:?}")),
+        None => Ok(default),
+    }
+}
+
+impl Config {
+    /// Parse the process's arguments, environment and config file.
+    pub fn load() -> anyhow::Result<Config> {
+        let cli = Cli::parse();
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                FileConfig::parse(&text)
+                    .with_context(|| format!("bad config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        Config::resolve(cli, file)
+    }
+
+    /// Parse a TOML config file's text and merge it under `cli` (for tests).
+    pub fn from_parts(cli: Cli, file_text: &str) -> anyhow::Result<Config> {
+        Config::resolve(cli, FileConfig::parse(file_text)?)
+    }
+
+    fn resolve(cli: Cli, file: FileConfig) -> anyhow::Result<Config> {
+        let d = Settings::default();
+        let listen = if !cli.listen.is_empty() {
+            cli.listen
+        } else if let Some(list) = file.listen {
+            list.items()
+                .iter()
+                .map(|s| parse_listen(s).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<Vec<_>>>()?
+        } else {
+            vec![DEFAULT_LISTEN]
+        };
+        let threads = cli
+            .threads
+            .or(file.threads)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if threads == 0 || threads > usize::from(u8::MAX - 1) {
+            bail!("--threads must be between 1 and 254, got {threads}");
+        }
+        let pick_list = |flag: Vec<String>, file: Option<List>| {
+            if flag.is_empty() {
+                file.map(List::items).unwrap_or_default()
+            } else {
+                flag
+            }
+        };
+        let settings = Settings {
+            limits: Limits {
+                max_frame_bytes: cli
+                    .max_frame_bytes
+                    .or(file.max_frame_bytes)
+                    .unwrap_or(d.limits.max_frame_bytes),
+                max_message_bytes: cli
+                    .max_message_bytes
+                    .or(file.max_message_bytes)
+                    .unwrap_or(d.limits.max_message_bytes),
+                max_fragments: cli
+                    .max_fragments
+                    .or(file.max_fragments)
+                    .unwrap_or(d.limits.max_fragments)
+                    .max(1),
+            },
+            max_header_bytes: cli
+                .max_header_bytes
+                .or(file.max_header_bytes)
+                .unwrap_or(d.max_header_bytes),
+            max_headers: cli
+                .max_headers
+                .or(file.max_headers)
+                .unwrap_or(d.max_headers),
+            policy: Policy {
+                allowed_origins: pick_list(cli.allowed_origins, file.allowed_origins),
+                subprotocols: pick_list(cli.subprotocols, file.subprotocols),
+            },
+            handshake_timeout: duration(
+                cli.handshake_timeout,
+                file.handshake_timeout,
+                "handshake-timeout",
+                d.handshake_timeout,
+            )?,
+            ping_interval: duration(
+                cli.ping_interval,
+                file.ping_interval,
+                "ping-interval",
+                d.ping_interval,
+            )?,
+            pong_timeout: duration(
+                cli.pong_timeout,
+                file.pong_timeout,
+                "pong-timeout",
+                d.pong_timeout,
+            )?,
+            close_timeout: duration(
+                cli.close_timeout,
+                file.close_timeout,
+                "close-timeout",
+                d.close_timeout,
+            )?,
+        };
+        Ok(Config {
+            listen,
+            threads,
+            log_level: cli
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".to_owned()),
+            settings,
+            max_outbound_bytes: cli
+                .max_outbound_bytes
+                .or(file.max_outbound_bytes)
+                .unwrap_or(4 << 20),
+            max_connections: cli.max_connections.or(file.max_connections),
+            drain_timeout: duration(
+                cli.drain_timeout,
+                file.drain_timeout,
+                "drain-timeout",
+                Duration::from_secs(10),
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut argv = vec!["gateway"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("flags parse")
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::from_parts(cli(&[]), "").unwrap();
+        assert_eq!(c.listen, vec![DEFAULT_LISTEN]);
+        assert_eq!(c.settings.max_header_bytes, 8192);
+        assert_eq!(c.settings.max_headers, 64);
+        assert_eq!(c.settings.limits.max_frame_bytes, 16 << 20);
+        assert_eq!(c.settings.limits.max_message_bytes, 16 << 20);
+        assert_eq!(c.settings.limits.max_fragments, 65536);
+        assert_eq!(c.max_outbound_bytes, 4 << 20);
+        assert_eq!(c.settings.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.settings.ping_interval, Duration::from_secs(25));
+        assert_eq!(c.settings.pong_timeout, Duration::from_secs(10));
+        assert_eq!(c.settings.close_timeout, Duration::from_secs(5));
+        assert_eq!(c.drain_timeout, Duration::from_secs(10));
+        assert_eq!(c.log_level, "info");
+        assert!(c.settings.policy.allowed_origins.is_empty());
+        assert!(c.max_connections.is_none());
+    }
+
+    #[test]
+    fn flag_wins_over_file_and_file_over_default() {
+        let file = "max-headers = 10\nping_interval = \"3s\"\nsubprotocols = \"a, b\"\n\
+                    listen = [\"127.0.0.1:9000\", \":9001\"]\nmax-header-bytes = 100\n";
+        let c = Config::from_parts(cli(&["--max-header-bytes", "200"]), file).unwrap();
+        assert_eq!(c.settings.max_header_bytes, 200);
+        assert_eq!(c.settings.max_headers, 10);
+        assert_eq!(c.settings.ping_interval, Duration::from_secs(3));
+        assert_eq!(c.settings.policy.subprotocols, vec!["a", "b"]);
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.listen[1], "0.0.0.0:9001".parse().unwrap());
+    }
+
+    #[test]
+    fn lists_and_durations_parse() {
+        let c = Config::from_parts(
+            cli(&[
+                "--listen",
+                "127.0.0.1:0",
+                "--listen",
+                "[::1]:0",
+                "--allowed-origins",
+                "https://a,https://b",
+                "--pong-timeout",
+                "500ms",
+            ]),
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(
+            c.settings.policy.allowed_origins,
+            vec!["https://a", "https://b"]
+        );
+        assert_eq!(c.settings.pong_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        assert!(Cli::try_parse_from(["gateway", "--listen", "nowhere"]).is_err());
+        assert!(Cli::try_parse_from(["gateway", "--ping-interval", "soon"]).is_err());
+        assert!(Config::from_parts(cli(&[]), "no-such-key = 1").is_err());
+        assert!(Config::from_parts(cli(&[]), "close-timeout = \"x\"").is_err());
+        assert!(Config::from_parts(cli(&["--threads", "0"]), "").is_err());
+    }
+}

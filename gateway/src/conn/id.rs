@@ -1,0 +1,205 @@
+//! `ConnId`: the name of one connection anywhere in the process, and the slab that hands them out.
+//!
+//! An id packs the shard index (8 bits), a generation (24 bits) and the slab slot (32 bits) into a
+//! `u64`. Finding a connection is one index into its shard's slab; an id whose generation no longer
+//! matches the slot's (the connection closed and the slot was reused) is stale and finds nothing.
+
+/// A connection id: shard, generation and slot packed into one `u64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(u64);
+
+/// Bits of the generation counter; it wraps after 2^24 reuses of one slot.
+const GEN_BITS: u32 = 24;
+const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
+const SLOT_BITS: u32 = 32;
+
+impl ConnId {
+    /// Shard index reserved for ids that name no connection (listeners, wakers).
+    pub const RESERVED_SHARD: u8 = u8::MAX;
+
+    /// Pack an id. `gen` is truncated to 24 bits.
+    pub fn new(shard: u8, slot: u32, gen: u32) -> ConnId {
+        ConnId(
+            (u64::from(shard) << (GEN_BITS + SLOT_BITS))
+                | (u64::from(gen & GEN_MASK) << SLOT_BITS)
+                | u64::from(slot),
+        )
+    }
+
+    /// The shard that owns the connection.
+    pub fn shard(self) -> u8 {
+        (self.0 >> (GEN_BITS + SLOT_BITS)) as u8
+    }
+
+    /// The slot in the shard's slab.
+    pub fn slot(self) -> u32 {
+        self.0 as u32
+    }
+
+    /// The slot's generation when the id was issued.
+    pub fn generation(self) -> u32 {
+        (self.0 >> SLOT_BITS) as u32 & GEN_MASK
+    }
+
+    /// The raw bits (for a driver token).
+    pub fn to_bits(self) -> u64 {
+        self.0
+    }
+
+    /// An id from raw bits (a driver token).
+    pub fn from_bits(bits: u64) -> ConnId {
+        ConnId(bits)
+    }
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}.{}", self.shard(), self.slot(), self.generation())
+    }
+}
+
+struct Entry<T> {
+    generation: u32,
+    value: Option<T>,
+}
+
+/// A slab of connections addressed by [`ConnId`]: O(1) insert, lookup and removal, with stale ids
+/// detected by generation. Freed slots are reused last-in first-out (their memory is warm).
+pub struct Slab<T> {
+    shard: u8,
+    entries: Vec<Entry<T>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<T> Slab<T> {
+    /// An empty slab for shard `shard`.
+    pub fn new(shard: u8) -> Slab<T> {
+        Slab {
+            shard,
+            entries: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Number of live entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no entry is live.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Store `value`; returns its id.
+    pub fn insert(&mut self, value: T) -> ConnId {
+        self.len += 1;
+        if let Some(slot) = self.free.pop() {
+            if let Some(e) = self.entries.get_mut(slot as usize) {
+                e.generation = e.generation.wrapping_add(1) & GEN_MASK;
+                e.value = Some(value);
+                return ConnId::new(self.shard, slot, e.generation);
+            }
+        }
+        let slot = self.entries.len() as u32;
+        self.entries.push(Entry {
+            generation: 0,
+            value: Some(value),
+        });
+        ConnId::new(self.shard, slot, 0)
+    }
+
+    /// The entry `id` names, or `None` if it is stale or from another shard.
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut T> {
+        if id.shard() != self.shard {
+            return None;
+        }
+        let e = self.entries.get_mut(id.slot() as usize)?;
+        if e.generation != id.generation() {
+            return None;
+        }
+        e.value.as_mut()
+    }
+
+    /// Whether `id` names a live entry.
+    pub fn contains(&self, id: ConnId) -> bool {
+        id.shard() == self.shard
+            && self
+                .entries
+                .get(id.slot() as usize)
+                .is_some_and(|e| e.generation == id.generation() && e.value.is_some())
+    }
+
+    /// Remove and return the entry `id` names, if live.
+    pub fn remove(&mut self, id: ConnId) -> Option<T> {
+        if id.shard() != self.shard {
+            return None;
+        }
+        let e = self.entries.get_mut(id.slot() as usize)?;
+        if e.generation != id.generation() {
+            return None;
+        }
+        let value = e.value.take()?;
+        self.free.push(id.slot());
+        self.len -= 1;
+        Some(value)
+    }
+
+    /// Ids of every live entry (for shutdown, which visits all connections once).
+    pub fn ids(&self) -> Vec<ConnId> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.value.is_some())
+            .map(|(slot, e)| ConnId::new(self.shard, slot as u32, e.generation))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_round_trips_its_fields() {
+        let id = ConnId::new(7, 123_456, 0xAB_CDEF);
+        assert_eq!(
+            (id.shard(), id.slot(), id.generation()),
+            (7, 123_456, 0xAB_CDEF)
+        );
+        assert_eq!(ConnId::from_bits(id.to_bits()), id);
+    }
+
+    #[test]
+    fn generation_is_truncated_to_24_bits() {
+        let id = ConnId::new(1, 2, 0x1FF_FFFF);
+        assert_eq!(id.generation(), 0xFF_FFFF);
+        assert_eq!(id.shard(), 1);
+    }
+
+    #[test]
+    fn reused_slot_makes_old_id_stale() {
+        let mut slab = Slab::new(3);
+        let a = slab.insert("a");
+        assert_eq!(slab.remove(a), Some("a"));
+        let b = slab.insert("b");
+        assert_eq!(a.slot(), b.slot(), "the freed slot is reused");
+        assert_ne!(a, b);
+        assert_eq!(slab.get_mut(a), None, "stale id finds nothing");
+        assert_eq!(slab.remove(a), None);
+        assert!(!slab.contains(a));
+        assert_eq!(slab.get_mut(b).copied(), Some("b"));
+        assert_eq!(slab.len(), 1);
+    }
+
+    #[test]
+    fn id_from_another_shard_finds_nothing() {
+        let mut slab = Slab::new(0);
+        let a = slab.insert(1);
+        let foreign = ConnId::new(1, a.slot(), a.generation());
+        assert_eq!(slab.get_mut(foreign), None);
+        assert_eq!(slab.ids(), vec![a]);
+    }
+}

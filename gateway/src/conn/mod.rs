@@ -1,0 +1,472 @@
+//! `Conn`: one client connection as a sans-IO state machine, from the first request byte to the
+//! closing handshake. It owns no socket, clock or thread.
+//!
+//! Calling contract (the shard does this; a test does it by hand):
+//! 1. feed every read with [`Conn::on_read`] (bytes are unmasked in place), the timer with
+//!    [`Conn::on_deadline`] once [`Conn::deadline`] has passed, a shutdown with
+//!    [`Conn::on_shutdown`], the peer's end of stream with [`Conn::on_peer_eof`];
+//! 2. after each call, send what the call appended to the [`Output`] (call [`Output::finish`]
+//!    first), in order;
+//! 3. then look at [`Conn::state`]: in `Closed` the socket is shut down for writing once the
+//!    output is flushed and dropped when the peer closes or at the deadline; when
+//!    [`Conn::must_drop`] is true it is dropped right after the flush attempt;
+//! 4. re-arm the timer at [`Conn::deadline`].
+
+pub mod frames;
+pub mod handshake;
+pub mod http;
+pub mod id;
+
+use std::time::{Duration, Instant};
+
+use frame_simd::close::{encode_close_payload, parse_close_payload};
+use frame_simd::{encode_header, CloseCode, Kernels, Opcode, MAX_HEADER_LEN};
+
+use self::frames::{Flow, FrameReader, Limits, Message};
+use self::handshake::{check_upgrade, write_switching, Policy};
+use self::http::{has_token, scan_head, write_error, write_response, HttpError, Scan};
+
+pub use self::id::ConnId;
+
+/// Everything a connection needs to know about the server's configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Frame and message limits.
+    pub limits: Limits,
+    /// Request line plus headers, in bytes.
+    pub max_header_bytes: usize,
+    /// Header lines per request.
+    pub max_headers: usize,
+    /// Origins and subprotocols.
+    pub policy: Policy,
+    /// A request must be complete this long after the connection was accepted.
+    pub handshake_timeout: Duration,
+    /// Ping a connection that has been silent this long.
+    pub ping_interval: Duration,
+    /// Close a connection that stays silent this long after our ping.
+    pub pong_timeout: Duration,
+    /// Drop the TCP connection this long after the close started.
+    pub close_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            limits: Limits {
+                max_frame_bytes: 16 << 20,
+                max_message_bytes: 16 << 20,
+                max_fragments: 65536,
+            },
+            max_header_bytes: 8192,
+            max_headers: 64,
+            policy: Policy::default(),
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a connection waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// The HTTP request (an upgrade, or a plain request such as `/healthz`).
+    AwaitRequest,
+    /// WebSocket frames.
+    Open,
+    /// The peer's close frame: we sent ours.
+    Closing,
+    /// Nothing more: flush, shut down, and drop when the peer closes or at the deadline.
+    Closed,
+}
+
+/// One connection's protocol state. See the module doc for the calling contract.
+#[derive(Debug)]
+pub struct Conn {
+    state: State,
+    /// Drop the socket right after flushing, without waiting for the peer.
+    drop_now: bool,
+    /// A ping was sent and nothing has arrived since.
+    pinged: bool,
+    /// The unfinished request head (empty and unallocated otherwise).
+    request: Vec<u8>,
+    frames: FrameReader,
+    /// When the last byte arrived.
+    last_rx: Instant,
+    /// When the current wait began: accepted (`AwaitRequest`), ping sent (`Open`, pinged), close
+    /// started (`Closing`, `Closed`).
+    mark: Instant,
+}
+
+/// The small control frame owed as a pong: only the latest is kept (§5.5.3).
+#[derive(Clone, Copy, Debug)]
+struct OwedPong {
+    /// Where in the output it goes (after everything produced before the ping).
+    at: usize,
+    len: u8,
+    payload: [u8; 125],
+}
+
+/// Bytes a connection wants sent, appended in order during one turn. The shard owns one and
+/// reuses its capacity for every connection.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Encoded frames and HTTP responses.
+    pub bytes: Vec<u8>,
+    pong: Option<OwedPong>,
+}
+
+impl Output {
+    /// An empty output.
+    pub fn new() -> Output {
+        Output::default()
+    }
+
+    /// Append a final, unmasked frame.
+    pub fn frame(&mut self, opcode: Opcode, payload: &[u8]) {
+        let mut h = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&mut h, true, opcode, payload.len() as u64, None);
+        self.bytes.reserve(n + payload.len());
+        self.bytes.extend_from_slice(&h[..n]);
+        self.bytes.extend_from_slice(payload);
+    }
+
+    /// Append a close frame; `None` sends an empty payload.
+    pub fn close(&mut self, code: Option<CloseCode>, reason: &str) {
+        let mut p = [0u8; 125];
+        let n = match code {
+            Some(code) => encode_close_payload(&mut p, code, reason)
+                .or_else(|_| encode_close_payload(&mut p, code, ""))
+                .unwrap_or(0),
+            None => 0,
+        };
+        self.frame(Opcode::Close, &p[..n]);
+    }
+
+    /// Owe a pong for `payload` (at most 125 bytes; the parser guarantees it), replacing any
+    /// pong owed before.
+    pub fn pong(&mut self, payload: &[u8]) {
+        let len = payload.len().min(125);
+        let mut p = [0u8; 125];
+        p[..len].copy_from_slice(&payload[..len]);
+        self.pong = Some(OwedPong {
+            at: self.bytes.len(),
+            len: len as u8,
+            payload: p,
+        });
+    }
+
+    /// Put the owed pong in place. Returns true when the output is only that pong (the shard
+    /// may then replace an older pong still queued).
+    pub fn finish(&mut self) -> bool {
+        let Some(pong) = self.pong.take() else {
+            return false;
+        };
+        let only = self.bytes.is_empty();
+        let len = usize::from(pong.len);
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&mut header, true, Opcode::Pong, u64::from(pong.len), None);
+        let at = pong.at.min(self.bytes.len());
+        let frame = header[..n].iter().chain(&pong.payload[..len]).copied();
+        self.bytes.splice(at..at, frame);
+        only
+    }
+
+    /// True when nothing is owed.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && self.pong.is_none()
+    }
+
+    /// Forget everything (keeps the capacity).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.pong = None;
+    }
+}
+
+/// The per-call context: configuration and the process's kernels.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx<'a> {
+    /// Limits, policy, timeouts.
+    pub settings: &'a Settings,
+    /// Unmask and UTF-8 kernels.
+    pub kernels: &'a Kernels,
+}
+
+impl Conn {
+    /// A connection accepted at `now`, waiting for its request.
+    pub fn new(now: Instant) -> Conn {
+        Conn {
+            state: State::AwaitRequest,
+            drop_now: false,
+            pinged: false,
+            request: Vec::new(),
+            frames: FrameReader::default(),
+            last_rx: now,
+            mark: now,
+        }
+    }
+
+    /// A connection over the connection limit: answered `503` and closed.
+    pub fn over_capacity(now: Instant, out: &mut Output) -> Conn {
+        let mut conn = Conn::new(now);
+        conn.http_error(HttpError::OverCapacity, now, out);
+        conn
+    }
+
+    /// What the connection waits for.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// True when the socket should be dropped right after flushing.
+    pub fn must_drop(&self) -> bool {
+        self.drop_now
+    }
+
+    /// Bytes held for unfinished requests, frames and messages (capacity).
+    pub fn retained_bytes(&self) -> usize {
+        self.request.capacity() + self.frames.retained_bytes()
+    }
+
+    /// When [`Conn::on_deadline`] must next be called.
+    pub fn deadline(&self, s: &Settings) -> Instant {
+        match self.state {
+            _ if self.drop_now => self.mark,
+            State::AwaitRequest => self.mark + s.handshake_timeout,
+            State::Open if self.pinged => self.mark + s.pong_timeout,
+            State::Open => self.last_rx + s.ping_interval,
+            State::Closing | State::Closed => self.mark + s.close_timeout,
+        }
+    }
+
+    /// Bytes read from the peer (masked frames are unmasked in place).
+    pub fn on_read(&mut self, bytes: &mut [u8], now: Instant, cx: &Ctx<'_>, out: &mut Output) {
+        self.last_rx = now;
+        if self.state == State::Open && self.pinged {
+            self.pinged = false;
+        }
+        match self.state {
+            State::AwaitRequest => self.read_request(bytes, now, cx, out),
+            State::Open | State::Closing => self.read_frames(bytes, now, cx, out),
+            State::Closed => {}
+        }
+    }
+
+    /// The deadline passed: ping, time out, or give up on the peer.
+    pub fn on_deadline(&mut self, now: Instant, cx: &Ctx<'_>, out: &mut Output) {
+        if now < self.deadline(cx.settings) {
+            return;
+        }
+        match self.state {
+            State::AwaitRequest => {
+                self.http_error(HttpError::Timeout, now, out);
+                self.drop_now = true;
+            }
+            State::Open if self.pinged => {
+                out.close(Some(CloseCode::GOING_AWAY), "ping timeout");
+                self.enter(State::Closed, now);
+                self.drop_now = true;
+            }
+            State::Open => {
+                out.frame(Opcode::Ping, b"");
+                self.pinged = true;
+                self.mark = now;
+            }
+            State::Closing | State::Closed => {
+                self.enter(State::Closed, now);
+                self.drop_now = true;
+            }
+        }
+    }
+
+    /// The server is shutting down: open connections are sent close 1001, unfinished requests
+    /// are dropped.
+    pub fn on_shutdown(&mut self, now: Instant, out: &mut Output) {
+        match self.state {
+            State::AwaitRequest => {
+                self.enter(State::Closed, now);
+                self.drop_now = true;
+            }
+            State::Open => {
+                out.close(Some(CloseCode::GOING_AWAY), "server shutting down");
+                self.frames.ignore_data();
+                self.enter(State::Closing, now);
+            }
+            State::Closing | State::Closed => {}
+        }
+    }
+
+    /// The peer closed its sending side: nothing more will arrive.
+    pub fn on_peer_eof(&mut self, now: Instant) {
+        if self.state != State::Closed {
+            self.enter(State::Closed, now);
+        }
+    }
+
+    fn enter(&mut self, state: State, now: Instant) {
+        self.state = state;
+        self.mark = now;
+        if state == State::Closed {
+            self.frames.discard();
+            self.request = Vec::new();
+        }
+    }
+
+    fn http_error(&mut self, e: HttpError, now: Instant, out: &mut Output) {
+        write_error(&mut out.bytes, e.status(), e.extra_headers(), e.message());
+        self.enter(State::Closed, now);
+    }
+
+    /// Accumulate the request head; parse it once complete; hand what follows on.
+    fn read_request(&mut self, mut input: &mut [u8], now: Instant, cx: &Ctx<'_>, out: &mut Output) {
+        let max = cx.settings.max_header_bytes;
+        while !input.is_empty() {
+            match self.state {
+                State::AwaitRequest => {}
+                State::Open => return self.read_frames(input, now, cx, out),
+                State::Closing | State::Closed => return,
+            }
+            if self.request.is_empty() {
+                match scan_head(input, 0, max) {
+                    Scan::Head(end) => {
+                        let (head, rest) = std::mem::take(&mut input).split_at_mut(end);
+                        self.on_request(head, now, cx, out);
+                        input = rest;
+                    }
+                    Scan::Partial => {
+                        self.request.extend_from_slice(input);
+                        return;
+                    }
+                    Scan::TooLong(e) => return self.http_error(e, now, out),
+                }
+            } else {
+                // Never hold more than the limit (plus the terminator's last bytes).
+                let from = self.request.len();
+                let take = (max + 4).saturating_sub(from).min(input.len());
+                let (now_in, rest) = std::mem::take(&mut input).split_at_mut(take);
+                self.request.extend_from_slice(now_in);
+                input = rest;
+                match scan_head(&self.request, from, max) {
+                    Scan::Head(end) => {
+                        let mut buf = std::mem::take(&mut self.request);
+                        let (head, tail) = buf.split_at_mut(end);
+                        self.on_request(head, now, cx, out);
+                        // Bytes that came behind the head: frames or a pipelined request.
+                        self.read_request(tail, now, cx, out);
+                    }
+                    Scan::Partial => return,
+                    Scan::TooLong(e) => return self.http_error(e, now, out),
+                }
+            }
+        }
+    }
+
+    /// Route one complete request head.
+    fn on_request(&mut self, head: &[u8], now: Instant, cx: &Ctx<'_>, out: &mut Output) {
+        let s = cx.settings;
+        let mut stack = [httparse::EMPTY_HEADER; 64];
+        let mut heap;
+        let headers = if s.max_headers <= stack.len() {
+            &mut stack[..s.max_headers]
+        } else {
+            heap = vec![httparse::EMPTY_HEADER; s.max_headers];
+            &mut heap[..]
+        };
+        let mut req = httparse::Request::new(headers);
+        match req.parse(head) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                return self.http_error(HttpError::Malformed, now, out)
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return self.http_error(HttpError::TooManyHeaders, now, out)
+            }
+            Err(_) => return self.http_error(HttpError::Malformed, now, out),
+        }
+        let path = req.path.unwrap_or("/");
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        match path {
+            "/healthz" => {
+                if req.method != Some("GET") {
+                    return self.http_error(HttpError::MethodNotAllowed, now, out);
+                }
+                let keep_alive = req.version == Some(1)
+                    && !req.headers.iter().any(|h| {
+                        (h.name.eq_ignore_ascii_case("connection") && has_token(h.value, "close"))
+                            || h.name.eq_ignore_ascii_case("transfer-encoding")
+                            || (h.name.eq_ignore_ascii_case("content-length")
+                                && http::trim(h.value) != b"0")
+                    });
+                write_response(&mut out.bytes, (200, "OK"), &[], "ok\n", !keep_alive);
+                if keep_alive {
+                    // Ready for the next request on this connection.
+                    self.mark = now;
+                } else {
+                    self.enter(State::Closed, now);
+                }
+            }
+            "/echo" => match check_upgrade(&req, &s.policy) {
+                Ok(accepted) => {
+                    write_switching(&mut out.bytes, &accepted, &s.policy);
+                    self.enter(State::Open, now);
+                }
+                Err(e) => {
+                    write_error(&mut out.bytes, e.status(), e.extra_headers(), e.message());
+                    self.enter(State::Closed, now);
+                }
+            },
+            _ => self.http_error(HttpError::NotFound, now, out),
+        }
+    }
+
+    /// WebSocket frames: echo data, answer pings, run the closing handshake.
+    fn read_frames(&mut self, bytes: &mut [u8], now: Instant, cx: &Ctx<'_>, out: &mut Output) {
+        let open = self.state == State::Open;
+        let mut peer_closed = false;
+        let result = self
+            .frames
+            .on_read(bytes, cx.kernels, &cx.settings.limits, |m| {
+                match m {
+                    Message::Data { opcode, payload } if open => out.frame(opcode, payload),
+                    Message::Ping(payload) if open => out.pong(payload),
+                    Message::Close(payload) => {
+                        peer_closed = true;
+                        if open {
+                            match parse_close_payload(payload) {
+                                Ok(None) => out.close(None, ""),
+                                Ok(Some((code, _))) => out.close(Some(code), ""),
+                                Err(e) => out.close(Some(e.close_code()), "bad close frame"),
+                            }
+                        }
+                        return Flow::Stop;
+                    }
+                    _ => {}
+                }
+                Flow::Continue
+            });
+        if peer_closed {
+            return self.enter(State::Closed, now);
+        }
+        if let Err(e) = result {
+            if open {
+                out.close(Some(e.close_code()), e.reason());
+            }
+            self.fail(now);
+        }
+    }
+
+    fn fail(&mut self, now: Instant) {
+        if !self.frames.is_framing_intact() {
+            // No frame boundary to trust: the peer's close cannot be found.
+            self.enter(State::Closed, now);
+        } else if self.state == State::Open {
+            // Data is skipped from now on; the peer's close can still be read.
+            self.enter(State::Closing, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,402 @@
+//! Sans-IO tests of [`Conn`]: bytes in, bytes out, time simulated.
+
+use std::time::{Duration, Instant};
+
+use frame_simd::{
+    encode_header, parse_header, Kernels, MaskKey, Opcode, ParseConfig, Parsed, Role,
+};
+
+use super::*;
+
+const KEY: MaskKey = MaskKey([0x37, 0xfa, 0x21, 0x3d]);
+const UPGRADE: &str =
+    "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+struct Peer {
+    conn: Conn,
+    settings: Settings,
+    kernels: Kernels,
+    t0: Instant,
+}
+
+impl Peer {
+    fn new(settings: Settings) -> Peer {
+        let t0 = Instant::now();
+        Peer {
+            conn: Conn::new(t0),
+            settings,
+            kernels: Kernels::detect(),
+            t0,
+        }
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+
+    /// Feed bytes at time `ms`; returns what the connection sent.
+    fn send_at(&mut self, bytes: &[u8], ms: u64) -> Vec<u8> {
+        let mut out = Output::new();
+        let mut buf = bytes.to_vec();
+        let cx = Ctx {
+            settings: &self.settings,
+            kernels: &self.kernels,
+        };
+        let now = self.at(ms);
+        self.conn.on_read(&mut buf, now, &cx, &mut out);
+        out.finish();
+        out.bytes
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.send_at(bytes, 0)
+    }
+
+    fn tick(&mut self, ms: u64) -> Vec<u8> {
+        let mut out = Output::new();
+        let cx = Ctx {
+            settings: &self.settings,
+            kernels: &self.kernels,
+        };
+        self.conn.on_deadline(self.at(ms), &cx, &mut out);
+        out.finish();
+        out.bytes
+    }
+
+    fn open() -> Peer {
+        let mut p = Peer::new(Settings::default());
+        let resp = p.send(UPGRADE.as_bytes());
+        assert!(resp.starts_with(b"HTTP/1.1 101 "));
+        assert_eq!(p.conn.state(), State::Open);
+        p
+    }
+}
+
+fn client_frame(fin: bool, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; MAX_HEADER_LEN];
+    let n = encode_header(&mut h, fin, opcode, payload.len() as u64, Some(KEY));
+    let mut out = h[..n].to_vec();
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY.0[i % 4]));
+    out
+}
+
+/// Split server output into (opcode, payload) frames, checking each is final and unmasked.
+fn server_frames(mut bytes: &[u8]) -> Vec<(Opcode, Vec<u8>)> {
+    let cfg = ParseConfig {
+        role: Role::Client,
+        rsv_allowed: 0,
+        max_payload: u64::MAX >> 1,
+    };
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        let Ok(Parsed::Header { header, len }) = parse_header(bytes, &cfg) else {
+            panic!("bad server frame: {bytes:02x?}");
+        };
+        assert!(header.fin);
+        let end = len + header.payload_len as usize;
+        frames.push((header.opcode, bytes[len..end].to_vec()));
+        bytes = &bytes[end..];
+    }
+    frames
+}
+
+fn close_code(frames: &[(Opcode, Vec<u8>)]) -> Option<u16> {
+    frames
+        .iter()
+        .find(|(op, _)| *op == Opcode::Close)
+        .map(|(_, p)| u16::from_be_bytes([p[0], p[1]]))
+}
+
+fn status(resp: &[u8]) -> u16 {
+    let s = std::str::from_utf8(resp).unwrap();
+    s[9..12].parse().unwrap()
+}
+
+#[test]
+fn frames_right_behind_the_request_are_echoed() {
+    let mut p = Peer::new(Settings::default());
+    let mut wire = UPGRADE.as_bytes().to_vec();
+    wire.extend(client_frame(true, Opcode::Text, b"hi"));
+    let out = p.send(&wire);
+    let head_end = memchr::memmem::find(&out, b"\r\n\r\n").unwrap() + 4;
+    assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+    assert_eq!(
+        server_frames(&out[head_end..]),
+        vec![(Opcode::Text, b"hi".to_vec())]
+    );
+}
+
+#[test]
+fn request_and_frames_fed_byte_by_byte() {
+    let mut p = Peer::new(Settings::default());
+    let mut wire = UPGRADE.as_bytes().to_vec();
+    wire.extend(client_frame(false, Opcode::Binary, &[1, 2, 3]));
+    wire.extend(client_frame(true, Opcode::Ping, b"x"));
+    wire.extend(client_frame(true, Opcode::Continuation, &[4]));
+    let mut out = Vec::new();
+    for b in &wire {
+        out.extend(p.send(&[*b]));
+    }
+    let head_end = memchr::memmem::find(&out, b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(
+        server_frames(&out[head_end..]),
+        vec![
+            (Opcode::Pong, b"x".to_vec()),
+            (Opcode::Binary, vec![1, 2, 3, 4])
+        ]
+    );
+    assert_eq!(p.conn.retained_bytes(), 0);
+}
+
+#[test]
+fn healthz_keeps_the_connection_alive() {
+    let mut p = Peer::new(Settings::default());
+    let req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let out = p.send(format!("{req}{req}").as_bytes());
+    let s = String::from_utf8(out).unwrap();
+    assert_eq!(s.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{s}");
+    assert!(s.ends_with("\r\n\r\nok\n"));
+    assert!(!s.contains("Connection: close"));
+    assert_eq!(p.conn.state(), State::AwaitRequest);
+    let out = p.send(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert!(String::from_utf8(out)
+        .unwrap()
+        .contains("Connection: close"));
+    assert_eq!(p.conn.state(), State::Closed);
+}
+
+#[test]
+fn unknown_path_is_404_and_closes() {
+    let mut p = Peer::new(Settings::default());
+    let out = p.send(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status(&out), 404);
+    assert_eq!(p.conn.state(), State::Closed);
+}
+
+#[test]
+fn header_limits_give_414_431() {
+    let settings = Settings {
+        max_header_bytes: 256,
+        max_headers: 4,
+        ..Settings::default()
+    };
+    let mut p = Peer::new(settings.clone());
+    let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(300));
+    // Dribbled: the answer comes as soon as the limit is crossed.
+    let mut out = Vec::new();
+    for chunk in long_line.as_bytes().chunks(7) {
+        out.extend(p.send(chunk));
+    }
+    assert_eq!(status(&out), 414);
+    assert!(p.conn.retained_bytes() == 0);
+
+    let mut p = Peer::new(settings.clone());
+    let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "b".repeat(300));
+    assert_eq!(status(&p.send(big.as_bytes())), 431);
+
+    let mut p = Peer::new(settings);
+    let many = format!("GET /echo HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(5));
+    assert_eq!(status(&p.send(many.as_bytes())), 431);
+}
+
+#[test]
+fn echo_of_fragmented_message_is_one_frame() {
+    let mut p = Peer::open();
+    let mut wire = client_frame(false, Opcode::Text, b"ab");
+    wire.extend(client_frame(false, Opcode::Continuation, b""));
+    wire.extend(client_frame(true, Opcode::Continuation, b"c"));
+    assert_eq!(
+        server_frames(&p.send(&wire)),
+        vec![(Opcode::Text, b"abc".to_vec())]
+    );
+}
+
+#[test]
+fn valid_close_code_is_echoed_and_closes() {
+    for code in [1000u16, 1001, 1003, 1007, 1014, 3000, 4999] {
+        let mut p = Peer::open();
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend(b"bye");
+        let frames = server_frames(&p.send(&client_frame(true, Opcode::Close, &payload)));
+        assert_eq!(
+            frames,
+            vec![(Opcode::Close, code.to_be_bytes().to_vec())],
+            "{code}"
+        );
+        assert_eq!(p.conn.state(), State::Closed);
+    }
+}
+
+#[test]
+fn empty_close_is_answered_empty() {
+    let mut p = Peer::open();
+    let frames = server_frames(&p.send(&client_frame(true, Opcode::Close, b"")));
+    assert_eq!(frames, vec![(Opcode::Close, vec![])]);
+}
+
+#[test]
+fn bad_close_frames_get_1002_or_1007() {
+    for (payload, want) in [
+        (vec![0x03], 1002),
+        (999u16.to_be_bytes().to_vec(), 1002),
+        (1005u16.to_be_bytes().to_vec(), 1002),
+        (1016u16.to_be_bytes().to_vec(), 1002),
+        (5000u16.to_be_bytes().to_vec(), 1002),
+        ([0x03, 0xE8, 0xFF].to_vec(), 1007),
+    ] {
+        let mut p = Peer::open();
+        let frames = server_frames(&p.send(&client_frame(true, Opcode::Close, &payload)));
+        assert_eq!(close_code(&frames), Some(want), "{payload:02x?}");
+    }
+}
+
+#[test]
+fn data_after_close_is_ignored() {
+    let mut p = Peer::open();
+    let mut wire = client_frame(true, Opcode::Close, &1000u16.to_be_bytes());
+    wire.extend(client_frame(true, Opcode::Text, b"late"));
+    let frames = server_frames(&p.send(&wire));
+    assert_eq!(frames.len(), 1);
+    assert!(p
+        .send(&client_frame(true, Opcode::Text, b"later"))
+        .is_empty());
+}
+
+#[test]
+fn ping_flood_keeps_one_pong() {
+    let mut p = Peer::open();
+    let mut wire = Vec::new();
+    for i in 0..1000u16 {
+        wire.extend(client_frame(true, Opcode::Ping, &i.to_be_bytes()));
+    }
+    let frames = server_frames(&p.send(&wire));
+    assert_eq!(frames, vec![(Opcode::Pong, 999u16.to_be_bytes().to_vec())]);
+}
+
+#[test]
+fn pong_keeps_its_place_after_earlier_output() {
+    let mut p = Peer::open();
+    let mut wire = client_frame(true, Opcode::Text, b"a");
+    wire.extend(client_frame(true, Opcode::Ping, b"1"));
+    wire.extend(client_frame(true, Opcode::Ping, b"2"));
+    wire.extend(client_frame(true, Opcode::Close, &1000u16.to_be_bytes()));
+    let frames = server_frames(&p.send(&wire));
+    let ops: Vec<Opcode> = frames.iter().map(|f| f.0).collect();
+    assert_eq!(ops, vec![Opcode::Text, Opcode::Pong, Opcode::Close]);
+    assert_eq!(frames[1].1, b"2");
+}
+
+#[test]
+fn protocol_errors_close_with_1002() {
+    let cases: Vec<Vec<u8>> = vec![
+        vec![0xC1, 0x80, 0, 0, 0, 0],                   // RSV1
+        vec![0x83, 0x80, 0, 0, 0, 0],                   // reserved opcode
+        vec![0x81, 0x01, b'a'],                         // unmasked
+        vec![0x09, 0x80, 0, 0, 0, 0],                   // ping without FIN
+        client_frame(true, Opcode::Continuation, b"x"), // no message started
+    ];
+    for wire in cases {
+        let mut p = Peer::open();
+        let frames = server_frames(&p.send(&wire));
+        assert_eq!(close_code(&frames), Some(1002), "{wire:02x?}");
+        assert_ne!(p.conn.state(), State::Open);
+    }
+}
+
+#[test]
+fn invalid_utf8_mid_frame_closes_1007_at_once() {
+    let mut p = Peer::open();
+    let wire = client_frame(true, Opcode::Text, &[b'a', 0xFF, b'b', b'c']);
+    // Only the header and the first two payload bytes: the bad byte is in.
+    let frames = server_frames(&p.send(&wire[..8]));
+    assert_eq!(close_code(&frames), Some(1007));
+    assert_eq!(p.conn.state(), State::Closing);
+    // The peer's close completes the handshake.
+    let rest = p.send(&[&wire[8..], &client_frame(true, Opcode::Close, b"")[..]].concat());
+    assert!(rest.is_empty());
+    assert_eq!(p.conn.state(), State::Closed);
+}
+
+#[test]
+fn message_limit_closes_with_1009() {
+    let mut settings = Settings::default();
+    settings.limits.max_message_bytes = 4;
+    let mut p = Peer::new(settings);
+    p.send(UPGRADE.as_bytes());
+    let frames = server_frames(&p.send(&client_frame(true, Opcode::Binary, b"12345")));
+    assert_eq!(close_code(&frames), Some(1009));
+}
+
+#[test]
+fn handshake_deadline_answers_408_and_drops() {
+    let mut p = Peer::new(Settings::default());
+    p.send_at(b"GET /echo HTTP/1.1\r\n", 10);
+    assert!(p.tick(9_999).is_empty(), "not due yet");
+    let out = p.tick(10_000);
+    assert_eq!(status(&out), 408);
+    assert!(p.conn.must_drop());
+}
+
+#[test]
+fn idle_connection_is_pinged_then_closed() {
+    let mut p = Peer::open();
+    assert_eq!(p.conn.deadline(&p.settings), p.at(25_000));
+    assert!(p.tick(24_999).is_empty());
+    let frames = server_frames(&p.tick(25_000));
+    assert_eq!(frames, vec![(Opcode::Ping, vec![])]);
+    assert_eq!(p.conn.deadline(&p.settings), p.at(35_000));
+    let frames = server_frames(&p.tick(35_000));
+    assert_eq!(frames.len(), 1);
+    assert_eq!(close_code(&frames), Some(1001));
+    assert_eq!(&frames[0].1[2..], b"ping timeout");
+    assert!(p.conn.must_drop());
+}
+
+#[test]
+fn any_bytes_answer_the_ping() {
+    let mut p = Peer::open();
+    p.tick(25_000);
+    p.send_at(&client_frame(true, Opcode::Pong, b""), 26_000);
+    assert_eq!(p.conn.deadline(&p.settings), p.at(51_000));
+    assert!(p.tick(35_000).is_empty());
+    assert!(!p.conn.must_drop());
+}
+
+#[test]
+fn close_deadline_drops_a_silent_peer() {
+    let mut p = Peer::open();
+    let mut out = Output::new();
+    p.conn.on_shutdown(p.at(1_000), &mut out);
+    assert_eq!(close_code(&server_frames(&out.bytes)), Some(1001));
+    assert_eq!(p.conn.state(), State::Closing);
+    // Data is ignored while closing; the deadline does not move.
+    assert!(p
+        .send_at(&client_frame(true, Opcode::Text, b"x"), 2_000)
+        .is_empty());
+    assert_eq!(p.conn.deadline(&p.settings), p.at(6_000));
+    p.tick(6_000);
+    assert!(p.conn.must_drop());
+}
+
+#[test]
+fn over_capacity_answers_503() {
+    let mut out = Output::new();
+    let conn = Conn::over_capacity(Instant::now(), &mut out);
+    let s = String::from_utf8(out.bytes).unwrap();
+    assert!(
+        s.starts_with("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"),
+        "{s}"
+    );
+    assert_eq!(conn.state(), State::Closed);
+}
+
+#[test]
+fn idle_conn_is_small() {
+    // The figure is reported in the README; this keeps it from creeping up unnoticed.
+    assert!(
+        std::mem::size_of::<Conn>() <= 256,
+        "{}",
+        std::mem::size_of::<Conn>()
+    );
+}

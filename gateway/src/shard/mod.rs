@@ -1,0 +1,466 @@
+//! `Shard`: one event loop on one pinned thread. It owns its listeners (through its driver), its
+//! connections, their write queues, its timer wheel and one read buffer; nothing in it is shared
+//! or locked. A connection lives its whole life on the shard that accepted it.
+//!
+//! One loop turn: wait for readiness (or the next timer), accept, read each ready connection into
+//! the shard's buffer and feed its `Conn`, write what the turn produced for that connection in
+//! one go (queueing only what the socket did not take), then expire due timers. Reads are
+//! budgeted per connection per turn so one busy peer cannot starve the rest.
+
+pub mod outbox;
+pub mod timers;
+
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use frame_simd::Kernels;
+use tracing::{debug, error, info, warn};
+
+use crate::conn::id::Slab;
+use crate::conn::{Conn, ConnId, Ctx, Output, Settings, State};
+use crate::driver::{is_resource_exhaustion, Driver, Ready};
+use crate::metrics::ShardMetrics;
+
+use self::outbox::Outbox;
+use self::timers::TimerWheel;
+
+/// The shard's read buffer: every read of every connection lands here.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Reads per connection per turn before other connections get their turn.
+const READ_BUDGET: usize = 4;
+/// Accepts per listener per turn.
+const ACCEPT_BUDGET: usize = 64;
+/// Output left unsent up to this size is copied into the outbox; larger output moves there.
+const COPY_REMAINDER_BYTES: usize = 64 * 1024;
+/// Output buffer capacity kept between turns.
+const OUTPUT_KEEP_BYTES: usize = 1 << 20;
+/// Sockets over the connection limit kept open at once per shard (to answer 503).
+const MAX_REJECTING: usize = 1024;
+/// No timer armed.
+const UNARMED: u64 = u64::MAX;
+
+/// Configuration every shard shares (read-only).
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    /// What connections need.
+    pub settings: Settings,
+    /// Queued outbound bytes per connection before it stops reading.
+    pub max_outbound_bytes: usize,
+    /// Connections across all shards before new ones are answered 503.
+    pub max_connections: usize,
+    /// How long a shutdown waits for connections to close.
+    pub drain_timeout: Duration,
+}
+
+/// State shared by all shards (touched on accept, close and shutdown, never per frame).
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Set once when shutdown starts.
+    pub shutdown: AtomicBool,
+    /// Connections counted against `max_connections`.
+    pub connections: AtomicUsize,
+}
+
+struct Entry {
+    conn: Conn,
+    outbox: Outbox,
+    /// Tick of the live timer entry (`UNARMED` when none).
+    armed: u64,
+    /// Reading stopped: the outbox is over the limit.
+    paused: bool,
+    /// FIN sent; waiting for the peer's.
+    write_shut: bool,
+    /// The peer's FIN arrived.
+    peer_eof: bool,
+    /// Counted in `Shared::connections`.
+    counted: bool,
+}
+
+/// One shard. Build it with [`Shard::new`], run it with [`Shard::run`] on its own thread.
+pub struct Shard<D: Driver> {
+    driver: D,
+    cfg: Arc<ShardConfig>,
+    shared: Arc<Shared>,
+    kernels: Kernels,
+    metrics: Arc<ShardMetrics>,
+    listeners: usize,
+    conns: Slab<Entry>,
+    wheel: TimerWheel,
+    rbuf: Box<[u8]>,
+    out: Output,
+    ready: Vec<Ready>,
+    fired: Vec<(ConnId, u64)>,
+    again: Vec<ConnId>,
+    again_spare: Vec<ConnId>,
+    accept_again: Vec<usize>,
+    rejecting: usize,
+    /// Accepting failed for lack of descriptors (logged once until an accept succeeds).
+    exhausted: bool,
+    draining: Option<Instant>,
+}
+
+impl<D: Driver> Shard<D> {
+    /// A shard numbered `index` over `driver` (which holds `listeners` listeners).
+    pub fn new(
+        index: u8,
+        driver: D,
+        listeners: usize,
+        cfg: Arc<ShardConfig>,
+        shared: Arc<Shared>,
+        kernels: Kernels,
+        metrics: Arc<ShardMetrics>,
+    ) -> Shard<D> {
+        Shard {
+            driver,
+            cfg,
+            shared,
+            kernels,
+            metrics,
+            listeners,
+            conns: Slab::new(index),
+            wheel: TimerWheel::new(Instant::now()),
+            rbuf: vec![0u8; READ_BUFFER_BYTES].into_boxed_slice(),
+            out: Output::new(),
+            ready: Vec::with_capacity(1024),
+            fired: Vec::new(),
+            again: Vec::new(),
+            again_spare: Vec::new(),
+            accept_again: Vec::new(),
+            rejecting: 0,
+            exhausted: false,
+            draining: None,
+        }
+    }
+
+    /// Run until shutdown has drained every connection (or the drain deadline passed).
+    pub fn run(mut self) -> io::Result<()> {
+        loop {
+            let now = Instant::now();
+            let mut timeout = if self.again.is_empty() && self.accept_again.is_empty() {
+                self.wheel
+                    .next_expiry()
+                    .map(|t| t.saturating_duration_since(now))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Some(deadline) = self.draining {
+                let left = deadline.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+            let mut ready = std::mem::take(&mut self.ready);
+            self.driver.wait(&mut ready, timeout)?;
+            let now = Instant::now();
+            for r in ready.drain(..) {
+                match r {
+                    Ready::Accept(n) => self.accept(n, now),
+                    Ready::Wake => self.on_wake(now),
+                    Ready::Conn {
+                        id,
+                        readable,
+                        writable,
+                    } => {
+                        if writable {
+                            self.on_writable(id, now);
+                        }
+                        if readable {
+                            self.on_readable(id, now);
+                        }
+                    }
+                }
+            }
+            self.ready = ready;
+
+            for n in std::mem::take(&mut self.accept_again) {
+                self.accept(n, now);
+            }
+            let mut again =
+                std::mem::replace(&mut self.again, std::mem::take(&mut self.again_spare));
+            for id in again.drain(..) {
+                self.on_readable(id, now);
+            }
+            self.again_spare = again;
+
+            let mut fired = std::mem::take(&mut self.fired);
+            self.wheel.expire(now, &mut fired);
+            for (id, tick) in fired.drain(..) {
+                self.on_timer(id, tick, now);
+            }
+            self.fired = fired;
+
+            if let Some(deadline) = self.draining {
+                if self.conns.is_empty() || now >= deadline {
+                    let left = self.conns.len();
+                    for id in self.conns.ids() {
+                        self.remove(id);
+                    }
+                    debug!(left, "shard drained");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, listener: usize, now: Instant) {
+        if self.draining.is_some() {
+            return;
+        }
+        for _ in 0..ACCEPT_BUDGET {
+            match self.driver.accept(listener) {
+                Ok(Some(socket)) => {
+                    if self.exhausted {
+                        info!("accepting connections again");
+                        self.exhausted = false;
+                    }
+                    self.admit(socket, now);
+                }
+                Ok(None) => return,
+                Err(e) if is_resource_exhaustion(&e) => {
+                    self.metrics.accept_exhausted.add(1);
+                    if !self.exhausted {
+                        error!(
+                            error = %e,
+                            open = self.shared.connections.load(Ordering::Relaxed),
+                            max_connections = self.cfg.max_connections,
+                            "cannot accept: out of file descriptors; pending connections wait \
+                             until some close. Raise the limit (ulimit -n / LimitNOFILE=) or \
+                             lower --max-connections"
+                        );
+                        self.exhausted = true;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    return;
+                }
+            }
+        }
+        // Budget spent: more may be pending, and the edge will not be reported again.
+        self.accept_again.push(listener);
+    }
+
+    fn admit(&mut self, socket: D::Socket, now: Instant) {
+        let count = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let over = count > self.cfg.max_connections;
+        if over {
+            self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+            if self.rejecting >= MAX_REJECTING {
+                // Dropping the socket closes it: the cheapest answer under a flood.
+                return;
+            }
+            self.rejecting += 1;
+            self.metrics.rejected_over_limit.add(1);
+        }
+        let conn = if over {
+            Conn::over_capacity(now, &mut self.out)
+        } else {
+            Conn::new(now)
+        };
+        let id = self.conns.insert(Entry {
+            conn,
+            outbox: Outbox::default(),
+            armed: UNARMED,
+            paused: false,
+            write_shut: false,
+            peer_eof: false,
+            counted: !over,
+        });
+        if let Err(e) = self.driver.attach(id, socket) {
+            warn!(error = %e, "cannot watch an accepted socket");
+            self.out.clear();
+            self.remove(id);
+            return;
+        }
+        self.metrics.accepted.add(1);
+        self.settle(id, now);
+    }
+
+    fn on_wake(&mut self, now: Instant) {
+        if self.draining.is_some() || !self.shared.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        self.draining = Some(now + self.cfg.drain_timeout);
+        self.driver.stop_accepting();
+        let ids = self.conns.ids();
+        debug!(connections = ids.len(), "shard draining");
+        for id in ids {
+            if let Some(e) = self.conns.get_mut(id) {
+                e.conn.on_shutdown(now, &mut self.out);
+            }
+            self.settle(id, now);
+        }
+    }
+
+    fn on_readable(&mut self, id: ConnId, now: Instant) {
+        let mut reads = 0;
+        loop {
+            let Some(e) = self.conns.get_mut(id) else {
+                return;
+            };
+            if e.paused {
+                // Resumed by `on_writable` once the outbox drains.
+                return;
+            }
+            match self.driver.recv(id, &mut self.rbuf) {
+                Ok(0) => {
+                    e.peer_eof = true;
+                    e.conn.on_peer_eof(now);
+                    self.settle(id, now);
+                    return;
+                }
+                Ok(n) => {
+                    self.metrics.bytes_in.add(n as u64);
+                    let cx = Ctx {
+                        settings: &self.cfg.settings,
+                        kernels: &self.kernels,
+                    };
+                    let was_awaiting = e.conn.state() == State::AwaitRequest;
+                    e.conn.on_read(&mut self.rbuf[..n], now, &cx, &mut self.out);
+                    if was_awaiting && e.conn.state() == State::Open {
+                        self.metrics.upgrades.add(1);
+                    }
+                    self.settle(id, now);
+                    reads += 1;
+                    if n < self.rbuf.len() {
+                        // Drained for now: new bytes raise a new edge.
+                        return;
+                    }
+                    if reads >= READ_BUDGET {
+                        self.again.push(id);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.remove(id);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_writable(&mut self, id: ConnId, now: Instant) {
+        let Some(e) = self.conns.get_mut(id) else {
+            return;
+        };
+        if !e.outbox.is_empty() {
+            let driver = &mut self.driver;
+            match e.outbox.flush(|iov| driver.send(id, iov)) {
+                Ok(n) => self.metrics.bytes_out.add(n as u64),
+                Err(_) => {
+                    self.remove(id);
+                    return;
+                }
+            }
+        }
+        if e.paused && e.outbox.queued_bytes() <= self.cfg.max_outbound_bytes / 2 {
+            e.paused = false;
+            self.again.push(id);
+        }
+        self.settle(id, now);
+    }
+
+    fn on_timer(&mut self, id: ConnId, tick: u64, now: Instant) {
+        let Some(e) = self.conns.get_mut(id) else {
+            return;
+        };
+        if e.armed != tick {
+            // Stale: re-armed earlier since.
+            return;
+        }
+        e.armed = UNARMED;
+        let cx = Ctx {
+            settings: &self.cfg.settings,
+            kernels: &self.kernels,
+        };
+        e.conn.on_deadline(now, &cx, &mut self.out);
+        if e.conn.must_drop() {
+            self.metrics.timeouts.add(1);
+        }
+        self.settle(id, now);
+    }
+
+    /// After any input to a connection: send what it produced, then act on its state (shut
+    /// down, drop, pause reading) and re-arm its timer.
+    fn settle(&mut self, id: ConnId, now: Instant) {
+        let Some(e) = self.conns.get_mut(id) else {
+            self.out.clear();
+            return;
+        };
+        let only_pong = self.out.finish();
+        let mut broken = false;
+        if !self.out.bytes.is_empty() {
+            if !e.outbox.is_empty() {
+                if only_pong {
+                    e.outbox.push_pong(&self.out.bytes);
+                } else {
+                    e.outbox.push_owned(self.out.bytes.clone(), 0);
+                }
+            } else {
+                let len = self.out.bytes.len();
+                let sent = match self.driver.send(id, &[IoSlice::new(&self.out.bytes)]) {
+                    Ok(n) => n,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(_) => {
+                        broken = true;
+                        len
+                    }
+                };
+                self.metrics.bytes_out.add(sent as u64);
+                if sent < len {
+                    if len - sent <= COPY_REMAINDER_BYTES {
+                        e.outbox.push_owned(self.out.bytes[sent..].to_vec(), 0);
+                    } else {
+                        let bytes = std::mem::take(&mut self.out.bytes);
+                        e.outbox.push_owned(bytes, sent);
+                    }
+                }
+            }
+        }
+        self.out.clear();
+        if self.out.bytes.capacity() > OUTPUT_KEEP_BYTES {
+            self.out.bytes = Vec::new();
+        }
+        if broken || e.conn.must_drop() {
+            return self.remove(id);
+        }
+        if e.conn.state() == State::Closed && e.outbox.is_empty() {
+            if e.peer_eof {
+                return self.remove(id);
+            }
+            if !e.write_shut {
+                self.driver.shutdown_write(id);
+                e.write_shut = true;
+            }
+        }
+        if !e.paused && e.outbox.queued_bytes() > self.cfg.max_outbound_bytes {
+            e.paused = true;
+            self.metrics.backpressure_pauses.add(1);
+        }
+        let deadline = e.conn.deadline(&self.cfg.settings);
+        let tick = self.wheel.tick_for(deadline.max(now));
+        if tick < e.armed {
+            e.armed = self.wheel.arm(id, deadline);
+        }
+    }
+
+    fn remove(&mut self, id: ConnId) {
+        let Some(e) = self.conns.remove(id) else {
+            return;
+        };
+        self.driver.close(id);
+        if e.counted {
+            self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.rejecting = self.rejecting.saturating_sub(1);
+        }
+        self.metrics.closed.add(1);
+        if self.exhausted {
+            // A descriptor was freed: connections waiting in the backlog can be taken now.
+            self.accept_again.extend(0..self.listeners);
+        }
+    }
+}
