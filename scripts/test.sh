@@ -67,7 +67,7 @@ step "fuzzing each target for ${fuzz_secs}s"
       echo "fuzz target $target found a crash (input saved under frame-simd/fuzz/artifacts/$target)"
       exit 1
     fi
-    grep -E '^#[0-9]+ *DONE' "$log" || tail -n 3 "$log"
+    grep -E '^#[0-9]+[[:space:]]+DONE' "$log" || tail -n 3 "$log"
     rm -f "$log"
   done
 )
