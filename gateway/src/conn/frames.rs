@@ -40,6 +40,9 @@ pub enum Message<'a> {
     Pong(&'a [u8]),
     /// A close frame's raw payload (code and reason, unchecked).
     Close(&'a [u8]),
+    /// The peer broke a rule; the connection must be closed with its code. Reading goes on in
+    /// skip mode so the peer's close can still be seen.
+    Violation(FrameError),
 }
 
 /// Whether the reader should go on after a message.
@@ -97,11 +100,13 @@ impl FrameError {
 /// How much of the input the reader acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
-    /// Everything.
+    /// Every rule enforced, everything handed out.
     Normal,
-    /// Data frames are skipped (after a close was sent); control frames still come out.
-    IgnoreData,
-    /// Nothing: the stream is no longer trusted or no longer wanted.
+    /// After a violation or our close: frames are delimited leniently (any opcode, RSV or mask
+    /// bit, any length) and skipped, except control frames, which are still handed out so the
+    /// peer's close completes the closing handshake (§7.1.2).
+    Skip,
+    /// Nothing is looked at any more.
     Discard,
 }
 
@@ -123,6 +128,14 @@ struct InMessage {
     fragments: u32,
     /// Bytes announced so far (sum of frame lengths).
     len: u64,
+}
+
+/// A header as the reader needs it.
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    frame: InFrame,
+    /// Bytes the header took.
+    len: usize,
 }
 
 /// Per-connection frame reader state.
@@ -156,11 +169,11 @@ impl Default for FrameReader {
 }
 
 impl FrameReader {
-    /// Skip data frames from now on (a close was sent; §5.5.1 lets us ignore data after it).
-    /// Frees any partial message.
-    pub fn ignore_data(&mut self) {
+    /// Skip data frames from now on (a close was sent or a rule broken): only control frames
+    /// come out. Frees any partial message.
+    pub fn skip_data(&mut self) {
         if self.mode == Mode::Normal {
-            self.mode = Mode::IgnoreData;
+            self.mode = Mode::Skip;
         }
         self.data = Vec::new();
         self.message = None;
@@ -181,15 +194,9 @@ impl FrameReader {
     }
 
     /// Feed bytes as they were read (masked); they are unmasked in place. `on` receives each
-    /// complete message and control frame in order. On error the reader discards the rest of the
-    /// stream and the caller closes with the error's code.
-    pub fn on_read<F>(
-        &mut self,
-        mut bytes: &mut [u8],
-        k: &Kernels,
-        limits: &Limits,
-        mut on: F,
-    ) -> Result<(), FrameError>
+    /// complete message, control frame and violation in wire order. After a violation the
+    /// reader keeps going in skip mode (data skipped, control frames still handed out).
+    pub fn on_read<F>(&mut self, mut bytes: &mut [u8], k: &Kernels, limits: &Limits, mut on: F)
     where
         F: FnMut(Message<'_>) -> Flow,
     {
@@ -201,14 +208,12 @@ impl FrameReader {
                         if let Some(frame) = self.frame.filter(|f| f.len == 0) {
                             self.frame = None;
                             let flow = self.payload(frame, &mut [], k, &mut on);
-                            self.after(flow)?;
+                            self.after(flow, &mut on);
                         }
                     }
-                    Ok(None) => return Ok(()),
-                    Err(e) => {
-                        self.fail(e);
-                        return Err(e);
-                    }
+                    Ok(None) => return,
+                    // Nothing was consumed: the same bytes are read again leniently.
+                    Err(e) => self.after(Err(e), &mut on),
                 }
                 continue;
             };
@@ -220,93 +225,98 @@ impl FrameReader {
             let done = frame.done + n as u64;
             self.frame = (done < frame.len).then_some(InFrame { done, ..frame });
             let flow = self.payload(frame, chunk, k, &mut on);
-            self.after(flow)?;
+            self.after(flow, &mut on);
         }
-        Ok(())
     }
 
-    fn after(&mut self, flow: Result<Flow, FrameError>) -> Result<(), FrameError> {
+    fn after<F>(&mut self, flow: Result<Flow, FrameError>, on: &mut F)
+    where
+        F: FnMut(Message<'_>) -> Flow,
+    {
         match flow {
-            Ok(Flow::Continue) => Ok(()),
-            Ok(Flow::Stop) => {
-                self.discard();
-                Ok(())
-            }
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Stop) => self.discard(),
             Err(e) => {
-                self.fail(e);
-                Err(e)
+                self.skip_data();
+                if on(Message::Violation(e)) == Flow::Stop {
+                    self.discard();
+                }
             }
         }
-    }
-
-    /// After an error: a bad header leaves no frame boundary to trust, so everything is
-    /// discarded; after a message-level error the framing is intact and control frames (the
-    /// peer's close) are still read, data skipped.
-    fn fail(&mut self, e: FrameError) {
-        match e {
-            FrameError::Header(_) => self.discard(),
-            _ => self.ignore_data(),
-        }
-    }
-
-    /// Whether the stream is still parsed (false after a header error or a stop).
-    pub fn is_framing_intact(&self) -> bool {
-        self.mode != Mode::Discard
     }
 
     /// Parse a header from the carried bytes plus `bytes`. `Ok(Some(n))`: a header was read using
     /// `n` bytes of `bytes`, and `self.frame` describes it. `Ok(None)`: every byte was carried.
+    /// On error nothing of `bytes` was consumed.
     fn read_header(&mut self, bytes: &[u8], limits: &Limits) -> Result<Option<usize>, FrameError> {
-        let cfg = ParseConfig {
-            role: Role::Server,
-            rsv_allowed: 0,
-            max_payload: limits.max_frame_bytes,
-        };
         let have = usize::from(self.header_len);
-        let (parsed, used) = if have == 0 {
-            match parse_header(bytes, &cfg).map_err(FrameError::Header)? {
-                Parsed::Need(_) => {
+        let (head, used) = if have == 0 {
+            match self.parse(bytes, limits)? {
+                None => {
                     // A header is at most 14 bytes, so fewer than that are here.
                     let n = bytes.len().min(MAX_HEADER_LEN);
                     self.header[..n].copy_from_slice(&bytes[..n]);
                     self.header_len = n as u8;
                     return Ok(None);
                 }
-                Parsed::Header { header, len } => (header, len),
+                Some(head) => (head, head.len),
             }
         } else {
             let take = (MAX_HEADER_LEN - have).min(bytes.len());
             self.header[have..have + take].copy_from_slice(&bytes[..take]);
-            match parse_header(&self.header[..have + take], &cfg).map_err(FrameError::Header)? {
-                Parsed::Need(_) => {
+            match self.parse(&self.header[..have + take], limits) {
+                Ok(None) => {
                     self.header_len = (have + take) as u8;
                     return Ok(None);
                 }
-                Parsed::Header { header, len } => {
+                Ok(Some(head)) => {
                     self.header_len = 0;
-                    (header, len - have)
+                    (head, head.len - have)
                 }
+                Err(e) => return Err(e),
             }
-        };
-        let Some(key) = parsed.mask_key else {
-            return Err(FrameError::Header(HeaderError::MaskRule(Role::Server)));
         };
         // The frame is set before the message rules run, so that after a message-level error
         // its payload is skipped as payload, not misread as headers.
-        self.frame = Some(InFrame {
-            opcode: parsed.opcode,
-            fin: parsed.fin,
-            key,
-            len: parsed.payload_len,
-            done: 0,
-        });
-        self.start_frame(parsed.opcode, parsed.payload_len, limits)?;
+        self.frame = Some(head.frame);
+        self.start_frame(head.frame.opcode, head.frame.len, limits)?;
         Ok(Some(used))
+    }
+
+    /// A header from the front of `buf` (`None`: need more bytes): strictly by RFC 6455 in
+    /// normal mode, leniently in skip mode.
+    fn parse(&self, buf: &[u8], limits: &Limits) -> Result<Option<Head>, FrameError> {
+        if self.mode != Mode::Normal {
+            return Ok(parse_lenient(buf));
+        }
+        let cfg = ParseConfig {
+            role: Role::Server,
+            rsv_allowed: 0,
+            max_payload: limits.max_frame_bytes,
+        };
+        match parse_header(buf, &cfg).map_err(FrameError::Header)? {
+            Parsed::Need(_) => Ok(None),
+            Parsed::Header { header, len } => {
+                let Some(key) = header.mask_key else {
+                    return Err(FrameError::Header(HeaderError::MaskRule(Role::Server)));
+                };
+                Ok(Some(Head {
+                    frame: InFrame {
+                        opcode: header.opcode,
+                        fin: header.fin,
+                        key,
+                        len: header.payload_len,
+                        done: 0,
+                    },
+                    len,
+                }))
+            }
+        }
     }
 
     /// Message-level rules for a new frame (§5.4) and the message limits.
     fn start_frame(&mut self, opcode: Opcode, len: u64, limits: &Limits) -> Result<(), FrameError> {
-        if opcode.is_control() || self.mode == Mode::IgnoreData {
+        if opcode.is_control() || self.mode != Mode::Normal {
             return Ok(());
         }
         let message = match (opcode, self.message) {
@@ -362,7 +372,7 @@ impl FrameReader {
             let payload = std::mem::take(&mut self.control);
             return Ok(on(control(frame.opcode, &payload)));
         }
-        if self.mode == Mode::IgnoreData {
+        if self.mode != Mode::Normal {
             return Ok(Flow::Continue);
         }
         let Some(message) = self.message else {
@@ -400,6 +410,48 @@ impl FrameReader {
             payload: &payload,
         }))
     }
+}
+
+/// Delimit a frame without judging it: any opcode, RSV and mask bit, any length. Reserved
+/// opcodes and oversized control frames come out as binary (skipped as data).
+fn parse_lenient(buf: &[u8]) -> Option<Head> {
+    let [b0, b1, ..] = *buf else {
+        return None;
+    };
+    let (len, at) = match b1 & 0x7F {
+        126 => {
+            let [_, _, l0, l1, ..] = *buf else {
+                return None;
+            };
+            (u64::from(u16::from_be_bytes([l0, l1])), 4)
+        }
+        127 => {
+            let bytes: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
+            (u64::from_be_bytes(bytes), 10)
+        }
+        short => (u64::from(short), 2),
+    };
+    let (key, len_hdr) = if b1 & 0x80 != 0 {
+        let k: [u8; 4] = buf.get(at..at + 4)?.try_into().ok()?;
+        (MaskKey(k), at + 4)
+    } else {
+        (MaskKey([0; 4]), at)
+    };
+    let opcode = match Opcode::from_u8(b0 & 0x0F) {
+        Some(op) if op.is_control() && len > 125 => Opcode::Binary,
+        Some(op) => op,
+        None => Opcode::Binary,
+    };
+    Some(Head {
+        frame: InFrame {
+            opcode,
+            fin: b0 & 0x80 != 0,
+            key,
+            len,
+            done: 0,
+        },
+        len: len_hdr,
+    })
 }
 
 fn control(opcode: Opcode, payload: &[u8]) -> Message<'_> {
@@ -446,7 +498,8 @@ mod tests {
         let mut got = Vec::new();
         let mut wire = wire.to_vec();
         for piece in wire.chunks_mut(step) {
-            let r = reader.on_read(piece, &k, &LIMITS, |m| {
+            let mut err = None;
+            reader.on_read(piece, &k, &LIMITS, |m| {
                 got.push(match m {
                     Message::Data {
                         opcode: Opcode::Text,
@@ -456,11 +509,15 @@ mod tests {
                     Message::Ping(p) => Got::Ping(p.to_vec()),
                     Message::Pong(p) => Got::Pong(p.to_vec()),
                     Message::Close(p) => Got::Close(p.to_vec()),
+                    Message::Violation(e) => {
+                        err = Some(e);
+                        return Flow::Stop;
+                    }
                 });
                 Flow::Continue
             });
-            if let Err(e) = r {
-                return (got, Some(e));
+            if err.is_some() {
+                return (got, err);
             }
         }
         (got, None)
@@ -573,9 +630,9 @@ mod tests {
     }
 
     #[test]
-    fn ignored_data_still_delivers_close() {
+    fn skipped_data_still_delivers_close() {
         let mut r = FrameReader::default();
-        r.ignore_data();
+        r.skip_data();
         let mut wire = frame(true, Opcode::Text, &[0xFF]);
         wire.extend(frame(true, Opcode::Close, &[0x03, 0xE8]));
         let (got, err) = feed(&mut r, &wire, 3);
@@ -593,8 +650,50 @@ mod tests {
         r.on_read(&mut wire, &k, &LIMITS, |_| {
             n += 1;
             Flow::Stop
-        })
-        .unwrap();
+        });
         assert_eq!(n, 1);
+    }
+}
+
+#[cfg(test)]
+mod skip_tests {
+    use super::*;
+    use frame_simd::encode_header;
+
+    const LIMITS: Limits = Limits {
+        max_frame_bytes: 1 << 20,
+        max_message_bytes: 1 << 20,
+        max_fragments: 8,
+    };
+
+    #[test]
+    fn after_a_bad_header_the_peer_close_is_still_found() {
+        // Reserved opcode, then an unmasked text with RSV bits, then a masked close.
+        let mut wire = vec![0x85, 0x80, 1, 2, 3, 4, 0xF1, 0x02, b'h', b'i'];
+        let mut h = [0u8; MAX_HEADER_LEN];
+        let key = MaskKey([9, 8, 7, 6]);
+        let n = encode_header(&mut h, true, Opcode::Close, 2, Some(key));
+        wire.extend(&h[..n]);
+        wire.extend([0x03 ^ 9, 0xE8 ^ 8]);
+        let k = Kernels::detect();
+        for step in [1, 3, wire.len()] {
+            let mut r = FrameReader::default();
+            let mut seen = Vec::new();
+            for piece in wire.clone().chunks_mut(step) {
+                r.on_read(piece, &k, &LIMITS, |m| {
+                    seen.push(match m {
+                        Message::Violation(e) => format!("violation {}", e.close_code().0),
+                        Message::Close(p) => format!("close {p:?}"),
+                        other => format!("{other:?}"),
+                    });
+                    Flow::Continue
+                });
+            }
+            assert_eq!(
+                seen,
+                vec!["violation 1002", "close [3, 232]"],
+                "step {step}"
+            );
+        }
     }
 }

@@ -291,7 +291,7 @@ impl Conn {
             }
             State::Open => {
                 out.close(Some(CloseCode::GOING_AWAY), "server shutting down");
-                self.frames.ignore_data();
+                self.frames.skip_data();
                 self.enter(State::Closing, now);
             }
             State::Closing | State::Closed => {}
@@ -423,47 +423,36 @@ impl Conn {
 
     /// WebSocket frames: echo data, answer pings, run the closing handshake.
     fn read_frames(&mut self, bytes: &mut [u8], now: Instant, cx: &Ctx<'_>, out: &mut Output) {
-        let open = self.state == State::Open;
-        let mut peer_closed = false;
-        let result = self
-            .frames
+        let mut state = self.state;
+        self.frames
             .on_read(bytes, cx.kernels, &cx.settings.limits, |m| {
                 match m {
-                    Message::Data { opcode, payload } if open => out.frame(opcode, payload),
-                    Message::Ping(payload) if open => out.pong(payload),
+                    Message::Data { opcode, payload } if state == State::Open => {
+                        out.frame(opcode, payload)
+                    }
+                    Message::Ping(payload) if state == State::Open => out.pong(payload),
+                    Message::Violation(e) if state == State::Open => {
+                        // Fail the connection (§7.1.7), then wait for the peer's close.
+                        out.close(Some(e.close_code()), e.reason());
+                        state = State::Closing;
+                    }
                     Message::Close(payload) => {
-                        peer_closed = true;
-                        if open {
+                        if state == State::Open {
                             match parse_close_payload(payload) {
                                 Ok(None) => out.close(None, ""),
                                 Ok(Some((code, _))) => out.close(Some(code), ""),
                                 Err(e) => out.close(Some(e.close_code()), "bad close frame"),
                             }
                         }
+                        state = State::Closed;
                         return Flow::Stop;
                     }
                     _ => {}
                 }
                 Flow::Continue
             });
-        if peer_closed {
-            return self.enter(State::Closed, now);
-        }
-        if let Err(e) = result {
-            if open {
-                out.close(Some(e.close_code()), e.reason());
-            }
-            self.fail(now);
-        }
-    }
-
-    fn fail(&mut self, now: Instant) {
-        if !self.frames.is_framing_intact() {
-            // No frame boundary to trust: the peer's close cannot be found.
-            self.enter(State::Closed, now);
-        } else if self.state == State::Open {
-            // Data is skipped from now on; the peer's close can still be read.
-            self.enter(State::Closing, now);
+        if state != self.state {
+            self.enter(state, now);
         }
     }
 }
