@@ -1,0 +1,300 @@
+//! The command line: one subcommand per scenario, `capacity` (a scenario stepped up) and `merge`.
+//! Every scenario shares [`Common`]: targets, threads, timing, outputs and thresholds.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::adapter::Adapter;
+
+/// Load generator for WebSocket servers: open-loop rates, coordinated-omission-free latency,
+/// capacity search.
+#[derive(Parser, Debug)]
+#[command(name = "loadgen", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// A load scenario.
+    #[command(flatten)]
+    Scenario(Scenario),
+    /// Step a scenario's load up and find the highest step meeting an objective.
+    Capacity(CapacityArgs),
+    /// Merge result files (histograms, not percentiles) from several loadgen processes.
+    Merge(MergeArgs),
+}
+
+/// The load scenarios.
+#[derive(Subcommand, Debug, Clone, serde::Serialize)]
+pub enum Scenario {
+    /// Open N connections at a rate; handshake latency and failures by reason.
+    Connect(ConnectArgs),
+    /// Open and hold N connections; server memory per connection with --server-pid.
+    Idle(ConnectArgs),
+    /// C connections x W messages in flight (closed loop), or an open-loop --rate; RTT.
+    Echo(EchoArgs),
+    /// Subscribers and publishers through an adapter; deliveries/s, end-to-end latency, loss.
+    Fanout(FanoutArgs),
+    /// Connections arrive at a rate, stay a random while and leave; --storm drops a share.
+    Churn(ChurnArgs),
+    /// Rooms of a size distribution, every member sending at a rate.
+    Chat(ChatArgs),
+}
+
+impl Scenario {
+    /// The options every scenario shares.
+    pub fn common(&self) -> &Common {
+        match self {
+            Scenario::Connect(a) | Scenario::Idle(a) => &a.common,
+            Scenario::Echo(a) => &a.common,
+            Scenario::Fanout(a) => &a.common,
+            Scenario::Churn(a) => &a.common,
+            Scenario::Chat(a) => &a.common,
+        }
+    }
+
+    /// Mutable access to the shared options.
+    pub fn common_mut(&mut self) -> &mut Common {
+        match self {
+            Scenario::Connect(a) | Scenario::Idle(a) => &mut a.common,
+            Scenario::Echo(a) => &mut a.common,
+            Scenario::Fanout(a) => &mut a.common,
+            Scenario::Churn(a) => &mut a.common,
+            Scenario::Chat(a) => &mut a.common,
+        }
+    }
+
+    /// The scenario's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Connect(_) => "connect",
+            Scenario::Idle(_) => "idle",
+            Scenario::Echo(_) => "echo",
+            Scenario::Fanout(_) => "fanout",
+            Scenario::Churn(_) => "churn",
+            Scenario::Chat(_) => "chat",
+        }
+    }
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Options shared by every scenario.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct Common {
+    /// Target URL (ws://host:port/path); repeat for a cluster, connections are spread round
+    /// robin. `{room}` / `{channel}` in the path is replaced per room / channel.
+    #[arg(long = "url", default_value = "ws://127.0.0.1:8080/echo")]
+    pub urls: Vec<String>,
+    /// Client threads (one pinned mio loop each); default: all cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Do not pin client threads to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Source addresses to bind before connect, round robin (`127.0.0.2-127.0.0.60`, repeatable).
+    #[arg(long = "source")]
+    pub sources: Vec<String>,
+    /// Connections opened per second while connecting (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    pub connect_rate: f64,
+    /// Give up on a connection (TCP + handshake) after this long.
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub connect_timeout: Duration,
+    /// Not counted: the first part of the run phase.
+    #[arg(long, value_parser = duration, default_value = "2s")]
+    pub warmup: Duration,
+    /// Measured part of the run phase (after warm-up).
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub duration: Duration,
+    /// After sending stops, wait at most this long for outstanding replies and deliveries.
+    #[arg(long, value_parser = duration, default_value = "2s")]
+    pub drain: Duration,
+    /// Write the full result (config, machine, histograms, time series) as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write an HdrHistogram interval log of latency (one histogram per second).
+    #[arg(long)]
+    pub hdr_log: Option<PathBuf>,
+    /// Write a self-contained HTML report with SVG plots.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Thresholds, e.g. "p99<50ms,loss=0,rate>1000"; exit code 3 when one fails.
+    #[arg(long)]
+    pub expect: Option<String>,
+    /// PID of the server (same machine): RSS per connection and CPU per message from /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Prometheus text endpoint of the server (http://host:port/metrics), scraped before and after.
+    #[arg(long)]
+    pub server_metrics: Option<String>,
+    /// No live progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `connect` and `idle`.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct ConnectArgs {
+    /// Connections to open.
+    #[arg(long, short = 'c', default_value_t = 1000)]
+    pub connections: u32,
+    /// Opening rate (connections/s; 0: as fast as possible). Overrides --connect-rate.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// `echo`.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct EchoArgs {
+    /// Connections.
+    #[arg(long, short = 'c', default_value_t = 100)]
+    pub connections: u32,
+    /// Messages in flight per connection (closed loop).
+    #[arg(long, short = 'w', default_value_t = 1)]
+    pub in_flight: u32,
+    /// Payload bytes per message.
+    #[arg(long, short = 's', default_value_t = 64)]
+    pub size: usize,
+    /// Open loop: total messages/s over all connections (latency from the intended send time).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Send text frames instead of binary.
+    #[arg(long)]
+    pub text: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// `fanout`.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct FanoutArgs {
+    /// Subscriber connections.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: u32,
+    /// Publisher connections.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: u32,
+    /// Channels; subscribers and publishers are spread over them (use `{channel}` in --url).
+    #[arg(long, default_value_t = 1)]
+    pub channels: u32,
+    /// Total publishes/s (open loop).
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Payload bytes per delivered message (at least 40: the stamp).
+    #[arg(long, short = 's', default_value_t = 64)]
+    pub size: usize,
+    /// How to subscribe and publish.
+    #[arg(long, value_enum, default_value = "pub")]
+    pub adapter: Adapter,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// `churn`.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct ChurnArgs {
+    /// Connections opened before the churn starts.
+    #[arg(long, short = 'c', default_value_t = 0)]
+    pub connections: u32,
+    /// New connections per second during the run.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// How long a connection stays: uniform in MIN-MAX (e.g. `1s-10s`).
+    #[arg(long, default_value = "1s-5s")]
+    pub stay: String,
+    /// Drop PCT% of the open connections at once at T after the run starts, and reconnect them.
+    #[arg(long)]
+    pub storm: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// `chat`.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct ChatArgs {
+    /// Users (connections).
+    #[arg(long, default_value_t = 1000)]
+    pub users: u32,
+    /// Room size: `N`, or `MIN-MAX` drawn uniformly per room.
+    #[arg(long, default_value = "2-20")]
+    pub room_size: String,
+    /// Messages/s each user sends.
+    #[arg(long, default_value_t = 0.2)]
+    pub msg_rate: f64,
+    /// Payload bytes per message (at least 40).
+    #[arg(long, short = 's', default_value_t = 64)]
+    pub size: usize,
+    /// How rooms are joined and messages published (`{room}` in --url names the room).
+    #[arg(long, value_enum, default_value = "pub")]
+    pub adapter: Adapter,
+    /// Seed for room sizes (same seed, same rooms).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// `capacity`.
+#[derive(Args, Debug)]
+pub struct CapacityArgs {
+    /// The objective every step must meet, e.g. "p99<50ms,loss=0".
+    #[arg(long, default_value = "p99<50ms,loss=0")]
+    pub objective: String,
+    /// Which load knob to step: `connections` (subscribers, users) or `rate`.
+    #[arg(long, default_value = "rate")]
+    pub vary: String,
+    /// First step's value (default: the scenario's own value).
+    #[arg(long)]
+    pub start: Option<f64>,
+    /// Each step multiplies the load by this factor.
+    #[arg(long, default_value_t = 2.0)]
+    pub factor: f64,
+    /// Stop after this many steps.
+    #[arg(long, default_value_t = 8)]
+    pub max_steps: u32,
+    /// Cores of the server, for the summary sentence.
+    #[arg(long)]
+    pub server_cores: Option<u32>,
+    /// Write all steps as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// The scenario to step (its own options follow it).
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// `merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Result files written with --json.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write the merged result.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the merged HTML report.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Write the merged HdrHistogram interval log.
+    #[arg(long)]
+    pub hdr_log: Option<PathBuf>,
+    /// Thresholds on the merged result (exit code 3 on failure).
+    #[arg(long)]
+    pub expect: Option<String>,
+}

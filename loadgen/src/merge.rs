@@ -1,0 +1,110 @@
+//! `loadgen merge`: combine result files from several loadgen processes (or machines) into one
+//! report. Histograms are added (never percentiles averaged), counters summed, and the per-second
+//! series aligned on wall-clock time.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+
+use crate::report::{Point, Report};
+use crate::stats::{decode_hist, encode_hist, new_hist, Percentiles};
+
+/// Merge reports of the same scenario.
+pub fn merge(reports: &[Report]) -> Result<Report> {
+    let Some(first) = reports.first() else {
+        bail!("nothing to merge");
+    };
+    if let Some(other) = reports.iter().find(|r| r.scenario != first.scenario) {
+        bail!(
+            "cannot merge a '{}' result with a '{}' result",
+            first.scenario,
+            other.scenario
+        );
+    }
+    let start_ms = reports.iter().map(|r| r.started_unix_ms).min().unwrap_or(0);
+    let mut latency = new_hist();
+    let mut connect = new_hist();
+    let mut out = first.clone();
+    out.commands.clear();
+    out.machines.clear();
+    out.started_unix_ms = start_ms;
+    let res = &mut out.results;
+    *res = Default::default();
+    res.server = first.results.server.clone();
+    let mut series: BTreeMap<u64, (Point, hdrhistogram::Histogram<u64>)> = BTreeMap::new();
+    for r in reports {
+        out.commands.extend(r.commands.iter().cloned());
+        out.machines.extend(r.machines.iter().cloned());
+        latency
+            .add(decode_hist(&r.histograms.latency)?)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        connect
+            .add(decode_hist(&r.histograms.connect)?)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let x = &r.results;
+        res.processes += x.processes.max(1);
+        res.threads += x.threads;
+        res.measured_s = res.measured_s.max(x.measured_s);
+        res.planned_connections += x.planned_connections;
+        res.window.add(&x.window);
+        res.all.add(&x.all);
+        res.receive_rate += x.receive_rate;
+        res.send_rate += x.send_rate;
+        for (k, v) in &x.failures {
+            *res.failures.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &x.failure_examples {
+            res.failure_examples.entry(k.clone()).or_insert(v.clone());
+        }
+        res.unanswered += x.unanswered;
+        if let Some(d) = &x.delivery {
+            res.delivery.get_or_insert_with(Default::default).add(d);
+        }
+        if let Some(s) = &x.storm {
+            let m = res.storm.get_or_insert_with(Default::default);
+            m.dropped += s.dropped;
+            m.reconnected += s.reconnected;
+            m.all_back_ns = m.all_back_ns.max(s.all_back_ns);
+        }
+        res.unsent += x.unsent;
+        res.open_at_run_start += x.open_at_run_start;
+        res.client_cpu.cpu_s += x.client_cpu.cpu_s;
+        res.client_cpu.cores_used += x.client_cpu.cores_used;
+        res.client_cpu.busiest_thread = res
+            .client_cpu
+            .busiest_thread
+            .max(x.client_cpu.busiest_thread);
+        res.client_cpu.saturated |= x.client_cpu.saturated;
+        let offset = (r.started_unix_ms - start_ms + 500) / 1000;
+        for (p, h) in r.series.iter().zip(&r.histograms.latency_per_second) {
+            let t = p.t + offset;
+            let e = series.entry(t).or_insert_with(|| {
+                (
+                    Point {
+                        t,
+                        phase: p.phase.clone(),
+                        ..Point::default()
+                    },
+                    new_hist(),
+                )
+            });
+            e.0.counters.add(&p.counters);
+            e.0.open += p.open;
+            e.0.connect_p99_ns = e.0.connect_p99_ns.max(p.connect_p99_ns);
+            let _ = e.1.add(decode_hist(h)?);
+        }
+    }
+    res.latency = Percentiles::of(&latency);
+    res.connect_latency = Percentiles::of(&connect);
+    out.histograms.latency = encode_hist(&latency);
+    out.histograms.connect = encode_hist(&connect);
+    out.series.clear();
+    out.histograms.latency_per_second.clear();
+    for (_, (mut p, h)) in series {
+        p.p50_ns = h.value_at_quantile(0.5);
+        p.p99_ns = h.value_at_quantile(0.99);
+        out.series.push(p);
+        out.histograms.latency_per_second.push(encode_hist(&h));
+    }
+    Ok(out)
+}

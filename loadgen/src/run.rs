@@ -1,0 +1,491 @@
+//! The coordinator: starts one pinned worker per thread, moves them through the phases (connect,
+//! warm-up and run, drain, stop), turns their per-second ticks into the time series and the live
+//! progress line, samples the server and its own CPU at the window's edges, and builds the
+//! [`Report`].
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+
+use crate::clock::{ns, Clock, SEC};
+use crate::plan::Plan;
+use crate::report::{fmt_count, fmt_ns, ClientCpu, Histograms, Point, Report, Results, Server};
+use crate::stats::{encode_hist, new_hist, Counters, Delivery, Percentiles};
+use crate::sysinfo::{self, ProcSample};
+use crate::worker::{self, phase, Shared, Tick, WorkerInit, WorkerResult};
+
+/// Options of a run besides the plan.
+#[derive(Clone, Debug, Default)]
+pub struct RunOpts {
+    /// Command line, for the record.
+    pub command: Vec<String>,
+    /// Scenario configuration, for the record.
+    pub config: serde_json::Value,
+    /// Server PID.
+    pub server_pid: Option<u32>,
+    /// Server metrics URL.
+    pub server_metrics: Option<String>,
+    /// Print progress lines.
+    pub progress: bool,
+}
+
+/// File descriptors a plan needs besides its connections (poll, waker, timer per thread, stdio).
+const FD_MARGIN: u64 = 64;
+
+/// Check that the connection count fits in this process's descriptor limit (raised first).
+pub fn check_fds(plan: &Plan, limit: u64) -> Result<()> {
+    let need = plan.planned() + FD_MARGIN + 4 * plan.threads as u64;
+    if need > limit {
+        bail!(
+            "{} connections need ~{need} file descriptors; this process may open {limit}. \
+             Split the load over several loadgen processes (each with --json) and combine \
+             their results with `loadgen merge`, or raise the hard limit (ulimit -Hn).",
+            plan.planned()
+        );
+    }
+    Ok(())
+}
+
+struct Aggregate {
+    counters: Counters,
+    latency: Histogram<u64>,
+    connect: Histogram<u64>,
+    open: u64,
+    workers: usize,
+}
+
+/// Run a plan to the end.
+pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
+    let plan = Arc::new(plan);
+    let threads = plan.threads;
+    let clock = Clock::start();
+    let shared = Arc::new(Shared::new(plan.publishers.len()));
+    let (tick_tx, tick_rx) = mpsc::channel::<Tick>();
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let server_baseline = opts.server_pid.map(sysinfo::sample_pid).transpose()?;
+
+    let mut per_worker: Vec<Vec<_>> = vec![Vec::new(); threads];
+    for (i, spec) in plan.conns.iter().enumerate() {
+        per_worker[i % threads].push(*spec);
+    }
+    let total_senders = plan.conns.len().max(1);
+    let mut wakers = Vec::new();
+    let mut handles = Vec::new();
+    for (id, specs) in per_worker.into_iter().enumerate() {
+        let (poll, waker) = worker::poll_and_waker()?;
+        wakers.push(waker);
+        let share = if plan.churn.is_some() || plan.conns.is_empty() {
+            1.0 / threads as f64
+        } else {
+            specs.len() as f64 / total_senders as f64
+        };
+        let init = WorkerInit {
+            id,
+            specs,
+            plan: plan.clone(),
+            shared: shared.clone(),
+            clock,
+            ticks: tick_tx.clone(),
+            share,
+        };
+        let core = (plan.pin && !cores.is_empty()).then(|| cores[id % cores.len()]);
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("loadgen-{id}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    worker::run(init, poll)
+                })?,
+        );
+    }
+    drop(tick_tx);
+    let wake = |p: u8| {
+        shared.phase.store(p, Ordering::Release);
+        for w in &wakers {
+            let _ = w.wake();
+        }
+    };
+
+    let progress = opts.progress;
+    let tty = std::io::stderr().is_terminal();
+    let mut seconds: BTreeMap<u64, Aggregate> = BTreeMap::new();
+    let mut series: Vec<Point> = Vec::new();
+    let mut series_hists: Vec<String> = Vec::new();
+    let mut state = phase::CONNECT;
+    let mut run_start = u64::MAX;
+    let (mut window_start, mut window_end) = (u64::MAX, u64::MAX);
+    let mut drain_start = 0;
+    let mut open_at_run_start = 0;
+    let mut cpu_at_start = 0;
+    let mut cpu_window = None;
+    let mut server_start: Option<ProcSample> = None;
+    let mut server_end: Option<ProcSample> = None;
+    let mut metrics_start = None;
+    let mut metrics_end = None;
+    let mut last_open = 0;
+    loop {
+        match tick_rx.recv_timeout(Duration::from_millis(10)) {
+            Ok(t) => {
+                let a = seconds.entry(t.second).or_insert_with(|| Aggregate {
+                    counters: Counters::default(),
+                    latency: new_hist(),
+                    connect: new_hist(),
+                    open: 0,
+                    workers: 0,
+                });
+                a.counters.add(&t.counters);
+                let _ = a.latency.add(&t.latency);
+                let _ = a.connect.add(&t.connect);
+                a.open += t.open;
+                a.workers += 1;
+                while let Some(entry) = seconds.first_entry() {
+                    if entry.get().workers < threads {
+                        break;
+                    }
+                    let (second, a) = entry.remove_entry();
+                    let start_ns = second * SEC;
+                    let phase_name = if start_ns < run_start {
+                        "connect"
+                    } else if start_ns + SEC <= window_start {
+                        "warmup"
+                    } else if start_ns < window_end {
+                        "run"
+                    } else {
+                        "drain"
+                    };
+                    let point = Point {
+                        t: second,
+                        phase: phase_name.into(),
+                        counters: a.counters,
+                        open: a.open,
+                        p50_ns: a.latency.value_at_quantile(0.5),
+                        p99_ns: a.latency.value_at_quantile(0.99),
+                        connect_p99_ns: a.connect.value_at_quantile(0.99),
+                    };
+                    last_open = point.open;
+                    if progress {
+                        print_progress(&point, tty);
+                    }
+                    series.push(point);
+                    series_hists.push(encode_hist(&a.latency));
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        let now = clock.now_ns();
+        match state {
+            phase::CONNECT => {
+                let nothing_open = plan.churn.is_none()
+                    && plan.planned() > 0
+                    && shared.connected.load(Ordering::Acquire) == 0;
+                if shared.connect_done.load(Ordering::Acquire) == threads && nothing_open {
+                    // Every planned connection failed: no point in warming up.
+                    wake(phase::STOP);
+                    break;
+                }
+                if shared.connect_done.load(Ordering::Acquire) == threads {
+                    run_start = now;
+                    window_start = run_start + ns(plan.warmup);
+                    window_end = window_start + ns(plan.duration);
+                    shared.run_start_ns.store(run_start, Ordering::Release);
+                    open_at_run_start = last_open;
+                    wake(phase::RUN);
+                    state = phase::RUN;
+                }
+            }
+            phase::RUN => {
+                if server_start.is_none() && cpu_window.is_none() && now >= window_start {
+                    cpu_at_start = sysinfo::process_cpu_ns();
+                    if let Some(pid) = opts.server_pid {
+                        server_start = sysinfo::sample_pid(pid).ok();
+                    }
+                    if let Some(url) = &opts.server_metrics {
+                        metrics_start = Some(sysinfo::scrape(url)?);
+                    }
+                    cpu_window = Some(0);
+                }
+                if now >= window_end {
+                    cpu_window = Some(sysinfo::process_cpu_ns().saturating_sub(cpu_at_start));
+                    if let Some(pid) = opts.server_pid {
+                        server_end = sysinfo::sample_pid(pid).ok();
+                    }
+                    if let Some(url) = &opts.server_metrics {
+                        metrics_end = Some(sysinfo::scrape(url)?);
+                    }
+                    drain_start = now;
+                    wake(phase::DRAIN);
+                    state = phase::DRAIN;
+                }
+            }
+            phase::DRAIN => {
+                let acked = shared.drain_acks.load(Ordering::Acquire) == threads;
+                let caught_up = shared.delivered.load(Ordering::Acquire)
+                    >= shared.expected.load(Ordering::Acquire);
+                if (acked && caught_up) || now >= drain_start + ns(plan.drain) {
+                    wake(phase::STOP);
+                    state = phase::STOP;
+                }
+            }
+            _ => {}
+        }
+        if state == phase::STOP {
+            break;
+        }
+    }
+    let end_ns = clock.now_ns();
+    let mut results = Vec::new();
+    for h in handles {
+        let r = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))?
+            .context("client thread failed")?;
+        results.push(r);
+    }
+    if progress && tty {
+        eprintln!();
+    }
+    let window_s = (window_end.saturating_sub(window_start)) as f64 / 1e9;
+    let whole_s = end_ns as f64 / 1e9;
+    let (cpu_ns, wall_s) = match cpu_window {
+        Some(c) if window_s > 0.0 => (c, window_s),
+        _ => (sysinfo::process_cpu_ns(), whole_s),
+    };
+    let busiest = results
+        .iter()
+        .map(|r| r.cpu_window_ns as f64 / 1e9 / window_s.max(1e-9))
+        .fold(0.0, f64::max);
+    let cores_used = cpu_ns as f64 / 1e9 / wall_s.max(1e-9);
+    let client_cpu = ClientCpu {
+        cpu_s: cpu_ns as f64 / 1e9,
+        cores_used,
+        busiest_thread: if window_s > 0.0 {
+            busiest
+        } else {
+            cores_used / threads as f64
+        },
+        saturated: busiest > 0.9 || cores_used > 0.9 * threads as f64,
+    };
+    let mut out = merge_workers(&plan, results, window_s);
+    out.threads = threads;
+    out.open_at_run_start = open_at_run_start;
+    out.client_cpu = client_cpu;
+    if opts.server_pid.is_some() || opts.server_metrics.is_some() {
+        out.server = Some(server_figures(
+            opts.server_pid,
+            server_baseline,
+            server_start,
+            server_end,
+            metrics_start,
+            metrics_end,
+            open_at_run_start.max(last_open),
+            window_s,
+            out.window.received,
+        ));
+    }
+    let latency = out_hist(&out);
+    Ok(Report {
+        versions: versions(),
+        scenario: plan.scenario.to_string(),
+        commands: vec![opts.command.clone()],
+        config: opts.config.clone(),
+        machines: vec![sysinfo::machine()],
+        started_unix_ms: clock.unix_start_ms(),
+        histograms: Histograms {
+            latency: latency.0,
+            connect: latency.1,
+            latency_per_second: series_hists,
+        },
+        results: out.into_results(),
+        series,
+    })
+}
+
+fn out_hist(out: &Merged) -> (String, String) {
+    (encode_hist(&out.latency), encode_hist(&out.connect))
+}
+
+/// loadgen and codec versions.
+pub fn versions() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("loadgen".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        (
+            "frame-simd".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+    ])
+}
+
+struct Merged {
+    window: Counters,
+    all: Counters,
+    latency: Histogram<u64>,
+    connect: Histogram<u64>,
+    failures: crate::stats::Failures,
+    examples: crate::worker::meter::FailureExamples,
+    delivery: Delivery,
+    storm: crate::worker::meter::Storm,
+    unsent: u64,
+    measured_s: f64,
+    planned: u64,
+    threads: usize,
+    open_at_run_start: u64,
+    client_cpu: ClientCpu,
+    server: Option<Server>,
+    broadcast: bool,
+    churn_storm: bool,
+}
+
+impl Merged {
+    fn into_results(self) -> Results {
+        let s = self.measured_s.max(1e-9);
+        Results {
+            processes: 1,
+            threads: self.threads,
+            measured_s: self.measured_s,
+            planned_connections: self.planned,
+            receive_rate: if self.measured_s > 0.0 {
+                self.window.received as f64 / s
+            } else {
+                0.0
+            },
+            send_rate: if self.measured_s > 0.0 {
+                self.window.sent as f64 / s
+            } else {
+                0.0
+            },
+            latency: Percentiles::of(&self.latency),
+            connect_latency: Percentiles::of(&self.connect),
+            unanswered: if self.broadcast {
+                0
+            } else {
+                self.all.sent.saturating_sub(self.all.received)
+            },
+            window: self.window,
+            all: self.all,
+            failures: self.failures,
+            failure_examples: self.examples,
+            delivery: self.broadcast.then_some(self.delivery),
+            storm: self.churn_storm.then_some(self.storm),
+            unsent: self.unsent,
+            open_at_run_start: self.open_at_run_start,
+            client_cpu: self.client_cpu,
+            server: self.server,
+        }
+    }
+}
+
+fn merge_workers(plan: &Plan, results: Vec<WorkerResult>, measured_s: f64) -> Merged {
+    let mut m = Merged {
+        window: Counters::default(),
+        all: Counters::default(),
+        latency: new_hist(),
+        connect: new_hist(),
+        failures: Default::default(),
+        examples: Default::default(),
+        delivery: Delivery::default(),
+        storm: Default::default(),
+        unsent: 0,
+        measured_s,
+        planned: plan.planned(),
+        threads: plan.threads,
+        open_at_run_start: 0,
+        client_cpu: ClientCpu::default(),
+        server: None,
+        broadcast: !plan.groups.is_empty(),
+        churn_storm: plan.churn.is_some_and(|c| c.storm.is_some()),
+    };
+    for r in results {
+        m.window.add(&r.window);
+        m.all.add(&r.all);
+        let _ = m.latency.add(&r.latency);
+        let _ = m.connect.add(&r.connect);
+        for (k, v) in r.failures {
+            *m.failures.entry(k).or_default() += v;
+        }
+        for (k, v) in r.failure_examples {
+            m.examples.entry(k).or_insert(v);
+        }
+        m.delivery.add(&r.delivery);
+        m.storm.dropped += r.storm.dropped;
+        m.storm.reconnected += r.storm.reconnected;
+        m.storm.all_back_ns = m.storm.all_back_ns.max(r.storm.all_back_ns);
+        m.unsent += r.unsent;
+    }
+    m
+}
+
+#[allow(clippy::too_many_arguments)]
+fn server_figures(
+    pid: Option<u32>,
+    baseline: Option<ProcSample>,
+    start: Option<ProcSample>,
+    end: Option<ProcSample>,
+    metrics_start: Option<BTreeMap<String, f64>>,
+    metrics_end: Option<BTreeMap<String, f64>>,
+    connections: u64,
+    window_s: f64,
+    messages: u64,
+) -> Server {
+    let mut s = Server {
+        pid,
+        ..Server::default()
+    };
+    if let (Some(b), Some(a)) = (baseline, start.or(end)) {
+        s.rss_baseline_bytes = b.rss_bytes;
+        s.rss_bytes = a.rss_bytes;
+        if connections > 0 {
+            s.rss_per_connection_bytes =
+                a.rss_bytes.saturating_sub(b.rss_bytes) as f64 / connections as f64;
+        }
+    }
+    if let (Some(a), Some(b)) = (start, end) {
+        let cpu_us = b.cpu_ns.saturating_sub(a.cpu_ns) as f64 / 1e3;
+        s.cpu_s = cpu_us / 1e6;
+        if connections > 0 && window_s > 0.0 {
+            s.cpu_us_per_connection_second = cpu_us / (connections as f64 * window_s);
+        }
+        if messages > 0 {
+            s.cpu_us_per_message = cpu_us / messages as f64;
+        }
+    }
+    if let (Some(a), Some(b)) = (metrics_start, metrics_end) {
+        for (k, v) in &b {
+            if let Some(before) = a.get(k) {
+                if v != before {
+                    s.metrics_delta.insert(k.clone(), v - before);
+                }
+            }
+        }
+        s.metrics_after = b;
+    }
+    s
+}
+
+fn print_progress(p: &Point, tty: bool) {
+    let c = &p.counters;
+    let line = format!(
+        "[{:>4}s {:<7}] open {:>7} | conn +{} fail {} | sent {:>9}/s recv {:>9}/s | p50 {} p99 {}",
+        p.t + 1,
+        p.phase,
+        fmt_count(p.open as f64),
+        fmt_count(c.connected as f64),
+        fmt_count(c.connect_failed as f64),
+        fmt_count(c.sent as f64),
+        fmt_count(c.received as f64),
+        fmt_ns(p.p50_ns),
+        fmt_ns(p.p99_ns),
+    );
+    if tty {
+        eprint!("\r\x1b[2K{line}");
+    } else {
+        eprintln!("{line}");
+    }
+}

@@ -1,0 +1,192 @@
+//! What one worker measures: counters and histograms for the measured window, for the whole run,
+//! and for the current second (sent to the coordinator as a [`Tick`]). No locks: the coordinator
+//! only ever sees copies.
+
+use hdrhistogram::Histogram;
+
+use crate::stats::{new_hist, record, Counters, Delivery, Failures};
+
+/// One second of one worker, sent to the coordinator.
+#[derive(Debug)]
+pub struct Tick {
+    /// Worker index.
+    pub worker: usize,
+    /// Second since the run's clock started (the tick covers `[second, second + 1)`).
+    pub second: u64,
+    /// Events in that second.
+    pub counters: Counters,
+    /// Message latency recorded in that second (ns).
+    pub latency: Histogram<u64>,
+    /// Handshake latency recorded in that second (ns).
+    pub connect: Histogram<u64>,
+    /// Connections open at the end of the second.
+    pub open: u64,
+}
+
+/// Storm figures (churn `--storm`).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Storm {
+    /// Connections dropped at once.
+    pub dropped: u64,
+    /// Of those, reconnected.
+    pub reconnected: u64,
+    /// Time from the storm to the last reconnection (ns).
+    pub all_back_ns: u64,
+}
+
+/// What a worker hands back when it stops.
+#[derive(Debug)]
+pub struct WorkerResult {
+    /// Counts of the measured window.
+    pub window: Counters,
+    /// Counts of the whole run.
+    pub all: Counters,
+    /// Message latency in the measured window (ns).
+    pub latency: Histogram<u64>,
+    /// Handshake latency of every connection (ns).
+    pub connect: Histogram<u64>,
+    /// Failures by reason.
+    pub failures: Failures,
+    /// One full message per failure reason (the first seen).
+    pub failure_examples: FailureExamples,
+    /// Delivery checks of its subscribers.
+    pub delivery: Delivery,
+    /// CPU this thread used in the measured window (ns).
+    pub cpu_window_ns: u64,
+    /// Storm figures.
+    pub storm: Storm,
+    /// Open-loop sends that found no open connection to go out on.
+    pub unsent: u64,
+}
+
+/// Reason -> first full error message.
+pub type FailureExamples = std::collections::BTreeMap<String, String>;
+
+/// Counters and histograms of one worker.
+pub struct Meter {
+    pub window: Counters,
+    pub all: Counters,
+    pub second: Counters,
+    pub latency: Histogram<u64>,
+    pub connect: Histogram<u64>,
+    pub second_latency: Histogram<u64>,
+    pub second_connect: Histogram<u64>,
+    pub failures: Failures,
+    pub failure_examples: FailureExamples,
+    /// Measured window `[start, end)` in ns since the clock's start (intended times).
+    pub window_start: u64,
+    pub window_end: u64,
+    /// Not yet added to the shared drain counters.
+    pub pending_expected: u64,
+    pub pending_delivered: u64,
+}
+
+impl Default for Meter {
+    fn default() -> Meter {
+        Meter::new()
+    }
+}
+
+impl Meter {
+    pub fn new() -> Meter {
+        Meter {
+            window: Counters::default(),
+            all: Counters::default(),
+            second: Counters::default(),
+            latency: new_hist(),
+            connect: new_hist(),
+            second_latency: new_hist(),
+            second_connect: new_hist(),
+            failures: Failures::new(),
+            failure_examples: FailureExamples::new(),
+            window_start: u64::MAX,
+            window_end: u64::MAX,
+            pending_expected: 0,
+            pending_delivered: 0,
+        }
+    }
+
+    fn in_window(&self, intended: u64) -> bool {
+        intended >= self.window_start && intended < self.window_end
+    }
+
+    /// A data message sent, intended at `intended`.
+    pub fn on_sent(&mut self, intended: u64, bytes: usize) {
+        let b = bytes as u64;
+        for c in [&mut self.all, &mut self.second] {
+            c.sent += 1;
+            c.bytes_sent += b;
+        }
+        if self.in_window(intended) {
+            self.window.sent += 1;
+            self.window.bytes_sent += b;
+        }
+    }
+
+    /// A reply or delivery of a message intended at `intended`, `latency` after it.
+    pub fn on_received(&mut self, intended: u64, latency: u64, bytes: usize) {
+        let b = bytes as u64;
+        for c in [&mut self.all, &mut self.second] {
+            c.received += 1;
+            c.bytes_received += b;
+        }
+        record(&mut self.second_latency, latency);
+        if self.in_window(intended) {
+            self.window.received += 1;
+            self.window.bytes_received += b;
+            record(&mut self.latency, latency);
+        }
+        self.pending_delivered += 1;
+    }
+
+    /// A handshake completed `latency` after its intended start.
+    pub fn on_connected(&mut self, latency: u64) {
+        self.all.connected += 1;
+        self.second.connected += 1;
+        self.window.connected += 1;
+        record(&mut self.connect, latency);
+        record(&mut self.second_connect, latency);
+    }
+
+    /// A connection attempt failed.
+    pub fn on_connect_failed(&mut self, reason: String, message: String) {
+        self.all.connect_failed += 1;
+        self.second.connect_failed += 1;
+        self.window.connect_failed += 1;
+        self.failure_examples
+            .entry(reason.clone())
+            .or_insert(message);
+        *self.failures.entry(reason).or_default() += 1;
+    }
+
+    /// An open connection was closed by us (`on_purpose`) or lost.
+    pub fn on_closed(&mut self, on_purpose: bool, reason: &str) {
+        for c in [&mut self.all, &mut self.second, &mut self.window] {
+            if on_purpose {
+                c.closed += 1;
+            } else {
+                c.dropped += 1;
+            }
+        }
+        if !on_purpose {
+            *self
+                .failures
+                .entry(format!("dropped: {reason}"))
+                .or_default() += 1;
+        }
+    }
+
+    /// The current second's figures; the second starts over.
+    pub fn take_second(&mut self, worker: usize, second: u64, open: u64) -> Tick {
+        let latency = std::mem::replace(&mut self.second_latency, new_hist());
+        let connect = std::mem::replace(&mut self.second_connect, new_hist());
+        Tick {
+            worker,
+            second,
+            counters: std::mem::take(&mut self.second),
+            latency,
+            connect,
+            open,
+        }
+    }
+}

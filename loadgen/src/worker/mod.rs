@@ -1,0 +1,1101 @@
+//! A client worker: one pinned thread running a mio loop over its share of the connections. It
+//! opens connections on the plan's ramp, drives each sans-IO [`Conn`], sends on the open-loop
+//! schedule (or closed loop), and measures into its own [`Meter`]. The coordinator steers it only
+//! through the [`Shared`] phase word and a mio `Waker`; it reports once per second with a [`Tick`].
+//!
+//! Timing: the next deadline (connect ramp, send schedule, departures, timeouts, second ticks) is
+//! armed on a timerfd, so sends leave within microseconds of their intended time, not rounded up
+//! to epoll's millisecond timeout; latency is still measured from the intended time.
+
+pub mod meter;
+mod socket;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+use frame_simd::MaskKey;
+use mio::net::TcpStream;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+
+use crate::client::{Conn, Event, State};
+use crate::clock::{ns, Clock, SEC};
+use crate::payload::{SeqTrack, Stamp};
+use crate::plan::{ConnSpec, Plan, Role, SendMode};
+use crate::stats::Delivery;
+use meter::{Meter, Storm};
+pub use meter::{Tick, WorkerResult};
+
+/// Phases the coordinator moves the workers through.
+pub mod phase {
+    /// Opening the planned connections.
+    pub const CONNECT: u8 = 0;
+    /// Warm-up then measured sending.
+    pub const RUN: u8 = 1;
+    /// Sending stopped; waiting for replies and deliveries.
+    pub const DRAIN: u8 = 2;
+    /// Close everything and report.
+    pub const STOP: u8 = 3;
+}
+
+/// State shared by the coordinator and the workers; touched once per loop iteration, not per
+/// message (publish counters are plain stores by their only writer).
+pub struct Shared {
+    /// One of [`phase`].
+    pub phase: AtomicU8,
+    /// When the run phase started (ns since the clock's start).
+    pub run_start_ns: AtomicU64,
+    /// Publishes sent so far, per global publisher id.
+    pub sent_by_pub: Vec<AtomicU64>,
+    /// Replies and deliveries the sends so far call for.
+    pub expected: AtomicU64,
+    /// Replies and deliveries seen so far.
+    pub delivered: AtomicU64,
+    /// Workers whose planned connections are all open or failed.
+    pub connect_done: AtomicUsize,
+    /// Workers that saw the drain phase and published their last counts.
+    pub drain_acks: AtomicUsize,
+    /// Handshakes completed so far (all workers).
+    pub connected: AtomicU64,
+}
+
+impl Shared {
+    /// Fresh shared state for `publishers` publisher ids.
+    pub fn new(publishers: usize) -> Shared {
+        Shared {
+            phase: AtomicU8::new(phase::CONNECT),
+            run_start_ns: AtomicU64::new(u64::MAX),
+            sent_by_pub: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+            expected: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            connect_done: AtomicUsize::new(0),
+            drain_acks: AtomicUsize::new(0),
+            connected: AtomicU64::new(0),
+        }
+    }
+}
+
+const WAKER: Token = Token(usize::MAX - 1);
+const TIMER: Token = Token(usize::MAX - 2);
+/// Handshakes in progress per worker when the connect rate is unlimited (keeps the server's
+/// accept backlog from overflowing into SYN retries that would look like server latency).
+const MAX_PENDING_HANDSHAKES: usize = 512;
+const READ_BUF: usize = 256 * 1024;
+
+/// Per planned connection: survives reconnects.
+#[derive(Default)]
+struct SpecState {
+    slot: Option<usize>,
+    tracks: Vec<SeqTrack>,
+    foreign: u64,
+    seq: u64,
+    initial: bool,
+    resolved: bool,
+}
+
+struct Slot {
+    sock: TcpStream,
+    conn: Conn,
+    spec: usize,
+    gen: u32,
+    tcp_up: bool,
+    intended: u64,
+    storm: bool,
+    inflight: VecDeque<u64>,
+    dirty: bool,
+}
+
+/// Everything a worker needs to start.
+pub struct WorkerInit {
+    /// Worker index.
+    pub id: usize,
+    /// Its connections (global plan order).
+    pub specs: Vec<ConnSpec>,
+    /// The plan.
+    pub plan: Arc<Plan>,
+    /// Steering.
+    pub shared: Arc<Shared>,
+    /// The run's clock.
+    pub clock: Clock,
+    /// Where ticks go.
+    pub ticks: Sender<Tick>,
+    /// Share of the open-loop rate and the connect rate this worker carries (0..=1).
+    pub share: f64,
+}
+
+/// Create the worker's poll and waker (the waker goes to the coordinator first).
+pub fn poll_and_waker() -> io::Result<(Poll, Arc<Waker>)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    Ok((poll, waker))
+}
+
+struct Worker {
+    id: usize,
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    clock: Clock,
+    ticks: Sender<Tick>,
+    poll: Poll,
+    timer: TimerFd,
+    armed: u64,
+    rng: fastrand::Rng,
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    next_gen: u32,
+    specs: Vec<ConnSpec>,
+    state: Vec<SpecState>,
+    connect_queue: VecDeque<(u64, usize)>,
+    connect_interval: f64,
+    pending_handshakes: usize,
+    timeouts: VecDeque<(u64, usize, u32)>,
+    departures: BinaryHeap<Reverse<(u64, usize, u32)>>,
+    senders: Vec<usize>,
+    rr: usize,
+    send_rate: f64,
+    send_k: u64,
+    send_origin: u64,
+    next_send: Option<u64>,
+    churn_next: Option<u64>,
+    churn_k: u64,
+    storm_at: Option<u64>,
+    storm: Storm,
+    storm_start: u64,
+    open: u64,
+    unresolved: usize,
+    phase: u8,
+    run_start: u64,
+    next_tick: u64,
+    cpu_start: Option<u64>,
+    cpu_window: u64,
+    unsent: u64,
+    meter: Meter,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    dirty: Vec<usize>,
+}
+
+/// Run a worker until the coordinator says stop.
+pub fn run(init: WorkerInit, poll: Poll) -> io::Result<WorkerResult> {
+    let timer = TimerFd::new(
+        ClockId::CLOCK_MONOTONIC,
+        TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    poll.registry().register(
+        &mut SourceFd(&timer.as_fd().as_raw_fd()),
+        TIMER,
+        Interest::READABLE,
+    )?;
+    let plan = init.plan;
+    let state: Vec<SpecState> = init
+        .specs
+        .iter()
+        .map(|s| SpecState {
+            tracks: match s.role {
+                Role::Member {
+                    group,
+                    subscriber: true,
+                    ..
+                } => vec![SeqTrack::default(); plan.groups[group as usize].publishers.len()],
+                _ => Vec::new(),
+            },
+            initial: true,
+            ..SpecState::default()
+        })
+        .collect();
+    let senders = init
+        .specs
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            matches!(
+                s.role,
+                Role::Echo
+                    | Role::Member {
+                        publisher: Some(_),
+                        ..
+                    }
+            )
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let connect_rate = plan.connect_rate * init.share;
+    let send_rate = match plan.send {
+        SendMode::OpenLoop { rate } => rate * init.share,
+        _ => 0.0,
+    };
+    let mut w = Worker {
+        id: init.id,
+        unresolved: init.specs.len(),
+        connect_queue: (0..init.specs.len()).map(|i| (0, i)).collect(),
+        connect_interval: if connect_rate > 0.0 {
+            SEC as f64 / connect_rate
+        } else {
+            0.0
+        },
+        specs: init.specs,
+        state,
+        plan,
+        shared: init.shared,
+        clock: init.clock,
+        ticks: init.ticks,
+        poll,
+        timer,
+        armed: 0,
+        rng: fastrand::Rng::with_seed(
+            init.clock.unix_ns(0) ^ (init.id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ),
+        slots: Vec::new(),
+        free: Vec::new(),
+        next_gen: 0,
+        pending_handshakes: 0,
+        timeouts: VecDeque::new(),
+        departures: BinaryHeap::new(),
+        senders,
+        rr: 0,
+        send_rate,
+        send_k: 0,
+        send_origin: 0,
+        next_send: None,
+        churn_next: None,
+        churn_k: 0,
+        storm_at: None,
+        storm: Storm::default(),
+        storm_start: 0,
+        open: 0,
+        phase: phase::CONNECT,
+        run_start: u64::MAX,
+        next_tick: SEC,
+        cpu_start: None,
+        cpu_window: 0,
+        unsent: 0,
+        meter: Meter::new(),
+        buf: vec![0; READ_BUF],
+        scratch: Vec::new(),
+        dirty: Vec::new(),
+    };
+    // Intended connect times on the ramp, from now.
+    let start = w.clock.now_ns();
+    let interval = w.connect_interval;
+    for (k, entry) in w.connect_queue.iter_mut().enumerate() {
+        entry.0 = start + (k as f64 * interval) as u64;
+    }
+    w.event_loop()?;
+    Ok(w.finish())
+}
+
+impl Worker {
+    fn event_loop(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = self.clock.now_ns();
+            if !self.on_phase(now) {
+                return Ok(());
+            }
+            self.do_connects(now);
+            self.do_timeouts(now);
+            self.do_sends(now);
+            self.do_churn(now);
+            self.flush_dirty();
+            self.do_ticks(now);
+            self.publish_counts();
+            self.arm_timer(now)?;
+            match self.poll.poll(&mut events, None) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = self.clock.now_ns();
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    TIMER => {
+                        let _ = self.timer.wait();
+                        self.armed = 0;
+                    }
+                    Token(idx) => self.on_socket(idx, now),
+                }
+            }
+        }
+    }
+
+    /// Follow the coordinator's phase; false when it is time to stop.
+    fn on_phase(&mut self, now: u64) -> bool {
+        let phase = self.shared.phase.load(Ordering::Acquire);
+        if phase != self.phase {
+            let started = self.shared.run_start_ns.load(Ordering::Acquire) != u64::MAX;
+            if self.phase == phase::CONNECT && started {
+                self.start_run();
+            }
+            if phase >= phase::DRAIN && self.phase < phase::DRAIN {
+                self.next_send = None;
+                self.churn_next = None;
+                self.sample_cpu_end();
+                self.publish_counts();
+                self.shared.drain_acks.fetch_add(1, Ordering::AcqRel);
+            }
+            self.phase = phase;
+        }
+        if self.phase == phase::RUN {
+            if self.cpu_start.is_none() && now >= self.meter.window_start {
+                self.cpu_start = Some(thread_cpu_ns());
+            }
+            if now >= self.meter.window_end {
+                self.sample_cpu_end();
+            }
+        }
+        self.phase != phase::STOP
+    }
+
+    fn sample_cpu_end(&mut self) {
+        if let Some(start) = self.cpu_start.take() {
+            self.cpu_window = thread_cpu_ns().saturating_sub(start);
+        }
+    }
+
+    fn start_run(&mut self) {
+        let run_start = self.shared.run_start_ns.load(Ordering::Acquire);
+        self.run_start = run_start;
+        self.meter.window_start = run_start.saturating_add(ns(self.plan.warmup));
+        self.meter.window_end = self
+            .meter
+            .window_start
+            .saturating_add(ns(self.plan.duration));
+        if self.send_rate > 0.0 && !self.senders.is_empty() {
+            // Stagger workers inside the first interval so they do not send in lockstep.
+            let jitter = self.rng.u64(0..=(SEC as f64 / self.send_rate) as u64);
+            self.send_origin = run_start + jitter;
+            self.next_send = Some(self.send_origin);
+            self.send_k = 0;
+        }
+        if let SendMode::ClosedLoop { window } = self.plan.send {
+            for spec in 0..self.specs.len() {
+                if let Some(idx) = self.state[spec].slot {
+                    for _ in 0..window {
+                        self.send_echo(idx, run_start);
+                    }
+                }
+            }
+        }
+        if let Some(churn) = self.plan.churn {
+            if churn.rate > 0.0 {
+                self.churn_next = Some(run_start);
+                self.churn_k = 0;
+            }
+            self.storm_at = churn.storm.map(|(_, at)| run_start + ns(at));
+            for spec in 0..self.specs.len() {
+                if let Some(idx) = self.state[spec].slot {
+                    self.schedule_departure(idx, run_start);
+                }
+            }
+        }
+    }
+
+    fn do_connects(&mut self, now: u64) {
+        while let Some(&(intended, spec)) = self.connect_queue.front() {
+            if intended > now {
+                break;
+            }
+            if self.connect_interval == 0.0 && self.pending_handshakes >= MAX_PENDING_HANDSHAKES {
+                break;
+            }
+            self.connect_queue.pop_front();
+            // Unlimited rate: the latency counts from the actual start (no schedule to honour).
+            let intended = if self.connect_interval == 0.0 {
+                now
+            } else {
+                intended
+            };
+            self.start_connect(spec, intended, now);
+        }
+    }
+
+    fn start_connect(&mut self, spec: usize, intended: u64, now: u64) {
+        let s = self.specs[spec];
+        let addr = self.plan.targets[s.target as usize].addr;
+        let mut sock = match socket::connect(addr, s.source) {
+            Ok(sock) => sock,
+            Err(e) => return self.connect_failed(spec, socket::reason(&e), e.to_string()),
+        };
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        if let Err(e) = self.poll.registry().register(
+            &mut sock,
+            Token(idx),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            self.free.push(idx);
+            return self.connect_failed(spec, socket::reason(&e), e.to_string());
+        }
+        let target = &self.plan.targets[s.target as usize];
+        let mut nonce = [0u8; 16];
+        self.rng.fill(&mut nonce);
+        let mask = MaskKey(self.rng.u32(..).to_ne_bytes());
+        self.next_gen = self.next_gen.wrapping_add(1);
+        self.slots[idx] = Some(Slot {
+            sock,
+            conn: Conn::new(&target.host_header, &target.path, nonce, mask),
+            spec,
+            gen: self.next_gen,
+            tcp_up: false,
+            intended,
+            storm: false,
+            inflight: VecDeque::new(),
+            dirty: false,
+        });
+        self.state[spec].slot = Some(idx);
+        self.pending_handshakes += 1;
+        self.timeouts
+            .push_back((now + ns(self.plan.connect_timeout), idx, self.next_gen));
+    }
+
+    fn connect_failed(&mut self, spec: usize, reason: String, message: String) {
+        self.meter.on_connect_failed(reason, message);
+        self.resolve(spec);
+    }
+
+    /// A planned connection is open or has failed: the connect phase may be over.
+    fn resolve(&mut self, spec: usize) {
+        let st = &mut self.state[spec];
+        if st.initial && !st.resolved {
+            st.resolved = true;
+            self.unresolved -= 1;
+            if self.unresolved == 0 {
+                self.shared.connect_done.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    fn do_timeouts(&mut self, now: u64) {
+        while let Some(&(deadline, idx, gen)) = self.timeouts.front() {
+            if deadline > now {
+                break;
+            }
+            self.timeouts.pop_front();
+            let waiting = self.slots[idx]
+                .as_ref()
+                .is_some_and(|s| s.gen == gen && s.conn.state() == State::AwaitResponse);
+            if waiting {
+                let secs = self.plan.connect_timeout.as_secs_f64();
+                self.drop_slot(
+                    idx,
+                    Close::Failed("timeout".into(), format!("no handshake within {secs}s")),
+                );
+            }
+        }
+    }
+
+    fn on_socket(&mut self, idx: usize, now: u64) {
+        let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if !slot.tcp_up {
+            match slot.sock.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => {
+                    return self.drop_slot(idx, Close::Failed(socket::reason(&e), e.to_string()))
+                }
+            }
+            match slot.sock.peer_addr() {
+                Ok(_) => {
+                    slot.tcp_up = true;
+                    let _ = slot.sock.set_nodelay(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => {
+                    return self.drop_slot(idx, Close::Failed(socket::reason(&e), e.to_string()))
+                }
+            }
+        }
+        self.on_readable(idx, now);
+        self.flush(idx);
+    }
+
+    fn on_readable(&mut self, idx: usize, now: u64) {
+        let mut replies = 0u32;
+        let mut opened = false;
+        let mut outcome: Option<Close> = None;
+        {
+            let Worker {
+                slots,
+                buf,
+                state,
+                meter,
+                plan,
+                clock,
+                ..
+            } = self;
+            let Some(slot) = slots[idx].as_mut() else {
+                return;
+            };
+            let spec_state = &mut state[slot.spec];
+            let role = self.specs[slot.spec].role;
+            loop {
+                let n = match slot.sock.read(buf) {
+                    Ok(0) => {
+                        outcome = Some(Close::Lost("closed by server".into()));
+                        break;
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        outcome = Some(Close::Lost(socket::reason(&e)));
+                        break;
+                    }
+                };
+                let intended_connect = slot.intended;
+                let inflight = &mut slot.inflight;
+                let result = slot.conn.on_read(&buf[..n], |ev| match ev {
+                    Event::Open => {
+                        opened = true;
+                        meter.on_connected(now.saturating_sub(intended_connect));
+                    }
+                    Event::Message { payload, .. } => match role {
+                        Role::Echo => {
+                            if let Some(sent) = inflight.pop_front() {
+                                meter.on_received(sent, now.saturating_sub(sent), payload.len());
+                                replies += 1;
+                            }
+                        }
+                        Role::Member {
+                            group,
+                            subscriber: true,
+                            ..
+                        } => {
+                            on_delivery(plan, clock, meter, spec_state, group, payload, now);
+                        }
+                        _ => {}
+                    },
+                    Event::Close(code) => {
+                        outcome = Some(Close::Lost(match code {
+                            Some(c) => format!("close {c}"),
+                            None => "close".into(),
+                        }));
+                    }
+                });
+                if let Err(e) = result {
+                    outcome = Some(Close::Failed(e.reason(), e.to_string()));
+                    break;
+                }
+                if outcome.is_some() {
+                    break;
+                }
+            }
+        }
+        if opened {
+            self.on_open(idx, now);
+        }
+        if replies > 0 && self.phase == phase::RUN && now < self.meter.window_end {
+            if let SendMode::ClosedLoop { .. } = self.plan.send {
+                for _ in 0..replies {
+                    self.send_echo(idx, now);
+                }
+            }
+        }
+        if let Some(close) = outcome {
+            self.flush(idx);
+            self.drop_slot(idx, close);
+        }
+    }
+
+    fn on_open(&mut self, idx: usize, now: u64) {
+        self.pending_handshakes = self.pending_handshakes.saturating_sub(1);
+        self.open += 1;
+        self.shared.connected.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = self.slots[idx].as_mut() else {
+            return;
+        };
+        let spec = slot.spec;
+        if slot.storm {
+            self.storm.reconnected += 1;
+            self.storm.all_back_ns = self
+                .storm
+                .all_back_ns
+                .max(now.saturating_sub(self.storm_start));
+        }
+        self.resolve(spec);
+        if self.phase == phase::RUN {
+            if let SendMode::ClosedLoop { window } = self.plan.send {
+                for _ in 0..window {
+                    self.send_echo(idx, now);
+                }
+            }
+            if self.plan.churn.is_some() {
+                self.schedule_departure(idx, now);
+            }
+        }
+    }
+
+    fn schedule_departure(&mut self, idx: usize, from: u64) {
+        let Some(churn) = self.plan.churn else { return };
+        let Some(slot) = self.slots[idx].as_ref() else {
+            return;
+        };
+        let (lo, hi) = (ns(churn.stay_min), ns(churn.stay_max));
+        let stay = if hi > lo { self.rng.u64(lo..=hi) } else { lo };
+        self.departures.push(Reverse((from + stay, idx, slot.gen)));
+    }
+
+    /// Queue one echo message on slot `idx`, intended at `intended`.
+    fn send_echo(&mut self, idx: usize, intended: u64) {
+        let Some(slot) = self.slots[idx].as_mut() else {
+            return;
+        };
+        if slot.conn.state() != State::Open {
+            return;
+        }
+        if self.scratch.len() != self.plan.size {
+            self.scratch.clear();
+            self.scratch.resize(self.plan.size, b'x');
+        }
+        slot.conn.send(self.plan.opcode, &self.scratch);
+        slot.inflight.push_back(intended);
+        self.meter.on_sent(intended, self.plan.size);
+        self.meter.pending_expected += 1;
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(idx);
+        }
+    }
+
+    /// Queue one publish from spec `spec` (a publisher), intended at `intended`.
+    fn send_publish(&mut self, spec: usize, intended: u64) -> bool {
+        let Some(idx) = self.state[spec].slot else {
+            return false;
+        };
+        let Some(slot) = self.slots[idx].as_mut() else {
+            return false;
+        };
+        if slot.conn.state() != State::Open {
+            return false;
+        }
+        let Role::Member {
+            publisher: Some(p),
+            subscriber,
+            ..
+        } = self.specs[spec].role
+        else {
+            return false;
+        };
+        let st = &mut self.state[spec];
+        let prefix = self.plan.adapter.publish_prefix();
+        self.scratch.clear();
+        self.scratch.extend_from_slice(prefix);
+        self.scratch.resize(prefix.len() + self.plan.size, 0);
+        Stamp {
+            intended_unix_ns: self.clock.unix_ns(intended),
+            publisher: p,
+            seq: st.seq,
+        }
+        .write(&mut self.scratch[prefix.len()..]);
+        st.seq += 1;
+        slot.conn
+            .send(self.plan.adapter.publish_opcode(), &self.scratch);
+        self.shared.sent_by_pub[p as usize].store(st.seq, Ordering::Release);
+        self.meter.on_sent(intended, self.plan.size);
+        self.meter.pending_expected += self.plan.deliveries_per_publish(p, subscriber);
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(idx);
+        }
+        true
+    }
+
+    fn do_sends(&mut self, now: u64) {
+        while let Some(due) = self.next_send {
+            if due > now {
+                break;
+            }
+            if due >= self.meter.window_end || self.phase != phase::RUN {
+                self.next_send = None;
+                break;
+            }
+            let mut sent = false;
+            for _ in 0..self.senders.len() {
+                let spec = self.senders[self.rr];
+                self.rr = (self.rr + 1) % self.senders.len();
+                sent = match self.specs[spec].role {
+                    Role::Echo => match self.state[spec].slot {
+                        Some(idx)
+                            if self.slots[idx]
+                                .as_ref()
+                                .is_some_and(|s| s.conn.state() == State::Open) =>
+                        {
+                            self.send_echo(idx, due);
+                            true
+                        }
+                        _ => false,
+                    },
+                    _ => self.send_publish(spec, due),
+                };
+                if sent {
+                    break;
+                }
+            }
+            if !sent {
+                self.unsent += 1;
+            }
+            self.send_k += 1;
+            let offset = (self.send_k as f64 * SEC as f64 / self.send_rate) as u64;
+            self.next_send = Some(self.send_origin + offset);
+        }
+    }
+
+    fn do_churn(&mut self, now: u64) {
+        let Some(churn) = self.plan.churn else { return };
+        while let Some(Reverse((due, idx, gen))) = self.departures.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.departures.pop();
+            if self.slots[idx].as_ref().is_some_and(|s| s.gen == gen) {
+                self.drop_slot(idx, Close::Leave);
+            }
+        }
+        while let Some(due) = self.churn_next {
+            if due > now {
+                break;
+            }
+            if self.phase != phase::RUN || due >= self.meter.window_end {
+                self.churn_next = None;
+                break;
+            }
+            let n = self.specs.len();
+            let sources = &self.plan.sources;
+            let spec = ConnSpec {
+                target: (self.churn_k % self.plan.targets.len() as u64) as u32,
+                source: (!sources.is_empty())
+                    .then(|| sources[(self.churn_k as usize + self.id) % sources.len()]),
+                role: Role::Plain,
+            };
+            self.specs.push(spec);
+            self.state.push(SpecState::default());
+            self.start_connect(n, due, now);
+            self.churn_k += 1;
+            let rate = churn.rate * self.share();
+            self.churn_next =
+                Some(self.run_start + (self.churn_k as f64 * SEC as f64 / rate) as u64);
+        }
+        if let Some(at) = self.storm_at {
+            if at <= now && self.phase == phase::RUN {
+                self.storm_at = None;
+                self.run_storm(now);
+            }
+        }
+    }
+
+    fn share(&self) -> f64 {
+        1.0 / self.plan.threads as f64
+    }
+
+    /// Drop a share of the open connections at once, without a close frame (as a crashed node or a
+    /// cut link would), and reconnect them right away.
+    fn run_storm(&mut self, now: u64) {
+        let Some((share, _)) = self.plan.churn.and_then(|c| c.storm) else {
+            return;
+        };
+        self.storm_start = now;
+        let open: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| {
+                self.slots[i]
+                    .as_ref()
+                    .is_some_and(|s| s.conn.state() == State::Open)
+            })
+            .collect();
+        let count = (open.len() as f64 * share).round() as usize;
+        for &idx in open.iter().take(count) {
+            let Some(spec) = self.slots[idx].as_ref().map(|s| s.spec) else {
+                continue;
+            };
+            self.drop_slot(idx, Close::Storm);
+            self.storm.dropped += 1;
+            self.start_connect(spec, now, now);
+            if let Some(new) = self.state[spec].slot {
+                if let Some(s) = self.slots[new].as_mut() {
+                    s.storm = true;
+                }
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        while let Some(idx) = self.dirty.pop() {
+            if let Some(s) = self.slots[idx].as_mut() {
+                s.dirty = false;
+            }
+            self.flush(idx);
+        }
+    }
+
+    /// Write what the connection owes; the rest waits for the next writable event.
+    fn flush(&mut self, idx: usize) {
+        let Some(slot) = self.slots[idx].as_mut() else {
+            return;
+        };
+        if !slot.tcp_up {
+            return;
+        }
+        loop {
+            let pending = slot.conn.tx_pending();
+            if pending.is_empty() {
+                break;
+            }
+            match slot.sock.write(pending) {
+                Ok(n) => slot.conn.on_written(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let reason = socket::reason(&e);
+                    let close = if slot.conn.state() == State::AwaitResponse {
+                        Close::Failed(reason, e.to_string())
+                    } else {
+                        Close::Lost(reason)
+                    };
+                    return self.drop_slot(idx, close);
+                }
+            }
+        }
+    }
+
+    /// Remove a connection, counting why.
+    fn drop_slot(&mut self, idx: usize, close: Close) {
+        let Some(mut slot) = self.slots[idx].take() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut slot.sock);
+        self.free.push(idx);
+        if self.state[slot.spec].slot == Some(idx) {
+            self.state[slot.spec].slot = None;
+        }
+        let was_open = matches!(slot.conn.state(), State::Open | State::Closing)
+            || (slot.conn.state() == State::Closed && !matches!(close, Close::Failed(..)));
+        if was_open {
+            self.open = self.open.saturating_sub(1);
+        } else {
+            self.pending_handshakes = self.pending_handshakes.saturating_sub(1);
+        }
+        match close {
+            Close::Failed(reason, message) => {
+                if was_open {
+                    self.meter.on_closed(false, &reason);
+                } else {
+                    self.connect_failed(slot.spec, reason, message);
+                }
+            }
+            Close::Lost(reason) => {
+                if was_open {
+                    if self.phase < phase::STOP {
+                        self.meter.on_closed(false, &reason);
+                    }
+                } else {
+                    let message = format!("connection {reason} during the handshake");
+                    self.connect_failed(slot.spec, reason, message);
+                }
+            }
+            Close::Leave | Close::Stop => {
+                slot.conn.close(1000);
+                if slot.tcp_up {
+                    let _ = slot.sock.write(slot.conn.tx_pending());
+                }
+                let _ = slot.sock.shutdown(std::net::Shutdown::Write);
+                if was_open {
+                    self.meter.on_closed(true, "");
+                } else {
+                    self.resolve(slot.spec);
+                }
+            }
+            Close::Storm => self.meter.on_closed(true, ""),
+        }
+    }
+
+    fn do_ticks(&mut self, now: u64) {
+        while now >= self.next_tick {
+            let second = self.next_tick / SEC - 1;
+            let tick = self.meter.take_second(self.id, second, self.open);
+            let _ = self.ticks.send(tick);
+            self.next_tick += SEC;
+        }
+    }
+
+    /// Hand the drain counters to the coordinator (once per loop iteration, not per message).
+    fn publish_counts(&mut self) {
+        if self.meter.pending_expected > 0 {
+            self.shared
+                .expected
+                .fetch_add(self.meter.pending_expected, Ordering::AcqRel);
+            self.meter.pending_expected = 0;
+        }
+        if self.meter.pending_delivered > 0 {
+            self.shared
+                .delivered
+                .fetch_add(self.meter.pending_delivered, Ordering::AcqRel);
+            self.meter.pending_delivered = 0;
+        }
+    }
+
+    fn next_deadline(&self) -> u64 {
+        let mut next = self.next_tick;
+        if let Some(&(t, _)) = self.connect_queue.front() {
+            if self.connect_interval > 0.0 || self.pending_handshakes < MAX_PENDING_HANDSHAKES {
+                next = next.min(t);
+            }
+        }
+        for t in [self.next_send, self.churn_next, self.storm_at]
+            .into_iter()
+            .flatten()
+        {
+            next = next.min(t);
+        }
+        if let Some(&(t, _, _)) = self.timeouts.front() {
+            next = next.min(t);
+        }
+        if let Some(Reverse((t, _, _))) = self.departures.peek() {
+            next = next.min(*t);
+        }
+        if self.phase == phase::RUN {
+            for t in [self.meter.window_start, self.meter.window_end] {
+                if t > self.clock.now_ns() {
+                    next = next.min(t);
+                }
+            }
+        }
+        next
+    }
+
+    fn arm_timer(&mut self, now: u64) -> io::Result<()> {
+        let next = self.next_deadline();
+        if next == self.armed {
+            return Ok(());
+        }
+        // A one-shot of zero disarms a timerfd: something due now fires after 1 µs.
+        let delay = next.saturating_sub(now).max(1_000);
+        self.timer
+            .set(
+                Expiration::OneShot(TimeSpec::from_duration(std::time::Duration::from_nanos(
+                    delay,
+                ))),
+                TimerSetTimeFlags::empty(),
+            )
+            .map_err(io::Error::from)?;
+        self.armed = next;
+        Ok(())
+    }
+
+    fn finish(mut self) -> WorkerResult {
+        self.sample_cpu_end();
+        for idx in 0..self.slots.len() {
+            if self.slots[idx].is_some() {
+                self.drop_slot(idx, Close::Stop);
+            }
+        }
+        let mut delivery = Delivery::default();
+        for (spec, st) in self.specs.iter().zip(&self.state) {
+            let Role::Member {
+                group,
+                publisher,
+                subscriber: true,
+            } = spec.role
+            else {
+                continue;
+            };
+            let g = &self.plan.groups[group as usize];
+            let mut lost = 0;
+            for (local, &p) in g.publishers.iter().enumerate() {
+                let to_self = publisher == Some(p);
+                if to_self == self.plan.adapter.delivers_to_others() {
+                    continue;
+                }
+                let sent = self.shared.sent_by_pub[p as usize].load(Ordering::Acquire);
+                let t = &st.tracks[local];
+                delivery.expected += sent;
+                delivery.unique += t.unique.min(sent);
+                delivery.duplicated += t.duplicated;
+                delivery.out_of_order += t.out_of_order;
+                lost += sent.saturating_sub(t.unique);
+            }
+            delivery.foreign += st.foreign;
+            delivery.lost += lost;
+            if lost > 0 {
+                delivery.subscribers_with_loss += 1;
+                delivery.max_lost_per_subscriber = delivery.max_lost_per_subscriber.max(lost);
+            }
+        }
+        let m = self.meter;
+        WorkerResult {
+            window: m.window,
+            all: m.all,
+            latency: m.latency,
+            connect: m.connect,
+            failures: m.failures,
+            failure_examples: m.failure_examples,
+            delivery,
+            cpu_window_ns: self.cpu_window,
+            storm: self.storm,
+            unsent: self.unsent,
+        }
+    }
+}
+
+/// Why a connection goes away.
+enum Close {
+    /// Failed: (reason, message). Before the handshake finished this is a connect failure.
+    Failed(String, String),
+    /// The server closed it or the socket broke.
+    Lost(String),
+    /// A churn departure (close frame).
+    Leave,
+    /// A storm drop (no close frame).
+    Storm,
+    /// The end of the run (close frame).
+    Stop,
+}
+
+/// A subscriber got a message: check its stamp and time it from the intended publish time.
+fn on_delivery(
+    plan: &Plan,
+    clock: &Clock,
+    meter: &mut Meter,
+    st: &mut SpecState,
+    group: u32,
+    payload: &[u8],
+    now: u64,
+) {
+    let stamp = plan.adapter.delivery(payload).and_then(Stamp::read);
+    let Some(stamp) = stamp else {
+        st.foreign += 1;
+        return;
+    };
+    match plan.publishers.get(stamp.publisher as usize) {
+        Some(&(g, local)) if g == group => {
+            if let Some(track) = st.tracks.get_mut(local as usize) {
+                track.on_seq(stamp.seq);
+            }
+            let intended = clock.from_unix_ns(stamp.intended_unix_ns);
+            let latency = clock.unix_ns(now).saturating_sub(stamp.intended_unix_ns);
+            meter.on_received(intended, latency, payload.len());
+        }
+        _ => st.foreign += 1,
+    }
+}
+
+/// CPU time (user + system) of the calling thread, in ns.
+fn thread_cpu_ns() -> u64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_THREAD).map_or(0, |u| {
+        let t = |tv: nix::sys::time::TimeVal| {
+            (tv.tv_sec() as u64) * SEC + (tv.tv_usec() as u64) * 1_000
+        };
+        t(u.user_time()) + t(u.system_time())
+    })
+}

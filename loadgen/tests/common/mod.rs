@@ -1,0 +1,259 @@
+//! In-test WebSocket servers on 127.0.0.1 (std threads, the frame-simd codec): echo, echo that
+//! stalls once on purpose, `pub:` broadcast, and a plain HTTP server that is not a WebSocket
+//! server. Each stops when dropped; every socket has a timeout, so nothing outlives a test.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use frame_simd::{
+    encode_server_frame, mask, parse_header, Kernels, Opcode, ParseConfig, Parsed, Role,
+};
+
+/// What the server does with messages.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// Echo every message.
+    Echo,
+    /// Echo, but stop answering for `stall` once, after `after` messages in total.
+    StallOnce { after: u64, stall: Duration },
+    /// `pub:` broadcast to every other connection.
+    Broadcast,
+    /// Answer every request with 404 (not a WebSocket server).
+    NotFound,
+}
+
+struct State {
+    mode: Mode,
+    stop: AtomicBool,
+    messages: AtomicU64,
+    stalled: AtomicBool,
+    peers: Mutex<Vec<(u64, Arc<Mutex<TcpStream>>)>>,
+    next_id: AtomicU64,
+}
+
+/// A running test server.
+pub struct Server {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+}
+
+impl Server {
+    pub fn start(mode: Mode) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            mode,
+            stop: AtomicBool::new(false),
+            messages: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
+            peers: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+        });
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if st.stop.load(Ordering::Acquire) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let st = st.clone();
+                std::thread::spawn(move || serve(stream, st));
+            }
+        });
+        Server { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Data messages the server received.
+    pub fn messages(&self) -> u64 {
+        self.state.messages.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::Release);
+        // Wake the accept loop so its thread ends.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        for (_, p) in self.state.peers.lock().unwrap().drain(..) {
+            let _ = p.lock().unwrap().shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn serve(mut s: TcpStream, st: Arc<State>) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = s.set_nodelay(true);
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    // Request head.
+    let head_len = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_len]).to_string();
+    if st.mode == Mode::NotFound {
+        let _ = s.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n",
+        );
+        return;
+    }
+    let key = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes());
+    let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+    if s.write_all(resp.as_bytes()).is_err() {
+        return;
+    }
+    buf.drain(..head_len);
+    let writer = Arc::new(Mutex::new(s.try_clone().unwrap()));
+    let id = st.next_id.fetch_add(1, Ordering::AcqRel);
+    st.peers.lock().unwrap().push((id, writer.clone()));
+    let kernels = Kernels::detect();
+    let cfg = ParseConfig {
+        role: Role::Server,
+        rsv_allowed: 0,
+        max_payload: 1 << 24,
+    };
+    let mut out = Vec::new();
+    'conn: loop {
+        // Every complete frame in `buf`.
+        let mut at = 0;
+        loop {
+            let (h, len) = match parse_header(&buf[at..], &cfg) {
+                Ok(Parsed::Header { header, len }) => (header, len),
+                Ok(Parsed::Need(_)) => break,
+                Err(_) => break 'conn,
+            };
+            let plen = h.payload_len as usize;
+            if buf.len() < at + len + plen {
+                break;
+            }
+            let payload = &mut buf[at + len..at + len + plen];
+            if let Some(k) = h.mask_key {
+                mask::unmask(&kernels, payload, k, 0);
+            }
+            at += len + plen;
+            match h.opcode {
+                Opcode::Close => {
+                    out.clear();
+                    encode_server_frame(&mut out, Opcode::Close, &payload[..payload.len().min(2)]);
+                    let _ = writer.lock().unwrap().write_all(&out);
+                    break 'conn;
+                }
+                Opcode::Ping => {
+                    out.clear();
+                    encode_server_frame(&mut out, Opcode::Pong, payload);
+                    let _ = writer.lock().unwrap().write_all(&out);
+                }
+                Opcode::Text | Opcode::Binary => {
+                    let n = st.messages.fetch_add(1, Ordering::AcqRel) + 1;
+                    match st.mode {
+                        Mode::Broadcast => {
+                            if let Some(body) = payload.strip_prefix(b"pub:") {
+                                out.clear();
+                                encode_server_frame(&mut out, Opcode::Text, body);
+                                let peers = st.peers.lock().unwrap().clone();
+                                for (pid, p) in peers {
+                                    if pid != id {
+                                        let _ = p.lock().unwrap().write_all(&out);
+                                    }
+                                }
+                            }
+                        }
+                        Mode::StallOnce { after, stall } => {
+                            if n >= after && !st.stalled.swap(true, Ordering::AcqRel) {
+                                std::thread::sleep(stall);
+                            }
+                            out.clear();
+                            encode_server_frame(&mut out, h.opcode, payload);
+                            let _ = writer.lock().unwrap().write_all(&out);
+                        }
+                        _ => {
+                            out.clear();
+                            encode_server_frame(&mut out, h.opcode, payload);
+                            let _ = writer.lock().unwrap().write_all(&out);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        buf.drain(..at);
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    st.peers.lock().unwrap().retain(|(pid, _)| *pid != id);
+    let _ = s.shutdown(std::net::Shutdown::Both);
+}
+
+/// A fresh temporary directory for a test's files.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("loadgen-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Run the loadgen binary with `args`.
+pub fn loadgen(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .output()
+        .expect("run loadgen");
+    if std::env::var_os("LOADGEN_TEST_VERBOSE").is_some() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+/// Run loadgen and parse its `--json` result (asserting a zero exit).
+pub fn loadgen_json(args: &[&str], json: &std::path::Path) -> serde_json::Value {
+    let mut all: Vec<&str> = args.to_vec();
+    let j = json.to_str().unwrap();
+    all.extend(["--json", j, "--quiet", "--no-pin", "--threads", "2"]);
+    let out = loadgen(&all);
+    assert!(
+        out.status.success(),
+        "loadgen {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+}
+
+/// A u64 at a JSON pointer.
+pub fn num(v: &serde_json::Value, pointer: &str) -> u64 {
+    v.pointer(pointer)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("{pointer} missing in result"))
+}

@@ -1,0 +1,201 @@
+//! Each scenario, briefly, against an in-test server: the counts must be exact.
+
+mod common;
+
+use common::{loadgen_json, num, temp_dir, Mode, Server};
+
+#[test]
+fn echo_closed_loop_receives_every_message_sent() {
+    let server = Server::start(Mode::Echo);
+    let dir = temp_dir("echo-closed");
+    let url = server.url("/echo");
+    let r = loadgen_json(
+        &[
+            "echo",
+            "--url",
+            &url,
+            "-c",
+            "8",
+            "-w",
+            "4",
+            "-s",
+            "100",
+            "--warmup",
+            "200ms",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("r.json"),
+    );
+    let sent = num(&r, "/results/all/sent");
+    assert!(sent > 100, "only {sent} sent");
+    assert_eq!(num(&r, "/results/all/received"), sent);
+    assert_eq!(server.messages(), sent);
+    assert_eq!(num(&r, "/results/unanswered"), 0);
+    assert_eq!(num(&r, "/results/all/connected"), 8);
+    assert!(num(&r, "/results/latency/count") > 0);
+    assert!(
+        num(&r, "/results/window/received") < sent,
+        "warm-up is not counted"
+    );
+}
+
+#[test]
+fn echo_open_loop_sends_on_schedule_and_gets_all_back() {
+    let server = Server::start(Mode::Echo);
+    let dir = temp_dir("echo-open");
+    let url = server.url("/echo");
+    let r = loadgen_json(
+        &[
+            "echo",
+            "--url",
+            &url,
+            "-c",
+            "4",
+            "--rate",
+            "500",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("r.json"),
+    );
+    let sent = num(&r, "/results/all/sent");
+    // 500/s for 1 s: the schedule is exact up to the first interval's jitter.
+    assert!((498..=500).contains(&sent), "sent {sent}");
+    assert_eq!(num(&r, "/results/all/received"), sent);
+}
+
+#[test]
+fn fanout_delivers_every_publish_to_every_subscriber_once() {
+    let server = Server::start(Mode::Broadcast);
+    let dir = temp_dir("fanout");
+    let url = server.url("/broadcast");
+    let r = loadgen_json(
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--subscribers",
+            "20",
+            "--publishers",
+            "2",
+            "--rate",
+            "100",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("r.json"),
+    );
+    let publishes = num(&r, "/results/all/sent");
+    assert!((98..=100).contains(&publishes), "publishes {publishes}");
+    assert_eq!(num(&r, "/results/delivery/expected"), 20 * publishes);
+    assert_eq!(num(&r, "/results/delivery/unique"), 20 * publishes);
+    assert_eq!(num(&r, "/results/all/received"), 20 * publishes);
+    assert_eq!(num(&r, "/results/delivery/lost"), 0);
+    assert_eq!(num(&r, "/results/delivery/duplicated"), 0);
+    assert_eq!(num(&r, "/results/delivery/out_of_order"), 0);
+    assert_eq!(num(&r, "/results/delivery/foreign"), 0);
+}
+
+#[test]
+fn connect_and_idle_open_every_connection() {
+    let server = Server::start(Mode::Echo);
+    let dir = temp_dir("connect");
+    let url = server.url("/echo");
+    let r = loadgen_json(
+        &["connect", "--url", &url, "-c", "50", "--rate", "500"],
+        &dir.join("c.json"),
+    );
+    assert_eq!(num(&r, "/results/all/connected"), 50);
+    assert_eq!(num(&r, "/results/connect_latency/count"), 50);
+    assert_eq!(num(&r, "/results/all/connect_failed"), 0);
+    let pid = std::process::id().to_string();
+    let r = loadgen_json(
+        &[
+            "idle",
+            "--url",
+            &url,
+            "-c",
+            "30",
+            "--warmup",
+            "0s",
+            "--duration",
+            "300ms",
+            "--server-pid",
+            &pid,
+        ],
+        &dir.join("i.json"),
+    );
+    assert_eq!(num(&r, "/results/all/connected"), 30);
+    assert_eq!(num(&r, "/results/all/dropped"), 0);
+    assert!(r.pointer("/results/server/rss_bytes").is_some());
+}
+
+#[test]
+fn churn_connects_at_its_rate_and_a_storm_reconnects_everyone_dropped() {
+    let server = Server::start(Mode::Echo);
+    let dir = temp_dir("churn");
+    let url = server.url("/echo");
+    let r = loadgen_json(
+        &[
+            "churn",
+            "--url",
+            &url,
+            "-c",
+            "20",
+            "--rate",
+            "50",
+            "--stay",
+            "200ms-400ms",
+            "--storm",
+            "50%@500ms",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("r.json"),
+    );
+    let connected = num(&r, "/results/all/connected");
+    // 20 initial + ~50 arrivals + the storm's reconnections.
+    assert!(connected >= 65, "connected {connected}");
+    assert_eq!(num(&r, "/results/all/connect_failed"), 0);
+    let dropped = num(&r, "/results/storm/dropped");
+    assert!(dropped > 0);
+    assert_eq!(num(&r, "/results/storm/reconnected"), dropped);
+}
+
+#[test]
+fn chat_rooms_deliver_to_every_other_member() {
+    let server = Server::start(Mode::Broadcast);
+    let dir = temp_dir("chat");
+    let url = server.url("/room");
+    // One room (the in-test server has one channel): 10 members, 5 msg/s each.
+    let r = loadgen_json(
+        &[
+            "chat",
+            "--url",
+            &url,
+            "--users",
+            "10",
+            "--room-size",
+            "10",
+            "--msg-rate",
+            "5",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("r.json"),
+    );
+    let sent = num(&r, "/results/all/sent");
+    assert!((48..=50).contains(&sent), "sent {sent}");
+    assert_eq!(num(&r, "/results/delivery/expected"), 9 * sent);
+    assert_eq!(num(&r, "/results/delivery/unique"), 9 * sent);
+    assert_eq!(num(&r, "/results/delivery/lost"), 0);
+}
