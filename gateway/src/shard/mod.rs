@@ -274,6 +274,7 @@ impl<D: Driver> Shard<D> {
             return;
         }
         self.metrics.accepted.add(1);
+        debug!(shard = id.shard(), conn = %id, over_limit = over, "accepted");
         self.settle(id, now);
     }
 
