@@ -1,12 +1,16 @@
 //! AVX2 unmask: XOR 32-byte blocks, four per loop turn, with the key repeated eight times.
 //!
-//! The head up to the first 32-byte boundary and the tail are done a word at a time; the key is
-//! rotated once by the head's length, and since blocks are multiples of 4 bytes it then stays put.
-//! Aligned stores matter once the payload no longer fits in L1.
+//! Payloads of 512 bytes and more first XOR a word-wise head up to a 32-byte boundary, so the
+//! long run of stores is aligned (it matters once the payload leaves L1); shorter ones skip the
+//! head, whose branches would cost more than the unaligned accesses. The last 0..32 bytes take
+//! one 16-byte op and words. Blocks are multiples of 4 bytes, so the key is rotated at most once.
 
 use core::arch::x86_64::*;
 
 use super::{rotate, unmask_words};
+
+/// From this length on, align the blocks.
+const ALIGN_FROM: usize = 512;
 
 /// XOR `buf` with `key` (`buf[0]` pairs with `key[0]`).
 ///
@@ -15,35 +19,53 @@ use super::{rotate, unmask_words};
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn unmask(buf: &mut [u8], key: [u8; 4]) {
     const V: usize = 32;
-    if buf.len() < V {
-        return unmask_words(buf, key);
+    let (mut buf, mut key) = (buf, key);
+    if buf.len() >= ALIGN_FROM {
+        let head = buf.as_ptr().align_offset(V).min(buf.len());
+        let (head, body) = buf.split_at_mut(head);
+        short(head, key);
+        key = rotate(key, head.len());
+        buf = body;
     }
-    let head = buf.as_ptr().align_offset(V).min(buf.len());
-    let (head, body) = buf.split_at_mut(head);
-    unmask_words(head, key);
-    let key = rotate(key, head.len());
     let k = _mm256_set1_epi32(i32::from_ne_bytes(key));
-    let mut blocks = body.chunks_exact_mut(4 * V);
+    let mut blocks = buf.chunks_exact_mut(4 * V);
     for block in &mut blocks {
         let p = block.as_mut_ptr().cast::<__m256i>();
-        // SAFETY: `block` is 128 writable bytes starting at a 32-byte boundary (the head ended
-        // there and every block is a multiple of 32), so `p..p+4` are four aligned vectors.
+        // SAFETY: `block` is 128 writable bytes, four vectors (unaligned access allowed).
         unsafe {
-            let a = _mm256_xor_si256(_mm256_load_si256(p), k);
-            let b = _mm256_xor_si256(_mm256_load_si256(p.add(1)), k);
-            let c = _mm256_xor_si256(_mm256_load_si256(p.add(2)), k);
-            let d = _mm256_xor_si256(_mm256_load_si256(p.add(3)), k);
-            _mm256_store_si256(p, a);
-            _mm256_store_si256(p.add(1), b);
-            _mm256_store_si256(p.add(2), c);
-            _mm256_store_si256(p.add(3), d);
+            let a = _mm256_xor_si256(_mm256_loadu_si256(p), k);
+            let b = _mm256_xor_si256(_mm256_loadu_si256(p.add(1)), k);
+            let c = _mm256_xor_si256(_mm256_loadu_si256(p.add(2)), k);
+            let d = _mm256_xor_si256(_mm256_loadu_si256(p.add(3)), k);
+            _mm256_storeu_si256(p, a);
+            _mm256_storeu_si256(p.add(1), b);
+            _mm256_storeu_si256(p.add(2), c);
+            _mm256_storeu_si256(p.add(3), d);
         }
     }
     let mut vectors = blocks.into_remainder().chunks_exact_mut(V);
     for v in &mut vectors {
         let p = v.as_mut_ptr().cast::<__m256i>();
-        // SAFETY: `v` is 32 writable bytes at a 32-byte boundary.
-        unsafe { _mm256_store_si256(p, _mm256_xor_si256(_mm256_load_si256(p), k)) };
+        // SAFETY: `v` is 32 writable bytes.
+        unsafe { _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), k)) };
     }
-    unmask_words(vectors.into_remainder(), key);
+    short(vectors.into_remainder(), key);
+}
+
+/// XOR fewer than 32 bytes: one 16-byte op if there are 16, then words.
+#[inline(always)]
+fn short(buf: &mut [u8], key: [u8; 4]) {
+    let rest = match buf.split_first_chunk_mut::<16>() {
+        Some((first, rest)) => {
+            let p = first.as_mut_ptr().cast::<__m128i>();
+            // SAFETY: `first` is 16 writable bytes; SSE2 is part of every x86_64 CPU.
+            unsafe {
+                let k = _mm_set1_epi32(i32::from_ne_bytes(key));
+                _mm_storeu_si128(p, _mm_xor_si128(_mm_loadu_si128(p), k));
+            }
+            rest
+        }
+        None => buf,
+    };
+    unmask_words(rest, key);
 }
