@@ -97,6 +97,18 @@ pub fn describe(workspace: &Path, opts: &Options) -> Machine {
     Machine { facts, versions }
 }
 
+/// `/proc/loadavg`'s three averages: how busy the machine was besides the run.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn field(text: &str, name: &str) -> Option<String> {
     text.lines()
         .find(|line| line.starts_with(name))

@@ -55,6 +55,8 @@ pub struct Cell {
     pub metrics: BTreeMap<&'static str, Samples>,
     /// Why runs failed, if they did (first message per reason).
     pub failures: Vec<String>,
+    /// Runs in which loadgen said it may itself have been the limit.
+    pub loadgen_saturated: usize,
 }
 
 /// Every cell, keyed by (scenario id, threads, server name).
@@ -86,6 +88,7 @@ fn run(opts: &Options) -> io::Result<()> {
     let raw_dir = opts.out_dir.join("raw");
     std::fs::create_dir_all(&raw_dir)?;
 
+    let load_before = machine::load_average();
     let mut results = Results::new();
     let total = opts.reps * scenarios.len() * opts.threads.len() * servers.len();
     let mut done = 0;
@@ -110,7 +113,11 @@ fn run(opts: &Options) -> io::Result<()> {
                         rep + 1
                     ));
                     match run_one(opts, &loadgen, server, scenario, threads, &json) {
-                        Ok(values) => {
+                        Ok(Measured {
+                            values,
+                            loadgen_saturated,
+                        }) => {
+                            cell.loadgen_saturated += usize::from(loadgen_saturated);
                             for (metric, value) in values {
                                 cell.metrics.entry(metric).or_default().push(value);
                             }
@@ -126,7 +133,11 @@ fn run(opts: &Options) -> io::Result<()> {
             }
         }
     }
-    let machine = machine::describe(&workspace, opts);
+    let mut machine = machine::describe(&workspace, opts);
+    machine.facts.push((
+        "load average (1, 5, 15 min) before / after".into(),
+        format!("{load_before} / {}", machine::load_average()),
+    ));
     let report = report::Report {
         opts,
         machine: &machine,
@@ -140,6 +151,12 @@ fn run(opts: &Options) -> io::Result<()> {
     Ok(())
 }
 
+/// What one run yielded.
+struct Measured {
+    values: Vec<(&'static str, f64)>,
+    loadgen_saturated: bool,
+}
+
 /// Start `server`, run one scenario against it, stop it; the scenario's metrics.
 fn run_one(
     opts: &Options,
@@ -148,13 +165,19 @@ fn run_one(
     scenario: &Scenario,
     threads: usize,
     json: &Path,
-) -> io::Result<Vec<(&'static str, f64)>> {
+) -> io::Result<Measured> {
     let running = Running::start(server, threads, &opts.server_cpus)?;
     let url = format!("ws://{}{}", running.addr, scenario.path);
     let result = loadgen::run(opts, loadgen, scenario, &url, running.pid, json);
     running.stop();
     let report = result?;
-    scenario.metrics(&report)
+    Ok(Measured {
+        values: scenario.metrics(&report)?,
+        loadgen_saturated: report
+            .pointer("/results/client_cpu/saturated")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
+    })
 }
 
 /// `cargo build --release` of the servers and loadgen, and `npm ci` for the Node peer.

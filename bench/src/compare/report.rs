@@ -68,6 +68,7 @@ impl Report<'_> {
             self.scenario_table(&mut md, scenario);
         }
         self.noise(&mut md);
+        self.saturation(&mut md);
         self.failures(&mut md);
         md
     }
@@ -148,6 +149,29 @@ impl Report<'_> {
              cells compared are not results.",
             spreads.len()
         );
+    }
+
+    fn saturation(&self, md: &mut String) {
+        let saturated: Vec<_> = self
+            .results
+            .iter()
+            .filter(|(_, cell)| cell.loadgen_saturated > 0)
+            .collect();
+        if saturated.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "\n## Cells where loadgen may have been the limit\n\nIn these, loadgen's busiest \
+             thread was close to a full core, so the server may be faster than shown.\n"
+        );
+        for ((scenario, threads, server), cell) in saturated {
+            let _ = writeln!(
+                md,
+                "- {scenario}, {threads} threads, {server}: {} of the runs",
+                cell.loadgen_saturated
+            );
+        }
     }
 
     fn failures(&self, md: &mut String) {

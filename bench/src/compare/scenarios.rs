@@ -22,7 +22,7 @@ pub struct Scenario {
     pub needs_server_pid: bool,
 }
 
-/// One figure taken from loadgen's JSON.
+/// One figure taken from loadgen's JSON report (the `Report` of `loadgen/src/report/mod.rs`).
 #[derive(Clone, Copy, Debug)]
 pub struct Metric {
     /// Key in tables and the chart.
@@ -31,90 +31,68 @@ pub struct Metric {
     pub unit: &'static str,
     /// Whether more is better (throughput) or worse (latency, memory).
     pub higher_is_better: bool,
-    /// JSON pointers tried in order; the first number found is the value.
-    pub pointers: &'static [&'static str],
-    /// Factor applied to the JSON value (ns to us, bytes to KiB).
+    /// JSON pointer to the figure.
+    pub pointer: &'static str,
+    /// Factor applied to the JSON value (ns to us).
     pub scale: f64,
+    /// Computes the figure when the pointer holds no number.
+    pub derive: Option<fn(&Value) -> Option<f64>>,
 }
 
-const MESSAGES_PER_S: Metric = Metric {
-    key: "msg/s",
-    unit: "msg/s",
-    higher_is_better: true,
-    pointers: &[
-        "/rates/received_per_s",
-        "/throughput/received_per_s",
-        "/received_per_s",
-    ],
-    scale: 1.0,
-};
-const DELIVERIES_PER_S: Metric = Metric {
-    key: "deliveries/s",
-    unit: "msg/s",
-    higher_is_better: true,
-    pointers: &[
-        "/rates/received_per_s",
-        "/throughput/received_per_s",
-        "/received_per_s",
-    ],
-    scale: 1.0,
-};
-const P50: Metric = Metric {
-    key: "p50",
-    unit: "us",
-    higher_is_better: false,
-    pointers: &["/latency/p50"],
-    scale: 1e-3,
-};
-const P99: Metric = Metric {
-    key: "p99",
-    unit: "us",
-    higher_is_better: false,
-    pointers: &["/latency/p99"],
-    scale: 1e-3,
-};
-const P999: Metric = Metric {
-    key: "p99.9",
-    unit: "us",
-    higher_is_better: false,
-    pointers: &["/latency/p999"],
-    scale: 1e-3,
-};
-const LOST: Metric = Metric {
-    key: "lost",
-    unit: "msgs",
-    higher_is_better: false,
-    pointers: &["/delivery/lost"],
-    scale: 1.0,
-};
+const fn metric(
+    key: &'static str,
+    unit: &'static str,
+    higher_is_better: bool,
+    pointer: &'static str,
+) -> Metric {
+    Metric {
+        key,
+        unit,
+        higher_is_better,
+        pointer,
+        scale: 1.0,
+        derive: None,
+    }
+}
+
+/// A latency percentile: loadgen reports ns, the tables show us.
+const fn latency(key: &'static str, pointer: &'static str) -> Metric {
+    Metric {
+        scale: 1e-3,
+        ..metric(key, "us", false, pointer)
+    }
+}
+
+const MESSAGES_PER_S: Metric = metric("msg/s", "msg/s", true, "/results/receive_rate");
+const DELIVERIES_PER_S: Metric = metric("deliveries/s", "msg/s", true, "/results/receive_rate");
+const P50: Metric = latency("p50", "/results/latency/p50");
+const P99: Metric = latency("p99", "/results/latency/p99");
+const P999: Metric = latency("p99.9", "/results/latency/p999");
+const LOST: Metric = metric("lost", "msgs", false, "/results/delivery/lost");
 const CONNECTS_PER_S: Metric = Metric {
-    key: "connections/s",
-    unit: "conn/s",
-    higher_is_better: true,
-    pointers: &[
-        "/rates/connected_per_s",
-        "/throughput/connected_per_s",
-        "/connected_per_s",
-    ],
-    scale: 1.0,
+    derive: Some(connects_per_second),
+    ..metric("connections/s", "conn/s", true, "/results/connect_rate")
 };
-const CONNECT_P99: Metric = Metric {
-    key: "handshake p99",
-    unit: "us",
-    higher_is_better: false,
-    pointers: &["/connect/p99", "/connect_latency/p99"],
-    scale: 1e-3,
-};
-const RSS_PER_CONN: Metric = Metric {
-    key: "RSS/conn",
-    unit: "bytes",
-    higher_is_better: false,
-    pointers: &[
-        "/server/rss_per_conn_bytes",
-        "/server/rss_bytes_per_connection",
-    ],
-    scale: 1.0,
-};
+const CONNECT_P99: Metric = latency("handshake p99", "/results/connect_latency/p99");
+const RSS_PER_CONN: Metric = metric(
+    "RSS/conn",
+    "bytes",
+    false,
+    "/results/server/rss_per_connection_bytes",
+);
+
+/// Handshakes completed over the seconds loadgen spent in its connect phase (whole seconds of
+/// its per-second series, so at least one): a floor on the real rate until loadgen reports it.
+fn connects_per_second(report: &Value) -> Option<f64> {
+    let connected = report.pointer("/results/all/connected")?.as_f64()?;
+    let series = report.pointer("/series")?.as_array()?;
+    let seconds = series
+        .iter()
+        .filter(|point| point.get("phase").and_then(Value::as_str) == Some("connect"))
+        .count()
+        .max(1);
+    Some(connected / seconds as f64)
+}
 
 /// Every scenario.
 pub fn all() -> Vec<Scenario> {
@@ -228,16 +206,16 @@ impl Scenario {
         self.metrics
             .iter()
             .map(|metric| {
-                metric
-                    .pointers
-                    .iter()
-                    .find_map(|pointer| report.pointer(pointer).and_then(Value::as_f64))
-                    .map(|value| (metric.key, value * metric.scale))
+                report
+                    .pointer(metric.pointer)
+                    .and_then(Value::as_f64)
+                    .map(|value| value * metric.scale)
+                    .or_else(|| metric.derive.and_then(|derive| derive(report)))
+                    .map(|value| (metric.key, value))
                     .ok_or_else(|| {
                         io::Error::other(format!(
-                            "loadgen report has no {} (looked at {})",
-                            metric.key,
-                            metric.pointers.join(", ")
+                            "loadgen report has no {} (at {})",
+                            metric.key, metric.pointer
                         ))
                     })
             })
@@ -252,10 +230,10 @@ mod tests {
     #[test]
     fn metrics_are_read_from_the_first_pointer_that_holds_a_number() {
         let echo = all().into_iter().find(|s| s.id == "echo-32b-w1").unwrap();
-        let report = serde_json::json!({
-            "throughput": { "received_per_s": 1000.0 },
+        let report = serde_json::json!({ "results": {
+            "receive_rate": 1000.0,
             "latency": { "p50": 2000, "p99": 9000, "p999": 15000 }
-        });
+        }});
         let values = echo.metrics(&report).unwrap();
         assert_eq!(
             values,
@@ -268,6 +246,20 @@ mod tests {
         );
         let err = echo.metrics(&serde_json::json!({})).unwrap_err();
         assert!(err.to_string().contains("msg/s"), "{err}");
+    }
+
+    #[test]
+    fn connection_rate_falls_back_to_the_connect_phase_of_the_series() {
+        let connect = all().into_iter().find(|s| s.id == "connect").unwrap();
+        let report = serde_json::json!({
+            "results": { "all": { "connected": 10000 }, "connect_latency": { "p99": 5000 } },
+            "series": [{ "phase": "connect" }, { "phase": "connect" }, { "phase": "drain" }]
+        });
+        let values = connect.metrics(&report).unwrap();
+        assert_eq!(
+            values,
+            vec![("connections/s", 5000.0), ("handshake p99", 5.0)]
+        );
     }
 
     #[test]

@@ -272,6 +272,10 @@ impl EventLoop {
             self.replies = replies;
             self.replies.clear();
         }
+        if unread.is_empty() {
+            // An idle connection keeps no buffer.
+            unread = Vec::new();
+        }
         if let Some(Some(conn)) = self.conns.get_mut(slot) {
             conn.unread = unread;
             if eof {
