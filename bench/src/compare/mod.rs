@@ -4,8 +4,8 @@
 //! count starts each server in turn (A B A B ...) pinned to one set of cores, drives it with
 //! `loadgen` pinned to the others, and keeps loadgen's JSON. At the end it writes
 //! `RESULTS.md` (machine, versions, command, medians with spreads and ratios to the gateway)
-//! and `results.svg` beside it. A server that cannot be built or started is reported as not
-//! run, never silently left out.
+//! and `results.svg` beside it; loadgen's full reports stay in `<target>/compare-raw/`. A
+//! server that cannot be built or started is reported as not run, never silently left out.
 
 mod loadgen;
 mod machine;
@@ -85,7 +85,7 @@ fn run(opts: &Options) -> io::Result<()> {
         })
         .collect();
     let loadgen = bins.join("loadgen");
-    let raw_dir = opts.out_dir.join("raw");
+    let raw_dir = opts.target_dir.join("compare-raw");
     std::fs::create_dir_all(&raw_dir)?;
 
     let load_before = machine::load_average();
@@ -138,6 +138,9 @@ fn run(opts: &Options) -> io::Result<()> {
         "load average (1, 5, 15 min) before / after".into(),
         format!("{load_before} / {}", machine::load_average()),
     ));
+    machine
+        .facts
+        .push(("loadgen reports".into(), raw_dir.display().to_string()));
     let report = report::Report {
         opts,
         machine: &machine,
@@ -187,13 +190,14 @@ fn build(workspace: &Path) -> io::Result<()> {
         .args([
             "build",
             "--release",
+            "--keep-going",
+            "--bins",
             "-p",
             "gateway",
             "-p",
             "loadgen",
             "-p",
             "bench",
-            "--bins",
         ])
         .status()?;
     if !status.success() {

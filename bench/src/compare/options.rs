@@ -27,7 +27,7 @@ pub struct Options {
     pub warmup: Duration,
     /// Build servers and loadgen first.
     pub build: bool,
-    /// Where RESULTS.md, results.svg and raw/ go.
+    /// Where RESULTS.md and results.svg go.
     pub out_dir: PathBuf,
     /// The workspace root.
     pub workspace: PathBuf,
@@ -78,8 +78,9 @@ pub const USAGE: &str = "usage: bench compare [flags]
   --warmup SECS        unmeasured seconds before (default 2)
   --quick              1 repetition, 3 s runs, 1 s warm-up: a smoke run, not a result
   --no-build           use the binaries already built
-  --out DIR            where RESULTS.md, results.svg and raw/ go (default: bench/)
-Binaries are taken from $CARGO_TARGET_DIR/release (default: target/release).";
+  --out DIR            where RESULTS.md and results.svg go (default: bench/)
+Binaries are taken from $CARGO_TARGET_DIR/release (default: target/release); loadgen's
+JSON reports are kept in $CARGO_TARGET_DIR/compare-raw/.";
 
 impl Options {
     /// Parse the flags after `compare`.
