@@ -67,8 +67,7 @@ fn run(opts: &Options) -> io::Result<()> {
     if opts.build {
         build(&workspace)?;
     }
-    let bins = opts.target_dir.join("release");
-    let servers: Vec<ServerSpec> = servers::all(&bins, &workspace.join("bench"))
+    let servers: Vec<ServerSpec> = servers::all(&opts.bin_dir, &workspace.join("bench"))
         .into_iter()
         .filter(|s| {
             opts.servers
@@ -84,7 +83,7 @@ fn run(opts: &Options) -> io::Result<()> {
                 .is_none_or(|only| only.iter().any(|n| n == s.id))
         })
         .collect();
-    let loadgen = bins.join("loadgen");
+    let loadgen = &opts.loadgen;
     let raw_dir = opts.target_dir.join("compare-raw");
     std::fs::create_dir_all(&raw_dir)?;
 
@@ -112,7 +111,7 @@ fn run(opts: &Options) -> io::Result<()> {
                         server.name,
                         rep + 1
                     ));
-                    match run_one(opts, &loadgen, server, scenario, threads, &json) {
+                    match run_one(opts, loadgen, server, scenario, threads, &json) {
                         Ok(Measured {
                             values,
                             loadgen_saturated,

@@ -31,8 +31,12 @@ pub struct Options {
     pub out_dir: PathBuf,
     /// The workspace root.
     pub workspace: PathBuf,
-    /// Cargo's target directory (binaries are in its `release/`).
+    /// Cargo's target directory (loadgen reports go to its `compare-raw/`).
     pub target_dir: PathBuf,
+    /// Where the server binaries are (default: the target directory's `release/`).
+    pub bin_dir: PathBuf,
+    /// The loadgen binary (default: in `bin_dir`).
+    pub loadgen: PathBuf,
     /// The command line as given, for the report.
     pub command: String,
 }
@@ -79,8 +83,10 @@ pub const USAGE: &str = "usage: bench compare [flags]
   --quick              1 repetition, 3 s runs, 1 s warm-up: a smoke run, not a result
   --no-build           use the binaries already built
   --out DIR            where RESULTS.md and results.svg go (default: bench/)
-Binaries are taken from $CARGO_TARGET_DIR/release (default: target/release); loadgen's
-JSON reports are kept in $CARGO_TARGET_DIR/compare-raw/.";
+  --bin-dir DIR        where the server binaries are (default: $CARGO_TARGET_DIR/release,
+                       target/release without it)
+  --loadgen PATH       the loadgen binary (default: DIR/loadgen)
+loadgen's JSON reports are kept in $CARGO_TARGET_DIR/compare-raw/.";
 
 impl Options {
     /// Parse the flags after `compare`.
@@ -106,12 +112,15 @@ impl Options {
             warmup: Duration::from_secs(2),
             build: true,
             out_dir: workspace.join("bench"),
+            bin_dir: target_dir.join("release"),
+            loadgen: target_dir.join("release/loadgen"),
             workspace,
             target_dir,
             command: format!("cargo run -p bench --release -- compare {}", args.join(" "))
                 .trim_end()
                 .to_owned(),
         };
+        let mut loadgen_given = false;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -157,6 +166,17 @@ impl Options {
                 }
                 "--no-build" => opts.build = false,
                 "--out" => opts.out_dir = PathBuf::from(value()?),
+                "--bin-dir" => {
+                    let dir = PathBuf::from(value()?);
+                    if !loadgen_given {
+                        opts.loadgen = dir.join("loadgen");
+                    }
+                    opts.bin_dir = dir;
+                }
+                "--loadgen" => {
+                    opts.loadgen = PathBuf::from(value()?);
+                    loadgen_given = true;
+                }
                 "-h" | "--help" => return Err(OptionsError::Help),
                 _ => return Err(OptionsError::UnknownFlag(flag)),
             }
