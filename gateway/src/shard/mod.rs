@@ -347,6 +347,10 @@ impl<D: Driver> Shard<D> {
         let Some(e) = self.conns.get_mut(id) else {
             return;
         };
+        if e.outbox.is_empty() && !e.paused {
+            // Epoll reports writable with every readable event: nothing to do.
+            return;
+        }
         if !e.outbox.is_empty() {
             let driver = &mut self.driver;
             match e.outbox.flush(|iov| driver.send(id, iov)) {

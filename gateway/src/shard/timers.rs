@@ -13,6 +13,8 @@ use crate::conn::ConnId;
 
 /// Slot width.
 pub const TICK: Duration = Duration::from_millis(10);
+/// [`TICK`] in nanoseconds (divides one second exactly).
+const TICK_NANOS: u64 = 10_000_000;
 /// Number of slots (a power of two).
 pub const SLOTS: usize = 4096;
 
@@ -48,9 +50,13 @@ impl TimerWheel {
 
     /// The first tick whose start is at or after `at` (entries never fire early).
     fn tick_at_or_after(&self, at: Instant) -> u64 {
+        // Plain u64 arithmetic: this runs after every read of every connection.
         let d = at.saturating_duration_since(self.start);
-        let t = d.as_nanos().div_ceil(TICK.as_nanos());
-        u64::try_from(t).unwrap_or(u64::MAX)
+        let ticks_per_sec = 1_000_000_000 / TICK_NANOS;
+        let sub = u64::from(d.subsec_nanos()).div_ceil(TICK_NANOS);
+        d.as_secs()
+            .saturating_mul(ticks_per_sec)
+            .saturating_add(sub)
     }
 
     /// Arm `id` for `at`; returns the tick it was placed in (the caller keeps it to recognise
@@ -72,9 +78,11 @@ impl TimerWheel {
 
     /// Move every entry whose tick has started by `now` into `fired` as `(id, tick)`.
     pub fn expire(&mut self, now: Instant, fired: &mut Vec<(ConnId, u64)>) {
-        let now_tick =
-            u64::try_from(now.saturating_duration_since(self.start).as_nanos() / TICK.as_nanos())
-                .unwrap_or(u64::MAX);
+        let d = now.saturating_duration_since(self.start);
+        let now_tick = d
+            .as_secs()
+            .saturating_mul(1_000_000_000 / TICK_NANOS)
+            .saturating_add(u64::from(d.subsec_nanos()) / TICK_NANOS);
         let mut visited = 0;
         while self.cursor <= now_tick && self.len > 0 && visited < SLOTS {
             let slot = &mut self.slots[(self.cursor % SLOTS as u64) as usize];
