@@ -235,3 +235,58 @@ fn over_max_connections_is_503_then_served_again() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// User plus system CPU time of a process, in clock ticks (`/proc/<pid>/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')').expect("stat has a command") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+#[test]
+fn out_of_descriptors_is_logged_once_without_spinning() {
+    let mut gw = Gateway::start(&["--threads", "1"]);
+    // Lower the running gateway's descriptor limit below what the connections need.
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &gw.pid().to_string(), "--nofile=32:32"])
+        .status()
+        .expect("run prlimit");
+    assert!(status.success());
+    let mut held: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(gw.addr()).expect("connect (backlog)"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(gw.pid());
+    // New connections while exhausted: more accept attempts, no new log line, no spinning.
+    held.extend((0..10).map(|_| std::net::TcpStream::connect(gw.addr()).expect("connect")));
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(gw.pid()) - before;
+    let log = gw.stderr();
+    assert_eq!(
+        log.matches("out of file descriptors").count(),
+        1,
+        "logged once per episode; stderr:\n{log}"
+    );
+    assert!(log.contains("ulimit"), "the log says how to fix it:\n{log}");
+    // Clock ticks are 1/100 s: a spinning loop would burn about 100 in that second.
+    assert!(
+        spent < 30,
+        "gateway used {spent} ticks of CPU while out of descriptors"
+    );
+    drop(held);
+    gw.assert_running();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = std::panic::catch_unwind(|| {
+            http_exchange(gw.addr(), b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").status
+        });
+        if ok.ok() == Some(200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
