@@ -433,7 +433,9 @@ impl<D: Driver> Shard<D> {
             return self.remove(id);
         }
         if e.conn.state() == State::Closed && e.outbox.is_empty() {
-            if e.peer_eof {
+            if e.peer_eof || self.draining.is_some() {
+                // Nothing more to say or hear (when draining, the closing handshake is done:
+                // no reason to wait for the peer's FIN before exiting).
                 return self.remove(id);
             }
             if !e.write_shut {
