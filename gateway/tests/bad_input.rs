@@ -91,6 +91,21 @@ impl Flood {
         self.written()
     }
 
+    /// Call `each` every 20 ms until the writer is done; panics with `why` if that takes more
+    /// than `limit` (the server stopped reading).
+    fn wait_done_sampling(&self, limit: Duration, why: &str, mut each: impl FnMut()) {
+        let deadline = Instant::now() + limit;
+        while !self.is_done() {
+            each();
+            assert!(
+                Instant::now() < deadline,
+                "{why}: writer still blocked after {limit:?} ({:.1} MiB written)",
+                mib(self.written())
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Wait until the writer made no progress for `quiet` (the server pushes back) or finished;
     /// bounded by `limit`. Returns whether it stalled (false: it finished).
     fn wait_stall(&self, quiet: Duration, limit: Duration) -> bool {
@@ -841,11 +856,12 @@ fn million_fragments_under_the_caps_keep_memory_bounded() {
     let mut ones = fragments(1_000_000, 1, false);
     let flood = Flood::start(c.clone_stream(), move || empty().or_else(&mut ones));
     let mut peak = 0;
-    while !flood.is_done() {
-        peak = peak.max(gw.rss_bytes());
-        thread::sleep(Duration::from_millis(20));
-    }
-    let sent = flood.join(Duration::from_secs(30));
+    flood.wait_done_sampling(
+        Duration::from_secs(60),
+        "the server stopped reading fragments",
+        || peak = peak.max(gw.rss_bytes()),
+    );
+    let sent = flood.join(Duration::from_secs(5));
     assert!(sent > 7_000_000, "only {sent} bytes written");
     c.send_frame(true, 0, op::CONT, b"!", Some(KEY));
     let mut expected = vec![b'f'; 1_000_000];
@@ -894,16 +910,20 @@ fn ping_flood_keeps_only_the_latest_pong() {
     });
     let mut peak = 0;
     let mut served_during = false;
-    while !flood.is_done() {
-        peak = peak.max(gw.rss_bytes());
-        if !served_during {
-            other.send_text(b"during the flood");
-            other.expect_frame(op::TEXT, b"during the flood");
-            served_during = true;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    flood.join(Duration::from_secs(30));
+    // The server must keep reading pings although we read no pongs: it owes only the latest.
+    flood.wait_done_sampling(
+        Duration::from_secs(60),
+        "the server stopped reading pings while pongs were unread",
+        || {
+            peak = peak.max(gw.rss_bytes());
+            if !served_during {
+                other.send_text(b"during the flood");
+                other.expect_frame(op::TEXT, b"during the flood");
+                served_during = true;
+            }
+        },
+    );
+    flood.join(Duration::from_secs(5));
     peak = peak.max(gw.rss_bytes());
     c.send_text(b"end");
     // Read it all now: pongs of increasing pings, the echo, and the last ping's pong last.
