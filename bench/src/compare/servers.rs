@@ -88,6 +88,14 @@ pub struct Running {
 impl Running {
     /// Start `spec` with `threads` threads pinned to `cpus` and wait for its address.
     pub fn start(spec: &ServerSpec, threads: usize, cpus: &str) -> io::Result<Running> {
+        if let Some(program) = spec.command.first().map(Path::new) {
+            if program.is_absolute() && !program.is_file() {
+                return Err(io::Error::other(format!(
+                    "{} is not built",
+                    program.display()
+                )));
+            }
+        }
         let launcher =
             format!("ulimit -n {NOFILE} 2>/dev/null || ulimit -n $(ulimit -Hn); exec \"$@\"");
         let mut child = Command::new("sh")
