@@ -56,19 +56,20 @@ async fn connection(stream: TcpStream, hub: Hub<Message>) {
         }
         Ok(response)
     };
-    let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, on_request).await else {
-        return;
-    };
-    let result = match subscribed {
-        None => echo(ws).await,
-        Some(id) => {
-            let result = broadcast(ws, &hub, id, receiver).await;
-            hub.leave(id);
-            result
-        }
-    };
+    let handshake = tokio_tungstenite::accept_hdr_async(stream, on_request).await;
     // Resets and protocol errors end the connection; nothing else is disturbed.
-    let _ = result;
+    match (handshake, subscribed) {
+        (Ok(ws), None) => {
+            let _ = echo(ws).await;
+        }
+        (Ok(ws), Some(id)) => {
+            let _ = broadcast(ws, &hub, id, receiver).await;
+            hub.leave(id);
+        }
+        // The 101 could not be written: undo the subscription made before it.
+        (Err(_), Some(id)) => hub.leave(id),
+        (Err(_), None) => {}
+    }
 }
 
 async fn echo(ws: WebSocketStream<TcpStream>) -> Result<(), WsError> {
