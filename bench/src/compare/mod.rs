@@ -2,7 +2,7 @@
 //!
 //! Builds every server and the load generator, then for each repetition, scenario and thread
 //! count starts each server in turn (A B A B ...) pinned to one set of cores, drives it with
-//! `loadgen` pinned to the others, and keeps loadgen's JSON. At the end it writes
+//! `loadgen` pinned to the others, and keeps loadgen's JSON and the server's log. At the end it writes
 //! `RESULTS.md` (machine, versions, command, medians with spreads and ratios to the gateway)
 //! and `results.svg` beside it; loadgen's full reports stay in `<target>/compare-raw/`. A
 //! server that cannot be built or started is reported as not run, never silently left out.
@@ -168,7 +168,12 @@ fn run_one(
     threads: usize,
     json: &Path,
 ) -> io::Result<Measured> {
-    let running = Running::start(server, threads, &opts.server_cpus)?;
+    let running = Running::start(
+        server,
+        threads,
+        &opts.server_cpus,
+        &json.with_extension("server.log"),
+    )?;
     let url = format!("ws://{}{}", running.addr, scenario.path);
     let result = loadgen::run(opts, loadgen, scenario, &url, running.pid, json);
     running.stop();

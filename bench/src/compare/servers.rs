@@ -86,8 +86,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// Start `spec` with `threads` threads pinned to `cpus` and wait for its address.
-    pub fn start(spec: &ServerSpec, threads: usize, cpus: &str) -> io::Result<Running> {
+    /// Start `spec` with `threads` threads pinned to `cpus` and wait for its address. The
+    /// server's standard error goes to `log`.
+    pub fn start(spec: &ServerSpec, threads: usize, cpus: &str, log: &Path) -> io::Result<Running> {
         if let Some(program) = spec.command.first().map(Path::new) {
             if program.is_absolute() && !program.is_file() {
                 return Err(io::Error::other(format!(
@@ -104,7 +105,7 @@ impl Running {
             .args(["--listen", "127.0.0.1:0", "--threads", &threads.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(log)?)
             .spawn()?;
         let stdout = child
             .stdout
@@ -125,10 +126,12 @@ impl Running {
         let Some(addr) = addr else {
             let _ = child.kill();
             let _ = child.wait();
+            let stderr = std::fs::read_to_string(log).unwrap_or_default();
             return Err(io::Error::other(format!(
-                "{} did not announce `listening on <addr>` (got {:?})",
+                "{} did not announce `listening on <addr>` (stdout {:?}, stderr {:?})",
                 spec.name,
-                line.trim_end()
+                line.trim_end(),
+                stderr.lines().last().unwrap_or("").trim()
             )));
         };
         Ok(Running { child, addr, pid })
