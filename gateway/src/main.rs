@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 use gateway::config::Config;
 use gateway::driver::mio::{bind_reuseport, MioDriver};
 use gateway::driver::{allowed_cpus, pin_current_thread, raise_nofile_limit};
-use gateway::metrics::ShardMetrics;
+use gateway::metrics::{ShardMetrics, Totals};
 use gateway::shard::{Shard, ShardConfig, Shared};
 
 /// Descriptors kept free for listeners, wakers, epoll and whatever else the process opens.
@@ -97,10 +97,13 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let cpus = allowed_cpus();
     let (done_tx, done_rx) = mpsc::channel();
     let mut wakers = Vec::with_capacity(cfg.threads);
+    let mut metrics = Vec::with_capacity(cfg.threads);
     for (index, listeners) in per_shard.into_iter().enumerate() {
         let n = listeners.len();
         let (driver, waker) = MioDriver::new(listeners)?;
         wakers.push(waker);
+        let shard_metrics = Arc::new(ShardMetrics::default());
+        metrics.push(Arc::clone(&shard_metrics));
         let shard = Shard::new(
             index as u8,
             driver,
@@ -108,7 +111,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             Arc::clone(&shard_cfg),
             Arc::clone(&shared),
             kernels,
-            Arc::new(ShardMetrics::default()),
+            shard_metrics,
         );
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
         let done = done_tx.clone();
@@ -156,6 +159,16 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     for (index, result) in done_rx {
         result.with_context(|| format!("shard {index} failed"))?;
     }
-    info!("stopped");
+    let t = Totals::sum(metrics.iter().map(|m| &**m));
+    info!(
+        accepted = t.accepted,
+        upgrades = t.upgrades,
+        rejected_over_limit = t.rejected_over_limit,
+        timeouts = t.timeouts,
+        accept_exhausted = t.accept_exhausted,
+        bytes_in = t.bytes_in,
+        bytes_out = t.bytes_out,
+        "stopped"
+    );
     Ok(())
 }
