@@ -3,11 +3,11 @@
 //! Payloads of 512 bytes and more first XOR a word-wise head up to a 32-byte boundary, so the
 //! long run of stores is aligned (it matters once the payload leaves L1); shorter ones skip the
 //! head, whose branches would cost more than the unaligned accesses. The last 0..32 bytes take
-//! one 16-byte op and words. Blocks are multiples of 4 bytes, so the key is rotated at most once.
+//! at most one 16-byte op and words. Blocks are multiples of 4 bytes, so the key is rotated at most once.
 
 use core::arch::x86_64::*;
 
-use super::{rotate, unmask_words};
+use super::rotate;
 
 /// From this length on, align the blocks.
 const ALIGN_FROM: usize = 512;
@@ -23,7 +23,7 @@ pub(crate) unsafe fn unmask(buf: &mut [u8], key: [u8; 4]) {
     if buf.len() >= ALIGN_FROM {
         let head = buf.as_ptr().align_offset(V).min(buf.len());
         let (head, body) = buf.split_at_mut(head);
-        short(head, key);
+        super::unmask_short(head, key);
         key = rotate(key, head.len());
         buf = body;
     }
@@ -49,23 +49,5 @@ pub(crate) unsafe fn unmask(buf: &mut [u8], key: [u8; 4]) {
         // SAFETY: `v` is 32 writable bytes.
         unsafe { _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), k)) };
     }
-    short(vectors.into_remainder(), key);
-}
-
-/// XOR fewer than 32 bytes: one 16-byte op if there are 16, then words.
-#[inline(always)]
-fn short(buf: &mut [u8], key: [u8; 4]) {
-    let rest = match buf.split_first_chunk_mut::<16>() {
-        Some((first, rest)) => {
-            let p = first.as_mut_ptr().cast::<__m128i>();
-            // SAFETY: `first` is 16 writable bytes; SSE2 is part of every x86_64 CPU.
-            unsafe {
-                let k = _mm_set1_epi32(i32::from_ne_bytes(key));
-                _mm_storeu_si128(p, _mm_xor_si128(_mm_loadu_si128(p), k));
-            }
-            rest
-        }
-        None => buf,
-    };
-    unmask_words(rest, key);
+    super::unmask_short(vectors.into_remainder(), key);
 }

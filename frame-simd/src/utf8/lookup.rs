@@ -264,6 +264,19 @@ impl<V: Vector> Check<V> {
         }
     }
 
+    /// The state after ASCII bytes.
+    ///
+    /// # Safety
+    /// The ISA of `V` is supported.
+    #[inline(always)]
+    unsafe fn after_ascii(&mut self) {
+        // SAFETY: the ISA is supported (caller).
+        unsafe {
+            self.prev = V::splat(0);
+            self.incomplete = V::splat(0);
+        }
+    }
+
     /// True if the input ended inside a code point.
     ///
     /// # Safety
@@ -306,24 +319,48 @@ fn locate(bytes: &[u8], group_start: usize) -> Result<(), usize> {
 #[inline(always)]
 pub(crate) unsafe fn validate<V: Vector>(bytes: &[u8]) -> Result<(), usize> {
     let group = 2 * V::BYTES;
+    let len = bytes.len();
+    let p = bytes.as_ptr();
     // SAFETY: the ISA is supported (caller).
     let mut check = unsafe { Check::<V>::new() };
-    let mut groups = bytes.chunks_exact(group);
     let mut at = 0;
-    for g in &mut groups {
-        // SAFETY: `g` holds `2 * BYTES` readable bytes; the ISA is supported.
-        let bad = unsafe {
-            let a = V::load(g.as_ptr());
-            let b = V::load(g.as_ptr().add(V::BYTES));
-            check.group(a, b)
-        };
-        if bad {
+    while at + group <= len {
+        // SAFETY: `at + 2 * BYTES <= len`: both vectors are inside `bytes`. The ISA is supported.
+        let (a, b) = unsafe { (V::load(p.add(at)), V::load(p.add(at + V::BYTES))) };
+        // SAFETY: the ISA is supported.
+        if unsafe { a.or(b).is_ascii() } {
+            // SAFETY: the ISA is supported.
+            if unsafe { check.ends_incomplete() } {
+                return locate(bytes, at);
+            }
+            at += group;
+            // An ASCII run: skip it two groups at a time, then resume checking with the state
+            // an ASCII byte leaves (any ASCII `prev` acts like zeros in the tables).
+            // SAFETY: `at + 4 * BYTES <= len` for each load; the ISA is supported.
+            unsafe {
+                while at + 2 * group <= len {
+                    let q = p.add(at);
+                    let any = V::load(q)
+                        .or(V::load(q.add(V::BYTES)))
+                        .or(V::load(q.add(2 * V::BYTES)))
+                        .or(V::load(q.add(3 * V::BYTES)));
+                    if !any.is_ascii() {
+                        break;
+                    }
+                    at += 2 * group;
+                }
+                check.after_ascii();
+            }
+            continue;
+        }
+        // SAFETY: the ISA is supported.
+        if unsafe { check.group(a, b) } {
             return locate(bytes, at);
         }
         at += group;
     }
     // SAFETY: the ISA is supported.
-    unsafe { finish(&mut check, bytes, groups.remainder(), at) }
+    unsafe { finish(&mut check, bytes, &bytes[at..], at) }
 }
 
 /// The last, partial group (copied into a zero-padded buffer: zeros are ASCII) and the end check.

@@ -78,28 +78,32 @@ pub(crate) fn check_seq(s: &[u8]) -> Seq {
 pub(crate) fn validate(bytes: &[u8]) -> Result<(), usize> {
     const WORD: usize = 8;
     const HIGH: u64 = 0x8080_8080_8080_8080;
+    let cont = |i: usize| matches!(bytes.get(i), Some(0x80..=0xBF));
     let mut i = 0;
-    while i < bytes.len() {
-        // ASCII runs are the common case: skip them a word at a time.
-        while let Some(word) = bytes.get(i..i + WORD) {
-            let mut w = [0u8; WORD];
-            w.copy_from_slice(word);
-            if u64::from_ne_bytes(w) & HIGH != 0 {
-                break;
+    while let Some(&lead) = bytes.get(i) {
+        if lead < 0x80 {
+            i += 1;
+            // ASCII runs are the common case: skip them a word at a time.
+            while let Some(word) = bytes.get(i..i + WORD) {
+                let mut w = [0u8; WORD];
+                w.copy_from_slice(word);
+                if u64::from_ne_bytes(w) & HIGH != 0 {
+                    break;
+                }
+                i += WORD;
             }
-            i += WORD;
+            continue;
         }
-        let Some(rest) = bytes.get(i..) else {
-            break;
+        // The table above, one row per arm; the second byte's range depends on the lead.
+        let (lo, hi) = second_range(lead);
+        let second = matches!(bytes.get(i + 1), Some(&b) if (lo..=hi).contains(&b));
+        let w = match width(lead) {
+            2 if second => 2,
+            3 if second && cont(i + 2) => 3,
+            4 if second && cont(i + 2) && cont(i + 3) => 4,
+            _ => return Err(i),
         };
-        match rest.first() {
-            None => break,
-            Some(&b) if b < 0x80 => i += 1,
-            Some(_) => match check_seq(rest) {
-                Seq::Complete(w) => i += w,
-                Seq::Incomplete | Seq::Invalid => return Err(i),
-            },
-        }
+        i += w;
     }
     Ok(())
 }
