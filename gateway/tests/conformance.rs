@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use common::{op, pattern, raw_frame, utf8_text, Client, Gateway, LenForm, Raw, KEY, PROMPT_CLOSE};
 
-/// A gateway for protocol-error cases. After an error close the byte stream may no longer be
-/// parseable (an over-limit or malformed length), so our answering close may never be seen; a
-/// short close timeout bounds how long the server waits for it and keeps these tests fast. The
-/// close-handling tests use the default timeout and assert the prompt TCP close themselves.
+/// A gateway for header-level protocol errors. After such an error the byte stream may no longer
+/// be parseable (a malformed length, a header the parser stopped at), so our answering close may
+/// never be seen; a short close timeout bounds how long the server waits for it and keeps these
+/// tests fast. Violations that leave the stream intact use the default timeout and
+/// [`expect_in_sync_error_close`], and so do the close-handling tests.
 fn gw(args: &[&str]) -> Gateway {
     let mut all = vec!["--close-timeout", "1s"];
     all.extend_from_slice(args);
@@ -36,6 +37,22 @@ fn violation(gw: &Gateway, bytes: &[u8], code: u16) {
     let mut c = gw.client();
     c.send_raw(bytes);
     expect_error_close(&mut c, code);
+}
+
+/// Expect the error close for a violation that leaves the byte stream intact (a complete,
+/// well-formed frame broke a message rule): our answering close is parseable, so the server must
+/// close TCP as soon as it arrives, well before its default 5 s close timeout.
+fn expect_in_sync_error_close(c: &mut Client, code: u16) {
+    c.expect_close(code);
+    c.send_close(code, b"");
+    c.expect_tcp_closed_within(PROMPT_CLOSE);
+}
+
+/// [`violation`] for a complete, well-formed frame (see [`expect_in_sync_error_close`]).
+fn violation_in_sync(gw: &Gateway, bytes: &[u8], code: u16) {
+    let mut c = gw.client();
+    c.send_raw(bytes);
+    expect_in_sync_error_close(&mut c, code);
 }
 
 // =============================================================================================
@@ -555,23 +572,23 @@ fn close_between_fragments_is_echoed_without_the_message() {
 
 #[test]
 fn continuation_without_a_start_is_1002() {
-    let gw = gw(&[]);
+    let gw = Gateway::start(&[]);
     for fin in [true, false] {
         let mut c = gw.client();
         frame(&mut c, fin, op::CONT, b"orphan");
-        expect_error_close(&mut c, 1002);
+        expect_in_sync_error_close(&mut c, 1002);
     }
     // Also right after a complete message.
     let mut c = gw.client();
     c.send_text(b"done");
     c.expect_frame(op::TEXT, b"done");
     frame(&mut c, true, op::CONT, b"late");
-    expect_error_close(&mut c, 1002);
+    expect_in_sync_error_close(&mut c, 1002);
 }
 
 #[test]
 fn new_data_message_before_the_end_is_1002() {
-    let gw = gw(&[]);
+    let gw = Gateway::start(&[]);
     for (first, second) in [
         (op::TEXT, op::TEXT),
         (op::TEXT, op::BINARY),
@@ -582,7 +599,7 @@ fn new_data_message_before_the_end_is_1002() {
             let mut c = gw.client();
             frame(&mut c, false, first, b"one");
             frame(&mut c, second_fin, second, b"two");
-            expect_error_close(&mut c, 1002);
+            expect_in_sync_error_close(&mut c, 1002);
         }
     }
 }
@@ -664,7 +681,7 @@ const INVALID: [&[u8]; 14] = [
 /// before the final fragment would be sent (it never is).
 #[test]
 fn utf8_invalid_sequence_at_every_position_fails_fast() {
-    let gw = gw(&[]);
+    let gw = Gateway::start(&[]);
     let prefix_text = tricky_text();
     for bad in INVALID {
         for pos in 0..=prefix_text.len() {
@@ -677,14 +694,14 @@ fn utf8_invalid_sequence_at_every_position_fails_fast() {
             first.extend_from_slice(bad);
             let mut c = gw.client();
             frame(&mut c, false, op::TEXT, &first);
-            expect_error_close(&mut c, 1007);
+            expect_in_sync_error_close(&mut c, 1007);
         }
     }
 }
 
 #[test]
 fn utf8_invalid_sequence_split_across_fragments_fails_at_its_fragment() {
-    let gw = gw(&[]);
+    let gw = Gateway::start(&[]);
     // The lead byte ends one fragment; the byte that makes it invalid starts the next.
     for (lead, rest) in [
         (&[0xed][..], &[0xa0, 0x80][..]),
@@ -698,14 +715,14 @@ fn utf8_invalid_sequence_split_across_fragments_fails_at_its_fragment() {
         first.extend_from_slice(lead);
         frame(&mut c, false, op::TEXT, &first);
         frame(&mut c, false, op::CONT, rest);
-        expect_error_close(&mut c, 1007);
+        expect_in_sync_error_close(&mut c, 1007);
     }
     // Invalid in the third of many fragments, far before the end.
     let mut c = gw.client();
     frame(&mut c, false, op::TEXT, b"one");
     frame(&mut c, false, op::CONT, b"two");
     frame(&mut c, false, op::CONT, &[b't', 0xff]);
-    expect_error_close(&mut c, 1007);
+    expect_in_sync_error_close(&mut c, 1007);
 }
 
 #[test]
@@ -737,20 +754,20 @@ fn utf8_invalid_inside_a_partly_received_frame_fails_fast() {
 
 #[test]
 fn utf8_invalid_in_a_whole_frame_is_1007() {
-    let gw = gw(&[]);
+    let gw = Gateway::start(&[]);
     for bad in INVALID {
         let mut payload = b"Hello ".to_vec();
         payload.extend_from_slice(bad);
         payload.extend_from_slice(b" world");
-        violation(&gw, &raw_frame(&Raw::new(op::TEXT, &payload)), 1007);
+        violation_in_sync(&gw, &raw_frame(&Raw::new(op::TEXT, &payload)), 1007);
     }
     // Encoded surrogate pair (CESU-8) and an overlong 4-byte form.
-    violation(
+    violation_in_sync(
         &gw,
         &raw_frame(&Raw::new(op::TEXT, &[0xed, 0xa0, 0x80, 0xed, 0xb0, 0x80])),
         1007,
     );
-    violation(
+    violation_in_sync(
         &gw,
         &raw_frame(&Raw::new(op::TEXT, &[0xf0, 0x8f, 0xbf, 0xbf])),
         1007,
@@ -759,16 +776,16 @@ fn utf8_invalid_in_a_whole_frame_is_1007() {
 
 #[test]
 fn utf8_text_ending_inside_a_code_point_is_1007() {
-    let gw = gw(&[]);
+    let gw = Gateway::start(&[]);
     for tail in [&[0xc3][..], &[0xe2, 0x82], &[0xf0, 0x9d, 0x84]] {
         let mut payload = b"end".to_vec();
         payload.extend_from_slice(tail);
-        violation(&gw, &raw_frame(&Raw::new(op::TEXT, &payload)), 1007);
+        violation_in_sync(&gw, &raw_frame(&Raw::new(op::TEXT, &payload)), 1007);
         // Fragmented: complete fragments, then an empty final one.
         let mut c = gw.client();
         frame(&mut c, false, op::TEXT, &payload);
         frame(&mut c, true, op::CONT, b"");
-        expect_error_close(&mut c, 1007);
+        expect_in_sync_error_close(&mut c, 1007);
     }
 }
 
@@ -936,7 +953,7 @@ fn limit_frame_bytes() {
 
 #[test]
 fn limit_message_bytes() {
-    let gw = gw(&["--max-message-bytes", "1000"]);
+    let gw = Gateway::start(&["--max-message-bytes", "1000"]);
     let mut c = gw.client();
     let ok = pattern(1000, 4);
     send_fragmented(&mut c, op::BINARY, &ok, 3);
@@ -947,23 +964,23 @@ fn limit_message_bytes() {
     frame(&mut c, false, op::BINARY, &[1; 400]);
     frame(&mut c, false, op::CONT, &[2; 400]);
     frame(&mut c, true, op::CONT, &[3; 201]);
-    expect_error_close(&mut c, 1009);
+    expect_in_sync_error_close(&mut c, 1009);
 
     // A non-final fragment pushing the message over the limit is refused without the rest.
     let mut c = gw.client();
     frame(&mut c, false, op::TEXT, &utf8_text(600));
     frame(&mut c, false, op::CONT, &utf8_text(600));
-    expect_error_close(&mut c, 1009);
+    expect_in_sync_error_close(&mut c, 1009);
 
     // One frame over the message limit.
     let mut c = gw.client();
     c.send_text(&utf8_text(1001));
-    expect_error_close(&mut c, 1009);
+    expect_in_sync_error_close(&mut c, 1009);
 }
 
 #[test]
 fn limit_fragments() {
-    let gw = gw(&["--max-fragments", "10"]);
+    let gw = Gateway::start(&["--max-fragments", "10"]);
     let mut c = gw.client();
     let text = utf8_text(10);
     send_fragmented(&mut c, op::TEXT, &text, 10);
@@ -977,7 +994,7 @@ fn limit_fragments() {
             b"x",
         );
     }
-    expect_error_close(&mut c, 1009);
+    expect_in_sync_error_close(&mut c, 1009);
 
     // Eleven non-final frames: refused without waiting for the end.
     let mut c = gw.client();
@@ -989,7 +1006,7 @@ fn limit_fragments() {
             b"",
         );
     }
-    expect_error_close(&mut c, 1009);
+    expect_in_sync_error_close(&mut c, 1009);
 }
 
 #[test]
