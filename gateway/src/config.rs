@@ -208,20 +208,28 @@ pub struct Config {
     pub drain_timeout: Duration,
 }
 
+/// The longest timeout accepted: deadlines are `Instant + Duration`, which must not overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 fn duration(
     flag: Option<Duration>,
     file: Option<String>,
     name: &str,
     default: Duration,
 ) -> anyhow::Result<Duration> {
-    if let Some(d) = flag {
-        return Ok(d);
+    let d = match (flag, file) {
+        (Some(d), _) => d,
+        (None, Some(s)) => humantime::parse_duration(&s)
+            .with_context(|| format!("config file: bad duration for {name}: {s:?}"))?,
+        (None, None) => default,
+    };
+    if d > MAX_DURATION {
+        bail!(
+            "--{name} must be at most 365 days, got {}",
+            humantime::format_duration(d)
+        );
     }
-    match file {
-        Some(s) => humantime::parse_duration(&s)
-            .with_context(|| format!("config file: bad duration for {name}: {s:?}")),
-        None => Ok(default),
-    }
+    Ok(d)
 }
 
 impl Config {
@@ -421,5 +429,6 @@ mod tests {
         assert!(Config::from_parts(cli(&[]), "no-such-key = 1").is_err());
         assert!(Config::from_parts(cli(&[]), "close-timeout = \"x\"").is_err());
         assert!(Config::from_parts(cli(&["--threads", "0"]), "").is_err());
+        assert!(Config::from_parts(cli(&["--ping-interval", "1000y"]), "").is_err());
     }
 }
