@@ -147,8 +147,13 @@ fn python_and_node_clients_at_once() {
     });
 }
 
-/// `curl -i` with the given headers against `path`; returns (exit code, output).
+/// `curl -i` with the given headers against `path`; returns (exit code, output). After a 101
+/// curl keeps waiting on the upgraded connection, so `--max-time` bounds it (exit 28).
 fn curl(gw: &Gateway, path: &str, headers: &[&str]) -> (Option<i32>, String) {
+    let upgrade = headers
+        .iter()
+        .any(|h| h.starts_with("Sec-WebSocket-Version: 13"));
+    let max_time = if upgrade { "1.5" } else { "5" };
     let mut cmd = Command::new("curl");
     cmd.args([
         "-i",
@@ -157,7 +162,7 @@ fn curl(gw: &Gateway, path: &str, headers: &[&str]) -> (Option<i32>, String) {
         "--noproxy",
         "*",
         "--max-time",
-        "3",
+        max_time,
     ]);
     for h in headers {
         cmd.arg("-H").arg(h);
