@@ -13,9 +13,10 @@ pub const EXIT_THRESHOLD: i32 = 3;
 
 /// Run one scenario and return its report (no output written).
 pub fn run_scenario(scenario: &Scenario, command: Vec<String>, progress: bool) -> Result<Report> {
-    let plan = plan::build(scenario)?;
     let limit = sysinfo::raise_nofile();
-    run::check_fds(&plan, limit)?;
+    let threads = scenario.common().threads.unwrap_or(1);
+    run::check_fds(plan::planned_count(scenario), threads, limit)?;
+    let plan = plan::build(scenario)?;
     let common = scenario.common();
     let opts = RunOpts {
         command,

@@ -177,6 +177,18 @@ pub fn parse_storm(s: &str) -> Result<(f64, Duration)> {
     Ok((pct / 100.0, at))
 }
 
+/// Connections a scenario opens in its connect phase (known before the plan is built).
+pub fn planned_count(scenario: &Scenario) -> u64 {
+    u64::from(match scenario {
+        Scenario::Connect(a) | Scenario::Idle(a) => a.connections,
+        Scenario::Echo(a) => a.connections,
+        Scenario::Fanout(a) if a.adapter == Adapter::Echo => a.subscribers,
+        Scenario::Fanout(a) => a.subscribers.saturating_add(a.publishers),
+        Scenario::Churn(a) => a.connections,
+        Scenario::Chat(a) => a.users,
+    })
+}
+
 /// Build the plan of a scenario.
 pub fn build(scenario: &Scenario) -> Result<Plan> {
     let common = scenario.common();

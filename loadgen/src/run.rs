@@ -38,14 +38,14 @@ pub struct RunOpts {
 const FD_MARGIN: u64 = 64;
 
 /// Check that the connection count fits in this process's descriptor limit (raised first).
-pub fn check_fds(plan: &Plan, limit: u64) -> Result<()> {
-    let need = plan.planned() + FD_MARGIN + 4 * plan.threads as u64;
+pub fn check_fds(planned: u64, threads: usize, limit: u64) -> Result<()> {
+    let need = planned + FD_MARGIN + 4 * threads as u64;
     if need > limit {
         bail!(
             "{} connections need ~{need} file descriptors; this process may open {limit}. \
              Split the load over several loadgen processes (each with --json) and combine \
              their results with `loadgen merge`, or raise the hard limit (ulimit -Hn).",
-            plan.planned()
+            planned
         );
     }
     Ok(())

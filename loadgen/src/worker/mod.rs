@@ -288,6 +288,9 @@ pub fn run(init: WorkerInit, poll: Poll) -> io::Result<WorkerResult> {
     for (k, entry) in w.connect_queue.iter_mut().enumerate() {
         entry.0 = start + (k as f64 * interval) as u64;
     }
+    if w.unresolved == 0 {
+        w.shared.connect_done.fetch_add(1, Ordering::AcqRel);
+    }
     w.event_loop()?;
     Ok(w.finish())
 }

@@ -1,0 +1,221 @@
+//! Measurement is trustworthy: coordinated omission is corrected, merged results equal the sum of
+//! their histograms, thresholds fail the exit code, and errors are clear.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::{loadgen, loadgen_json, num, temp_dir, Mode, Server};
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::Histogram;
+
+fn hist(v: &serde_json::Value, pointer: &str) -> Histogram<u64> {
+    let b64 = v.pointer(pointer).and_then(|h| h.as_str()).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .unwrap()
+}
+
+#[test]
+fn open_loop_p99_shows_a_one_second_stall_that_closed_loop_hides() {
+    let stall = Mode::StallOnce {
+        after: 300,
+        stall: Duration::from_secs(1),
+    };
+    let dir = temp_dir("co");
+    // Open loop: 500 msg/s for 3 s; the messages due during the stall wait for it, and their
+    // latency counts from when they were due, so a third of all samples are 0..1 s late.
+    let server = Server::start(stall);
+    let url = server.url("/echo");
+    let open = loadgen_json(
+        &[
+            "echo",
+            "--url",
+            &url,
+            "-c",
+            "1",
+            "--rate",
+            "500",
+            "--warmup",
+            "0s",
+            "--duration",
+            "3s",
+        ],
+        &dir.join("open.json"),
+    );
+    let p99 = num(&open, "/results/latency/p99");
+    assert!(
+        p99 >= 900_000_000,
+        "open-loop p99 {p99} ns does not show the 1 s stall"
+    );
+    assert_eq!(
+        num(&open, "/results/all/received"),
+        num(&open, "/results/all/sent")
+    );
+    // Closed loop: one message in flight; the stall delays a single sample, which p99 hides.
+    let server = Server::start(stall);
+    let url = server.url("/echo");
+    let closed = loadgen_json(
+        &[
+            "echo",
+            "--url",
+            &url,
+            "-c",
+            "1",
+            "-w",
+            "1",
+            "--warmup",
+            "0s",
+            "--duration",
+            "3s",
+        ],
+        &dir.join("closed.json"),
+    );
+    let max = num(&closed, "/results/latency/max");
+    let p99 = num(&closed, "/results/latency/p99");
+    assert!(
+        max >= 990_000_000,
+        "closed-loop max {max} ns misses the stall"
+    );
+    assert!(
+        p99 < 100_000_000,
+        "closed-loop p99 {p99} ns should hide the stall"
+    );
+}
+
+#[test]
+fn merge_adds_histograms_and_counts() {
+    let server = Server::start(Mode::Echo);
+    let url = server.url("/echo");
+    let dir = temp_dir("merge");
+    let (a, b, m) = (dir.join("a.json"), dir.join("b.json"), dir.join("m.json"));
+    let args = [
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "4",
+        "--rate",
+        "400",
+        "--warmup",
+        "0s",
+        "--duration",
+        "1s",
+    ];
+    let ra = loadgen_json(&args, &a);
+    let rb = loadgen_json(&args, &b);
+    let out = loadgen(&[
+        "merge",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--json",
+        m.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rm: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
+    for p in [
+        "/results/all/sent",
+        "/results/all/received",
+        "/results/window/received",
+    ] {
+        assert_eq!(num(&rm, p), num(&ra, p) + num(&rb, p), "{p}");
+    }
+    let mut both = hist(&ra, "/histograms/latency");
+    both.add(hist(&rb, "/histograms/latency")).unwrap();
+    let merged = hist(&rm, "/histograms/latency");
+    assert_eq!(merged.len(), both.len());
+    assert_eq!(num(&rm, "/results/latency/count"), both.len());
+    for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
+        assert_eq!(
+            num(&rm, &format!("/results/latency/{name}")),
+            both.value_at_quantile(q),
+            "{name}"
+        );
+    }
+    assert_eq!(num(&rm, "/results/latency/max"), both.max());
+    assert_eq!(num(&rm, "/results/processes"), 2);
+}
+
+#[test]
+fn a_failed_threshold_exits_with_3_and_a_met_one_with_0() {
+    let server = Server::start(Mode::Echo);
+    let url = server.url("/echo");
+    let base = [
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "2",
+        "--warmup",
+        "0s",
+        "--duration",
+        "300ms",
+        "--quiet",
+    ];
+    let mut fail = base.to_vec();
+    fail.extend(["--expect", "p99<1ns,loss=0"]);
+    let out = loadgen(&fail);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("threshold failed: p99<1ns"));
+    let mut pass = base.to_vec();
+    pass.extend(["--expect", "p99<10s,loss=0,rate>1"]);
+    let out = loadgen(&pass);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let out = loadgen(&["echo", "--url", "http://127.0.0.1/echo"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid URL"));
+
+    // A port nothing listens on: take one and free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/echo");
+    let out = loadgen(&["echo", "--url", &url, "-c", "2", "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused"), "{err}");
+
+    let server = Server::start(Mode::NotFound);
+    let url = server.url("/echo");
+    let out = loadgen(&["connect", "--url", &url, "-c", "2", "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a WebSocket server") && err.contains("HTTP 404"),
+        "{err}"
+    );
+
+    let out = loadgen(&[
+        "connect",
+        "--url",
+        "ws://127.0.0.1:9/",
+        "-c",
+        "100000000",
+        "--quiet",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("file descriptors") && err.contains("loadgen merge"),
+        "{err}"
+    );
+}
