@@ -205,7 +205,17 @@ impl FrameReader {
                 match self.read_header(bytes, limits) {
                     Ok(Some(used)) => {
                         bytes = &mut bytes[used..];
-                        if let Some(frame) = self.frame.filter(|f| f.len == 0) {
+                        let Some(frame) = self.frame else {
+                            continue;
+                        };
+                        if let Err(e) = self.start_frame(frame.opcode, frame.len, limits) {
+                            // The header is consumed and the frame stays current, so its
+                            // payload is skipped as payload, not misread as headers.
+                            if frame.len == 0 {
+                                self.frame = None;
+                            }
+                            self.after(Err(e), &mut on);
+                        } else if frame.len == 0 {
                             self.frame = None;
                             let flow = self.payload(frame, &mut [], k, &mut on);
                             self.after(flow, &mut on);
@@ -246,8 +256,8 @@ impl FrameReader {
     }
 
     /// Parse a header from the carried bytes plus `bytes`. `Ok(Some(n))`: a header was read using
-    /// `n` bytes of `bytes`, and `self.frame` describes it. `Ok(None)`: every byte was carried.
-    /// On error nothing of `bytes` was consumed.
+    /// `n` bytes of `bytes`, and `self.frame` describes it (message rules not checked yet).
+    /// `Ok(None)`: every byte was carried. On error nothing of `bytes` was consumed.
     fn read_header(&mut self, bytes: &[u8], limits: &Limits) -> Result<Option<usize>, FrameError> {
         let have = usize::from(self.header_len);
         let (head, used) = if have == 0 {
@@ -276,10 +286,7 @@ impl FrameReader {
                 Err(e) => return Err(e),
             }
         };
-        // The frame is set before the message rules run, so that after a message-level error
-        // its payload is skipped as payload, not misread as headers.
         self.frame = Some(head.frame);
-        self.start_frame(head.frame.opcode, head.frame.len, limits)?;
         Ok(Some(used))
     }
 
@@ -657,6 +664,36 @@ mod tests {
 
 #[cfg(test)]
 mod skip_tests {
+    #[test]
+    fn after_a_message_level_error_the_peer_close_is_still_found() {
+        use frame_simd::encode_client_frame;
+        let key = MaskKey([1, 2, 3, 4]);
+        // A continuation without a start (its payload must be skipped as payload), then close.
+        let mut wire = Vec::new();
+        encode_client_frame(&mut wire, Opcode::Continuation, b"orphan", key);
+        encode_client_frame(&mut wire, Opcode::Close, &1002u16.to_be_bytes(), key);
+        let k = Kernels::detect();
+        for step in [1, 5, wire.len()] {
+            let mut r = FrameReader::default();
+            let mut seen = Vec::new();
+            for piece in wire.clone().chunks_mut(step) {
+                r.on_read(piece, &k, &LIMITS, |m| {
+                    seen.push(match m {
+                        Message::Violation(e) => format!("violation {}", e.close_code().0),
+                        Message::Close(p) => format!("close {p:?}"),
+                        _ => "other".to_owned(),
+                    });
+                    Flow::Continue
+                });
+            }
+            assert_eq!(
+                seen,
+                vec!["violation 1002", "close [3, 234]"],
+                "step {step}"
+            );
+        }
+    }
+
     use super::*;
     use frame_simd::encode_header;
 
