@@ -16,6 +16,7 @@ pub mod frames;
 pub mod handshake;
 pub mod http;
 pub mod id;
+pub mod page;
 
 use std::time::{Duration, Instant};
 
@@ -417,7 +418,10 @@ impl Conn {
                     self.enter(State::Closed, now);
                 }
             },
-            _ => self.http_error(HttpError::NotFound, now, out),
+            _ => match page::find(path) {
+                Some(asset) => self.on_page(asset, &req, now, out),
+                None => self.http_error(HttpError::NotFound, now, out),
+            },
         }
     }
 

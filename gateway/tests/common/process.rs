@@ -25,6 +25,15 @@ impl Gateway {
         Gateway::start_with(args, &[], true)
     }
 
+    /// Start `gateway --listen <addr> <args>` on a fixed address, e.g. to restart a gateway on
+    /// the port its clients know (the listeners use SO_REUSEADDR, so the port is free at once).
+    pub fn start_at(addr: SocketAddr, args: &[&str]) -> Gateway {
+        let listen = addr.to_string();
+        let mut all = vec!["--listen", listen.as_str()];
+        all.extend_from_slice(args);
+        Gateway::start_with(&all, &[], false)
+    }
+
     /// Start the gateway with extra environment variables. With `default_listen`, `--listen
     /// 127.0.0.1:0` is put in front of `args`. Waits for one `listening on` line per `--listen`
     /// flag (at least one).

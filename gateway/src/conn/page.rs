@@ -1,0 +1,191 @@
+//! The chat page: the static files of `gateway/web/`, embedded in the binary and answered on the
+//! client listener (`/`, `/chat.css`, `/chat.js`) like `/healthz`: `GET` only, keep-alive.
+//!
+//! Every file goes out with a Content-Security-Policy that allows nothing but the page's own
+//! script and style files (no inline code, so injected markup cannot run) and WebSocket
+//! connections back to the same origin; `no-cache` makes a browser ask again after an upgrade.
+
+use std::io::Write;
+use std::time::Instant;
+
+use super::http::{has_token, trim, HttpError};
+use super::{Conn, Output, State};
+
+/// One embedded file.
+#[derive(Debug)]
+pub struct Asset {
+    /// Request path (without a query).
+    pub path: &'static str,
+    /// `Content-Type` value.
+    pub content_type: &'static str,
+    /// The file's bytes.
+    pub body: &'static [u8],
+}
+
+/// The page's files. The HTML refers to the others by these paths.
+pub const ASSETS: [Asset; 3] = [
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../web/chat.html"),
+    },
+    Asset {
+        path: "/chat.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../web/chat.css"),
+    },
+    Asset {
+        path: "/chat.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/chat.js"),
+    },
+];
+
+/// Sent with every file. `connect-src 'self'` covers `ws:`/`wss:` to the same host and port
+/// (CSP Level 3); `img-src data:` is only for the empty favicon that stops a `/favicon.ico` fetch.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+    frame-ancestors 'none'";
+
+/// The embedded file served at `path`, if any.
+pub fn find(path: &str) -> Option<&'static Asset> {
+    ASSETS.iter().find(|a| a.path == path)
+}
+
+/// Write the complete `200` response for `asset`. With `close`, it says `Connection: close`.
+pub fn write_asset(out: &mut Vec<u8>, asset: &Asset, close: bool) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n\
+         Content-Security-Policy: {CONTENT_SECURITY_POLICY}\r\nX-Content-Type-Options: nosniff\r\n\
+         Referrer-Policy: no-referrer\r\nCross-Origin-Opener-Policy: same-origin\r\n",
+        asset.content_type,
+        asset.body.len(),
+    );
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(asset.body);
+}
+
+impl Conn {
+    /// A request for one of the page's files: `GET` is answered and the connection waits for
+    /// the next request, unless the client asked to close or sent a body.
+    pub(super) fn on_page(
+        &mut self,
+        asset: &Asset,
+        req: &httparse::Request<'_, '_>,
+        now: Instant,
+        out: &mut Output,
+    ) {
+        if req.method != Some("GET") {
+            return self.http_error(HttpError::MethodNotAllowed, now, out);
+        }
+        let keep_alive = req.version == Some(1)
+            && !req.headers.iter().any(|h| {
+                (h.name.eq_ignore_ascii_case("connection") && has_token(h.value, "close"))
+                    || h.name.eq_ignore_ascii_case("transfer-encoding")
+                    || (h.name.eq_ignore_ascii_case("content-length") && trim(h.value) != b"0")
+            });
+        write_asset(&mut out.bytes, asset, !keep_alive);
+        if keep_alive {
+            // Ready for the next request on this connection.
+            self.mark = now;
+        } else {
+            self.enter(State::Closed, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(asset: &Asset) -> &'static str {
+        std::str::from_utf8(asset.body).expect("page files are UTF-8")
+    }
+
+    #[test]
+    fn response_has_exact_length_and_security_headers() {
+        let asset = find("/").expect("the page is at /");
+        let mut out = Vec::new();
+        write_asset(&mut out, asset, false);
+        let s = String::from_utf8(out).unwrap();
+        let (head, body) = s.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"));
+        assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
+        assert!(head.contains("\r\nCache-Control: no-cache\r\n"));
+        assert!(head.contains("\r\nX-Content-Type-Options: nosniff\r\n"));
+        assert!(head.contains("\r\nContent-Security-Policy: default-src 'none'; "));
+        assert!(!head.contains("Connection: close"));
+        assert_eq!(body.as_bytes(), asset.body);
+
+        let mut out = Vec::new();
+        write_asset(&mut out, asset, true);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("\r\nConnection: close\r\n\r\n<!doctype html>"));
+    }
+
+    #[test]
+    fn policy_allows_no_inline_code_and_no_other_origin() {
+        let csp = CONTENT_SECURITY_POLICY;
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert!(!csp.contains('*'), "{csp}");
+        assert!(!csp.contains("http"), "{csp}");
+        for directive in [
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+        ] {
+            assert!(csp.contains(directive), "{directive} missing from {csp}");
+        }
+    }
+
+    #[test]
+    fn html_loads_only_embedded_files_and_no_inline_code() {
+        let html = text(find("/").unwrap());
+        // Every local reference is served; nothing is fetched from elsewhere.
+        for attr in ["src=\"", "href=\""] {
+            for (i, _) in html.match_indices(attr) {
+                let rest = &html[i + attr.len()..];
+                let url = &rest[..rest.find('"').unwrap()];
+                assert!(
+                    url == "data:," || find(url).is_some(),
+                    "{attr}{url}\" is not an embedded file"
+                );
+            }
+        }
+        for inline in [
+            "<script>",
+            "<style",
+            " style=\"",
+            " onclick=",
+            " onload=",
+            "javascript:",
+        ] {
+            assert!(
+                !html.contains(inline),
+                "inline code {inline:?} would be blocked by the CSP"
+            );
+        }
+    }
+
+    #[test]
+    fn script_never_parses_peer_text_as_markup() {
+        let js = text(find("/chat.js").unwrap());
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
+            assert!(!js.contains(sink), "chat.js uses {sink}");
+        }
+        assert!(js.contains("textContent"));
+    }
+}
