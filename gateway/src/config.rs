@@ -110,6 +110,46 @@ pub struct Cli {
     /// Comma list of subprotocols the server speaks, in preference order [default: none]
     #[arg(long, env = "GATEWAY_SUBPROTOCOLS", value_delimiter = ',')]
     pub subprotocols: Vec<String>,
+
+    // --- Router: channels and fan-out across shards ---
+    /// Channels one connection may subscribe to; more get `too_many_channels` [default: 128]
+    #[arg(long, env = "GATEWAY_MAX_CHANNELS_PER_CONN")]
+    pub max_channels_per_conn: Option<usize>,
+
+    /// Messages each shard's inbound queue holds; a publish that finds a queue full is answered
+    /// `busy` [default: 65536]
+    #[arg(long, env = "GATEWAY_SHARD_QUEUE_CAPACITY")]
+    pub shard_queue_capacity: Option<usize>,
+
+    // --- Backend API and client tokens ---
+    /// Address of the backend API (`/api/...`, `/metrics`, `/healthz`), served by the same
+    /// threads [default: 127.0.0.1:8081]
+    #[arg(long, env = "GATEWAY_API_LISTEN", value_parser = parse_listen)]
+    pub api_listen: Option<SocketAddr>,
+
+    /// Key backends send as `Authorization: Bearer <key>` [default: a random key, logged once
+    /// at start]
+    #[arg(long, env = "GATEWAY_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Secret that signs client tokens (HS256 JWTs) [default: none; tokens are refused]
+    #[arg(long, env = "GATEWAY_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+
+    /// Refuse (401) WebSocket clients without a valid token [default: false: anonymous clients
+    /// may connect, subscribe and publish anywhere]
+    #[arg(long, env = "GATEWAY_REQUIRE_TOKEN", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub require_token: Option<bool>,
+
+    /// `false` is the same as --require-token [default: true]
+    #[arg(long, env = "GATEWAY_ALLOW_ANONYMOUS", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_anonymous: Option<bool>,
+
+    /// Largest backend API request body; larger ones get 413 [default: 1048576]
+    #[arg(long, env = "GATEWAY_MAX_API_BODY_BYTES")]
+    pub max_api_body_bytes: Option<usize>,
 }
 
 /// `ADDR:PORT`, `[V6]:PORT`, `localhost:PORT`, or `:PORT` (all IPv4 interfaces).
@@ -173,6 +213,14 @@ struct FileConfig {
     drain_timeout: Option<String>,
     allowed_origins: Option<List>,
     subprotocols: Option<List>,
+    max_channels_per_conn: Option<usize>,
+    shard_queue_capacity: Option<usize>,
+    api_listen: Option<String>,
+    api_key: Option<String>,
+    token_secret: Option<String>,
+    require_token: Option<bool>,
+    allow_anonymous: Option<bool>,
+    max_api_body_bytes: Option<usize>,
 }
 
 impl FileConfig {
@@ -206,6 +254,65 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// Shutdown drain.
     pub drain_timeout: Duration,
+    /// Channels one connection may subscribe to.
+    pub max_channels_per_conn: usize,
+    /// Messages per shard inbound queue.
+    pub shard_queue_capacity: usize,
+    /// The backend API and client token settings.
+    pub api: ApiConfig,
+}
+
+/// The default backend API address.
+pub const DEFAULT_API_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8081);
+
+/// Backend API and client token settings.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Where the API listens.
+    pub listen: SocketAddr,
+    /// The configured key (`None`: generate one at start).
+    pub key: Option<String>,
+    /// The token secret (`None`: tokens cannot be verified).
+    pub token_secret: Option<String>,
+    /// Refuse clients without a valid token.
+    pub require_token: bool,
+    /// Largest API request body.
+    pub max_body_bytes: usize,
+}
+
+impl ApiConfig {
+    fn resolve(cli: &Cli, file: &FileConfig) -> anyhow::Result<ApiConfig> {
+        let listen = match (cli.api_listen, &file.api_listen) {
+            (Some(a), _) => a,
+            (None, Some(s)) => parse_listen(s).map_err(anyhow::Error::msg)?,
+            (None, None) => DEFAULT_API_LISTEN,
+        };
+        let require = cli.require_token.or(file.require_token).unwrap_or(false);
+        let anonymous = cli.allow_anonymous.or(file.allow_anonymous).unwrap_or(true);
+        let key = cli.api_key.clone().or_else(|| file.api_key.clone());
+        if key.as_deref() == Some("") {
+            bail!("--api-key must not be empty");
+        }
+        let token_secret = cli
+            .token_secret
+            .clone()
+            .or_else(|| file.token_secret.clone())
+            .filter(|s| !s.is_empty());
+        let require_token = require || !anonymous;
+        if require_token && token_secret.is_none() {
+            bail!("--require-token (or --allow-anonymous false) needs --token-secret");
+        }
+        Ok(ApiConfig {
+            listen,
+            key,
+            token_secret,
+            require_token,
+            max_body_bytes: cli
+                .max_api_body_bytes
+                .or(file.max_api_body_bytes)
+                .unwrap_or(1 << 20),
+        })
+    }
 }
 
 /// The longest timeout accepted: deadlines are `Instant + Duration`, which must not overflow.
@@ -255,6 +362,7 @@ impl Config {
 
     fn resolve(cli: Cli, file: FileConfig) -> anyhow::Result<Config> {
         let d = Settings::default();
+        let api = ApiConfig::resolve(&cli, &file)?;
         let listen = if !cli.listen.is_empty() {
             cli.listen
         } else if let Some(list) = file.listen {
@@ -351,6 +459,16 @@ impl Config {
                 "drain-timeout",
                 Duration::from_secs(10),
             )?,
+            max_channels_per_conn: cli
+                .max_channels_per_conn
+                .or(file.max_channels_per_conn)
+                .unwrap_or(128),
+            shard_queue_capacity: cli
+                .shard_queue_capacity
+                .or(file.shard_queue_capacity)
+                .unwrap_or(65536)
+                .max(1),
+            api,
         })
     }
 }
@@ -383,6 +501,8 @@ mod tests {
         assert_eq!(c.log_level, "info");
         assert!(c.settings.policy.allowed_origins.is_empty());
         assert!(c.max_connections.is_none());
+        assert_eq!(c.max_channels_per_conn, 128);
+        assert_eq!(c.shard_queue_capacity, 65536);
     }
 
     #[test]
@@ -420,6 +540,50 @@ mod tests {
             vec!["https://a", "https://b"]
         );
         assert_eq!(c.settings.pong_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn api_and_token_flags() {
+        let c = Config::from_parts(cli(&[]), "").unwrap();
+        assert_eq!(c.api.listen, DEFAULT_API_LISTEN);
+        assert_eq!(c.api.max_body_bytes, 1 << 20);
+        assert!(!c.api.require_token);
+        assert!(c.api.key.is_none() && c.api.token_secret.is_none());
+
+        let c = Config::from_parts(
+            cli(&[
+                "--api-listen",
+                "127.0.0.1:0",
+                "--api-key",
+                "k",
+                "--token-secret",
+                "s",
+                "--require-token",
+                "--max-api-body-bytes",
+                "100",
+            ]),
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.api.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.api.key.as_deref(), Some("k"));
+        assert_eq!(c.api.token_secret.as_deref(), Some("s"));
+        assert!(c.api.require_token);
+        assert_eq!(c.api.max_body_bytes, 100);
+
+        let file = "api-listen = \":9100\"\ntoken-secret = \"f\"\nallow-anonymous = false\n";
+        let c = Config::from_parts(cli(&[]), file).unwrap();
+        assert_eq!(c.api.listen.port(), 9100);
+        assert!(c.api.require_token);
+        let c = Config::from_parts(cli(&["--require-token", "false"]), "").unwrap();
+        assert!(!c.api.require_token);
+    }
+
+    #[test]
+    fn requiring_tokens_needs_a_secret() {
+        assert!(Config::from_parts(cli(&["--require-token"]), "").is_err());
+        assert!(Config::from_parts(cli(&["--allow-anonymous", "false"]), "").is_err());
+        assert!(Config::from_parts(cli(&["--api-key", ""]), "").is_err());
     }
 
     #[test]

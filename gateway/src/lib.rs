@@ -6,6 +6,8 @@
 //! connection: HTTP request, upgrade handshake, frames, close handshake).
 #![deny(unsafe_code)]
 
+pub mod api;
+pub mod auth;
 pub mod config;
 pub mod conn;
 #[allow(unsafe_code)]

@@ -1,5 +1,6 @@
-//! Counters per shard. Each shard is the only writer of its own [`ShardMetrics`] (so an update
-//! is a relaxed load and store, not a locked read-modify-write); readers sum all shards.
+//! Counters per shard, and their Prometheus text rendering. Each shard is the only writer of its
+//! own [`ShardMetrics`] (so an update is a relaxed load and store, not a locked read-modify-write);
+//! readers sum all shards. Every metric name the gateway exports is written in this file only.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,6 +25,125 @@ pub struct ShardMetrics {
     pub accept_exhausted: Counter,
     /// Connections dropped at a deadline (handshake, pong, close).
     pub timeouts: Counter,
+    /// Data messages received from clients.
+    pub messages_in: Counter,
+    /// Data messages sent to clients (replies, deliveries, echoes).
+    pub messages_out: Counter,
+    /// Publishes accepted (from clients and the API), counted once each on the publishing shard.
+    pub publishes: Counter,
+    /// Deliveries queued to subscribers (one per subscriber per publish).
+    pub deliveries: Counter,
+    /// Connections closed with 4008 for exceeding `--max-outbound-bytes`.
+    pub slow_consumer_disconnects: Counter,
+    /// Connections closed with 4001 because their token expired.
+    pub token_expiry_closes: Counter,
+    /// Upgrades refused, by reason (indexed by [`HandshakeFailure`]).
+    pub handshake_failures: [Counter; HandshakeFailure::ALL.len()],
+    /// Backend API requests answered, by status class (indexed by [`ApiStatus`]).
+    pub api_requests: [Counter; ApiStatus::ALL.len()],
+    /// Messages waiting in this shard's inbound queue (set by the shard when it drains it).
+    pub queue_depth: Gauge,
+}
+
+impl ShardMetrics {
+    /// Count a refused upgrade.
+    pub fn handshake_failed(&self, reason: HandshakeFailure) {
+        self.handshake_failures[reason as usize].add(1);
+    }
+
+    /// Count an answered API request by its status code.
+    pub fn api_answered(&self, status: u16) {
+        self.api_requests[ApiStatus::of(status) as usize].add(1);
+    }
+}
+
+/// Why an upgrade was refused (the `reason` label of `gateway_handshake_failures_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The request broke an RFC 6455 or HTTP rule (400, 405, 426, 414, 431).
+    BadRequest,
+    /// The `Origin` is not allowed (403).
+    Origin,
+    /// The request was not complete by the handshake deadline (408).
+    Timeout,
+    /// `--require-token` and no token (401).
+    TokenMissing,
+    /// A token that failed verification (401).
+    TokenInvalid,
+    /// An expired token (401).
+    TokenExpired,
+}
+
+impl HandshakeFailure {
+    /// Every reason, in index order.
+    pub const ALL: [HandshakeFailure; 6] = [
+        HandshakeFailure::BadRequest,
+        HandshakeFailure::Origin,
+        HandshakeFailure::Timeout,
+        HandshakeFailure::TokenMissing,
+        HandshakeFailure::TokenInvalid,
+        HandshakeFailure::TokenExpired,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            HandshakeFailure::BadRequest => "bad_request",
+            HandshakeFailure::Origin => "origin",
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::TokenMissing => "token_missing",
+            HandshakeFailure::TokenInvalid => "token_invalid",
+            HandshakeFailure::TokenExpired => "token_expired",
+        }
+    }
+}
+
+/// Status classes of API answers (the `status` label of `gateway_api_requests_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiStatus {
+    /// 2xx.
+    Ok,
+    /// 401.
+    Unauthorized,
+    /// 429.
+    Busy,
+    /// Any other 4xx.
+    ClientError,
+    /// 5xx.
+    ServerError,
+}
+
+impl ApiStatus {
+    /// Every class, in index order.
+    pub const ALL: [ApiStatus; 5] = [
+        ApiStatus::Ok,
+        ApiStatus::Unauthorized,
+        ApiStatus::Busy,
+        ApiStatus::ClientError,
+        ApiStatus::ServerError,
+    ];
+
+    /// The class of `status`.
+    pub fn of(status: u16) -> ApiStatus {
+        match status {
+            401 => ApiStatus::Unauthorized,
+            429 => ApiStatus::Busy,
+            400..=499 => ApiStatus::ClientError,
+            500..=599 => ApiStatus::ServerError,
+            _ => ApiStatus::Ok,
+        }
+    }
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ApiStatus::Ok => "2xx",
+            ApiStatus::Unauthorized => "401",
+            ApiStatus::Busy => "429",
+            ApiStatus::ClientError => "4xx",
+            ApiStatus::ServerError => "5xx",
+        }
+    }
 }
 
 /// A counter with a single writer.
@@ -42,6 +162,222 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+}
+
+/// A value that is set, not added to (a queue depth).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Set the value.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The Prometheus text format (0.0.4) of every shard's metrics, appended to `out`.
+///
+/// Counters are summed over the shards (a connection lives on one shard, so the sums are exact);
+/// `gateway_shard_queue_depth` and `gateway_shard_connections_open` carry a `shard` label.
+pub fn render(shards: &[&ShardMetrics], out: &mut String) {
+    let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|m| f(m)).sum::<u64>();
+    let open = |m: &ShardMetrics| m.accepted.get().saturating_sub(m.closed.get());
+
+    family(
+        out,
+        "gateway_connections_open",
+        "gauge",
+        "Open TCP connections (client and API).",
+    );
+    sample(out, "gateway_connections_open", &[], sum(&open));
+    family(
+        out,
+        "gateway_shard_connections_open",
+        "gauge",
+        "Open TCP connections per shard.",
+    );
+    for (i, m) in shards.iter().enumerate() {
+        sample(
+            out,
+            "gateway_shard_connections_open",
+            &[("shard", &i.to_string())],
+            open(m),
+        );
+    }
+    family(
+        out,
+        "gateway_connections_accepted_total",
+        "counter",
+        "TCP connections accepted.",
+    );
+    sample(
+        out,
+        "gateway_connections_accepted_total",
+        &[],
+        sum(&|m| m.accepted.get()),
+    );
+    family(
+        out,
+        "gateway_connections_refused_total",
+        "counter",
+        "Connections refused: over --max-connections (answered 503), or not accepted for lack of \
+         file descriptors.",
+    );
+    sample(
+        out,
+        "gateway_connections_refused_total",
+        &[("reason", "over_limit")],
+        sum(&|m| m.rejected_over_limit.get()),
+    );
+    sample(
+        out,
+        "gateway_connections_refused_total",
+        &[("reason", "fd_exhausted")],
+        sum(&|m| m.accept_exhausted.get()),
+    );
+    family(
+        out,
+        "gateway_handshake_failures_total",
+        "counter",
+        "Upgrade requests refused.",
+    );
+    for r in HandshakeFailure::ALL {
+        sample(
+            out,
+            "gateway_handshake_failures_total",
+            &[("reason", r.label())],
+            sum(&|m| m.handshake_failures[r as usize].get()),
+        );
+    }
+    family(
+        out,
+        "gateway_upgrades_total",
+        "counter",
+        "Successful WebSocket upgrades.",
+    );
+    sample(
+        out,
+        "gateway_upgrades_total",
+        &[],
+        sum(&|m| m.upgrades.get()),
+    );
+    type Read<'a> = &'a dyn Fn(&ShardMetrics) -> u64;
+    let counters: [(&str, &str, Read<'_>); 11] = [
+        (
+            "gateway_messages_in_total",
+            "Data messages received from clients.",
+            &|m| m.messages_in.get(),
+        ),
+        (
+            "gateway_messages_out_total",
+            "Data messages sent to clients.",
+            &|m| m.messages_out.get(),
+        ),
+        ("gateway_bytes_in_total", "Bytes read from sockets.", &|m| {
+            m.bytes_in.get()
+        }),
+        (
+            "gateway_bytes_out_total",
+            "Bytes written to sockets.",
+            &|m| m.bytes_out.get(),
+        ),
+        (
+            "gateway_publishes_total",
+            "Publishes accepted (clients and API).",
+            &|m| m.publishes.get(),
+        ),
+        (
+            "gateway_deliveries_total",
+            "Messages queued to subscribers.",
+            &|m| m.deliveries.get(),
+        ),
+        (
+            "gateway_slow_consumer_disconnects_total",
+            "Connections closed with 4008 over --max-outbound-bytes.",
+            &|m| m.slow_consumer_disconnects.get(),
+        ),
+        (
+            "gateway_token_expiry_closes_total",
+            "Connections closed with 4001 when their token expired.",
+            &|m| m.token_expiry_closes.get(),
+        ),
+        (
+            "gateway_backpressure_pauses_total",
+            "Times a connection stopped reading because its outbox was full.",
+            &|m| m.backpressure_pauses.get(),
+        ),
+        (
+            "gateway_timeouts_total",
+            "Connections dropped at a deadline.",
+            &|m| m.timeouts.get(),
+        ),
+        (
+            "gateway_connections_closed_total",
+            "TCP connections closed.",
+            &|m| m.closed.get(),
+        ),
+    ];
+    for (name, help, f) in counters {
+        family(out, name, "counter", help);
+        sample(out, name, &[], sum(f));
+    }
+    family(
+        out,
+        "gateway_api_requests_total",
+        "counter",
+        "Backend API requests answered.",
+    );
+    for s in ApiStatus::ALL {
+        sample(
+            out,
+            "gateway_api_requests_total",
+            &[("status", s.label())],
+            sum(&|m| m.api_requests[s as usize].get()),
+        );
+    }
+    family(
+        out,
+        "gateway_shard_queue_depth",
+        "gauge",
+        "Messages waiting in a shard's inbound cross-shard queue.",
+    );
+    for (i, m) in shards.iter().enumerate() {
+        sample(
+            out,
+            "gateway_shard_queue_depth",
+            &[("shard", &i.to_string())],
+            m.queue_depth.get(),
+        );
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// One sample line. Label values here are fixed words and shard numbers: nothing to escape.
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+    use std::fmt::Write;
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{k}=\"{v}\"");
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
 }
 
 /// Every shard's counters added up (a snapshot; each counter is read once).
@@ -87,6 +423,114 @@ impl Totals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rendered(shards: &[&ShardMetrics]) -> String {
+        let mut out = String::new();
+        render(shards, &mut out);
+        out
+    }
+
+    fn value(text: &str, series: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn every_contract_metric_is_rendered_with_help_and_type() {
+        let text = rendered(&[&ShardMetrics::default()]);
+        for name in [
+            "gateway_connections_open",
+            "gateway_connections_accepted_total",
+            "gateway_connections_refused_total",
+            "gateway_handshake_failures_total",
+            "gateway_messages_in_total",
+            "gateway_messages_out_total",
+            "gateway_bytes_in_total",
+            "gateway_bytes_out_total",
+            "gateway_publishes_total",
+            "gateway_deliveries_total",
+            "gateway_slow_consumer_disconnects_total",
+            "gateway_shard_queue_depth",
+        ] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name} help");
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} type");
+        }
+    }
+
+    #[test]
+    fn lines_follow_the_text_format() {
+        let text = rendered(&[&ShardMetrics::default(), &ShardMetrics::default()]);
+        assert!(text.ends_with('\n'));
+        for line in text.lines() {
+            if line.starts_with('#') {
+                let mut words = line.split(' ');
+                assert_eq!(words.next(), Some("#"));
+                assert!(matches!(words.next(), Some("HELP" | "TYPE")), "{line}");
+                continue;
+            }
+            let (series, v) = line.rsplit_once(' ').expect("name and value");
+            assert!(v.parse::<u64>().is_ok(), "{line}");
+            let name_end = series.find('{').unwrap_or(series.len());
+            let name = &series[..name_end];
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{line}"
+            );
+            if name_end < series.len() {
+                assert!(series.ends_with("\"}"), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn values_are_summed_and_labelled() {
+        let a = ShardMetrics::default();
+        let b = ShardMetrics::default();
+        a.accepted.add(3);
+        a.closed.add(1);
+        b.accepted.add(2);
+        b.publishes.add(7);
+        b.queue_depth.set(5);
+        b.handshake_failed(HandshakeFailure::TokenExpired);
+        a.api_answered(202);
+        a.api_answered(429);
+        b.api_answered(404);
+        let text = rendered(&[&a, &b]);
+        assert_eq!(value(&text, "gateway_connections_open"), Some(4));
+        assert_eq!(value(&text, "gateway_connections_accepted_total"), Some(5));
+        assert_eq!(
+            value(&text, "gateway_shard_connections_open{shard=\"0\"}"),
+            Some(2)
+        );
+        assert_eq!(value(&text, "gateway_publishes_total"), Some(7));
+        assert_eq!(
+            value(&text, "gateway_shard_queue_depth{shard=\"1\"}"),
+            Some(5)
+        );
+        assert_eq!(
+            value(&text, "gateway_shard_queue_depth{shard=\"0\"}"),
+            Some(0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "gateway_handshake_failures_total{reason=\"token_expired\"}"
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            value(&text, "gateway_api_requests_total{status=\"2xx\"}"),
+            Some(1)
+        );
+        assert_eq!(
+            value(&text, "gateway_api_requests_total{status=\"429\"}"),
+            Some(1)
+        );
+        assert_eq!(
+            value(&text, "gateway_api_requests_total{status=\"4xx\"}"),
+            Some(1)
+        );
+    }
 
     #[test]
     fn totals_add_up_every_shard() {

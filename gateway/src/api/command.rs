@@ -1,0 +1,355 @@
+//! What an API request asks of the router ([`Command`]), parsed and validated from its JSON body
+//! (simd-json, in place) or query, and what the router answers ([`Outcome`]).
+//!
+//! Validation is complete here: a `Command` names only well-formed channels, connection ids that
+//! parse, close codes in 4000..=4999, and `data` as JSON text ready to be embedded in a delivery.
+
+use std::sync::Arc;
+
+use simd_json::prelude::*;
+use simd_json::BorrowedValue;
+
+use crate::auth::upgrade::query_param;
+use crate::conn::ConnId;
+use crate::metrics::ShardMetrics;
+
+use super::error::ApiError;
+use super::routes::Route;
+
+/// Channels one publish may name.
+pub const MAX_PUBLISH_CHANNELS: usize = 128;
+/// Longest channel name, in bytes.
+pub const MAX_CHANNEL_BYTES: usize = 128;
+/// Longest user name, in bytes.
+pub const MAX_USER_BYTES: usize = 256;
+/// Longest close reason: a close frame's payload is at most 125 bytes, 2 of them the code.
+pub const MAX_REASON_BYTES: usize = 123;
+/// The close code of an API disconnect that names none.
+pub const DEFAULT_DISCONNECT_CODE: u16 = 4000;
+
+/// Work for the router.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Deliver `data` to the subscribers of each channel (`from` null).
+    Publish {
+        /// One or more channels, in the order given.
+        channels: Vec<Arc<str>>,
+        /// The `data` value as JSON text.
+        data: Box<str>,
+    },
+    /// Deliver `data` as a `direct` message to every connection of `user`.
+    PublishUser {
+        /// The user (a token's `sub`).
+        user: Box<str>,
+        /// The `data` value as JSON text.
+        data: Box<str>,
+    },
+    /// Deliver `data` as a `direct` message to one connection.
+    Send {
+        /// The target.
+        conn: ConnId,
+        /// The `data` value as JSON text.
+        data: Box<str>,
+    },
+    /// Close connections with `code` and `reason`.
+    Disconnect {
+        /// One connection or every connection of a user.
+        target: Target,
+        /// 4000..=4999.
+        code: u16,
+        /// At most [`MAX_REASON_BYTES`] bytes.
+        reason: Box<str>,
+    },
+    /// List channels with their subscriber counts.
+    Channels,
+    /// List a channel's connections and users.
+    Presence {
+        /// The channel.
+        channel: Arc<str>,
+    },
+    /// Connection and message totals.
+    Stats,
+    /// The Prometheus text.
+    Metrics,
+}
+
+/// Whom a disconnect closes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// One connection.
+    Conn(ConnId),
+    /// Every connection of a user.
+    User(Box<str>),
+}
+
+/// The router's answer to a [`Command`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Queued for delivery (202).
+    Accepted,
+    /// A `send` or `disconnect` named a connection that is not live (404).
+    UnknownConnection,
+    /// A queue on the way is full (429, `Retry-After: 1`).
+    Busy,
+    /// Channels and subscriber counts, in any order (sorted by name when written).
+    Channels(Vec<(Arc<str>, u64)>),
+    /// A channel's members: connection ids and their users.
+    Presence {
+        /// The channel asked about.
+        channel: Arc<str>,
+        /// Its subscribers.
+        members: Vec<(ConnId, Option<Box<str>>)>,
+    },
+    /// Totals.
+    Stats(Stats),
+    /// The Prometheus text.
+    Metrics(String),
+}
+
+/// What `GET /api/stats` reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Open connections (client and API).
+    pub connections: u64,
+    /// Per shard.
+    pub shards: Vec<ShardStats>,
+    /// Data messages received from clients.
+    pub messages_in: u64,
+    /// Data messages sent to clients.
+    pub messages_out: u64,
+    /// Publishes accepted.
+    pub publishes: u64,
+    /// Deliveries queued.
+    pub deliveries: u64,
+    /// 4008 closes.
+    pub slow_consumer_disconnects: u64,
+}
+
+/// One shard's line in [`Stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// The shard index.
+    pub shard: u8,
+    /// Open connections.
+    pub connections: u64,
+    /// Messages waiting in its inbound queue.
+    pub queue_depth: u64,
+}
+
+impl Stats {
+    /// Totals from every shard's metrics (in shard order).
+    pub fn from_metrics(shards: &[&ShardMetrics]) -> Stats {
+        let mut s = Stats::default();
+        for (i, m) in shards.iter().enumerate() {
+            let open = m.accepted.get().saturating_sub(m.closed.get());
+            s.connections += open;
+            s.shards.push(ShardStats {
+                shard: u8::try_from(i).unwrap_or(u8::MAX),
+                connections: open,
+                queue_depth: m.queue_depth.get(),
+            });
+            s.messages_in += m.messages_in.get();
+            s.messages_out += m.messages_out.get();
+            s.publishes += m.publishes.get();
+            s.deliveries += m.deliveries.get();
+            s.slow_consumer_disconnects += m.slow_consumer_disconnects.get();
+        }
+        s
+    }
+}
+
+/// Build the command of a routed, authorized request from its query and body. `Healthz` has
+/// no command (the caller answers it) and gets `None`.
+pub fn parse_command(
+    route: Route,
+    query: &str,
+    body: &mut [u8],
+) -> Result<Option<Command>, ApiError> {
+    Ok(Some(match route {
+        Route::Healthz => return Ok(None),
+        Route::Metrics => Command::Metrics,
+        Route::Channels => Command::Channels,
+        Route::Stats => Command::Stats,
+        Route::Presence => {
+            let channel = query_param(query, "channel").ok_or(ApiError::MissingField("channel"))?;
+            Command::Presence {
+                channel: channel_name(&channel)?,
+            }
+        }
+        Route::Publish => {
+            let value = json_object(body)?;
+            let data = data_field(&value)?;
+            let channels = match (field(&value, "channel"), field(&value, "channels")) {
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::BadField(
+                        "channels",
+                        "may not be given together with channel",
+                    ))
+                }
+                (Some(c), None) => vec![channel_name(
+                    c.as_str()
+                        .ok_or(ApiError::BadField("channel", "is not a string"))?,
+                )?],
+                (None, Some(list)) => {
+                    let list = list
+                        .as_array()
+                        .ok_or(ApiError::BadField("channels", "is not an array of strings"))?;
+                    if list.is_empty() {
+                        return Err(ApiError::BadField("channels", "is empty"));
+                    }
+                    if list.len() > MAX_PUBLISH_CHANNELS {
+                        return Err(ApiError::BadField(
+                            "channels",
+                            "names more than 128 channels",
+                        ));
+                    }
+                    list.iter()
+                        .map(|c| {
+                            channel_name(c.as_str().ok_or(ApiError::BadField(
+                                "channels",
+                                "is not an array of strings",
+                            ))?)
+                        })
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+                (None, None) => return Err(ApiError::MissingField("channel")),
+            };
+            Command::Publish { channels, data }
+        }
+        Route::PublishUser => {
+            let value = json_object(body)?;
+            let data = data_field(&value)?;
+            Command::PublishUser {
+                user: user_field(&value)?.ok_or(ApiError::MissingField("user"))?,
+                data,
+            }
+        }
+        Route::Send => {
+            let value = json_object(body)?;
+            let data = data_field(&value)?;
+            Command::Send {
+                conn: conn_field(&value)?.ok_or(ApiError::MissingField("conn"))?,
+                data,
+            }
+        }
+        Route::Disconnect => {
+            let value = json_object(body)?;
+            let target = match (conn_field(&value)?, user_field(&value)?) {
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::BadField(
+                        "user",
+                        "may not be given together with conn",
+                    ))
+                }
+                (Some(conn), None) => Target::Conn(conn),
+                (None, Some(user)) => Target::User(user),
+                (None, None) => return Err(ApiError::MissingField("conn")),
+            };
+            let code = match field(&value, "code") {
+                None => DEFAULT_DISCONNECT_CODE,
+                Some(c) => match c.as_u64() {
+                    Some(n @ 4000..=4999) => n as u16,
+                    _ => {
+                        return Err(ApiError::BadField(
+                            "code",
+                            "is not an integer in 4000..=4999",
+                        ))
+                    }
+                },
+            };
+            let reason = match field(&value, "reason") {
+                None => "disconnected".into(),
+                Some(r) => {
+                    let r = r
+                        .as_str()
+                        .ok_or(ApiError::BadField("reason", "is not a string"))?;
+                    if r.len() > MAX_REASON_BYTES {
+                        return Err(ApiError::BadField("reason", "is longer than 123 bytes"));
+                    }
+                    r.into()
+                }
+            };
+            Command::Disconnect {
+                target,
+                code,
+                reason,
+            }
+        }
+    }))
+}
+
+fn json_object(body: &mut [u8]) -> Result<BorrowedValue<'_>, ApiError> {
+    let value = simd_json::to_borrowed_value(body).map_err(|_| ApiError::BadJson)?;
+    if value.as_object().is_none() {
+        return Err(ApiError::BadJson);
+    }
+    Ok(value)
+}
+
+fn field<'v, 'a>(value: &'v BorrowedValue<'a>, name: &str) -> Option<&'v BorrowedValue<'a>> {
+    value.as_object().and_then(|o| o.get(name))
+}
+
+/// `data`: any JSON value (`null` included), required.
+fn data_field(value: &BorrowedValue<'_>) -> Result<Box<str>, ApiError> {
+    field(value, "data")
+        .map(|d| d.encode().into_boxed_str())
+        .ok_or(ApiError::MissingField("data"))
+}
+
+fn user_field(value: &BorrowedValue<'_>) -> Result<Option<Box<str>>, ApiError> {
+    let Some(u) = field(value, "user") else {
+        return Ok(None);
+    };
+    match u.as_str() {
+        Some("") => Err(ApiError::BadField("user", "is empty")),
+        Some(s) if s.len() > MAX_USER_BYTES => {
+            Err(ApiError::BadField("user", "is longer than 256 bytes"))
+        }
+        Some(s) => Ok(Some(s.into())),
+        None => Err(ApiError::BadField("user", "is not a string")),
+    }
+}
+
+/// `conn`: a connection id as a decimal string (a JSON number would lose precision past 2^53).
+fn conn_field(value: &BorrowedValue<'_>) -> Result<Option<ConnId>, ApiError> {
+    let Some(c) = field(value, "conn") else {
+        return Ok(None);
+    };
+    let text = c.as_str().ok_or(ApiError::BadField(
+        "conn",
+        "is not a string (connection ids are decimal strings)",
+    ))?;
+    parse_conn_id(text)
+        .map(Some)
+        .ok_or(ApiError::BadField("conn", "is not a decimal connection id"))
+}
+
+/// A connection id from its decimal text.
+pub fn parse_conn_id(text: &str) -> Option<ConnId> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u64>().ok().map(ConnId::from_bits)
+}
+
+/// Check a channel name: 1..=128 bytes of `[A-Za-z0-9_.:@/-]`.
+pub fn channel_name(name: &str) -> Result<Arc<str>, ApiError> {
+    if name.is_empty() {
+        return Err(ApiError::BadChannel("channel name is empty"));
+    }
+    if name.len() > MAX_CHANNEL_BYTES {
+        return Err(ApiError::BadChannel(
+            "channel name is longer than 128 bytes",
+        ));
+    }
+    let ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'/' | b'-'));
+    if !ok {
+        return Err(ApiError::BadChannel(
+            "channel name may only hold A-Z a-z 0-9 _ . : @ / -",
+        ));
+    }
+    Ok(name.into())
+}

@@ -1,0 +1,386 @@
+//! The backend API: one plain HTTP/1.1 keep-alive connection per [`ApiConn`], a sans-IO state
+//! machine that turns request bytes into either a response (errors, `/healthz`) or a
+//! [`Command`] for the router, and the router's [`Outcome`] into the response.
+//!
+//! Calling contract (the shard does this; tests do it by hand):
+//! 1. feed reads with [`ApiConn::on_read`]; if it returns a command, run it and hand the answer
+//!    to [`ApiConn::on_outcome`] (in the same turn or a later one), which may return the next
+//!    command of a pipelined request; a connection has at most one command outstanding;
+//! 2. send what each call appended to `out`;
+//! 3. then look at [`ApiConn::state`] / [`ApiConn::must_drop`] exactly like a client `Conn`, and
+//!    re-arm the timer at [`ApiConn::deadline`] ([`ApiConn::on_deadline`] when it passes).
+//!
+//! Requests need `Content-Length` bodies (chunked: 411) no larger than `--max-api-body-bytes`
+//! (413); both answers close the connection because the rest of the body is not read.
+
+pub mod command;
+pub mod error;
+pub mod response;
+pub mod routes;
+
+use std::time::{Duration, Instant};
+
+use crate::auth::ApiKey;
+use crate::conn::http::{has_token, scan_head, trim, Scan};
+use crate::metrics::ShardMetrics;
+
+pub use self::command::{Command, Outcome, ShardStats, Stats, Target};
+pub use self::error::ApiError;
+pub use self::routes::Route;
+
+use self::command::parse_command;
+use self::response::{write_error, write_outcome, write_response};
+
+/// Buffer capacity an API connection keeps between requests.
+const KEEP_BUFFER_BYTES: usize = 16 * 1024;
+
+/// The API listener's configuration.
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// The key in `Authorization: Bearer <key>`.
+    pub key: ApiKey,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Request line plus headers, in bytes.
+    pub max_header_bytes: usize,
+    /// Header lines per request.
+    pub max_headers: usize,
+    /// A started request must be complete this long after its first byte (408 after).
+    pub request_timeout: Duration,
+    /// An idle keep-alive connection is closed after this long.
+    pub idle_timeout: Duration,
+    /// After our last response on a closing connection, drop it if the peer has not closed.
+    pub close_timeout: Duration,
+}
+
+impl ApiSettings {
+    /// Settings with `key` and the defaults: 1 MiB bodies, 8 KiB heads, 10 s requests, 60 s idle.
+    pub fn new(key: ApiKey) -> ApiSettings {
+        ApiSettings {
+            key,
+            max_body_bytes: 1 << 20,
+            max_header_bytes: 8192,
+            max_headers: 64,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What an API connection waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiState {
+    /// The next request (or the rest of one).
+    AwaitRequest,
+    /// The router's outcome for the command it was handed.
+    AwaitOutcome,
+    /// Nothing more: flush, shut down, and drop when the peer closes or at the deadline.
+    Closed,
+}
+
+/// One API connection. See the module doc for the calling contract.
+#[derive(Debug)]
+pub struct ApiConn {
+    state: ApiState,
+    /// Unprocessed bytes: a partial request, or requests pipelined behind an outstanding one.
+    buf: Vec<u8>,
+    /// How far `buf` was searched for the end of the head.
+    scanned: usize,
+    /// The outstanding command's response ends the connection.
+    close_after: bool,
+    drop_now: bool,
+    /// When the current wait began.
+    mark: Instant,
+}
+
+/// A request whose head and body are complete, with what routing needs copied out.
+struct Head {
+    len: usize,
+    body_len: usize,
+    method: String,
+    path: String,
+    query: String,
+    authorized: bool,
+    keep_alive: bool,
+}
+
+impl ApiConn {
+    /// A connection accepted at `now`.
+    pub fn new(now: Instant) -> ApiConn {
+        ApiConn {
+            state: ApiState::AwaitRequest,
+            buf: Vec::new(),
+            scanned: 0,
+            close_after: false,
+            drop_now: false,
+            mark: now,
+        }
+    }
+
+    /// What the connection waits for.
+    pub fn state(&self) -> ApiState {
+        self.state
+    }
+
+    /// True when the socket should be dropped right after flushing.
+    pub fn must_drop(&self) -> bool {
+        self.drop_now
+    }
+
+    /// When [`ApiConn::on_deadline`] must next be called.
+    pub fn deadline(&self, s: &ApiSettings) -> Instant {
+        match self.state {
+            _ if self.drop_now => self.mark,
+            ApiState::AwaitRequest if self.buf.is_empty() => self.mark + s.idle_timeout,
+            ApiState::AwaitRequest => self.mark + s.request_timeout,
+            ApiState::AwaitOutcome => self.mark + s.idle_timeout,
+            ApiState::Closed => self.mark + s.close_timeout,
+        }
+    }
+
+    /// Bytes read from the peer. Returns a command for the router, if a request asks for one.
+    pub fn on_read(
+        &mut self,
+        bytes: &[u8],
+        now: Instant,
+        s: &ApiSettings,
+        metrics: &ShardMetrics,
+        out: &mut Vec<u8>,
+    ) -> Option<Command> {
+        match self.state {
+            ApiState::Closed => return None,
+            ApiState::AwaitRequest if self.buf.is_empty() => self.mark = now,
+            _ => {}
+        }
+        self.buf.extend_from_slice(bytes);
+        if self.state == ApiState::AwaitOutcome {
+            // Pipelined requests wait for the outstanding answer, up to one more full request.
+            if self.buf.len() > s.max_header_bytes + s.max_body_bytes {
+                self.close(now);
+                self.drop_now = true;
+            }
+            return None;
+        }
+        self.pump(now, s, metrics, out)
+    }
+
+    /// The router's answer to the outstanding command. Returns the next pipelined request's
+    /// command, if any. An outcome with nothing outstanding is ignored.
+    pub fn on_outcome(
+        &mut self,
+        outcome: Outcome,
+        now: Instant,
+        s: &ApiSettings,
+        metrics: &ShardMetrics,
+        out: &mut Vec<u8>,
+    ) -> Option<Command> {
+        if self.state != ApiState::AwaitOutcome {
+            return None;
+        }
+        let status = write_outcome(out, outcome, self.close_after);
+        metrics.api_answered(status);
+        if self.close_after {
+            self.close(now);
+            return None;
+        }
+        self.state = ApiState::AwaitRequest;
+        self.mark = now;
+        self.pump(now, s, metrics, out)
+    }
+
+    /// The deadline passed: drop an idle connection, answer 408 to a slow request, give up on
+    /// a closing one.
+    pub fn on_deadline(&mut self, now: Instant, s: &ApiSettings, out: &mut Vec<u8>) {
+        if now < self.deadline(s) {
+            return;
+        }
+        if self.state == ApiState::AwaitRequest && !self.buf.is_empty() {
+            write_response(
+                out,
+                (408, "Request Timeout"),
+                "text/plain",
+                &[],
+                "request not complete in time\n",
+                true,
+            );
+        }
+        self.close(now);
+        self.drop_now = true;
+    }
+
+    /// The peer closed its sending side.
+    pub fn on_peer_eof(&mut self, now: Instant) {
+        if self.state != ApiState::Closed {
+            self.close(now);
+        }
+    }
+
+    fn close(&mut self, now: Instant) {
+        self.state = ApiState::Closed;
+        self.mark = now;
+        self.buf = Vec::new();
+        self.scanned = 0;
+    }
+
+    /// Answer complete requests until one needs the router or the bytes run out.
+    fn pump(
+        &mut self,
+        now: Instant,
+        s: &ApiSettings,
+        metrics: &ShardMetrics,
+        out: &mut Vec<u8>,
+    ) -> Option<Command> {
+        while self.state == ApiState::AwaitRequest && !self.buf.is_empty() {
+            let end = match scan_head(&self.buf, self.scanned, s.max_header_bytes) {
+                Scan::Head(end) => end,
+                Scan::Partial => {
+                    self.scanned = self.buf.len();
+                    return None;
+                }
+                Scan::TooLong(_) => {
+                    self.refuse(&ApiError::HeadTooLarge, now, metrics, out);
+                    return None;
+                }
+            };
+            // The head's end is known: scanning resumes right before it next time.
+            self.scanned = end.saturating_sub(1);
+            let head = match parse_head(&self.buf[..end], s) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.refuse(&e, now, metrics, out);
+                    return None;
+                }
+            };
+            let total = head.len + head.body_len;
+            if self.buf.len() < total {
+                return None;
+            }
+            let command = self.handle(&head, metrics, out);
+            self.buf.drain(..total);
+            self.scanned = 0;
+            if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER_BYTES {
+                self.buf = Vec::new();
+            }
+            self.mark = now;
+            match command {
+                Handled::Answered => {
+                    if !head.keep_alive {
+                        self.close(now);
+                    }
+                }
+                Handled::Command(c) => {
+                    self.state = ApiState::AwaitOutcome;
+                    self.close_after = !head.keep_alive;
+                    return Some(c);
+                }
+            }
+        }
+        None
+    }
+
+    /// Route, authorize and parse one complete request (head and body in `buf`).
+    fn handle(&mut self, head: &Head, metrics: &ShardMetrics, out: &mut Vec<u8>) -> Handled {
+        let close = !head.keep_alive;
+        let route = match routes::route(&head.method, &head.path, head.authorized) {
+            Ok(r) => r,
+            Err(e) => {
+                metrics.api_answered(write_error(out, &e, close));
+                return Handled::Answered;
+            }
+        };
+        if route.needs_key() && !head.authorized {
+            metrics.api_answered(write_error(out, &ApiError::Unauthorized, close));
+            return Handled::Answered;
+        }
+        let body = &mut self.buf[head.len..head.len + head.body_len];
+        match parse_command(route, &head.query, body) {
+            Ok(Some(c)) => Handled::Command(c),
+            Ok(None) => {
+                write_response(out, (200, "OK"), "text/plain", &[], "ok\n", close);
+                metrics.api_answered(200);
+                Handled::Answered
+            }
+            Err(e) => {
+                metrics.api_answered(write_error(out, &e, close));
+                Handled::Answered
+            }
+        }
+    }
+
+    /// Answer an error that ends the connection.
+    fn refuse(&mut self, e: &ApiError, now: Instant, metrics: &ShardMetrics, out: &mut Vec<u8>) {
+        metrics.api_answered(write_error(out, e, true));
+        self.close(now);
+    }
+}
+
+enum Handled {
+    Answered,
+    Command(Command),
+}
+
+/// Parse a complete head and decide the body's length.
+fn parse_head(raw: &[u8], s: &ApiSettings) -> Result<Head, ApiError> {
+    let mut stack = [httparse::EMPTY_HEADER; 64];
+    let mut heap;
+    let headers = if s.max_headers <= stack.len() {
+        &mut stack[..s.max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; s.max_headers];
+        &mut heap[..]
+    };
+    let mut req = httparse::Request::new(headers);
+    match req.parse(raw) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(ApiError::MalformedRequest("incomplete head")),
+        Err(httparse::Error::TooManyHeaders) => return Err(ApiError::HeadTooLarge),
+        Err(_) => return Err(ApiError::MalformedRequest("not an HTTP/1.1 request")),
+    }
+    let mut content_length: Option<usize> = None;
+    let mut authorized = false;
+    let mut close = req.version != Some(1);
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(ApiError::LengthRequired);
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            let v = trim(h.value);
+            let n = std::str::from_utf8(v)
+                .ok()
+                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or(ApiError::MalformedRequest("bad Content-Length"))?;
+            if content_length.is_some_and(|c| c as u64 != n) {
+                return Err(ApiError::MalformedRequest("conflicting Content-Length"));
+            }
+            if n > s.max_body_bytes as u64 {
+                return Err(ApiError::TooLarge {
+                    limit: s.max_body_bytes,
+                });
+            }
+            content_length = Some(n as usize);
+        } else if h.name.eq_ignore_ascii_case("authorization") {
+            authorized |= s.key.check_authorization(h.value);
+        } else if h.name.eq_ignore_ascii_case("connection") && has_token(h.value, "close") {
+            close = true;
+        }
+    }
+    let method = req.method.unwrap_or("").to_owned();
+    if method == "POST" && content_length.is_none() {
+        return Err(ApiError::LengthRequired);
+    }
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Ok(Head {
+        len: raw.len(),
+        body_len: content_length.unwrap_or(0),
+        method,
+        path: path.to_owned(),
+        query: query.to_owned(),
+        authorized,
+        keep_alive: !close,
+    })
+}
+
+#[cfg(test)]
+mod tests;

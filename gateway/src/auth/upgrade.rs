@@ -1,0 +1,231 @@
+//! The token check at the WebSocket upgrade: find the token (`?token=<jwt>`, or an offered
+//! subprotocol `bearer.<jwt>`, which the handshake never echoes because it is not a protocol the
+//! server speaks), verify it, and turn the result into the connection's [`Identity`].
+//!
+//! A presented token must be valid even when tokens are optional: a client that sends a bad token
+//! learns so (401) instead of silently becoming anonymous.
+
+use std::sync::Arc;
+
+use super::token::{TokenError, Verifier};
+use super::Identity;
+
+/// Longest anonymous nickname kept from `?user=`, in bytes.
+pub const MAX_NICKNAME_BYTES: usize = 64;
+
+/// The client authentication policy.
+#[derive(Clone, Debug, Default)]
+pub struct ClientAuth {
+    /// Verifies tokens; `None` when no `--token-secret` is configured.
+    pub verifier: Option<Verifier>,
+    /// Refuse connections without a valid token.
+    pub require_token: bool,
+}
+
+/// The subprotocol prefix that carries a token.
+pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+
+impl ClientAuth {
+    /// Decide who an upgrade request is, at `now` (seconds since the Unix epoch). `query` is the
+    /// part of the request target after `?` (empty when none). An `Err` is answered 401 with the
+    /// error's text as the body.
+    pub fn authenticate(
+        &self,
+        query: &str,
+        headers: &[httparse::Header<'_>],
+        now: u64,
+    ) -> Result<Identity, TokenError> {
+        match find_token(query, headers) {
+            Some(token) => {
+                let Some(verifier) = &self.verifier else {
+                    return Err(TokenError::BadSignature);
+                };
+                let claims = verifier.verify(token.as_bytes(), now)?;
+                Ok(Identity::Token(Arc::new(claims)))
+            }
+            None if self.require_token => Err(TokenError::Missing),
+            None => Ok(Identity::Anonymous {
+                user: query_param(query, "user").and_then(|u| nickname(&u)),
+            }),
+        }
+    }
+
+    /// Verify a token presented later (the `refresh` op).
+    pub fn verify(&self, token: &str, now: u64) -> Result<Identity, TokenError> {
+        let verifier = self.verifier.as_ref().ok_or(TokenError::BadSignature)?;
+        Ok(Identity::Token(Arc::new(
+            verifier.verify(token.as_bytes(), now)?,
+        )))
+    }
+}
+
+/// The token from `?token=` or else from an offered `bearer.<jwt>` subprotocol.
+pub fn find_token(query: &str, headers: &[httparse::Header<'_>]) -> Option<String> {
+    if let Some(t) = query_param(query, "token") {
+        return Some(t);
+    }
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .find_map(|offered| {
+            let offered = std::str::from_utf8(offered).ok()?.trim();
+            offered
+                .strip_prefix(BEARER_PROTOCOL_PREFIX)
+                .map(str::to_owned)
+        })
+}
+
+/// The first value of `name` in a query string, percent-decoded (`+` is a space). `None` when
+/// absent or not valid UTF-8 after decoding.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v)).flatten()
+    })
+}
+
+/// Decode `%XX` escapes and `+`; `None` for a bad escape or invalid UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hi = hex(bytes.next()?)?;
+                let lo = hex(bytes.next()?)?;
+                out.push(hi << 4 | lo);
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// A nickname is kept when it is 1..=64 bytes without control characters.
+fn nickname(s: &str) -> Option<Box<str>> {
+    let s = s.trim();
+    (!s.is_empty() && s.len() <= MAX_NICKNAME_BYTES && !s.chars().any(char::is_control))
+        .then(|| s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn auth(require: bool) -> ClientAuth {
+        ClientAuth {
+            verifier: Some(Verifier::new(b"k")),
+            require_token: require,
+        }
+    }
+
+    fn token(exp: u64) -> String {
+        Verifier::new(b"k").sign(&format!(
+            r#"{{"sub":"carol","exp":{exp},"channels":["room:*"]}}"#
+        ))
+    }
+
+    fn header<'a>(name: &'a str, value: &'a str) -> httparse::Header<'a> {
+        httparse::Header {
+            name,
+            value: value.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn token_in_query_becomes_the_identity() {
+        let q = format!("user=x&token={}", token(NOW + 5));
+        let id = auth(true).authenticate(&q, &[], NOW).unwrap();
+        assert_eq!(id.user(), Some("carol"));
+        assert_eq!(id.expires_at(), Some(NOW + 5));
+        assert!(id.may_subscribe("room:1"));
+        assert!(!id.may_subscribe("lobby"));
+        assert!(!id.may_publish("room:1"));
+    }
+
+    #[test]
+    fn token_in_offered_subprotocol_is_found() {
+        let offered = format!("chat, bearer.{}", token(NOW + 5));
+        let h = [header("Sec-WebSocket-Protocol", &offered)];
+        let id = auth(true).authenticate("", &h, NOW).unwrap();
+        assert_eq!(id.user(), Some("carol"));
+    }
+
+    #[test]
+    fn required_token_missing_or_bad_is_refused() {
+        assert_eq!(
+            auth(true).authenticate("user=x", &[], NOW),
+            Err(TokenError::Missing)
+        );
+        let expired = format!("token={}", token(NOW - 1));
+        assert_eq!(
+            auth(true).authenticate(&expired, &[], NOW),
+            Err(TokenError::Expired { exp: NOW - 1 })
+        );
+        let wrong = Verifier::new(b"other").sign(r#"{"sub":"a","exp":4102444800}"#);
+        assert_eq!(
+            auth(true).authenticate(&format!("token={wrong}"), &[], NOW),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn optional_tokens_allow_anonymous_but_not_bad_tokens() {
+        let id = auth(false).authenticate("user=Ann%20B", &[], NOW).unwrap();
+        assert_eq!(
+            id,
+            Identity::Anonymous {
+                user: Some("Ann B".into())
+            }
+        );
+        assert!(id.may_publish("anything") && id.may_subscribe("anything"));
+        assert_eq!(id.expires_at(), None);
+        assert!(auth(false).authenticate("token=x.y.z", &[], NOW).is_err());
+        let no_secret = ClientAuth::default();
+        assert!(no_secret.authenticate("", &[], NOW).is_ok());
+        assert!(no_secret
+            .authenticate(&format!("token={}", token(NOW + 5)), &[], NOW)
+            .is_err());
+    }
+
+    #[test]
+    fn nicknames_are_bounded_and_printable() {
+        let a = auth(false);
+        let user = |q: &str| {
+            a.authenticate(q, &[], NOW)
+                .unwrap()
+                .user()
+                .map(str::to_owned)
+        };
+        assert_eq!(user(""), None);
+        assert_eq!(user("user="), None);
+        assert_eq!(user("user=%0A"), None);
+        assert_eq!(user("user=%ZZ"), None);
+        assert_eq!(user(&format!("user={}", "a".repeat(65))), None);
+        assert_eq!(user("user=%C3%A9"), Some("é".to_owned()));
+        assert_eq!(user("user=a+b"), Some("a b".to_owned()));
+    }
+
+    #[test]
+    fn query_params_are_matched_by_whole_name() {
+        assert_eq!(
+            query_param("xtoken=1&token=2", "token").as_deref(),
+            Some("2")
+        );
+        assert_eq!(query_param("token", "token").as_deref(), Some(""));
+        assert_eq!(query_param("", "token"), None);
+    }
+}
