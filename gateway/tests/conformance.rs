@@ -95,6 +95,46 @@ fn framing_small_lengths_sent_byte_by_byte_are_echoed() {
 }
 
 #[test]
+fn framing_control_frames_byte_by_byte() {
+    // Control payloads split over many reads are reassembled before they are acted on.
+    let gw = Gateway::start(&[]);
+    let mut c = gw.client();
+    for len in [0, 1, 2, 5, 124, 125] {
+        let payload = pattern(len, 40 + len as u64);
+        let bytes = c.frame_bytes(true, 0, op::PING, &payload, Some(KEY));
+        c.send_chunked(&bytes, 1);
+        c.expect_frame(op::PONG, &payload);
+    }
+    // A ping split inside a fragmented message, itself split byte by byte.
+    let mut bytes = c.frame_bytes(false, 0, op::TEXT, "ab€".as_bytes(), Some(KEY));
+    bytes.extend(c.frame_bytes(true, 0, op::PING, &[7; 125], Some(KEY)));
+    bytes.extend(c.frame_bytes(true, 0, op::CONT, "cd𝄞".as_bytes(), Some(KEY)));
+    c.send_chunked(&bytes, 1);
+    c.expect_frame(op::PONG, &[7; 125]);
+    c.expect_frame(op::TEXT, "ab€cd𝄞".as_bytes());
+    // A close with a 123-byte reason, byte by byte.
+    let mut payload = 3000u16.to_be_bytes().to_vec();
+    payload.extend(utf8_text(123));
+    let bytes = c.frame_bytes(true, 0, op::CLOSE, &payload, Some(KEY));
+    c.send_chunked(&bytes, 1);
+    c.expect_close(3000);
+    c.expect_tcp_closed_within(PROMPT_CLOSE);
+}
+
+#[test]
+fn framing_close_reason_with_invalid_utf8_byte_by_byte_is_1007() {
+    let gw = Gateway::start(&[]);
+    let mut c = gw.client();
+    let mut payload = 1000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"fine until ");
+    payload.extend_from_slice(&[0xed, 0xa0, 0x80]);
+    let bytes = c.frame_bytes(true, 0, op::CLOSE, &payload, Some(KEY));
+    c.send_chunked(&bytes, 1);
+    c.expect_close(1007);
+    c.expect_tcp_closed_within(PROMPT_CLOSE);
+}
+
+#[test]
 fn framing_large_lengths_in_odd_chunks_are_echoed() {
     let gw = gw(&[]);
     let mut c = gw.client();
@@ -668,6 +708,29 @@ fn utf8_valid_text_one_byte_per_fragment() {
     send_fragmented(&mut c, op::TEXT, &text, text.len());
     c.expect_frame(op::TEXT, &text);
     c.close_cleanly();
+}
+
+#[test]
+fn utf8_code_point_split_around_control_frames() {
+    // The UTF-8 state of a text message survives control frames between its fragments.
+    let gw = Gateway::start(&[]);
+    let mut c = gw.client();
+    let text = "x𝄞y€z".as_bytes();
+    for split in 1..text.len() {
+        frame(&mut c, false, op::TEXT, &text[..split]);
+        c.send_ping(b"mid");
+        c.expect_frame(op::PONG, b"mid");
+        frame(&mut c, true, op::PONG, b"unsolicited");
+        frame(&mut c, true, op::CONT, &text[split..]);
+        c.expect_frame(op::TEXT, text);
+    }
+    // A code point left unfinished before a ping is still invalid when the next fragment
+    // does not complete it.
+    frame(&mut c, false, op::TEXT, &[b'a', 0xe2, 0x82]);
+    c.send_ping(b"");
+    c.expect_frame(op::PONG, b"");
+    frame(&mut c, false, op::CONT, b"A");
+    expect_in_sync_error_close(&mut c, 1007);
 }
 
 /// Byte sequences that are invalid as soon as their last byte is seen.

@@ -316,7 +316,11 @@ fn unknown_path_is_404() {
     let key = fresh_key();
     expect_error(&gw, &upgrade_request("/nope", &key, &[]), 404);
     expect_error(&gw, &upgrade_request("/echo/extra", &key, &[]), 404);
-    expect_error(&gw, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 404);
+    expect_error(
+        &gw,
+        b"GET /no/such/page HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        404,
+    );
 }
 
 #[test]
@@ -475,4 +479,25 @@ fn error_on_one_connection_leaves_others_served() {
     open.expect_frame(common::op::TEXT, b"still here");
     open.close_cleanly();
     gw.assert_serves();
+}
+
+#[test]
+fn header_values_are_read_without_surrounding_whitespace() {
+    // RFC 9110 §5.5: optional whitespace around a field value is not part of it.
+    let gw = Gateway::start(&[]);
+    let key = fresh_key();
+    let req = request(&[
+        "GET /echo HTTP/1.1",
+        "Host:127.0.0.1",
+        "Upgrade:\twebsocket ",
+        "Connection:   Upgrade\t",
+        &format!("Sec-WebSocket-Key: \t{key} \t"),
+        "Sec-WebSocket-Version:13  ",
+    ]);
+    let mut c = Client::connect(gw.addr());
+    c.send_raw(&req);
+    c.read_response().assert_switching(&key);
+    c.send_text(b"trimmed");
+    c.expect_frame(common::op::TEXT, b"trimmed");
+    c.close_cleanly();
 }
