@@ -265,6 +265,79 @@ fn framing_64_bit_length_with_top_bit_is_1002() {
     }
 }
 
+/// A small deterministic generator for the randomised stream test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn framing_random_messages_in_random_chunks_are_echoed_in_order() {
+    // Hundreds of text and binary messages of boundary and random sizes, randomly fragmented,
+    // with unsolicited pongs between fragments and random mask keys, written as one stream cut
+    // at random points: every echo arrives whole and in order.
+    const SIZES: [u64; 9] = [0, 1, 3, 125, 126, 127, 4096, 65535, 65536];
+    let gw = Gateway::start(&[]);
+    let mut c = gw.client();
+    for seed in [0x9e37_79b9_u64, 0x1234_5678, 0xdead_beef] {
+        let mut rng = Rng(seed);
+        let mut stream = Vec::new();
+        let mut expected = Vec::new();
+        for m in 0..150 {
+            let len = if rng.below(3) == 0 {
+                SIZES[rng.below(SIZES.len() as u64) as usize]
+            } else {
+                rng.below(3000)
+            } as usize;
+            let text = rng.below(2) == 0;
+            let payload = if text {
+                utf8_text(len)
+            } else {
+                pattern(len, seed ^ m)
+            };
+            let opcode = if text { op::TEXT } else { op::BINARY };
+            let fragments = 1 + rng.below(5) as usize;
+            let mut cuts: Vec<usize> = (1..fragments)
+                .map(|_| rng.below(len as u64 + 1) as usize)
+                .collect();
+            cuts.push(0);
+            cuts.push(len);
+            cuts.sort_unstable();
+            for (i, w) in cuts.windows(2).enumerate() {
+                let key = (rng.next() as u32).to_be_bytes();
+                let first = if i == 0 { opcode } else { op::CONT };
+                let fin = i + 2 == cuts.len();
+                stream.extend(c.frame_bytes(fin, 0, first, &payload[w[0]..w[1]], Some(key)));
+                if !fin && rng.below(3) == 0 {
+                    let pong = pattern(rng.below(126) as usize, m);
+                    stream.extend(c.frame_bytes(true, 0, op::PONG, &pong, Some(key)));
+                }
+            }
+            expected.push((opcode, payload));
+        }
+        let mut at = 0;
+        while at < stream.len() {
+            let n = (1 + rng.below(3000) as usize).min(stream.len() - at);
+            c.send_raw(&stream[at..at + n]);
+            at += n;
+        }
+        for (opcode, payload) in &expected {
+            c.expect_frame(*opcode, payload);
+        }
+    }
+    c.close_cleanly();
+}
+
 // =============================================================================================
 // Ping / pong
 
