@@ -24,6 +24,7 @@ pub fn merge(reports: &[Report]) -> Result<Report> {
     let start_ms = reports.iter().map(|r| r.started_unix_ms).min().unwrap_or(0);
     let mut latency = new_hist();
     let mut connect = new_hist();
+    let mut send_lag = new_hist();
     let mut out = first.clone();
     out.commands.clear();
     out.machines.clear();
@@ -41,6 +42,11 @@ pub fn merge(reports: &[Report]) -> Result<Report> {
         connect
             .add(decode_hist(&r.histograms.connect)?)
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        if !r.histograms.send_lag.is_empty() {
+            send_lag
+                .add(decode_hist(&r.histograms.send_lag)?)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
         let x = &r.results;
         res.processes += x.processes.max(1);
         res.threads += x.threads;
@@ -96,6 +102,8 @@ pub fn merge(reports: &[Report]) -> Result<Report> {
     }
     res.latency = Percentiles::of(&latency);
     res.connect_latency = Percentiles::of(&connect);
+    res.send_lag = Percentiles::of(&send_lag);
+    out.histograms.send_lag = encode_hist(&send_lag);
     out.histograms.latency = encode_hist(&latency);
     out.histograms.connect = encode_hist(&connect);
     out.series.clear();

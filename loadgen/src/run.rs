@@ -301,6 +301,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
         histograms: Histograms {
             latency: latency.0,
             connect: latency.1,
+            send_lag: latency.2,
             latency_per_second: series_hists,
         },
         results: out.into_results(),
@@ -308,8 +309,12 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
     })
 }
 
-fn out_hist(out: &Merged) -> (String, String) {
-    (encode_hist(&out.latency), encode_hist(&out.connect))
+fn out_hist(out: &Merged) -> (String, String, String) {
+    (
+        encode_hist(&out.latency),
+        encode_hist(&out.connect),
+        encode_hist(&out.send_lag),
+    )
 }
 
 /// loadgen and codec versions.
@@ -328,6 +333,7 @@ struct Merged {
     all: Counters,
     latency: Histogram<u64>,
     connect: Histogram<u64>,
+    send_lag: Histogram<u64>,
     failures: crate::stats::Failures,
     examples: crate::worker::meter::FailureExamples,
     delivery: Delivery,
@@ -363,6 +369,7 @@ impl Merged {
             },
             latency: Percentiles::of(&self.latency),
             connect_latency: Percentiles::of(&self.connect),
+            send_lag: Percentiles::of(&self.send_lag),
             unanswered: if self.broadcast {
                 0
             } else {
@@ -388,6 +395,7 @@ fn merge_workers(plan: &Plan, results: Vec<WorkerResult>, measured_s: f64) -> Me
         all: Counters::default(),
         latency: new_hist(),
         connect: new_hist(),
+        send_lag: new_hist(),
         failures: Default::default(),
         examples: Default::default(),
         delivery: Delivery::default(),
@@ -407,6 +415,7 @@ fn merge_workers(plan: &Plan, results: Vec<WorkerResult>, measured_s: f64) -> Me
         m.all.add(&r.all);
         let _ = m.latency.add(&r.latency);
         let _ = m.connect.add(&r.connect);
+        let _ = m.send_lag.add(&r.send_lag);
         for (k, v) in r.failures {
             *m.failures.entry(k).or_default() += v;
         }

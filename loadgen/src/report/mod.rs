@@ -45,6 +45,9 @@ pub struct Histograms {
     pub latency: String,
     /// Handshake latency, every connection (ns).
     pub connect: String,
+    /// Lateness of open-loop sends behind their schedule (ns).
+    #[serde(default)]
+    pub send_lag: String,
     /// Message latency per second, same order as `series`.
     pub latency_per_second: Vec<String>,
 }
@@ -72,6 +75,10 @@ pub struct Results {
     pub latency: Percentiles,
     /// Handshake latency (TCP connect to 101), from the intended connect time.
     pub connect_latency: Percentiles,
+    /// How late open-loop sends left after their intended time: loadgen's own timeliness. A p99
+    /// over a millisecond means the client could not keep its schedule (the latency figures
+    /// still count from the intended time, so they stay honest, but the load was burstier).
+    pub send_lag: Percentiles,
     /// Failures by reason.
     pub failures: Failures,
     /// A full message for each failure reason.

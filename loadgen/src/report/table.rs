@@ -63,6 +63,18 @@ pub fn render(report: &Report) -> String {
     if r.connect_latency.count > 0 {
         lat_row(&mut out, "handshake", &r.connect_latency);
     }
+    if r.send_lag.count > 0 {
+        lat_row(&mut out, "send lag", &r.send_lag);
+        if r.send_lag.p99 > 1_000_000 {
+            let _ = writeln!(
+                out,
+                "  WARNING: open-loop sends left up to {} (p99) after their intended time: loadgen \
+                 could not keep its schedule (CPU starved or saturated); latency still counts from \
+                 the intended time",
+                fmt_ns(r.send_lag.p99)
+            );
+        }
+    }
     if let Some(d) = &r.delivery {
         let _ = writeln!(
             out,

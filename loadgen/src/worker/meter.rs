@@ -45,6 +45,8 @@ pub struct WorkerResult {
     pub latency: Histogram<u64>,
     /// Handshake latency of every connection (ns).
     pub connect: Histogram<u64>,
+    /// How late open-loop sends left after their intended time (ns).
+    pub send_lag: Histogram<u64>,
     /// Failures by reason.
     pub failures: Failures,
     /// One full message per failure reason (the first seen).
@@ -69,6 +71,7 @@ pub struct Meter {
     pub second: Counters,
     pub latency: Histogram<u64>,
     pub connect: Histogram<u64>,
+    pub send_lag: Histogram<u64>,
     pub second_latency: Histogram<u64>,
     pub second_connect: Histogram<u64>,
     pub failures: Failures,
@@ -95,6 +98,7 @@ impl Meter {
             second: Counters::default(),
             latency: new_hist(),
             connect: new_hist(),
+            send_lag: new_hist(),
             second_latency: new_hist(),
             second_connect: new_hist(),
             failures: Failures::new(),

@@ -724,6 +724,7 @@ impl Worker {
                 self.next_send = None;
                 break;
             }
+            crate::stats::record(&mut self.meter.send_lag, now - due);
             let mut sent = false;
             for _ in 0..self.senders.len() {
                 let spec = self.senders[self.rr];
@@ -1040,6 +1041,7 @@ impl Worker {
             all: m.all,
             latency: m.latency,
             connect: m.connect,
+            send_lag: m.send_lag,
             failures: m.failures,
             failure_examples: m.failure_examples,
             delivery,
