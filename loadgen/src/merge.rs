@@ -52,6 +52,8 @@ pub fn merge(reports: &[Report]) -> Result<Report> {
         res.threads += x.threads;
         res.measured_s = res.measured_s.max(x.measured_s);
         res.planned_connections += x.planned_connections;
+        res.connect_phase_s = res.connect_phase_s.max(x.connect_phase_s);
+        res.connect_rate += x.connect_rate;
         res.window.add(&x.window);
         res.all.add(&x.all);
         res.receive_rate += x.receive_rate;

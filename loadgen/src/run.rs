@@ -123,6 +123,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
     let (mut window_start, mut window_end) = (u64::MAX, u64::MAX);
     let mut drain_start = 0;
     let mut open_at_run_start = 0;
+    let mut connected_in_connect_phase = 0;
     let mut cpu_at_start = 0;
     let mut cpu_window = None;
     let mut server_start: Option<ProcSample> = None;
@@ -150,12 +151,13 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
                         break;
                     }
                     let (second, a) = entry.remove_entry();
-                    let start_ns = second * SEC;
-                    let phase_name = if start_ns < run_start {
+                    // A second belongs to the phase its middle falls in.
+                    let mid = second * SEC + SEC / 2;
+                    let phase_name = if mid < run_start {
                         "connect"
-                    } else if start_ns + SEC <= window_start {
+                    } else if mid < window_start {
                         "warmup"
-                    } else if start_ns < window_end {
+                    } else if mid < window_end {
                         "run"
                     } else {
                         "drain"
@@ -196,6 +198,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
                     window_start = run_start + ns(plan.warmup);
                     window_end = window_start + ns(plan.duration);
                     shared.run_start_ns.store(run_start, Ordering::Release);
+                    connected_in_connect_phase = shared.connected.load(Ordering::Acquire);
                     open_at_run_start = last_open;
                     wake(phase::RUN);
                     state = phase::RUN;
@@ -276,6 +279,10 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
     let mut out = merge_workers(&plan, results, window_s);
     out.threads = threads;
     out.open_at_run_start = open_at_run_start;
+    if run_start != u64::MAX {
+        out.connect_phase_s = run_start as f64 / 1e9;
+        out.connect_rate = connected_in_connect_phase as f64 / out.connect_phase_s.max(1e-9);
+    }
     out.client_cpu = client_cpu;
     if opts.server_pid.is_some() || opts.server_metrics.is_some() {
         out.server = Some(server_figures(
@@ -343,6 +350,8 @@ struct Merged {
     planned: u64,
     threads: usize,
     open_at_run_start: u64,
+    connect_phase_s: f64,
+    connect_rate: f64,
     client_cpu: ClientCpu,
     server: Option<Server>,
     broadcast: bool,
@@ -357,6 +366,8 @@ impl Merged {
             threads: self.threads,
             measured_s: self.measured_s,
             planned_connections: self.planned,
+            connect_phase_s: self.connect_phase_s,
+            connect_rate: self.connect_rate,
             receive_rate: if self.measured_s > 0.0 {
                 self.window.received as f64 / s
             } else {
@@ -405,6 +416,8 @@ fn merge_workers(plan: &Plan, results: Vec<WorkerResult>, measured_s: f64) -> Me
         planned: plan.planned(),
         threads: plan.threads,
         open_at_run_start: 0,
+        connect_phase_s: 0.0,
+        connect_rate: 0.0,
         client_cpu: ClientCpu::default(),
         server: None,
         broadcast: !plan.groups.is_empty(),

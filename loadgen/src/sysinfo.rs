@@ -145,10 +145,8 @@ pub fn scrape(url: &str) -> Result<BTreeMap<String, f64>> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .with_context(|| format!("--server-metrics '{url}': cannot connect"))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes())?;
     let mut body = Vec::new();
     s.take(16 << 20).read_to_end(&mut body)?;
     let text = String::from_utf8_lossy(&body);

@@ -219,3 +219,97 @@ fn errors_name_the_problem() {
         "{err}"
     );
 }
+
+/// A Prometheus text endpoint whose counter grows by one per scrape.
+fn metrics_server() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().take(4).enumerate() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = format!(
+                "# TYPE demo_total counter\ndemo_total{{shard=\"0\"}} {}\ngauge 7\n",
+                10 * n
+            );
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}/metrics")
+}
+
+#[test]
+fn server_figures_series_and_hdr_log_are_written() {
+    let server = Server::start(Mode::Echo);
+    let url = server.url("/echo");
+    let dir = temp_dir("figures");
+    let log = dir.join("latency.hlog");
+    let metrics = metrics_server();
+    let pid = std::process::id().to_string();
+    let r = loadgen_json(
+        &[
+            "echo",
+            "--url",
+            &url,
+            "-c",
+            "4",
+            "--rate",
+            "200",
+            "--warmup",
+            "1s",
+            "--duration",
+            "1s",
+            "--server-pid",
+            &pid,
+            "--server-metrics",
+            &metrics,
+            "--hdr-log",
+            log.to_str().unwrap(),
+        ],
+        &dir.join("r.json"),
+    );
+    let delta = r.pointer("/results/server/metrics_delta/demo_total{shard=\"0\"}");
+    assert_eq!(delta.and_then(|v| v.as_f64()), Some(10.0));
+    assert!(r.pointer("/results/server/metrics_after/gauge").is_some());
+    assert!(num(&r, "/results/server/rss_bytes") > 0);
+    let series = r.pointer("/series").and_then(|s| s.as_array()).unwrap();
+    let phases: Vec<&str> = series.iter().filter_map(|p| p["phase"].as_str()).collect();
+    assert!(
+        phases.contains(&"warmup") && phases.contains(&"run"),
+        "{phases:?}"
+    );
+    let per_second = r
+        .pointer("/histograms/latency_per_second")
+        .and_then(|s| s.as_array())
+        .unwrap();
+    assert_eq!(per_second.len(), series.len());
+    assert!(r
+        .pointer("/machines/0/sysctls/net.core.somaxconn")
+        .is_some());
+    assert!(
+        r.pointer("/results/connect_rate")
+            .and_then(|v| v.as_f64())
+            .unwrap()
+            > 0.0
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("#[StartTime:"), "{text}");
+    let intervals = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('"'))
+        .count();
+    assert_eq!(intervals, series.len());
+}

@@ -63,6 +63,10 @@ pub struct Results {
     pub measured_s: f64,
     /// Connections the plan opened in the connect phase.
     pub planned_connections: u64,
+    /// Length of the connect phase (start to the last planned connection open or failed), s.
+    pub connect_phase_s: f64,
+    /// Handshakes completed in the connect phase per second of it.
+    pub connect_rate: f64,
     /// Counts within the measured window (by intended send time).
     pub window: Counters,
     /// Counts over the whole run.

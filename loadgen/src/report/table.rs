@@ -37,6 +37,14 @@ pub fn render(report: &Report) -> String {
         fmt_count(r.all.closed as f64),
         fmt_count(r.all.dropped as f64),
     );
+    if r.connect_rate > 0.0 {
+        let _ = writeln!(
+            out,
+            "  connect      {}/s over the {:.2}s connect phase",
+            fmt_count(r.connect_rate),
+            r.connect_phase_s
+        );
+    }
     for (reason, n) in &r.failures {
         let _ = writeln!(out, "    {reason}: {}", fmt_count(*n as f64));
     }
