@@ -1,12 +1,14 @@
 //! Adapters: how a run subscribes and publishes on a given server, so one scenario drives any
-//! server. Each adapter says what URL a member of a group (channel, room) connects to, how a
-//! publish is framed, how a delivery is recognised, and who receives a publish.
-//!
-//! The gateway's own protocol (subscribe command over the socket, publish through its backend HTTP
-//! API) is the third variant this seam is shaped for: a subscribe frame sent on open, and a publish
-//! path that is not the subscriber's socket.
+//! server. An adapter says where a member of a group (channel, room) connects, what it sends once
+//! open (a subscribe command), how a publish is framed around the stamped payload, how the payload
+//! is found in what the server delivers, and who receives a publish (which sets the expected
+//! delivery count).
+
+use std::io::Write as _;
 
 use frame_simd::Opcode;
+
+use crate::target::Target;
 
 /// The convention a server speaks.
 #[derive(
@@ -17,31 +19,170 @@ pub enum Adapter {
     /// Raw echo: a publish comes back to its sender only (every member subscribes to itself).
     Echo,
     /// The bench `pub:` text convention: a text message `pub:<payload>` is delivered as
-    /// `<payload>` to every other connection of the same URL.
+    /// `<payload>` to every other connection of the same URL (`{channel}` / `{room}` in the URL
+    /// path name the group).
     Pub,
+    /// This gateway's client protocol: subscribers that only listen use raw mode
+    /// (`/raw?channel=loadgen.N`, bare deliveries); publishers and chat members use `/ws`, send
+    /// `{"op":"subscribe",..}` when they also listen, and publish with `{"op":"publish",..}`
+    /// (`skip_self` for chat). Deliveries on `/ws` are JSON `message` objects.
+    Gateway,
+}
+
+/// What a received message is, for a subscriber.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery<'a> {
+    /// A delivery whose application payload (the stamp) starts here.
+    Payload(&'a [u8]),
+    /// Protocol chatter (welcome, replies, presence): neither a delivery nor foreign.
+    Ignore,
+}
+
+/// The gateway channel name of a group.
+fn channel(group: u32) -> String {
+    format!("loadgen.{group}")
 }
 
 impl Adapter {
-    /// The prefix a publish frame's payload carries before the stamped payload.
-    pub fn publish_prefix(self) -> &'static [u8] {
+    /// Where a member of `group` connects, from a base target. `listens_only`: a subscriber that
+    /// never publishes.
+    pub fn target(self, base: &Target, group: u32, listens_only: bool) -> Target {
         match self {
-            Adapter::Echo => b"",
-            Adapter::Pub => b"pub:",
+            Adapter::Echo | Adapter::Pub => {
+                base.with_param("channel", group).with_param("room", group)
+            }
+            Adapter::Gateway => {
+                let mut t = base.clone();
+                t.path = if listens_only {
+                    format!("/raw?channel={}", channel(group))
+                } else {
+                    "/ws".to_string()
+                };
+                t.url = format!("ws://{}{}", t.host_header, t.path);
+                t
+            }
         }
     }
 
-    /// Opcode of a publish frame (`pub:` is a text convention; the stamp is ASCII either way).
+    /// A text message to send once open, if the member both publishes and listens.
+    pub fn subscribe_message(self, group: u32) -> Option<String> {
+        match self {
+            Adapter::Gateway => Some(format!(
+                r#"{{"op":"subscribe","channel":"{}"}}"#,
+                channel(group)
+            )),
+            _ => None,
+        }
+    }
+
+    /// Write the publish frame's payload into `out` (cleared first): the adapter's framing around
+    /// `size` bytes that `fill` writes (the stamped payload, ASCII). `self_listens`: the sender
+    /// also subscribes (chat), so the server must skip it.
+    pub fn write_publish(
+        self,
+        out: &mut Vec<u8>,
+        group: u32,
+        self_listens: bool,
+        size: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) {
+        out.clear();
+        match self {
+            Adapter::Echo => {}
+            Adapter::Pub => out.extend_from_slice(b"pub:"),
+            Adapter::Gateway => {
+                let _ = write!(
+                    out,
+                    r#"{{"op":"publish","channel":"{}",{}"data":""#,
+                    channel(group),
+                    if self_listens {
+                        r#""skip_self":true,"#
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        let at = out.len();
+        out.resize(at + size, 0);
+        fill(&mut out[at..]);
+        if self == Adapter::Gateway {
+            out.extend_from_slice(b"\"}");
+        }
+    }
+
+    /// Opcode of a publish frame (all three conventions are text).
     pub fn publish_opcode(self) -> Opcode {
         Opcode::Text
     }
 
-    /// The application payload inside a delivered message, if the message is a delivery.
-    pub fn delivery(self, payload: &[u8]) -> Option<&[u8]> {
-        Some(payload)
+    /// What a message a subscriber received is.
+    pub fn delivery(self, payload: &[u8]) -> Delivery<'_> {
+        match self {
+            Adapter::Echo | Adapter::Pub => Delivery::Payload(payload),
+            Adapter::Gateway => {
+                if payload.first() != Some(&b'{') {
+                    // Raw mode: the bare data.
+                    return Delivery::Payload(payload);
+                }
+                if !contains(payload, br#""type":"message""#) {
+                    return Delivery::Ignore;
+                }
+                match find(payload, br#""data":""#) {
+                    Some(at) => Delivery::Payload(&payload[at..]),
+                    None => Delivery::Ignore,
+                }
+            }
+        }
     }
 
     /// True when a publish reaches every other member of its group; false when only its sender.
     pub fn delivers_to_others(self) -> bool {
-        matches!(self, Adapter::Pub)
+        !matches!(self, Adapter::Echo)
+    }
+}
+
+/// Offset just past the first occurrence of `needle`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + needle.len())
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    find(hay, needle).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_publish_wraps_the_payload_in_json() {
+        let mut out = Vec::new();
+        Adapter::Gateway.write_publish(&mut out, 3, true, 4, |b| b.copy_from_slice(b"abcd"));
+        assert_eq!(
+            out,
+            br#"{"op":"publish","channel":"loadgen.3","skip_self":true,"data":"abcd"}"#
+        );
+        Adapter::Pub.write_publish(&mut out, 3, true, 2, |b| b.copy_from_slice(b"xy"));
+        assert_eq!(out, b"pub:xy");
+    }
+
+    #[test]
+    fn gateway_deliveries_are_found_in_json_and_raw_frames() {
+        let json = br#"{"type":"message","channel":"loadgen.1","data":"0011","from":"9"}"#;
+        assert_eq!(
+            Adapter::Gateway.delivery(json),
+            Delivery::Payload(&br#"0011","from":"9"}"#[..])
+        );
+        assert_eq!(
+            Adapter::Gateway.delivery(br#"{"type":"welcome","conn":"1"}"#),
+            Delivery::Ignore
+        );
+        assert_eq!(
+            Adapter::Gateway.delivery(b"0011"),
+            Delivery::Payload(b"0011")
+        );
     }
 }

@@ -279,27 +279,31 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
             plan.send = SendMode::OpenLoop { rate: a.rate };
             let channels = a.channels.max(1);
             let templated = base_targets.iter().any(|t| t.has_param("channel"));
-            if channels > 1 && !templated && a.adapter == Adapter::Pub {
+            if channels > 1 && !templated && a.adapter != Adapter::Gateway {
                 bail!("--channels {channels} needs `{{channel}}` in --url so channels differ");
             }
+            // Per channel: the listening subscribers' targets, then the publishers'.
             plan.targets.clear();
             for ch in 0..channels {
-                for t in &base_targets {
-                    plan.targets.push(t.with_param("channel", ch));
+                for listens_only in [true, false] {
+                    for t in &base_targets {
+                        plan.targets.push(a.adapter.target(t, ch, listens_only));
+                    }
                 }
             }
             plan.groups = vec![Group::default(); channels as usize];
-            let target_of = |ch: u32, i: u32| ch * ntargets + i % ntargets;
+            let sub_target = |ch: u32, i: u32| 2 * ch * ntargets + i % ntargets;
+            let pub_target = |ch: u32, i: u32| (2 * ch + 1) * ntargets + i % ntargets;
             let mut n = 0usize;
             match a.adapter {
-                Adapter::Pub => {
+                Adapter::Pub | Adapter::Gateway => {
                     for p in 0..a.publishers {
                         let ch = p % channels;
                         let local = plan.groups[ch as usize].publishers.len() as u32;
                         plan.groups[ch as usize].publishers.push(p);
                         plan.publishers.push((ch, local));
                         plan.conns.push(ConnSpec {
-                            target: target_of(ch, p),
+                            target: pub_target(ch, p),
                             source: source_of(n),
                             role: Role::Member {
                                 group: ch,
@@ -313,7 +317,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
                         let ch = s % channels;
                         plan.groups[ch as usize].subscribers += 1;
                         plan.conns.push(ConnSpec {
-                            target: target_of(ch, s),
+                            target: sub_target(ch, s),
                             source: source_of(n),
                             role: Role::Member {
                                 group: ch,
@@ -335,7 +339,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
                         });
                         plan.publishers.push((s, 0));
                         plan.conns.push(ConnSpec {
-                            target: target_of(s % channels, s),
+                            target: pub_target(s % channels, s),
                             source: source_of(n),
                             role: Role::Member {
                                 group: s,
@@ -366,7 +370,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
                 let mut group = Group::default();
                 let first_target = plan.targets.len() as u32;
                 for t in &base_targets {
-                    plan.targets.push(t.with_param("room", room));
+                    plan.targets.push(a.adapter.target(t, room, false));
                 }
                 for k in 0..size {
                     let id = user + k;

@@ -199,3 +199,68 @@ fn chat_rooms_deliver_to_every_other_member() {
     assert_eq!(num(&r, "/results/delivery/unique"), 9 * sent);
     assert_eq!(num(&r, "/results/delivery/lost"), 0);
 }
+
+#[test]
+fn gateway_adapter_fans_out_over_channels_and_chat_rooms() {
+    let server = Server::start(Mode::GatewayProtocol);
+    let dir = temp_dir("gateway-adapter");
+    // The path of --url is the adapter's business: raw mode for subscribers, /ws for publishers.
+    let url = server.url("/");
+    let r = loadgen_json(
+        &[
+            "fanout",
+            "--adapter",
+            "gateway",
+            "--url",
+            &url,
+            "--subscribers",
+            "12",
+            "--publishers",
+            "3",
+            "--channels",
+            "3",
+            "--rate",
+            "60",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("fanout.json"),
+    );
+    let publishes = num(&r, "/results/all/sent");
+    assert!((58..=60).contains(&publishes), "publishes {publishes}");
+    // 3 channels, 4 subscribers and 1 publisher each: every publish reaches 4 subscribers.
+    assert_eq!(num(&r, "/results/delivery/expected"), 4 * publishes);
+    assert_eq!(num(&r, "/results/delivery/unique"), 4 * publishes);
+    assert_eq!(num(&r, "/results/delivery/lost"), 0);
+    assert_eq!(num(&r, "/results/delivery/foreign"), 0);
+
+    let r = loadgen_json(
+        &[
+            "chat",
+            "--adapter",
+            "gateway",
+            "--url",
+            &url,
+            "--users",
+            "12",
+            "--room-size",
+            "4",
+            "--msg-rate",
+            "5",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("chat.json"),
+    );
+    let sent = num(&r, "/results/all/sent");
+    assert!((58..=60).contains(&sent), "sent {sent}");
+    // Rooms of 4, the sender skipped: 3 deliveries per message, replies and welcomes ignored.
+    assert_eq!(num(&r, "/results/delivery/expected"), 3 * sent);
+    assert_eq!(num(&r, "/results/delivery/unique"), 3 * sent);
+    assert_eq!(num(&r, "/results/delivery/lost"), 0);
+    assert_eq!(num(&r, "/results/delivery/foreign"), 0);
+}

@@ -25,6 +25,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
+use crate::adapter::Delivery as Received;
 use crate::client::{Conn, Event, State};
 use crate::clock::{ns, Clock, SEC};
 use crate::payload::{SeqTrack, Stamp};
@@ -628,6 +629,22 @@ impl Worker {
                 .max(now.saturating_sub(self.storm_start));
         }
         self.resolve(spec);
+        if let Role::Member {
+            group,
+            publisher: Some(_),
+            subscriber: true,
+        } = self.specs[spec].role
+        {
+            if let Some(msg) = self.plan.adapter.subscribe_message(group) {
+                if let Some(slot) = self.slots[idx].as_mut() {
+                    slot.conn.send(frame_simd::Opcode::Text, msg.as_bytes());
+                    if !slot.dirty {
+                        slot.dirty = true;
+                        self.dirty.push(idx);
+                    }
+                }
+            }
+        }
         if self.phase == phase::RUN {
             if let SendMode::ClosedLoop { window } = self.plan.send {
                 for _ in 0..window {
@@ -684,24 +701,26 @@ impl Worker {
             return false;
         }
         let Role::Member {
+            group,
             publisher: Some(p),
             subscriber,
-            ..
         } = self.specs[spec].role
         else {
             return false;
         };
         let st = &mut self.state[spec];
-        let prefix = self.plan.adapter.publish_prefix();
-        self.scratch.clear();
-        self.scratch.extend_from_slice(prefix);
-        self.scratch.resize(prefix.len() + self.plan.size, 0);
-        Stamp {
+        let stamp = Stamp {
             intended_unix_ns: self.clock.unix_ns(intended),
             publisher: p,
             seq: st.seq,
-        }
-        .write(&mut self.scratch[prefix.len()..]);
+        };
+        self.plan.adapter.write_publish(
+            &mut self.scratch,
+            group,
+            subscriber,
+            self.plan.size,
+            |b| stamp.write(b),
+        );
         st.seq += 1;
         slot.conn
             .send(self.plan.adapter.publish_opcode(), &self.scratch);
@@ -1076,8 +1095,11 @@ fn on_delivery(
     payload: &[u8],
     now: u64,
 ) {
-    let stamp = plan.adapter.delivery(payload).and_then(Stamp::read);
-    let Some(stamp) = stamp else {
+    let body = match plan.adapter.delivery(payload) {
+        Received::Payload(body) => body,
+        Received::Ignore => return,
+    };
+    let Some(stamp) = Stamp::read(body) else {
         st.foreign += 1;
         return;
     };
@@ -1088,7 +1110,7 @@ fn on_delivery(
             }
             let intended = clock.from_unix_ns(stamp.intended_unix_ns);
             let latency = clock.unix_ns(now).saturating_sub(stamp.intended_unix_ns);
-            meter.on_received(intended, latency, payload.len());
+            meter.on_received(intended, latency, body.len().min(plan.size));
         }
         _ => st.foreign += 1,
     }

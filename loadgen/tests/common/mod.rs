@@ -28,6 +28,25 @@ pub enum Mode {
     Broadcast,
     /// Answer every request with 404 (not a WebSocket server).
     NotFound,
+    /// A small model of the gateway's client protocol: `/raw?channel=C` listens to C (bare
+    /// deliveries); `/ws` gets a welcome, takes `subscribe` and `publish` ops (with `skip_self`)
+    /// and receives JSON `message` objects.
+    GatewayProtocol,
+}
+
+/// A connection of the gateway-protocol model: how it wants deliveries, and its channels.
+#[derive(Clone)]
+struct Sub {
+    raw: bool,
+    channels: Arc<Mutex<Vec<String>>>,
+}
+
+/// The string value of `"key":"..."` in a flat JSON object (no escapes: test traffic only).
+fn json_str<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\":\"");
+    let at = text.find(&pat)? + pat.len();
+    let end = text[at..].find('"')?;
+    Some(&text[at..at + end])
 }
 
 struct State {
@@ -36,6 +55,7 @@ struct State {
     messages: AtomicU64,
     stalled: AtomicBool,
     peers: Mutex<Vec<(u64, Arc<Mutex<TcpStream>>)>>,
+    subs: Mutex<Vec<(u64, Sub)>>,
     next_id: AtomicU64,
 }
 
@@ -55,6 +75,7 @@ impl Server {
             messages: AtomicU64::new(0),
             stalled: AtomicBool::new(false),
             peers: Mutex::new(Vec::new()),
+            subs: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
         });
         let st = state.clone();
@@ -142,6 +163,27 @@ fn serve(mut s: TcpStream, st: Arc<State>) {
         max_payload: 1 << 24,
     };
     let mut out = Vec::new();
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let sub = Sub {
+        raw: path.starts_with("/raw"),
+        channels: Arc::new(Mutex::new(
+            path.split_once("channel=")
+                .map(|(_, c)| vec![c.to_string()])
+                .unwrap_or_default(),
+        )),
+    };
+    if st.mode == Mode::GatewayProtocol {
+        st.subs.lock().unwrap().push((id, sub.clone()));
+        if !sub.raw {
+            out.clear();
+            encode_server_frame(
+                &mut out,
+                Opcode::Text,
+                format!(r#"{{"type":"welcome","conn":"{id}"}}"#).as_bytes(),
+            );
+            let _ = writer.lock().unwrap().write_all(&out);
+        }
+    }
     'conn: loop {
         // Every complete frame in `buf`.
         let mut at = 0;
@@ -175,6 +217,51 @@ fn serve(mut s: TcpStream, st: Arc<State>) {
                 Opcode::Text | Opcode::Binary => {
                     let n = st.messages.fetch_add(1, Ordering::AcqRel) + 1;
                     match st.mode {
+                        Mode::GatewayProtocol => {
+                            let text = String::from_utf8_lossy(payload).into_owned();
+                            let op = json_str(&text, "op").unwrap_or("");
+                            let channel = json_str(&text, "channel").unwrap_or("").to_string();
+                            if op == "subscribe" {
+                                sub.channels.lock().unwrap().push(channel.clone());
+                            }
+                            if op == "publish" {
+                                let data = json_str(&text, "data").unwrap_or("").to_string();
+                                let skip_self = text.contains(r#""skip_self":true"#);
+                                let raw_frame = {
+                                    let mut f = Vec::new();
+                                    encode_server_frame(&mut f, Opcode::Text, data.as_bytes());
+                                    f
+                                };
+                                let json = format!(
+                                    r#"{{"type":"message","channel":"{channel}","data":"{data}","from":"{id}"}}"#
+                                );
+                                let mut json_frame = Vec::new();
+                                encode_server_frame(&mut json_frame, Opcode::Text, json.as_bytes());
+                                let subs = st.subs.lock().unwrap().clone();
+                                let peers = st.peers.lock().unwrap().clone();
+                                for (sid, s) in subs {
+                                    if (skip_self && sid == id)
+                                        || !s.channels.lock().unwrap().contains(&channel)
+                                    {
+                                        continue;
+                                    }
+                                    if let Some((_, p)) = peers.iter().find(|(pid, _)| *pid == sid)
+                                    {
+                                        let frame = if s.raw { &raw_frame } else { &json_frame };
+                                        let _ = p.lock().unwrap().write_all(frame);
+                                    }
+                                }
+                            }
+                            if !sub.raw {
+                                out.clear();
+                                encode_server_frame(
+                                    &mut out,
+                                    Opcode::Text,
+                                    br#"{"type":"reply","ok":true}"#,
+                                );
+                                let _ = writer.lock().unwrap().write_all(&out);
+                            }
+                        }
                         Mode::Broadcast => {
                             if let Some(body) = payload.strip_prefix(b"pub:") {
                                 out.clear();
@@ -212,6 +299,7 @@ fn serve(mut s: TcpStream, st: Arc<State>) {
         }
     }
     st.peers.lock().unwrap().retain(|(pid, _)| *pid != id);
+    st.subs.lock().unwrap().retain(|(pid, _)| *pid != id);
     let _ = s.shutdown(std::net::Shutdown::Both);
 }
 
