@@ -13,4 +13,6 @@ pub mod conn;
 #[allow(unsafe_code)]
 pub mod driver;
 pub mod metrics;
+pub mod protocol;
+pub mod router;
 pub mod shard;

@@ -18,6 +18,8 @@ use gateway::config::Config;
 use gateway::driver::mio::{bind_reuseport, MioDriver};
 use gateway::driver::{allowed_cpus, pin_current_thread, raise_nofile_limit};
 use gateway::metrics::{ShardMetrics, Totals};
+use gateway::router::inbox::Mesh;
+use gateway::router::{Router, RouterConfig};
 use gateway::shard::{Shard, ShardConfig, Shared};
 
 /// Descriptors kept free for listeners, wakers, epoll and whatever else the process opens.
@@ -98,10 +100,23 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let (done_tx, done_rx) = mpsc::channel();
     let mut wakers = Vec::with_capacity(cfg.threads);
     let mut metrics = Vec::with_capacity(cfg.threads);
-    for (index, listeners) in per_shard.into_iter().enumerate() {
+    let mut drivers = Vec::with_capacity(cfg.threads);
+    for listeners in per_shard {
         let n = listeners.len();
         let (driver, waker) = MioDriver::new(listeners)?;
         wakers.push(waker);
+        drivers.push((driver, n));
+    }
+    // The queues between shards, each woken through its shard's waker.
+    let mesh = Arc::new(Mesh::new(
+        cfg.shard_queue_capacity,
+        wakers.iter().map(|w| Some(Arc::clone(w))).collect(),
+    ));
+    let router_cfg = RouterConfig {
+        max_channels_per_conn: cfg.max_channels_per_conn,
+    };
+    for (index, (driver, n)) in drivers.into_iter().enumerate() {
+        let router = Router::new(index as u8, Arc::clone(&mesh), router_cfg);
         let shard_metrics = Arc::new(ShardMetrics::default());
         metrics.push(Arc::clone(&shard_metrics));
         let shard = Shard::new(
@@ -112,7 +127,8 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             Arc::clone(&shared),
             kernels,
             shard_metrics,
-        );
+        )
+        .with_router(router);
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
         let done = done_tx.clone();
         thread::Builder::new()

@@ -31,8 +31,8 @@ pub enum Message<'a> {
     Data {
         /// `Text` or `Binary`.
         opcode: Opcode,
-        /// The unmasked payload.
-        payload: &'a [u8],
+        /// The unmasked payload (the reader's buffer: the receiver may change it in place).
+        payload: &'a mut [u8],
     },
     /// A ping and its payload.
     Ping(&'a [u8]),
@@ -411,10 +411,10 @@ impl FrameReader {
         if text {
             self.utf8.finish().map_err(|_| FrameError::InvalidUtf8)?;
         }
-        let payload = std::mem::take(&mut self.data);
+        let mut payload = std::mem::take(&mut self.data);
         Ok(on(Message::Data {
             opcode: message.opcode,
-            payload: &payload,
+            payload: &mut payload,
         }))
     }
 }

@@ -29,6 +29,76 @@ use self::http::{has_token, scan_head, write_error, write_response, HttpError, S
 
 pub use self::id::ConnId;
 
+/// Which service an upgraded connection speaks, chosen by the request path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `/echo`: every data message is sent back.
+    Echo,
+    /// `/ws`: the JSON client protocol (`crate::protocol`).
+    Ws,
+    /// `/raw`: bare deliveries of the channels named in the query; client frames are ignored.
+    Raw,
+    /// `/broadcast`: the bench protocol (`pub:<text>` publishes to every other subscriber).
+    Broadcast,
+}
+
+impl Route {
+    /// The route serving `path` (without the query), if any.
+    pub fn from_path(path: &str) -> Option<Route> {
+        match path {
+            "/echo" => Some(Route::Echo),
+            "/ws" => Some(Route::Ws),
+            "/raw" => Some(Route::Raw),
+            "/broadcast" => Some(Route::Broadcast),
+            _ => None,
+        }
+    }
+}
+
+/// A refused upgrade: the HTTP status and a text body saying why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Status code and reason phrase.
+    pub status: (u16, &'static str),
+    /// The body.
+    pub message: String,
+}
+
+/// What serves the data of upgraded connections on routes other than `/echo` (the router on a
+/// shard; a recorder in tests). `Conn` stays sans-IO: the app only appends to the [`Output`].
+pub trait App {
+    /// An upgrade on `route` passed the RFC 6455 checks; the `101` is already in `out`. Append
+    /// what the client gets first (a welcome), or refuse (the `101` is then replaced by the
+    /// refusal and the connection closes).
+    fn on_open(
+        &mut self,
+        route: Route,
+        req: &httparse::Request<'_, '_>,
+        out: &mut Output,
+    ) -> Result<(), Refusal>;
+
+    /// A complete data message on an app route; `payload` (unmasked, text validated) may be
+    /// changed in place.
+    fn on_message(&mut self, route: Route, opcode: Opcode, payload: &mut [u8], out: &mut Output);
+}
+
+/// The app of connections that only echo: app routes open and their messages are dropped.
+#[derive(Debug, Default)]
+pub struct NoApp;
+
+impl App for NoApp {
+    fn on_open(
+        &mut self,
+        _: Route,
+        _: &httparse::Request<'_, '_>,
+        _: &mut Output,
+    ) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn on_message(&mut self, _: Route, _: Opcode, _: &mut [u8], _: &mut Output) {}
+}
+
 /// Everything a connection needs to know about the server's configuration.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -86,6 +156,8 @@ pub enum State {
 #[derive(Debug)]
 pub struct Conn {
     state: State,
+    /// The service chosen at the upgrade.
+    route: Route,
     /// Drop the socket right after flushing, without waiting for the peer.
     drop_now: bool,
     /// A ping was sent and nothing has arrived since.
@@ -200,6 +272,7 @@ impl Conn {
     pub fn new(now: Instant) -> Conn {
         Conn {
             state: State::AwaitRequest,
+            route: Route::Echo,
             drop_now: false,
             pinged: false,
             request: Vec::new(),
@@ -219,6 +292,34 @@ impl Conn {
     /// What the connection waits for.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// The service chosen at the upgrade (`Echo` before it).
+    pub fn route(&self) -> Route {
+        self.route
+    }
+
+    /// Start the closing handshake with `code` (a slow consumer, a disconnect asked for by the
+    /// backend): the close frame goes out after what is queued; data is ignored from now on.
+    pub fn on_close_request(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        now: Instant,
+        out: &mut Output,
+    ) {
+        match self.state {
+            State::AwaitRequest => {
+                self.enter(State::Closed, now);
+                self.drop_now = true;
+            }
+            State::Open => {
+                out.close(Some(code), reason);
+                self.frames.skip_data();
+                self.enter(State::Closing, now);
+            }
+            State::Closing | State::Closed => {}
+        }
     }
 
     /// True when the socket should be dropped right after flushing.
@@ -244,13 +345,25 @@ impl Conn {
 
     /// Bytes read from the peer (masked frames are unmasked in place).
     pub fn on_read(&mut self, bytes: &mut [u8], now: Instant, cx: &Ctx<'_>, out: &mut Output) {
+        self.on_read_app(bytes, now, cx, out, &mut NoApp)
+    }
+
+    /// [`Conn::on_read`] with `app` serving the routes other than `/echo`.
+    pub fn on_read_app(
+        &mut self,
+        bytes: &mut [u8],
+        now: Instant,
+        cx: &Ctx<'_>,
+        out: &mut Output,
+        app: &mut dyn App,
+    ) {
         self.last_rx = now;
         if self.state == State::Open && self.pinged {
             self.pinged = false;
         }
         match self.state {
-            State::AwaitRequest => self.read_request(bytes, now, cx, out),
-            State::Open | State::Closing => self.read_frames(bytes, now, cx, out),
+            State::AwaitRequest => self.read_request(bytes, now, cx, out, app),
+            State::Open | State::Closing => self.read_frames(bytes, now, cx, out, app),
             State::Closed => {}
         }
     }
@@ -321,19 +434,26 @@ impl Conn {
     }
 
     /// Accumulate the request head; parse it once complete; hand what follows on.
-    fn read_request(&mut self, mut input: &mut [u8], now: Instant, cx: &Ctx<'_>, out: &mut Output) {
+    fn read_request(
+        &mut self,
+        mut input: &mut [u8],
+        now: Instant,
+        cx: &Ctx<'_>,
+        out: &mut Output,
+        app: &mut dyn App,
+    ) {
         let max = cx.settings.max_header_bytes;
         while !input.is_empty() {
             match self.state {
                 State::AwaitRequest => {}
-                State::Open => return self.read_frames(input, now, cx, out),
+                State::Open => return self.read_frames(input, now, cx, out, app),
                 State::Closing | State::Closed => return,
             }
             if self.request.is_empty() {
                 match scan_head(input, 0, max) {
                     Scan::Head(end) => {
                         let (head, rest) = std::mem::take(&mut input).split_at_mut(end);
-                        self.on_request(head, now, cx, out);
+                        self.on_request(head, now, cx, out, app);
                         input = rest;
                     }
                     Scan::Partial => {
@@ -353,9 +473,9 @@ impl Conn {
                     Scan::Head(end) => {
                         let mut buf = std::mem::take(&mut self.request);
                         let (head, tail) = buf.split_at_mut(end);
-                        self.on_request(head, now, cx, out);
+                        self.on_request(head, now, cx, out, app);
                         // Bytes that came behind the head: frames or a pipelined request.
-                        self.read_request(tail, now, cx, out);
+                        self.read_request(tail, now, cx, out, app);
                     }
                     Scan::Partial => return,
                     Scan::TooLong(e) => return self.http_error(e, now, out),
@@ -365,7 +485,14 @@ impl Conn {
     }
 
     /// Route one complete request head.
-    fn on_request(&mut self, head: &[u8], now: Instant, cx: &Ctx<'_>, out: &mut Output) {
+    fn on_request(
+        &mut self,
+        head: &[u8],
+        now: Instant,
+        cx: &Ctx<'_>,
+        out: &mut Output,
+        app: &mut dyn App,
+    ) {
         let s = cx.settings;
         let mut stack = [httparse::EMPTY_HEADER; 64];
         let mut heap;
@@ -408,9 +535,19 @@ impl Conn {
                     self.enter(State::Closed, now);
                 }
             }
-            "/echo" => match check_upgrade(&req, &s.policy) {
+            "/echo" | "/ws" | "/raw" | "/broadcast" => match check_upgrade(&req, &s.policy) {
                 Ok(accepted) => {
+                    let route = Route::from_path(path).unwrap_or(Route::Echo);
+                    let before = out.bytes.len();
                     write_switching(&mut out.bytes, &accepted, &s.policy);
+                    if route != Route::Echo {
+                        if let Err(r) = app.on_open(route, &req, out) {
+                            out.bytes.truncate(before);
+                            write_error(&mut out.bytes, r.status, &[], &r.message);
+                            return self.enter(State::Closed, now);
+                        }
+                    }
+                    self.route = route;
                     self.enter(State::Open, now);
                 }
                 Err(e) => {
@@ -426,13 +563,25 @@ impl Conn {
     }
 
     /// WebSocket frames: echo data, answer pings, run the closing handshake.
-    fn read_frames(&mut self, bytes: &mut [u8], now: Instant, cx: &Ctx<'_>, out: &mut Output) {
+    fn read_frames(
+        &mut self,
+        bytes: &mut [u8],
+        now: Instant,
+        cx: &Ctx<'_>,
+        out: &mut Output,
+        app: &mut dyn App,
+    ) {
         let mut state = self.state;
+        let route = self.route;
         self.frames
             .on_read(bytes, cx.kernels, &cx.settings.limits, |m| {
                 match m {
                     Message::Data { opcode, payload } if state == State::Open => {
-                        out.frame(opcode, payload)
+                        if route == Route::Echo {
+                            out.frame(opcode, payload)
+                        } else {
+                            app.on_message(route, opcode, payload, out)
+                        }
                     }
                     Message::Ping(payload) if state == State::Open => out.pong(payload),
                     Message::Violation(e) if state == State::Open => {

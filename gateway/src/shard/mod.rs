@@ -8,6 +8,7 @@
 //! budgeted per connection per turn so one busy peer cannot starve the rest.
 
 pub mod outbox;
+mod push;
 pub mod timers;
 
 use std::io::{self, IoSlice};
@@ -22,6 +23,8 @@ use crate::conn::id::Slab;
 use crate::conn::{Conn, ConnId, Ctx, Output, Settings, State};
 use crate::driver::{is_resource_exhaustion, Driver, Ready};
 use crate::metrics::ShardMetrics;
+use crate::router::session::Session;
+use crate::router::{Dispatch, Router};
 
 use self::outbox::Outbox;
 use self::timers::TimerWheel;
@@ -76,6 +79,8 @@ struct Entry {
     peer_eof: bool,
     /// Counted in `Shared::connections`.
     counted: bool,
+    /// Channels, user and delivery kind (`/ws`, `/raw`, `/broadcast`).
+    session: Session,
 }
 
 /// One shard. Build it with [`Shard::new`], run it with [`Shard::run`] on its own thread.
@@ -99,6 +104,10 @@ pub struct Shard<D: Driver> {
     /// Accepting failed for lack of descriptors (logged once until an accept succeeds).
     exhausted: bool,
     draining: Option<Instant>,
+    /// Channels, fan-out and messages from other shards.
+    router: Router,
+    /// Connections with deliveries queued this turn, flushed at its end.
+    dirty: Vec<ConnId>,
 }
 
 impl<D: Driver> Shard<D> {
@@ -131,7 +140,15 @@ impl<D: Driver> Shard<D> {
             rejecting: 0,
             exhausted: false,
             draining: None,
+            router: Router::single(index),
+            dirty: Vec::new(),
         }
+    }
+
+    /// Use `router` (joined to the other shards' mesh) instead of a single-shard one.
+    pub fn with_router(mut self, router: Router) -> Shard<D> {
+        self.router = router;
+        self
     }
 
     /// Run until shutdown has drained every connection (or the drain deadline passed).
@@ -152,6 +169,8 @@ impl<D: Driver> Shard<D> {
             let mut ready = std::mem::take(&mut self.ready);
             self.driver.wait(&mut ready, timeout)?;
             let now = Instant::now();
+            // Before any socket: what other shards sent happened before what clients send now.
+            self.drain_inbox(now);
             for r in ready.drain(..) {
                 match r {
                     Ready::Accept(n) => self.accept(n, now),
@@ -188,6 +207,7 @@ impl<D: Driver> Shard<D> {
                 self.on_timer(id, tick, now);
             }
             self.fired = fired;
+            self.finish_turn(now);
 
             if let Some(deadline) = self.draining {
                 if self.conns.is_empty() || now >= deadline {
@@ -266,6 +286,7 @@ impl<D: Driver> Shard<D> {
             write_shut: false,
             peer_eof: false,
             counted: !over,
+            session: Session::default(),
         });
         if let Err(e) = self.driver.attach(id, socket) {
             warn!(error = %e, "cannot watch an accepted socket");
@@ -318,7 +339,13 @@ impl<D: Driver> Shard<D> {
                         kernels: &self.kernels,
                     };
                     let was_awaiting = e.conn.state() == State::AwaitRequest;
-                    e.conn.on_read(&mut self.rbuf[..n], now, &cx, &mut self.out);
+                    let mut app = Dispatch {
+                        id,
+                        session: &mut e.session,
+                        router: &mut self.router,
+                    };
+                    e.conn
+                        .on_read_app(&mut self.rbuf[..n], now, &cx, &mut self.out, &mut app);
                     if was_awaiting && e.conn.state() == State::Open {
                         self.metrics.upgrades.add(1);
                     }
@@ -429,6 +456,10 @@ impl<D: Driver> Shard<D> {
         if self.out.bytes.capacity() > OUTPUT_KEEP_BYTES {
             self.out.bytes = Vec::new();
         }
+        if e.conn.state() != State::Open && !e.session.channels.is_empty() {
+            // Closing: no more deliveries; others see it leave now, not when the socket goes.
+            self.router.on_disconnect(id, &mut e.session);
+        }
         if broken || e.conn.must_drop() {
             return self.remove(id);
         }
@@ -455,9 +486,12 @@ impl<D: Driver> Shard<D> {
     }
 
     fn remove(&mut self, id: ConnId) {
-        let Some(e) = self.conns.remove(id) else {
+        let Some(mut e) = self.conns.remove(id) else {
             return;
         };
+        if !e.session.channels.is_empty() {
+            self.router.on_disconnect(id, &mut e.session);
+        }
         self.driver.close(id);
         if e.counted {
             self.shared.connections.fetch_sub(1, Ordering::Relaxed);

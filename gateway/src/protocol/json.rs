@@ -1,0 +1,195 @@
+//! A small JSON writer for replies and deliveries: strings escaped per RFC 8259 §7, values of a
+//! parsed request written back from simd-json's tape. Writes append to a caller's `Vec<u8>`
+//! (the shard's scratch buffer), so encoding allocates nothing once the buffer has grown.
+
+use std::io::Write as _;
+
+use simd_json::prelude::*;
+use simd_json::tape::Value;
+use simd_json::ValueType;
+
+use crate::conn::ConnId;
+
+/// Deepest nesting of arrays and objects written back (deeper input is refused).
+pub const MAX_DEPTH: usize = 64;
+
+/// A value nests deeper than [`MAX_DEPTH`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooDeep;
+
+/// Append `s` as a JSON string (quoted, escaped).
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Append `s` as a JSON string, or `null` when absent.
+pub fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => write_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Append a connection id as a decimal string (JavaScript numbers lose precision past 2^53).
+pub fn write_conn(out: &mut Vec<u8>, id: ConnId) {
+    let _ = write!(out, "\"{}\"", id.to_bits());
+}
+
+/// Append a connection id, or `null`.
+pub fn write_opt_conn(out: &mut Vec<u8>, id: Option<ConnId>) {
+    match id {
+        Some(id) => write_conn(out, id),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Append a parsed value as JSON text.
+pub fn write_value(out: &mut Vec<u8>, v: Value<'_, '_>) -> Result<(), TooDeep> {
+    write_nested(out, v, 0)
+}
+
+fn write_nested(out: &mut Vec<u8>, v: Value<'_, '_>, depth: usize) -> Result<(), TooDeep> {
+    match v.value_type() {
+        ValueType::Null => out.extend_from_slice(b"null"),
+        ValueType::Bool => {
+            let t = v.as_bool().unwrap_or(false);
+            out.extend_from_slice(if t { b"true" } else { b"false" });
+        }
+        ValueType::I64 => {
+            let _ = write!(out, "{}", v.as_i64().unwrap_or(0));
+        }
+        ValueType::U64 => {
+            let _ = write!(out, "{}", v.as_u64().unwrap_or(0));
+        }
+        ValueType::F64 => write_f64(out, v.as_f64().unwrap_or(0.0)),
+        ValueType::String => write_str(out, v.as_str().unwrap_or("")),
+        ValueType::Array => {
+            if depth >= MAX_DEPTH {
+                return Err(TooDeep);
+            }
+            out.push(b'[');
+            if let Some(a) = v.as_array() {
+                for (i, item) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_nested(out, item, depth + 1)?;
+                }
+            }
+            out.push(b']');
+        }
+        ValueType::Object => {
+            if depth >= MAX_DEPTH {
+                return Err(TooDeep);
+            }
+            out.push(b'{');
+            if let Some(o) = v.as_object() {
+                for (i, (k, item)) in o.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, k);
+                    out.push(b':');
+                    write_nested(out, item, depth + 1)?;
+                }
+            }
+            out.push(b'}');
+        }
+        // 128-bit and extended types are not produced by the parser's default features.
+        _ => out.extend_from_slice(b"null"),
+    }
+    Ok(())
+}
+
+fn write_f64(out: &mut Vec<u8>, f: f64) {
+    if f.is_finite() {
+        // `{:?}` keeps a `.0` on whole numbers and is the shortest text that reads back equal.
+        let _ = write!(out, "{f:?}");
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(text: &str) -> String {
+        let mut input = text.as_bytes().to_vec();
+        let tape = simd_json::to_tape(&mut input).expect("valid JSON");
+        let mut out = Vec::new();
+        write_value(&mut out, tape.as_value()).expect("not too deep");
+        String::from_utf8(out).expect("UTF-8")
+    }
+
+    #[test]
+    fn strings_are_escaped_and_reparse_equal() {
+        let mut out = Vec::new();
+        let s = "quote\" back\\ nl\n tab\t bell\u{7} é ☃ 😀";
+        write_str(&mut out, s);
+        let back: String = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(back, s);
+        assert!(!out.contains(&7), "control bytes never appear raw");
+    }
+
+    #[test]
+    fn values_are_written_back_equal() {
+        let cases = [
+            r#"{"a":[1,-2,3.5,true,false,null],"b":{"c":"d\u00e9\n"},"e":"😀"}"#,
+            r#""plain""#,
+            "12345678901234567890",
+            "[]",
+            "{}",
+            "1e300",
+        ];
+        for c in cases {
+            let got = round_trip(c);
+            let want: serde_json::Value = serde_json::from_str(c).unwrap();
+            let back: serde_json::Value = serde_json::from_str(&got).unwrap();
+            assert_eq!(back, want, "{c} -> {got}");
+        }
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_refused() {
+        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        let mut input = deep.into_bytes();
+        let tape = simd_json::to_tape(&mut input).unwrap();
+        assert_eq!(write_value(&mut Vec::new(), tape.as_value()), Err(TooDeep));
+    }
+
+    #[test]
+    fn conn_ids_are_decimal_strings() {
+        let mut out = Vec::new();
+        write_conn(&mut out, ConnId::new(1, 2, 3));
+        assert_eq!(
+            out,
+            format!("\"{}\"", (1u64 << 56) | (3 << 32) | 2).as_bytes()
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! Encoding a delivery once: the complete WebSocket frame (header and JSON text) is built in the
+//! shard's scratch buffer and copied once into an `Arc<[u8]>` that every local subscriber's
+//! outbox and every other shard's inbox share by reference.
+
+use std::sync::Arc;
+
+use frame_simd::{encode_header, Opcode, MAX_HEADER_LEN};
+
+use crate::conn::ConnId;
+
+/// One publish as it travels: the channel, its frames, and who must not get it.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The channel.
+    pub channel: Arc<str>,
+    /// The frame for JSON subscribers (`/ws`).
+    pub json: Arc<[u8]>,
+    /// The frame for bare subscribers (`/raw`, `/broadcast`); `None` for presence events.
+    pub bare: Option<Arc<[u8]>>,
+    /// The publisher, when it asked not to get its own message.
+    pub skip: Option<ConnId>,
+}
+
+/// Build a final text frame whose payload `write` appends, reusing `scratch`.
+pub fn text_frame(scratch: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> Arc<[u8]> {
+    scratch.clear();
+    scratch.resize(MAX_HEADER_LEN, 0);
+    write(scratch);
+    let len = scratch.len() - MAX_HEADER_LEN;
+    let mut h = [0u8; MAX_HEADER_LEN];
+    let n = encode_header(&mut h, true, Opcode::Text, len as u64, None);
+    let start = MAX_HEADER_LEN - n;
+    scratch[start..MAX_HEADER_LEN].copy_from_slice(&h[..n]);
+    Arc::from(&scratch[start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_the_exact_payload_at_every_length_class() {
+        let mut scratch = Vec::new();
+        for len in [0usize, 1, 125, 126, 65535, 65536, 70000] {
+            let payload = vec![b'x'; len];
+            let f = text_frame(&mut scratch, |out| out.extend_from_slice(&payload));
+            assert_eq!(f[0], 0x81, "fin + text");
+            let (hlen, plen) = match f[1] {
+                126 => (4, usize::from(u16::from_be_bytes([f[2], f[3]]))),
+                127 => (
+                    10,
+                    u64::from_be_bytes(f[2..10].try_into().unwrap()) as usize,
+                ),
+                n => (2, usize::from(n)),
+            };
+            assert_eq!(plen, len);
+            assert_eq!(&f[hlen..], &payload[..]);
+        }
+    }
+}

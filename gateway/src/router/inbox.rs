@@ -1,0 +1,174 @@
+//! `Mesh`: the shards' inbound queues and wake-ups, the only thing shards share on the data path.
+//!
+//! One bounded lock-free queue (crossbeam `ArrayQueue`) per destination shard, fed by every
+//! other shard: N queues instead of N² pairs keep memory and the destination's polling linear in
+//! the shard count, and since the queue is FIFO, the messages one shard pushes come out in the
+//! order it pushed them (what per-source ordering needs). A full queue is refused (`busy`), never
+//! grown. After pushing, the sender wakes the destination's loop once per turn (mio `Waker`).
+
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+use mio::Waker;
+
+use crate::conn::ConnId;
+
+use super::fanout::Delivery;
+use crate::protocol::reply::Member;
+
+/// Where a deferred answer goes: the requesting connection and its request's `id` (JSON text).
+#[derive(Clone, Debug)]
+pub struct ReplyTo {
+    /// The requester (on the shard that gets the answer).
+    pub conn: ConnId,
+    /// The request's id as JSON text (empty: none).
+    pub id: Box<[u8]>,
+}
+
+/// A message between shards.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// Deliver to the local subscribers of a channel.
+    Deliver(Arc<Delivery>),
+    /// `shard` has (`on`) or no longer has subscribers of `channel`.
+    Interest {
+        /// The channel.
+        channel: Arc<str>,
+        /// The announcing shard.
+        shard: u8,
+        /// Gained its first or lost its last subscriber.
+        on: bool,
+    },
+    /// Deliver `frame` to one connection, and tell `reply` whether it existed.
+    Direct {
+        /// The target.
+        to: ConnId,
+        /// The complete frame.
+        frame: Arc<[u8]>,
+        /// Who waits for the outcome.
+        reply: Option<ReplyTo>,
+    },
+    /// The outcome of a `Direct`.
+    DirectOutcome {
+        /// The requester.
+        reply: ReplyTo,
+        /// The target was live and got the frame.
+        delivered: bool,
+    },
+    /// List the local subscribers of a channel for a presence query.
+    PresenceQuery {
+        /// The channel.
+        channel: Arc<str>,
+        /// The requester's shard and gather tag.
+        from: u8,
+        /// The gather's tag on that shard.
+        tag: u64,
+    },
+    /// One shard's part of a presence answer.
+    PresencePart {
+        /// The gather's tag.
+        tag: u64,
+        /// Local subscribers and their users.
+        members: Vec<Member>,
+    },
+    /// Close one connection with a code (backend disconnect).
+    Close {
+        /// The target.
+        conn: ConnId,
+        /// The close code (4000-4999 from the API).
+        code: u16,
+        /// The close reason.
+        reason: Box<str>,
+    },
+}
+
+/// The queues and wakers of all shards.
+pub struct Mesh {
+    inboxes: Box<[ArrayQueue<ShardMsg>]>,
+    wakers: Box<[Option<Arc<Waker>>]>,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh")
+            .field("shards", &self.inboxes.len())
+            .finish()
+    }
+}
+
+impl Mesh {
+    /// Queues of `capacity` messages for each shard, woken through `wakers` (one per shard;
+    /// `None` in tests that poll by hand).
+    pub fn new(capacity: usize, wakers: Vec<Option<Arc<Waker>>>) -> Mesh {
+        let inboxes = (0..wakers.len())
+            .map(|_| ArrayQueue::new(capacity.max(1)))
+            .collect();
+        Mesh {
+            inboxes,
+            wakers: wakers.into_boxed_slice(),
+        }
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// Queue `msg` for shard `to`; gives it back when the queue is full (or `to` is no shard).
+    pub fn push(&self, to: u8, msg: ShardMsg) -> Result<(), ShardMsg> {
+        match self.inboxes.get(usize::from(to)) {
+            Some(q) => q.push(msg),
+            None => Err(msg),
+        }
+    }
+
+    /// The next message for shard `me`.
+    pub fn pop(&self, me: u8) -> Option<ShardMsg> {
+        self.inboxes.get(usize::from(me))?.pop()
+    }
+
+    /// Messages waiting for shard `shard` (for the queue-depth gauge).
+    pub fn depth(&self, shard: u8) -> usize {
+        self.inboxes
+            .get(usize::from(shard))
+            .map_or(0, ArrayQueue::len)
+    }
+
+    /// Wake shard `shard`'s loop.
+    pub fn wake(&self, shard: u8) {
+        if let Some(Some(w)) = self.wakers.get(usize::from(shard)) {
+            let _ = w.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interest(n: u8) -> ShardMsg {
+        ShardMsg::Interest {
+            channel: Arc::from("c"),
+            shard: n,
+            on: true,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_order_is_kept() {
+        let mesh = Mesh::new(2, vec![None, None]);
+        assert!(mesh.push(1, interest(1)).is_ok());
+        assert!(mesh.push(1, interest(2)).is_ok());
+        assert!(mesh.push(1, interest(3)).is_err(), "bounded");
+        assert!(mesh.push(9, interest(1)).is_err(), "no such shard");
+        assert_eq!(mesh.depth(1), 2);
+        let order: Vec<u8> = std::iter::from_fn(|| mesh.pop(1))
+            .map(|m| match m {
+                ShardMsg::Interest { shard, .. } => shard,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(order, vec![1, 2]);
+        assert!(mesh.pop(0).is_none());
+    }
+}

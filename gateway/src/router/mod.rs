@@ -1,0 +1,534 @@
+//! `Router`: channels, fan-out and private messages for one shard, and the messages that tie the
+//! shards together. Each shard owns one; shards share only the [`inbox::Mesh`] of lock-free
+//! queues.
+//!
+//! Entry points (called on the shard's thread, for `/ws` requests and for the backend API):
+//! - [`Router::publish`]: deliver JSON `data` to every subscriber of a channel, on every shard
+//!   that has one (found in the [`registry::Registry`]); the frame is encoded once.
+//! - [`Router::send`]: deliver JSON `data` privately to one [`ConnId`] on any shard; the outcome
+//!   (delivered, or `unknown_connection`) comes back to the requester.
+//! - [`Router::presence`]: list a channel's members across shards (scatter/gather).
+//! - [`Router::disconnect`]: close one connection with a code.
+//! - [`Router::channel_counts`]: this shard's channels with local subscriber counts.
+//!
+//! Effects on this shard's own connections are queued as [`Action`]s that the shard applies
+//! after the current input (it owns the connections); answers that arrive later for
+//! requesters that are not `/ws` connections (the API) are left in [`Router::completions`].
+
+pub mod channels;
+pub mod fanout;
+pub mod inbox;
+pub mod registry;
+pub mod session;
+mod ws;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::conn::ConnId;
+use crate::protocol::reply::{self, Member};
+use crate::protocol::{ErrorCode, Parser, ProtocolError};
+
+use self::channels::{ChannelTable, Kind};
+use self::fanout::{text_frame, Delivery};
+use self::inbox::{Mesh, ReplyTo, ShardMsg};
+use self::registry::{Registry, ShardSet};
+use self::session::Session;
+
+pub use self::ws::{busy, unknown_connection, Dispatch};
+
+/// Router limits and sizes.
+#[derive(Clone, Copy, Debug)]
+pub struct RouterConfig {
+    /// Channels one connection may subscribe to.
+    pub max_channels_per_conn: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            max_channels_per_conn: 128,
+        }
+    }
+}
+
+/// A local effect for the shard to apply to its connections.
+#[derive(Debug)]
+pub enum Action {
+    /// Fan a delivery out to this shard's subscribers of its channel.
+    Deliver(Arc<Delivery>),
+    /// Deliver a frame to one local connection and report the outcome to `reply`.
+    Direct {
+        /// The target.
+        to: ConnId,
+        /// The frame.
+        frame: Arc<[u8]>,
+        /// Who waits for the outcome.
+        reply: Option<ReplyTo>,
+    },
+    /// Start a presence gather: local members now, other shards by message.
+    Presence {
+        /// The channel.
+        channel: Arc<str>,
+        /// The requester.
+        reply: ReplyTo,
+    },
+    /// Close a local connection.
+    Close {
+        /// The target.
+        conn: ConnId,
+        /// The close code.
+        code: u16,
+        /// The reason.
+        reason: Box<str>,
+    },
+}
+
+/// An answer for a requester that is not a `/ws` connection (an API request).
+#[derive(Debug)]
+pub enum Completion {
+    /// The outcome of [`Router::send`].
+    Sent {
+        /// The requester.
+        reply: ReplyTo,
+        /// True when the target existed.
+        delivered: bool,
+    },
+    /// The outcome of [`Router::presence`].
+    Presence {
+        /// The requester.
+        reply: ReplyTo,
+        /// Every member found.
+        members: Vec<Member>,
+    },
+}
+
+/// A presence query waiting for other shards.
+#[derive(Debug)]
+pub struct Gather {
+    /// The requester.
+    pub reply: ReplyTo,
+    /// Shards still to answer.
+    pub waiting: usize,
+    /// Members so far.
+    pub members: Vec<Member>,
+}
+
+/// Counters the router keeps (exported by the metrics module).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RouterStats {
+    /// Publishes accepted.
+    pub publishes: u64,
+    /// Frames queued to subscribers (channel and private deliveries).
+    pub deliveries: u64,
+    /// Connections closed with 4008.
+    pub slow_consumer_disconnects: u64,
+    /// Requests refused because a queue was full.
+    pub busy: u64,
+    /// Frames from `/raw` clients, ignored.
+    pub raw_ignored: u64,
+}
+
+/// One shard's router. See the module doc.
+pub struct Router {
+    shard: u8,
+    mesh: Arc<Mesh>,
+    cfg: RouterConfig,
+    /// The shard's channels.
+    pub channels: ChannelTable,
+    /// Which shards have subscribers of which channel.
+    pub registry: Registry,
+    /// Local effects for the shard to apply.
+    pub actions: Vec<Action>,
+    /// Answers for API requesters.
+    pub completions: Vec<Completion>,
+    /// Counters.
+    pub stats: RouterStats,
+    pub(crate) parser: Option<Parser>,
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) text: Vec<u8>,
+    pub(crate) id_text: Vec<u8>,
+    wake: ShardSet,
+    /// Control messages (interest, answers) that found a full queue: retried every turn, in
+    /// order, so they are late but never lost.
+    backlog: VecDeque<(u8, ShardMsg)>,
+    gathers: HashMap<u64, Gather>,
+    next_tag: u64,
+    /// Only this shard exists on the mesh (no other shard to tell).
+    solo: bool,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("shard", &self.shard)
+            .finish()
+    }
+}
+
+/// Most control messages kept for retry; past it the oldest answers are dropped.
+const MAX_BACKLOG: usize = 1 << 16;
+
+impl Router {
+    /// The router of shard `shard` on `mesh`.
+    pub fn new(shard: u8, mesh: Arc<Mesh>, cfg: RouterConfig) -> Router {
+        Router {
+            shard,
+            mesh,
+            cfg,
+            channels: ChannelTable::default(),
+            registry: Registry::default(),
+            actions: Vec::new(),
+            completions: Vec::new(),
+            stats: RouterStats::default(),
+            parser: Some(Parser::default()),
+            scratch: Vec::new(),
+            text: Vec::new(),
+            id_text: Vec::new(),
+            wake: ShardSet::default(),
+            backlog: VecDeque::new(),
+            gathers: HashMap::new(),
+            next_tag: 0,
+            solo: false,
+        }
+    }
+
+    /// A router for a process with a single shard (no wake-ups needed).
+    pub fn single(shard: u8) -> Router {
+        let wakers = vec![None; usize::from(shard) + 1];
+        let mut r = Router::new(
+            shard,
+            Arc::new(Mesh::new(1024, wakers)),
+            RouterConfig::default(),
+        );
+        r.solo = true;
+        r
+    }
+
+    /// This router's shard.
+    pub fn shard(&self) -> u8 {
+        self.shard
+    }
+
+    /// The mesh (queue depths for metrics).
+    pub fn mesh(&self) -> &Arc<Mesh> {
+        &self.mesh
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &RouterConfig {
+        &self.cfg
+    }
+
+    /// Publish `data` (JSON text) to `channel` (a valid name). `bare` is what `/raw` and
+    /// `/broadcast` subscribers get (the string's text when `data` is a JSON string, else the
+    /// JSON text); `from`/`user` name the publisher (`None` for the API); `skip` is not
+    /// delivered to. Returns `Busy` when a shard's queue was full (that shard misses it).
+    pub fn publish(
+        &mut self,
+        channel: &str,
+        data: &[u8],
+        bare: &[u8],
+        from: Option<ConnId>,
+        user: Option<&str>,
+        skip: Option<ConnId>,
+    ) -> Result<(), ErrorCode> {
+        self.stats.publishes += 1;
+        let Some((name, shards)) = self.registry.lookup(channel) else {
+            return Ok(());
+        };
+        let json = text_frame(&mut self.scratch, |out| {
+            reply::message(out, channel, data, from, user)
+        });
+        let bare = Some(text_frame(&mut self.scratch, |out| {
+            out.extend_from_slice(bare)
+        }));
+        let d = Arc::new(Delivery {
+            channel: name,
+            json,
+            bare,
+            skip,
+        });
+        self.fan_out(d, shards)
+    }
+
+    /// Announce a presence event (`join`/`leave`) to the JSON subscribers of `channel`.
+    pub fn presence_event(
+        &mut self,
+        channel: &Arc<str>,
+        join: bool,
+        conn: ConnId,
+        user: Option<&str>,
+    ) {
+        let Some((name, shards)) = self.registry.lookup(channel) else {
+            return;
+        };
+        let json = text_frame(&mut self.scratch, |out| {
+            reply::presence_event(out, join, channel, conn, user)
+        });
+        let d = Arc::new(Delivery {
+            channel: name,
+            json,
+            bare: None,
+            skip: Some(conn),
+        });
+        let _ = self.fan_out(d, shards);
+    }
+
+    fn fan_out(&mut self, d: Arc<Delivery>, shards: ShardSet) -> Result<(), ErrorCode> {
+        let mut busy = false;
+        for s in shards.iter() {
+            if s == self.shard {
+                self.actions.push(Action::Deliver(Arc::clone(&d)));
+            } else if self.mesh.push(s, ShardMsg::Deliver(Arc::clone(&d))).is_ok() {
+                self.wake.insert(s);
+            } else {
+                busy = true;
+            }
+        }
+        if busy {
+            self.stats.busy += 1;
+            return Err(ErrorCode::Busy);
+        }
+        Ok(())
+    }
+
+    /// Send `data` (JSON text) privately to `to`, as a `direct` delivery from `from`/`user`.
+    /// The outcome goes to `reply` later (a `/ws` reply, or a [`Completion`] for others).
+    pub fn send(
+        &mut self,
+        to: ConnId,
+        data: &[u8],
+        from: Option<ConnId>,
+        user: Option<&str>,
+        reply: Option<ReplyTo>,
+    ) -> Result<(), ErrorCode> {
+        if usize::from(to.shard()) >= self.mesh.shards() {
+            return Err(ErrorCode::UnknownConnection);
+        }
+        let frame = text_frame(&mut self.scratch, |out| {
+            reply::direct(out, data, from, user)
+        });
+        if to.shard() == self.shard {
+            self.actions.push(Action::Direct { to, frame, reply });
+            return Ok(());
+        }
+        match self
+            .mesh
+            .push(to.shard(), ShardMsg::Direct { to, frame, reply })
+        {
+            Ok(()) => {
+                self.wake.insert(to.shard());
+                Ok(())
+            }
+            Err(_) => {
+                self.stats.busy += 1;
+                Err(ErrorCode::Busy)
+            }
+        }
+    }
+
+    /// List the members of `channel` across shards; the answer goes to `reply`.
+    pub fn presence(&mut self, channel: &str, reply: ReplyTo) {
+        self.actions.push(Action::Presence {
+            channel: Arc::from(channel),
+            reply,
+        });
+    }
+
+    /// Close `conn` (on any shard) with `code` and `reason`.
+    pub fn disconnect(&mut self, conn: ConnId, code: u16, reason: &str) -> Result<(), ErrorCode> {
+        let reason: Box<str> = Box::from(reason);
+        if conn.shard() == self.shard {
+            self.actions.push(Action::Close { conn, code, reason });
+            return Ok(());
+        }
+        match self
+            .mesh
+            .push(conn.shard(), ShardMsg::Close { conn, code, reason })
+        {
+            Ok(()) => {
+                self.wake.insert(conn.shard());
+                Ok(())
+            }
+            Err(_) => Err(ErrorCode::Busy),
+        }
+    }
+
+    /// This shard's channels and their local subscriber counts (sum over shards for totals).
+    pub fn channel_counts(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.channels.iter().map(|c| (&*c.name, c.len()))
+    }
+
+    /// Subscribe `id` (with `session`) to `channel`. Idempotent.
+    pub fn subscribe(
+        &mut self,
+        id: ConnId,
+        session: &mut Session,
+        channel: &str,
+    ) -> Result<(), ProtocolError> {
+        if self.channels.key(channel).is_some_and(|k| session.has(k)) {
+            return Ok(());
+        }
+        if session.channels.len() >= self.cfg.max_channels_per_conn {
+            return Err(ProtocolError::new(
+                ErrorCode::TooManyChannels,
+                "subscribed to as many channels as allowed (--max-channels-per-conn)",
+            ));
+        }
+        let kind = session.kind.unwrap_or(Kind::Json);
+        let s = self.channels.subscribe(channel, id, kind);
+        session.channels.push(s.key);
+        if s.first {
+            self.announce(&s.name, true);
+        }
+        if kind == Kind::Json {
+            self.presence_event(&s.name, true, id, session.user.as_deref());
+        }
+        Ok(())
+    }
+
+    /// Unsubscribe `id` from `channel`.
+    pub fn unsubscribe(
+        &mut self,
+        id: ConnId,
+        session: &mut Session,
+        channel: &str,
+    ) -> Result<(), ProtocolError> {
+        let not = ProtocolError::new(ErrorCode::NotSubscribed, "not subscribed to this channel");
+        let key = self.channels.key(channel).ok_or(not)?;
+        let at = session.channels.iter().position(|&k| k == key).ok_or(not)?;
+        session.channels.swap_remove(at);
+        self.leave(id, session, key);
+        Ok(())
+    }
+
+    /// A connection is gone: leave every channel it was in.
+    pub fn on_disconnect(&mut self, id: ConnId, session: &mut Session) {
+        for key in std::mem::take(&mut session.channels) {
+            self.leave(id, session, key);
+        }
+    }
+
+    fn leave(&mut self, id: ConnId, session: &Session, key: channels::ChanKey) {
+        if let Some((name, gone)) = self.channels.unsubscribe(key, id) {
+            if session.kind == Some(Kind::Json) {
+                self.presence_event(&name, false, id, session.user.as_deref());
+            }
+            if gone {
+                self.announce(&name, false);
+            }
+        }
+    }
+
+    /// Tell every shard (this one included) that this shard gained or lost a channel.
+    fn announce(&mut self, channel: &Arc<str>, on: bool) {
+        self.registry.set(channel, self.shard, on);
+        if self.solo {
+            return;
+        }
+        for s in 0..self.mesh.shards() as u8 {
+            if s != self.shard {
+                self.control(
+                    s,
+                    ShardMsg::Interest {
+                        channel: Arc::clone(channel),
+                        shard: self.shard,
+                        on,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Queue a control message that must not be lost: to the backlog when the queue is full
+    /// (or messages to that shard already wait there, to keep their order).
+    pub(crate) fn control(&mut self, to: u8, msg: ShardMsg) {
+        if self.backlog.iter().any(|(s, _)| *s == to) {
+            return self.backlog_push(to, msg);
+        }
+        match self.mesh.push(to, msg) {
+            Ok(()) => self.wake.insert(to),
+            Err(msg) => self.backlog_push(to, msg),
+        }
+    }
+
+    fn backlog_push(&mut self, to: u8, msg: ShardMsg) {
+        if self.backlog.len() >= MAX_BACKLOG {
+            self.backlog.pop_front();
+        }
+        self.backlog.push_back((to, msg));
+    }
+
+    /// Start a gather of `reply`'s presence query over the other shards with subscribers;
+    /// `local` are this shard's members. Returns the finished gather when no shard must answer.
+    pub(crate) fn start_gather(
+        &mut self,
+        channel: &Arc<str>,
+        reply: ReplyTo,
+        local: Vec<Member>,
+    ) -> Option<Gather> {
+        let others: Vec<u8> = self
+            .registry
+            .shards(channel)
+            .iter()
+            .filter(|&s| s != self.shard)
+            .collect();
+        let mut g = Gather {
+            reply,
+            waiting: 0,
+            members: local,
+        };
+        if others.is_empty() {
+            return Some(g);
+        }
+        self.next_tag += 1;
+        let tag = self.next_tag;
+        for s in others {
+            g.waiting += 1;
+            self.control(
+                s,
+                ShardMsg::PresenceQuery {
+                    channel: Arc::clone(channel),
+                    from: self.shard,
+                    tag,
+                },
+            );
+        }
+        self.gathers.insert(tag, g);
+        None
+    }
+
+    /// Add one shard's part to gather `tag`; returns the gather once complete.
+    pub(crate) fn on_presence_part(&mut self, tag: u64, members: Vec<Member>) -> Option<Gather> {
+        let g = self.gathers.get_mut(&tag)?;
+        g.members.extend(members);
+        g.waiting = g.waiting.saturating_sub(1);
+        if g.waiting == 0 {
+            return self.gathers.remove(&tag);
+        }
+        None
+    }
+
+    /// Retry the backlog and wake every shard that was sent something this turn.
+    pub fn flush(&mut self) {
+        while let Some((to, msg)) = self.backlog.pop_front() {
+            match self.mesh.push(to, msg) {
+                Ok(()) => self.wake.insert(to),
+                Err(msg) => {
+                    self.backlog.push_front((to, msg));
+                    break;
+                }
+            }
+        }
+        let wake = std::mem::take(&mut self.wake);
+        for s in wake.iter() {
+            self.mesh.wake(s);
+        }
+    }
+
+    /// The next message from other shards.
+    pub fn pop(&self) -> Option<ShardMsg> {
+        self.mesh.pop(self.shard)
+    }
+}

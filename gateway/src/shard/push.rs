@@ -1,0 +1,262 @@
+//! The shard's side of the router: applying [`Action`]s and inbox messages to the shard's own
+//! connections. Deliveries are appended to outboxes as shared frames and flushed once per turn
+//! per connection (one vectored write for everything the turn queued); a subscriber whose queue
+//! would pass `--max-outbound-bytes` is closed with 4008 instead, without slowing the others.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use frame_simd::{CloseCode, Opcode};
+
+use crate::conn::id::Slab;
+use crate::conn::{ConnId, State};
+use crate::driver::Driver;
+use crate::protocol::reply::{self, Member};
+use crate::router::channels::Kind;
+use crate::router::fanout::Delivery;
+use crate::router::inbox::{ReplyTo, ShardMsg};
+use crate::router::{unknown_connection, Action, Completion, Gather};
+
+use super::{Entry, Shard};
+
+/// The close code for a slow consumer.
+pub const SLOW_CONSUMER: CloseCode = CloseCode(4008);
+
+/// What happened to one frame for one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Queued {
+    /// In its outbox.
+    Yes,
+    /// No such live, open connection.
+    Gone,
+    /// Over the outbound limit: it must be closed.
+    Slow,
+}
+
+fn queue_frame(
+    conns: &mut Slab<Entry>,
+    dirty: &mut Vec<ConnId>,
+    id: ConnId,
+    frame: &Arc<[u8]>,
+    limit_bytes: usize,
+) -> Queued {
+    let Some(e) = conns.get_mut(id) else {
+        return Queued::Gone;
+    };
+    if e.conn.state() != State::Open {
+        return Queued::Gone;
+    }
+    if e.outbox.queued_bytes() + frame.len() > limit_bytes {
+        return Queued::Slow;
+    }
+    e.outbox.push_shared(Arc::clone(frame));
+    if !e.session.flush_queued {
+        e.session.flush_queued = true;
+        dirty.push(id);
+    }
+    Queued::Yes
+}
+
+impl<D: Driver> Shard<D> {
+    /// Handle every message other shards queued for this one.
+    pub(super) fn drain_inbox(&mut self, now: Instant) {
+        while let Some(msg) = self.router.pop() {
+            self.on_shard_msg(msg, now);
+        }
+    }
+
+    /// End of a loop turn: apply the router's actions, flush what was queued, wake shards.
+    pub(super) fn finish_turn(&mut self, now: Instant) {
+        while !self.router.actions.is_empty() {
+            let actions = std::mem::take(&mut self.router.actions);
+            for a in actions {
+                self.apply(a, now);
+            }
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for id in dirty.drain(..) {
+            if let Some(e) = self.conns.get_mut(id) {
+                e.session.flush_queued = false;
+                self.on_writable(id, now);
+            }
+        }
+        self.dirty = dirty;
+        self.router.flush();
+    }
+
+    fn on_shard_msg(&mut self, msg: ShardMsg, now: Instant) {
+        match msg {
+            ShardMsg::Deliver(d) => self.deliver(&d, now),
+            ShardMsg::Interest { channel, shard, on } => {
+                self.router.registry.set(&channel, shard, on)
+            }
+            ShardMsg::Direct { to, frame, reply } => self.direct(to, &frame, reply, now),
+            ShardMsg::DirectOutcome { reply, delivered } => self.answer_sent(reply, delivered, now),
+            ShardMsg::PresenceQuery { channel, from, tag } => {
+                let members = self.members(&channel);
+                self.router
+                    .control(from, ShardMsg::PresencePart { tag, members });
+            }
+            ShardMsg::PresencePart { tag, members } => {
+                if let Some(g) = self.router.on_presence_part(tag, members) {
+                    self.finish_gather(g, now);
+                }
+            }
+            ShardMsg::Close { conn, code, reason } => self.close_conn(conn, code, &reason, now),
+        }
+    }
+
+    fn apply(&mut self, a: Action, now: Instant) {
+        match a {
+            Action::Deliver(d) => self.deliver(&d, now),
+            Action::Direct { to, frame, reply } => self.direct(to, &frame, reply, now),
+            Action::Presence { channel, reply } => {
+                let local = self.members(&channel);
+                if let Some(g) = self.router.start_gather(&channel, reply, local) {
+                    self.finish_gather(g, now);
+                }
+            }
+            Action::Close { conn, code, reason } => self.close_conn(conn, code, &reason, now),
+        }
+    }
+
+    /// Fan `d` out to this shard's subscribers of its channel.
+    fn deliver(&mut self, d: &Delivery, now: Instant) {
+        let Some(ch) = self.router.channels.get(&d.channel) else {
+            return;
+        };
+        let limit = self.cfg.max_outbound_bytes;
+        let mut slow = Vec::new();
+        let mut count = 0u64;
+        for (list, frame) in [(&ch.json, Some(&d.json)), (&ch.bare, d.bare.as_ref())] {
+            let Some(frame) = frame else {
+                continue;
+            };
+            for &id in list {
+                if Some(id) == d.skip {
+                    continue;
+                }
+                match queue_frame(&mut self.conns, &mut self.dirty, id, frame, limit) {
+                    Queued::Yes => count += 1,
+                    Queued::Gone => {}
+                    Queued::Slow => slow.push(id),
+                }
+            }
+        }
+        self.router.stats.deliveries += count;
+        for id in slow {
+            self.close_slow(id, now);
+        }
+    }
+
+    fn direct(&mut self, to: ConnId, frame: &Arc<[u8]>, reply: Option<ReplyTo>, now: Instant) {
+        let limit = self.cfg.max_outbound_bytes;
+        let delivered = match queue_frame(&mut self.conns, &mut self.dirty, to, frame, limit) {
+            Queued::Yes => {
+                self.router.stats.deliveries += 1;
+                true
+            }
+            Queued::Gone => false,
+            Queued::Slow => {
+                self.close_slow(to, now);
+                true
+            }
+        };
+        if let Some(reply) = reply {
+            self.answer_sent(reply, delivered, now);
+        }
+    }
+
+    fn answer_sent(&mut self, reply: ReplyTo, delivered: bool, now: Instant) {
+        if reply.conn.shard() != self.router.shard() {
+            let to = reply.conn.shard();
+            return self
+                .router
+                .control(to, ShardMsg::DirectOutcome { reply, delivered });
+        }
+        if !self.is_ws(reply.conn) {
+            self.router
+                .completions
+                .push(Completion::Sent { reply, delivered });
+            return;
+        }
+        let mut text = std::mem::take(&mut self.router.text);
+        text.clear();
+        if delivered {
+            reply::ok(&mut text, &reply.id);
+        } else {
+            reply::error(&mut text, &reply.id, unknown_connection());
+        }
+        self.send_text(reply.conn, &text, now);
+        self.router.text = text;
+    }
+
+    fn finish_gather(&mut self, g: Gather, now: Instant) {
+        if !self.is_ws(g.reply.conn) {
+            self.router.completions.push(Completion::Presence {
+                reply: g.reply,
+                members: g.members,
+            });
+            return;
+        }
+        let mut text = std::mem::take(&mut self.router.text);
+        text.clear();
+        reply::presence(&mut text, &g.reply.id, &g.members);
+        self.send_text(g.reply.conn, &text, now);
+        self.router.text = text;
+    }
+
+    /// This shard's subscribers of `channel`, with their users.
+    fn members(&mut self, channel: &str) -> Vec<Member> {
+        let Some(ch) = self.router.channels.get(channel) else {
+            return Vec::new();
+        };
+        let mut members = Vec::with_capacity(ch.len());
+        for &id in ch.json.iter().chain(&ch.bare) {
+            if let Some(e) = self.conns.get_mut(id) {
+                members.push((id, e.session.user.clone()));
+            }
+        }
+        members
+    }
+
+    fn is_ws(&mut self, id: ConnId) -> bool {
+        self.conns
+            .get_mut(id)
+            .is_some_and(|e| e.session.kind == Some(Kind::Json))
+    }
+
+    /// Send one text frame to `id` (a reply that was deferred).
+    fn send_text(&mut self, id: ConnId, text: &[u8], now: Instant) {
+        let Some(e) = self.conns.get_mut(id) else {
+            return;
+        };
+        if e.conn.state() != State::Open {
+            return;
+        }
+        self.out.frame(Opcode::Text, text);
+        self.settle(id, now);
+    }
+
+    fn close_slow(&mut self, id: ConnId, now: Instant) {
+        let Some(e) = self.conns.get_mut(id) else {
+            return;
+        };
+        if e.conn.state() != State::Open {
+            return;
+        }
+        self.router.stats.slow_consumer_disconnects += 1;
+        e.conn
+            .on_close_request(SLOW_CONSUMER, "slow consumer", now, &mut self.out);
+        self.settle(id, now);
+    }
+
+    fn close_conn(&mut self, id: ConnId, code: u16, reason: &str, now: Instant) {
+        let Some(e) = self.conns.get_mut(id) else {
+            return;
+        };
+        e.conn
+            .on_close_request(CloseCode(code), reason, now, &mut self.out);
+        self.settle(id, now);
+    }
+}

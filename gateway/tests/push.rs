@@ -1,0 +1,488 @@
+//! Push socket tests: the JSON protocol on `/ws` (replies, errors), fan-out across two shards,
+//! skip_self, private messages and stale ids, the slow-consumer close (4008), `/raw`,
+//! `/broadcast` and presence. Each test runs its own gateway on a loopback port.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use common::*;
+
+/// A `/ws` client with its welcome.
+struct Ws {
+    c: Client,
+    id: String,
+}
+
+impl Ws {
+    fn open(addr: SocketAddr, query: &str) -> Ws {
+        let mut c = Client::connect(addr);
+        let key = fresh_key();
+        let resp = c.handshake_with_key(&format!("/ws{query}"), &key, &[]);
+        resp.assert_switching(&key);
+        let welcome = read_json(&mut c);
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        let id = welcome["conn"]
+            .as_str()
+            .expect("conn is a string")
+            .to_owned();
+        assert!(id.parse::<u64>().is_ok(), "conn is a decimal u64: {id}");
+        Ws { c, id }
+    }
+
+    fn shard(&self) -> u64 {
+        self.id.parse::<u64>().unwrap() >> 56
+    }
+
+    fn send(&mut self, v: Value) {
+        self.c.send_text(v.to_string().as_bytes());
+    }
+
+    /// Send a request and return its reply; deliveries that come first are returned too.
+    fn request(&mut self, v: Value) -> (Value, Vec<Value>) {
+        let id = v["id"].clone();
+        self.send(v);
+        let mut before = Vec::new();
+        loop {
+            let m = read_json(&mut self.c);
+            if m["type"] == "reply" && m["id"] == id {
+                return (m, before);
+            }
+            before.push(m);
+        }
+    }
+
+    /// Send a request and expect `ok: true`.
+    fn ok(&mut self, v: Value) -> Vec<Value> {
+        let (r, before) = self.request(v.clone());
+        assert_eq!(r["ok"], true, "{v} -> {r}");
+        before
+    }
+
+    /// The error code of a request that must fail.
+    fn err(&mut self, v: Value) -> String {
+        let (r, _) = self.request(v.clone());
+        assert_eq!(r["ok"], false, "{v} -> {r}");
+        assert!(r["error"]["message"].is_string(), "{r}");
+        r["error"]["code"].as_str().unwrap().to_owned()
+    }
+
+    /// Everything that arrives before the reply to a ping (the connection is in sync after).
+    fn sync(&mut self) -> Vec<Value> {
+        let (r, before) = self.request(json!({"op":"ping","id":"sync"}));
+        assert_eq!(r["ok"], true);
+        before
+    }
+}
+
+fn read_json(c: &mut Client) -> Value {
+    let f = c.read_frame();
+    assert_eq!(f.opcode, op::TEXT, "expected a text frame, got {f:?}");
+    serde_json::from_slice(&f.payload).unwrap_or_else(|e| {
+        panic!(
+            "bad JSON from server ({e}): {}",
+            String::from_utf8_lossy(&f.payload)
+        )
+    })
+}
+
+fn messages(frames: &[Value]) -> Vec<&Value> {
+    frames.iter().filter(|m| m["type"] == "message").collect()
+}
+
+/// Open `/ws` clients until both shards of a two-shard gateway have at least `per_shard`.
+fn spread(addr: SocketAddr, per_shard: usize) -> Vec<Ws> {
+    let mut all = Vec::new();
+    for _ in 0..400 {
+        let counts = [0, 1].map(|s| all.iter().filter(|w: &&Ws| w.shard() == s).count());
+        if counts.iter().all(|&n| n >= per_shard) {
+            return all;
+        }
+        all.push(Ws::open(addr, ""));
+    }
+    panic!("400 connections did not land on both shards");
+}
+
+#[test]
+fn replies_and_errors_keep_the_connection_up() {
+    let gw = Gateway::start(&["--threads", "1", "--max-channels-per-conn", "2"]);
+    let mut a = Ws::open(gw.addr(), "?user=ann");
+    assert_eq!(a.id.parse::<u64>().unwrap() >> 56, 0);
+
+    // Ids are echoed as given, numbers and strings.
+    let (r, _) = a.request(json!({"op":"ping","id":"x-é"}));
+    assert_eq!(r, json!({"type":"reply","id":"x-é","ok":true}));
+    let (r, _) = a.request(json!({"op":"ping","id":42}));
+    assert_eq!(r, json!({"type":"reply","id":42,"ok":true}));
+
+    a.c.send_text(b"{not json");
+    let r = read_json(&mut a.c);
+    assert_eq!(
+        (r["ok"].clone(), r["error"]["code"].clone()),
+        (json!(false), json!("bad_json"))
+    );
+    a.c.send_binary(br#"{"op":"ping","id":1}"#);
+    assert_eq!(read_json(&mut a.c)["error"]["code"], "bad_json");
+
+    assert_eq!(a.err(json!({"op":"fly","id":1})), "unknown_op");
+    assert_eq!(a.err(json!({"op":"subscribe","id":2})), "missing_field");
+    assert_eq!(
+        a.err(json!({"op":"subscribe","channel":7,"id":3})),
+        "bad_field"
+    );
+    assert_eq!(
+        a.err(json!({"op":"subscribe","channel":"a b","id":4})),
+        "bad_channel"
+    );
+    assert_eq!(
+        a.err(json!({"op":"subscribe","channel":"x".repeat(129),"id":5})),
+        "bad_channel"
+    );
+    assert_eq!(
+        a.err(json!({"op":"unsubscribe","channel":"nope","id":6})),
+        "not_subscribed"
+    );
+    assert_eq!(
+        a.err(json!({"op":"send","conn":"abc","data":1,"id":7})),
+        "bad_field"
+    );
+    a.ok(json!({"op":"subscribe","channel":"one","id":8}));
+    a.ok(json!({"op":"subscribe","channel":"one","id":9}));
+    a.ok(json!({"op":"subscribe","channel":"two","id":10}));
+    assert_eq!(
+        a.err(json!({"op":"subscribe","channel":"three","id":11})),
+        "too_many_channels"
+    );
+
+    // Still up: a publish comes back to the subscribed publisher, reply first.
+    let data = json!({"text":"é😀 \"q\" \\ \n","n":[1,2.5,null,true]});
+    a.send(json!({"op":"publish","channel":"one","data":data,"id":12}));
+    let r = read_json(&mut a.c);
+    assert_eq!(r, json!({"type":"reply","id":12,"ok":true}));
+    let m = read_json(&mut a.c);
+    assert_eq!(
+        m,
+        json!({"type":"message","channel":"one","data":data,"from":a.id,"user":"ann"})
+    );
+    a.ok(json!({"op":"unsubscribe","channel":"one","id":13}));
+    a.ok(json!({"op":"publish","channel":"one","data":"x","id":14}));
+    assert!(a.sync().is_empty(), "no delivery after unsubscribe");
+    a.c.close_cleanly();
+}
+
+#[test]
+fn fan_out_across_two_shards_in_order_and_only_to_subscribers() {
+    let gw = Gateway::start(&["--threads", "2"]);
+    let mut clients = spread(gw.addr(), 12);
+    let mut outsiders: Vec<Ws> = Vec::new();
+    for shard in [0, 1] {
+        for _ in 0..2 {
+            let at = clients.iter().position(|w| w.shard() == shard).unwrap();
+            outsiders.push(clients.swap_remove(at));
+        }
+    }
+    for (i, w) in clients.iter_mut().enumerate() {
+        w.ok(json!({"op":"subscribe","channel":"room:1","id":i}));
+    }
+    let shards: BTreeSet<u64> = clients.iter().map(Ws::shard).collect();
+    assert_eq!(shards, BTreeSet::from([0, 1]), "subscribers on both shards");
+
+    // Two publishers, one per shard, each sending a burst without waiting.
+    const N: usize = 50;
+    let p0 = clients.iter().position(|w| w.shard() == 0).unwrap();
+    let p1 = clients.iter().position(|w| w.shard() == 1).unwrap();
+    for (p, tag) in [(p0, "a"), (p1, "b")] {
+        for n in 0..N {
+            clients[p].send(json!({"op":"publish","channel":"room:1","data":{"n":n,"src":tag}}));
+        }
+    }
+    let (id0, id1) = (clients[p0].id.clone(), clients[p1].id.clone());
+    for w in clients.iter_mut() {
+        let mut got = Vec::new();
+        while got.len() < 2 * N {
+            let m = read_json(&mut w.c);
+            if m["type"] == "message" {
+                got.push(m);
+            }
+        }
+        for (tag, from) in [("a", &id0), ("b", &id1)] {
+            let seq: Vec<u64> = got
+                .iter()
+                .filter(|m| m["data"]["src"] == tag)
+                .map(|m| {
+                    assert_eq!(&m["from"], from, "{m}");
+                    assert_eq!(m["channel"], "room:1");
+                    m["data"]["n"].as_u64().unwrap()
+                })
+                .collect();
+            assert_eq!(
+                seq,
+                (0..N as u64).collect::<Vec<_>>(),
+                "order from {tag} at {}",
+                w.id
+            );
+        }
+        assert!(messages(&w.sync()).is_empty(), "no duplicates at {}", w.id);
+    }
+    for w in outsiders.iter_mut() {
+        assert!(
+            messages(&w.sync()).is_empty(),
+            "a non-subscriber got a message"
+        );
+    }
+}
+
+#[test]
+fn skip_self_reaches_everyone_but_the_publisher() {
+    let gw = Gateway::start(&["--threads", "2"]);
+    let mut c = spread(gw.addr(), 1);
+    for (i, w) in c.iter_mut().enumerate() {
+        w.ok(json!({"op":"subscribe","channel":"chat","id":i}));
+    }
+    let last = c.len() - 1;
+    c[last].ok(json!({"op":"publish","channel":"chat","data":"hi","skip_self":true,"id":"p"}));
+    assert!(
+        messages(&c[last].sync()).is_empty(),
+        "the publisher got its own message"
+    );
+    for w in c[..last].iter_mut() {
+        let got = w.sync();
+        let got = messages(&got);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["data"], "hi");
+    }
+}
+
+#[test]
+fn private_messages_reach_only_their_target_and_stale_ids_are_refused() {
+    let gw = Gateway::start(&["--threads", "2"]);
+    let mut c = spread(gw.addr(), 2);
+    let a = c.iter().position(|w| w.shard() == 0).unwrap();
+    let mut a = c.swap_remove(a);
+    let same = c.iter().position(|w| w.shard() == 0).unwrap();
+    let mut same = c.swap_remove(same);
+    let other = c.iter().position(|w| w.shard() == 1).unwrap();
+    let mut other = c.swap_remove(other);
+
+    for target in [&mut same, &mut other] {
+        let tid = target.id.clone();
+        a.ok(json!({"op":"send","conn":tid,"data":{"secret":1},"id":"s"}));
+        let d = read_json(&mut target.c);
+        assert_eq!(
+            d,
+            json!({"type":"direct","from":a.id,"user":null,"data":{"secret":1}})
+        );
+    }
+    for w in c.iter_mut() {
+        assert!(w.sync().is_empty(), "a bystander got a private message");
+    }
+
+    // A wrong generation on a live slot (both shards), an unknown shard, a closed connection.
+    for target in [&same, &other] {
+        let bits: u64 = target.id.parse().unwrap();
+        let stale = bits ^ (1 << 32);
+        assert_eq!(
+            a.err(json!({"op":"send","conn":stale.to_string(),"data":1,"id":"x"})),
+            "unknown_connection"
+        );
+    }
+    assert_eq!(
+        a.err(json!({"op":"send","conn":(9u64 << 56).to_string(),"data":1,"id":"y"})),
+        "unknown_connection"
+    );
+    let gone = other.id.clone();
+    other.c.close_cleanly();
+    assert_eq!(
+        a.err(json!({"op":"send","conn":gone,"data":1,"id":"z"})),
+        "unknown_connection"
+    );
+    assert!(same.sync().is_empty(), "a stale id was delivered");
+}
+
+#[test]
+fn slow_consumer_is_closed_with_4008_and_others_get_everything() {
+    let gw = Gateway::start(&["--threads", "1", "--max-outbound-bytes", "65536"]);
+    let addr = gw.addr();
+    let mut slow = Client::connect_small_rcvbuf(addr, 4096);
+    let key = fresh_key();
+    slow.handshake_with_key("/ws", &key, &[])
+        .assert_switching(&key);
+    let slow_id = read_json(&mut slow)["conn"].clone();
+    slow.send_text(br#"{"op":"subscribe","channel":"feed","id":1}"#);
+    assert_eq!(read_json(&mut slow)["ok"], true);
+
+    let mut fast = Ws::open(addr, "");
+    fast.ok(json!({"op":"subscribe","channel":"feed","id":1}));
+    let reader = thread::spawn(move || {
+        let mut seen = Vec::new();
+        loop {
+            let m = read_json(&mut fast.c);
+            if m["type"] == "message" {
+                if m["data"]["end"] == true {
+                    return seen;
+                }
+                seen.push(m["data"]["n"].as_u64().unwrap());
+            }
+        }
+    });
+    // The publisher watches the channel too: the slow consumer's `leave` says it was cut.
+    let mut publisher = Ws::open(addr, "");
+    publisher.ok(json!({"op":"subscribe","channel":"feed","id":"s"}));
+    let pad = "p".repeat(16 * 1024);
+    let mut sent = 0u64;
+    let mut cut = false;
+    while !cut {
+        assert!(
+            sent < 4000,
+            "64 MiB pushed and the slow consumer is still connected"
+        );
+        let before = publisher
+            .ok(json!({"op":"publish","channel":"feed","data":{"n":sent,"pad":pad},"id":sent}));
+        cut = before
+            .iter()
+            .any(|m| m["type"] == "leave" && m["conn"] == slow_id);
+        sent += 1;
+    }
+    publisher.ok(json!({"op":"publish","channel":"feed","data":{"end":true},"id":"end"}));
+    let seen = reader.join().expect("fast reader");
+    assert_eq!(
+        seen,
+        (0..sent).collect::<Vec<_>>(),
+        "the fast subscriber got everything"
+    );
+
+    // The slow one finds its close after whatever was queued before it.
+    loop {
+        let f = slow.read_frame();
+        if f.opcode == op::CLOSE {
+            assert_eq!(f.close_code(), Some(4008), "{f:?}");
+            break;
+        }
+    }
+}
+
+#[test]
+fn raw_and_broadcast_deliveries_are_bare() {
+    let gw = Gateway::start(&["--threads", "2"]);
+    let addr = gw.addr();
+    let mut raw = Client::connect(addr);
+    let key = fresh_key();
+    raw.handshake_with_key("/raw?channel=a&channel=room%3A2", &key, &[])
+        .assert_switching(&key);
+    let mut p = Ws::open(addr, "");
+    p.ok(json!({"op":"publish","channel":"a","data":"plain text","id":1}));
+    raw.expect_frame(op::TEXT, b"plain text");
+    p.ok(json!({"op":"publish","channel":"room:2","data":{"x":[1]},"id":2}));
+    raw.expect_frame(op::TEXT, br#"{"x":[1]}"#);
+    raw.send_text(b"ignored");
+    p.ok(json!({"op":"publish","channel":"b","data":"not subscribed","id":3}));
+    p.ok(json!({"op":"publish","channel":"a","data":"after","id":4}));
+    raw.expect_frame(op::TEXT, b"after");
+
+    let mut bad = Client::connect(addr);
+    assert_eq!(bad.handshake("/raw?channel=a%20b", &[]).status, 400);
+
+    let mut b: Vec<Client> = (0..6)
+        .map(|_| {
+            let mut c = Client::connect(addr);
+            let key = fresh_key();
+            c.handshake_with_key("/broadcast", &key, &[])
+                .assert_switching(&key);
+            c
+        })
+        .collect();
+    // Every subscription is confirmed on its shard before the publish: a ws request on the
+    // publisher's shard after them all is answered in order.
+    thread::sleep(Duration::from_millis(200));
+    b[0].send_text(b"pub:hello \xc3\xa9");
+    for c in b[1..].iter_mut() {
+        c.expect_frame(op::TEXT, "hello é".as_bytes());
+    }
+    b[1].send_text(b"no prefix");
+    b[2].send_text(b"pub:second");
+    for (i, c) in b.iter_mut().enumerate() {
+        if i != 2 {
+            c.expect_frame(op::TEXT, b"second");
+        }
+    }
+    b[0].expect_silence(Duration::from_millis(200));
+    b[2].expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn presence_joins_leaves_and_members_across_shards() {
+    let gw = Gateway::start(&["--threads", "2"]);
+    let addr = gw.addr();
+    let mut first = spread(addr, 1);
+    // One watcher per shard, with names.
+    let w0 = first.iter().position(|w| w.shard() == 0).unwrap();
+    let _ = first.swap_remove(w0);
+    let mut ann = Ws::open(addr, "?user=ann");
+    let mut others: Vec<Ws> = Vec::new();
+    let bob = loop {
+        let w = Ws::open(addr, "?user=bob");
+        if w.shard() != ann.shard() {
+            break w;
+        }
+        others.push(w);
+    };
+    let mut bob = bob;
+    ann.ok(json!({"op":"subscribe","channel":"lobby","id":1}));
+    bob.ok(json!({"op":"subscribe","channel":"lobby","id":2}));
+    let join = ann
+        .sync()
+        .into_iter()
+        .find(|m| m["type"] == "join")
+        .expect("ann sees bob join");
+    assert_eq!(
+        join,
+        json!({"type":"join","channel":"lobby","conn":bob.id,"user":"bob"})
+    );
+
+    let (r, _) = ann.request(json!({"op":"presence","channel":"lobby","id":"who"}));
+    assert_eq!(r["ok"], true);
+    let mut members: Vec<(String, String)> = r["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["conn"].as_str().unwrap().into(),
+                m["user"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    members.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        members,
+        vec![
+            (ann.id.clone(), "ann".into()),
+            (bob.id.clone(), "bob".into())
+        ]
+    );
+
+    bob.ok(json!({"op":"unsubscribe","channel":"lobby","id":3}));
+    let leave = ann.sync().into_iter().find(|m| m["type"] == "leave");
+    assert_eq!(
+        leave,
+        Some(json!({"type":"leave","channel":"lobby","conn":bob.id,"user":"bob"}))
+    );
+    bob.ok(json!({"op":"subscribe","channel":"lobby","id":4}));
+    let bob_id = bob.id.clone();
+    bob.c.close_cleanly();
+    let events: Vec<Value> = ann
+        .sync()
+        .into_iter()
+        .filter(|m| m["type"] == "leave" || m["type"] == "join")
+        .collect();
+    let last = events.last().expect("events");
+    assert_eq!(last["type"], "leave", "{events:?}");
+    assert_eq!(last["conn"], json!(bob_id));
+    let (r, _) = ann.request(json!({"op":"presence","channel":"lobby","id":"who2"}));
+    assert_eq!(r["members"].as_array().unwrap().len(), 1, "{r}");
+}
