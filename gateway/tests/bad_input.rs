@@ -1081,3 +1081,126 @@ fn gateway_survives_every_bad_input_at_once() {
     }
     gw.assert_serves();
 }
+
+/// One way for a peer to vanish: does it to a fresh connection (`round` varies the bytes).
+type Vanish = fn(&Gateway, u64);
+
+#[test]
+fn peers_that_vanish_are_released() {
+    // Peers that go away without a close handshake, in every state: before the request is
+    // complete, after the upgrade, mid-frame, mid-message, after half-closing, and with unread
+    // echoes (a reset). Their bytes and FIN often arrive together. The server must free each
+    // of them at once, not at a timer. The timers are shortened (but kept longer than the 3 s
+    // this test allows) so that a leak is reported in seconds rather than a minute.
+    let gw = Gateway::start(&[
+        "--threads",
+        "1",
+        "--handshake-timeout",
+        "6s",
+        "--ping-interval",
+        "4s",
+        "--pong-timeout",
+        "2s",
+    ]);
+    drop(gw.client());
+    thread::sleep(Duration::from_millis(200));
+    let base_fds = gw.open_fds();
+    let kinds: [(&str, Vanish); 6] = [
+        ("mid-request", |gw, _| {
+            let mut c = Client::connect(gw.addr());
+            c.send_raw(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        }),
+        ("right after the upgrade", |gw, _| drop(gw.client())),
+        ("mid-frame", |gw, round| {
+            let mut c = gw.client();
+            let bytes = raw_frame(&Raw::new(op::BINARY, &pattern(1000, round)));
+            c.send_raw(&bytes[..16]);
+        }),
+        ("mid-message", |gw, _| {
+            let mut c = gw.client();
+            c.send_frame(false, 0, op::TEXT, b"half a message", Some(KEY));
+        }),
+        ("half-closed after an echo", |gw, _| {
+            let mut c = gw.client();
+            c.send_text(b"then EOF");
+            c.expect_frame(op::TEXT, b"then EOF");
+            c.shutdown_write();
+            c.drain_until_closed(Duration::from_secs(10));
+        }),
+        ("reset with unread echoes", |gw, round| {
+            let mut c = gw.client();
+            for _ in 0..4 {
+                c.send_binary(&pattern(100_000, round));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }),
+    ];
+    let mut leaked = Vec::new();
+    for (name, vanish) in kinds {
+        for round in 0..10 {
+            vanish(&gw, round);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        // Give the server time to accept them all first: an unaccepted one holds no descriptor.
+        thread::sleep(Duration::from_millis(300));
+        while gw.open_fds() > base_fds && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+        let held = gw.open_fds().saturating_sub(base_fds);
+        if held > 0 {
+            leaked.push(format!("{name}: {held} of 10 still open after 3 s"));
+            // Let them expire so the next kind is counted on its own.
+            let settle = Instant::now() + Duration::from_secs(15);
+            while gw.open_fds() > base_fds && Instant::now() < settle {
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    assert!(
+        leaked.is_empty(),
+        "vanished peers not released: {leaked:#?}"
+    );
+    gw.assert_serves();
+}
+
+#[test]
+fn close_then_half_close_is_answered() {
+    // A client that sends its close and immediately shuts down its write side still gets the
+    // close echo, then the TCP close.
+    let gw = Gateway::start(&[]);
+    let mut c = gw.client();
+    c.send_close(1000, b"bye");
+    c.shutdown_write();
+    c.expect_close(1000);
+    c.expect_tcp_closed_within(common::PROMPT_CLOSE);
+    gw.assert_serves();
+}
+
+#[test]
+fn many_concurrent_clients_each_get_their_own_echoes() {
+    let gw = Gateway::start(&[]);
+    let addr = gw.addr();
+    let handles: Vec<_> = (0..64u64)
+        .map(|t| {
+            thread::spawn(move || {
+                let mut c = Client::open(addr);
+                for i in 0..20u64 {
+                    let msg = pattern((t * 997 + i * 131) as usize % 20_000, t << 32 | i);
+                    if i % 2 == 0 {
+                        c.send_binary(&msg);
+                        c.expect_frame(op::BINARY, &msg);
+                    } else {
+                        let text = common::utf8_text(msg.len());
+                        c.send_text(&text);
+                        c.expect_frame(op::TEXT, &text);
+                    }
+                }
+                c.close_cleanly();
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("client thread");
+    }
+    gw.assert_serves();
+}
