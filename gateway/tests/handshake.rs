@@ -501,3 +501,18 @@ fn header_values_are_read_without_surrounding_whitespace() {
     c.expect_frame(common::op::TEXT, b"trimmed");
     c.close_cleanly();
 }
+
+#[test]
+fn healthz_over_http_1_0_closes_after_the_answer() {
+    // HTTP/1.0 has no keep-alive by default: the answer, then the TCP close.
+    let gw = Gateway::start(&[]);
+    let mut c = Client::connect(gw.addr());
+    c.send_raw(b"GET /healthz HTTP/1.0\r\n\r\n");
+    let resp = c.read_response();
+    assert_eq!(
+        (resp.status, resp.body.as_slice()),
+        (200, &b"ok\n"[..]),
+        "{resp:#?}"
+    );
+    c.expect_tcp_closed_within(common::PROMPT_CLOSE);
+}
