@@ -26,8 +26,9 @@ fi
 if ! python3 -c 'import websockets' 2>/dev/null; then
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q -r gateway/tests/interop/requirements.txt
 fi
-# Node `ws` client for interop tests.
-if [ ! -d gateway/tests/interop/node_modules/ws ]; then
+# Node `ws` client for interop tests, and playwright-core driving Chromium for the chat page test.
+if [ ! -d gateway/tests/interop/node_modules/ws ] \
+  || [ ! -d gateway/tests/interop/node_modules/playwright-core ]; then
   (cd gateway/tests/interop && npm ci --no-audit --no-fund --silent)
 fi
 # Node `ws` echo/broadcast server, a peer in the bench comparisons (bench/tests/peers.rs).
