@@ -182,9 +182,29 @@ async function waitEntry(p, kind, text, who) {
   }
 }
 
-async function say(p, text) {
+async function say(p, text, { enter = false } = {}) {
   await p.page.fill('#text', text);
-  await p.page.click('#send');
+  if (enter) {
+    await p.page.press('#text', 'Enter');
+  } else {
+    await p.page.click('#send');
+  }
+}
+
+/** Every visible input has a label and every visible button a name (what a screen reader says). */
+async function checkLabels(p) {
+  const unnamed = await p.page.evaluate(() => {
+    const bad = [];
+    for (const el of document.querySelectorAll('input, button')) {
+      if (el.offsetParent === null) continue;
+      const name = el.tagName === 'INPUT'
+        ? [...el.labels].map((l) => l.textContent.trim()).join(' ')
+        : (el.getAttribute('aria-label') ?? el.textContent).trim();
+      if (!name) bad.push(el.outerHTML.slice(0, 80));
+    }
+    return bad;
+  });
+  check(unnamed.length === 0, `${p.name}: controls without an accessible name: ${unnamed.join(', ')}`);
 }
 
 // ---- the scenario ---------------------------------------------------------------------------
@@ -202,12 +222,14 @@ async function main() {
   const a = await openPage(desktop, 'a');
   const b = await openPage(phone, 'b');
   const c = await openPage(desktop, 'c');
+  await checkLabels(a);
 
   // Join, and see each other.
   await join(a, 'a');
   await join(b, 'b');
   await join(c, 'c');
   for (const p of [a, b, c]) await waitMembers(p, ['a', 'b', 'c']);
+  await checkLabels(a);
   for (const p of [a, b, c]) {
     const self = await p.page.$eval('#members li[data-self]', (li) => li.dataset.user ?? '')
       .catch(() => null);
@@ -230,7 +252,7 @@ async function main() {
   check(await a.page.isVisible('#target'), 'a: the private target is shown');
   check((await a.page.textContent('#target-name')) === 'b', 'a: the private target is b');
   const secret = 'psst b, only you can read this';
-  await say(a, secret);
+  await say(a, secret, { enter: true });
   await waitEntry(a, 'private', secret, 'you \u2192 b');
   await waitEntry(b, 'private', secret, 'a \u2192 you');
   // Back to the room; once C has A's next room message, the private one would have been there.
