@@ -4,9 +4,9 @@
 //!
 //! Echo wraps the socket in a `FragmentCollector` and writes each message back as it is read.
 //! Broadcast splits the socket (`WebSocket::split`): the read half parses in the connection
-//! task, a writer task owns the write half and drains the connection's unbounded channel in the
-//! shared [`Hub`]. A publish shares one `Bytes` payload; each writer frames it with a vectored
-//! write of header and payload, the library's way of sending a borrowed payload.
+//! task, a writer task owns the write half (over a `BufWriter`) and drains the connection's
+//! unbounded channel in the shared [`Hub`], flushing once per batch as the tokio-tungstenite
+//! peer does. A publish shares one `Bytes` payload; each writer frames it.
 
 use std::convert::Infallible;
 use std::io;
@@ -22,6 +22,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::BufWriter;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -125,7 +126,10 @@ async fn broadcast(
     let mut ws = upgraded.await?;
     ws.set_auto_close(true);
     ws.set_auto_pong(true);
-    let (read, write) = ws.split(tokio::io::split);
+    let (read, write) = ws.split(|stream| {
+        let (read, write) = tokio::io::split(stream);
+        (read, BufWriter::new(write))
+    });
     let writer = tokio::spawn(write_queued(write, receiver));
     let mut read = FragmentCollectorRead::new(read);
     // Pongs and the close reply are owed by the read half; they join the writer's queue.
@@ -156,21 +160,41 @@ async fn broadcast(
     result
 }
 
+/// Drain a subscriber's channel into its write half: write what is queued into the buffer,
+/// flush once per batch (`WebSocketWrite::flush` exists for buffered streams like this one).
 async fn write_queued<W>(
-    mut write: fastwebsockets::WebSocketWrite<W>,
+    mut write: fastwebsockets::WebSocketWrite<BufWriter<W>>,
     mut receiver: UnboundedReceiver<Outgoing>,
 ) where
     W: tokio::io::AsyncWrite + Unpin,
 {
     while let Some(outgoing) = receiver.recv().await {
-        let frame = match &outgoing {
-            Outgoing::Text(payload) => Frame::text(Payload::Borrowed(payload)),
-            Outgoing::Control(opcode, payload) => {
-                Frame::new(true, *opcode, None, Payload::Borrowed(payload))
+        if write_one(&mut write, &outgoing).await.is_err() {
+            return;
+        }
+        while let Ok(outgoing) = receiver.try_recv() {
+            if write_one(&mut write, &outgoing).await.is_err() {
+                return;
             }
-        };
-        if write.write_frame(frame).await.is_err() {
+        }
+        if write.flush().await.is_err() {
             return;
         }
     }
+}
+
+async fn write_one<W>(
+    write: &mut fastwebsockets::WebSocketWrite<W>,
+    outgoing: &Outgoing,
+) -> Result<(), WebSocketError>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let frame = match outgoing {
+        Outgoing::Text(payload) => Frame::text(Payload::Borrowed(payload)),
+        Outgoing::Control(opcode, payload) => {
+            Frame::new(true, *opcode, None, Payload::Borrowed(payload))
+        }
+    };
+    write.write_frame(frame).await
 }
