@@ -71,6 +71,36 @@ pub enum ShardMsg {
         /// Local subscribers and their users.
         members: Vec<Member>,
     },
+    /// Deliver `frame` to every local connection of `user`.
+    DirectUser {
+        /// The user.
+        user: Arc<str>,
+        /// The complete frame.
+        frame: Arc<[u8]>,
+    },
+    /// Close every local connection of `user`.
+    CloseUser {
+        /// The user.
+        user: Arc<str>,
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: Box<str>,
+    },
+    /// Count the local subscribers of every channel for a channel list.
+    ChannelQuery {
+        /// The requester's shard.
+        from: u8,
+        /// The gather's tag on that shard.
+        tag: u64,
+    },
+    /// One shard's part of a channel list.
+    ChannelPart {
+        /// The gather's tag.
+        tag: u64,
+        /// Channels and local subscriber counts.
+        counts: Vec<(Arc<str>, u64)>,
+    },
     /// Close one connection with a code (backend disconnect).
     Close {
         /// The target.

@@ -73,6 +73,27 @@ pub enum Action {
         /// The requester.
         reply: ReplyTo,
     },
+    /// Deliver a frame to every local connection of a user.
+    DirectUser {
+        /// The user.
+        user: Arc<str>,
+        /// The frame.
+        frame: Arc<[u8]>,
+    },
+    /// Close every local connection of a user.
+    CloseUser {
+        /// The user.
+        user: Arc<str>,
+        /// The close code.
+        code: u16,
+        /// The reason.
+        reason: Box<str>,
+    },
+    /// Start a channel-list gather: local counts now, other shards by message.
+    ChannelList {
+        /// The requester.
+        reply: ReplyTo,
+    },
     /// Close a local connection.
     Close {
         /// The target.
@@ -101,6 +122,24 @@ pub enum Completion {
         /// Every member found.
         members: Vec<Member>,
     },
+    /// The outcome of [`Router::channel_list`]: every channel with subscribers on any shard.
+    Channels {
+        /// The requester.
+        reply: ReplyTo,
+        /// Channels and subscriber counts summed over shards (in no particular order).
+        counts: Vec<(Arc<str>, u64)>,
+    },
+}
+
+/// A channel list waiting for other shards.
+#[derive(Debug)]
+pub struct ChannelGather {
+    /// The requester.
+    pub reply: ReplyTo,
+    /// Shards still to answer.
+    pub waiting: usize,
+    /// Counts so far.
+    pub counts: HashMap<Arc<str>, u64>,
 }
 
 /// A presence query waiting for other shards.
@@ -153,7 +192,10 @@ pub struct Router {
     /// order, so they are late but never lost.
     backlog: VecDeque<(u8, ShardMsg)>,
     gathers: HashMap<u64, Gather>,
+    channel_gathers: HashMap<u64, ChannelGather>,
     next_tag: u64,
+    /// This shard's connections by user (for publishes and disconnects by user).
+    users: HashMap<Arc<str>, Vec<ConnId>>,
     /// Only this shard exists on the mesh (no other shard to tell).
     solo: bool,
 }
@@ -188,7 +230,9 @@ impl Router {
             wake: ShardSet::default(),
             backlog: VecDeque::new(),
             gathers: HashMap::new(),
+            channel_gathers: HashMap::new(),
             next_tag: 0,
+            users: HashMap::new(),
             solo: false,
         }
     }
@@ -360,6 +404,153 @@ impl Router {
         self.channels.iter().map(|c| (&*c.name, c.len()))
     }
 
+    /// Deliver `data` (JSON text) as a `direct` message with `from` and `user` null to every
+    /// connection of `user`, on every shard. `Busy` when a shard's queue was full.
+    pub fn publish_user(&mut self, user: &str, data: &[u8]) -> Result<(), ErrorCode> {
+        self.stats.publishes += 1;
+        let frame = text_frame(&mut self.scratch, |out| {
+            reply::direct(out, data, None, None)
+        });
+        let user: Arc<str> = Arc::from(user);
+        self.on_every_shard(
+            || Action::DirectUser {
+                user: Arc::clone(&user),
+                frame: Arc::clone(&frame),
+            },
+            || ShardMsg::DirectUser {
+                user: Arc::clone(&user),
+                frame: Arc::clone(&frame),
+            },
+        )
+    }
+
+    /// Close every connection of `user`, on every shard, with `code` and `reason`.
+    pub fn disconnect_user(
+        &mut self,
+        user: &str,
+        code: u16,
+        reason: &str,
+    ) -> Result<(), ErrorCode> {
+        let user: Arc<str> = Arc::from(user);
+        self.on_every_shard(
+            || Action::CloseUser {
+                user: Arc::clone(&user),
+                code,
+                reason: Box::from(reason),
+            },
+            || ShardMsg::CloseUser {
+                user: Arc::clone(&user),
+                code,
+                reason: Box::from(reason),
+            },
+        )
+    }
+
+    /// List every channel with subscribers and their counts over all shards; the answer comes
+    /// back as [`Completion::Channels`] for `reply`.
+    pub fn channel_list(&mut self, reply: ReplyTo) {
+        self.actions.push(Action::ChannelList { reply });
+    }
+
+    fn on_every_shard(
+        &mut self,
+        local: impl Fn() -> Action,
+        remote: impl Fn() -> ShardMsg,
+    ) -> Result<(), ErrorCode> {
+        let mut busy = false;
+        for s in 0..self.shard_count() {
+            if s == self.shard {
+                self.actions.push(local());
+            } else if self.mesh.push(s, remote()).is_ok() {
+                self.wake.insert(s);
+            } else {
+                busy = true;
+            }
+        }
+        if busy {
+            self.stats.busy += 1;
+            return Err(ErrorCode::Busy);
+        }
+        Ok(())
+    }
+
+    /// Shards on the mesh (just this one for a single-shard router).
+    fn shard_count(&self) -> u8 {
+        if self.solo {
+            self.shard + 1
+        } else {
+            self.mesh.shards() as u8
+        }
+    }
+
+    /// Set the user of connection `id` (from `?user=` or a token's subject).
+    pub fn set_user(&mut self, id: ConnId, session: &mut Session, user: Arc<str>) {
+        self.forget_user(id, session);
+        self.users.entry(Arc::clone(&user)).or_default().push(id);
+        session.user = Some(user);
+    }
+
+    fn forget_user(&mut self, id: ConnId, session: &Session) {
+        let Some(user) = &session.user else {
+            return;
+        };
+        if let Some(ids) = self.users.get_mut(user) {
+            ids.retain(|&c| c != id);
+            if ids.is_empty() {
+                self.users.remove(user);
+            }
+        }
+    }
+
+    /// This shard's connections of `user`.
+    pub fn user_conns(&self, user: &str) -> &[ConnId] {
+        self.users.get(user).map_or(&[], Vec::as_slice)
+    }
+
+    /// Start a channel-list gather; `local` are this shard's counts. Returns the finished
+    /// gather when no other shard must answer.
+    pub(crate) fn start_channel_gather(
+        &mut self,
+        reply: ReplyTo,
+        local: Vec<(Arc<str>, u64)>,
+    ) -> Option<ChannelGather> {
+        let mut g = ChannelGather {
+            reply,
+            waiting: 0,
+            counts: local.into_iter().collect(),
+        };
+        let me = self.shard;
+        let others: Vec<u8> = (0..self.shard_count()).filter(|&s| s != me).collect();
+        if others.is_empty() {
+            return Some(g);
+        }
+        self.next_tag += 1;
+        let tag = self.next_tag;
+        for s in others {
+            g.waiting += 1;
+            self.control(s, ShardMsg::ChannelQuery { from: me, tag });
+        }
+        self.channel_gathers.insert(tag, g);
+        None
+    }
+
+    /// Add one shard's counts to gather `tag`; returns the gather once complete.
+    pub(crate) fn on_channel_part(
+        &mut self,
+        tag: u64,
+        counts: Vec<(Arc<str>, u64)>,
+    ) -> Option<ChannelGather> {
+        let g = self.channel_gathers.get_mut(&tag)?;
+        for (name, n) in counts {
+            *g.counts.entry(name).or_default() += n;
+        }
+        g.waiting = g.waiting.saturating_sub(1);
+        if g.waiting == 0 {
+            return self.channel_gathers.remove(&tag);
+        }
+        None
+    }
+
     /// Subscribe `id` (with `session`) to `channel`. Idempotent.
     pub fn subscribe(
         &mut self,
@@ -403,11 +594,14 @@ impl Router {
         Ok(())
     }
 
-    /// A connection is gone: leave every channel it was in.
+    /// A connection is closing or gone: leave every channel it was in and forget its user.
+    /// Idempotent (the session is marked as no longer routed).
     pub fn on_disconnect(&mut self, id: ConnId, session: &mut Session) {
         for key in std::mem::take(&mut session.channels) {
             self.leave(id, session, key);
         }
+        self.forget_user(id, session);
+        session.kind = None;
     }
 
     fn leave(&mut self, id: ConnId, session: &Session, key: channels::ChanKey) {
@@ -532,3 +726,6 @@ impl Router {
         self.mesh.pop(self.shard)
     }
 }
+
+#[cfg(test)]
+mod tests;

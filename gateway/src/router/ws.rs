@@ -57,7 +57,7 @@ impl App for Dispatch<'_> {
                                 "user must be 1 to {MAX_USER_BYTES} bytes without control characters\n"
                             )));
                         }
-                        self.session.user = Some(Arc::from(&*v));
+                        self.router.set_user(self.id, self.session, Arc::from(&*v));
                     }
                 }
                 let text = &mut self.router.text;

@@ -456,7 +456,7 @@ impl<D: Driver> Shard<D> {
         if self.out.bytes.capacity() > OUTPUT_KEEP_BYTES {
             self.out.bytes = Vec::new();
         }
-        if e.conn.state() != State::Open && !e.session.channels.is_empty() {
+        if e.conn.state() != State::Open && e.session.kind.is_some() {
             // Closing: no more deliveries; others see it leave now, not when the socket goes.
             self.router.on_disconnect(id, &mut e.session);
         }
@@ -489,7 +489,7 @@ impl<D: Driver> Shard<D> {
         let Some(mut e) = self.conns.remove(id) else {
             return;
         };
-        if !e.session.channels.is_empty() {
+        if e.session.kind.is_some() {
             self.router.on_disconnect(id, &mut e.session);
         }
         self.driver.close(id);

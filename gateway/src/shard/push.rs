@@ -60,12 +60,18 @@ fn queue_frame(
 impl<D: Driver> Shard<D> {
     /// Handle every message other shards queued for this one.
     pub(super) fn drain_inbox(&mut self, now: Instant) {
+        let me = self.router.shard();
+        self.metrics
+            .queue_depth
+            .set(self.router.mesh().depth(me) as u64);
         while let Some(msg) = self.router.pop() {
             self.on_shard_msg(msg, now);
         }
     }
 
-    /// End of a loop turn: apply the router's actions, flush what was queued, wake shards.
+    /// End of a loop turn: apply the router's actions, flush what was queued, wake shards,
+    /// and move the router's counters into the shard's metrics. Completions for API requesters
+    /// stay in `router.completions` for the API glue.
     pub(super) fn finish_turn(&mut self, now: Instant) {
         while !self.router.actions.is_empty() {
             let actions = std::mem::take(&mut self.router.actions);
@@ -73,6 +79,7 @@ impl<D: Driver> Shard<D> {
                 self.apply(a, now);
             }
         }
+
         let mut dirty = std::mem::take(&mut self.dirty);
         for id in dirty.drain(..) {
             if let Some(e) = self.conns.get_mut(id) {
@@ -82,6 +89,12 @@ impl<D: Driver> Shard<D> {
         }
         self.dirty = dirty;
         self.router.flush();
+        let s = std::mem::take(&mut self.router.stats);
+        self.metrics.publishes.add(s.publishes);
+        self.metrics.deliveries.add(s.deliveries);
+        self.metrics
+            .slow_consumer_disconnects
+            .add(s.slow_consumer_disconnects);
     }
 
     fn on_shard_msg(&mut self, msg: ShardMsg, now: Instant) {
@@ -103,6 +116,23 @@ impl<D: Driver> Shard<D> {
                 }
             }
             ShardMsg::Close { conn, code, reason } => self.close_conn(conn, code, &reason, now),
+            ShardMsg::DirectUser { user, frame } => self.direct_user(&user, &frame, now),
+            ShardMsg::CloseUser { user, code, reason } => {
+                self.close_user(&user, code, &reason, now)
+            }
+            ShardMsg::ChannelQuery { from, tag } => {
+                let counts = self.local_counts();
+                self.router
+                    .control(from, ShardMsg::ChannelPart { tag, counts });
+            }
+            ShardMsg::ChannelPart { tag, counts } => {
+                if let Some(g) = self.router.on_channel_part(tag, counts) {
+                    self.router.completions.push(Completion::Channels {
+                        reply: g.reply,
+                        counts: g.counts.into_iter().collect(),
+                    });
+                }
+            }
         }
     }
 
@@ -117,6 +147,39 @@ impl<D: Driver> Shard<D> {
                 }
             }
             Action::Close { conn, code, reason } => self.close_conn(conn, code, &reason, now),
+            Action::DirectUser { user, frame } => self.direct_user(&user, &frame, now),
+            Action::CloseUser { user, code, reason } => self.close_user(&user, code, &reason, now),
+            Action::ChannelList { reply } => {
+                let local = self.local_counts();
+                if let Some(g) = self.router.start_channel_gather(reply, local) {
+                    self.router.completions.push(Completion::Channels {
+                        reply: g.reply,
+                        counts: g.counts.into_iter().collect(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn local_counts(&self) -> Vec<(Arc<str>, u64)> {
+        self.router
+            .channels
+            .iter()
+            .map(|c| (Arc::clone(&c.name), c.len() as u64))
+            .collect()
+    }
+
+    fn direct_user(&mut self, user: &str, frame: &Arc<[u8]>, now: Instant) {
+        let ids = self.router.user_conns(user).to_vec();
+        for id in ids {
+            self.direct(id, frame, None, now);
+        }
+    }
+
+    fn close_user(&mut self, user: &str, code: u16, reason: &str, now: Instant) {
+        let ids = self.router.user_conns(user).to_vec();
+        for id in ids {
+            self.close_conn(id, code, reason, now);
         }
     }
 

@@ -1,0 +1,159 @@
+//! Routers of several shards on one mesh, driven by hand: messages are moved between them by
+//! popping each shard's queue, as the shard loops do.
+
+use std::sync::Arc;
+
+use super::channels::Kind;
+use super::inbox::{Mesh, ShardMsg};
+use super::session::Session;
+use super::*;
+
+fn routers(n: u8, capacity: usize) -> Vec<Router> {
+    let mesh = Arc::new(Mesh::new(capacity, vec![None; usize::from(n)]));
+    (0..n)
+        .map(|s| Router::new(s, Arc::clone(&mesh), RouterConfig::default()))
+        .collect()
+}
+
+fn ws_session() -> Session {
+    Session {
+        kind: Some(Kind::Json),
+        ..Session::default()
+    }
+}
+
+/// Apply every `Interest` waiting for each router; return the other messages per shard.
+fn settle(rs: &mut [Router]) -> Vec<Vec<ShardMsg>> {
+    rs.iter_mut()
+        .map(|r| {
+            let mut other = Vec::new();
+            while let Some(m) = r.pop() {
+                match m {
+                    ShardMsg::Interest { channel, shard, on } => {
+                        r.registry.set(&channel, shard, on)
+                    }
+                    m => other.push(m),
+                }
+            }
+            other
+        })
+        .collect()
+}
+
+#[test]
+fn first_subscriber_announces_and_last_withdraws() {
+    let mut rs = routers(3, 16);
+    let (a, b) = (ConnId::new(1, 0, 0), ConnId::new(1, 1, 0));
+    let (mut sa, mut sb) = (ws_session(), ws_session());
+    rs[1].subscribe(a, &mut sa, "c").unwrap();
+    rs[1].subscribe(b, &mut sb, "c").unwrap();
+    settle(&mut rs);
+    for r in &rs {
+        assert_eq!(r.registry.shards("c").iter().collect::<Vec<_>>(), vec![1]);
+    }
+    rs[1].unsubscribe(a, &mut sa, "c").unwrap();
+    settle(&mut rs);
+    assert!(
+        rs[0].registry.shards("c").contains(1),
+        "one subscriber left"
+    );
+    rs[1].on_disconnect(b, &mut sb);
+    settle(&mut rs);
+    for r in &rs {
+        assert!(r.registry.shards("c").is_empty());
+    }
+    assert_eq!(
+        rs[1].unsubscribe(a, &mut sa, "c").unwrap_err().code,
+        ErrorCode::NotSubscribed
+    );
+}
+
+#[test]
+fn a_publish_visits_only_shards_with_subscribers() {
+    let mut rs = routers(3, 16);
+    let sub = ConnId::new(2, 0, 0);
+    rs[2].subscribe(sub, &mut ws_session(), "c").unwrap();
+    settle(&mut rs);
+    rs[0].actions.clear();
+    rs[2].actions.clear();
+    rs[0]
+        .publish("c", b"1", b"1", Some(ConnId::new(0, 0, 0)), None, None)
+        .unwrap();
+    assert!(rs[0].actions.is_empty(), "no local subscriber");
+    let msgs = settle(&mut rs);
+    assert!(msgs[1].is_empty(), "shard 1 has no subscriber");
+    match &msgs[2][..] {
+        [ShardMsg::Deliver(d)] => {
+            assert_eq!(&*d.channel, "c");
+            let json = &d.json[2..];
+            let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+            assert_eq!(v["data"], 1);
+            assert_eq!(d.bare.as_deref(), Some(&[0x81, 1, b'1'][..]));
+        }
+        other => panic!("expected one delivery, got {other:?}"),
+    }
+    // A channel nobody has is a no-op.
+    rs[0].publish("none", b"1", b"1", None, None, None).unwrap();
+    assert!(settle(&mut rs).iter().all(Vec::is_empty));
+}
+
+#[test]
+fn a_full_queue_makes_a_publish_busy() {
+    let mut rs = routers(2, 1);
+    rs[1]
+        .subscribe(ConnId::new(1, 0, 0), &mut ws_session(), "c")
+        .unwrap();
+    settle(&mut rs);
+    assert_eq!(rs[0].publish("c", b"1", b"1", None, None, None), Ok(()));
+    assert_eq!(
+        rs[0].publish("c", b"2", b"2", None, None, None),
+        Err(ErrorCode::Busy)
+    );
+    assert_eq!(rs[0].stats.busy, 1);
+}
+
+#[test]
+fn channel_limit_and_idempotent_subscribe() {
+    let mut rs = routers(1, 4);
+    let id = ConnId::new(0, 0, 0);
+    let mut s = ws_session();
+    for i in 0..128 {
+        rs[0].subscribe(id, &mut s, &format!("c{i}")).unwrap();
+    }
+    rs[0].subscribe(id, &mut s, "c0").unwrap();
+    assert_eq!(s.channels.len(), 128);
+    assert_eq!(
+        rs[0].subscribe(id, &mut s, "c128").unwrap_err().code,
+        ErrorCode::TooManyChannels
+    );
+}
+
+#[test]
+fn sends_to_an_unknown_shard_are_refused_at_once() {
+    let mut rs = routers(2, 4);
+    assert_eq!(
+        rs[0].send(ConnId::new(5, 0, 0), b"1", None, None, None),
+        Err(ErrorCode::UnknownConnection)
+    );
+    rs[0]
+        .send(ConnId::new(1, 3, 0), b"1", None, None, None)
+        .unwrap();
+    assert!(matches!(
+        &settle(&mut rs)[1][..],
+        [ShardMsg::Direct { to, .. }] if *to == ConnId::new(1, 3, 0)
+    ));
+}
+
+#[test]
+fn users_are_indexed_until_disconnect() {
+    let mut rs = routers(1, 4);
+    let (a, b) = (ConnId::new(0, 0, 0), ConnId::new(0, 1, 0));
+    let (mut sa, mut sb) = (ws_session(), ws_session());
+    rs[0].set_user(a, &mut sa, Arc::from("ann"));
+    rs[0].set_user(b, &mut sb, Arc::from("ann"));
+    assert_eq!(rs[0].user_conns("ann"), &[a, b]);
+    rs[0].on_disconnect(a, &mut sa);
+    assert_eq!(rs[0].user_conns("ann"), &[b]);
+    rs[0].on_disconnect(b, &mut sb);
+    assert!(rs[0].user_conns("ann").is_empty());
+}
