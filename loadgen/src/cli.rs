@@ -139,6 +139,14 @@ pub struct Common {
     /// No live progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Split the load over this many loadgen processes (each with its own descriptor limit and
+    /// threads) and merge their results. Not for fanout and chat, whose delivery checks need all
+    /// publishers and subscribers in one process.
+    #[arg(long, default_value_t = 1)]
+    pub processes: u32,
+    /// Which share of a `--processes` run this process carries (set by the parent process).
+    #[arg(long, hide = true)]
+    pub process_index: Option<u32>,
 }
 
 /// `connect` and `idle`.

@@ -1,7 +1,7 @@
 //! From a parsed command to files and an exit code: run a scenario (plan, descriptor check, run),
 //! print the summary, write the requested outputs and check the thresholds.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::{Common, Scenario};
 use crate::report::{hdrlog, html, table, Report};
@@ -11,8 +11,85 @@ use crate::{expect, plan, sysinfo};
 /// Exit code when a threshold fails.
 pub const EXIT_THRESHOLD: i32 = 3;
 
-/// Run one scenario and return its report (no output written).
+/// Run one scenario and return its report (no output written). With `--processes N` the load is
+/// split over N child processes of this binary, whose results are merged.
 pub fn run_scenario(scenario: &Scenario, command: Vec<String>, progress: bool) -> Result<Report> {
+    let common = scenario.common();
+    match common.process_index {
+        Some(i) => {
+            let share = plan::process_share(scenario, i, common.processes.max(1))?;
+            run_one(&share, command, progress)
+        }
+        None if common.processes > 1 => run_processes(scenario, command),
+        None => run_one(scenario, command, progress),
+    }
+}
+
+/// Spawn one child per share with the same command line plus its index, then merge.
+fn run_processes(scenario: &Scenario, command: Vec<String>) -> Result<Report> {
+    let n = scenario.common().processes;
+    // Fail early (fanout, chat) before starting anything.
+    plan::process_share(scenario, 0, n)?;
+    let exe = std::env::current_exe().context("cannot find the loadgen executable")?;
+    let dir = std::env::temp_dir().join(format!("loadgen-processes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    // The parent writes the outputs and checks thresholds; children only run their share.
+    let skip = ["--json", "--html", "--hdr-log", "--expect"];
+    let mut base = Vec::new();
+    let mut args = command.iter().skip(1);
+    while let Some(a) = args.next() {
+        if skip.contains(&a.as_str()) {
+            args.next();
+        } else if a != "--quiet"
+            && a != "-q"
+            && !skip.iter().any(|s| a.starts_with(&format!("{s}=")))
+        {
+            base.push(a.clone());
+        }
+    }
+    eprintln!("loadgen: running {n} processes");
+    let baseline = scenario
+        .common()
+        .server_pid
+        .and_then(|pid| sysinfo::sample_pid(pid).ok());
+    let mut children = Vec::new();
+    for i in 0..n {
+        let json = dir.join(format!("{i}.json"));
+        let child = std::process::Command::new(&exe)
+            .args(&base)
+            .args(["--process-index", &i.to_string(), "--quiet", "--json"])
+            .arg(&json)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("cannot start a loadgen process")?;
+        children.push((child, json));
+    }
+    let mut reports = Vec::new();
+    let mut failed = None;
+    for (mut child, json) in children {
+        let status = child.wait()?;
+        if status.success() {
+            reports.push(Report::read_json(&json)?);
+        } else {
+            failed = Some(status);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(status) = failed {
+        bail!("a loadgen process failed ({status}); see its error above");
+    }
+    let mut merged = crate::merge::merge(&reports)?;
+    merged.commands.insert(0, command);
+    // The children's baselines were taken after other children had connected.
+    if let (Some(b), Some(mut s)) = (baseline, merged.results.server.take()) {
+        s.rss_baseline_bytes = b.rss_bytes;
+        crate::merge::recompute_server(&mut s, &merged.results);
+        merged.results.server = Some(s);
+    }
+    Ok(merged)
+}
+
+fn run_one(scenario: &Scenario, command: Vec<String>, progress: bool) -> Result<Report> {
     let limit = sysinfo::raise_nofile();
     let threads = scenario.common().threads.unwrap_or(1);
     run::check_fds(plan::planned_count(scenario), threads, limit)?;

@@ -31,7 +31,10 @@ pub fn merge(reports: &[Report]) -> Result<Report> {
     out.started_unix_ms = start_ms;
     let res = &mut out.results;
     *res = Default::default();
-    res.server = first.results.server.clone();
+    let servers: Vec<&crate::report::Server> = reports
+        .iter()
+        .filter_map(|r| r.results.server.as_ref())
+        .collect();
     let mut series: BTreeMap<u64, (Point, hdrhistogram::Histogram<u64>)> = BTreeMap::new();
     for r in reports {
         out.commands.extend(r.commands.iter().cloned());
@@ -102,6 +105,7 @@ pub fn merge(reports: &[Report]) -> Result<Report> {
             let _ = e.1.add(decode_hist(h)?);
         }
     }
+    res.server = merge_server(&servers, res);
     res.latency = Percentiles::of(&latency);
     res.connect_latency = Percentiles::of(&connect);
     res.send_lag = Percentiles::of(&send_lag);
@@ -117,4 +121,45 @@ pub fn merge(reports: &[Report]) -> Result<Report> {
         out.histograms.latency_per_second.push(encode_hist(&h));
     }
     Ok(out)
+}
+
+/// One server seen by several load processes: the lowest baseline, the highest RSS and CPU time
+/// (the processes' windows overlap), and the per-connection and per-message figures recomputed
+/// over all processes' connections and messages.
+pub fn merge_server(
+    servers: &[&crate::report::Server],
+    res: &crate::report::Results,
+) -> Option<crate::report::Server> {
+    let first = servers.first()?;
+    let mut s = (*first).clone();
+    s.rss_baseline_bytes = servers
+        .iter()
+        .map(|x| x.rss_baseline_bytes)
+        .min()
+        .unwrap_or(0);
+    s.rss_bytes = servers.iter().map(|x| x.rss_bytes).max().unwrap_or(0);
+    s.cpu_s = servers.iter().map(|x| x.cpu_s).fold(0.0, f64::max);
+    recompute_server(&mut s, res);
+    Some(s)
+}
+
+/// Per-connection and per-message server figures from the totals.
+pub fn recompute_server(s: &mut crate::report::Server, res: &crate::report::Results) {
+    let conns = res.open_at_run_start as f64;
+    s.rss_per_connection_bytes = if conns > 0.0 {
+        s.rss_bytes.saturating_sub(s.rss_baseline_bytes) as f64 / conns
+    } else {
+        0.0
+    };
+    let cpu_us = s.cpu_s * 1e6;
+    s.cpu_us_per_connection_second = if conns > 0.0 && res.measured_s > 0.0 {
+        cpu_us / (conns * res.measured_s)
+    } else {
+        0.0
+    };
+    s.cpu_us_per_message = if res.window.received > 0 {
+        cpu_us / res.window.received as f64
+    } else {
+        0.0
+    };
 }

@@ -189,6 +189,41 @@ pub fn planned_count(scenario: &Scenario) -> u64 {
     })
 }
 
+/// The `index`-th of `n` near-equal shares of `count`.
+pub fn share_of(count: u32, index: u32, n: u32) -> u32 {
+    count / n + u32::from(index < count % n)
+}
+
+/// The share of a scenario one process of a `--processes` run carries: connection counts split,
+/// rates divided.
+pub fn process_share(scenario: &Scenario, index: u32, n: u32) -> Result<Scenario> {
+    let mut s = scenario.clone();
+    let div = f64::from(n);
+    match &mut s {
+        Scenario::Connect(a) | Scenario::Idle(a) => {
+            a.connections = share_of(a.connections, index, n);
+            a.rate = a.rate.map(|r| r / div);
+            a.common.connect_rate /= div;
+        }
+        Scenario::Echo(a) => {
+            a.connections = share_of(a.connections, index, n);
+            a.rate = a.rate.map(|r| r / div);
+            a.common.connect_rate /= div;
+        }
+        Scenario::Churn(a) => {
+            a.connections = share_of(a.connections, index, n);
+            a.rate /= div;
+            a.common.connect_rate /= div;
+        }
+        Scenario::Fanout(_) | Scenario::Chat(_) => bail!(
+            "--processes is not available for {}: its delivery checks need every publisher and \
+             subscriber in one process; run one loadgen per channel group instead",
+            scenario.name()
+        ),
+    }
+    Ok(s)
+}
+
 /// Build the plan of a scenario.
 pub fn build(scenario: &Scenario) -> Result<Plan> {
     let common = scenario.common();

@@ -43,8 +43,9 @@ pub fn check_fds(planned: u64, threads: usize, limit: u64) -> Result<()> {
     if need > limit {
         bail!(
             "{} connections need ~{need} file descriptors; this process may open {limit}. \
-             Split the load over several loadgen processes (each with --json) and combine \
-             their results with `loadgen merge`, or raise the hard limit (ulimit -Hn).",
+             Use --processes N to split the load over N loadgen processes, or run several \
+             loadgen processes (each with --json) and combine them with `loadgen merge`, or \
+             raise the hard limit (ulimit -Hn).",
             planned
         );
     }
@@ -198,8 +199,8 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
                     window_start = run_start + ns(plan.warmup);
                     window_end = window_start + ns(plan.duration);
                     shared.run_start_ns.store(run_start, Ordering::Release);
-                    connected_in_connect_phase = shared.connected.load(Ordering::Acquire);
-                    open_at_run_start = last_open;
+                    open_at_run_start = shared.connected.load(Ordering::Acquire);
+                    connected_in_connect_phase = open_at_run_start;
                     wake(phase::RUN);
                     state = phase::RUN;
                 }

@@ -215,9 +215,41 @@ fn errors_name_the_problem() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("file descriptors") && err.contains("loadgen merge"),
+        err.contains("file descriptors") && err.contains("--processes"),
         "{err}"
     );
+}
+
+#[test]
+fn processes_split_the_load_and_merge_their_results() {
+    let server = Server::start(Mode::Echo);
+    let url = server.url("/echo");
+    let dir = temp_dir("processes");
+    let r = loadgen_json(
+        &[
+            "echo",
+            "--url",
+            &url,
+            "-c",
+            "7",
+            "--rate",
+            "300",
+            "--processes",
+            "2",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("r.json"),
+    );
+    assert_eq!(num(&r, "/results/processes"), 2);
+    assert_eq!(num(&r, "/results/all/connected"), 7);
+    let sent = num(&r, "/results/all/sent");
+    assert!((296..=300).contains(&sent), "sent {sent}");
+    assert_eq!(num(&r, "/results/all/received"), sent);
+    let out = loadgen(&["fanout", "--url", &url, "--processes", "2", "--quiet"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not available for fanout"));
 }
 
 /// A Prometheus text endpoint whose counter grows by one per scrape.
