@@ -87,12 +87,14 @@ impl Gateway {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(addr) = line.trim().strip_prefix("listening on ") {
-                        let addr = addr
-                            .parse()
-                            .unwrap_or_else(|e| panic!("bad address in stdout line {line:?}: {e}"));
-                        gw.addrs.push(addr);
-                    }
+                    // stdout carries only these lines; logs go to stderr.
+                    let Some(addr) = line.trim_end().strip_prefix("listening on ") else {
+                        panic!("unexpected stdout line {line:?}: logs belong on stderr");
+                    };
+                    let addr = addr
+                        .parse()
+                        .unwrap_or_else(|e| panic!("bad address in stdout line {line:?}: {e}"));
+                    gw.addrs.push(addr);
                 }
                 Err(_) => {
                     let exited = gw.child.try_wait().ok().flatten();
