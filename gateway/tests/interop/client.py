@@ -11,7 +11,18 @@ every echo, pong and the close code matched; prints what went wrong otherwise.
 import os
 import sys
 
-from websockets.sync.client import connect
+import websockets
+
+if int(websockets.__version__.split(".")[0]) < 13:
+    # The sync client with recv(timeout=...) used below arrived in websockets 13.
+    print(
+        f"FAIL: websockets {websockets.__version__} is too old; "
+        "pip install -r gateway/tests/interop/requirements.txt",
+        file=sys.stderr,
+    )
+    sys.exit(1)
+
+from websockets.sync.client import connect  # noqa: E402
 
 SIZES = [0, 1, 125, 126, 65535, 65536, 1 << 20]
 
