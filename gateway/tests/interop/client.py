@@ -14,7 +14,7 @@ import sys
 import websockets
 
 if int(websockets.__version__.split(".")[0]) < 13:
-    # The sync client with recv(timeout=...) used below arrived in websockets 13.
+    # Written against the sync client of websockets 13 and later (requirements.txt pins 17.4).
     print(
         f"FAIL: websockets {websockets.__version__} is too old; "
         "pip install -r gateway/tests/interop/requirements.txt",
