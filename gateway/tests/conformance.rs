@@ -1106,6 +1106,13 @@ fn limit_message_bytes() {
     let ok = pattern(1000, 4);
     send_fragmented(&mut c, op::BINARY, &ok, 3);
     c.expect_frame(op::BINARY, &ok);
+    // Control payloads between fragments do not count towards the message.
+    frame(&mut c, false, op::BINARY, &ok[..500]);
+    c.send_ping(&[1; 125]);
+    c.expect_frame(op::PONG, &[1; 125]);
+    frame(&mut c, true, op::PONG, &[2; 125]);
+    frame(&mut c, true, op::CONT, &ok[500..]);
+    c.expect_frame(op::BINARY, &ok);
     c.send_binary(&ok);
     c.expect_frame(op::BINARY, &ok);
     // 400 + 400 + 201 bytes.
@@ -1133,6 +1140,21 @@ fn limit_fragments() {
     let text = utf8_text(10);
     send_fragmented(&mut c, op::TEXT, &text, 10);
     c.expect_frame(op::TEXT, &text);
+    // Control frames between fragments are not fragments of the message.
+    for i in 0..10 {
+        frame(
+            &mut c,
+            i == 9,
+            if i == 0 { op::BINARY } else { op::CONT },
+            b"y",
+        );
+        if i < 9 {
+            c.send_ping(b"not a fragment");
+            c.expect_frame(op::PONG, b"not a fragment");
+            frame(&mut c, true, op::PONG, b"nor this");
+        }
+    }
+    c.expect_frame(op::BINARY, b"yyyyyyyyyy");
     // Eleven frames, the last one final.
     for i in 0..11 {
         frame(
