@@ -7,8 +7,12 @@
 //! armed on a timerfd, so sends leave within microseconds of their intended time, not rounded up
 //! to epoll's millisecond timeout; latency is still measured from the intended time.
 
+mod churn;
+mod connect;
+mod finish;
 pub mod meter;
 mod socket;
+mod traffic;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -18,19 +22,16 @@ use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
-use frame_simd::MaskKey;
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-use crate::adapter::Delivery as Received;
 use crate::client::{Conn, Event, State};
 use crate::clock::{ns, Clock, SEC};
-use crate::payload::{SeqTrack, Stamp};
+use crate::payload::SeqTrack;
 use crate::plan::{ConnSpec, Plan, Role, SendMode};
-use crate::stats::Delivery;
 use meter::{Meter, Storm};
 pub use meter::{Tick, WorkerResult};
 
@@ -403,102 +404,6 @@ impl Worker {
         }
     }
 
-    fn do_connects(&mut self, now: u64) {
-        while let Some(&(intended, spec)) = self.connect_queue.front() {
-            if intended > now {
-                break;
-            }
-            if self.connect_interval == 0.0 && self.pending_handshakes >= MAX_PENDING_HANDSHAKES {
-                break;
-            }
-            self.connect_queue.pop_front();
-            // Unlimited rate: the latency counts from the actual start (no schedule to honour).
-            let intended = if self.connect_interval == 0.0 {
-                now
-            } else {
-                intended
-            };
-            self.start_connect(spec, intended, now);
-        }
-    }
-
-    fn start_connect(&mut self, spec: usize, intended: u64, now: u64) {
-        let s = self.specs[spec];
-        let addr = self.plan.targets[s.target as usize].addr;
-        let mut sock = match socket::connect(addr, s.source) {
-            Ok(sock) => sock,
-            Err(e) => return self.connect_failed(spec, socket::reason(&e), e.to_string()),
-        };
-        let idx = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(None);
-            self.slots.len() - 1
-        });
-        if let Err(e) = self.poll.registry().register(
-            &mut sock,
-            Token(idx),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            self.free.push(idx);
-            return self.connect_failed(spec, socket::reason(&e), e.to_string());
-        }
-        let target = &self.plan.targets[s.target as usize];
-        let mut nonce = [0u8; 16];
-        self.rng.fill(&mut nonce);
-        let mask = MaskKey(self.rng.u32(..).to_ne_bytes());
-        self.next_gen = self.next_gen.wrapping_add(1);
-        self.slots[idx] = Some(Slot {
-            sock,
-            conn: Conn::new(&target.host_header, &target.path, nonce, mask),
-            spec,
-            gen: self.next_gen,
-            tcp_up: false,
-            intended,
-            storm: false,
-            inflight: VecDeque::new(),
-            dirty: false,
-        });
-        self.state[spec].slot = Some(idx);
-        self.pending_handshakes += 1;
-        self.timeouts
-            .push_back((now + ns(self.plan.connect_timeout), idx, self.next_gen));
-    }
-
-    fn connect_failed(&mut self, spec: usize, reason: String, message: String) {
-        self.meter.on_connect_failed(reason, message);
-        self.resolve(spec);
-    }
-
-    /// A planned connection is open or has failed: the connect phase may be over.
-    fn resolve(&mut self, spec: usize) {
-        let st = &mut self.state[spec];
-        if st.initial && !st.resolved {
-            st.resolved = true;
-            self.unresolved -= 1;
-            if self.unresolved == 0 {
-                self.shared.connect_done.fetch_add(1, Ordering::AcqRel);
-            }
-        }
-    }
-
-    fn do_timeouts(&mut self, now: u64) {
-        while let Some(&(deadline, idx, gen)) = self.timeouts.front() {
-            if deadline > now {
-                break;
-            }
-            self.timeouts.pop_front();
-            let waiting = self.slots[idx]
-                .as_ref()
-                .is_some_and(|s| s.gen == gen && s.conn.state() == State::AwaitResponse);
-            if waiting {
-                let secs = self.plan.connect_timeout.as_secs_f64();
-                self.drop_slot(
-                    idx,
-                    Close::Failed("timeout".into(), format!("no handshake within {secs}s")),
-                );
-            }
-        }
-    }
-
     fn on_socket(&mut self, idx: usize, now: u64) {
         let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
             return;
@@ -577,7 +482,9 @@ impl Worker {
                             subscriber: true,
                             ..
                         } => {
-                            on_delivery(plan, clock, meter, spec_state, group, payload, now);
+                            traffic::on_delivery(
+                                plan, clock, meter, spec_state, group, payload, now,
+                            );
                         }
                         _ => {}
                     },
@@ -653,201 +560,6 @@ impl Worker {
             }
             if self.plan.churn.is_some() {
                 self.schedule_departure(idx, now);
-            }
-        }
-    }
-
-    fn schedule_departure(&mut self, idx: usize, from: u64) {
-        let Some(churn) = self.plan.churn else { return };
-        let Some(slot) = self.slots[idx].as_ref() else {
-            return;
-        };
-        let (lo, hi) = (ns(churn.stay_min), ns(churn.stay_max));
-        let stay = if hi > lo { self.rng.u64(lo..=hi) } else { lo };
-        self.departures.push(Reverse((from + stay, idx, slot.gen)));
-    }
-
-    /// Queue one echo message on slot `idx`, intended at `intended`.
-    fn send_echo(&mut self, idx: usize, intended: u64) {
-        let Some(slot) = self.slots[idx].as_mut() else {
-            return;
-        };
-        if slot.conn.state() != State::Open {
-            return;
-        }
-        if self.scratch.len() != self.plan.size {
-            self.scratch.clear();
-            self.scratch.resize(self.plan.size, b'x');
-        }
-        slot.conn.send(self.plan.opcode, &self.scratch);
-        slot.inflight.push_back(intended);
-        self.meter.on_sent(intended, self.plan.size);
-        self.meter.pending_expected += 1;
-        if !slot.dirty {
-            slot.dirty = true;
-            self.dirty.push(idx);
-        }
-    }
-
-    /// Queue one publish from spec `spec` (a publisher), intended at `intended`.
-    fn send_publish(&mut self, spec: usize, intended: u64) -> bool {
-        let Some(idx) = self.state[spec].slot else {
-            return false;
-        };
-        let Some(slot) = self.slots[idx].as_mut() else {
-            return false;
-        };
-        if slot.conn.state() != State::Open {
-            return false;
-        }
-        let Role::Member {
-            group,
-            publisher: Some(p),
-            subscriber,
-        } = self.specs[spec].role
-        else {
-            return false;
-        };
-        let st = &mut self.state[spec];
-        let stamp = Stamp {
-            intended_unix_ns: self.clock.unix_ns(intended),
-            publisher: p,
-            seq: st.seq,
-        };
-        self.plan.adapter.write_publish(
-            &mut self.scratch,
-            group,
-            subscriber,
-            self.plan.size,
-            |b| stamp.write(b),
-        );
-        st.seq += 1;
-        slot.conn
-            .send(self.plan.adapter.publish_opcode(), &self.scratch);
-        self.shared.sent_by_pub[p as usize].store(st.seq, Ordering::Release);
-        self.meter.on_sent(intended, self.plan.size);
-        self.meter.pending_expected += self.plan.deliveries_per_publish(p, subscriber);
-        if !slot.dirty {
-            slot.dirty = true;
-            self.dirty.push(idx);
-        }
-        true
-    }
-
-    fn do_sends(&mut self, now: u64) {
-        while let Some(due) = self.next_send {
-            if due > now {
-                break;
-            }
-            if due >= self.meter.window_end || self.phase != phase::RUN {
-                self.next_send = None;
-                break;
-            }
-            crate::stats::record(&mut self.meter.send_lag, now - due);
-            let mut sent = false;
-            for _ in 0..self.senders.len() {
-                let spec = self.senders[self.rr];
-                self.rr = (self.rr + 1) % self.senders.len();
-                sent = match self.specs[spec].role {
-                    Role::Echo => match self.state[spec].slot {
-                        Some(idx)
-                            if self.slots[idx]
-                                .as_ref()
-                                .is_some_and(|s| s.conn.state() == State::Open) =>
-                        {
-                            self.send_echo(idx, due);
-                            true
-                        }
-                        _ => false,
-                    },
-                    _ => self.send_publish(spec, due),
-                };
-                if sent {
-                    break;
-                }
-            }
-            if !sent {
-                self.unsent += 1;
-            }
-            self.send_k += 1;
-            let offset = (self.send_k as f64 * SEC as f64 / self.send_rate) as u64;
-            self.next_send = Some(self.send_origin + offset);
-        }
-    }
-
-    fn do_churn(&mut self, now: u64) {
-        let Some(churn) = self.plan.churn else { return };
-        while let Some(Reverse((due, idx, gen))) = self.departures.peek().copied() {
-            if due > now {
-                break;
-            }
-            self.departures.pop();
-            if self.slots[idx].as_ref().is_some_and(|s| s.gen == gen) {
-                self.drop_slot(idx, Close::Leave);
-            }
-        }
-        while let Some(due) = self.churn_next {
-            if due > now {
-                break;
-            }
-            if self.phase != phase::RUN || due >= self.meter.window_end {
-                self.churn_next = None;
-                break;
-            }
-            let n = self.specs.len();
-            let sources = &self.plan.sources;
-            let spec = ConnSpec {
-                target: (self.churn_k % self.plan.targets.len() as u64) as u32,
-                source: (!sources.is_empty())
-                    .then(|| sources[(self.churn_k as usize + self.id) % sources.len()]),
-                role: Role::Plain,
-            };
-            self.specs.push(spec);
-            self.state.push(SpecState::default());
-            self.start_connect(n, due, now);
-            self.churn_k += 1;
-            let rate = churn.rate * self.share();
-            self.churn_next =
-                Some(self.run_start + (self.churn_k as f64 * SEC as f64 / rate) as u64);
-        }
-        if let Some(at) = self.storm_at {
-            if at <= now && self.phase == phase::RUN {
-                self.storm_at = None;
-                self.run_storm(now);
-            }
-        }
-    }
-
-    fn share(&self) -> f64 {
-        1.0 / self.plan.threads as f64
-    }
-
-    /// Drop a share of the open connections at once, without a close frame (as a crashed node or a
-    /// cut link would), and reconnect them right away.
-    fn run_storm(&mut self, now: u64) {
-        let Some((share, _)) = self.plan.churn.and_then(|c| c.storm) else {
-            return;
-        };
-        self.storm_start = now;
-        let open: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| {
-                self.slots[i]
-                    .as_ref()
-                    .is_some_and(|s| s.conn.state() == State::Open)
-            })
-            .collect();
-        let count = (open.len() as f64 * share).round() as usize;
-        for &idx in open.iter().take(count) {
-            let Some(spec) = self.slots[idx].as_ref().map(|s| s.spec) else {
-                continue;
-            };
-            self.drop_slot(idx, Close::Storm);
-            self.storm.dropped += 1;
-            self.start_connect(spec, now, now);
-            if let Some(new) = self.state[spec].slot {
-                if let Some(s) = self.slots[new].as_mut() {
-                    s.storm = true;
-                }
             }
         }
     }
@@ -1014,61 +726,6 @@ impl Worker {
         self.armed = next;
         Ok(())
     }
-
-    fn finish(mut self) -> WorkerResult {
-        self.sample_cpu_end();
-        for idx in 0..self.slots.len() {
-            if self.slots[idx].is_some() {
-                self.drop_slot(idx, Close::Stop);
-            }
-        }
-        let mut delivery = Delivery::default();
-        for (spec, st) in self.specs.iter().zip(&self.state) {
-            let Role::Member {
-                group,
-                publisher,
-                subscriber: true,
-            } = spec.role
-            else {
-                continue;
-            };
-            let g = &self.plan.groups[group as usize];
-            let mut lost = 0;
-            for (local, &p) in g.publishers.iter().enumerate() {
-                let to_self = publisher == Some(p);
-                if to_self == self.plan.adapter.delivers_to_others() {
-                    continue;
-                }
-                let sent = self.shared.sent_by_pub[p as usize].load(Ordering::Acquire);
-                let t = &st.tracks[local];
-                delivery.expected += sent;
-                delivery.unique += t.unique.min(sent);
-                delivery.duplicated += t.duplicated;
-                delivery.out_of_order += t.out_of_order;
-                lost += sent.saturating_sub(t.unique);
-            }
-            delivery.foreign += st.foreign;
-            delivery.lost += lost;
-            if lost > 0 {
-                delivery.subscribers_with_loss += 1;
-                delivery.max_lost_per_subscriber = delivery.max_lost_per_subscriber.max(lost);
-            }
-        }
-        let m = self.meter;
-        WorkerResult {
-            window: m.window,
-            all: m.all,
-            latency: m.latency,
-            connect: m.connect,
-            send_lag: m.send_lag,
-            failures: m.failures,
-            failure_examples: m.failure_examples,
-            delivery,
-            cpu_window_ns: self.cpu_window,
-            storm: self.storm,
-            unsent: self.unsent,
-        }
-    }
 }
 
 /// Why a connection goes away.
@@ -1083,37 +740,6 @@ enum Close {
     Storm,
     /// The end of the run (close frame).
     Stop,
-}
-
-/// A subscriber got a message: check its stamp and time it from the intended publish time.
-fn on_delivery(
-    plan: &Plan,
-    clock: &Clock,
-    meter: &mut Meter,
-    st: &mut SpecState,
-    group: u32,
-    payload: &[u8],
-    now: u64,
-) {
-    let body = match plan.adapter.delivery(payload) {
-        Received::Payload(body) => body,
-        Received::Ignore => return,
-    };
-    let Some(stamp) = Stamp::read(body) else {
-        st.foreign += 1;
-        return;
-    };
-    match plan.publishers.get(stamp.publisher as usize) {
-        Some(&(g, local)) if g == group => {
-            if let Some(track) = st.tracks.get_mut(local as usize) {
-                track.on_seq(stamp.seq);
-            }
-            let intended = clock.from_unix_ns(stamp.intended_unix_ns);
-            let latency = clock.unix_ns(now).saturating_sub(stamp.intended_unix_ns);
-            meter.on_received(intended, latency, body.len().min(plan.size));
-        }
-        _ => st.foreign += 1,
-    }
 }
 
 /// CPU time (user + system) of the calling thread, in ns.

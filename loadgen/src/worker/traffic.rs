@@ -1,0 +1,155 @@
+//! Data messages of a worker: the open-loop schedule (a fixed timetable of intended send times,
+//! dealt round robin over the worker's sending connections), echo and publish sends, and the
+//! checks a subscriber makes on every delivery (stamp, group, sequence, latency from the
+//! intended publish time).
+
+use std::sync::atomic::Ordering;
+
+use super::meter::Meter;
+use super::{phase, SpecState, Worker};
+use crate::adapter::Delivery as Received;
+use crate::client::State;
+use crate::clock::{Clock, SEC};
+use crate::payload::Stamp;
+use crate::plan::{Plan, Role};
+
+impl Worker {
+    /// Queue one echo message on slot `idx`, intended at `intended`.
+    pub(super) fn send_echo(&mut self, idx: usize, intended: u64) {
+        let Some(slot) = self.slots[idx].as_mut() else {
+            return;
+        };
+        if slot.conn.state() != State::Open {
+            return;
+        }
+        if self.scratch.len() != self.plan.size {
+            self.scratch.clear();
+            self.scratch.resize(self.plan.size, b'x');
+        }
+        slot.conn.send(self.plan.opcode, &self.scratch);
+        slot.inflight.push_back(intended);
+        self.meter.on_sent(intended, self.plan.size);
+        self.meter.pending_expected += 1;
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(idx);
+        }
+    }
+
+    /// Queue one publish from spec `spec` (a publisher), intended at `intended`.
+    pub(super) fn send_publish(&mut self, spec: usize, intended: u64) -> bool {
+        let Some(idx) = self.state[spec].slot else {
+            return false;
+        };
+        let Some(slot) = self.slots[idx].as_mut() else {
+            return false;
+        };
+        if slot.conn.state() != State::Open {
+            return false;
+        }
+        let Role::Member {
+            group,
+            publisher: Some(p),
+            subscriber,
+        } = self.specs[spec].role
+        else {
+            return false;
+        };
+        let st = &mut self.state[spec];
+        let stamp = Stamp {
+            intended_unix_ns: self.clock.unix_ns(intended),
+            publisher: p,
+            seq: st.seq,
+        };
+        self.plan.adapter.write_publish(
+            &mut self.scratch,
+            group,
+            subscriber,
+            self.plan.size,
+            |b| stamp.write(b),
+        );
+        st.seq += 1;
+        slot.conn
+            .send(self.plan.adapter.publish_opcode(), &self.scratch);
+        self.shared.sent_by_pub[p as usize].store(st.seq, Ordering::Release);
+        self.meter.on_sent(intended, self.plan.size);
+        self.meter.pending_expected += self.plan.deliveries_per_publish(p, subscriber);
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(idx);
+        }
+        true
+    }
+
+    pub(super) fn do_sends(&mut self, now: u64) {
+        while let Some(due) = self.next_send {
+            if due > now {
+                break;
+            }
+            if due >= self.meter.window_end || self.phase != phase::RUN {
+                self.next_send = None;
+                break;
+            }
+            crate::stats::record(&mut self.meter.send_lag, now - due);
+            let mut sent = false;
+            for _ in 0..self.senders.len() {
+                let spec = self.senders[self.rr];
+                self.rr = (self.rr + 1) % self.senders.len();
+                sent = match self.specs[spec].role {
+                    Role::Echo => match self.state[spec].slot {
+                        Some(idx)
+                            if self.slots[idx]
+                                .as_ref()
+                                .is_some_and(|s| s.conn.state() == State::Open) =>
+                        {
+                            self.send_echo(idx, due);
+                            true
+                        }
+                        _ => false,
+                    },
+                    _ => self.send_publish(spec, due),
+                };
+                if sent {
+                    break;
+                }
+            }
+            if !sent {
+                self.unsent += 1;
+            }
+            self.send_k += 1;
+            let offset = (self.send_k as f64 * SEC as f64 / self.send_rate) as u64;
+            self.next_send = Some(self.send_origin + offset);
+        }
+    }
+}
+
+/// A subscriber got a message: check its stamp and time it from the intended publish time.
+pub(super) fn on_delivery(
+    plan: &Plan,
+    clock: &Clock,
+    meter: &mut Meter,
+    st: &mut SpecState,
+    group: u32,
+    payload: &[u8],
+    now: u64,
+) {
+    let body = match plan.adapter.delivery(payload) {
+        Received::Payload(body) => body,
+        Received::Ignore => return,
+    };
+    let Some(stamp) = Stamp::read(body) else {
+        st.foreign += 1;
+        return;
+    };
+    match plan.publishers.get(stamp.publisher as usize) {
+        Some(&(g, local)) if g == group => {
+            if let Some(track) = st.tracks.get_mut(local as usize) {
+                track.on_seq(stamp.seq);
+            }
+            let intended = clock.from_unix_ns(stamp.intended_unix_ns);
+            let latency = clock.unix_ns(now).saturating_sub(stamp.intended_unix_ns);
+            meter.on_received(intended, latency, body.len().min(plan.size));
+        }
+        _ => st.foreign += 1,
+    }
+}
