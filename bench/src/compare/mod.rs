@@ -55,6 +55,8 @@ pub struct Cell {
     pub metrics: BTreeMap<&'static str, Samples>,
     /// Why runs failed, if they did (first message per reason).
     pub failures: Vec<String>,
+    /// Runs that completed (a figure missing from one of them had no samples).
+    pub runs_ok: usize,
     /// Runs in which loadgen said it may itself have been the limit.
     pub loadgen_saturated: usize,
 }
@@ -86,6 +88,8 @@ fn run(opts: &Options) -> io::Result<()> {
     let loadgen = &opts.loadgen;
     let raw_dir = opts.target_dir.join("compare-raw");
     std::fs::create_dir_all(&raw_dir)?;
+    // Fail now rather than after an hour of runs.
+    std::fs::create_dir_all(&opts.out_dir)?;
 
     let load_before = machine::load_average();
     let mut results = Results::new();
@@ -111,11 +115,24 @@ fn run(opts: &Options) -> io::Result<()> {
                         server.name,
                         rep + 1
                     ));
-                    match run_one(opts, loadgen, server, scenario, threads, &json) {
+                    let error_file = json.with_extension("error");
+                    let measured = if opts.from_raw {
+                        read_kept(scenario, &json, &error_file)
+                    } else {
+                        let _ = std::fs::remove_file(&json);
+                        let _ = std::fs::remove_file(&error_file);
+                        let measured = run_one(opts, loadgen, server, scenario, threads, &json);
+                        if let Err(err) = &measured {
+                            let _ = std::fs::write(&error_file, err.to_string());
+                        }
+                        measured
+                    };
+                    match measured {
                         Ok(Measured {
                             values,
                             loadgen_saturated,
                         }) => {
+                            cell.runs_ok += 1;
                             cell.loadgen_saturated += usize::from(loadgen_saturated);
                             for (metric, value) in values {
                                 cell.metrics.entry(metric).or_default().push(value);
@@ -159,6 +176,27 @@ struct Measured {
     loadgen_saturated: bool,
 }
 
+/// A run made earlier (`--from-raw`): its report, or the error it failed with.
+fn read_kept(scenario: &Scenario, json: &Path, error_file: &Path) -> io::Result<Measured> {
+    if let Ok(error) = std::fs::read_to_string(error_file) {
+        return Err(io::Error::other(error));
+    }
+    let text = std::fs::read_to_string(json)?;
+    let report: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|err| io::Error::other(format!("{}: {err}", json.display())))?;
+    measured(scenario, &report)
+}
+
+fn measured(scenario: &Scenario, report: &serde_json::Value) -> io::Result<Measured> {
+    Ok(Measured {
+        values: scenario.metrics(report)?,
+        loadgen_saturated: report
+            .pointer("/results/client_cpu/saturated")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
+    })
+}
+
 /// Start `server`, run one scenario against it, stop it; the scenario's metrics.
 fn run_one(
     opts: &Options,
@@ -177,14 +215,7 @@ fn run_one(
     let url = format!("ws://{}{}", running.addr, scenario.path);
     let result = loadgen::run(opts, loadgen, scenario, &url, running.pid, json);
     running.stop();
-    let report = result?;
-    Ok(Measured {
-        values: scenario.metrics(&report)?,
-        loadgen_saturated: report
-            .pointer("/results/client_cpu/saturated")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false),
-    })
+    measured(scenario, &result?)
 }
 
 /// `cargo build --release` of the servers and loadgen, and `npm ci` for the Node peer.

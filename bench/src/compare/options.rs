@@ -27,6 +27,8 @@ pub struct Options {
     pub warmup: Duration,
     /// Build servers and loadgen first.
     pub build: bool,
+    /// Run nothing: rebuild the report from the reports kept by an earlier run.
+    pub from_raw: bool,
     /// Where RESULTS.md and results.svg go.
     pub out_dir: PathBuf,
     /// The workspace root.
@@ -82,6 +84,8 @@ pub const USAGE: &str = "usage: bench compare [flags]
   --warmup SECS        unmeasured seconds before (default 2)
   --quick              1 repetition, 3 s runs, 1 s warm-up: a smoke run, not a result
   --no-build           use the binaries already built
+  --from-raw           run nothing; write the report again from the loadgen reports an
+                       earlier run kept (same --reps, --threads, --servers, --scenarios)
   --out DIR            where RESULTS.md and results.svg go (default: bench/)
   --bin-dir DIR        where the server binaries are (default: $CARGO_TARGET_DIR/release,
                        target/release without it)
@@ -111,6 +115,7 @@ impl Options {
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(2),
             build: true,
+            from_raw: false,
             out_dir: workspace.join("bench"),
             bin_dir: target_dir.join("release"),
             loadgen: target_dir.join("release/loadgen"),
@@ -165,6 +170,10 @@ impl Options {
                     opts.warmup = Duration::from_secs(1);
                 }
                 "--no-build" => opts.build = false,
+                "--from-raw" => {
+                    opts.from_raw = true;
+                    opts.build = false;
+                }
                 "--out" => opts.out_dir = PathBuf::from(value()?),
                 "--bin-dir" => {
                     let dir = PathBuf::from(value()?);

@@ -40,8 +40,11 @@ impl Report<'_> {
             "Made with `{}`. Each cell is the median of the repetitions, `±` the spread \
              ((max - min) / median), and in brackets the ratio to the gateway's median (above \
              1.00 is more for throughput, which is better, and more for latency or memory, \
-             which is worse). Servers ran one after the other, alternating, pinned to their \
-             own cores; see `bench/PROTOCOL.md` for what each one does.\n",
+             which is worse). `none`: the runs completed but gave no sample (a latency when no \
+             message published in the measured window arrived before the run ended); `not \
+             run`: the runs failed (see the end). Servers ran one after the other, \
+             alternating, pinned to their own cores; see `bench/PROTOCOL.md` for what each one \
+             does.\n",
             self.opts.command
         );
         let _ = writeln!(md, "![chart](results.svg)\n");
@@ -104,11 +107,11 @@ impl Report<'_> {
                     .and_then(|c| c.metrics.get(metric.key))
                     .and_then(|s| s.median());
                 for server in self.servers {
-                    let samples = self
-                        .cell(scenario, threads, server)
-                        .and_then(|c| c.metrics.get(metric.key));
+                    let cell = self.cell(scenario, threads, server);
+                    let samples = cell.and_then(|c| c.metrics.get(metric.key));
                     let Some(median) = samples.and_then(|s| s.median()) else {
-                        let _ = write!(md, " not run |");
+                        let ran = cell.is_some_and(|c| c.runs_ok > 0);
+                        let _ = write!(md, " {} |", if ran { "none" } else { "not run" });
                         continue;
                     };
                     let _ = write!(md, " {}", format_value(median));

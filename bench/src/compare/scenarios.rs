@@ -31,59 +31,103 @@ pub struct Metric {
     pub unit: &'static str,
     /// Whether more is better (throughput) or worse (latency, memory).
     pub higher_is_better: bool,
-    /// JSON pointer to the figure.
-    pub pointer: &'static str,
+    /// Where the figure comes from.
+    pub source: Source,
     /// Factor applied to the JSON value (ns to us).
     pub scale: f64,
-    /// Computes the figure when the pointer holds no number.
-    pub derive: Option<fn(&Value) -> Option<f64>>,
+    /// A count that must be above zero for the figure to mean anything (percentiles of an
+    /// empty histogram read 0): when it is zero the figure is left out, not reported as 0.
+    pub needs_samples: Option<&'static str>,
+}
+
+/// How a [`Metric`] is read.
+#[derive(Clone, Copy, Debug)]
+pub enum Source {
+    /// A number at this JSON pointer.
+    At(&'static str),
+    /// Computed from the report.
+    Computed(fn(&Value) -> Option<f64>),
 }
 
 const fn metric(
     key: &'static str,
     unit: &'static str,
     higher_is_better: bool,
-    pointer: &'static str,
+    source: Source,
 ) -> Metric {
     Metric {
         key,
         unit,
         higher_is_better,
-        pointer,
+        source,
         scale: 1.0,
-        derive: None,
+        needs_samples: None,
     }
 }
 
-/// A latency percentile: loadgen reports ns, the tables show us.
+/// A message latency percentile: loadgen reports ns, the tables show us.
 const fn latency(key: &'static str, pointer: &'static str) -> Metric {
     Metric {
         scale: 1e-3,
-        ..metric(key, "us", false, pointer)
+        needs_samples: Some("/results/latency/count"),
+        ..metric(key, "us", false, Source::At(pointer))
     }
 }
 
-const MESSAGES_PER_S: Metric = metric("msg/s", "msg/s", true, "/results/receive_rate");
-const DELIVERIES_PER_S: Metric = metric("deliveries/s", "msg/s", true, "/results/receive_rate");
+const MESSAGES_PER_S: Metric = metric("msg/s", "msg/s", true, Source::At("/results/receive_rate"));
+const DELIVERIES_PER_S: Metric = metric(
+    "deliveries/s",
+    "msg/s",
+    true,
+    Source::Computed(deliveries_per_second),
+);
 const P50: Metric = latency("p50", "/results/latency/p50");
 const P99: Metric = latency("p99", "/results/latency/p99");
 const P999: Metric = latency("p99.9", "/results/latency/p999");
-const LOST: Metric = metric("lost", "msgs", false, "/results/delivery/lost");
-const CONNECTS_PER_S: Metric = Metric {
-    derive: Some(connects_per_second),
-    ..metric("connections/s", "conn/s", true, "/results/connect_rate")
+const LOST: Metric = metric("lost", "msgs", false, Source::At("/results/delivery/lost"));
+const CONNECTS_PER_S: Metric = metric(
+    "connections/s",
+    "conn/s",
+    true,
+    Source::Computed(connects_per_second),
+);
+const CONNECT_P99: Metric = Metric {
+    needs_samples: Some("/results/connect_latency/count"),
+    ..latency("handshake p99", "/results/connect_latency/p99")
 };
-const CONNECT_P99: Metric = latency("handshake p99", "/results/connect_latency/p99");
 const RSS_PER_CONN: Metric = metric(
     "RSS/conn",
     "bytes",
     false,
-    "/results/server/rss_per_connection_bytes",
+    Source::At("/results/server/rss_per_connection_bytes"),
 );
 
-/// Handshakes completed over the seconds loadgen spent in its connect phase (whole seconds of
-/// its per-second series, so at least one): a floor on the real rate until loadgen reports it.
+/// Messages received per second while publishing ran, whenever they were published: the rate a
+/// server actually delivered. loadgen's `receive_rate` counts only deliveries of messages
+/// published in the measured window that arrived before the run ended, which is 0 for a server
+/// that falls seconds behind; `lost` shows that backlog.
+fn deliveries_per_second(report: &Value) -> Option<f64> {
+    let series = report.pointer("/series")?.as_array()?;
+    let received: Vec<f64> = series
+        .iter()
+        .filter(|point| point.get("phase").and_then(Value::as_str) == Some("run"))
+        .filter_map(|point| point.pointer("/counters/received").and_then(Value::as_f64))
+        .collect();
+    if received.is_empty() {
+        return None;
+    }
+    Some(received.iter().sum::<f64>() / received.len() as f64)
+}
+
+/// loadgen's connection rate when it reports one; otherwise handshakes completed over the
+/// seconds of its connect phase (whole seconds of its per-second series, so a floor).
 fn connects_per_second(report: &Value) -> Option<f64> {
+    if let Some(rate) = report
+        .pointer("/results/connect_rate")
+        .and_then(Value::as_f64)
+    {
+        return Some(rate);
+    }
     let connected = report.pointer("/results/all/connected")?.as_f64()?;
     let series = report.pointer("/series")?.as_array()?;
     let seconds = series
@@ -203,23 +247,27 @@ fn args(list: &[&str]) -> Vec<String> {
 impl Scenario {
     /// The scenario's figures from one loadgen report; an error names what is missing.
     pub fn metrics(&self, report: &Value) -> io::Result<Vec<(&'static str, f64)>> {
-        self.metrics
-            .iter()
-            .map(|metric| {
-                report
-                    .pointer(metric.pointer)
-                    .and_then(Value::as_f64)
-                    .map(|value| value * metric.scale)
-                    .or_else(|| metric.derive.and_then(|derive| derive(report)))
-                    .map(|value| (metric.key, value))
-                    .ok_or_else(|| {
-                        io::Error::other(format!(
-                            "loadgen report has no {} (at {})",
-                            metric.key, metric.pointer
-                        ))
-                    })
-            })
-            .collect()
+        let mut values = Vec::with_capacity(self.metrics.len());
+        for metric in self.metrics {
+            let samples = metric
+                .needs_samples
+                .map(|at| report.pointer(at).and_then(Value::as_f64));
+            if samples == Some(Some(0.0)) {
+                continue;
+            }
+            let value = match metric.source {
+                Source::At(pointer) => report.pointer(pointer).and_then(Value::as_f64),
+                Source::Computed(compute) => compute(report),
+            };
+            let Some(value) = value else {
+                return Err(io::Error::other(format!(
+                    "loadgen report has no {} ({:?})",
+                    metric.key, metric.source
+                )));
+            };
+            values.push((metric.key, value * metric.scale));
+        }
+        Ok(values)
     }
 }
 
@@ -232,7 +280,7 @@ mod tests {
         let echo = all().into_iter().find(|s| s.id == "echo-32b-w1").unwrap();
         let report = serde_json::json!({ "results": {
             "receive_rate": 1000.0,
-            "latency": { "p50": 2000, "p99": 9000, "p999": 15000 }
+            "latency": { "count": 5, "p50": 2000, "p99": 9000, "p999": 15000 }
         }});
         let values = echo.metrics(&report).unwrap();
         assert_eq!(
@@ -252,7 +300,7 @@ mod tests {
     fn connection_rate_falls_back_to_the_connect_phase_of_the_series() {
         let connect = all().into_iter().find(|s| s.id == "connect").unwrap();
         let report = serde_json::json!({
-            "results": { "all": { "connected": 10000 }, "connect_latency": { "p99": 5000 } },
+            "results": { "all": { "connected": 10000 }, "connect_latency": { "count": 1, "p99": 5000 } },
             "series": [{ "phase": "connect" }, { "phase": "connect" }, { "phase": "drain" }]
         });
         let values = connect.metrics(&report).unwrap();
@@ -260,6 +308,27 @@ mod tests {
             values,
             vec![("connections/s", 5000.0), ("handshake p99", 5.0)]
         );
+    }
+
+    #[test]
+    fn fan_out_reports_the_delivered_rate_and_leaves_out_empty_percentiles() {
+        let fanout = all().into_iter().find(|s| s.id == "fanout-1k").unwrap();
+        // A server that fell behind: nothing published in the window arrived in time.
+        let report = serde_json::json!({
+            "results": {
+                "receive_rate": 0.0,
+                "latency": { "count": 0, "p50": 0, "p99": 0, "p999": 0 },
+                "delivery": { "lost": 600000 }
+            },
+            "series": [
+                { "phase": "connect", "counters": { "received": 5 } },
+                { "phase": "run", "counters": { "received": 10000 } },
+                { "phase": "run", "counters": { "received": 20000 } },
+                { "phase": "drain", "counters": { "received": 90000 } }
+            ]
+        });
+        let values = fanout.metrics(&report).unwrap();
+        assert_eq!(values, vec![("deliveries/s", 15000.0), ("lost", 600000.0)]);
     }
 
     #[test]
