@@ -117,6 +117,31 @@ impl Peer {
     }
 }
 
+/// The raw writer hands publishes between its event loops; with 16 subscribers on 2 loops
+/// (`SO_REUSEPORT` spreads them by address hash) the chance that none sits on the other loop
+/// than the publisher's is 2^-16.
+#[test]
+fn raw_writer_delivers_across_its_event_loops() {
+    let server = RAW_WRITER.start(2);
+    let mut subscribers: Vec<Client> = (0..16)
+        .map(|_| Client::connect(server.addr, "/broadcast"))
+        .collect();
+    let mut publisher = Client::connect(server.addr, "/broadcast");
+    for i in 0..20 {
+        publisher.send(Opcode::Text, format!("pub:{i}").as_bytes());
+    }
+    for (n, subscriber) in subscribers.iter_mut().enumerate() {
+        for i in 0..20 {
+            assert_eq!(
+                subscriber.recv(),
+                (Opcode::Text, i.to_string().into_bytes()),
+                "subscriber {n}"
+            );
+        }
+    }
+    publisher.expect_nothing(Duration::from_millis(100));
+}
+
 const TOKIO_TUNGSTENITE: Peer = Peer {
     program: env!("CARGO_BIN_EXE_peer-tokio-tungstenite"),
     args: &[],
