@@ -345,3 +345,85 @@ fn server_figures_series_and_hdr_log_are_written() {
         .count();
     assert_eq!(intervals, series.len());
 }
+
+#[test]
+fn capacity_steps_up_until_the_objective_is_missed() {
+    let server = Server::start(Mode::Echo);
+    let url = server.url("/echo");
+    let dir = temp_dir("capacity");
+    let json = dir.join("cap.json");
+    let out = loadgen(&[
+        "capacity",
+        "--objective",
+        "p99<10s,loss=0",
+        "--vary",
+        "rate",
+        "--start",
+        "100",
+        "--factor",
+        "2",
+        "--max-steps",
+        "2",
+        "--server-cores",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "2",
+        "--warmup",
+        "0s",
+        "--duration",
+        "500ms",
+        "--quiet",
+        "--no-pin",
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("one node with 1 core holds 2 connections"),
+        "{summary}"
+    );
+    let cap: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let steps = cap["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[1]["value"].as_f64(), Some(200.0));
+    assert_eq!(cap["knee"].as_u64(), Some(1));
+
+    let out = loadgen(&[
+        "capacity",
+        "--objective",
+        "p99<1ns",
+        "--vary",
+        "rate",
+        "--start",
+        "100",
+        "--max-steps",
+        "3",
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "2",
+        "--warmup",
+        "0s",
+        "--duration",
+        "300ms",
+        "--quiet",
+        "--no-pin",
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("did not meet p99<1ns"));
+}
