@@ -333,6 +333,10 @@ pub fn versions() -> BTreeMap<String, String> {
             "frame-simd".to_string(),
             env!("CARGO_PKG_VERSION").to_string(),
         ),
+        (
+            "frame-simd kernel".to_string(),
+            frame_simd::Kernels::detect().kernel().name().to_string(),
+        ),
     ])
 }
 
