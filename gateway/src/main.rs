@@ -14,6 +14,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
+use gateway::auth::upgrade::ClientAuth;
+use gateway::auth::Verifier;
 use gateway::config::Config;
 use gateway::driver::mio::{bind_reuseport, MioDriver};
 use gateway::driver::{allowed_cpus, pin_current_thread, raise_nofile_limit};
@@ -115,8 +117,17 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let router_cfg = RouterConfig {
         max_channels_per_conn: cfg.max_channels_per_conn,
     };
+    let client_auth = ClientAuth {
+        verifier: cfg
+            .api
+            .token_secret
+            .as_deref()
+            .map(|s| Verifier::new(s.as_bytes())),
+        require_token: cfg.api.require_token,
+    };
     for (index, (driver, n)) in drivers.into_iter().enumerate() {
-        let router = Router::new(index as u8, Arc::clone(&mesh), router_cfg);
+        let router =
+            Router::new(index as u8, Arc::clone(&mesh), router_cfg).with_auth(client_auth.clone());
         let shard_metrics = Arc::new(ShardMetrics::default());
         metrics.push(Arc::clone(&shard_metrics));
         let shard = Shard::new(

@@ -396,9 +396,7 @@ fn raw_and_broadcast_deliveries_are_bare() {
             c
         })
         .collect();
-    // Every subscription is confirmed on its shard before the publish: a ws request on the
-    // publisher's shard after them all is answered in order.
-    thread::sleep(Duration::from_millis(200));
+    // No wait: a client that has read its 101 gets every publish read after it (on any shard).
     b[0].send_text(b"pub:hello \xc3\xa9");
     for c in b[1..].iter_mut() {
         c.expect_frame(op::TEXT, "hello é".as_bytes());
@@ -485,4 +483,76 @@ fn presence_joins_leaves_and_members_across_shards() {
     assert_eq!(last["conn"], json!(bob_id));
     let (r, _) = ann.request(json!({"op":"presence","channel":"lobby","id":"who2"}));
     assert_eq!(r["members"].as_array().unwrap().len(), 1, "{r}");
+}
+
+fn token(claims: Value) -> String {
+    gateway::auth::Verifier::new(b"push-secret").sign(&claims.to_string())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn tokens_grant_channels_refresh_and_expire_with_4001() {
+    let gw = Gateway::start(&["--token-secret", "push-secret", "--require-token"]);
+    let addr = gw.addr();
+    let mut anon = Client::connect(addr);
+    let r = anon.handshake("/ws?user=eve", &[]);
+    assert_eq!(r.status, 401, "{r:?}");
+    let mut forged = Client::connect(addr);
+    let bad = gateway::auth::Verifier::new(b"other").sign(r#"{"sub":"x","exp":9999999999}"#);
+    assert_eq!(
+        forged.handshake(&format!("/ws?token={bad}"), &[]).status,
+        401
+    );
+
+    let now = unix_now();
+    let grant = |sub: &str, exp: u64| {
+        token(json!({"sub":sub,"exp":exp,"channels":["room:*"],"publish":["room:1"]}))
+    };
+    let mut ann = Ws::open(addr, &format!("?token={}", grant("ann", now + 2)));
+    let (r, _) = ann.request(json!({"op":"ping","id":0}));
+    assert_eq!(r["ok"], true);
+    assert_eq!(
+        ann.err(json!({"op":"subscribe","channel":"other","id":1})),
+        "forbidden"
+    );
+    ann.ok(json!({"op":"subscribe","channel":"room:1","id":2}));
+    assert_eq!(
+        ann.err(json!({"op":"publish","channel":"room:2","data":1,"id":3})),
+        "forbidden"
+    );
+    ann.ok(json!({"op":"publish","channel":"room:1","data":1,"id":4}));
+    assert_eq!(
+        ann.err(json!({"op":"refresh","token":grant("bob", now + 60),"id":5})),
+        "bad_token"
+    );
+    assert_eq!(
+        ann.err(json!({"op":"refresh","token":grant("ann", now - 1),"id":6})),
+        "token_expired"
+    );
+    assert_eq!(
+        ann.err(json!({"op":"refresh","token":"x.y.z","id":7})),
+        "bad_token"
+    );
+    ann.ok(json!({"op":"refresh","token":grant("ann", now + 60),"id":8}));
+
+    // The same user without a refresh is closed when its token expires; ann is not.
+    let mut late = Ws::open(addr, &format!("?token={}", grant("ann", now + 2)));
+    late.c.set_timeout(Duration::from_secs(5));
+    loop {
+        let f = late.c.read_frame();
+        if f.opcode == op::CLOSE {
+            assert_eq!(f.close_code(), Some(4001), "{f:?}");
+            break;
+        }
+    }
+    assert!(unix_now() >= now + 2, "closed before the expiry");
+    thread::sleep(Duration::from_millis(200));
+    let before = ann.sync();
+    assert!(before.iter().all(|m| m["type"] != "close"), "{before:?}");
 }

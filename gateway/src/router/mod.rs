@@ -22,8 +22,12 @@ pub mod registry;
 pub mod session;
 mod ws;
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
+
+use crate::auth::upgrade::ClientAuth;
+use crate::auth::Claims;
 
 use crate::conn::ConnId;
 use crate::protocol::reply::{self, Member};
@@ -198,6 +202,11 @@ pub struct Router {
     users: HashMap<Arc<str>, Vec<ConnId>>,
     /// Only this shard exists on the mesh (no other shard to tell).
     solo: bool,
+    /// How client connections authenticate.
+    pub(crate) auth: ClientAuth,
+    /// Token expiries of this shard's connections (seconds since the epoch), earliest first;
+    /// an entry is stale when its connection refreshed or closed since.
+    expiries: BinaryHeap<Reverse<(u64, ConnId)>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -233,6 +242,8 @@ impl Router {
             channel_gathers: HashMap::new(),
             next_tag: 0,
             users: HashMap::new(),
+            auth: ClientAuth::default(),
+            expiries: BinaryHeap::new(),
             solo: false,
         }
     }
@@ -247,6 +258,38 @@ impl Router {
         );
         r.solo = true;
         r
+    }
+
+    /// Authenticate client connections with `auth` (default: anonymous clients only).
+    pub fn with_auth(mut self, auth: ClientAuth) -> Router {
+        self.auth = auth;
+        self
+    }
+
+    /// Give connection `id` the verified `claims`: its user, its rights, its expiry.
+    pub fn set_claims(&mut self, id: ConnId, session: &mut Session, claims: Arc<Claims>) {
+        if session.user.as_deref() != Some(&*claims.sub) {
+            self.set_user(id, session, Arc::from(&*claims.sub));
+        }
+        self.expiries.push(Reverse((claims.exp, id)));
+        session.grants = Some(claims);
+    }
+
+    /// Connections whose token expiry (as recorded) is at or before `now_secs`, in expiry
+    /// order; the caller checks each against the session (a refresh makes an entry stale).
+    pub fn take_expired(&mut self, now_secs: u64, out: &mut Vec<(u64, ConnId)>) {
+        while let Some(&Reverse((exp, id))) = self.expiries.peek() {
+            if exp > now_secs {
+                break;
+            }
+            self.expiries.pop();
+            out.push((exp, id));
+        }
+    }
+
+    /// The earliest recorded token expiry (seconds since the epoch).
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiries.peek().map(|Reverse((exp, _))| *exp)
     }
 
     /// This router's shard.

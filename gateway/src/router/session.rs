@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::auth::Claims;
+
 use super::channels::{ChanKey, Kind};
 
 /// One connection's router state.
@@ -17,11 +19,32 @@ pub struct Session {
     pub channels: Vec<ChanKey>,
     /// Queued for a flush at the end of the shard's turn.
     pub flush_queued: bool,
+    /// The verified token's claims (`None`: anonymous, allowed everywhere).
+    pub grants: Option<Arc<Claims>>,
 }
 
 impl Session {
     /// Whether it is subscribed to the channel `key`.
     pub fn has(&self, key: ChanKey) -> bool {
         self.channels.contains(&key)
+    }
+
+    /// Whether the connection may subscribe to `channel`.
+    pub fn may_subscribe(&self, channel: &str) -> bool {
+        self.grants
+            .as_ref()
+            .is_none_or(|c| c.channels.allows(channel))
+    }
+
+    /// Whether the connection may publish on `channel`.
+    pub fn may_publish(&self, channel: &str) -> bool {
+        self.grants
+            .as_ref()
+            .is_none_or(|c| c.publish.allows(channel))
+    }
+
+    /// When its token expires (seconds since the Unix epoch), if it has one.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.grants.as_ref().map(|c| c.exp)
     }
 }

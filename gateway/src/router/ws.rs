@@ -8,6 +8,7 @@ use std::sync::Arc;
 use frame_simd::Opcode;
 use simd_json::prelude::*;
 
+use crate::auth::{unix_now, Identity, TokenError};
 use crate::conn::{App, ConnId, Output, Refusal, Route};
 use crate::protocol::channel::check_channel;
 use crate::protocol::json::{write_str, write_value};
@@ -46,10 +47,23 @@ impl App for Dispatch<'_> {
             status: (400, "Bad Request"),
             message,
         };
-        match route {
-            Route::Echo => Ok(()),
-            Route::Ws => {
-                self.session.kind = Some(Kind::Json);
+        if route == Route::Echo {
+            return Ok(());
+        }
+        // Set first: a refused upgrade is cleaned up like any closing connection.
+        self.session.kind = Some(if route == Route::Ws {
+            Kind::Json
+        } else {
+            Kind::Bare
+        });
+        let query = target.split_once('?').map_or("", |(_, q)| q);
+        match self
+            .router
+            .auth
+            .authenticate(query, req.headers, unix_now())
+        {
+            Ok(Identity::Token(claims)) => self.router.set_claims(self.id, self.session, claims),
+            Ok(Identity::Anonymous { .. }) => {
                 for (k, v) in query_pairs(target) {
                     if k == "user" && !v.is_empty() {
                         if v.len() > MAX_USER_BYTES || v.chars().any(char::is_control) {
@@ -60,6 +74,17 @@ impl App for Dispatch<'_> {
                         self.router.set_user(self.id, self.session, Arc::from(&*v));
                     }
                 }
+            }
+            Err(e) => {
+                return Err(Refusal {
+                    status: (401, "Unauthorized"),
+                    message: format!("{e}\n"),
+                })
+            }
+        }
+        match route {
+            Route::Echo => Ok(()),
+            Route::Ws => {
                 let text = &mut self.router.text;
                 text.clear();
                 reply::welcome(text, self.id, self.session.user.as_deref());
@@ -67,12 +92,17 @@ impl App for Dispatch<'_> {
                 Ok(())
             }
             Route::Raw => {
-                self.session.kind = Some(Kind::Bare);
                 let mut names = Vec::new();
                 for (k, v) in query_pairs(target) {
                     if k == "channel" {
                         check_channel(&v)
                             .map_err(|e| refuse(format!("channel {v:?}: {}\n", e.message())))?;
+                        if !self.session.may_subscribe(&v) {
+                            return Err(Refusal {
+                                status: (403, "Forbidden"),
+                                message: format!("the token does not allow channel {v:?}\n"),
+                            });
+                        }
                         names.push(v.into_owned());
                     }
                 }
@@ -87,7 +117,12 @@ impl App for Dispatch<'_> {
                 Ok(())
             }
             Route::Broadcast => {
-                self.session.kind = Some(Kind::Bare);
+                if !self.session.may_subscribe(BROADCAST_CHANNEL) {
+                    return Err(Refusal {
+                        status: (403, "Forbidden"),
+                        message: "the token does not allow channel \"broadcast\"\n".into(),
+                    });
+                }
                 let _ = self
                     .router
                     .subscribe(self.id, self.session, BROADCAST_CHANNEL);
@@ -117,7 +152,7 @@ impl Dispatch<'_> {
             self.router.stats.raw_ignored += 1;
             return;
         };
-        if opcode != Opcode::Text {
+        if opcode != Opcode::Text || !self.session.may_publish(BROADCAST_CHANNEL) {
             self.router.stats.raw_ignored += 1;
             return;
         }
@@ -180,6 +215,12 @@ impl Dispatch<'_> {
         let id = self.id_text(req.id);
         let result = match req.op {
             Op::Ping => Ok(true),
+            Op::Subscribe { channel } if !self.session.may_subscribe(channel) => {
+                Err(ProtocolError::new(
+                    ErrorCode::Forbidden,
+                    "the token does not allow this channel",
+                ))
+            }
             Op::Subscribe { channel } => self
                 .router
                 .subscribe(self.id, self.session, channel)
@@ -188,6 +229,12 @@ impl Dispatch<'_> {
                 .router
                 .unsubscribe(self.id, self.session, channel)
                 .map(|()| true),
+            Op::Publish { channel, .. } if !self.session.may_publish(channel) => {
+                Err(ProtocolError::new(
+                    ErrorCode::Forbidden,
+                    "the token does not allow publishing on this channel",
+                ))
+            }
             Op::Publish {
                 channel,
                 data,
@@ -204,10 +251,7 @@ impl Dispatch<'_> {
                 );
                 Ok(false)
             }
-            Op::Refresh { .. } => Err(ProtocolError::new(
-                ErrorCode::BadToken,
-                "tokens are not enabled on this server",
-            )),
+            Op::Refresh { token } => self.refresh(token),
         };
         match result {
             Ok(true) => self.reply_ok(out, &id),
@@ -215,6 +259,43 @@ impl Dispatch<'_> {
             Err(e) => self.reply_err(out, &id, e),
         }
         self.router.id_text = id;
+    }
+
+    fn refresh(&mut self, token: &str) -> Result<bool, ProtocolError> {
+        let claims = match self.router.auth.verify(token, unix_now()) {
+            Ok(Identity::Token(claims)) => claims,
+            Ok(Identity::Anonymous { .. }) => {
+                return Err(ProtocolError::new(ErrorCode::BadToken, "no token"))
+            }
+            Err(TokenError::Expired { .. }) => {
+                return Err(ProtocolError::new(
+                    ErrorCode::TokenExpired,
+                    "the token has expired",
+                ))
+            }
+            Err(_) => {
+                return Err(ProtocolError::new(
+                    ErrorCode::BadToken,
+                    "the token is malformed or its signature is wrong",
+                ))
+            }
+        };
+        let same_user = match &self.session.grants {
+            Some(old) => old.sub == claims.sub,
+            None => self
+                .session
+                .user
+                .as_deref()
+                .is_none_or(|u| *u == *claims.sub),
+        };
+        if !same_user {
+            return Err(ProtocolError::new(
+                ErrorCode::BadToken,
+                "the token is for another user",
+            ));
+        }
+        self.router.set_claims(self.id, self.session, claims);
+        Ok(true)
     }
 
     fn publish(

@@ -4,10 +4,11 @@
 //! would pass `--max-outbound-bytes` is closed with 4008 instead, without slowing the others.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use frame_simd::{CloseCode, Opcode};
 
+use crate::auth::unix_now;
 use crate::conn::id::Slab;
 use crate::conn::{ConnId, State};
 use crate::driver::Driver;
@@ -21,6 +22,8 @@ use super::{Entry, Shard};
 
 /// The close code for a slow consumer.
 pub const SLOW_CONSUMER: CloseCode = CloseCode(4008);
+/// The close code for a connection whose token expired.
+pub const TOKEN_EXPIRED: CloseCode = CloseCode(4001);
 
 /// What happened to one frame for one connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +91,7 @@ impl<D: Driver> Shard<D> {
             }
         }
         self.dirty = dirty;
+        self.expire_tokens(now);
         self.router.flush();
         let s = std::mem::take(&mut self.router.stats);
         self.metrics.publishes.add(s.publishes);
@@ -95,6 +99,34 @@ impl<D: Driver> Shard<D> {
         self.metrics
             .slow_consumer_disconnects
             .add(s.slow_consumer_disconnects);
+    }
+
+    /// How long the loop may sleep before a token expires (`None`: no token).
+    pub(super) fn token_timeout(&self) -> Option<Duration> {
+        let exp = self.router.next_expiry()?;
+        Some(Duration::from_secs(exp.saturating_sub(unix_now())))
+    }
+
+    /// Close (4001) the connections whose token expired without a refresh.
+    fn expire_tokens(&mut self, now: Instant) {
+        let secs = match self.router.next_expiry() {
+            Some(exp) if exp <= unix_now() => unix_now(),
+            _ => return,
+        };
+        let mut expired = Vec::new();
+        self.router.take_expired(secs, &mut expired);
+        for (exp, id) in expired {
+            let Some(e) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if e.session.expires_at() != Some(exp) || e.conn.state() != State::Open {
+                continue;
+            }
+            self.metrics.token_expiry_closes.add(1);
+            e.conn
+                .on_close_request(TOKEN_EXPIRED, "token expired", now, &mut self.out);
+            self.settle(id, now);
+        }
     }
 
     fn on_shard_msg(&mut self, msg: ShardMsg, now: Instant) {
