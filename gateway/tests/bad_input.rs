@@ -1204,3 +1204,79 @@ fn many_concurrent_clients_each_get_their_own_echoes() {
     }
     gw.assert_serves();
 }
+
+#[test]
+fn mutated_frame_streams_never_break_the_gateway() {
+    // Valid frame streams with random bit flips, truncations and inserted bytes, on many
+    // connections at once. Whatever the server answers must be well-formed server frames (the
+    // harness checks masking, lengths and RSV bits), a close must carry a code the contract
+    // allows for errors or echoes, and the gateway keeps running and serving.
+    let gw = Gateway::start(&["--close-timeout", "1s"]);
+    let addr = gw.addr();
+    let handles: Vec<_> = (0..8u64)
+        .map(|t| {
+            thread::spawn(move || {
+                let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ (t + 1).wrapping_mul(0x9e37_79b9);
+                let mut next = move || {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng
+                };
+                for _ in 0..20 {
+                    let mut c = Client::open(addr);
+                    let mut stream = Vec::new();
+                    for f in 0..(1 + next() % 6) {
+                        let len = (next() % 300) as usize;
+                        let (opcode, payload) = match next() % 5 {
+                            0 => (op::TEXT, common::utf8_text(len)),
+                            1 => (op::BINARY, pattern(len, f)),
+                            2 => (op::PING, pattern(len % 126, f)),
+                            3 => (op::CONT, pattern(len, f)),
+                            _ => (op::CLOSE, [3u8, 0xe8].to_vec()),
+                        };
+                        let fin = next() % 4 != 0;
+                        let key = (next() as u32).to_be_bytes();
+                        stream.extend(c.frame_bytes(fin, 0, opcode, &payload, Some(key)));
+                    }
+                    for _ in 0..(1 + next() % 4) {
+                        let at = (next() as usize) % stream.len();
+                        match next() % 3 {
+                            0 => stream[at] ^= 1 << (next() % 8),
+                            1 => stream.truncate(at.max(1)),
+                            _ => stream.insert(at, next() as u8),
+                        }
+                    }
+                    if c.try_send_raw(&stream).is_err() {
+                        continue;
+                    }
+                    c.set_timeout(Duration::from_millis(150));
+                    while let Ok(Some(f)) = c.try_read_frame() {
+                        if f.opcode == op::CLOSE {
+                            let code = f.close_code();
+                            assert!(
+                                matches!(
+                                    code,
+                                    None | Some(1000..=1003 | 1007..=1014 | 3000..=4999)
+                                ),
+                                "close code {code:?}"
+                            );
+                            break;
+                        }
+                        assert!(
+                            matches!(f.opcode, op::TEXT | op::BINARY | op::PONG | op::PING),
+                            "unexpected opcode {:#x}",
+                            f.opcode
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("mutation client thread");
+    }
+    let mut gw = gw;
+    gw.assert_running();
+    gw.assert_serves();
+}
