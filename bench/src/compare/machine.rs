@@ -40,6 +40,10 @@ pub fn describe(workspace: &Path, opts: &Options) -> Machine {
         ("CPU".into(), format!("{cpu} ({cores} cores online)")),
         ("memory".into(), memory),
         ("kernel".into(), kernel),
+        (
+            "open files (hard limit)".into(),
+            open_files_hard_limit().map_or_else(|| "unlimited".into(), |n| n.to_string()),
+        ),
         ("server cores (taskset)".into(), opts.server_cpus.clone()),
         (
             "loadgen cores (taskset)".into(),
@@ -109,6 +113,19 @@ pub fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The hard `RLIMIT_NOFILE` of this process (`None` when unlimited or unreadable).
+pub fn open_files_hard_limit() -> Option<u64> {
+    hard_open_files(&std::fs::read_to_string("/proc/self/limits").ok()?)
+}
+
+/// The hard limit on the `Max open files` line of a `/proc/<pid>/limits` text.
+fn hard_open_files(limits: &str) -> Option<u64> {
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(4)?.parse().ok()
+}
+
 fn field(text: &str, name: &str) -> Option<String> {
     text.lines()
         .find(|line| line.starts_with(name))
@@ -160,6 +177,17 @@ fn npm_lock_version(lock: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_hard_open_files_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             unlimited            unlimited            processes \n\
+                      Max open files            1024                 20000                files     \n";
+        assert_eq!(hard_open_files(limits), Some(20000));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(hard_open_files(unlimited), None);
+    }
 
     #[test]
     fn reads_versions_from_lock_files() {

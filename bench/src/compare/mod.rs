@@ -206,6 +206,7 @@ fn run_one(
     threads: usize,
     json: &Path,
 ) -> io::Result<Measured> {
+    check_open_file_limit(scenario)?;
     let running = Running::start(
         server,
         threads,
@@ -216,6 +217,23 @@ fn run_one(
     let result = loadgen::run(opts, loadgen, scenario, &url, running.pid, json);
     running.stop();
     measured(scenario, &result?)
+}
+
+/// Open files a process needs besides its connections (listeners, pollers, pipes, stdio).
+const SPARE_FILES: u64 = 100;
+
+/// Refuse a scenario this machine cannot hold: every connection is an open file on both sides,
+/// and the hard limit is as far as a process may raise its own.
+fn check_open_file_limit(scenario: &Scenario) -> io::Result<()> {
+    let needed = u64::from(scenario.connections) + SPARE_FILES;
+    match machine::open_files_hard_limit() {
+        Some(limit) if limit < needed => Err(io::Error::other(format!(
+            "{} connections need ~{needed} open files per process; the hard limit here is \
+             {limit} (raise it, as root: ulimit -Hn)",
+            scenario.connections
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `cargo build --release` of the servers and loadgen, and `npm ci` for the Node peer.

@@ -20,6 +20,8 @@ pub struct Scenario {
     pub metrics: &'static [Metric],
     /// Pass the server's PID to loadgen (memory and CPU from /proc).
     pub needs_server_pid: bool,
+    /// Connections held at once: each side needs that many open files.
+    pub connections: u32,
 }
 
 /// One figure taken from loadgen's JSON report (the `Report` of `loadgen/src/report/mod.rs`).
@@ -155,6 +157,7 @@ pub fn all() -> Vec<Scenario> {
         ]),
         metrics: &[MESSAGES_PER_S, P50, P99, P999],
         needs_server_pid: false,
+        connections,
     };
     // Publish rates chosen so both sizes ask for 200,000 deliveries/s: enough to load every
     // server here, low enough for one loadgen core to keep time.
@@ -177,6 +180,7 @@ pub fn all() -> Vec<Scenario> {
         ]),
         metrics: &[DELIVERIES_PER_S, P50, P99, P999, LOST],
         needs_server_pid: false,
+        connections: subscribers + 1,
     };
     let idle = |id, title, connections: u32| Scenario {
         id,
@@ -192,6 +196,7 @@ pub fn all() -> Vec<Scenario> {
         ]),
         metrics: &[RSS_PER_CONN],
         needs_server_pid: true,
+        connections,
     };
     vec![
         echo(
@@ -234,6 +239,7 @@ pub fn all() -> Vec<Scenario> {
             loadgen_args: args(&["connect", "-c", "10000", "--rate", "0"]),
             metrics: &[CONNECTS_PER_S, CONNECT_P99],
             needs_server_pid: false,
+            connections: 10_000,
         },
         idle("idle-10k", "idle memory, 10,000 connections", 10_000),
         idle("idle-50k", "idle memory, 50,000 connections", 50_000),
