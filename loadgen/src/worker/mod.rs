@@ -177,6 +177,7 @@ struct Worker {
     next_tick: u64,
     cpu_start: Option<u64>,
     cpu_window: u64,
+    cpu_sampled: bool,
     unsent: u64,
     meter: Meter,
     buf: Vec<u8>,
@@ -278,6 +279,7 @@ pub fn run(init: WorkerInit, poll: Poll) -> io::Result<WorkerResult> {
         next_tick: SEC,
         cpu_start: None,
         cpu_window: 0,
+        cpu_sampled: false,
         unsent: 0,
         meter: Meter::new(),
         buf: vec![0; READ_BUF],
@@ -318,8 +320,10 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            let now = self.clock.now_ns();
-            for ev in events.iter() {
+            for (i, ev) in events.iter().enumerate() {
+                // A fresh clock per socket: a message read late in a long batch is timed when it
+                // is read, not when the batch started.
+                let now = self.clock.now_ns();
                 match ev.token() {
                     WAKER => {}
                     TIMER => {
@@ -327,6 +331,11 @@ impl Worker {
                         self.armed = 0;
                     }
                     Token(idx) => self.on_socket(idx, now),
+                }
+                // Keep the send schedule while a large batch of deliveries is being read.
+                if i % 64 == 63 {
+                    self.do_sends(now);
+                    self.flush_dirty();
                 }
             }
         }
@@ -350,7 +359,7 @@ impl Worker {
             self.phase = phase;
         }
         if self.phase == phase::RUN {
-            if self.cpu_start.is_none() && now >= self.meter.window_start {
+            if self.cpu_start.is_none() && !self.cpu_sampled && now >= self.meter.window_start {
                 self.cpu_start = Some(thread_cpu_ns());
             }
             if now >= self.meter.window_end {
@@ -362,6 +371,7 @@ impl Worker {
 
     fn sample_cpu_end(&mut self) {
         if let Some(start) = self.cpu_start.take() {
+            self.cpu_sampled = true;
             self.cpu_window = thread_cpu_ns().saturating_sub(start);
         }
     }
