@@ -150,6 +150,31 @@ pub struct Cli {
     /// Largest backend API request body; larger ones get 413 [default: 1048576]
     #[arg(long, env = "GATEWAY_MAX_API_BODY_BYTES")]
     pub max_api_body_bytes: Option<usize>,
+
+    // --- Event driver ---
+    /// Event driver: `epoll`, `uring` (io_uring; refuses to start where the kernel does not
+    /// allow it) or `auto` (io_uring when available, else epoll; the choice is logged)
+    /// [default: auto]
+    #[arg(long, env = "GATEWAY_DRIVER", value_enum)]
+    pub driver: Option<DriverChoice>,
+
+    /// Provided receive buffers per shard for the io_uring driver, 16 KiB each (a power of two
+    /// up to 32768) [default: 512]
+    #[arg(long, env = "GATEWAY_URING_BUFFERS")]
+    pub uring_buffers: Option<u16>,
+}
+
+/// Which event driver the shards run on (`--driver`).
+#[derive(clap::ValueEnum, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverChoice {
+    /// mio over epoll.
+    Epoll,
+    /// io_uring; fails at start if the kernel does not allow it.
+    Uring,
+    /// io_uring when the kernel allows it, else epoll.
+    #[default]
+    Auto,
 }
 
 /// `ADDR:PORT`, `[V6]:PORT`, `localhost:PORT`, or `:PORT` (all IPv4 interfaces).
@@ -221,6 +246,8 @@ struct FileConfig {
     require_token: Option<bool>,
     allow_anonymous: Option<bool>,
     max_api_body_bytes: Option<usize>,
+    driver: Option<DriverChoice>,
+    uring_buffers: Option<u16>,
 }
 
 impl FileConfig {
@@ -260,6 +287,10 @@ pub struct Config {
     pub shard_queue_capacity: usize,
     /// The backend API and client token settings.
     pub api: ApiConfig,
+    /// The event driver asked for.
+    pub driver: DriverChoice,
+    /// Provided receive buffers per shard (io_uring driver).
+    pub uring_buffers: u16,
 }
 
 /// The default backend API address.
@@ -440,6 +471,13 @@ impl Config {
                 d.close_timeout,
             )?,
         };
+        let uring_buffers = cli
+            .uring_buffers
+            .or(file.uring_buffers)
+            .unwrap_or(crate::driver::uring::DEFAULT_BUFFERS);
+        if !uring_buffers.is_power_of_two() || uring_buffers > 1 << 15 {
+            bail!("--uring-buffers must be a power of two up to 32768, got {uring_buffers}");
+        }
         Ok(Config {
             listen,
             threads,
@@ -469,6 +507,8 @@ impl Config {
                 .unwrap_or(65536)
                 .max(1),
             api,
+            driver: cli.driver.or(file.driver).unwrap_or_default(),
+            uring_buffers,
         })
     }
 }

@@ -16,9 +16,10 @@ use tracing::{error, info, warn};
 
 use gateway::auth::upgrade::ClientAuth;
 use gateway::auth::Verifier;
-use gateway::config::Config;
+use gateway::config::{Config, DriverChoice};
 use gateway::driver::mio::{bind_reuseport, MioDriver};
-use gateway::driver::{allowed_cpus, pin_current_thread, raise_nofile_limit};
+use gateway::driver::uring::{self, UringDriver};
+use gateway::driver::{allowed_cpus, pin_current_thread, raise_nofile_limit, ShardDriver};
 use gateway::metrics::{ShardMetrics, Totals};
 use gateway::router::inbox::Mesh;
 use gateway::router::{Router, RouterConfig};
@@ -49,7 +50,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match run(cfg) {
+    let use_uring = match choose_driver(cfg.driver) {
+        Ok(u) => u,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cfg, use_uring) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -58,7 +67,37 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cfg: Config) -> anyhow::Result<()> {
+/// Resolve `--driver`: whether the shards run on io_uring. An explicit `uring` the kernel does
+/// not allow is an error (exit code 2); `auto` falls back to epoll and says why.
+fn choose_driver(choice: DriverChoice) -> Result<bool, String> {
+    if choice == DriverChoice::Epoll {
+        info!(driver = "epoll", "event driver (--driver epoll)");
+        return Ok(false);
+    }
+    let asked = if choice == DriverChoice::Uring {
+        "uring"
+    } else {
+        "auto"
+    };
+    match uring::probe() {
+        Ok(()) => {
+            info!(
+                driver = "io_uring",
+                "event driver (--driver {asked}: io_uring available)"
+            );
+            Ok(true)
+        }
+        Err(why) if choice == DriverChoice::Uring => Err(format!(
+            "--driver uring: io_uring is not available here: {why}; use --driver epoll or auto"
+        )),
+        Err(why) => {
+            info!(driver = "epoll", reason = %why, "event driver (--driver auto: io_uring unavailable)");
+            Ok(false)
+        }
+    }
+}
+
+fn run(cfg: Config, use_uring: bool) -> anyhow::Result<()> {
     let nofile = raise_nofile_limit().unwrap_or(1024);
     let derived = usize::try_from(nofile.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
     let max_connections = cfg.max_connections.unwrap_or(derived);
@@ -105,9 +144,21 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let mut drivers = Vec::with_capacity(cfg.threads);
     for listeners in per_shard {
         let n = listeners.len();
-        let (driver, waker) = MioDriver::new(listeners)?;
+        let shard_metrics = Arc::new(ShardMetrics::default());
+        let (driver, waker) = if use_uring {
+            let (d, w) = UringDriver::new(listeners, cfg.uring_buffers, Arc::clone(&shard_metrics))
+                .context("cannot set up an io_uring ring")?;
+            if drivers.is_empty() {
+                info!(mode = ?d.mode(), buffers = cfg.uring_buffers, "io_uring ring per shard");
+            }
+            (ShardDriver::Uring(d), w)
+        } else {
+            let (d, w) = MioDriver::new(listeners)?;
+            (ShardDriver::Epoll(d), w)
+        };
         wakers.push(waker);
-        drivers.push((driver, n));
+        metrics.push(Arc::clone(&shard_metrics));
+        drivers.push((driver, n, shard_metrics));
     }
     // The queues between shards, each woken through its shard's waker.
     let mesh = Arc::new(Mesh::new(
@@ -125,11 +176,9 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             .map(|s| Verifier::new(s.as_bytes())),
         require_token: cfg.api.require_token,
     };
-    for (index, (driver, n)) in drivers.into_iter().enumerate() {
+    for (index, (driver, n, shard_metrics)) in drivers.into_iter().enumerate() {
         let router =
             Router::new(index as u8, Arc::clone(&mesh), router_cfg).with_auth(client_auth.clone());
-        let shard_metrics = Arc::new(ShardMetrics::default());
-        metrics.push(Arc::clone(&shard_metrics));
         let shard = Shard::new(
             index as u8,
             driver,

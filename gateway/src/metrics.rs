@@ -23,6 +23,8 @@ pub struct ShardMetrics {
     pub backpressure_pauses: Counter,
     /// Accept failures for lack of file descriptors.
     pub accept_exhausted: Counter,
+    /// Times a multishot receive ended because the io_uring buffer ring was empty.
+    pub recv_buffers_exhausted: Counter,
     /// Connections dropped at a deadline (handshake, pong, close).
     pub timeouts: Counter,
     /// Data messages received from clients.
@@ -240,6 +242,19 @@ pub fn render(shards: &[&ShardMetrics], out: &mut String) {
         "gateway_connections_refused_total",
         &[("reason", "fd_exhausted")],
         sum(&|m| m.accept_exhausted.get()),
+    );
+    family(
+        out,
+        "gateway_uring_buffers_exhausted_total",
+        "counter",
+        "Receives that found the io_uring provided-buffer ring empty (re-armed once buffers \
+         come back; 0 with the epoll driver).",
+    );
+    sample(
+        out,
+        "gateway_uring_buffers_exhausted_total",
+        &[],
+        sum(&|m| m.recv_buffers_exhausted.get()),
     );
     family(
         out,

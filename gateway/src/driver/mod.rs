@@ -25,6 +25,7 @@
 //! confined to these files.
 
 pub mod mio;
+pub mod uring;
 
 use std::io::{self, IoSlice};
 use std::time::Duration;
@@ -78,6 +79,90 @@ pub trait Driver {
 
     /// Close every listener: no new connections.
     fn stop_accepting(&mut self);
+}
+
+/// The driver a shard runs on, chosen once at start (`--driver`): one shard type serves both,
+/// and the per-call match is a predictable branch next to a syscall.
+// One per shard, built once and never moved on the data path: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum ShardDriver {
+    /// mio (epoll).
+    Epoll(self::mio::MioDriver),
+    /// io_uring.
+    Uring(self::uring::UringDriver),
+}
+
+/// A freshly accepted socket of either driver.
+pub enum ShardSocket {
+    /// From the mio driver.
+    Epoll(::mio::net::TcpStream),
+    /// From the io_uring driver.
+    Uring(std::net::TcpStream),
+}
+
+fn mismatched() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "socket from the other driver")
+}
+
+impl Driver for ShardDriver {
+    type Socket = ShardSocket;
+
+    fn wait(&mut self, ready: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            ShardDriver::Epoll(d) => d.wait(ready, timeout),
+            ShardDriver::Uring(d) => d.wait(ready, timeout),
+        }
+    }
+
+    fn accept(&mut self, listener: usize) -> io::Result<Option<ShardSocket>> {
+        Ok(match self {
+            ShardDriver::Epoll(d) => d.accept(listener)?.map(ShardSocket::Epoll),
+            ShardDriver::Uring(d) => d.accept(listener)?.map(ShardSocket::Uring),
+        })
+    }
+
+    fn attach(&mut self, id: ConnId, socket: ShardSocket) -> io::Result<()> {
+        match (self, socket) {
+            (ShardDriver::Epoll(d), ShardSocket::Epoll(s)) => d.attach(id, s),
+            (ShardDriver::Uring(d), ShardSocket::Uring(s)) => d.attach(id, s),
+            _ => Err(mismatched()),
+        }
+    }
+
+    fn recv(&mut self, id: ConnId, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ShardDriver::Epoll(d) => d.recv(id, buf),
+            ShardDriver::Uring(d) => d.recv(id, buf),
+        }
+    }
+
+    fn send(&mut self, id: ConnId, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            ShardDriver::Epoll(d) => d.send(id, bufs),
+            ShardDriver::Uring(d) => d.send(id, bufs),
+        }
+    }
+
+    fn shutdown_write(&mut self, id: ConnId) {
+        match self {
+            ShardDriver::Epoll(d) => d.shutdown_write(id),
+            ShardDriver::Uring(d) => d.shutdown_write(id),
+        }
+    }
+
+    fn close(&mut self, id: ConnId) {
+        match self {
+            ShardDriver::Epoll(d) => d.close(id),
+            ShardDriver::Uring(d) => d.close(id),
+        }
+    }
+
+    fn stop_accepting(&mut self) {
+        match self {
+            ShardDriver::Epoll(d) => d.stop_accepting(),
+            ShardDriver::Uring(d) => d.stop_accepting(),
+        }
+    }
 }
 
 /// Whether an accept error means the process or system ran out of file descriptors (or socket

@@ -38,7 +38,32 @@ impl Gateway {
     /// 127.0.0.1:0` is put in front of `args`. Waits for one `listening on` line per `--listen`
     /// flag (at least one).
     pub fn start_with(args: &[&str], envs: &[(&str, &str)], default_listen: bool) -> Gateway {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        Gateway::spawn(
+            Command::new(env!("CARGO_BIN_EXE_gateway")),
+            args,
+            envs,
+            default_listen,
+        )
+    }
+
+    /// Start `gateway --listen 127.0.0.1:0 <args>` with its descriptor limit (soft and hard)
+    /// set to `nofile` from the first instruction (through `prlimit`, which execs the gateway,
+    /// so the PID is the gateway's). Both drivers see the limit: io_uring takes it when an
+    /// accept is armed, so lowering it on a running process would not reach an armed accept.
+    pub fn start_with_nofile(nofile: u64, args: &[&str]) -> Gateway {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_gateway"));
+        Gateway::spawn(cmd, args, &[], true)
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        default_listen: bool,
+    ) -> Gateway {
         if default_listen {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }

@@ -1,0 +1,1046 @@
+//! The completion driver: one io_uring per shard, issued only from the shard's thread. Accepts
+//! come from a multishot accept on each SO_REUSEPORT listener; receives from one multishot
+//! receive per connection that picks buffers from a per-shard provided-buffer ring; cross-shard
+//! wake-ups from a multishot poll on an epoll instance that holds only the shard's mio `Waker`
+//! (so the shard mesh keeps its `Arc<Waker>`); timers from the wait's own timeout.
+//!
+//! The readiness-shaped [`Driver`] contract is met by keeping each connection's completed
+//! receive buffers until [`Driver::recv`] copies them into the shard's buffer, which hands each
+//! one back to the ring as soon as it is drained. Sends are non-blocking vectored writes of the
+//! shard's iovecs (shared frames are referenced, never copied per connection); when the socket
+//! is full, a one-shot `POLLOUT` poll in the ring reports it writable again.
+//!
+//! Memory the kernel writes to: only the provided buffers (and their ring of descriptors). They
+//! belong to the driver, not to a connection, so closing a connection never frees memory a
+//! pending operation may still fill: its receive is cancelled, and the final completion, whenever
+//! it arrives, only returns its buffer to the ring. Dropping the driver cancels everything and
+//! waits for every final completion before the buffers are freed (and leaks them if the kernel
+//! does not answer within a bound, rather than free memory it may write).
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+use mio::{Events, Poll, Token, Waker};
+use tracing::{info, warn};
+
+use super::{Driver, Ready};
+use crate::conn::ConnId;
+use crate::metrics::ShardMetrics;
+
+/// Set to a non-empty value to make the probe report io_uring unavailable, as a kernel with
+/// `kernel.io_uring_disabled = 2` would (for tests of the fallback path).
+pub const UNAVAILABLE_ENV: &str = "GATEWAY_URING_UNAVAILABLE";
+/// Default number of provided receive buffers per shard.
+pub const DEFAULT_BUFFERS: u16 = 512;
+/// Bytes per provided receive buffer.
+pub const BUFFER_BYTES: u32 = 16 * 1024;
+/// Submission queue entries per ring (the completion queue holds four times as many).
+const SQ_ENTRIES: u32 = 1024;
+/// Received bytes a connection may hold before its multishot receive is cancelled (re-armed
+/// once the shard drains them): without it a connection the shard stopped reading (outbox over
+/// the limit) would keep taking bytes from the socket, and TCP backpressure would never start.
+const HOLD_LIMIT_BYTES: usize = 64 * 1024;
+/// The buffer group id of the shard's buffer ring.
+const BGID: u16 = 0;
+/// How long dropping the driver waits for cancelled operations to complete.
+const DROP_WAIT: Duration = Duration::from_secs(2);
+
+/// What a completion belongs to (the top bits of its `user_data`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Accept = 1,
+    Recv = 2,
+    PollOut = 3,
+    Wake = 4,
+    Cancel = 5,
+}
+
+const OP_SHIFT: u32 = 60;
+const SLOT_SHIFT: u32 = 28;
+const SEQ_MASK: u64 = (1 << SLOT_SHIFT) - 1;
+
+/// `user_data` naming `op` on slot `slot` (a listener index or a connection's slab slot) for
+/// the connection attached as number `seq` (so completions for a closed connection whose slot
+/// was reused are recognised as stale; `seq` wraps after 2^28 attaches).
+fn token(op: Op, slot: u32, seq: u32) -> u64 {
+    ((op as u64) << OP_SHIFT) | (u64::from(slot) << SLOT_SHIFT) | (u64::from(seq) & SEQ_MASK)
+}
+
+fn untoken(data: u64) -> (Option<Op>, u32, u32) {
+    let op = match data >> OP_SHIFT {
+        1 => Some(Op::Accept),
+        2 => Some(Op::Recv),
+        3 => Some(Op::PollOut),
+        4 => Some(Op::Wake),
+        5 => Some(Op::Cancel),
+        _ => None,
+    };
+    // Both fit: the slot is 32 bits below the op, the sequence 28 bits.
+    let slot = ((data >> SLOT_SHIFT) & u64::from(u32::MAX)) as u32;
+    (op, slot, (data & SEQ_MASK) as u32)
+}
+
+/// Why io_uring cannot be used here, or `Ok` when every operation this driver needs is
+/// available. Creates (and drops) a small ring.
+pub fn probe() -> Result<(), String> {
+    if std::env::var_os(UNAVAILABLE_ENV).is_some_and(|v| !v.is_empty()) {
+        return Err(format!("made unavailable by {UNAVAILABLE_ENV}"));
+    }
+    if let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+        if s.trim() == "2" {
+            return Err("disabled by the kernel (kernel.io_uring_disabled = 2)".into());
+        }
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    if (major, minor) < (6, 0) {
+        return Err(format!(
+            "kernel {} lacks multishot receive (needs 6.0 or later)",
+            release.trim()
+        ));
+    }
+    let ring = IoUring::new(8).map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) => {
+            format!("ring setup not permitted ({e}): io_uring_disabled or a seccomp policy")
+        }
+        Some(libc::ENOSYS) => format!("kernel built without io_uring ({e})"),
+        _ => format!("ring setup failed: {e}"),
+    })?;
+    if !ring.params().is_feature_ext_arg() || !ring.params().is_feature_nodrop() {
+        return Err("kernel lacks IORING_FEAT_EXT_ARG or IORING_FEAT_NODROP".into());
+    }
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| format!("cannot probe opcodes: {e}"))?;
+    for (code, name) in [
+        (opcode::AcceptMulti::CODE, "ACCEPT"),
+        (opcode::RecvMulti::CODE, "RECV"),
+        (opcode::PollAdd::CODE, "POLL_ADD"),
+        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+        (opcode::AsyncCancel2::CODE, "ASYNC_CANCEL"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(format!("opcode IORING_OP_{name} not supported"));
+        }
+    }
+    let bufs = BufRing::new(1, 64).map_err(|e| format!("cannot allocate a buffer ring: {e}"))?;
+    bufs.register(&ring)
+        .map_err(|e| format!("provided-buffer rings not supported: {e}"))?;
+    let _ = ring.submitter().unregister_buf_ring(BGID);
+    Ok(())
+}
+
+/// The shard's provided receive buffers and the ring of descriptors that lends them to the
+/// kernel. Buffer `bid` is bytes `bid * size ..` of one allocation that never moves.
+struct BufRing {
+    /// `count` descriptors, page aligned; the ring's tail is the `resv` field of entry 0.
+    entries: *mut types::BufRingEntry,
+    entries_layout: std::alloc::Layout,
+    data: *mut u8,
+    data_layout: std::alloc::Layout,
+    count: u16,
+    size: u32,
+    /// Our copy of the tail (the kernel only reads it).
+    tail: u16,
+    /// Buffers completed and not yet given back.
+    lent: usize,
+    /// Never free the memory (the kernel might still write it).
+    leak: bool,
+}
+
+impl BufRing {
+    /// `count` (a power of two) buffers of `size` bytes, all handed to the ring.
+    fn new(count: u16, size: u32) -> io::Result<BufRing> {
+        if !count.is_power_of_two() || count > 1 << 15 || size == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer count must be a power of two up to 32768",
+            ));
+        }
+        let bad = |_| io::Error::new(io::ErrorKind::InvalidInput, "buffer ring too large");
+        let entries_bytes =
+            (usize::from(count) * std::mem::size_of::<types::BufRingEntry>()).max(4096);
+        let entries_layout =
+            std::alloc::Layout::from_size_align(entries_bytes, 4096).map_err(bad)?;
+        let data_bytes = usize::from(count) * size as usize;
+        let data_layout = std::alloc::Layout::from_size_align(data_bytes, 64).map_err(bad)?;
+        // SAFETY: both layouts have a non-zero size (at least 4096 and `count * size` > 0).
+        let entries =
+            unsafe { std::alloc::alloc_zeroed(entries_layout) }.cast::<types::BufRingEntry>();
+        // SAFETY: as above.
+        let data = unsafe { std::alloc::alloc(data_layout) };
+        if entries.is_null() || data.is_null() {
+            // SAFETY: each pointer is freed only if it was allocated, with its own layout.
+            unsafe {
+                if !entries.is_null() {
+                    std::alloc::dealloc(entries.cast(), entries_layout);
+                }
+                if !data.is_null() {
+                    std::alloc::dealloc(data, data_layout);
+                }
+            }
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        let mut ring = BufRing {
+            entries,
+            entries_layout,
+            data,
+            data_layout,
+            count,
+            size,
+            tail: 0,
+            lent: usize::from(count),
+            leak: false,
+        };
+        for bid in 0..count {
+            ring.give_back(bid);
+        }
+        Ok(ring)
+    }
+
+    /// Register the descriptor ring with `ring` as buffer group [`BGID`].
+    fn register(&self, ring: &IoUring) -> io::Result<()> {
+        // SAFETY: the descriptors stay allocated (and unmoved) until `Drop`, which runs only
+        // after the owning driver has unregistered the group or dropped its ring.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(self.entries as u64, self.count, BGID, 0)
+        }
+    }
+
+    /// Buffers the kernel may still pick.
+    fn free(&self) -> usize {
+        usize::from(self.count) - self.lent
+    }
+
+    /// Hand buffer `bid` back to the kernel.
+    fn give_back(&mut self, bid: u16) {
+        let bid = bid & (self.count - 1);
+        let index = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `index < count`, inside the descriptor allocation. The kernel reads only the
+        // descriptors between its head and the published tail, and this one is at the tail, so
+        // nothing reads it while it is written; the tail field (entry 0's `resv`) is not
+        // touched by the setters.
+        unsafe {
+            let e = &mut *self.entries.add(index);
+            e.set_addr(self.data.add(usize::from(bid) * self.size as usize) as u64);
+            e.set_len(self.size);
+            e.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: `entries` is the ring base (page aligned, initialised); the tail is a
+        // naturally aligned u16 that the kernel reads with acquire ordering, so a release store
+        // publishes the descriptor written above.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries).cast::<AtomicU16>();
+            (*tail).store(self.tail, Ordering::Release);
+        }
+        self.lent = self.lent.saturating_sub(1);
+    }
+
+    /// Bytes `start..end` of buffer `bid`, which the kernel filled and gave us (so it does not
+    /// write it until it is given back).
+    fn bytes(&self, bid: u16, start: u32, end: u32) -> &[u8] {
+        let end = end.min(self.size);
+        let start = start.min(end);
+        let bid = bid & (self.count - 1);
+        // SAFETY: `bid < count` and `start <= end <= size`, so the range is inside the data
+        // allocation; the buffer is lent to us (its completion arrived, it is not yet given
+        // back), so the kernel does not write it while this borrow lives.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.data
+                    .add(usize::from(bid) * self.size as usize + start as usize),
+                (end - start) as usize,
+            )
+        }
+    }
+}
+
+// SAFETY: `BufRing` owns its two allocations outright (the raw pointers are not shared with
+// other threads' Rust code; the kernel side follows the ring, which moves with it). It is built
+// on one thread and then used only by the shard thread it is moved to.
+unsafe impl Send for BufRing {}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        if self.leak {
+            return;
+        }
+        // SAFETY: allocated in `new` with these layouts; the driver drops the ring only when no
+        // operation that could select a buffer is pending (otherwise `leak` is set).
+        unsafe {
+            std::alloc::dealloc(self.entries.cast(), self.entries_layout);
+            std::alloc::dealloc(self.data, self.data_layout);
+        }
+    }
+}
+
+/// How a connection's multishot receive stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RecvState {
+    /// Armed in the ring.
+    Armed,
+    /// Not armed: re-armed once the shard drains what the connection holds.
+    Idle,
+    /// Ended by an empty buffer ring: re-armed by `wait` once buffers come back.
+    Starved,
+    /// End of stream or an error: never re-armed.
+    Done,
+}
+
+/// A completed receive not yet drained: bytes `start..end` of buffer `bid`.
+struct Held {
+    bid: u16,
+    start: u32,
+    end: u32,
+}
+
+struct Stream {
+    socket: TcpStream,
+    id: ConnId,
+    seq: u32,
+    held: VecDeque<Held>,
+    /// Bytes copied out of buffers when the ring ran dry (drained before `held`).
+    spill: Vec<u8>,
+    spill_pos: usize,
+    held_bytes: usize,
+    recv: RecvState,
+    /// A cancel of the armed receive was submitted (hold limit).
+    cancelling: bool,
+    /// What follows the held bytes: `Some(0)` end of stream, `Some(errno)` an error.
+    end: Option<i32>,
+    poll_out: bool,
+    read_turn: u64,
+    write_turn: u64,
+}
+
+struct Listener {
+    socket: Option<TcpListener>,
+    pending: VecDeque<Result<OwnedFd, i32>>,
+    armed: bool,
+    turn: u64,
+}
+
+/// How the ring was set up (for the log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingMode {
+    /// IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN.
+    DeferTaskrun,
+    /// IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG.
+    CoopTaskrun,
+    /// No task-run flags.
+    Plain,
+}
+
+/// The io_uring driver of one shard.
+pub struct UringDriver {
+    // Field order matters: the ring is dropped before the buffers it may write.
+    ring: IoUring,
+    bufs: BufRing,
+    mode: RingMode,
+    /// Submissions wait for the first `wait` on the shard's thread (the ring is created
+    /// disabled so that thread, not the one building the driver, becomes its single issuer).
+    enabled: bool,
+    /// Operations whose final completion has not arrived.
+    inflight: usize,
+    listeners: Vec<Listener>,
+    streams: Vec<Option<Stream>>,
+    next_seq: u32,
+    starved: Vec<u32>,
+    cqes: Vec<(u64, i32, u32)>,
+    /// Reports reaped outside `wait` (to make room in a full completion queue).
+    deferred: Vec<Ready>,
+    turn: u64,
+    wake_poll: Poll,
+    wake_events: Events,
+    wake_turn: u64,
+    metrics: Arc<ShardMetrics>,
+    /// The empty-ring warning was logged.
+    warned_dry: bool,
+    /// Dropping: nothing is armed any more.
+    stopping: bool,
+}
+
+fn build_ring() -> io::Result<(IoUring, RingMode)> {
+    let cq = SQ_ENTRIES * 4;
+    let first = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_r_disabled()
+        .setup_cqsize(cq)
+        .build(SQ_ENTRIES);
+    if let Ok(ring) = first {
+        return Ok((ring, RingMode::DeferTaskrun));
+    }
+    let second = IoUring::builder()
+        .setup_coop_taskrun()
+        .setup_taskrun_flag()
+        .setup_r_disabled()
+        .setup_cqsize(cq)
+        .build(SQ_ENTRIES);
+    if let Ok(ring) = second {
+        return Ok((ring, RingMode::CoopTaskrun));
+    }
+    let ring = IoUring::builder()
+        .setup_r_disabled()
+        .setup_cqsize(cq)
+        .build(SQ_ENTRIES)?;
+    Ok((ring, RingMode::Plain))
+}
+
+impl UringDriver {
+    /// A driver accepting on `listeners` with `buffers` provided receive buffers (a power of
+    /// two); returns it and the waker other threads use to wake it. Counts into `metrics`.
+    pub fn new(
+        listeners: Vec<TcpListener>,
+        buffers: u16,
+        metrics: Arc<ShardMetrics>,
+    ) -> io::Result<(UringDriver, Arc<Waker>)> {
+        let (ring, mode) = build_ring()?;
+        let bufs = BufRing::new(buffers, BUFFER_BYTES)?;
+        bufs.register(&ring)?;
+        let wake_poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(wake_poll.registry(), Token(0))?);
+        let mut driver = UringDriver {
+            ring,
+            bufs,
+            mode,
+            enabled: false,
+            inflight: 0,
+            listeners: listeners
+                .into_iter()
+                .map(|l| Listener {
+                    socket: Some(l),
+                    pending: VecDeque::new(),
+                    armed: false,
+                    turn: 0,
+                })
+                .collect(),
+            streams: Vec::new(),
+            next_seq: 0,
+            starved: Vec::new(),
+            cqes: Vec::with_capacity(1024),
+            deferred: Vec::new(),
+            turn: 0,
+            wake_poll,
+            wake_events: Events::with_capacity(8),
+            wake_turn: 0,
+            metrics,
+            warned_dry: false,
+            stopping: false,
+        };
+        driver.arm_wake()?;
+        for n in 0..driver.listeners.len() {
+            driver.arm_accept(n)?;
+        }
+        Ok((driver, waker))
+    }
+
+    /// How the ring was set up.
+    pub fn mode(&self) -> RingMode {
+        self.mode
+    }
+
+    /// Queue `entry`; if the submission queue is full, submit what it holds first.
+    fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        for _ in 0..8 {
+            // SAFETY: no entry this driver queues points at memory: receives select provided
+            // buffers (owned by `self.bufs`, alive until every operation completed), and
+            // accepts, polls and cancels carry only descriptors and numbers.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                self.inflight += 1;
+                return Ok(());
+            }
+            if !self.enabled {
+                break;
+            }
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    // Completions must be reaped before more submissions are taken: keep the
+                    // reports for the next `wait`.
+                    let mut ready = std::mem::take(&mut self.deferred);
+                    self.reap(&mut ready);
+                    self.deferred = ready;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "io_uring submission queue full",
+        ))
+    }
+
+    fn arm_wake(&mut self) -> io::Result<()> {
+        if self.stopping {
+            return Ok(());
+        }
+        let fd = types::Fd(self.wake_poll.as_raw_fd());
+        let entry = opcode::PollAdd::new(fd, libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(token(Op::Wake, 0, 0));
+        self.push(entry)
+    }
+
+    fn arm_accept(&mut self, n: usize) -> io::Result<()> {
+        if self.stopping {
+            return Ok(());
+        }
+        let Some(l) = self.listeners.get_mut(n) else {
+            return Ok(());
+        };
+        let Some(socket) = &l.socket else {
+            return Ok(());
+        };
+        if l.armed {
+            return Ok(());
+        }
+        let entry = opcode::AcceptMulti::new(types::Fd(socket.as_raw_fd()))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(token(Op::Accept, n as u32, 0));
+        l.armed = true;
+        let r = self.push(entry);
+        if r.is_err() {
+            if let Some(l) = self.listeners.get_mut(n) {
+                l.armed = false;
+            }
+        }
+        r
+    }
+
+    /// Arm the multishot receive of the connection in `slot`.
+    fn arm_recv(&mut self, slot: u32) {
+        if self.stopping {
+            return;
+        }
+        let Some(Some(s)) = self.streams.get_mut(slot as usize) else {
+            return;
+        };
+        if matches!(s.recv, RecvState::Armed | RecvState::Done) {
+            return;
+        }
+        let entry = opcode::RecvMulti::new(types::Fd(s.socket.as_raw_fd()), BGID)
+            .build()
+            .user_data(token(Op::Recv, slot, s.seq));
+        s.recv = RecvState::Armed;
+        s.cancelling = false;
+        if self.push(entry).is_err() {
+            // Retried by `wait` with the starved ones.
+            if let Some(Some(s)) = self.streams.get_mut(slot as usize) {
+                s.recv = RecvState::Starved;
+            }
+            self.starved.push(slot);
+        }
+    }
+
+    fn cancel(&mut self, target: u64) {
+        let entry = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(token(Op::Cancel, 0, 0));
+        // A full queue only delays the cancel of an operation on a closed socket.
+        let _ = self.push(entry);
+    }
+}
+
+impl UringDriver {
+    /// Handle every completion in the queue, appending what became ready to `ready`.
+    fn reap(&mut self, ready: &mut Vec<Ready>) {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        for &(data, res, flags) in &cqes {
+            let last = !cqueue::more(flags);
+            if last {
+                self.inflight = self.inflight.saturating_sub(1);
+            }
+            let (op, slot, seq) = untoken(data);
+            match op {
+                Some(Op::Recv) => self.on_recv(slot, seq, res, flags, last, ready),
+                Some(Op::Accept) => self.on_accept(slot as usize, res, last, ready),
+                Some(Op::PollOut) => {
+                    if let Some(Some(s)) = self.streams.get_mut(slot as usize) {
+                        if s.seq == seq {
+                            s.poll_out = false;
+                            if s.write_turn != self.turn {
+                                s.write_turn = self.turn;
+                                ready.push(Ready::Conn {
+                                    id: s.id,
+                                    readable: false,
+                                    writable: true,
+                                });
+                            }
+                        }
+                    }
+                }
+                Some(Op::Wake) => {
+                    // Consume the waker's edge so the epoll instance is quiet until the next wake.
+                    let _ = self
+                        .wake_poll
+                        .poll(&mut self.wake_events, Some(Duration::ZERO));
+                    if self.wake_turn != self.turn {
+                        self.wake_turn = self.turn;
+                        ready.push(Ready::Wake);
+                    }
+                    if last {
+                        let _ = self.arm_wake();
+                    }
+                }
+                Some(Op::Cancel) | None => {}
+            }
+        }
+        cqes.clear();
+        self.cqes = cqes;
+    }
+
+    fn on_recv(
+        &mut self,
+        slot: u32,
+        seq: u32,
+        res: i32,
+        flags: u32,
+        last: bool,
+        ready: &mut Vec<Ready>,
+    ) {
+        let bid = cqueue::buffer_select(flags);
+        if bid.is_some() {
+            self.bufs.lent += 1;
+        }
+        let live = matches!(self.streams.get(slot as usize), Some(Some(s)) if s.seq == seq);
+        if !live {
+            // The connection was closed: its last receives only give their buffers back.
+            if let Some(bid) = bid {
+                self.bufs.give_back(bid);
+            }
+            return;
+        }
+        let Some(Some(s)) = self.streams.get_mut(slot as usize) else {
+            return;
+        };
+        let mut report = false;
+        let mut rearm = false;
+        let mut cancel = false;
+        match (res, bid) {
+            (n @ 1.., Some(bid)) => {
+                let n = n as u32; // n > 0 and at most the buffer size
+                s.held.push_back(Held {
+                    bid,
+                    start: 0,
+                    end: n,
+                });
+                s.held_bytes += n as usize;
+                report = true;
+                if last {
+                    s.recv = RecvState::Idle;
+                    rearm = s.held_bytes < HOLD_LIMIT_BYTES;
+                } else if s.held_bytes >= HOLD_LIMIT_BYTES && !s.cancelling {
+                    s.cancelling = true;
+                    cancel = true;
+                }
+            }
+            (0, _) => {
+                s.end = Some(0);
+                s.recv = RecvState::Done;
+                report = true;
+            }
+            (e, _) if e == -libc::ENOBUFS => {
+                s.recv = RecvState::Starved;
+                self.starved.push(slot);
+                self.metrics.recv_buffers_exhausted.add(1);
+                if !self.warned_dry {
+                    self.warned_dry = true;
+                    warn!(
+                        buffers = self.bufs.count,
+                        "io_uring receive buffers ran out; receives resume as the shard drains \
+                         them (raise --uring-buffers if this repeats)"
+                    );
+                }
+            }
+            (e, _) if e == -libc::ECANCELED => {
+                if s.recv == RecvState::Armed {
+                    s.recv = RecvState::Idle;
+                }
+                rearm = s.held_bytes == 0;
+            }
+            (e, _) if e < 0 => {
+                s.end = Some(-e);
+                s.recv = RecvState::Done;
+                report = true;
+            }
+            _ => {
+                // Data without a buffer cannot happen with buffer selection; treat as an error.
+                s.end = Some(libc::EIO);
+                s.recv = RecvState::Done;
+                report = true;
+            }
+        }
+        if report && s.read_turn != self.turn {
+            s.read_turn = self.turn;
+            ready.push(Ready::Conn {
+                id: s.id,
+                readable: true,
+                writable: false,
+            });
+        }
+        if cancel {
+            self.cancel(token(Op::Recv, slot, seq));
+        }
+        if rearm {
+            self.arm_recv(slot);
+        }
+    }
+
+    fn on_accept(&mut self, n: usize, res: i32, last: bool, ready: &mut Vec<Ready>) {
+        let Some(l) = self.listeners.get_mut(n) else {
+            return;
+        };
+        if last {
+            l.armed = false;
+        }
+        let mut rearm = false;
+        if res >= 0 {
+            // SAFETY: a successful accept completion's result is a new descriptor that nothing
+            // else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(res) };
+            if l.socket.is_none() {
+                // Stopped accepting: close it at once (dropping `fd`).
+                return;
+            }
+            l.pending.push_back(Ok(fd));
+            rearm = last;
+        } else if res == -libc::ECANCELED {
+            return;
+        } else if res == -libc::ECONNABORTED || res == -libc::EINTR {
+            rearm = last;
+        } else {
+            // Reported by `accept`; re-armed when the shard accepts again (so running out of
+            // descriptors never spins).
+            l.pending.push_back(Err(-res));
+        }
+        if !l.pending.is_empty() && l.turn != self.turn {
+            l.turn = self.turn;
+            ready.push(Ready::Accept(n));
+        }
+        if rearm {
+            let _ = self.arm_accept(n);
+        }
+    }
+
+    /// Re-arm the receives that found the buffer ring empty. When few buffers are back, the
+    /// ones held by connections the shard is not reading (paused) are copied out first, so a
+    /// paused connection can never keep the others from receiving.
+    fn rearm_starved(&mut self) {
+        if self.starved.is_empty() {
+            return;
+        }
+        if self.bufs.free() * 4 < usize::from(self.bufs.count) {
+            for slot in 0..self.streams.len() {
+                let Some(Some(s)) = self.streams.get_mut(slot) else {
+                    continue;
+                };
+                while let Some(h) = s.held.pop_front() {
+                    if s.spill_pos == s.spill.len() {
+                        s.spill.clear();
+                        s.spill_pos = 0;
+                    }
+                    s.spill
+                        .extend_from_slice(self.bufs.bytes(h.bid, h.start, h.end));
+                    self.bufs.give_back(h.bid);
+                }
+            }
+        }
+        for slot in std::mem::take(&mut self.starved) {
+            if let Some(Some(s)) = self.streams.get_mut(slot as usize) {
+                if s.recv == RecvState::Starved {
+                    s.recv = RecvState::Idle;
+                    self.arm_recv(slot);
+                }
+            }
+        }
+    }
+
+    fn stream(&mut self, id: ConnId) -> io::Result<&mut Stream> {
+        match self.streams.get_mut(id.slot() as usize) {
+            Some(Some(s)) if s.id == id => Ok(s),
+            _ => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "no such connection",
+            )),
+        }
+    }
+}
+
+impl Driver for UringDriver {
+    type Socket = TcpStream;
+
+    fn wait(&mut self, ready: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()> {
+        if !self.enabled {
+            // This thread becomes the ring's single issuer.
+            self.ring.submitter().register_enable_rings()?;
+            self.enabled = true;
+        }
+        self.turn += 1;
+        ready.append(&mut self.deferred);
+        self.rearm_starved();
+        let res = match timeout {
+            _ if !ready.is_empty() => self.ring.submit(),
+            Some(t) => {
+                let ts = types::Timespec::new()
+                    .sec(t.as_secs())
+                    .nsec(t.subsec_nanos());
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submit_and_wait(1),
+        };
+        match res {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        self.reap(ready);
+        Ok(())
+    }
+
+    fn accept(&mut self, listener: usize) -> io::Result<Option<TcpStream>> {
+        let Some(l) = self.listeners.get_mut(listener) else {
+            return Ok(None);
+        };
+        match l.pending.pop_front() {
+            Some(Ok(fd)) => {
+                let stream = TcpStream::from(fd);
+                // Frames are written whole and batched per loop turn: Nagle only adds delay.
+                let _ = stream.set_nodelay(true);
+                Ok(Some(stream))
+            }
+            Some(Err(errno)) => Err(io::Error::from_raw_os_error(errno)),
+            None => {
+                self.arm_accept(listener)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn attach(&mut self, id: ConnId, socket: TcpStream) -> io::Result<()> {
+        let slot = id.slot() as usize;
+        if self.streams.len() <= slot {
+            self.streams.resize_with(slot + 1, || None);
+        }
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.streams[slot] = Some(Stream {
+            socket,
+            id,
+            seq: self.next_seq & SEQ_MASK as u32,
+            held: VecDeque::new(),
+            spill: Vec::new(),
+            spill_pos: 0,
+            held_bytes: 0,
+            recv: RecvState::Idle,
+            cancelling: false,
+            end: None,
+            poll_out: false,
+            read_turn: 0,
+            write_turn: 0,
+        });
+        self.arm_recv(id.slot());
+        Ok(())
+    }
+
+    fn recv(&mut self, id: ConnId, buf: &mut [u8]) -> io::Result<usize> {
+        let slot = id.slot();
+        let bufs = &mut self.bufs;
+        let s = match self.streams.get_mut(slot as usize) {
+            Some(Some(s)) if s.id == id => s,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "no such connection",
+                ))
+            }
+        };
+        let mut n = 0;
+        if s.spill_pos < s.spill.len() {
+            let take = (s.spill.len() - s.spill_pos).min(buf.len());
+            buf[..take].copy_from_slice(&s.spill[s.spill_pos..s.spill_pos + take]);
+            s.spill_pos += take;
+            n = take;
+            if s.spill_pos == s.spill.len() {
+                // An idle connection holds no buffer.
+                s.spill = Vec::new();
+                s.spill_pos = 0;
+            }
+        }
+        while n < buf.len() {
+            let Some(h) = s.held.front_mut() else {
+                break;
+            };
+            let bytes = bufs.bytes(h.bid, h.start, h.end);
+            let take = bytes.len().min(buf.len() - n);
+            buf[n..n + take].copy_from_slice(&bytes[..take]);
+            n += take;
+            h.start += take as u32; // take <= the buffer size, a u32
+            if h.start >= h.end {
+                let bid = h.bid;
+                s.held.pop_front();
+                bufs.give_back(bid);
+            }
+        }
+        s.held_bytes = s.held_bytes.saturating_sub(n);
+        let drained = s.held.is_empty() && s.spill.is_empty();
+        let end = s.end;
+        if n > 0 {
+            if drained && end.is_some() {
+                // A short read means "drained for now", but the end of stream (or an error)
+                // already arrived behind these bytes: report it again at the next wait.
+                self.deferred.push(Ready::Conn {
+                    id,
+                    readable: true,
+                    writable: false,
+                });
+            } else if drained && s.recv == RecvState::Idle {
+                self.arm_recv(slot);
+            }
+            return Ok(n);
+        }
+        if drained && s.recv == RecvState::Idle {
+            self.arm_recv(slot);
+        }
+        match end {
+            Some(0) => Ok(0),
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn send(&mut self, id: ConnId, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let s = self.stream(id)?;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let res = match bufs {
+            [one] => (&s.socket).write(one),
+            _ => (&s.socket).write_vectored(bufs),
+        };
+        let short = match &res {
+            Ok(n) => *n < total,
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        };
+        if short && !s.poll_out {
+            s.poll_out = true;
+            let entry = opcode::PollAdd::new(types::Fd(s.socket.as_raw_fd()), libc::POLLOUT as u32)
+                .build()
+                .user_data(token(Op::PollOut, id.slot(), s.seq));
+            if let Err(e) = self.push(entry) {
+                if let Ok(s) = self.stream(id) {
+                    s.poll_out = false;
+                }
+                return Err(e);
+            }
+        }
+        res
+    }
+
+    fn shutdown_write(&mut self, id: ConnId) {
+        if let Ok(s) = self.stream(id) {
+            let _ = s.socket.shutdown(Shutdown::Write);
+        }
+    }
+
+    fn close(&mut self, id: ConnId) {
+        let slot = id.slot();
+        let Some(entry) = self.streams.get_mut(slot as usize) else {
+            return;
+        };
+        if !matches!(entry, Some(s) if s.id == id) {
+            return;
+        }
+        let Some(s) = entry.take() else {
+            return;
+        };
+        for h in &s.held {
+            self.bufs.give_back(h.bid);
+        }
+        // The kernel holds its own reference to the socket while an operation is pending, so
+        // cancel them: the socket really closes (FIN or RST) when the last one completes.
+        if s.recv == RecvState::Armed {
+            self.cancel(token(Op::Recv, slot, s.seq));
+        }
+        if s.poll_out {
+            self.cancel(token(Op::PollOut, slot, s.seq));
+        }
+        drop(s);
+    }
+
+    fn stop_accepting(&mut self) {
+        for n in 0..self.listeners.len() {
+            let armed = self.listeners[n].armed;
+            if armed {
+                self.cancel(token(Op::Accept, n as u32, 0));
+            }
+            let l = &mut self.listeners[n];
+            l.socket = None;
+            // Accepted but not yet taken: closed now (dropping them).
+            l.pending.clear();
+        }
+    }
+}
+
+impl Drop for UringDriver {
+    fn drop(&mut self) {
+        info!(
+            recv_buffers_exhausted = self.metrics.recv_buffers_exhausted.get(),
+            "io_uring driver stopped"
+        );
+        self.stopping = true;
+        // Close every socket we still hold; the kernel keeps its own references until the
+        // cancels below complete.
+        self.streams.clear();
+        for l in &mut self.listeners {
+            l.socket = None;
+            l.pending.clear();
+        }
+        if self.inflight == 0 || !self.enabled {
+            // Nothing was ever submitted, or everything completed: no operation can select a
+            // buffer any more.
+            let _ = self.ring.submitter().unregister_buf_ring(BGID);
+            return;
+        }
+        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(token(Op::Cancel, 0, 0));
+        let _ = self.push(entry);
+        let deadline = Instant::now() + DROP_WAIT;
+        let mut ready = Vec::new();
+        while self.inflight > 0 && Instant::now() < deadline {
+            let ts = types::Timespec::new().nsec(50_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            self.reap(&mut ready);
+            ready.clear();
+        }
+        if self.inflight > 0 {
+            // The kernel might still write into the buffers: never free them.
+            self.bufs.leak = true;
+        } else {
+            let _ = self.ring.submitter().unregister_buf_ring(BGID);
+        }
+    }
+}

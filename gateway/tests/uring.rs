@@ -1,0 +1,211 @@
+//! What only the io_uring driver has: its provided-buffer ring running dry under a burst of
+//! large messages, thousands of connections closing at once while their multishot receives are
+//! armed, and the choice between io_uring and epoll (`--driver auto|uring`), including the
+//! refusal to start when io_uring is unavailable (simulated with `GATEWAY_URING_UNAVAILABLE`,
+//! which the probe honours like `kernel.io_uring_disabled = 2`).
+//!
+//! Every other socket suite runs on io_uring too with `GATEWAY_DRIVER=uring`.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Client, Gateway, IO_TIMEOUT};
+
+/// Distinct bytes per client and message, so a buffer handed to the wrong connection or
+/// reused too early shows up as a mismatch.
+fn message(client: usize, n: usize, len: usize) -> Vec<u8> {
+    let mut x = (client as u32 + 1).wrapping_mul(2654435761) ^ (n as u32 + 7);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// The `recv_buffers_exhausted=N` values the shards logged when they stopped.
+fn exhaustion_counts(stderr: &str) -> Vec<u64> {
+    stderr
+        .split("recv_buffers_exhausted=")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn a_dry_buffer_ring_is_counted_and_every_large_message_is_echoed_intact() {
+    const CLIENTS: usize = 4;
+    const MESSAGES: usize = 3;
+    const LEN: usize = 1 << 20;
+    let mut gw = Gateway::start(&[
+        "--driver",
+        "uring",
+        "--threads",
+        "1",
+        "--uring-buffers",
+        "2",
+    ]);
+    let addr = gw.addr();
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            thread::spawn(move || {
+                let mut client = Client::open(addr);
+                for n in 0..MESSAGES {
+                    let m = message(c, n, LEN);
+                    client.send_binary(&m);
+                    let echo = client.read_frame();
+                    assert_eq!(echo.opcode, common::op::BINARY, "client {c} message {n}");
+                    assert!(
+                        echo.payload == m,
+                        "client {c} message {n}: echo differs (len {} vs {})",
+                        echo.payload.len(),
+                        m.len()
+                    );
+                }
+                client.close_cleanly();
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("client thread");
+    }
+    let stderr = gw.stderr();
+    assert!(
+        stderr.contains("io_uring receive buffers ran out"),
+        "expected the empty-ring warning; stderr:\n{stderr}"
+    );
+    gw.terminate();
+    let status = gw
+        .wait_exit(IO_TIMEOUT)
+        .expect("gateway exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    let stderr = gw.stderr();
+    let counts = exhaustion_counts(&stderr);
+    assert!(
+        counts.iter().sum::<u64>() > 0,
+        "exhaustion counter did not move ({counts:?}); stderr:\n{stderr}"
+    );
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn two_thousand_connections_closing_at_once_leave_the_gateway_healthy() {
+    const CONNS: usize = 2000;
+    let mut gw = Gateway::start(&["--driver", "uring", "--threads", "2"]);
+    let baseline = open_fds(gw.pid());
+    // Half upgraded (receives armed on open WebSockets), half mid-request.
+    let mut upgraded = Vec::with_capacity(CONNS / 2);
+    let mut raw = Vec::with_capacity(CONNS / 2);
+    for i in 0..CONNS {
+        if i % 2 == 0 {
+            upgraded.push(Client::open(gw.addr()));
+        } else {
+            let mut c = Client::connect(gw.addr());
+            c.send_raw(b"GET /echo HTTP/1.1\r\nHost: x\r\n");
+            raw.push(c);
+        }
+    }
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while open_fds(gw.pid()) < baseline + CONNS && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        open_fds(gw.pid()) >= baseline + CONNS,
+        "the gateway holds {} descriptors, expected {CONNS} more than {baseline}",
+        open_fds(gw.pid())
+    );
+    drop(upgraded);
+    drop(raw);
+
+    // Every socket is really closed (no operation left holding one), promptly.
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while open_fds(gw.pid()) > baseline + 8 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        open_fds(gw.pid()) <= baseline + 8,
+        "{} descriptors still open after every client left (baseline {baseline})",
+        open_fds(gw.pid())
+    );
+    gw.assert_running();
+    let mut c = Client::open(gw.addr());
+    c.send_text(b"still here");
+    c.expect_frame(common::op::TEXT, b"still here");
+    c.close_cleanly();
+}
+
+#[test]
+fn explicit_uring_refuses_to_start_without_io_uring_and_exits_2() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--listen", "127.0.0.1:0", "--driver", "uring"])
+        .env("GATEWAY_URING_UNAVAILABLE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the gateway");
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the gateway kept running without io_uring");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("--driver uring: io_uring is not available")
+            && stderr.contains("GATEWAY_URING_UNAVAILABLE"),
+        "unclear error: {stderr}"
+    );
+}
+
+#[test]
+fn auto_falls_back_to_epoll_without_io_uring_and_says_so() {
+    let gw = Gateway::start_with(
+        &["--driver", "auto"],
+        &[("GATEWAY_URING_UNAVAILABLE", "1")],
+        true,
+    );
+    let mut c = Client::open(gw.addr());
+    c.send_text(b"on epoll");
+    c.expect_frame(common::op::TEXT, b"on epoll");
+    let stderr = gw.stderr();
+    assert!(
+        stderr.contains("io_uring unavailable") && stderr.contains("driver=\"epoll\""),
+        "fallback not logged: {stderr}"
+    );
+}
+
+#[test]
+fn auto_logs_which_driver_it_chose() {
+    let gw = Gateway::start(&["--driver", "auto"]);
+    let mut c = Client::open(gw.addr());
+    c.send_text(b"either");
+    c.expect_frame(common::op::TEXT, b"either");
+    let stderr = gw.stderr();
+    let chose_uring = stderr.contains("driver=\"io_uring\"");
+    let chose_epoll =
+        stderr.contains("driver=\"epoll\"") && stderr.contains("io_uring unavailable");
+    assert!(chose_uring ^ chose_epoll, "choice not logged: {stderr}");
+}
