@@ -1280,3 +1280,80 @@ fn mutated_frame_streams_never_break_the_gateway() {
     gw.assert_running();
     gw.assert_serves();
 }
+
+#[test]
+fn mutated_requests_never_break_the_gateway() {
+    // Upgrade and health requests with random bit flips, truncations, inserted and duplicated
+    // bytes: each answer is a well-formed HTTP/1.1 status line (or nothing before the close), and
+    // the gateway keeps running and serving.
+    let gw = Gateway::start(&["--handshake-timeout", "1s"]);
+    let addr = gw.addr();
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            thread::spawn(move || {
+                let mut rng = 0x853c_49e6_748f_ea9b_u64 ^ (t + 1).wrapping_mul(0x9e37_79b9);
+                let mut next = move || {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng
+                };
+                for i in 0..32 {
+                    let mut req = if i % 4 == 0 {
+                        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec()
+                    } else {
+                        upgrade_request("/echo", &fresh_key(), &[("Origin", "http://x")])
+                    };
+                    for _ in 0..(1 + next() % 3) {
+                        let at = (next() as usize) % req.len();
+                        match next() % 4 {
+                            0 => req[at] ^= 1 << (next() % 8),
+                            1 => req.truncate(at.max(1)),
+                            2 => req.insert(at, next() as u8),
+                            _ => {
+                                let end = (at + 1 + (next() % 40) as usize).min(req.len());
+                                let piece = req[at..end].to_vec();
+                                req.splice(at..at, piece);
+                            }
+                        }
+                    }
+                    let mut c = Client::connect(addr);
+                    if c.try_send_raw(&req).is_err() {
+                        continue;
+                    }
+                    let mut stream = c.clone_stream();
+                    stream
+                        .set_read_timeout(Some(Duration::from_millis(300)))
+                        .expect("read timeout");
+                    let mut head = [0u8; 12];
+                    let mut got = 0;
+                    while got < head.len() {
+                        match stream.read(&mut head[got..]) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => got += n,
+                        }
+                    }
+                    if got == 0 {
+                        // Closed without an answer, or still waiting for the rest of a truncated request.
+                        continue;
+                    }
+                    let line = String::from_utf8_lossy(&head[..got]).into_owned();
+                    assert!(
+                        got == head.len()
+                            && line.starts_with("HTTP/1.1 ")
+                            && line[9..12].bytes().all(|b| b.is_ascii_digit())
+                            && matches!(head[9], b'1'..=b'5'),
+                        "not an HTTP/1.1 status line: {line:?} for request {:?}",
+                        String::from_utf8_lossy(&req)
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("mutation client thread");
+    }
+    let mut gw = gw;
+    gw.assert_running();
+    gw.assert_serves();
+}
