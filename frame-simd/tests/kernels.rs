@@ -258,3 +258,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn fused_matches_separate_on_long_chunks_at_every_alignment() {
+    // Long chunks take the aligned path of the fused kernels: every start offset in a vector.
+    let key = [0x9a, 0x0b, 0xcd, 0x3e];
+    for (seed, dirty) in [(5, false), (6, true)] {
+        let plain = text(4000, seed, dirty);
+        let mut masked = plain.clone();
+        reference_unmask(&mut masked, key, 0);
+        for offset in 0..64 {
+            let cuts = [0, offset, plain.len()];
+            for k in kernels() {
+                check_fused(&k, &masked, key, &cuts);
+            }
+        }
+    }
+}
