@@ -157,3 +157,12 @@ fn users_are_indexed_until_disconnect() {
     rs[0].on_disconnect(b, &mut sb);
     assert!(rs[0].user_conns("ann").is_empty());
 }
+
+#[test]
+fn a_session_stays_small() {
+    // An idle subscriber pays for its session inline in the shard's connection entry, plus 4
+    // bytes per channel in the session and 8 in the channel's subscriber list.
+    let size = std::mem::size_of::<Session>();
+    println!("size_of::<Session>() = {size}");
+    assert!(size <= 64, "Session grew to {size} bytes");
+}

@@ -240,7 +240,21 @@ impl<D: Driver> Shard<D> {
         }
         self.router.stats.deliveries += count;
         for id in slow {
-            self.close_slow(id, now);
+            // What this turn queued may not have been written yet: write, then judge.
+            self.on_writable(id, now);
+            let frame = if self.is_ws(id) {
+                &d.json
+            } else {
+                match &d.bare {
+                    Some(f) => f,
+                    None => continue,
+                }
+            };
+            match queue_frame(&mut self.conns, &mut self.dirty, id, frame, limit) {
+                Queued::Yes => self.router.stats.deliveries += 1,
+                Queued::Gone => {}
+                Queued::Slow => self.close_slow(id, now),
+            }
         }
     }
 
@@ -253,7 +267,10 @@ impl<D: Driver> Shard<D> {
             }
             Queued::Gone => false,
             Queued::Slow => {
-                self.close_slow(to, now);
+                self.on_writable(to, now);
+                if queue_frame(&mut self.conns, &mut self.dirty, to, frame, limit) == Queued::Slow {
+                    self.close_slow(to, now);
+                }
                 true
             }
         };
