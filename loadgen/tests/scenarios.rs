@@ -264,3 +264,41 @@ fn gateway_adapter_fans_out_over_channels_and_chat_rooms() {
     assert_eq!(num(&r, "/results/delivery/lost"), 0);
     assert_eq!(num(&r, "/results/delivery/foreign"), 0);
 }
+
+#[test]
+fn connections_spread_over_urls_and_source_addresses() {
+    let a = Server::start(Mode::Echo);
+    let b = Server::start(Mode::Echo);
+    let dir = temp_dir("spread");
+    let (ua, ub) = (a.url("/echo"), b.url("/echo"));
+    let r = loadgen_json(
+        &[
+            "echo",
+            "--url",
+            &ua,
+            "--url",
+            &ub,
+            "-c",
+            "6",
+            "--source",
+            "127.0.0.2-127.0.0.4",
+            "--warmup",
+            "0s",
+            "--duration",
+            "300ms",
+        ],
+        &dir.join("r.json"),
+    );
+    let sent = num(&r, "/results/all/sent");
+    assert!(a.messages() > 0 && b.messages() > 0);
+    assert_eq!(a.messages() + b.messages(), sent);
+    let mut seen = a.sources();
+    seen.extend(b.sources());
+    seen.sort();
+    seen.dedup();
+    let want: Vec<std::net::IpAddr> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(seen, want);
+}

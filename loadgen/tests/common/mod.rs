@@ -56,6 +56,7 @@ struct State {
     stalled: AtomicBool,
     peers: Mutex<Vec<(u64, Arc<Mutex<TcpStream>>)>>,
     subs: Mutex<Vec<(u64, Sub)>>,
+    sources: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
     next_id: AtomicU64,
 }
 
@@ -76,6 +77,7 @@ impl Server {
             stalled: AtomicBool::new(false),
             peers: Mutex::new(Vec::new()),
             subs: Mutex::new(Vec::new()),
+            sources: Mutex::new(Default::default()),
             next_id: AtomicU64::new(0),
         });
         let st = state.clone();
@@ -85,6 +87,9 @@ impl Server {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
+                if let Ok(peer) = stream.peer_addr() {
+                    st.sources.lock().unwrap().insert(peer.ip());
+                }
                 let st = st.clone();
                 std::thread::spawn(move || serve(stream, st));
             }
@@ -94,6 +99,11 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Client addresses seen.
+    pub fn sources(&self) -> Vec<std::net::IpAddr> {
+        self.state.sources.lock().unwrap().iter().copied().collect()
     }
 
     /// Data messages the server received.
