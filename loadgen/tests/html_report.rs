@@ -85,6 +85,7 @@ fn html_report_renders_its_plots_in_headless_chromium() {
         "latency-distribution",
         "rate-over-time",
         "latency-over-time",
+        "connections-over-time",
     ] {
         let at = dom
             .find(&format!("<svg id=\"{id}\""))

@@ -149,7 +149,13 @@ pub fn write(report: &Report, path: &std::path::Path) -> Result<()> {
 
 /// The report as an HTML page.
 pub fn render(report: &Report) -> Result<String> {
-    let hist = decode_hist(&report.histograms.latency)?;
+    // Scenarios without messages (connect, idle, churn) plot the handshake latency instead.
+    let mut hist = decode_hist(&report.histograms.latency)?;
+    let mut dist_title = "Message latency by percentile (measured window)";
+    if hist.is_empty() {
+        hist = decode_hist(&report.histograms.connect)?;
+        dist_title = "Handshake latency by percentile (every connection)";
+    }
     // Percentile distribution on a "nines" axis: x = log10(1 / (1 - q)).
     let mut dist = Vec::new();
     if !hist.is_empty() {
@@ -203,7 +209,7 @@ pub fn render(report: &Report) -> Result<String> {
     let _ = write!(
         page,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
-         <style>body{{font-family:sans-serif;margin:24px;color:#222}}pre{{background:#f6f6f6;padding:12px}}\
+         <style>body{{font-family:sans-serif;margin:24px;color:#222}}pre{{background:#f6f6f6;padding:12px;white-space:pre-wrap}}\
          svg{{display:block;margin:16px 0}}</style></head><body><h1>{}</h1>",
         esc(&title),
         esc(&title)
@@ -215,7 +221,7 @@ pub fn render(report: &Report) -> Result<String> {
     );
     page.push_str(&chart(
         "latency-distribution",
-        "Latency by percentile (measured window)",
+        dist_title,
         "ms",
         &[Series {
             name: "latency",
@@ -263,6 +269,22 @@ pub fn render(report: &Report) -> Result<String> {
                 points: p50,
             },
         ],
+        &t_ticks(n),
+    ));
+    let open: Vec<(f64, f64)> = report
+        .series
+        .iter()
+        .map(|p| (t(p), p.open as f64))
+        .collect();
+    page.push_str(&chart(
+        "connections-over-time",
+        "Open connections over time",
+        "",
+        &[Series {
+            name: "open",
+            color: "#8c564b",
+            points: open,
+        }],
         &t_ticks(n),
     ));
     let _ = writeln!(
