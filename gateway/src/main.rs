@@ -14,7 +14,9 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
+use gateway::api::ApiSettings;
 use gateway::auth::upgrade::ClientAuth;
+use gateway::auth::ApiKey;
 use gateway::auth::Verifier;
 use gateway::config::{Config, DriverChoice};
 use gateway::driver::mio::{bind_reuseport, MioDriver};
@@ -125,6 +127,34 @@ fn run(cfg: Config, use_uring: bool) -> anyhow::Result<()> {
         }
         bound.push(actual);
     }
+    // The backend API: one more listener per shard, after the client ones.
+    let api_listener = cfg.listen.len();
+    let mut api_addr = cfg.api.listen;
+    for listeners in per_shard.iter_mut() {
+        let l = bind_reuseport(api_addr, BACKLOG)
+            .with_context(|| format!("cannot listen on {api_addr} (--api-listen)"))?;
+        api_addr = l.local_addr()?;
+        listeners.push(l);
+    }
+    let api_key = match &cfg.api.key {
+        Some(key) => ApiKey::new(key),
+        None => {
+            let key = ApiKey::random().context("cannot generate an API key")?;
+            warn!(
+                api_key = key.reveal(),
+                "no --api-key given: generated this key for the backend API (shown only now)"
+            );
+            key
+        }
+    };
+    let api = ApiSettings {
+        max_body_bytes: cfg.api.max_body_bytes,
+        max_header_bytes: cfg.settings.max_header_bytes,
+        max_headers: cfg.settings.max_headers,
+        request_timeout: cfg.settings.handshake_timeout,
+        close_timeout: cfg.settings.close_timeout,
+        ..ApiSettings::new(api_key)
+    };
 
     let shared = Arc::new(Shared::default());
     let shard_cfg = Arc::new(ShardConfig {
@@ -132,6 +162,8 @@ fn run(cfg: Config, use_uring: bool) -> anyhow::Result<()> {
         max_outbound_bytes: cfg.max_outbound_bytes,
         max_connections,
         drain_timeout: cfg.drain_timeout,
+        api,
+        api_listener: Some(api_listener),
     });
     // Signals are caught before the address is announced, so a SIGTERM sent as soon as the
     // `listening on` line is read is already a graceful drain.
@@ -204,11 +236,13 @@ fn run(cfg: Config, use_uring: bool) -> anyhow::Result<()> {
             .context("cannot start a shard thread")?;
     }
     drop(done_tx);
+    let _ = shared.all_metrics.set(metrics.clone());
 
     let mut stdout = std::io::stdout().lock();
     for addr in &bound {
         writeln!(stdout, "listening on {addr}")?;
     }
+    writeln!(stdout, "api listening on {api_addr}")?;
     stdout.flush()?;
     drop(stdout);
     info!(addresses = ?bound, "listening");

@@ -36,6 +36,8 @@ pub enum Command {
         channels: Vec<Arc<str>>,
         /// The `data` value as JSON text.
         data: Box<str>,
+        /// The string itself when `data` is a JSON string (what raw-mode subscribers get).
+        text: Option<Box<str>>,
     },
     /// Deliver `data` as a `direct` message to every connection of `user`.
     PublishUser {
@@ -98,7 +100,7 @@ pub enum Outcome {
         /// The channel asked about.
         channel: Arc<str>,
         /// Its subscribers.
-        members: Vec<(ConnId, Option<Box<str>>)>,
+        members: Vec<(ConnId, Option<Arc<str>>)>,
     },
     /// Totals.
     Stats(Stats),
@@ -214,7 +216,14 @@ pub fn parse_command(
                 }
                 (None, None) => return Err(ApiError::MissingField("channel")),
             };
-            Command::Publish { channels, data }
+            let text = field(&value, "data")
+                .and_then(|d| d.as_str())
+                .map(Box::from);
+            Command::Publish {
+                channels,
+                data,
+                text,
+            }
         }
         Route::PublishUser => {
             let value = json_object(body)?;

@@ -209,6 +209,19 @@ impl ApiConn {
         self.drop_now = true;
     }
 
+    /// The server is shutting down: an idle connection is dropped; one with a request in
+    /// progress gets no more requests read after its answer.
+    pub fn on_shutdown(&mut self, now: Instant) {
+        match self.state {
+            ApiState::AwaitRequest => {
+                self.close(now);
+                self.drop_now = true;
+            }
+            ApiState::AwaitOutcome => self.close_after = true,
+            ApiState::Closed => {}
+        }
+    }
+
     /// The peer closed its sending side.
     pub fn on_peer_eof(&mut self, now: Instant) {
         if self.state != ApiState::Closed {

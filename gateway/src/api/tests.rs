@@ -1,5 +1,6 @@
 //! `ApiConn` driven by hand: request bytes in, responses and commands out.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -119,7 +120,8 @@ fn publish_to_one_channel() {
         c,
         Command::Publish {
             channels: vec!["room:1".into()],
-            data: r#"{"a":[1,2]}"#.into()
+            data: r#"{"a":[1,2]}"#.into(),
+            text: None,
         }
     );
 }
@@ -130,14 +132,17 @@ fn publish_to_several_channels_keeps_their_order_and_any_data() {
         "/api/publish",
         r#"{"channels":["b","a"],"data":"hi \"there\""}"#,
     ));
-    let Command::Publish { channels, data } = c else {
+    let Command::Publish {
+        channels,
+        data,
+        text,
+    } = c
+    else {
         panic!("{c:?}")
     };
-    assert_eq!(
-        channels,
-        vec!["b".into(), "a".into()] as Vec<std::sync::Arc<str>>
-    );
+    assert_eq!(channels, vec!["b".into(), "a".into()] as Vec<Arc<str>>);
     assert_eq!(&*data, r#""hi \"there\"""#);
+    assert_eq!(text.as_deref(), Some("hi \"there\""));
     let c = command_of(&post("/api/publish", r#"{"channel":"c","data":null}"#));
     assert!(matches!(c, Command::Publish { data, .. } if &*data == "null"));
 }
@@ -322,10 +327,10 @@ fn listings_and_their_json() {
     h.outcome(Outcome::Presence {
         channel: "room:1".into(),
         members: vec![
-            (ConnId::from_bits(2), Some("zed \"z\"".into())),
+            (ConnId::from_bits(2), Some(Arc::from("zed \"z\""))),
             (ConnId::from_bits(1), None),
-            (ConnId::from_bits(3), Some("amy".into())),
-            (ConnId::from_bits(4), Some("amy".into())),
+            (ConnId::from_bits(3), Some(Arc::from("amy"))),
+            (ConnId::from_bits(4), Some(Arc::from("amy"))),
         ],
     });
     let (_, _, body) = h.one();

@@ -7,18 +7,20 @@
 //! one go (queueing only what the socket did not take), then expire due timers. Reads are
 //! budgeted per connection per turn so one busy peer cannot starve the rest.
 
+mod api;
 pub mod outbox;
 mod push;
 pub mod timers;
 
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use frame_simd::Kernels;
 use tracing::{debug, error, info, warn};
 
+use crate::api::{ApiConn, ApiSettings, ApiState};
 use crate::conn::id::Slab;
 use crate::conn::{Conn, ConnId, Ctx, Output, Settings, State};
 use crate::driver::{is_resource_exhaustion, Driver, Ready};
@@ -55,6 +57,10 @@ pub struct ShardConfig {
     pub max_connections: usize,
     /// How long a shutdown waits for connections to close.
     pub drain_timeout: Duration,
+    /// The backend API's key and limits.
+    pub api: ApiSettings,
+    /// Which of the driver's listeners is the backend API's (the same index on every shard).
+    pub api_listener: Option<usize>,
 }
 
 /// State shared by all shards (touched on accept, close and shutdown, never per frame).
@@ -64,6 +70,9 @@ pub struct Shared {
     pub shutdown: AtomicBool,
     /// Connections counted against `max_connections`.
     pub connections: AtomicUsize,
+    /// Every shard's metrics in shard order (for `/metrics` and `/api/stats`), set once before
+    /// the addresses are announced.
+    pub all_metrics: OnceLock<Vec<Arc<ShardMetrics>>>,
 }
 
 struct Entry {
@@ -81,6 +90,32 @@ struct Entry {
     counted: bool,
     /// Channels, user and delivery kind (`/ws`, `/raw`, `/broadcast`).
     session: Session,
+    /// A backend API connection: this drives it, and `conn` stays unused (never opens).
+    api: Option<Box<ApiConn>>,
+}
+
+impl Entry {
+    /// Nothing more will be read or said (the close is under way).
+    fn is_closed(&self) -> bool {
+        match &self.api {
+            Some(a) => a.state() == ApiState::Closed,
+            None => self.conn.state() == State::Closed,
+        }
+    }
+
+    fn must_drop(&self) -> bool {
+        match &self.api {
+            Some(a) => a.must_drop(),
+            None => self.conn.must_drop(),
+        }
+    }
+
+    fn deadline(&self, cfg: &ShardConfig) -> Instant {
+        match &self.api {
+            Some(a) => a.deadline(&cfg.api),
+            None => self.conn.deadline(&cfg.settings),
+        }
+    }
 }
 
 /// One shard. Build it with [`Shard::new`], run it with [`Shard::run`] on its own thread.
@@ -236,7 +271,7 @@ impl<D: Driver> Shard<D> {
                         info!("accepting connections again");
                         self.exhausted = false;
                     }
-                    self.admit(socket, now);
+                    self.admit(socket, now, Some(listener) == self.cfg.api_listener);
                 }
                 Ok(None) => return,
                 Err(e) if is_resource_exhaustion(&e) => {
@@ -264,7 +299,7 @@ impl<D: Driver> Shard<D> {
         self.accept_again.push(listener);
     }
 
-    fn admit(&mut self, socket: D::Socket, now: Instant) {
+    fn admit(&mut self, socket: D::Socket, now: Instant, api: bool) {
         let count = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
         let over = count > self.cfg.max_connections;
         if over {
@@ -290,6 +325,7 @@ impl<D: Driver> Shard<D> {
             peer_eof: false,
             counted: !over,
             session: Session::default(),
+            api: (api && !over).then(|| Box::new(ApiConn::new(now))),
         });
         if let Err(e) = self.driver.attach(id, socket) {
             warn!(error = %e, "cannot watch an accepted socket");
@@ -312,7 +348,10 @@ impl<D: Driver> Shard<D> {
         debug!(connections = ids.len(), "shard draining");
         for id in ids {
             if let Some(e) = self.conns.get_mut(id) {
-                e.conn.on_shutdown(now, &mut self.out);
+                match e.api.as_mut() {
+                    Some(api) => api.on_shutdown(now),
+                    None => e.conn.on_shutdown(now, &mut self.out),
+                }
             }
             self.settle(id, now);
         }
@@ -331,9 +370,24 @@ impl<D: Driver> Shard<D> {
             match self.driver.recv(id, &mut self.rbuf) {
                 Ok(0) => {
                     e.peer_eof = true;
-                    e.conn.on_peer_eof(now);
+                    match e.api.as_mut() {
+                        Some(api) => api.on_peer_eof(now),
+                        None => e.conn.on_peer_eof(now),
+                    }
                     self.settle(id, now);
                     return;
+                }
+                Ok(n) if e.api.is_some() => {
+                    self.metrics.bytes_in.add(n as u64);
+                    self.api_read(id, n, now);
+                    reads += 1;
+                    if n < self.rbuf.len() {
+                        return;
+                    }
+                    if reads >= READ_BUDGET {
+                        self.again.push(id);
+                        return;
+                    }
                 }
                 Ok(n) => {
                     self.metrics.bytes_in.add(n as u64);
@@ -411,8 +465,11 @@ impl<D: Driver> Shard<D> {
             settings: &self.cfg.settings,
             kernels: &self.kernels,
         };
-        e.conn.on_deadline(now, &cx, &mut self.out);
-        if e.conn.must_drop() {
+        match e.api.as_mut() {
+            Some(api) => api.on_deadline(now, &self.cfg.api, &mut self.out.bytes),
+            None => e.conn.on_deadline(now, &cx, &mut self.out),
+        }
+        if e.must_drop() {
             self.metrics.timeouts.add(1);
         }
         self.settle(id, now);
@@ -463,10 +520,10 @@ impl<D: Driver> Shard<D> {
             // Closing: no more deliveries; others see it leave now, not when the socket goes.
             self.router.on_disconnect(id, &mut e.session);
         }
-        if broken || e.conn.must_drop() {
+        if broken || e.must_drop() {
             return self.remove(id);
         }
-        if e.conn.state() == State::Closed && e.outbox.is_empty() {
+        if e.is_closed() && e.outbox.is_empty() {
             if e.peer_eof || self.draining.is_some() {
                 // Nothing more to say or hear (when draining, the closing handshake is done:
                 // no reason to wait for the peer's FIN before exiting).
@@ -481,7 +538,7 @@ impl<D: Driver> Shard<D> {
             e.paused = true;
             self.metrics.backpressure_pauses.add(1);
         }
-        let deadline = e.conn.deadline(&self.cfg.settings);
+        let deadline = e.deadline(&self.cfg);
         let tick = self.wheel.tick_for(deadline.max(now));
         if tick < e.armed {
             e.armed = self.wheel.arm(id, deadline);

@@ -76,11 +76,18 @@ impl<D: Driver> Shard<D> {
     /// and move the router's counters into the shard's metrics. Completions for API requesters
     /// stay in `router.completions` for the API glue.
     pub(super) fn finish_turn(&mut self, now: Instant) {
-        while !self.router.actions.is_empty() {
-            let actions = std::mem::take(&mut self.router.actions);
-            for a in actions {
-                self.apply(a, now);
+        loop {
+            while !self.router.actions.is_empty() {
+                let actions = std::mem::take(&mut self.router.actions);
+                for a in actions {
+                    self.apply(a, now);
+                }
             }
+            if self.router.completions.is_empty() {
+                break;
+            }
+            // Answers for API connections (their next pipelined command may act again).
+            self.api_completions(now);
         }
 
         let mut dirty = std::mem::take(&mut self.dirty);

@@ -15,6 +15,8 @@ use super::*;
 pub struct Gateway {
     child: Child,
     addrs: Vec<SocketAddr>,
+    /// The backend API address (from the `api listening on` line).
+    api_addr: Option<SocketAddr>,
     stderr: Arc<Mutex<Vec<u8>>>,
     status: Option<ExitStatus>,
 }
@@ -67,6 +69,14 @@ impl Gateway {
         if default_listen {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
+        // The backend API on a free port too, unless the test names one: a fixed default port
+        // would be shared (SO_REUSEPORT) by gateways running at once. Its `api listening on`
+        // line is awaited with the others.
+        let api_given = args.iter().any(|a| a.starts_with("--api-listen"))
+            || envs.iter().any(|(k, _)| *k == "GATEWAY_API_LISTEN");
+        if !api_given {
+            cmd.args(["--api-listen", "127.0.0.1:0"]);
+        }
         cmd.args(args)
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
@@ -104,30 +114,44 @@ impl Gateway {
         let mut gw = Gateway {
             child,
             addrs: Vec::new(),
+            api_addr: None,
             stderr,
             status: None,
         };
         let deadline = Instant::now() + START_TIMEOUT;
-        while gw.addrs.len() < expected {
+        while gw.addrs.len() < expected || gw.api_addr.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(left) {
                 Ok(line) => {
                     // stdout carries only these lines; logs go to stderr.
-                    let Some(addr) = line.trim_end().strip_prefix("listening on ") else {
-                        panic!("unexpected stdout line {line:?}: logs belong on stderr");
+                    let line = line.trim_end();
+                    let (api, addr) = match line.strip_prefix("api listening on ") {
+                        Some(addr) => (true, addr),
+                        None => match line.strip_prefix("listening on ") {
+                            Some(addr) => (false, addr),
+                            None => {
+                                panic!("unexpected stdout line {line:?}: logs belong on stderr")
+                            }
+                        },
                     };
                     let addr = addr
                         .parse()
                         .unwrap_or_else(|e| panic!("bad address in stdout line {line:?}: {e}"));
-                    gw.addrs.push(addr);
+                    if api {
+                        gw.api_addr = Some(addr);
+                    } else {
+                        gw.addrs.push(addr);
+                    }
                 }
                 Err(_) => {
                     let exited = gw.child.try_wait().ok().flatten();
                     panic!(
-                        "gateway did not print {expected} `listening on` line(s) within {:?} \
-                         (got {:?}, exit status {exited:?}); stderr:\n{}",
+                        "gateway did not print {expected} `listening on` line(s) and its \
+                         `api listening on` line within {:?} (got {:?} and {:?}, exit status \
+                         {exited:?}); stderr:\n{}",
                         START_TIMEOUT,
                         gw.addrs,
+                        gw.api_addr,
                         gw.stderr()
                     );
                 }
@@ -139,6 +163,11 @@ impl Gateway {
     /// The first listen address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// The backend API address.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr.expect("the gateway printed its API address")
     }
 
     /// Every listen address, in the order they were printed.

@@ -1,0 +1,181 @@
+//! The shard's side of the backend API: API connections (accepted on the API listener) are fed to
+//! their sans-IO [`ApiConn`], whose commands run here against the router; answers that other
+//! shards give later (a `send`'s outcome, a presence gather, a channel count) come back as
+//! router completions and are handed to the waiting connection.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::api::{Command, Outcome, Stats, Target};
+use crate::conn::ConnId;
+use crate::driver::Driver;
+use crate::metrics::{self, ShardMetrics};
+use crate::protocol::ErrorCode;
+use crate::router::inbox::ReplyTo;
+use crate::router::Completion;
+
+use super::Shard;
+
+impl<D: Driver> Shard<D> {
+    /// Bytes read on API connection `id`.
+    pub(super) fn api_read(&mut self, id: ConnId, n: usize, now: Instant) {
+        let Some(api) = self.conns.get_mut(id).and_then(|e| e.api.as_mut()) else {
+            return;
+        };
+        let cmd = api.on_read(
+            &self.rbuf[..n],
+            now,
+            &self.cfg.api,
+            &self.metrics,
+            &mut self.out.bytes,
+        );
+        self.settle(id, now);
+        if let Some(cmd) = cmd {
+            self.api_run(id, cmd, now);
+        }
+    }
+
+    /// Run `cmd` for API connection `id`, and every pipelined command its answer releases.
+    pub(super) fn api_run(&mut self, id: ConnId, cmd: Command, now: Instant) {
+        let mut next = Some(cmd);
+        while let Some(cmd) = next.take() {
+            let Some(outcome) = self.api_command(id, cmd) else {
+                // Answered later, through a router completion.
+                return;
+            };
+            next = self.api_answer(id, outcome, now);
+        }
+    }
+
+    /// Hand `outcome` to API connection `id`; returns its next command, if any.
+    fn api_answer(&mut self, id: ConnId, outcome: Outcome, now: Instant) -> Option<Command> {
+        let api = self.conns.get_mut(id)?.api.as_mut()?;
+        let next = api.on_outcome(
+            outcome,
+            now,
+            &self.cfg.api,
+            &self.metrics,
+            &mut self.out.bytes,
+        );
+        self.settle(id, now);
+        next
+    }
+
+    /// Start `cmd`; `None` when the answer comes later.
+    fn api_command(&mut self, id: ConnId, cmd: Command) -> Option<Outcome> {
+        let reply = |extra: &str| ReplyTo {
+            conn: id,
+            id: extra.as_bytes().into(),
+        };
+        match cmd {
+            Command::Publish {
+                channels,
+                data,
+                text,
+            } => {
+                let bare = text.as_deref().unwrap_or(&data);
+                for channel in &channels {
+                    if let Err(code) = self.router.publish(
+                        channel,
+                        data.as_bytes(),
+                        bare.as_bytes(),
+                        None,
+                        None,
+                        None,
+                    ) {
+                        return Some(outcome_of(code));
+                    }
+                }
+                Some(Outcome::Accepted)
+            }
+            Command::PublishUser { user, data } => Some(
+                self.router
+                    .publish_user(&user, data.as_bytes())
+                    .map_or_else(outcome_of, |()| Outcome::Accepted),
+            ),
+            Command::Send { conn, data } => {
+                match self
+                    .router
+                    .send(conn, data.as_bytes(), None, None, Some(reply("")))
+                {
+                    Ok(()) => None,
+                    Err(code) => Some(outcome_of(code)),
+                }
+            }
+            Command::Disconnect {
+                target,
+                code,
+                reason,
+            } => {
+                let result = match target {
+                    Target::Conn(conn) => self.router.disconnect(conn, code, &reason),
+                    Target::User(user) => self.router.disconnect_user(&user, code, &reason),
+                };
+                Some(result.map_or_else(outcome_of, |()| Outcome::Accepted))
+            }
+            Command::Channels => {
+                self.router.channel_list(reply(""));
+                None
+            }
+            Command::Presence { channel } => {
+                // An API requester has no request id: the id carries the channel's name.
+                self.router.presence(&channel, reply(&channel));
+                None
+            }
+            Command::Stats => {
+                let all = self.all_metrics();
+                Some(Outcome::Stats(Stats::from_metrics(&all)))
+            }
+            Command::Metrics => {
+                let all = self.all_metrics();
+                let mut text = String::with_capacity(8 * 1024);
+                metrics::render(&all, &mut text);
+                Some(Outcome::Metrics(text))
+            }
+        }
+    }
+
+    /// Every shard's metrics (only this shard's until the process has announced itself).
+    fn all_metrics(&self) -> Vec<&ShardMetrics> {
+        match self.shared.all_metrics.get() {
+            Some(all) => all.iter().map(|m| &**m).collect(),
+            None => vec![&*self.metrics],
+        }
+    }
+
+    /// Hand the router's completions for API requesters to their connections.
+    pub(super) fn api_completions(&mut self, now: Instant) {
+        while !self.router.completions.is_empty() {
+            let completions = std::mem::take(&mut self.router.completions);
+            for c in completions {
+                let (to, outcome) = match c {
+                    Completion::Sent { reply, delivered } => (
+                        reply.conn,
+                        if delivered {
+                            Outcome::Accepted
+                        } else {
+                            Outcome::UnknownConnection
+                        },
+                    ),
+                    Completion::Presence { reply, members } => {
+                        let channel: Arc<str> = String::from_utf8_lossy(&reply.id).into();
+                        (reply.conn, Outcome::Presence { channel, members })
+                    }
+                    Completion::Channels { reply, counts } => {
+                        (reply.conn, Outcome::Channels(counts))
+                    }
+                };
+                if let Some(next) = self.api_answer(to, outcome, now) {
+                    self.api_run(to, next, now);
+                }
+            }
+        }
+    }
+}
+
+fn outcome_of(code: ErrorCode) -> Outcome {
+    match code {
+        ErrorCode::UnknownConnection => Outcome::UnknownConnection,
+        _ => Outcome::Busy,
+    }
+}

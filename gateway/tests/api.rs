@@ -1,0 +1,638 @@
+//! Backend API and client token socket tests: publish / send / disconnect through the API reach
+//! `/ws` clients across two shards, listings and stats, every 4xx the contract names, 429 under
+//! a full queue, tokens at the handshake and their channel patterns, the 4001 expiry close, and
+//! `/metrics`. Each test runs its own gateway on loopback ports.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use gateway::auth::Verifier;
+use serde_json::{json, Value};
+
+use common::*;
+
+const API_KEY: &str = "test-api-key";
+const SECRET: &str = "test-token-secret";
+
+fn start(extra: &[&str]) -> Gateway {
+    let mut args = vec!["--api-key", API_KEY];
+    args.extend_from_slice(extra);
+    Gateway::start(&args)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(claims: Value) -> String {
+    Verifier::new(SECRET.as_bytes()).sign(&claims.to_string())
+}
+
+/// One API connection (keep-alive: every request goes over the same socket).
+struct Api {
+    c: Client,
+}
+
+impl Api {
+    fn connect(gw: &Gateway) -> Api {
+        Api {
+            c: Client::connect(gw.api_addr()),
+        }
+    }
+
+    fn raw(&mut self, req: &[u8]) -> Response {
+        self.c.send_raw(req);
+        self.c.read_response()
+    }
+
+    fn request(&mut self, method: &str, path: &str, body: Option<&Value>, key: &str) -> Response {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.raw(req.as_bytes())
+    }
+
+    fn post(&mut self, path: &str, body: Value) -> Response {
+        self.request("POST", path, Some(&body), API_KEY)
+    }
+
+    fn get(&mut self, path: &str) -> Response {
+        self.request("GET", path, None, API_KEY)
+    }
+
+    /// POST and expect 202 `{"ok":true}`.
+    fn accepted(&mut self, path: &str, body: Value) {
+        let r = self.post(path, body.clone());
+        assert_eq!(r.status, 202, "{path} {body} -> {}", text(&r));
+        assert_eq!(json_of(&r), json!({"ok":true}));
+    }
+}
+
+fn text(r: &Response) -> String {
+    format!("{} {}", r.status, String::from_utf8_lossy(&r.body))
+}
+
+fn json_of(r: &Response) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", text(r)))
+}
+
+/// Assert an API error: status, JSON content type, and `error.code`.
+fn assert_api_error(r: &Response, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", text(r));
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    let v = json_of(r);
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+}
+
+/// A `/ws` client with its welcome.
+struct Ws {
+    c: Client,
+    id: String,
+}
+
+impl Ws {
+    fn open(addr: SocketAddr, query: &str) -> Ws {
+        let mut c = Client::connect(addr);
+        let key = fresh_key();
+        let resp = c.handshake_with_key(&format!("/ws{query}"), &key, &[]);
+        resp.assert_switching(&key);
+        let welcome = read_json(&mut c);
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        let id = welcome["conn"].as_str().expect("conn id").to_owned();
+        Ws { c, id }
+    }
+
+    fn shard(&self) -> u64 {
+        self.id.parse::<u64>().unwrap() >> 56
+    }
+
+    /// Send a request and return its reply; what arrived before it is returned too.
+    fn request(&mut self, v: Value) -> (Value, Vec<Value>) {
+        let id = v["id"].clone();
+        self.c.send_text(v.to_string().as_bytes());
+        let mut before = Vec::new();
+        loop {
+            let m = read_json(&mut self.c);
+            if m["type"] == "reply" && m["id"] == id {
+                return (m, before);
+            }
+            before.push(m);
+        }
+    }
+
+    fn ok(&mut self, v: Value) -> Vec<Value> {
+        let (r, before) = self.request(v.clone());
+        assert_eq!(r["ok"], true, "{v} -> {r}");
+        before
+    }
+
+    fn err(&mut self, v: Value) -> String {
+        let (r, _) = self.request(v.clone());
+        assert_eq!(r["ok"], false, "{v} -> {r}");
+        r["error"]["code"].as_str().unwrap().to_owned()
+    }
+
+    fn subscribe(&mut self, channel: &str) {
+        self.ok(json!({"op":"subscribe","channel":channel,"id":"sub"}));
+    }
+
+    /// Everything that arrived before a ping's reply.
+    fn sync(&mut self) -> Vec<Value> {
+        self.ok(json!({"op":"ping","id":"sync"}))
+    }
+
+    /// The next non-presence frame.
+    fn next(&mut self) -> Value {
+        loop {
+            let m = read_json(&mut self.c);
+            if m["type"] != "join" && m["type"] != "leave" {
+                return m;
+            }
+        }
+    }
+}
+
+fn read_json(c: &mut Client) -> Value {
+    let f = c.read_frame();
+    assert_eq!(f.opcode, op::TEXT, "expected a text frame, got {f:?}");
+    serde_json::from_slice(&f.payload)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&f.payload)))
+}
+
+fn only_deliveries(frames: Vec<Value>) -> Vec<Value> {
+    frames
+        .into_iter()
+        .filter(|m| m["type"] != "join" && m["type"] != "leave")
+        .collect()
+}
+
+/// Open `/ws` clients until both shards of a two-shard gateway have at least `per_shard`.
+fn spread(addr: SocketAddr, per_shard: usize, query: &str) -> Vec<Ws> {
+    let mut all: Vec<Ws> = Vec::new();
+    for _ in 0..400 {
+        let counts = [0, 1].map(|s| all.iter().filter(|w| w.shard() == s).count());
+        if counts.iter().all(|&n| n >= per_shard) {
+            return all;
+        }
+        all.push(Ws::open(addr, query));
+    }
+    panic!("400 connections did not land on both shards");
+}
+
+#[test]
+fn api_publish_reaches_subscribers_on_both_shards_and_no_one_else() {
+    let gw = start(&["--threads", "2"]);
+    let mut subs = spread(gw.addr(), 2, "");
+    let mut outsider = Ws::open(gw.addr(), "");
+    for w in &mut subs {
+        w.subscribe("news");
+    }
+    let mut api = Api::connect(&gw);
+    for n in 0..5 {
+        api.accepted("/api/publish", json!({"channel":"news","data":{"n":n}}));
+    }
+    api.accepted(
+        "/api/publish",
+        json!({"channels":["other","news"],"data":"both"}),
+    );
+    for w in &mut subs {
+        for n in 0..5 {
+            let m = w.next();
+            assert_eq!(
+                m,
+                json!({"type":"message","channel":"news","data":{"n":n},"from":null}),
+                "shard {}",
+                w.shard()
+            );
+        }
+        assert_eq!(w.next()["data"], "both");
+    }
+    assert!(only_deliveries(outsider.sync()).is_empty());
+}
+
+#[test]
+fn publish_to_user_reaches_each_of_their_connections_only() {
+    let gw = start(&["--threads", "2", "--token-secret", SECRET]);
+    let exp = unix_now() + 300;
+    let ann = token(json!({"sub":"ann","exp":exp}));
+    let bob = token(json!({"sub":"bob","exp":exp}));
+    let mut anns = spread(gw.addr(), 1, &format!("?token={ann}"));
+    let mut b = Ws::open(gw.addr(), &format!("?token={bob}"));
+    let mut api = Api::connect(&gw);
+    api.accepted("/api/publish/user", json!({"user":"ann","data":{"hi":1}}));
+    for w in &mut anns {
+        assert_eq!(
+            w.next(),
+            json!({"type":"direct","from":null,"user":null,"data":{"hi":1}})
+        );
+    }
+    assert!(only_deliveries(b.sync()).is_empty());
+    // A user with no connection is not an error: nothing to deliver.
+    api.accepted("/api/publish/user", json!({"user":"nobody","data":1}));
+}
+
+#[test]
+fn send_reaches_one_connection_and_a_stale_id_gets_404() {
+    let gw = start(&["--threads", "2"]);
+    let mut clients = spread(gw.addr(), 1, "");
+    let mut api = Api::connect(&gw);
+    for w in &mut clients {
+        let id = w.id.clone();
+        api.accepted("/api/send", json!({"conn":id,"data":["x",1]}));
+        assert_eq!(
+            w.next(),
+            json!({"type":"direct","from":null,"user":null,"data":["x",1]})
+        );
+    }
+    let gone = clients.pop().unwrap();
+    let gone_id = gone.id.clone();
+    let mut c = gone.c;
+    c.close_cleanly();
+    // The close is processed by the time a new request on another connection is answered.
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let r = api.post("/api/send", json!({"conn":gone_id,"data":1}));
+        if r.status == 404 {
+            assert_api_error(&r, 404, "unknown_connection");
+            break;
+        }
+        assert_eq!(r.status, 202, "{}", text(&r));
+        assert!(Instant::now() < deadline, "stale id still accepted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // An id naming a shard that does not exist, and one with the wrong generation.
+    let r = api.post(
+        "/api/send",
+        json!({"conn":(200u64 << 56).to_string(),"data":1}),
+    );
+    assert_api_error(&r, 404, "unknown_connection");
+    let live: u64 = clients[0].id.parse().unwrap();
+    let stale = live ^ (1 << 32);
+    let r = api.post("/api/send", json!({"conn":stale.to_string(),"data":1}));
+    assert_api_error(&r, 404, "unknown_connection");
+    assert!(only_deliveries(clients[0].sync()).is_empty());
+}
+
+#[test]
+fn disconnect_closes_with_the_given_code() {
+    let gw = start(&["--threads", "2", "--token-secret", SECRET]);
+    let mut api = Api::connect(&gw);
+    let mut a = spread(gw.addr(), 1, "");
+    for w in &mut a {
+        let id = w.id.clone();
+        api.accepted(
+            "/api/disconnect",
+            json!({"conn":id,"code":4321,"reason":"bye"}),
+        );
+        assert_eq!(w.c.expect_close(4321), "bye");
+    }
+    let mut plain = Ws::open(gw.addr(), "");
+    let id = plain.id.clone();
+    api.accepted("/api/disconnect", json!({"conn":id}));
+    assert_eq!(plain.c.expect_close(4000), "disconnected");
+
+    let t = token(json!({"sub":"mallory","exp":unix_now() + 300}));
+    let mut m = spread(gw.addr(), 1, &format!("?token={t}"));
+    api.accepted("/api/disconnect", json!({"user":"mallory","code":4403}));
+    for w in &mut m {
+        w.c.expect_close(4403);
+    }
+    let r = api.post("/api/disconnect", json!({"conn":"1","code":1000}));
+    assert_api_error(&r, 400, "bad_field");
+}
+
+#[test]
+fn channels_presence_and_stats() {
+    let gw = start(&["--threads", "2"]);
+    let mut clients = spread(gw.addr(), 1, "?user=amy");
+    for w in &mut clients {
+        w.subscribe("room:1");
+    }
+    clients[0].subscribe("room:2");
+    let mut api = Api::connect(&gw);
+    let r = api.get("/api/channels");
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let v = json_of(&r);
+    let n = clients.len();
+    assert_eq!(
+        v,
+        json!({"channels":[{"channel":"room:1","subscribers":n},{"channel":"room:2","subscribers":1}]})
+    );
+
+    let r = api.get("/api/presence?channel=room:1");
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let v = json_of(&r);
+    assert_eq!(v["channel"], "room:1");
+    let mut conns: Vec<String> = v["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["user"], "amy");
+            m["conn"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    conns.sort();
+    let mut want: Vec<String> = clients.iter().map(|w| w.id.clone()).collect();
+    want.sort();
+    assert_eq!(conns, want);
+    assert_eq!(v["users"], json!(["amy"]));
+    let r = api.get("/api/presence?channel=empty");
+    assert_eq!(
+        json_of(&r),
+        json!({"channel":"empty","connections":[],"users":[]})
+    );
+
+    let r = api.get("/api/stats");
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let v = json_of(&r);
+    // The clients plus this API connection.
+    assert_eq!(v["connections"], n + 1, "{v}");
+    assert_eq!(v["shards"].as_array().unwrap().len(), 2);
+    assert!(v["publishes"].is_u64() && v["deliveries"].is_u64(), "{v}");
+}
+
+#[test]
+fn missing_or_wrong_key_is_401() {
+    let gw = start(&["--threads", "1"]);
+    let mut api = Api::connect(&gw);
+    let no_key = b"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+    let r = api.raw(no_key);
+    assert_api_error(&r, 401, "unauthorized");
+    assert_eq!(r.header("WWW-Authenticate"), Some("Bearer"));
+    let body = json!({"channel":"a","data":1});
+    let r = api.request("POST", "/api/publish", Some(&body), "wrong-key");
+    assert_api_error(&r, 401, "unauthorized");
+    let r = api.request("GET", "/api/stats", None, &format!("{API_KEY}x"));
+    assert_api_error(&r, 401, "unauthorized");
+    // The connection is still usable with the right key.
+    api.accepted("/api/publish", body);
+}
+
+#[test]
+fn bad_requests_get_their_4xx() {
+    let gw = start(&["--threads", "1", "--max-api-body-bytes", "256"]);
+    let mut api = Api::connect(&gw);
+    assert_api_error(&api.post("/api/publish", json!([1])), 400, "bad_json");
+    let r = api.raw(
+        format!(
+            "POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n\
+             Content-Length: 5\r\n\r\n{{bad}}"
+        )
+        .as_bytes(),
+    );
+    assert_api_error(&r, 400, "bad_json");
+    assert_api_error(
+        &api.post("/api/publish", json!({"data":1})),
+        400,
+        "missing_field",
+    );
+    assert_api_error(
+        &api.post("/api/publish", json!({"channel":"a b","data":1})),
+        400,
+        "bad_channel",
+    );
+    assert_api_error(&api.get("/api/nope"), 404, "not_found");
+    let r = api.get("/api/publish");
+    assert_api_error(&r, 405, "method_not_allowed");
+    assert_eq!(r.header("Allow"), Some("POST"));
+    // Still the same keep-alive connection.
+    api.accepted("/api/publish", json!({"channel":"a","data":1}));
+
+    let mut chunked = Api::connect(&gw);
+    let r = chunked.raw(
+        format!(
+            "POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_api_error(&r, 411, "length_required");
+    assert_eq!(r.header("Connection"), Some("close"));
+    chunked.c.expect_tcp_closed();
+
+    let mut big = Api::connect(&gw);
+    let r = big.post(
+        "/api/publish",
+        json!({"channel":"a","data":"x".repeat(300)}),
+    );
+    assert_api_error(&r, 413, "too_large");
+    big.c.expect_tcp_closed();
+}
+
+#[test]
+fn full_shard_queue_answers_429_with_retry_after() {
+    let gw = start(&["--threads", "2", "--shard-queue-capacity", "1"]);
+    let mut subs = spread(gw.addr(), 1, "");
+    for w in &mut subs {
+        w.subscribe("flood");
+    }
+    // Many publishes in one write: the API's shard pushes them to the other shard's queue of
+    // one faster than it can drain.
+    let body = r#"{"channel":"flood","data":1}"#;
+    let one = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut api = Api::connect(&gw);
+    let mut busy = None;
+    for _round in 0..20 {
+        api.c.send_raw(one.repeat(200).as_bytes());
+        for _ in 0..200 {
+            let r = api.c.read_response();
+            match r.status {
+                202 => {}
+                429 => busy = Some(r),
+                _ => panic!("{}", text(&r)),
+            }
+        }
+        if busy.is_some() {
+            break;
+        }
+    }
+    let r = busy.expect("a 429 with a one-slot queue");
+    assert_api_error(&r, 429, "busy");
+    assert_eq!(r.header("Retry-After"), Some("1"));
+}
+
+#[test]
+fn required_token_refuses_missing_forged_and_expired_tokens_with_401() {
+    let gw = start(&[
+        "--threads",
+        "1",
+        "--token-secret",
+        SECRET,
+        "--require-token",
+    ]);
+    let exp = unix_now() + 300;
+    let claims = json!({"sub":"ann","exp":exp,"channels":["*"]});
+    let valid = token(claims.clone());
+    let refused = |query: &str, extra: &[(&str, &str)], why: &str| {
+        let mut c = Client::connect(gw.addr());
+        let r = c.handshake(&format!("/ws{query}"), extra);
+        assert_eq!(r.status, 401, "{query}: {r:?}");
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(body.contains(why), "{query}: body {body:?} lacks {why:?}");
+    };
+    refused("", &[], "token is required");
+    let b64 = |s: &str| base64_url(s.as_bytes());
+    let none = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&claims.to_string())
+    );
+    refused(&format!("?token={none}"), &[], "");
+    let forged = Verifier::new(b"other").sign(&claims.to_string());
+    refused(&format!("?token={forged}"), &[], "signature");
+    let expired = token(json!({"sub":"ann","exp":unix_now() - 10}));
+    refused(&format!("?token={expired}"), &[], "expired");
+    let hs512 = {
+        let parts: Vec<&str> = valid.split('.').collect();
+        format!("{}.{}.{}", b64(r#"{"alg":"HS512"}"#), parts[1], parts[2])
+    };
+    refused(&format!("?token={hs512}"), &[], "HS256");
+
+    // The same token is accepted in the query and as an offered subprotocol (not echoed).
+    let w = Ws::open(gw.addr(), &format!("?token={valid}"));
+    drop(w);
+    let mut c = Client::connect(gw.addr());
+    let key = fresh_key();
+    let proto = format!("bearer.{valid}");
+    let r = c.handshake_with_key("/ws", &key, &[("Sec-WebSocket-Protocol", &proto)]);
+    r.assert_switching(&key);
+    assert_eq!(r.header("Sec-WebSocket-Protocol"), None);
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+#[test]
+fn token_patterns_allow_and_forbid_subscribe_and_publish() {
+    let gw = start(&[
+        "--threads",
+        "1",
+        "--token-secret",
+        SECRET,
+        "--require-token",
+    ]);
+    let t = token(json!({
+        "sub":"ann","exp":unix_now() + 300,
+        "channels":["room:*","news"],"publish":["room:1"]
+    }));
+    let mut w = Ws::open(gw.addr(), &format!("?token={t}"));
+    w.subscribe("room:1");
+    w.subscribe("news");
+    assert_eq!(
+        w.err(json!({"op":"subscribe","channel":"secret","id":1})),
+        "forbidden"
+    );
+    assert_eq!(
+        w.err(json!({"op":"publish","channel":"room:2","data":1,"id":2})),
+        "forbidden"
+    );
+    assert_eq!(
+        w.err(json!({"op":"publish","channel":"news","data":1,"id":3})),
+        "forbidden"
+    );
+    w.ok(json!({"op":"publish","channel":"room:1","data":"hi","id":4}));
+    let m = w.next();
+    assert_eq!(m["data"], "hi");
+    assert_eq!(m["user"], "ann");
+}
+
+#[test]
+fn expired_token_closes_with_4001_unless_refreshed() {
+    let gw = start(&["--threads", "1", "--token-secret", SECRET]);
+    let now = unix_now();
+    let short = token(json!({"sub":"ann","exp":now + 2,"channels":["*"]}));
+    let mut a = Ws::open(gw.addr(), &format!("?token={short}"));
+    let mut b = Ws::open(gw.addr(), &format!("?token={short}"));
+    // b refreshes for the same user before expiry; a does not.
+    let long = token(json!({"sub":"ann","exp":now + 300,"channels":["*"]}));
+    b.ok(json!({"op":"refresh","token":long,"id":1}));
+    let other = token(json!({"sub":"eve","exp":now + 300}));
+    assert_eq!(
+        b.err(json!({"op":"refresh","token":other,"id":2})),
+        "bad_token"
+    );
+    let started = Instant::now();
+    a.c.set_timeout(Duration::from_secs(5));
+    let reason = a.c.expect_close(4001);
+    assert_eq!(reason, "token expired");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    b.c.set_timeout(Duration::from_millis(1500));
+    b.c.expect_silence(Duration::from_millis(1500));
+    b.sync();
+}
+
+#[test]
+fn metrics_expose_contract_names_with_values_that_move() {
+    let gw = start(&["--threads", "2"]);
+    let mut api = Api::connect(&gw);
+    let value = |api: &mut Api, series: &str| -> u64 {
+        let r = api.raw(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(r.status, 200);
+        assert!(r
+            .header("Content-Type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"));
+        let body = String::from_utf8(r.body).unwrap();
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{body}"))
+    };
+    let accepted = value(&mut api, "gateway_connections_accepted_total");
+    let publishes = value(&mut api, "gateway_publishes_total");
+    let open = value(&mut api, "gateway_connections_open");
+    let mut w = Ws::open(gw.addr(), "");
+    w.subscribe("m");
+    api.accepted("/api/publish", json!({"channel":"m","data":1}));
+    w.next();
+    assert_eq!(
+        value(&mut api, "gateway_connections_accepted_total"),
+        accepted + 1
+    );
+    assert_eq!(value(&mut api, "gateway_connections_open"), open + 1);
+    assert!(value(&mut api, "gateway_publishes_total") > publishes);
+    assert!(value(&mut api, "gateway_deliveries_total") >= 1);
+    for name in [
+        "gateway_connections_refused_total{reason=\"over_limit\"}",
+        "gateway_handshake_failures_total{reason=\"token_missing\"}",
+        "gateway_messages_in_total",
+        "gateway_messages_out_total",
+        "gateway_bytes_in_total",
+        "gateway_bytes_out_total",
+        "gateway_slow_consumer_disconnects_total",
+        "gateway_shard_queue_depth{shard=\"1\"}",
+    ] {
+        value(&mut api, name);
+    }
+    let r = api.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((r.status, &r.body[..]), (200, &b"ok\n"[..]));
+}
