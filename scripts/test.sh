@@ -53,6 +53,9 @@ cargo nextest run --workspace --no-fail-fast
 step "frame-simd and gateway tests with SIMD switched off (FRAME_SIMD_KERNEL=scalar)"
 FRAME_SIMD_KERNEL=scalar cargo nextest run -p frame-simd -p gateway --no-fail-fast
 
+step "gateway tests again on the io_uring driver (GATEWAY_DRIVER=uring)"
+GATEWAY_DRIVER=uring cargo nextest run -p gateway --no-fail-fast
+
 step "doc tests"
 cargo test --workspace --doc -q
 
