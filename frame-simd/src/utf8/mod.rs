@@ -191,8 +191,13 @@ pub(crate) fn tail_len(last: &[u8]) -> usize {
 }
 
 /// Validate a whole message at once.
+#[inline]
 pub fn validate(k: &crate::Kernels, bytes: &[u8]) -> Result<(), Utf8Error> {
-    let mut v = Validator::new();
-    v.feed(k, bytes)?;
-    v.finish()
+    // A whole message needs no carry: the kernel's own verdict (a message that ends inside a
+    // code point fails where that code point starts) is the streaming one fed at once.
+    // SAFETY: `k.utf8` is a kernel whose target features `Kernels::with` checked on this CPU
+    // (or the scalar one); every UTF-8 kernel accepts any slice.
+    unsafe { (k.utf8)(bytes) }.map_err(|valid_up_to| Utf8Error {
+        offset: valid_up_to as u64,
+    })
 }
