@@ -126,7 +126,7 @@ fn unmask_every_alignment_and_phase_matches_reference() {
 #[test]
 fn unmask_large_buffers_match_reference() {
     for len in [65_537, (1 << 20) + 3] {
-        for offset in [0, 1, 63] {
+        for offset in [0, 1, 7, 13, 31, 32, 45, 63] {
             check_unmask(len, offset, [0xde, 0xad, 0xbe, 0xef], 3, len as u64);
         }
     }
