@@ -111,6 +111,22 @@ impl Adapter {
         }
     }
 
+    /// Write the JSON body of a backend API publish (`POST /api/publish`) into `out`.
+    pub fn write_api_publish(
+        self,
+        out: &mut Vec<u8>,
+        group: u32,
+        size: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) {
+        out.clear();
+        let _ = write!(out, r#"{{"channel":"{}","data":""#, channel(group));
+        let at = out.len();
+        out.resize(at + size, 0);
+        fill(&mut out[at..]);
+        out.extend_from_slice(b"\"}");
+    }
+
     /// Opcode of a publish frame (all three conventions are text).
     pub fn publish_opcode(self) -> Opcode {
         Opcode::Text

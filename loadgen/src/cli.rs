@@ -207,6 +207,13 @@ pub struct FanoutArgs {
     /// How to subscribe and publish.
     #[arg(long, value_enum, default_value = "pub")]
     pub adapter: Adapter,
+    /// With `--adapter gateway`: publish through the backend API at this address
+    /// (`http://127.0.0.1:8081`) instead of over WebSocket.
+    #[arg(long)]
+    pub api_url: Option<String>,
+    /// Bearer key for --api-url.
+    #[arg(long, default_value = "")]
+    pub api_key: String,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,

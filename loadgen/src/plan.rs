@@ -40,6 +40,8 @@ pub struct ConnSpec {
     pub source: Option<IpAddr>,
     /// What it does.
     pub role: Role,
+    /// Publishes through the backend HTTP API instead of a WebSocket.
+    pub via_api: bool,
 }
 
 /// A channel or room.
@@ -116,6 +118,8 @@ pub struct Plan {
     pub duration: Duration,
     /// Waiting for stragglers.
     pub drain: Duration,
+    /// Bearer key of the backend API (publishers with `via_api`).
+    pub api_key: String,
     /// Client threads.
     pub threads: usize,
     /// Pin threads.
@@ -250,6 +254,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
         warmup: common.warmup,
         duration: common.duration,
         drain: common.drain,
+        api_key: String::new(),
         threads,
         pin: !common.no_pin,
     };
@@ -258,6 +263,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
     let plain = |n: u32, plan: &mut Plan| {
         for i in 0..n {
             plan.conns.push(ConnSpec {
+                via_api: false,
                 target: i % ntargets,
                 source: source_of(i as usize),
                 role: Role::Plain,
@@ -301,6 +307,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
             };
             for i in 0..a.connections {
                 plan.conns.push(ConnSpec {
+                    via_api: false,
                     target: i % ntargets,
                     source: source_of(i as usize),
                     role: Role::Echo,
@@ -328,7 +335,19 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
             }
             plan.groups = vec![Group::default(); channels as usize];
             let sub_target = |ch: u32, i: u32| 2 * ch * ntargets + i % ntargets;
-            let pub_target = |ch: u32, i: u32| (2 * ch + 1) * ntargets + i % ntargets;
+            let via_api = a.api_url.is_some();
+            // With --api-url every publisher talks to the API (its target is the last one).
+            let mut api_target = None;
+            if let Some(url) = &a.api_url {
+                if a.adapter != Adapter::Gateway {
+                    bail!("--api-url publishes through the gateway's API: use --adapter gateway");
+                }
+                plan.api_key = a.api_key.clone();
+                api_target = Some(plan.targets.len() as u32);
+                plan.targets.push(Target::parse_http(url)?);
+            }
+            let pub_target =
+                |ch: u32, i: u32| api_target.unwrap_or((2 * ch + 1) * ntargets + i % ntargets);
             let mut n = 0usize;
             match a.adapter {
                 Adapter::Pub | Adapter::Gateway => {
@@ -339,6 +358,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
                         plan.publishers.push((ch, local));
                         plan.conns.push(ConnSpec {
                             target: pub_target(ch, p),
+                            via_api,
                             source: source_of(n),
                             role: Role::Member {
                                 group: ch,
@@ -352,6 +372,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
                         let ch = s % channels;
                         plan.groups[ch as usize].subscribers += 1;
                         plan.conns.push(ConnSpec {
+                            via_api: false,
                             target: sub_target(ch, s),
                             source: source_of(n),
                             role: Role::Member {
@@ -374,6 +395,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
                         });
                         plan.publishers.push((s, 0));
                         plan.conns.push(ConnSpec {
+                            via_api: false,
                             target: pub_target(s % channels, s),
                             source: source_of(n),
                             role: Role::Member {
@@ -413,6 +435,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
                     group.subscribers += 1;
                     plan.publishers.push((room, k));
                     plan.conns.push(ConnSpec {
+                        via_api: false,
                         target: first_target + id % ntargets,
                         source: source_of(id as usize),
                         role: Role::Member {

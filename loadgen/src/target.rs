@@ -65,6 +65,17 @@ impl Target {
         })
     }
 
+    /// Parse and resolve an `http://host:port` address (the backend API).
+    pub fn parse_http(url: &str) -> Result<Target> {
+        let rest = url
+            .strip_prefix("http://")
+            .with_context(|| format!("invalid API URL '{url}': expected http://host:port"))?;
+        let mut t = Target::parse(&format!("ws://{rest}"))
+            .with_context(|| format!("invalid API URL '{url}'"))?;
+        t.url = url.to_string();
+        Ok(t)
+    }
+
     /// This target with `{name}` in its path replaced by `value` (room and channel templates).
     pub fn with_param(&self, name: &str, value: u32) -> Target {
         let key = format!("{{{name}}}");

@@ -302,3 +302,74 @@ fn connections_spread_over_urls_and_source_addresses() {
         .collect();
     assert_eq!(seen, want);
 }
+
+#[test]
+fn gateway_adapter_publishes_through_the_backend_api() {
+    let server = Server::start(Mode::GatewayProtocol);
+    let dir = temp_dir("gateway-api");
+    let url = server.url("/");
+    let api = format!("http://{}", server.addr);
+    let r = loadgen_json(
+        &[
+            "fanout",
+            "--adapter",
+            "gateway",
+            "--url",
+            &url,
+            "--api-url",
+            &api,
+            "--api-key",
+            "testkey",
+            "--subscribers",
+            "10",
+            "--publishers",
+            "2",
+            "--channels",
+            "2",
+            "--rate",
+            "40",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("ok.json"),
+    );
+    let publishes = num(&r, "/results/all/sent");
+    assert!((38..=40).contains(&publishes), "publishes {publishes}");
+    assert_eq!(server.messages(), publishes);
+    assert_eq!(num(&r, "/results/delivery/expected"), 5 * publishes);
+    assert_eq!(num(&r, "/results/delivery/unique"), 5 * publishes);
+    assert_eq!(num(&r, "/results/delivery/lost"), 0);
+
+    // A wrong key: every publish is refused, counted by status, and lost.
+    let r = loadgen_json(
+        &[
+            "fanout",
+            "--adapter",
+            "gateway",
+            "--url",
+            &url,
+            "--api-url",
+            &api,
+            "--api-key",
+            "wrong",
+            "--subscribers",
+            "4",
+            "--publishers",
+            "1",
+            "--rate",
+            "20",
+            "--warmup",
+            "0s",
+            "--duration",
+            "500ms",
+            "--drain",
+            "300ms",
+        ],
+        &dir.join("refused.json"),
+    );
+    let publishes = num(&r, "/results/all/sent");
+    assert_eq!(num(&r, "/results/failures/api http 401"), publishes);
+    assert_eq!(num(&r, "/results/delivery/lost"), 4 * publishes);
+}

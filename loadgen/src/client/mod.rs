@@ -6,6 +6,7 @@
 //! after each batch of reads or [`Conn::send`] calls writes [`Conn::tx_pending`] again. Server
 //! frames are parsed in place from the read slice; only a partial frame is kept between reads.
 
+pub mod api;
 pub mod handshake;
 
 use frame_simd::{encode_client_frame, parse_header, MaskKey, Opcode, ParseConfig, Parsed, Role};
@@ -42,6 +43,73 @@ pub enum Event<'a> {
     },
     /// The server sent a close frame (code, if any).
     Close(Option<u16>),
+    /// The backend API answered a request with this HTTP status.
+    Status(u16),
+}
+
+/// The protocol a worker's connection speaks: WebSocket (every scenario) or the backend API
+/// (publishers that publish through it).
+#[derive(Debug)]
+pub enum Proto {
+    /// A WebSocket client connection.
+    Ws(Conn),
+    /// A backend API connection.
+    Api(api::ApiConn),
+}
+
+impl Proto {
+    /// The current state.
+    pub fn state(&self) -> State {
+        match self {
+            Proto::Ws(c) => c.state(),
+            Proto::Api(c) => c.state(),
+        }
+    }
+
+    /// Bytes to write.
+    pub fn tx_pending(&self) -> &[u8] {
+        match self {
+            Proto::Ws(c) => c.tx_pending(),
+            Proto::Api(c) => c.tx_pending(),
+        }
+    }
+
+    /// `n` bytes were written.
+    pub fn on_written(&mut self, n: usize) {
+        match self {
+            Proto::Ws(c) => c.on_written(n),
+            Proto::Api(c) => c.on_written(n),
+        }
+    }
+
+    /// Queue one message: a data frame, or over the API a publish request whose body is
+    /// `payload` (the opcode is then unused).
+    pub fn send(&mut self, opcode: Opcode, payload: &[u8]) {
+        match self {
+            Proto::Ws(c) => c.send(opcode, payload),
+            Proto::Api(c) => c.publish(payload),
+        }
+    }
+
+    /// Close politely (a close frame with `code` on WebSocket).
+    pub fn close(&mut self, code: u16) {
+        match self {
+            Proto::Ws(c) => c.close(code),
+            Proto::Api(c) => c.close(),
+        }
+    }
+
+    /// Feed bytes read from the socket.
+    pub fn on_read(
+        &mut self,
+        bytes: &[u8],
+        on_event: impl FnMut(Event<'_>),
+    ) -> Result<(), ConnError> {
+        match self {
+            Proto::Ws(c) => c.on_read(bytes, on_event),
+            Proto::Api(c) => c.on_read(bytes, on_event),
+        }
+    }
 }
 
 /// Why the connection stopped.

@@ -41,6 +41,7 @@ impl Worker {
             let n = self.specs.len();
             let sources = &self.plan.sources;
             let spec = ConnSpec {
+                via_api: false,
                 target: (self.churn_k % self.plan.targets.len() as u64) as u32,
                 source: (!sources.is_empty())
                     .then(|| sources[(self.churn_k as usize + self.id) % sources.len()]),

@@ -10,7 +10,8 @@ use frame_simd::MaskKey;
 use mio::{Interest, Token};
 
 use super::{socket, Close, Slot, Worker, MAX_PENDING_HANDSHAKES};
-use crate::client::{Conn, State};
+use crate::client::api::ApiConn;
+use crate::client::{Conn, Proto, State};
 use crate::clock::ns;
 
 impl Worker {
@@ -59,7 +60,11 @@ impl Worker {
         self.next_gen = self.next_gen.wrapping_add(1);
         self.slots[idx] = Some(Slot {
             sock,
-            conn: Conn::new(&target.host_header, &target.path, nonce, mask),
+            conn: if s.via_api {
+                Proto::Api(ApiConn::new(&target.host_header, &self.plan.api_key))
+            } else {
+                Proto::Ws(Conn::new(&target.host_header, &target.path, nonce, mask))
+            },
             spec,
             gen: self.next_gen,
             tcp_up: false,

@@ -163,6 +163,11 @@ impl Meter {
         *self.failures.entry(reason).or_default() += 1;
     }
 
+    /// The backend API refused a publish with this status (the publish is lost).
+    pub fn on_api_error(&mut self, code: u16) {
+        *self.failures.entry(format!("api http {code}")).or_default() += 1;
+    }
+
     /// An open connection was closed by us (`on_purpose`) or lost.
     pub fn on_closed(&mut self, on_purpose: bool, reason: &str) {
         for c in [&mut self.all, &mut self.second, &mut self.window] {

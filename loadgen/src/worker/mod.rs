@@ -28,7 +28,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-use crate::client::{Conn, Event, State};
+use crate::client::{Event, Proto, State};
 use crate::clock::{ns, Clock, SEC};
 use crate::payload::SeqTrack;
 use crate::plan::{ConnSpec, Plan, Role, SendMode};
@@ -104,7 +104,7 @@ struct SpecState {
 
 struct Slot {
     sock: TcpStream,
-    conn: Conn,
+    conn: Proto,
     spec: usize,
     gen: u32,
     tcp_up: bool,
@@ -429,6 +429,13 @@ impl Worker {
                 Ok(_) => {
                     slot.tcp_up = true;
                     let _ = slot.sock.set_nodelay(true);
+                    if let Proto::Api(api) = &mut slot.conn {
+                        // HTTP has no handshake: the API connection is open with TCP.
+                        api.on_connected();
+                        let latency = now.saturating_sub(slot.intended);
+                        self.meter.on_connected(latency);
+                        self.on_open(idx, now);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => {
@@ -498,6 +505,11 @@ impl Worker {
                         }
                         _ => {}
                     },
+                    Event::Status(code) => {
+                        if !(200..300).contains(&code) {
+                            meter.on_api_error(code);
+                        }
+                    }
                     Event::Close(code) => {
                         outcome = Some(Close::Lost(match code {
                             Some(c) => format!("close {c}"),

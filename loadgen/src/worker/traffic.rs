@@ -61,13 +61,19 @@ impl Worker {
             publisher: p,
             seq: st.seq,
         };
-        self.plan.adapter.write_publish(
-            &mut self.scratch,
-            group,
-            subscriber,
-            self.plan.size,
-            |b| stamp.write(b),
-        );
+        if self.specs[spec].via_api {
+            self.plan
+                .adapter
+                .write_api_publish(&mut self.scratch, group, self.plan.size, |b| stamp.write(b));
+        } else {
+            self.plan.adapter.write_publish(
+                &mut self.scratch,
+                group,
+                subscriber,
+                self.plan.size,
+                |b| stamp.write(b),
+            );
+        }
         st.seq += 1;
         slot.conn
             .send(self.plan.adapter.publish_opcode(), &self.scratch);

@@ -139,6 +139,9 @@ fn serve(mut s: TcpStream, st: Arc<State>) {
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_len]).to_string();
+    if st.mode == Mode::GatewayProtocol && head.starts_with("POST ") {
+        return serve_api(s, buf, st);
+    }
     if st.mode == Mode::NotFound {
         let _ = s.write_all(
             b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n",
@@ -311,6 +314,59 @@ fn serve(mut s: TcpStream, st: Arc<State>) {
     st.peers.lock().unwrap().retain(|(pid, _)| *pid != id);
     st.subs.lock().unwrap().retain(|(pid, _)| *pid != id);
     let _ = s.shutdown(std::net::Shutdown::Both);
+}
+
+/// The model's backend API: keep-alive `POST /api/publish` with `Bearer testkey`, delivering
+/// the body's `data` to the channel's subscribers; 401 for another key.
+fn serve_api(mut s: TcpStream, mut buf: Vec<u8>, st: Arc<State>) {
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        // One request: head, then Content-Length bytes of body.
+        let parsed = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .and_then(|at| {
+                let head = String::from_utf8_lossy(&buf[..at]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim()
+                            .eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                (buf.len() >= at + 4 + len).then_some((head, at + 4, len))
+            });
+        let Some((head, body_at, len)) = parsed else {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let body = String::from_utf8_lossy(&buf[body_at..body_at + len]).to_string();
+        buf.drain(..body_at + len);
+        if !head.contains("Authorization: Bearer testkey") {
+            let _ = s.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
+            continue;
+        }
+        st.messages.fetch_add(1, Ordering::AcqRel);
+        let channel = json_str(&body, "channel").unwrap_or("").to_string();
+        let data = json_str(&body, "data").unwrap_or("").to_string();
+        let mut raw = Vec::new();
+        encode_server_frame(&mut raw, Opcode::Text, data.as_bytes());
+        let subs = st.subs.lock().unwrap().clone();
+        let peers = st.peers.lock().unwrap().clone();
+        for (sid, sub) in subs {
+            if sub.raw && sub.channels.lock().unwrap().contains(&channel) {
+                if let Some((_, p)) = peers.iter().find(|(pid, _)| *pid == sid) {
+                    let _ = p.lock().unwrap().write_all(&raw);
+                }
+            }
+        }
+        let _ = s.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 11\r\n\r\n{\"ok\":true}");
+    }
 }
 
 /// A fresh temporary directory for a test's files.
