@@ -77,6 +77,15 @@ pub enum HandshakeFailure {
 }
 
 impl HandshakeFailure {
+    /// The reason for a refused token.
+    pub fn of_token(e: &crate::auth::TokenError) -> HandshakeFailure {
+        match e {
+            crate::auth::TokenError::Missing => HandshakeFailure::TokenMissing,
+            crate::auth::TokenError::Expired { .. } => HandshakeFailure::TokenExpired,
+            _ => HandshakeFailure::TokenInvalid,
+        }
+    }
+
     /// Every reason, in index order.
     pub const ALL: [HandshakeFailure; 6] = [
         HandshakeFailure::BadRequest,

@@ -513,6 +513,20 @@ fn required_token_refuses_missing_forged_and_expired_tokens_with_401() {
     let r = c.handshake_with_key("/ws", &key, &[("Sec-WebSocket-Protocol", &proto)]);
     r.assert_switching(&key);
     assert_eq!(r.header("Sec-WebSocket-Protocol"), None);
+
+    // Each refusal was counted by its reason.
+    let mut api = Api::connect(&gw);
+    let r = api.raw(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let body = String::from_utf8(r.body).unwrap();
+    let count = |reason: &str| -> u64 {
+        let series = format!("gateway_handshake_failures_total{{reason=\"{reason}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{body}"))
+    };
+    assert_eq!(count("token_missing"), 1);
+    assert_eq!(count("token_invalid"), 3);
+    assert_eq!(count("token_expired"), 1);
 }
 
 fn base64_url(bytes: &[u8]) -> String {
@@ -621,6 +635,9 @@ fn metrics_expose_contract_names_with_values_that_move() {
     assert_eq!(value(&mut api, "gateway_connections_open"), open + 1);
     assert!(value(&mut api, "gateway_publishes_total") > publishes);
     assert!(value(&mut api, "gateway_deliveries_total") >= 1);
+    // The subscribe request in, its reply, the welcome and the delivery out.
+    assert!(value(&mut api, "gateway_messages_in_total") >= 1);
+    assert!(value(&mut api, "gateway_messages_out_total") >= 3);
     for name in [
         "gateway_connections_refused_total{reason=\"over_limit\"}",
         "gateway_handshake_failures_total{reason=\"token_missing\"}",

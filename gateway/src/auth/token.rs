@@ -99,15 +99,6 @@ impl TokenError {
             _ => "bad_token",
         }
     }
-
-    /// The label used in metrics (`gateway_handshake_failures_total{reason}`).
-    pub fn metric_reason(&self) -> &'static str {
-        match self {
-            TokenError::Missing => "token_missing",
-            TokenError::Expired { .. } => "token_expired",
-            _ => "token_invalid",
-        }
-    }
 }
 
 impl fmt::Display for TokenError {
@@ -572,6 +563,5 @@ mod tests {
             TokenError::MissingClaim("exp").to_string(),
             "token lacks the exp claim"
         );
-        assert_eq!(TokenError::Missing.metric_reason(), "token_missing");
     }
 }

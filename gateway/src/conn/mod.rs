@@ -24,8 +24,9 @@ use frame_simd::close::{encode_close_payload, parse_close_payload};
 use frame_simd::{encode_header, CloseCode, Kernels, Opcode, MAX_HEADER_LEN};
 
 use self::frames::{Flow, FrameReader, Limits, Message};
-use self::handshake::{check_upgrade, write_switching, Policy};
+use self::handshake::{check_upgrade, write_switching, HandshakeError, Policy};
 use self::http::{has_token, scan_head, write_error, write_response, HttpError, Scan};
+use crate::metrics::HandshakeFailure;
 
 pub use self::id::ConnId;
 
@@ -188,6 +189,12 @@ pub struct Output {
     /// Encoded frames and HTTP responses.
     pub bytes: Vec<u8>,
     pong: Option<OwedPong>,
+    /// Data messages received during the call (for metrics).
+    pub messages_in: u64,
+    /// Data frames appended (for metrics).
+    pub messages_out: u64,
+    /// Why an upgrade was refused during the call (for metrics).
+    pub refused: Option<HandshakeFailure>,
 }
 
 impl Output {
@@ -200,6 +207,9 @@ impl Output {
     pub fn frame(&mut self, opcode: Opcode, payload: &[u8]) {
         let mut h = [0u8; MAX_HEADER_LEN];
         let n = encode_header(&mut h, true, opcode, payload.len() as u64, None);
+        if !opcode.is_control() {
+            self.messages_out += 1;
+        }
         self.bytes.reserve(n + payload.len());
         self.bytes.extend_from_slice(&h[..n]);
         self.bytes.extend_from_slice(payload);
@@ -255,6 +265,9 @@ impl Output {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.pong = None;
+        self.messages_in = 0;
+        self.messages_out = 0;
+        self.refused = None;
     }
 }
 
@@ -375,6 +388,7 @@ impl Conn {
         }
         match self.state {
             State::AwaitRequest => {
+                out.refused = Some(HandshakeFailure::Timeout);
                 self.http_error(HttpError::Timeout, now, out);
                 self.drop_now = true;
             }
@@ -542,6 +556,7 @@ impl Conn {
                     write_switching(&mut out.bytes, &accepted, &s.policy);
                     if route != Route::Echo {
                         if let Err(r) = app.on_open(route, &req, out) {
+                            out.refused.get_or_insert(HandshakeFailure::BadRequest);
                             out.bytes.truncate(before);
                             write_error(&mut out.bytes, r.status, &[], &r.message);
                             return self.enter(State::Closed, now);
@@ -551,6 +566,10 @@ impl Conn {
                     self.enter(State::Open, now);
                 }
                 Err(e) => {
+                    out.refused = Some(match e {
+                        HandshakeError::OriginNotAllowed => HandshakeFailure::Origin,
+                        _ => HandshakeFailure::BadRequest,
+                    });
                     write_error(&mut out.bytes, e.status(), e.extra_headers(), e.message());
                     self.enter(State::Closed, now);
                 }
@@ -577,6 +596,7 @@ impl Conn {
             .on_read(bytes, cx.kernels, &cx.settings.limits, |m| {
                 match m {
                     Message::Data { opcode, payload } if state == State::Open => {
+                        out.messages_in += 1;
                         if route == Route::Echo {
                             out.frame(opcode, payload)
                         } else {

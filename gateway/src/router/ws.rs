@@ -10,6 +10,7 @@ use simd_json::prelude::*;
 
 use crate::auth::{unix_now, Identity, TokenError};
 use crate::conn::{App, ConnId, Output, Refusal, Route};
+use crate::metrics::HandshakeFailure;
 use crate::protocol::channel::check_channel;
 use crate::protocol::json::{write_str, write_value};
 use crate::protocol::query::query_pairs;
@@ -76,10 +77,11 @@ impl App for Dispatch<'_> {
                 }
             }
             Err(e) => {
+                out.refused = Some(HandshakeFailure::of_token(&e));
                 return Err(Refusal {
                     status: (401, "Unauthorized"),
                     message: format!("{e}\n"),
-                })
+                });
             }
         }
         match route {

@@ -512,6 +512,11 @@ impl<D: Driver> Shard<D> {
                 }
             }
         }
+        self.metrics.messages_in.add(self.out.messages_in);
+        self.metrics.messages_out.add(self.out.messages_out);
+        if let Some(reason) = self.out.refused {
+            self.metrics.handshake_failed(reason);
+        }
         self.out.clear();
         if self.out.bytes.capacity() > OUTPUT_KEEP_BYTES {
             self.out.bytes = Vec::new();

@@ -103,6 +103,7 @@ impl<D: Driver> Shard<D> {
         let s = std::mem::take(&mut self.router.stats);
         self.metrics.publishes.add(s.publishes);
         self.metrics.deliveries.add(s.deliveries);
+        self.metrics.messages_out.add(s.deliveries);
         self.metrics
             .slow_consumer_disconnects
             .add(s.slow_consumer_disconnects);
