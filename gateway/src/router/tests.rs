@@ -166,3 +166,106 @@ fn a_session_stays_small() {
     println!("size_of::<Session>() = {size}");
     assert!(size <= 64, "Session grew to {size} bytes");
 }
+
+mod through_conn {
+    //! `Conn` and `Dispatch` together, sans IO: an upgrade on an app route, then requests.
+
+    use std::time::Instant;
+
+    use frame_simd::{encode_header, mask, Kernels, MaskKey, Opcode, MAX_HEADER_LEN};
+
+    use crate::conn::{Conn, ConnId, Ctx, Output, Settings};
+    use crate::router::session::Session;
+    use crate::router::{Dispatch, Router};
+
+    const KEY: MaskKey = MaskKey([0x37, 0xfa, 0x21, 0x3d]);
+
+    fn upgrade(path: &str) -> Vec<u8> {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn text_frame(k: &Kernels, payload: &[u8]) -> Vec<u8> {
+        let mut h = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&mut h, true, Opcode::Text, payload.len() as u64, Some(KEY));
+        let mut body = payload.to_vec();
+        mask::unmask(k, &mut body, KEY, 0);
+        [&h[..n], &body[..]].concat()
+    }
+
+    struct Peer {
+        conn: Conn,
+        session: Session,
+        router: Router,
+        settings: Settings,
+        kernels: Kernels,
+        id: ConnId,
+    }
+
+    impl Peer {
+        fn new() -> Peer {
+            Peer {
+                conn: Conn::new(Instant::now()),
+                session: Session::default(),
+                router: Router::single(0),
+                settings: Settings::default(),
+                kernels: Kernels::detect(),
+                id: ConnId::new(0, 7, 1),
+            }
+        }
+
+        fn feed(&mut self, mut bytes: Vec<u8>) -> String {
+            let mut out = Output::new();
+            let cx = Ctx {
+                settings: &self.settings,
+                kernels: &self.kernels,
+            };
+            let mut app = Dispatch {
+                id: self.id,
+                session: &mut self.session,
+                router: &mut self.router,
+            };
+            self.conn
+                .on_read_app(&mut bytes, Instant::now(), &cx, &mut out, &mut app);
+            out.finish();
+            String::from_utf8_lossy(&out.bytes).into_owned()
+        }
+    }
+
+    #[test]
+    fn an_upgrade_on_ws_is_welcomed_and_requests_are_answered() {
+        let mut p = Peer::new();
+        let out = p.feed(upgrade("/ws?user=J%C3%BCrgen"));
+        assert!(out.starts_with("HTTP/1.1 101"), "{out}");
+        let id = p.id.to_bits();
+        assert!(
+            out.ends_with(&format!(
+                r#"{{"type":"welcome","conn":"{id}","user":"Jürgen"}}"#
+            )),
+            "{out}"
+        );
+        let frame = text_frame(&p.kernels, br#"{"op":"subscribe","channel":"c","id":[1]}"#);
+        let out = p.feed(frame);
+        assert!(out.contains(r#""code":"bad_field""#), "{out}");
+        let frame = text_frame(&p.kernels, br#"{"op":"subscribe","channel":"c","id":"a"}"#);
+        let out = p.feed(frame);
+        assert!(
+            out.ends_with(r#"{"type":"reply","id":"a","ok":true}"#),
+            "{out}"
+        );
+        assert_eq!(p.session.channels.len(), 1);
+        assert!(p.router.channels.get("c").is_some());
+    }
+
+    #[test]
+    fn a_refused_app_upgrade_sends_no_101() {
+        let mut p = Peer::new();
+        let out = p.feed(upgrade("/raw?channel=a%20b"));
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+        assert!(!out.contains("101"), "{out}");
+        assert!(p.router.channels.is_empty());
+    }
+}
