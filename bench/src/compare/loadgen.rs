@@ -28,14 +28,13 @@ pub fn run(
         .args(["--threads", &opts.loadgen_threads.to_string()])
         .args(["--warmup", &format!("{}ms", opts.warmup.as_millis())])
         .args(["--duration", &format!("{}ms", opts.duration.as_millis())])
+        // Server memory and CPU time from /proc, read by loadgen around the measured window.
+        .args(["--server-pid", &server_pid.to_string()])
         .arg("--json")
         .arg(json)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    if scenario.needs_server_pid {
-        command.args(["--server-pid", &server_pid.to_string()]);
-    }
     let output = command.output()?;
     // Exit code 3 means a threshold failed, which the comparison does not set; anything else
     // non-zero is a failed run.
