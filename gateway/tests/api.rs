@@ -310,6 +310,20 @@ fn disconnect_closes_with_the_given_code() {
     }
     let r = api.post("/api/disconnect", json!({"conn":"1","code":1000}));
     assert_api_error(&r, 400, "bad_field");
+    // The connection closed above, a shard that does not exist, a wrong generation.
+    let closed = a[0].id.clone();
+    let r = api.post("/api/disconnect", json!({ "conn": closed }));
+    assert_api_error(&r, 404, "unknown_connection");
+    let r = api.post(
+        "/api/disconnect",
+        json!({"conn":(200u64 << 56).to_string()}),
+    );
+    assert_api_error(&r, 404, "unknown_connection");
+    let mut live = Ws::open(gw.addr(), "");
+    let stale = live.id.parse::<u64>().unwrap() ^ (1 << 32);
+    let r = api.post("/api/disconnect", json!({"conn":stale.to_string()}));
+    assert_api_error(&r, 404, "unknown_connection");
+    assert!(only_deliveries(live.sync()).is_empty());
 }
 
 #[test]

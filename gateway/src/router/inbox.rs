@@ -109,6 +109,8 @@ pub enum ShardMsg {
         code: u16,
         /// The close reason.
         reason: Box<str>,
+        /// Who waits to learn whether the connection existed.
+        reply: Option<ReplyTo>,
     },
 }
 

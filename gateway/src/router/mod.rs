@@ -106,6 +106,8 @@ pub enum Action {
         code: u16,
         /// The reason.
         reason: Box<str>,
+        /// Who waits to learn whether it existed.
+        reply: Option<ReplyTo>,
     },
 }
 
@@ -423,17 +425,35 @@ impl Router {
         });
     }
 
-    /// Close `conn` (on any shard) with `code` and `reason`.
-    pub fn disconnect(&mut self, conn: ConnId, code: u16, reason: &str) -> Result<(), ErrorCode> {
+    /// Close `conn` (on any shard) with `code` and `reason`. Whether it existed goes to `reply`
+    /// later, like a [`Router::send`]'s outcome.
+    pub fn disconnect(
+        &mut self,
+        conn: ConnId,
+        code: u16,
+        reason: &str,
+        reply: Option<ReplyTo>,
+    ) -> Result<(), ErrorCode> {
+        if usize::from(conn.shard()) >= self.mesh.shards() {
+            return Err(ErrorCode::UnknownConnection);
+        }
         let reason: Box<str> = Box::from(reason);
         if conn.shard() == self.shard {
-            self.actions.push(Action::Close { conn, code, reason });
+            self.actions.push(Action::Close {
+                conn,
+                code,
+                reason,
+                reply,
+            });
             return Ok(());
         }
-        match self
-            .mesh
-            .push(conn.shard(), ShardMsg::Close { conn, code, reason })
-        {
+        let msg = ShardMsg::Close {
+            conn,
+            code,
+            reason,
+            reply,
+        };
+        match self.mesh.push(conn.shard(), msg) {
             Ok(()) => {
                 self.wake.insert(conn.shard());
                 Ok(())

@@ -106,13 +106,19 @@ impl<D: Driver> Shard<D> {
                 target,
                 code,
                 reason,
-            } => {
-                let result = match target {
-                    Target::Conn(conn) => self.router.disconnect(conn, code, &reason),
-                    Target::User(user) => self.router.disconnect_user(&user, code, &reason),
-                };
-                Some(result.map_or_else(outcome_of, |()| Outcome::Accepted))
-            }
+            } => match target {
+                Target::Conn(conn) => {
+                    match self.router.disconnect(conn, code, &reason, Some(reply(""))) {
+                        Ok(()) => None,
+                        Err(code) => Some(outcome_of(code)),
+                    }
+                }
+                Target::User(user) => Some(
+                    self.router
+                        .disconnect_user(&user, code, &reason)
+                        .map_or_else(outcome_of, |()| Outcome::Accepted),
+                ),
+            },
             Command::Channels => {
                 self.router.channel_list(reply(""));
                 None

@@ -155,7 +155,12 @@ impl<D: Driver> Shard<D> {
                     self.finish_gather(g, now);
                 }
             }
-            ShardMsg::Close { conn, code, reason } => self.close_conn(conn, code, &reason, now),
+            ShardMsg::Close {
+                conn,
+                code,
+                reason,
+                reply,
+            } => self.disconnect(conn, code, &reason, reply, now),
             ShardMsg::DirectUser { user, frame } => self.direct_user(&user, &frame, now),
             ShardMsg::CloseUser { user, code, reason } => {
                 self.close_user(&user, code, &reason, now)
@@ -186,7 +191,12 @@ impl<D: Driver> Shard<D> {
                     self.finish_gather(g, now);
                 }
             }
-            Action::Close { conn, code, reason } => self.close_conn(conn, code, &reason, now),
+            Action::Close {
+                conn,
+                code,
+                reason,
+                reply,
+            } => self.disconnect(conn, code, &reason, reply, now),
             Action::DirectUser { user, frame } => self.direct_user(&user, &frame, now),
             Action::CloseUser { user, code, reason } => self.close_user(&user, code, &reason, now),
             Action::ChannelList { reply } => {
@@ -220,6 +230,22 @@ impl<D: Driver> Shard<D> {
         let ids = self.router.user_conns(user).to_vec();
         for id in ids {
             self.close_conn(id, code, reason, now);
+        }
+    }
+
+    /// A backend's disconnect of one connection; `reply` learns whether it was a live client
+    /// connection.
+    fn disconnect(
+        &mut self,
+        id: ConnId,
+        code: u16,
+        reason: &str,
+        reply: Option<ReplyTo>,
+        now: Instant,
+    ) {
+        let found = self.close_conn(id, code, reason, now);
+        if let Some(reply) = reply {
+            self.answer_sent(reply, found, now);
         }
     }
 
@@ -371,12 +397,18 @@ impl<D: Driver> Shard<D> {
         self.settle(id, now);
     }
 
-    fn close_conn(&mut self, id: ConnId, code: u16, reason: &str, now: Instant) {
+    /// Close client connection `id`; false when no open client connection has this id
+    /// (closing ones, and API connections, count as none).
+    fn close_conn(&mut self, id: ConnId, code: u16, reason: &str, now: Instant) -> bool {
         let Some(e) = self.conns.get_mut(id) else {
-            return;
+            return false;
         };
+        if e.api.is_some() || e.conn.state() != State::Open {
+            return false;
+        }
         e.conn
             .on_close_request(CloseCode(code), reason, now, &mut self.out);
         self.settle(id, now);
+        true
     }
 }
