@@ -92,8 +92,19 @@ fn run_processes(scenario: &Scenario, command: Vec<String>) -> Result<Report> {
 fn run_one(scenario: &Scenario, command: Vec<String>, progress: bool) -> Result<Report> {
     let limit = sysinfo::raise_nofile();
     let threads = scenario.common().threads.unwrap_or(1);
-    run::check_fds(plan::planned_count(scenario), threads, limit)?;
+    let common = scenario.common();
+    let processes = u64::from(common.processes.max(1));
+    // Broadcast groups are split after the plan is built: check this process's share first,
+    // then the exact count.
+    let share = match (scenario, common.process_index) {
+        (Scenario::Fanout(_) | Scenario::Chat(_), Some(_)) => {
+            plan::planned_count(scenario).div_ceil(processes)
+        }
+        _ => plan::planned_count(scenario),
+    };
+    run::check_fds(share, threads, limit)?;
     let plan = plan::build(scenario)?;
+    run::check_fds(plan.planned(), threads, limit)?;
     let common = scenario.common();
     let opts = RunOpts {
         command,

@@ -219,13 +219,44 @@ pub fn process_share(scenario: &Scenario, index: u32, n: u32) -> Result<Scenario
             a.rate /= div;
             a.common.connect_rate /= div;
         }
-        Scenario::Fanout(_) | Scenario::Chat(_) => bail!(
-            "--processes is not available for {}: its delivery checks need every publisher and \
-             subscriber in one process; run one loadgen per channel group instead",
-            scenario.name()
+        // Broadcast groups are dealt out whole (see `keep_process_groups`), so every process
+        // checks its subscribers against publishers it runs itself.
+        Scenario::Fanout(a) if a.adapter != Adapter::Echo && a.channels < n => bail!(
+            "--processes {n} needs at least {n} channels (--channels): a channel's publishers and \
+             subscribers must share a process for its delivery checks"
         ),
+        Scenario::Fanout(_) | Scenario::Chat(_) => {}
     }
     Ok(s)
+}
+
+/// In a `--processes` run, keep only the broadcast groups (channels, rooms) this process carries:
+/// group `g` goes to process `g % n`. Groups and publisher ids stay global; the open-loop rate
+/// becomes this process's share of the senders.
+fn keep_process_groups(plan: &mut Plan, index: u32, n: u32) {
+    let senders = |conns: &[ConnSpec]| {
+        conns
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.role,
+                    Role::Member {
+                        publisher: Some(_),
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    let before = senders(&plan.conns).max(1);
+    plan.conns.retain(|c| match c.role {
+        Role::Member { group, .. } => group % n == index,
+        _ => true,
+    });
+    if let SendMode::OpenLoop { rate } = &mut plan.send {
+        *rate *= senders(&plan.conns) as f64 / before as f64;
+    }
+    plan.connect_rate /= f64::from(n);
 }
 
 /// Build the plan of a scenario.
@@ -455,6 +486,11 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
                      channel, messages from other rooms are counted as foreign"
                 );
             }
+        }
+    }
+    if let (Some(index), n @ 2..) = (common.process_index, common.processes) {
+        if !plan.groups.is_empty() {
+            keep_process_groups(&mut plan, index, n);
         }
     }
     Ok(plan)

@@ -74,17 +74,29 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
     for (i, spec) in plan.conns.iter().enumerate() {
         per_worker[i % threads].push(*spec);
     }
-    let total_senders = plan.conns.len().max(1);
+    let is_sender = |s: &&crate::plan::ConnSpec| {
+        matches!(
+            s.role,
+            crate::plan::Role::Echo
+                | crate::plan::Role::Member {
+                    publisher: Some(_),
+                    ..
+                }
+        )
+    };
+    let total_conns = plan.conns.len().max(1);
+    let total_senders = plan.conns.iter().filter(is_sender).count().max(1);
     let mut wakers = Vec::new();
     let mut handles = Vec::new();
     for (id, specs) in per_worker.into_iter().enumerate() {
         let (poll, waker) = worker::poll_and_waker()?;
         wakers.push(waker);
-        let share = if plan.churn.is_some() || plan.conns.is_empty() {
+        let connect_share = if plan.churn.is_some() || plan.conns.is_empty() {
             1.0 / threads as f64
         } else {
-            specs.len() as f64 / total_senders as f64
+            specs.len() as f64 / total_conns as f64
         };
+        let send_share = specs.iter().filter(is_sender).count() as f64 / total_senders as f64;
         let init = WorkerInit {
             id,
             specs,
@@ -92,7 +104,8 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
             shared: shared.clone(),
             clock,
             ticks: tick_tx.clone(),
-            share,
+            connect_share,
+            send_share,
         };
         let core = (plan.pin && !cores.is_empty()).then(|| cores[id % cores.len()]);
         handles.push(

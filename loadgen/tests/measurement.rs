@@ -249,7 +249,7 @@ fn processes_split_the_load_and_merge_their_results() {
     assert!((296..=300).contains(&sent), "sent {sent}");
     assert_eq!(num(&r, "/results/all/received"), sent);
     let out = loadgen(&["fanout", "--url", &url, "--processes", "2", "--quiet"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not available for fanout"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs at least 2 channels"));
 }
 
 /// A Prometheus text endpoint whose counter grows by one per scrape.

@@ -80,7 +80,7 @@ fn fanout_delivers_every_publish_to_every_subscriber_once() {
             "--subscribers",
             "20",
             "--publishers",
-            "2",
+            "1",
             "--rate",
             "100",
             "--warmup",
@@ -372,4 +372,69 @@ fn gateway_adapter_publishes_through_the_backend_api() {
     let publishes = num(&r, "/results/all/sent");
     assert_eq!(num(&r, "/results/failures/api http 401"), publishes);
     assert_eq!(num(&r, "/results/delivery/lost"), 4 * publishes);
+}
+
+#[test]
+fn processes_split_broadcast_runs_by_channel_and_room() {
+    let server = Server::start(Mode::GatewayProtocol);
+    let dir = temp_dir("broadcast-processes");
+    let url = server.url("/");
+    let r = loadgen_json(
+        &[
+            "fanout",
+            "--adapter",
+            "gateway",
+            "--url",
+            &url,
+            "--subscribers",
+            "8",
+            "--publishers",
+            "2",
+            "--channels",
+            "2",
+            "--rate",
+            "40",
+            "--processes",
+            "2",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("fanout.json"),
+    );
+    assert_eq!(num(&r, "/results/processes"), 2);
+    let publishes = num(&r, "/results/all/sent");
+    assert!((38..=40).contains(&publishes), "publishes {publishes}");
+    assert_eq!(num(&r, "/results/delivery/expected"), 4 * publishes);
+    assert_eq!(num(&r, "/results/delivery/unique"), 4 * publishes);
+    assert_eq!(num(&r, "/results/delivery/foreign"), 0);
+
+    let r = loadgen_json(
+        &[
+            "chat",
+            "--adapter",
+            "gateway",
+            "--url",
+            &url,
+            "--users",
+            "12",
+            "--room-size",
+            "4",
+            "--msg-rate",
+            "5",
+            "--processes",
+            "2",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("chat.json"),
+    );
+    let sent = num(&r, "/results/all/sent");
+    assert!((57..=60).contains(&sent), "sent {sent}");
+    assert_eq!(num(&r, "/results/delivery/expected"), 3 * sent);
+    assert_eq!(num(&r, "/results/delivery/unique"), 3 * sent);
+    assert_eq!(num(&r, "/results/all/connected"), 12);
 }

@@ -128,8 +128,10 @@ pub struct WorkerInit {
     pub clock: Clock,
     /// Where ticks go.
     pub ticks: Sender<Tick>,
-    /// Share of the open-loop rate and the connect rate this worker carries (0..=1).
-    pub share: f64,
+    /// Share of the connect rate this worker carries (0..=1): its share of the connections.
+    pub connect_share: f64,
+    /// Share of the open-loop rate (0..=1): its share of the sending connections.
+    pub send_share: f64,
 }
 
 /// Create the worker's poll and waker (the waker goes to the coordinator first).
@@ -230,9 +232,9 @@ pub fn run(init: WorkerInit, poll: Poll) -> io::Result<WorkerResult> {
         })
         .map(|(i, _)| i)
         .collect();
-    let connect_rate = plan.connect_rate * init.share;
+    let connect_rate = plan.connect_rate * init.connect_share;
     let send_rate = match plan.send {
-        SendMode::OpenLoop { rate } => rate * init.share,
+        SendMode::OpenLoop { rate } => rate * init.send_share,
         _ => 0.0,
     };
     let mut w = Worker {
