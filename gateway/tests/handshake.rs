@@ -516,3 +516,18 @@ fn healthz_over_http_1_0_closes_after_the_answer() {
     );
     c.expect_tcp_closed_within(common::PROMPT_CLOSE);
 }
+
+#[test]
+fn missing_connection_header_is_400() {
+    // An Upgrade header without a Connection header naming it is not an upgrade request.
+    let gw = Gateway::start(&[]);
+    let key = fresh_key();
+    let req = request(&[
+        "GET /echo HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Upgrade: websocket",
+        &format!("Sec-WebSocket-Key: {key}"),
+        "Sec-WebSocket-Version: 13",
+    ]);
+    expect_error(&gw, &req, 400);
+}
