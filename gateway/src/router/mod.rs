@@ -784,6 +784,11 @@ impl Router {
         }
     }
 
+    /// True when control messages wait for room in another shard's queue.
+    pub fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
     /// The next message from other shards.
     pub fn pop(&self) -> Option<ShardMsg> {
         self.mesh.pop(self.shard)

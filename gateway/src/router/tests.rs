@@ -269,3 +269,24 @@ mod through_conn {
         assert!(p.router.channels.is_empty());
     }
 }
+
+#[test]
+fn control_messages_wait_for_room_in_order_and_are_not_lost() {
+    let mut rs = routers(2, 1);
+    let id = ConnId::new(0, 0, 0);
+    let mut s = ws_session();
+    for c in ["a", "b", "c"] {
+        rs[0].subscribe(id, &mut s, c).unwrap();
+    }
+    assert!(rs[0].has_backlog());
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        match rs[1].pop() {
+            Some(ShardMsg::Interest { channel, .. }) => seen.push(channel.to_string()),
+            other => panic!("expected an interest message, got {other:?}"),
+        }
+        rs[0].flush();
+    }
+    assert_eq!(seen, ["a", "b", "c"]);
+    assert!(!rs[0].has_backlog());
+}

@@ -201,7 +201,7 @@ impl<D: Driver> Shard<D> {
                 let left = deadline.saturating_duration_since(now);
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
-            if let Some(left) = self.token_timeout() {
+            if let Some(left) = self.router_timeout() {
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
             let mut ready = std::mem::take(&mut self.ready);

@@ -22,6 +22,8 @@ use super::{Entry, Shard};
 
 /// The close code for a slow consumer.
 pub const SLOW_CONSUMER: CloseCode = CloseCode(4008);
+/// How soon control messages that found a full queue are retried when nothing else happens.
+const BACKLOG_RETRY: Duration = Duration::from_millis(1);
 /// The close code for a connection whose token expired.
 pub const TOKEN_EXPIRED: CloseCode = CloseCode(4001);
 
@@ -109,8 +111,12 @@ impl<D: Driver> Shard<D> {
             .add(s.slow_consumer_disconnects);
     }
 
-    /// How long the loop may sleep before a token expires (`None`: no token).
-    pub(super) fn token_timeout(&self) -> Option<Duration> {
+    /// How long the loop may sleep for the router: until the next token expiry, or briefly
+    /// while control messages wait for room in another shard's queue (`None`: no limit).
+    pub(super) fn router_timeout(&self) -> Option<Duration> {
+        if self.router.has_backlog() {
+            return Some(BACKLOG_RETRY);
+        }
         let exp = self.router.next_expiry()?;
         Some(Duration::from_secs(exp.saturating_sub(unix_now())))
     }
