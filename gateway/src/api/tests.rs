@@ -595,3 +595,94 @@ fn outcome_without_a_command_is_ignored() {
     assert_eq!(h.outcome(Outcome::Accepted), None);
     assert!(h.out.is_empty());
 }
+
+/// A small deterministic generator (xorshift64*), so failures replay.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Every response in `out` is complete and framed by its Content-Length.
+fn assert_well_formed(out: &[u8]) {
+    let mut rest = out;
+    while !rest.is_empty() {
+        let end = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete head")
+            + 4;
+        let head = std::str::from_utf8(&rest[..end]).expect("UTF-8 head");
+        assert!(head.starts_with("HTTP/1.1 "), "{head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .expect("Content-Length")
+            .parse()
+            .unwrap();
+        assert!(rest.len() >= end + len, "body shorter than announced");
+        rest = &rest[end + len..];
+    }
+}
+
+#[test]
+fn mutated_requests_in_random_chunks_never_panic_and_answer_well_formed() {
+    let seeds: Vec<Vec<u8>> = vec![
+        post("/api/publish", r#"{"channel":"a","data":{"x":[1,2,"é"]}}"#),
+        post("/api/publish", r#"{"channels":["a","b"],"data":null}"#),
+        post("/api/send", r#"{"conn":"123","data":"x"}"#),
+        post(
+            "/api/disconnect",
+            r#"{"user":"u","code":4001,"reason":"r"}"#,
+        ),
+        get("/api/presence?channel=a%3Ab"),
+        b"GET /metrics HTTP/1.1\r\n\r\n".to_vec(),
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..3000 {
+        let mut input = Vec::new();
+        for _ in 0..1 + rng.below(3) {
+            input.extend_from_slice(&seeds[rng.below(seeds.len())]);
+        }
+        for _ in 0..rng.below(8) {
+            let at = rng.below(input.len());
+            match rng.below(4) {
+                0 => input[at] = rng.next() as u8,
+                1 => input.insert(at, rng.next() as u8),
+                2 => {
+                    input.remove(at);
+                }
+                _ => input.truncate(at),
+            }
+            if input.is_empty() {
+                break;
+            }
+        }
+        let mut h = Harness::new();
+        let mut rest = &input[..];
+        while !rest.is_empty() {
+            let n = 1 + rng.below(rest.len().min(64));
+            let (now_in, later) = rest.split_at(n);
+            rest = later;
+            let mut cmd = h.read(now_in);
+            // Answer every command at once, as a busy router might.
+            while cmd.is_some() {
+                cmd = h.outcome(if round % 2 == 0 {
+                    Outcome::Accepted
+                } else {
+                    Outcome::Busy
+                });
+            }
+        }
+        assert_well_formed(&h.out);
+    }
+}
