@@ -885,11 +885,12 @@ fn million_fragments_under_the_caps_keep_memory_bounded() {
 
 #[test]
 fn ping_flood_keeps_only_the_latest_pong() {
-    const PINGS: u64 = 100_000;
+    const PINGS: u64 = 300_000;
     let gw = Gateway::start(&["--threads", "1"]);
     let base = warm_baseline(&gw);
     let mut other = bystander(&gw);
-    // 125-byte pings: the owed pongs (12.7 MB) are far more than the socket buffers hold.
+    // 125-byte pings: the owed pongs (38 MB) are far more than the socket buffers hold, and
+    // more than twice the RSS growth allowed below.
     let mut c = Client::open_small_rcvbuf(gw.addr(), 4096);
     let payload_of = |i: u64| {
         let mut p = vec![b'.'; 125];
@@ -954,7 +955,7 @@ fn ping_flood_keeps_only_the_latest_pong() {
         mib(grown)
     );
     assert!(
-        grown < 8 * MIB,
+        grown < 16 * MIB,
         "RSS grew by {:.1} MiB during the ping flood",
         mib(grown)
     );
