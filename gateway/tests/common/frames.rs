@@ -27,10 +27,8 @@ impl Frame {
     }
 }
 
-/// Build a client frame byte by byte, with whatever fields a test wants (RSV bits, reserved
-/// opcodes, any length encoding). `len_form` picks the length encoding: `None` is minimal,
-/// `Some(LenForm::U16)` / `Some(LenForm::U64)` force the extended forms; `announced` overrides
-/// the length written (the payload is still appended as given).
+/// How a raw frame writes its payload length: the minimal form, or forced into the 16-bit or
+/// 64-bit extended form (non-minimal for small lengths, which §5.2 forbids).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LenForm {
     Minimal,
@@ -38,7 +36,9 @@ pub enum LenForm {
     U64,
 }
 
-/// A raw frame description for [`raw_frame`].
+/// A client frame built byte by byte by [`raw_frame`], with whatever fields a test wants: RSV
+/// bits, reserved opcodes, no mask, any length encoding, and an announced length that differs
+/// from the payload appended (`announced`).
 #[derive(Clone, Debug)]
 pub struct Raw<'a> {
     pub fin: bool,
