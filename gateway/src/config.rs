@@ -116,8 +116,9 @@ pub struct Cli {
     #[arg(long, env = "GATEWAY_MAX_CHANNELS_PER_CONN")]
     pub max_channels_per_conn: Option<usize>,
 
-    /// Messages each shard's inbound queue holds; a publish that finds a queue full is answered
-    /// `busy` [default: 65536]
+    /// Messages each shard's inbound queue holds; past it the sending shard keeps messages in a
+    /// bounded backlog and stops reading its clients, and answers `busy` once that is full
+    /// [default: 65536]
     #[arg(long, env = "GATEWAY_SHARD_QUEUE_CAPACITY")]
     pub shard_queue_capacity: Option<usize>,
 

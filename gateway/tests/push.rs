@@ -177,7 +177,16 @@ fn replies_and_errors_keep_the_connection_up() {
 
 #[test]
 fn fan_out_across_two_shards_in_order_and_only_to_subscribers() {
-    let gw = Gateway::start(&["--threads", "2"]);
+    fan_out_case(&["--threads", "2"]);
+}
+
+#[test]
+fn a_one_slot_shard_queue_delays_but_loses_nothing() {
+    fan_out_case(&["--threads", "2", "--shard-queue-capacity", "1"]);
+}
+
+fn fan_out_case(args: &[&str]) {
+    let gw = Gateway::start(args);
     let mut clients = spread(gw.addr(), 12);
     let mut outsiders: Vec<Ws> = Vec::new();
     for shard in [0, 1] {

@@ -172,6 +172,8 @@ pub struct RouterStats {
     pub busy: u64,
     /// Frames from `/raw` clients, ignored.
     pub raw_ignored: u64,
+    /// Control messages dropped because another shard stopped draining its queue.
+    pub control_dropped: u64,
 }
 
 /// One shard's router. See the module doc.
@@ -196,7 +198,8 @@ pub struct Router {
     wake: ShardSet,
     /// Control messages (interest, answers) that found a full queue: retried every turn, in
     /// order, so they are late but never lost.
-    backlog: VecDeque<(u8, ShardMsg)>,
+    backlog: Vec<VecDeque<ShardMsg>>,
+    backlog_len: usize,
     gathers: HashMap<u64, Gather>,
     channel_gathers: HashMap<u64, ChannelGather>,
     next_tag: u64,
@@ -219,12 +222,15 @@ impl std::fmt::Debug for Router {
     }
 }
 
-/// Most control messages kept for retry; past it the oldest answers are dropped.
+/// Messages kept for retry when other shards' queues are full; past it data is refused (`busy`).
 const MAX_BACKLOG: usize = 1 << 16;
+/// Past this, even control messages are dropped (counted): the destination has stalled.
+const MAX_CONTROL_BACKLOG: usize = 4 * MAX_BACKLOG;
 
 impl Router {
     /// The router of shard `shard` on `mesh`.
     pub fn new(shard: u8, mesh: Arc<Mesh>, cfg: RouterConfig) -> Router {
+        let shards = mesh.shards();
         Router {
             shard,
             mesh,
@@ -239,7 +245,8 @@ impl Router {
             text: Vec::new(),
             id_text: Vec::new(),
             wake: ShardSet::default(),
-            backlog: VecDeque::new(),
+            backlog: (0..shards).map(|_| VecDeque::new()).collect(),
+            backlog_len: 0,
             gathers: HashMap::new(),
             channel_gathers: HashMap::new(),
             next_tag: 0,
@@ -369,9 +376,7 @@ impl Router {
         for s in shards.iter() {
             if s == self.shard {
                 self.actions.push(Action::Deliver(Arc::clone(&d)));
-            } else if self.mesh.push(s, ShardMsg::Deliver(Arc::clone(&d))).is_ok() {
-                self.wake.insert(s);
-            } else {
+            } else if self.enqueue(s, ShardMsg::Deliver(Arc::clone(&d))).is_err() {
                 busy = true;
             }
         }
@@ -402,19 +407,8 @@ impl Router {
             self.actions.push(Action::Direct { to, frame, reply });
             return Ok(());
         }
-        match self
-            .mesh
-            .push(to.shard(), ShardMsg::Direct { to, frame, reply })
-        {
-            Ok(()) => {
-                self.wake.insert(to.shard());
-                Ok(())
-            }
-            Err(_) => {
-                self.stats.busy += 1;
-                Err(ErrorCode::Busy)
-            }
-        }
+        self.enqueue(to.shard(), ShardMsg::Direct { to, frame, reply })
+            .inspect_err(|_| self.stats.busy += 1)
     }
 
     /// List the members of `channel` across shards; the answer goes to `reply`.
@@ -453,13 +447,7 @@ impl Router {
             reason,
             reply,
         };
-        match self.mesh.push(conn.shard(), msg) {
-            Ok(()) => {
-                self.wake.insert(conn.shard());
-                Ok(())
-            }
-            Err(_) => Err(ErrorCode::Busy),
-        }
+        self.enqueue(conn.shard(), msg)
     }
 
     /// This shard's channels and their local subscriber counts (sum over shards for totals).
@@ -524,9 +512,7 @@ impl Router {
         for s in 0..self.shard_count() {
             if s == self.shard {
                 self.actions.push(local());
-            } else if self.mesh.push(s, remote()).is_ok() {
-                self.wake.insert(s);
-            } else {
+            } else if self.enqueue(s, remote()).is_err() {
                 busy = true;
             }
         }
@@ -698,23 +684,42 @@ impl Router {
         }
     }
 
-    /// Queue a control message that must not be lost: to the backlog when the queue is full
-    /// (or messages to that shard already wait there, to keep their order).
+    /// Queue a data message for shard `to`: into its queue, or behind what already waits for it
+    /// in the backlog (order per destination is kept). `Busy` once the backlog is full.
+    fn enqueue(&mut self, to: u8, msg: ShardMsg) -> Result<(), ErrorCode> {
+        if self.backlog_len >= MAX_BACKLOG {
+            return Err(ErrorCode::Busy);
+        }
+        self.send_or_wait(to, msg);
+        Ok(())
+    }
+
+    /// Queue a control message (interest, answers), which must not be lost: like data, but
+    /// accepted past the data limit (up to a hard cap, then dropped and counted).
     pub(crate) fn control(&mut self, to: u8, msg: ShardMsg) {
-        if self.backlog.iter().any(|(s, _)| *s == to) {
-            return self.backlog_push(to, msg);
+        if self.backlog_len >= MAX_CONTROL_BACKLOG {
+            self.stats.control_dropped += 1;
+            return;
+        }
+        self.send_or_wait(to, msg);
+    }
+
+    fn send_or_wait(&mut self, to: u8, msg: ShardMsg) {
+        let Some(waiting) = self.backlog.get_mut(usize::from(to)) else {
+            return;
+        };
+        if !waiting.is_empty() {
+            waiting.push_back(msg);
+            self.backlog_len += 1;
+            return;
         }
         match self.mesh.push(to, msg) {
             Ok(()) => self.wake.insert(to),
-            Err(msg) => self.backlog_push(to, msg),
+            Err(msg) => {
+                waiting.push_back(msg);
+                self.backlog_len += 1;
+            }
         }
-    }
-
-    fn backlog_push(&mut self, to: u8, msg: ShardMsg) {
-        if self.backlog.len() >= MAX_BACKLOG {
-            self.backlog.pop_front();
-        }
-        self.backlog.push_back((to, msg));
     }
 
     /// Start a gather of `reply`'s presence query over the other shards with subscribers;
@@ -769,12 +774,19 @@ impl Router {
 
     /// Retry the backlog and wake every shard that was sent something this turn.
     pub fn flush(&mut self) {
-        while let Some((to, msg)) = self.backlog.pop_front() {
-            match self.mesh.push(to, msg) {
-                Ok(()) => self.wake.insert(to),
-                Err(msg) => {
-                    self.backlog.push_front((to, msg));
-                    break;
+        if self.backlog_len > 0 {
+            for (to, waiting) in self.backlog.iter_mut().enumerate() {
+                while let Some(msg) = waiting.pop_front() {
+                    match self.mesh.push(to as u8, msg) {
+                        Ok(()) => {
+                            self.backlog_len -= 1;
+                            self.wake.insert(to as u8);
+                        }
+                        Err(msg) => {
+                            waiting.push_front(msg);
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -786,7 +798,12 @@ impl Router {
 
     /// True when control messages wait for room in another shard's queue.
     pub fn has_backlog(&self) -> bool {
-        !self.backlog.is_empty()
+        self.backlog_len > 0
+    }
+
+    /// Messages waiting for room in other shards' queues.
+    pub fn backlog_len(&self) -> usize {
+        self.backlog_len
     }
 
     /// The next message from other shards.

@@ -98,17 +98,29 @@ fn a_publish_visits_only_shards_with_subscribers() {
 }
 
 #[test]
-fn a_full_queue_makes_a_publish_busy() {
+fn a_full_queue_delays_publishes_in_order_and_a_full_backlog_is_busy() {
     let mut rs = routers(2, 1);
     rs[1]
         .subscribe(ConnId::new(1, 0, 0), &mut ws_session(), "c")
         .unwrap();
     settle(&mut rs);
-    assert_eq!(rs[0].publish("c", b"1", b"1", None, None, None), Ok(()));
-    assert_eq!(
-        rs[0].publish("c", b"2", b"2", None, None, None),
-        Err(ErrorCode::Busy)
-    );
+    for n in 0..3u8 {
+        let data = [b'0' + n];
+        assert_eq!(rs[0].publish("c", &data, &data, None, None, None), Ok(()));
+    }
+    assert_eq!(rs[0].backlog_len(), 2);
+    let mut got = Vec::new();
+    while let Some(ShardMsg::Deliver(d)) = rs[1].pop() {
+        got.push(d.bare.as_ref().unwrap()[2]);
+        rs[0].flush();
+    }
+    assert_eq!(got, b"012");
+    // The queue holds one, the backlog MAX_BACKLOG more; then publishes are refused.
+    let mut accepted = 0;
+    while rs[0].publish("c", b"1", b"1", None, None, None).is_ok() {
+        accepted += 1;
+    }
+    assert_eq!(accepted, 1 + MAX_BACKLOG);
     assert_eq!(rs[0].stats.busy, 1);
 }
 

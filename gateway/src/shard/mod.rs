@@ -367,6 +367,11 @@ impl<D: Driver> Shard<D> {
                 // Resumed by `on_writable` once the outbox drains.
                 return;
             }
+            if self.router.backlog_len() >= push::BACKLOG_PAUSE_READS {
+                // Other shards are behind: read no more requests until they catch up.
+                self.again.push(id);
+                return;
+            }
             match self.driver.recv(id, &mut self.rbuf) {
                 Ok(0) => {
                     e.peer_eof = true;

@@ -22,6 +22,8 @@ use super::{Entry, Shard};
 
 /// The close code for a slow consumer.
 pub const SLOW_CONSUMER: CloseCode = CloseCode(4008);
+/// Messages waiting for other shards' queues at which this shard stops reading sockets.
+pub(super) const BACKLOG_PAUSE_READS: usize = 1024;
 /// How soon control messages that found a full queue are retried when nothing else happens.
 const BACKLOG_RETRY: Duration = Duration::from_millis(1);
 /// The close code for a connection whose token expired.
