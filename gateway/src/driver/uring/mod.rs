@@ -21,17 +21,22 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use mio::{Events, Poll, Token, Waker};
 use tracing::{info, warn};
 
 use super::{Driver, Ready};
 use crate::conn::ConnId;
 use crate::metrics::ShardMetrics;
+
+use self::buf_ring::{BufRing, BGID};
+pub use self::probe::probe;
+
+mod buf_ring;
+mod probe;
 
 /// Set to a non-empty value to make the probe report io_uring unavailable, as a kernel with
 /// `kernel.io_uring_disabled = 2` would (for tests of the fallback path).
@@ -46,8 +51,6 @@ const SQ_ENTRIES: u32 = 1024;
 /// once the shard drains them): without it a connection the shard stopped reading (outbox over
 /// the limit) would keep taking bytes from the socket, and TCP backpressure would never start.
 const HOLD_LIMIT_BYTES: usize = 64 * 1024;
-/// The buffer group id of the shard's buffer ring.
-const BGID: u16 = 0;
 /// How long dropping the driver waits for cancelled operations to complete.
 const DROP_WAIT: Duration = Duration::from_secs(2);
 
@@ -84,205 +87,6 @@ fn untoken(data: u64) -> (Option<Op>, u32, u32) {
     // Both fit: the slot is 32 bits below the op, the sequence 28 bits.
     let slot = ((data >> SLOT_SHIFT) & u64::from(u32::MAX)) as u32;
     (op, slot, (data & SEQ_MASK) as u32)
-}
-
-/// Why io_uring cannot be used here, or `Ok` when every operation this driver needs is
-/// available. Creates (and drops) a small ring.
-pub fn probe() -> Result<(), String> {
-    if std::env::var_os(UNAVAILABLE_ENV).is_some_and(|v| !v.is_empty()) {
-        return Err(format!("made unavailable by {UNAVAILABLE_ENV}"));
-    }
-    if let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
-        if s.trim() == "2" {
-            return Err("disabled by the kernel (kernel.io_uring_disabled = 2)".into());
-        }
-    }
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release.trim().split(['.', '-']);
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    if (major, minor) < (6, 0) {
-        return Err(format!(
-            "kernel {} lacks multishot receive (needs 6.0 or later)",
-            release.trim()
-        ));
-    }
-    let ring = IoUring::new(8).map_err(|e| match e.raw_os_error() {
-        Some(libc::EPERM) => {
-            format!("ring setup not permitted ({e}): io_uring_disabled or a seccomp policy")
-        }
-        Some(libc::ENOSYS) => format!("kernel built without io_uring ({e})"),
-        _ => format!("ring setup failed: {e}"),
-    })?;
-    if !ring.params().is_feature_ext_arg() || !ring.params().is_feature_nodrop() {
-        return Err("kernel lacks IORING_FEAT_EXT_ARG or IORING_FEAT_NODROP".into());
-    }
-    let mut probe = Probe::new();
-    ring.submitter()
-        .register_probe(&mut probe)
-        .map_err(|e| format!("cannot probe opcodes: {e}"))?;
-    for (code, name) in [
-        (opcode::AcceptMulti::CODE, "ACCEPT"),
-        (opcode::RecvMulti::CODE, "RECV"),
-        (opcode::PollAdd::CODE, "POLL_ADD"),
-        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
-        (opcode::AsyncCancel2::CODE, "ASYNC_CANCEL"),
-    ] {
-        if !probe.is_supported(code) {
-            return Err(format!("opcode IORING_OP_{name} not supported"));
-        }
-    }
-    let bufs = BufRing::new(1, 64).map_err(|e| format!("cannot allocate a buffer ring: {e}"))?;
-    bufs.register(&ring)
-        .map_err(|e| format!("provided-buffer rings not supported: {e}"))?;
-    let _ = ring.submitter().unregister_buf_ring(BGID);
-    Ok(())
-}
-
-/// The shard's provided receive buffers and the ring of descriptors that lends them to the
-/// kernel. Buffer `bid` is bytes `bid * size ..` of one allocation that never moves.
-struct BufRing {
-    /// `count` descriptors, page aligned; the ring's tail is the `resv` field of entry 0.
-    entries: *mut types::BufRingEntry,
-    entries_layout: std::alloc::Layout,
-    data: *mut u8,
-    data_layout: std::alloc::Layout,
-    count: u16,
-    size: u32,
-    /// Our copy of the tail (the kernel only reads it).
-    tail: u16,
-    /// Buffers completed and not yet given back.
-    lent: usize,
-    /// Never free the memory (the kernel might still write it).
-    leak: bool,
-}
-
-impl BufRing {
-    /// `count` (a power of two) buffers of `size` bytes, all handed to the ring.
-    fn new(count: u16, size: u32) -> io::Result<BufRing> {
-        if !count.is_power_of_two() || count > 1 << 15 || size == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "buffer count must be a power of two up to 32768",
-            ));
-        }
-        let bad = |_| io::Error::new(io::ErrorKind::InvalidInput, "buffer ring too large");
-        let entries_bytes =
-            (usize::from(count) * std::mem::size_of::<types::BufRingEntry>()).max(4096);
-        let entries_layout =
-            std::alloc::Layout::from_size_align(entries_bytes, 4096).map_err(bad)?;
-        let data_bytes = usize::from(count) * size as usize;
-        let data_layout = std::alloc::Layout::from_size_align(data_bytes, 64).map_err(bad)?;
-        // SAFETY: both layouts have a non-zero size (at least 4096 and `count * size` > 0).
-        let entries =
-            unsafe { std::alloc::alloc_zeroed(entries_layout) }.cast::<types::BufRingEntry>();
-        // SAFETY: as above.
-        let data = unsafe { std::alloc::alloc(data_layout) };
-        if entries.is_null() || data.is_null() {
-            // SAFETY: each pointer is freed only if it was allocated, with its own layout.
-            unsafe {
-                if !entries.is_null() {
-                    std::alloc::dealloc(entries.cast(), entries_layout);
-                }
-                if !data.is_null() {
-                    std::alloc::dealloc(data, data_layout);
-                }
-            }
-            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
-        }
-        let mut ring = BufRing {
-            entries,
-            entries_layout,
-            data,
-            data_layout,
-            count,
-            size,
-            tail: 0,
-            lent: usize::from(count),
-            leak: false,
-        };
-        for bid in 0..count {
-            ring.give_back(bid);
-        }
-        Ok(ring)
-    }
-
-    /// Register the descriptor ring with `ring` as buffer group [`BGID`].
-    fn register(&self, ring: &IoUring) -> io::Result<()> {
-        // SAFETY: the descriptors stay allocated (and unmoved) until `Drop`, which runs only
-        // after the owning driver has unregistered the group or dropped its ring.
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(self.entries as u64, self.count, BGID, 0)
-        }
-    }
-
-    /// Buffers the kernel may still pick.
-    fn free(&self) -> usize {
-        usize::from(self.count) - self.lent
-    }
-
-    /// Hand buffer `bid` back to the kernel.
-    fn give_back(&mut self, bid: u16) {
-        let bid = bid & (self.count - 1);
-        let index = usize::from(self.tail & (self.count - 1));
-        // SAFETY: `index < count`, inside the descriptor allocation. The kernel reads only the
-        // descriptors between its head and the published tail, and this one is at the tail, so
-        // nothing reads it while it is written; the tail field (entry 0's `resv`) is not
-        // touched by the setters.
-        unsafe {
-            let e = &mut *self.entries.add(index);
-            e.set_addr(self.data.add(usize::from(bid) * self.size as usize) as u64);
-            e.set_len(self.size);
-            e.set_bid(bid);
-        }
-        self.tail = self.tail.wrapping_add(1);
-        // SAFETY: `entries` is the ring base (page aligned, initialised); the tail is a
-        // naturally aligned u16 that the kernel reads with acquire ordering, so a release store
-        // publishes the descriptor written above.
-        unsafe {
-            let tail = types::BufRingEntry::tail(self.entries).cast::<AtomicU16>();
-            (*tail).store(self.tail, Ordering::Release);
-        }
-        self.lent = self.lent.saturating_sub(1);
-    }
-
-    /// Bytes `start..end` of buffer `bid`, which the kernel filled and gave us (so it does not
-    /// write it until it is given back).
-    fn bytes(&self, bid: u16, start: u32, end: u32) -> &[u8] {
-        let end = end.min(self.size);
-        let start = start.min(end);
-        let bid = bid & (self.count - 1);
-        // SAFETY: `bid < count` and `start <= end <= size`, so the range is inside the data
-        // allocation; the buffer is lent to us (its completion arrived, it is not yet given
-        // back), so the kernel does not write it while this borrow lives.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.data
-                    .add(usize::from(bid) * self.size as usize + start as usize),
-                (end - start) as usize,
-            )
-        }
-    }
-}
-
-// SAFETY: `BufRing` owns its two allocations outright (the raw pointers are not shared with
-// other threads' Rust code; the kernel side follows the ring, which moves with it). It is built
-// on one thread and then used only by the shard thread it is moved to.
-unsafe impl Send for BufRing {}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        if self.leak {
-            return;
-        }
-        // SAFETY: allocated in `new` with these layouts; the driver drops the ring only when no
-        // operation that could select a buffer is pending (otherwise `leak` is set).
-        unsafe {
-            std::alloc::dealloc(self.entries.cast(), self.entries_layout);
-            std::alloc::dealloc(self.data, self.data_layout);
-        }
-    }
 }
 
 /// How a connection's multishot receive stands.

@@ -1,0 +1,159 @@
+//! The shard's provided receive buffers: one allocation of `count` buffers and the page-aligned
+//! ring of descriptors that lends them to the kernel (buffer group [`BGID`]). A buffer is either
+//! in the ring (the kernel may fill it) or lent to the driver (a completion named it) until
+//! [`BufRing::give_back`]; the allocation never moves and is freed only when no operation can
+//! select a buffer any more.
+
+use std::io;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::{types, IoUring};
+
+/// The buffer group id of the shard's buffer ring.
+pub(super) const BGID: u16 = 0;
+
+/// The shard's provided receive buffers and the ring of descriptors that lends them to the
+/// kernel. Buffer `bid` is bytes `bid * size ..` of one allocation that never moves.
+pub(super) struct BufRing {
+    /// `count` descriptors, page aligned; the ring's tail is the `resv` field of entry 0.
+    entries: *mut types::BufRingEntry,
+    entries_layout: std::alloc::Layout,
+    data: *mut u8,
+    data_layout: std::alloc::Layout,
+    pub(super) count: u16,
+    size: u32,
+    /// Our copy of the tail (the kernel only reads it).
+    tail: u16,
+    /// Buffers completed and not yet given back.
+    pub(super) lent: usize,
+    /// Never free the memory (the kernel might still write it).
+    pub(super) leak: bool,
+}
+
+impl BufRing {
+    /// `count` (a power of two) buffers of `size` bytes, all handed to the ring.
+    pub(super) fn new(count: u16, size: u32) -> io::Result<BufRing> {
+        if !count.is_power_of_two() || count > 1 << 15 || size == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer count must be a power of two up to 32768",
+            ));
+        }
+        let bad = |_| io::Error::new(io::ErrorKind::InvalidInput, "buffer ring too large");
+        let entries_bytes =
+            (usize::from(count) * std::mem::size_of::<types::BufRingEntry>()).max(4096);
+        let entries_layout =
+            std::alloc::Layout::from_size_align(entries_bytes, 4096).map_err(bad)?;
+        let data_bytes = usize::from(count) * size as usize;
+        let data_layout = std::alloc::Layout::from_size_align(data_bytes, 64).map_err(bad)?;
+        // SAFETY: both layouts have a non-zero size (at least 4096 and `count * size` > 0).
+        let entries =
+            unsafe { std::alloc::alloc_zeroed(entries_layout) }.cast::<types::BufRingEntry>();
+        // SAFETY: as above.
+        let data = unsafe { std::alloc::alloc(data_layout) };
+        if entries.is_null() || data.is_null() {
+            // SAFETY: each pointer is freed only if it was allocated, with its own layout.
+            unsafe {
+                if !entries.is_null() {
+                    std::alloc::dealloc(entries.cast(), entries_layout);
+                }
+                if !data.is_null() {
+                    std::alloc::dealloc(data, data_layout);
+                }
+            }
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        let mut ring = BufRing {
+            entries,
+            entries_layout,
+            data,
+            data_layout,
+            count,
+            size,
+            tail: 0,
+            lent: usize::from(count),
+            leak: false,
+        };
+        for bid in 0..count {
+            ring.give_back(bid);
+        }
+        Ok(ring)
+    }
+
+    /// Register the descriptor ring with `ring` as buffer group [`BGID`].
+    pub(super) fn register(&self, ring: &IoUring) -> io::Result<()> {
+        // SAFETY: the descriptors stay allocated (and unmoved) until `Drop`, which runs only
+        // after the owning driver has unregistered the group or dropped its ring.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(self.entries as u64, self.count, BGID, 0)
+        }
+    }
+
+    /// Buffers the kernel may still pick.
+    pub(super) fn free(&self) -> usize {
+        usize::from(self.count) - self.lent
+    }
+
+    /// Hand buffer `bid` back to the kernel.
+    pub(super) fn give_back(&mut self, bid: u16) {
+        let bid = bid & (self.count - 1);
+        let index = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `index < count`, inside the descriptor allocation. The kernel reads only the
+        // descriptors between its head and the published tail, and this one is at the tail, so
+        // nothing reads it while it is written; the tail field (entry 0's `resv`) is not
+        // touched by the setters.
+        unsafe {
+            let e = &mut *self.entries.add(index);
+            e.set_addr(self.data.add(usize::from(bid) * self.size as usize) as u64);
+            e.set_len(self.size);
+            e.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: `entries` is the ring base (page aligned, initialised); the tail is a
+        // naturally aligned u16 that the kernel reads with acquire ordering, so a release store
+        // publishes the descriptor written above.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries).cast::<AtomicU16>();
+            (*tail).store(self.tail, Ordering::Release);
+        }
+        self.lent = self.lent.saturating_sub(1);
+    }
+
+    /// Bytes `start..end` of buffer `bid`, which the kernel filled and gave us (so it does not
+    /// write it until it is given back).
+    pub(super) fn bytes(&self, bid: u16, start: u32, end: u32) -> &[u8] {
+        let end = end.min(self.size);
+        let start = start.min(end);
+        let bid = bid & (self.count - 1);
+        // SAFETY: `bid < count` and `start <= end <= size`, so the range is inside the data
+        // allocation; the buffer is lent to us (its completion arrived, it is not yet given
+        // back), so the kernel does not write it while this borrow lives.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.data
+                    .add(usize::from(bid) * self.size as usize + start as usize),
+                (end - start) as usize,
+            )
+        }
+    }
+}
+
+// SAFETY: `BufRing` owns its two allocations outright (the raw pointers are not shared with
+// other threads' Rust code; the kernel side follows the ring, which moves with it). It is built
+// on one thread and then used only by the shard thread it is moved to.
+unsafe impl Send for BufRing {}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        if self.leak {
+            return;
+        }
+        // SAFETY: allocated in `new` with these layouts; the driver drops the ring only when no
+        // operation that could select a buffer is pending (otherwise `leak` is set).
+        unsafe {
+            std::alloc::dealloc(self.entries.cast(), self.entries_layout);
+            std::alloc::dealloc(self.data, self.data_layout);
+        }
+    }
+}
