@@ -11,6 +11,27 @@ use crate::Kernels;
 
 /// Unmask `buf` in place (key phase `phase`) and feed it to `v`. The whole chunk is unmasked even
 /// when validation fails.
+///
+/// ```
+/// use frame_simd::{fused, mask, utf8, Kernels, MaskKey, Validator};
+///
+/// let k = Kernels::detect();
+/// // A masked text payload that arrives in two reads.
+/// let key = MaskKey([0x37, 0xfa, 0x21, 0x3d]);
+/// let mut payload = "héllo wörld".as_bytes().to_vec();
+/// mask::unmask(&k, &mut payload, key, 0); // mask it, as a client would
+/// let (first, second) = payload.split_at_mut(2); // the cut falls inside "é"
+///
+/// // Per connection: a 16-byte validator carried from read to read.
+/// let mut v = Validator::new();
+/// fused::unmask_validate(&k, first, key, 0, &mut v).unwrap(); // phase 0: payload byte 0
+/// fused::unmask_validate(&k, second, key, 2, &mut v).unwrap(); // phase 2: payload byte 2
+/// v.finish().unwrap(); // the message ended on a code point boundary
+/// assert_eq!(payload, "héllo wörld".as_bytes());
+///
+/// // A whole message at once; the error offset is std's `valid_up_to`.
+/// assert_eq!(utf8::validate(&k, b"ok \xED\xA0\x80").unwrap_err().offset, 3); // a surrogate
+/// ```
 pub fn unmask_validate(
     k: &Kernels,
     buf: &mut [u8],
