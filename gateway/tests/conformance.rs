@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{op, pattern, raw_frame, utf8_text, Client, Gateway, LenForm, Raw, KEY, PROMPT_CLOSE};
@@ -496,6 +497,71 @@ fn idle_connection_is_pinged_and_kept_while_it_answers() {
         }
         assert_eq!(f.opcode, op::CLOSE, "{f:?}");
         assert_eq!(f.close_code(), Some(1000));
+        break;
+    }
+    c.expect_tcp_closed_within(PROMPT_CLOSE);
+}
+
+#[test]
+fn busy_connection_is_not_pinged() {
+    // The ping timer counts from the last frame received: a client sending every 150 ms is never
+    // pinged with a 1 s interval; once it goes quiet, the ping comes.
+    let gw = Gateway::start(&["--ping-interval", "1s", "--pong-timeout", "5s"]);
+    let mut c = gw.client();
+    let started = Instant::now();
+    let mut n = 0u32;
+    while started.elapsed() < Duration::from_millis(2500) {
+        let msg = n.to_be_bytes();
+        c.send_binary(&msg);
+        let f = c.read_frame();
+        assert!(
+            f.opcode == op::BINARY && f.payload == msg,
+            "a busy connection got {f:?} after {:?}",
+            started.elapsed()
+        );
+        n += 1;
+        thread::sleep(Duration::from_millis(150));
+    }
+    let quiet = Instant::now();
+    let ping = c.read_frame();
+    assert_eq!(ping.opcode, op::PING, "{ping:?}");
+    assert!(
+        quiet.elapsed() >= Duration::from_millis(700),
+        "pinged too early"
+    );
+    c.close_cleanly();
+}
+
+#[test]
+fn any_frame_after_a_ping_counts_as_life() {
+    // The pong deadline is about hearing nothing: answering each server ping with a data frame
+    // instead of a pong keeps the connection open.
+    let gw = Gateway::start(&["--ping-interval", "300ms", "--pong-timeout", "700ms"]);
+    let mut c = gw.client();
+    let started = Instant::now();
+    let mut pings = 0;
+    while started.elapsed() < Duration::from_millis(2500) {
+        let f = c.read_frame();
+        match f.opcode {
+            op::PING => {
+                pings += 1;
+                c.send_text(b"no pong, but alive");
+            }
+            op::TEXT => assert_eq!(f.payload, b"no pong, but alive"),
+            _ => panic!("unexpected {f:?} after {pings} pings"),
+        }
+    }
+    assert!(
+        pings >= 3,
+        "only {pings} pings in 2.5 s with a 300 ms interval"
+    );
+    c.send_close(1000, b"");
+    loop {
+        let f = c.read_frame();
+        if matches!(f.opcode, op::PING | op::TEXT) {
+            continue;
+        }
+        assert_eq!(f.close_code(), Some(1000), "{f:?}");
         break;
     }
     c.expect_tcp_closed_within(PROMPT_CLOSE);
