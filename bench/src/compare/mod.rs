@@ -86,6 +86,12 @@ fn run(opts: &Options) -> io::Result<()> {
         })
         .collect();
     let loadgen = &opts.loadgen;
+    if !opts.from_raw && !loadgen.is_file() {
+        return Err(io::Error::other(format!(
+            "no loadgen at {} (build it, or pass --bin-dir / --loadgen)",
+            loadgen.display()
+        )));
+    }
     let raw_dir = opts.target_dir.join("compare-raw");
     std::fs::create_dir_all(&raw_dir)?;
     // Fail now rather than after an hour of runs.
