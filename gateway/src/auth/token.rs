@@ -38,6 +38,8 @@ pub struct Claims {
 pub enum TokenError {
     /// No token was presented.
     Missing,
+    /// A token was presented but the server has no `--token-secret` to verify it with.
+    NotConfigured,
     /// Longer than [`MAX_TOKEN_BYTES`].
     TooLong,
     /// Not three non-empty dot-separated parts.
@@ -105,6 +107,9 @@ impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TokenError::Missing => f.write_str("a token is required (?token= or bearer.<jwt>)"),
+            TokenError::NotConfigured => {
+                f.write_str("tokens are not enabled on this server (no --token-secret)")
+            }
             TokenError::TooLong => write!(f, "token longer than {MAX_TOKEN_BYTES} bytes"),
             TokenError::NotThreeParts => f.write_str("token is not three dot-separated parts"),
             TokenError::BadBase64(p) => write!(f, "token {p} is not unpadded base64url"),
