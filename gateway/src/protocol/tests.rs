@@ -1,3 +1,5 @@
+//! Parsing every op, every error code, ids echoed as given, and unicode and escapes in data.
+
 use super::json::write_value;
 use super::*;
 
