@@ -275,3 +275,32 @@ fn fused_matches_separate_on_long_chunks_at_every_alignment() {
         }
     }
 }
+
+#[test]
+fn fused_matches_separate_around_group_edges() {
+    // A code point cut short, or an invalid one, at every position of the first groups, followed
+    // by a long ASCII run (the fused loop skips ASCII groups in pairs), and a valid one for
+    // contrast.
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let cases: [&[u8]; 8] = [
+        b"\xC3",
+        b"\xE2\x82",
+        b"\xF0\x9F\x98",
+        b"\xE0\x80",
+        b"\xED\xA0\x80",
+        b"\xC0\xAF",
+        b"\x80",
+        "é中😀".as_bytes(),
+    ];
+    for case in cases {
+        for p in 0..=140 {
+            let plain = [&vec![b'a'; p][..], case, &[b'b'; 300][..]].concat();
+            let mut masked = plain.clone();
+            reference_unmask(&mut masked, key, 0);
+            for k in kernels() {
+                check_fused(&k, &masked, key, &[0, plain.len()]);
+                check_fused(&k, &masked, key, &[0, p + 1, plain.len()]);
+            }
+        }
+    }
+}

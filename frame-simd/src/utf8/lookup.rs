@@ -339,9 +339,28 @@ pub(crate) unsafe fn validate<V: Vector>(bytes: &[u8]) -> Result<(), usize> {
     let group = 2 * V::BYTES;
     let len = bytes.len();
     let p = bytes.as_ptr();
+    let mut at = 0;
+    // Most messages start with ASCII, many are nothing else: skip that prefix before setting up
+    // the check (its state after ASCII is its initial state).
+    // SAFETY: `at + 4 * BYTES <= len` for each load; the ISA is supported.
+    unsafe {
+        while at + 2 * group <= len {
+            let q = p.add(at);
+            let any = V::load(q)
+                .or(V::load(q.add(V::BYTES)))
+                .or(V::load(q.add(2 * V::BYTES)))
+                .or(V::load(q.add(3 * V::BYTES)));
+            if !any.is_ascii() {
+                break;
+            }
+            at += 2 * group;
+        }
+    }
+    if at == len {
+        return Ok(());
+    }
     // SAFETY: the ISA is supported (caller).
     let mut check = unsafe { Check::<V>::new() };
-    let mut at = 0;
     while at + group <= len {
         // SAFETY: `at + 2 * BYTES <= len`: both vectors are inside `bytes`. The ISA is supported.
         let (a, b) = unsafe { (V::load(p.add(at)), V::load(p.add(at + V::BYTES))) };
@@ -460,6 +479,39 @@ pub(crate) unsafe fn unmask_validate<V: Vector>(
     // SAFETY: the ISA is supported (caller).
     let k = unsafe { V::splat_key(key) };
     let start = at;
+    // Two groups per turn; all-ASCII pairs of groups (the common case) skip the tables.
+    while at + 2 * group <= valid_len {
+        // SAFETY: `at + 4 * BYTES <= valid_len <= buf.len()`: the four vectors are inside `buf`;
+        // the ISA is supported.
+        let bad_at = unsafe {
+            let p = buf.as_mut_ptr().add(at);
+            let a = V::load(p).xor(k);
+            let b = V::load(p.add(V::BYTES)).xor(k);
+            let c = V::load(p.add(2 * V::BYTES)).xor(k);
+            let d = V::load(p.add(3 * V::BYTES)).xor(k);
+            a.store(p);
+            b.store(p.add(V::BYTES));
+            c.store(p.add(2 * V::BYTES));
+            d.store(p.add(3 * V::BYTES));
+            if a.or(b).or(c.or(d)).is_ascii() {
+                let bad = check.ends_incomplete();
+                check.after_ascii();
+                bad.then_some(at)
+            } else if check.group(a, b) {
+                Some(at)
+            } else if check.group(c, d) {
+                Some(at + group)
+            } else {
+                None
+            }
+        };
+        at += 2 * group;
+        if let Some(group_start) = bad_at {
+            // SAFETY: `unmask` runs on this CPU (caller); whole groups keep the key phase.
+            unsafe { unmask(&mut buf[at..], key) };
+            return locate(&buf[..valid_len], group_start);
+        }
+    }
     while at + group <= valid_len {
         // SAFETY: `at + 2 * BYTES <= valid_len <= buf.len()`, so both vectors are inside `buf`;
         // the ISA is supported.
