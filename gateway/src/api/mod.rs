@@ -244,12 +244,17 @@ impl ApiConn {
         metrics: &ShardMetrics,
         out: &mut Vec<u8>,
     ) -> Option<Command> {
-        while self.state == ApiState::AwaitRequest && !self.buf.is_empty() {
-            let end = match scan_head(&self.buf, self.scanned, s.max_header_bytes) {
+        // Requests are consumed by moving `pos`; the buffer is compacted once at the end, so
+        // many pipelined requests in one read cost one move, not one each.
+        let mut pos = 0;
+        let mut command = None;
+        while self.state == ApiState::AwaitRequest && pos < self.buf.len() {
+            let pending = &self.buf[pos..];
+            let end = match scan_head(pending, self.scanned, s.max_header_bytes) {
                 Scan::Head(end) => end,
                 Scan::Partial => {
-                    self.scanned = self.buf.len();
-                    return None;
+                    self.scanned = pending.len();
+                    break;
                 }
                 Scan::TooLong(_) => {
                     self.refuse(&ApiError::HeadTooLarge, now, metrics, out);
@@ -258,7 +263,7 @@ impl ApiConn {
             };
             // The head's end is known: scanning resumes right before it next time.
             self.scanned = end.saturating_sub(1);
-            let head = match parse_head(&self.buf[..end], s) {
+            let head = match parse_head(&pending[..end], s) {
                 Ok(h) => h,
                 Err(e) => {
                     self.refuse(&e, now, metrics, out);
@@ -266,34 +271,42 @@ impl ApiConn {
                 }
             };
             let total = head.len + head.body_len;
-            if self.buf.len() < total {
-                return None;
+            if pending.len() < total {
+                break;
             }
-            let command = self.handle(&head, metrics, out);
-            self.buf.drain(..total);
+            let handled = self.handle(pos, &head, metrics, out);
+            pos += total;
             self.scanned = 0;
-            if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER_BYTES {
-                self.buf = Vec::new();
-            }
             self.mark = now;
-            match command {
+            match handled {
                 Handled::Answered => {
                     if !head.keep_alive {
                         self.close(now);
+                        return None;
                     }
                 }
                 Handled::Command(c) => {
                     self.state = ApiState::AwaitOutcome;
                     self.close_after = !head.keep_alive;
-                    return Some(c);
+                    command = Some(c);
                 }
             }
         }
-        None
+        self.buf.drain(..pos);
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER_BYTES {
+            self.buf = Vec::new();
+        }
+        command
     }
 
-    /// Route, authorize and parse one complete request (head and body in `buf`).
-    fn handle(&mut self, head: &Head, metrics: &ShardMetrics, out: &mut Vec<u8>) -> Handled {
+    /// Route, authorize and parse one complete request (head and body in `buf` from `at`).
+    fn handle(
+        &mut self,
+        at: usize,
+        head: &Head,
+        metrics: &ShardMetrics,
+        out: &mut Vec<u8>,
+    ) -> Handled {
         let close = !head.keep_alive;
         let route = match routes::route(&head.method, &head.path, head.authorized) {
             Ok(r) => r,
@@ -306,7 +319,7 @@ impl ApiConn {
             metrics.api_answered(write_error(out, &ApiError::Unauthorized, close));
             return Handled::Answered;
         }
-        let body = &mut self.buf[head.len..head.len + head.body_len];
+        let body = &mut self.buf[at + head.len..at + head.len + head.body_len];
         match parse_command(route, &head.query, body) {
             Ok(Some(c)) => Handled::Command(c),
             Ok(None) => {

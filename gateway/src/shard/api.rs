@@ -29,14 +29,16 @@ impl<D: Driver> Shard<D> {
             &self.metrics,
             &mut self.out.bytes,
         );
-        self.settle(id, now);
         if let Some(cmd) = cmd {
             self.api_run(id, cmd, now);
         }
+        self.settle(id, now);
     }
 
     /// Run `cmd` for API connection `id`, and every pipelined command its answer releases.
-    pub(super) fn api_run(&mut self, id: ConnId, cmd: Command, now: Instant) {
+    /// The answers accumulate in the shard's output (nothing else writes there meanwhile:
+    /// router calls only queue actions), so the caller settles once for all of them.
+    fn api_run(&mut self, id: ConnId, cmd: Command, now: Instant) {
         let mut next = Some(cmd);
         while let Some(cmd) = next.take() {
             let Some(outcome) = self.api_command(id, cmd) else {
@@ -47,18 +49,17 @@ impl<D: Driver> Shard<D> {
         }
     }
 
-    /// Hand `outcome` to API connection `id`; returns its next command, if any.
+    /// Hand `outcome` to API connection `id` (its response goes to the shard's output);
+    /// returns its next command, if any.
     fn api_answer(&mut self, id: ConnId, outcome: Outcome, now: Instant) -> Option<Command> {
         let api = self.conns.get_mut(id)?.api.as_mut()?;
-        let next = api.on_outcome(
+        api.on_outcome(
             outcome,
             now,
             &self.cfg.api,
             &self.metrics,
             &mut self.out.bytes,
-        );
-        self.settle(id, now);
-        next
+        )
     }
 
     /// Start `cmd`; `None` when the answer comes later.
@@ -174,6 +175,7 @@ impl<D: Driver> Shard<D> {
                 if let Some(next) = self.api_answer(to, outcome, now) {
                     self.api_run(to, next, now);
                 }
+                self.settle(to, now);
             }
         }
     }
