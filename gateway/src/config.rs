@@ -122,6 +122,11 @@ pub struct Cli {
     #[arg(long, env = "GATEWAY_SHARD_QUEUE_CAPACITY")]
     pub shard_queue_capacity: Option<usize>,
 
+    /// Messages a shard keeps waiting for other shards' full queues before it refuses
+    /// publishes (`busy`, API 429) [default: 65536]
+    #[arg(long, env = "GATEWAY_MAX_SHARD_BACKLOG")]
+    pub max_shard_backlog: Option<usize>,
+
     // --- Backend API and client tokens ---
     /// Address of the backend API (`/api/...`, `/metrics`, `/healthz`), served by the same
     /// threads [default: 127.0.0.1:8081]
@@ -241,6 +246,7 @@ struct FileConfig {
     subprotocols: Option<List>,
     max_channels_per_conn: Option<usize>,
     shard_queue_capacity: Option<usize>,
+    max_shard_backlog: Option<usize>,
     api_listen: Option<String>,
     api_key: Option<String>,
     token_secret: Option<String>,
@@ -286,6 +292,8 @@ pub struct Config {
     pub max_channels_per_conn: usize,
     /// Messages per shard inbound queue.
     pub shard_queue_capacity: usize,
+    /// Messages waiting for other shards' full queues before publishes are refused.
+    pub max_shard_backlog: usize,
     /// The backend API and client token settings.
     pub api: ApiConfig,
     /// The event driver asked for.
@@ -507,6 +515,10 @@ impl Config {
                 .or(file.shard_queue_capacity)
                 .unwrap_or(65536)
                 .max(1),
+            max_shard_backlog: cli
+                .max_shard_backlog
+                .or(file.max_shard_backlog)
+                .unwrap_or(65536),
             api,
             driver: cli.driver.or(file.driver).unwrap_or_default(),
             uring_buffers,
@@ -544,6 +556,7 @@ mod tests {
         assert!(c.max_connections.is_none());
         assert_eq!(c.max_channels_per_conn, 128);
         assert_eq!(c.shard_queue_capacity, 65536);
+        assert_eq!(c.max_shard_backlog, 65536);
     }
 
     #[test]

@@ -199,6 +199,7 @@ fn run(cfg: Config, use_uring: bool) -> anyhow::Result<()> {
     ));
     let router_cfg = RouterConfig {
         max_channels_per_conn: cfg.max_channels_per_conn,
+        max_backlog: cfg.max_shard_backlog,
     };
     let client_auth = ClientAuth {
         verifier: cfg

@@ -46,12 +46,16 @@ pub use self::ws::{busy, unknown_connection, Dispatch};
 pub struct RouterConfig {
     /// Channels one connection may subscribe to.
     pub max_channels_per_conn: usize,
+    /// Data messages kept waiting for full queues of other shards before publishes are refused
+    /// (`busy`): `--max-shard-backlog`.
+    pub max_backlog: usize,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
             max_channels_per_conn: 128,
+            max_backlog: MAX_BACKLOG,
         }
     }
 }
@@ -687,7 +691,7 @@ impl Router {
     /// Queue a data message for shard `to`: into its queue, or behind what already waits for it
     /// in the backlog (order per destination is kept). `Busy` once the backlog is full.
     fn enqueue(&mut self, to: u8, msg: ShardMsg) -> Result<(), ErrorCode> {
-        if self.backlog_len >= MAX_BACKLOG {
+        if self.backlog_len >= self.cfg.max_backlog {
             return Err(ErrorCode::Busy);
         }
         self.send_or_wait(to, msg);
