@@ -83,8 +83,12 @@ pub enum ApiState {
 #[derive(Debug)]
 pub struct ApiConn {
     state: ApiState,
-    /// Unprocessed bytes: a partial request, or requests pipelined behind an outstanding one.
+    /// Received bytes; those from `start` on are unprocessed (a partial request, or requests
+    /// pipelined behind an outstanding one).
     buf: Vec<u8>,
+    /// Where the unprocessed bytes begin: answered requests are skipped, and the buffer is
+    /// compacted once per read, not once per request.
+    start: usize,
     /// How far `buf` was searched for the end of the head.
     scanned: usize,
     /// The outstanding command's response ends the connection.
@@ -111,6 +115,7 @@ impl ApiConn {
         ApiConn {
             state: ApiState::AwaitRequest,
             buf: Vec::new(),
+            start: 0,
             scanned: 0,
             close_after: false,
             drop_now: false,
@@ -132,7 +137,7 @@ impl ApiConn {
     pub fn deadline(&self, s: &ApiSettings) -> Instant {
         match self.state {
             _ if self.drop_now => self.mark,
-            ApiState::AwaitRequest if self.buf.is_empty() => self.mark + s.idle_timeout,
+            ApiState::AwaitRequest if self.start == self.buf.len() => self.mark + s.idle_timeout,
             ApiState::AwaitRequest => self.mark + s.request_timeout,
             ApiState::AwaitOutcome => self.mark + s.idle_timeout,
             ApiState::Closed => self.mark + s.close_timeout,
@@ -150,9 +155,11 @@ impl ApiConn {
     ) -> Option<Command> {
         match self.state {
             ApiState::Closed => return None,
-            ApiState::AwaitRequest if self.buf.is_empty() => self.mark = now,
+            ApiState::AwaitRequest if self.start == self.buf.len() => self.mark = now,
             _ => {}
         }
+        self.buf.drain(..self.start);
+        self.start = 0;
         self.buf.extend_from_slice(bytes);
         if self.state == ApiState::AwaitOutcome {
             // Pipelined requests wait for the outstanding answer, up to one more full request.
@@ -195,7 +202,7 @@ impl ApiConn {
         if now < self.deadline(s) {
             return;
         }
-        if self.state == ApiState::AwaitRequest && !self.buf.is_empty() {
+        if self.state == ApiState::AwaitRequest && self.start < self.buf.len() {
             write_response(
                 out,
                 (408, "Request Timeout"),
@@ -233,6 +240,7 @@ impl ApiConn {
         self.state = ApiState::Closed;
         self.mark = now;
         self.buf = Vec::new();
+        self.start = 0;
         self.scanned = 0;
     }
 
@@ -244,12 +252,9 @@ impl ApiConn {
         metrics: &ShardMetrics,
         out: &mut Vec<u8>,
     ) -> Option<Command> {
-        // Requests are consumed by moving `pos`; the buffer is compacted once at the end, so
-        // many pipelined requests in one read cost one move, not one each.
-        let mut pos = 0;
         let mut command = None;
-        while self.state == ApiState::AwaitRequest && pos < self.buf.len() {
-            let pending = &self.buf[pos..];
+        while self.state == ApiState::AwaitRequest && self.start < self.buf.len() {
+            let pending = &self.buf[self.start..];
             let end = match scan_head(pending, self.scanned, s.max_header_bytes) {
                 Scan::Head(end) => end,
                 Scan::Partial => {
@@ -274,8 +279,8 @@ impl ApiConn {
             if pending.len() < total {
                 break;
             }
-            let handled = self.handle(pos, &head, metrics, out);
-            pos += total;
+            let handled = self.handle(self.start, &head, metrics, out);
+            self.start += total;
             self.scanned = 0;
             self.mark = now;
             match handled {
@@ -292,9 +297,12 @@ impl ApiConn {
                 }
             }
         }
-        self.buf.drain(..pos);
-        if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER_BYTES {
-            self.buf = Vec::new();
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            if self.buf.capacity() > KEEP_BUFFER_BYTES {
+                self.buf = Vec::new();
+            }
         }
         command
     }
