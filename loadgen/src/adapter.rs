@@ -29,12 +29,15 @@ pub enum Adapter {
     Gateway,
 }
 
-/// What a received message is, for a subscriber.
+/// What a received message is, for a member of a group.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Delivery<'a> {
     /// A delivery whose application payload (the stamp) starts here.
     Payload(&'a [u8]),
-    /// Protocol chatter (welcome, replies, presence): neither a delivery nor foreign.
+    /// The answer to a request (subscribe, publish): `Ok(())`, or the error code the server gave
+    /// (`busy`, `forbidden`, ...). Replies come in request order.
+    Reply(Result<(), &'a [u8]>),
+    /// Protocol chatter (welcome, presence): neither a delivery nor foreign.
     Ignore,
 }
 
@@ -141,15 +144,31 @@ impl Adapter {
                     // Raw mode: the bare data.
                     return Delivery::Payload(payload);
                 }
-                if !contains(payload, br#""type":"message""#) {
+                if contains(payload, br#""type":"message""#) {
+                    return match find(payload, br#""data":""#) {
+                        Some(at) => Delivery::Payload(&payload[at..]),
+                        None => Delivery::Ignore,
+                    };
+                }
+                if !contains(payload, br#""type":"reply""#) {
                     return Delivery::Ignore;
                 }
-                match find(payload, br#""data":""#) {
-                    Some(at) => Delivery::Payload(&payload[at..]),
-                    None => Delivery::Ignore,
+                if contains(payload, br#""ok":true"#) {
+                    return Delivery::Reply(Ok(()));
                 }
+                let code = find(payload, br#""code":""#).map_or(&b"unknown"[..], |at| {
+                    let rest = &payload[at..];
+                    &rest[..rest.iter().position(|&b| b == b'"').unwrap_or(rest.len())]
+                });
+                Delivery::Reply(Err(code))
             }
         }
+    }
+
+    /// True when a member's group membership is confirmed by a reply (it sent
+    /// [`Adapter::subscribe_message`]): deliveries are only due once that reply arrived.
+    pub fn subscribe_is_acked(self) -> bool {
+        matches!(self, Adapter::Gateway)
     }
 
     /// True when a publish reaches every other member of its group; false when only its sender.
@@ -199,6 +218,23 @@ mod tests {
         assert_eq!(
             Adapter::Gateway.delivery(b"0011"),
             Delivery::Payload(b"0011")
+        );
+    }
+
+    #[test]
+    fn gateway_replies_carry_their_error_code() {
+        assert_eq!(
+            Adapter::Gateway.delivery(br#"{"type":"reply","ok":true}"#),
+            Delivery::Reply(Ok(()))
+        );
+        let busy = br#"{"type":"reply","ok":false,"error":{"code":"busy","message":"queue full"}}"#;
+        assert_eq!(
+            Adapter::Gateway.delivery(busy),
+            Delivery::Reply(Err(&b"busy"[..]))
+        );
+        assert_eq!(
+            Adapter::Gateway.delivery(br#"{"type":"join","channel":"loadgen.1","conn":"2"}"#),
+            Delivery::Ignore
         );
     }
 }

@@ -9,6 +9,26 @@ use anyhow::{bail, Result};
 use crate::report::{Point, Report};
 use crate::stats::{decode_hist, encode_hist, new_hist, Percentiles};
 
+/// Fold one result's connect phase into the merged one: the merged phase runs from the earliest
+/// first SYN to the latest last 101 (wall clock), and its rate is recomputed over it at the end.
+/// Results without those instants (older files) keep the old approximation: the longest phase,
+/// rates summed.
+fn merge_connect_phase(res: &mut crate::report::Results, x: &crate::report::Results) {
+    res.connect_phase_connections += x.connect_phase_connections;
+    if x.connect_phase_start_unix_ns == 0 {
+        res.connect_phase_seconds = res.connect_phase_seconds.max(x.connect_phase_seconds);
+        res.connect_rate += x.connect_rate;
+        return;
+    }
+    res.connect_phase_start_unix_ns = match res.connect_phase_start_unix_ns {
+        0 => x.connect_phase_start_unix_ns,
+        s => s.min(x.connect_phase_start_unix_ns),
+    };
+    res.connect_phase_end_unix_ns = res
+        .connect_phase_end_unix_ns
+        .max(x.connect_phase_end_unix_ns);
+}
+
 /// Merge reports of the same scenario.
 pub fn merge(reports: &[Report]) -> Result<Report> {
     let Some(first) = reports.first() else {
@@ -55,8 +75,7 @@ pub fn merge(reports: &[Report]) -> Result<Report> {
         res.threads += x.threads;
         res.measured_s = res.measured_s.max(x.measured_s);
         res.planned_connections += x.planned_connections;
-        res.connect_phase_s = res.connect_phase_s.max(x.connect_phase_s);
-        res.connect_rate += x.connect_rate;
+        merge_connect_phase(res, x);
         res.window.add(&x.window);
         res.all.add(&x.all);
         res.receive_rate += x.receive_rate;
@@ -104,6 +123,11 @@ pub fn merge(reports: &[Report]) -> Result<Report> {
             e.0.connect_p99_ns = e.0.connect_p99_ns.max(p.connect_p99_ns);
             let _ = e.1.add(decode_hist(h)?);
         }
+    }
+    if res.connect_phase_end_unix_ns > res.connect_phase_start_unix_ns {
+        res.connect_phase_seconds =
+            (res.connect_phase_end_unix_ns - res.connect_phase_start_unix_ns) as f64 / 1e9;
+        res.connect_rate = res.connect_phase_connections as f64 / res.connect_phase_seconds;
     }
     res.server = merge_server(&servers, res);
     res.latency = Percentiles::of(&latency);

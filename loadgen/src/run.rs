@@ -137,7 +137,6 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
     let (mut window_start, mut window_end) = (u64::MAX, u64::MAX);
     let mut drain_start = 0;
     let mut open_at_run_start = 0;
-    let mut connected_in_connect_phase = 0;
     let mut cpu_at_start = 0;
     let mut cpu_window = None;
     let mut server_start: Option<ProcSample> = None;
@@ -213,7 +212,6 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
                     window_end = window_start + ns(plan.duration);
                     shared.run_start_ns.store(run_start, Ordering::Release);
                     open_at_run_start = shared.connected.load(Ordering::Acquire);
-                    connected_in_connect_phase = open_at_run_start;
                     wake(phase::RUN);
                     state = phase::RUN;
                 }
@@ -293,9 +291,12 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
     let mut out = merge_workers(&plan, results, window_s);
     out.threads = threads;
     out.open_at_run_start = open_at_run_start;
-    if run_start != u64::MAX {
-        out.connect_phase_s = run_start as f64 / 1e9;
-        out.connect_rate = connected_in_connect_phase as f64 / out.connect_phase_s.max(1e-9);
+    let phase = out.connect_phase;
+    if phase.opened > 0 {
+        out.connect_phase_s = phase.span_ns() as f64 / 1e9;
+        out.connect_rate = phase.opened as f64 / out.connect_phase_s.max(1e-9);
+        out.connect_phase_start_unix_ns = clock.unix_ns(phase.first_syn_ns);
+        out.connect_phase_end_unix_ns = clock.unix_ns(phase.last_open_ns);
     }
     out.client_cpu = client_cpu;
     if opts.server_pid.is_some() || opts.server_metrics.is_some() {
@@ -368,8 +369,11 @@ struct Merged {
     planned: u64,
     threads: usize,
     open_at_run_start: u64,
+    connect_phase: crate::worker::meter::ConnectPhase,
     connect_phase_s: f64,
     connect_rate: f64,
+    connect_phase_start_unix_ns: u64,
+    connect_phase_end_unix_ns: u64,
     client_cpu: ClientCpu,
     server: Option<Server>,
     broadcast: bool,
@@ -384,8 +388,11 @@ impl Merged {
             threads: self.threads,
             measured_s: self.measured_s,
             planned_connections: self.planned,
-            connect_phase_s: self.connect_phase_s,
+            connect_phase_seconds: self.connect_phase_s,
             connect_rate: self.connect_rate,
+            connect_phase_connections: self.connect_phase.opened,
+            connect_phase_start_unix_ns: self.connect_phase_start_unix_ns,
+            connect_phase_end_unix_ns: self.connect_phase_end_unix_ns,
             receive_rate: if self.measured_s > 0.0 {
                 self.window.received as f64 / s
             } else {
@@ -434,8 +441,11 @@ fn merge_workers(plan: &Plan, results: Vec<WorkerResult>, measured_s: f64) -> Me
         planned: plan.planned(),
         threads: plan.threads,
         open_at_run_start: 0,
+        connect_phase: Default::default(),
         connect_phase_s: 0.0,
         connect_rate: 0.0,
+        connect_phase_start_unix_ns: 0,
+        connect_phase_end_unix_ns: 0,
         client_cpu: ClientCpu::default(),
         server: None,
         broadcast: !plan.groups.is_empty(),
@@ -458,6 +468,7 @@ fn merge_workers(plan: &Plan, results: Vec<WorkerResult>, measured_s: f64) -> Me
         m.storm.reconnected += r.storm.reconnected;
         m.storm.all_back_ns = m.storm.all_back_ns.max(r.storm.all_back_ns);
         m.unsent += r.unsent;
+        m.connect_phase.add(&r.connect_phase);
     }
     m
 }

@@ -63,10 +63,22 @@ pub struct Results {
     pub measured_s: f64,
     /// Connections the plan opened in the connect phase.
     pub planned_connections: u64,
-    /// Length of the connect phase (start to the last planned connection open or failed), s.
-    pub connect_phase_s: f64,
-    /// Handshakes completed in the connect phase per second of it.
+    /// Length of the connect phase: from the first planned connection's SYN (its connect call)
+    /// to the last planned connection's 101, s.
+    #[serde(alias = "connect_phase_s")]
+    pub connect_phase_seconds: f64,
+    /// Planned connections opened per second of the connect phase
+    /// (`connect_phase_connections / connect_phase_seconds`).
     pub connect_rate: f64,
+    /// Planned connections whose handshake completed.
+    #[serde(default)]
+    pub connect_phase_connections: u64,
+    /// First SYN of the connect phase, ns since the Unix epoch (0: no connection opened).
+    #[serde(default)]
+    pub connect_phase_start_unix_ns: u64,
+    /// Last 101 of the connect phase, ns since the Unix epoch (0: no connection opened).
+    #[serde(default)]
+    pub connect_phase_end_unix_ns: u64,
     /// Counts within the measured window (by intended send time).
     pub window: Counters,
     /// Counts over the whole run.

@@ -40,9 +40,10 @@ pub fn render(report: &Report) -> String {
     if r.connect_rate > 0.0 {
         let _ = writeln!(
             out,
-            "  connect      {}/s over the {:.2}s connect phase",
+            "  connect      {}/s: {} connections in {} (first SYN to last 101)",
             fmt_count(r.connect_rate),
-            r.connect_phase_s
+            fmt_count(r.connect_phase_connections as f64),
+            fmt_ns((r.connect_phase_seconds * 1e9) as u64),
         );
     }
     for (reason, n) in &r.failures {

@@ -24,6 +24,7 @@ impl Worker {
                 break;
             }
             self.connect_queue.pop_front();
+            self.meter.connect_phase.on_start(now);
             // Unlimited rate: the latency counts from the actual start (no schedule to honour).
             let intended = if self.connect_interval == 0.0 {
                 now
@@ -72,6 +73,7 @@ impl Worker {
             storm: false,
             inflight: VecDeque::new(),
             dirty: false,
+            awaiting_ack: false,
         });
         self.state[spec].slot = Some(idx);
         self.pending_handshakes += 1;
@@ -102,15 +104,17 @@ impl Worker {
                 break;
             }
             self.timeouts.pop_front();
-            let waiting = self.slots[idx]
-                .as_ref()
-                .is_some_and(|s| s.gen == gen && s.conn.state() == State::AwaitResponse);
-            if waiting {
-                let secs = self.plan.connect_timeout.as_secs_f64();
+            let Some(slot) = self.slots[idx].as_ref().filter(|s| s.gen == gen) else {
+                continue;
+            };
+            let secs = self.plan.connect_timeout.as_secs_f64();
+            if slot.conn.state() == State::AwaitResponse {
                 self.drop_slot(
                     idx,
                     Close::Failed("timeout".into(), format!("no handshake within {secs}s")),
                 );
+            } else if slot.awaiting_ack {
+                self.drop_slot(idx, Close::Lost("no subscribe reply in time".into()));
             }
         }
     }

@@ -60,6 +60,7 @@ impl Worker {
             cpu_window_ns: self.cpu_window,
             storm: self.storm,
             unsent: self.unsent,
+            connect_phase: m.connect_phase,
         }
     }
 }

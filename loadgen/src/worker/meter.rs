@@ -34,6 +34,56 @@ pub struct Storm {
     pub all_back_ns: u64,
 }
 
+/// The connect phase as one worker saw it: from the first planned connection's connect call (its
+/// SYN) to the last planned connection's 101, in ns since the run's clock started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectPhase {
+    /// First connect call (`u64::MAX` when none was made).
+    pub first_syn_ns: u64,
+    /// Last 101 of a planned connection (0 when none opened).
+    pub last_open_ns: u64,
+    /// Planned connections whose handshake completed.
+    pub opened: u64,
+}
+
+impl Default for ConnectPhase {
+    fn default() -> ConnectPhase {
+        ConnectPhase {
+            first_syn_ns: u64::MAX,
+            last_open_ns: 0,
+            opened: 0,
+        }
+    }
+}
+
+impl ConnectPhase {
+    /// A planned connection's connect call at `now`.
+    pub fn on_start(&mut self, now: u64) {
+        self.first_syn_ns = self.first_syn_ns.min(now);
+    }
+
+    /// A planned connection's handshake completed at `now`.
+    pub fn on_open(&mut self, now: u64) {
+        self.last_open_ns = self.last_open_ns.max(now);
+        self.opened += 1;
+    }
+
+    /// Fold another worker's phase into this one.
+    pub fn add(&mut self, o: &ConnectPhase) {
+        self.first_syn_ns = self.first_syn_ns.min(o.first_syn_ns);
+        self.last_open_ns = self.last_open_ns.max(o.last_open_ns);
+        self.opened += o.opened;
+    }
+
+    /// Length in ns (0 when nothing opened).
+    pub fn span_ns(&self) -> u64 {
+        if self.opened == 0 {
+            return 0;
+        }
+        self.last_open_ns.saturating_sub(self.first_syn_ns)
+    }
+}
+
 /// What a worker hands back when it stops.
 #[derive(Debug)]
 pub struct WorkerResult {
@@ -59,6 +109,8 @@ pub struct WorkerResult {
     pub storm: Storm,
     /// Open-loop sends that found no open connection to go out on.
     pub unsent: u64,
+    /// Its share of the connect phase.
+    pub connect_phase: ConnectPhase,
 }
 
 /// Reason -> first full error message.
@@ -82,6 +134,8 @@ pub struct Meter {
     /// Not yet added to the shared drain counters.
     pub pending_expected: u64,
     pub pending_delivered: u64,
+    /// First SYN to last 101 of the planned connections.
+    pub connect_phase: ConnectPhase,
 }
 
 impl Default for Meter {
@@ -107,6 +161,7 @@ impl Meter {
             window_end: u64::MAX,
             pending_expected: 0,
             pending_delivered: 0,
+            connect_phase: ConnectPhase::default(),
         }
     }
 
@@ -161,6 +216,12 @@ impl Meter {
             .entry(reason.clone())
             .or_insert(message);
         *self.failures.entry(reason).or_default() += 1;
+    }
+
+    /// The server answered a request (`subscribe`, `publish`) with an error code.
+    pub fn on_refused(&mut self, request: &str, code: &[u8]) {
+        let key = format!("{request} refused: {}", String::from_utf8_lossy(code));
+        *self.failures.entry(key).or_default() += 1;
     }
 
     /// The backend API refused a publish with this status (the publish is lost).

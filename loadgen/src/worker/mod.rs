@@ -112,6 +112,9 @@ struct Slot {
     storm: bool,
     inflight: VecDeque<u64>,
     dirty: bool,
+    /// A group member whose subscribe request is not answered yet: it is not ready (deliveries
+    /// are not due to it) until the reply arrives.
+    awaiting_ack: bool,
 }
 
 /// Everything a worker needs to start.
@@ -452,6 +455,7 @@ impl Worker {
     fn on_readable(&mut self, idx: usize, now: u64) {
         let mut replies = 0u32;
         let mut opened = false;
+        let mut acked = false;
         let mut outcome: Option<Close> = None;
         {
             let Worker {
@@ -484,6 +488,7 @@ impl Worker {
                 };
                 let intended_connect = slot.intended;
                 let inflight = &mut slot.inflight;
+                let awaiting_ack = &mut slot.awaiting_ack;
                 let result = slot.conn.on_read(&buf[..n], |ev| match ev {
                     Event::Open => {
                         opened = true;
@@ -497,15 +502,18 @@ impl Worker {
                             }
                         }
                         Role::Member {
-                            group,
-                            subscriber: true,
-                            ..
+                            group, subscriber, ..
                         } => {
-                            traffic::on_delivery(
-                                plan, clock, meter, spec_state, group, payload, now,
+                            let member = traffic::Member {
+                                group,
+                                subscriber,
+                                awaiting_ack,
+                            };
+                            acked |= traffic::on_member_message(
+                                plan, clock, meter, spec_state, member, payload, now,
                             );
                         }
-                        _ => {}
+                        Role::Plain => {}
                     },
                     Event::Status(code) => {
                         if !(200..300).contains(&code) {
@@ -530,6 +538,11 @@ impl Worker {
         }
         if opened {
             self.on_open(idx, now);
+        }
+        if acked {
+            if let Some(spec) = self.slots[idx].as_ref().map(|s| s.spec) {
+                self.resolve(spec);
+            }
         }
         if replies > 0 && self.phase == phase::RUN && now < self.meter.window_end {
             if let SendMode::ClosedLoop { .. } = self.plan.send {
@@ -559,7 +572,11 @@ impl Worker {
                 .all_back_ns
                 .max(now.saturating_sub(self.storm_start));
         }
-        self.resolve(spec);
+        let st = &self.state[spec];
+        if st.initial && !st.resolved {
+            self.meter.connect_phase.on_open(now);
+        }
+        let mut ready = true;
         if let Role::Member {
             group,
             publisher: Some(_),
@@ -569,12 +586,19 @@ impl Worker {
             if let Some(msg) = self.plan.adapter.subscribe_message(group) {
                 if let Some(slot) = self.slots[idx].as_mut() {
                     slot.conn.send(frame_simd::Opcode::Text, msg.as_bytes());
+                    // Publishes start once every member is ready: a member is subscribed when
+                    // its reply arrives, not when its request leaves.
+                    slot.awaiting_ack = self.plan.adapter.subscribe_is_acked();
+                    ready = !slot.awaiting_ack;
                     if !slot.dirty {
                         slot.dirty = true;
                         self.dirty.push(idx);
                     }
                 }
             }
+        }
+        if ready {
+            self.resolve(spec);
         }
         if self.phase == phase::RUN {
             if let SendMode::ClosedLoop { window } = self.plan.send {
@@ -675,6 +699,10 @@ impl Worker {
                 }
             }
             Close::Storm => self.meter.on_closed(true, ""),
+        }
+        if slot.awaiting_ack {
+            // Never subscribed: the connect phase must not wait for it.
+            self.resolve(slot.spec);
         }
     }
 

@@ -129,20 +129,61 @@ impl Worker {
     }
 }
 
-/// A subscriber got a message: check its stamp and time it from the intended publish time.
-pub(super) fn on_delivery(
+/// What a group member is, for the messages it receives.
+pub(super) struct Member<'a> {
+    /// Its group.
+    pub group: u32,
+    /// Its deliveries are checked.
+    pub subscriber: bool,
+    /// Its subscribe request is not answered yet.
+    pub awaiting_ack: &'a mut bool,
+}
+
+/// A group member got a message: a delivery (checked and timed when it subscribes), or the reply
+/// to one of its requests. Returns true when this was the reply to its subscribe request (the
+/// member is now ready, whatever the answer: a refusal is counted and shows as lost deliveries).
+pub(super) fn on_member_message(
+    plan: &Plan,
+    clock: &Clock,
+    meter: &mut Meter,
+    st: &mut SpecState,
+    member: Member<'_>,
+    payload: &[u8],
+    now: u64,
+) -> bool {
+    match plan.adapter.delivery(payload) {
+        Received::Payload(body) if member.subscriber => {
+            on_delivery(plan, clock, meter, st, member.group, body, now);
+            false
+        }
+        // A publisher that does not subscribe may still hear its group (`pub:` peers).
+        Received::Payload(_) => false,
+        Received::Reply(answer) => {
+            // Replies come in request order: the first one answers the subscribe.
+            let request = if *member.awaiting_ack {
+                "subscribe"
+            } else {
+                "publish"
+            };
+            if let Err(code) = answer {
+                meter.on_refused(request, code);
+            }
+            std::mem::replace(member.awaiting_ack, false)
+        }
+        Received::Ignore => false,
+    }
+}
+
+/// A subscriber got a delivery: check its stamp and time it from the intended publish time.
+fn on_delivery(
     plan: &Plan,
     clock: &Clock,
     meter: &mut Meter,
     st: &mut SpecState,
     group: u32,
-    payload: &[u8],
+    body: &[u8],
     now: u64,
 ) {
-    let body = match plan.adapter.delivery(payload) {
-        Received::Payload(body) => body,
-        Received::Ignore => return,
-    };
     let Some(stamp) = Stamp::read(body) else {
         st.foreign += 1;
         return;
