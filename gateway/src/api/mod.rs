@@ -102,10 +102,11 @@ pub struct ApiConn {
 struct Head {
     len: usize,
     body_len: usize,
-    method: String,
-    path: String,
+    /// The route, or why there is none (decided while the head is parsed, so the method and
+    /// path need not be copied out).
+    route: Result<Route, ApiError>,
+    /// The query string, kept only for the route that reads it.
     query: String,
-    authorized: bool,
     keep_alive: bool,
 }
 
@@ -316,17 +317,13 @@ impl ApiConn {
         out: &mut Vec<u8>,
     ) -> Handled {
         let close = !head.keep_alive;
-        let route = match routes::route(&head.method, &head.path, head.authorized) {
-            Ok(r) => r,
+        let route = match &head.route {
+            Ok(r) => *r,
             Err(e) => {
-                metrics.api_answered(write_error(out, &e, close));
+                metrics.api_answered(write_error(out, e, close));
                 return Handled::Answered;
             }
         };
-        if route.needs_key() && !head.authorized {
-            metrics.api_answered(write_error(out, &ApiError::Unauthorized, close));
-            return Handled::Answered;
-        }
         let body = &mut self.buf[at + head.len..at + head.len + head.body_len];
         match parse_command(route, &head.query, body) {
             Ok(Some(c)) => Handled::Command(c),
@@ -399,19 +396,26 @@ fn parse_head(raw: &[u8], s: &ApiSettings) -> Result<Head, ApiError> {
             close = true;
         }
     }
-    let method = req.method.unwrap_or("").to_owned();
+    let method = req.method.unwrap_or("");
     if method == "POST" && content_length.is_none() {
         return Err(ApiError::LengthRequired);
     }
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let route = routes::route(method, path, authorized).and_then(|r| {
+        if r.needs_key() && !authorized {
+            return Err(ApiError::Unauthorized);
+        }
+        Ok(r)
+    });
     Ok(Head {
         len: raw.len(),
         body_len: content_length.unwrap_or(0),
-        method,
-        path: path.to_owned(),
-        query: query.to_owned(),
-        authorized,
+        query: match route {
+            Ok(Route::Presence) => query.to_owned(),
+            _ => String::new(),
+        },
+        route,
         keep_alive: !close,
     })
 }
