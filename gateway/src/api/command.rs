@@ -26,6 +26,10 @@ pub const MAX_USER_BYTES: usize = 256;
 pub const MAX_REASON_BYTES: usize = 123;
 /// The close code of an API disconnect that names none.
 pub const DEFAULT_DISCONNECT_CODE: u16 = 4000;
+/// Deepest nesting of arrays and objects accepted in a body (the same limit as the client
+/// protocol's): parsed values are dropped and re-encoded recursively, so depth must be bounded
+/// before parsing or a body of brackets would overflow the shard's stack.
+pub const MAX_JSON_DEPTH: usize = 64;
 
 /// Work for the router.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -288,6 +292,9 @@ pub fn parse_command(
 }
 
 fn json_object(body: &mut [u8]) -> Result<BorrowedValue<'_>, ApiError> {
+    if !nesting_within(body, MAX_JSON_DEPTH) {
+        return Err(ApiError::TooDeep);
+    }
     let value = simd_json::to_borrowed_value(body).map_err(|_| ApiError::BadJson)?;
     if value.as_object().is_none() {
         return Err(ApiError::BadJson);
@@ -361,4 +368,35 @@ pub fn channel_name(name: &str) -> Result<Arc<str>, ApiError> {
         ));
     }
     Ok(name.into())
+}
+
+/// True when no array or object in `json` nests deeper than `max` (brackets inside strings do
+/// not count). One pass, no allocation; malformed input is left to the parser.
+pub fn nesting_within(json: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
 }

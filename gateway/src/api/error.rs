@@ -24,6 +24,8 @@ pub enum ApiError {
     MalformedRequest(&'static str),
     /// The body is not a JSON object.
     BadJson,
+    /// The body nests arrays or objects deeper than the limit.
+    TooDeep,
     /// A required field is absent.
     MissingField(&'static str),
     /// A field has the wrong type or an impossible value.
@@ -49,6 +51,7 @@ impl ApiError {
             Self::Busy => (429, "Too Many Requests"),
             Self::MalformedRequest(_)
             | Self::BadJson
+            | Self::TooDeep
             | Self::MissingField(_)
             | Self::BadField(..)
             | Self::BadChannel(_) => (400, "Bad Request"),
@@ -65,7 +68,7 @@ impl ApiError {
             Self::TooLarge { .. } => "too_large",
             Self::HeadTooLarge => "head_too_large",
             Self::MalformedRequest(_) => "bad_request",
-            Self::BadJson => "bad_json",
+            Self::BadJson | Self::TooDeep => "bad_json",
             Self::MissingField(_) => "missing_field",
             Self::BadField(..) => "bad_field",
             Self::BadChannel(_) => "bad_channel",
@@ -112,6 +115,7 @@ impl fmt::Display for ApiError {
             Self::HeadTooLarge => f.write_str("request head over the header limit"),
             Self::MalformedRequest(why) => write!(f, "malformed HTTP request: {why}"),
             Self::BadJson => f.write_str("body is not a JSON object"),
+            Self::TooDeep => f.write_str("body nests arrays or objects deeper than 64 levels"),
             Self::MissingField(name) => write!(f, "missing field {name}"),
             Self::BadField(name, why) => write!(f, "field {name} {why}"),
             Self::BadChannel(why) => f.write_str(why),

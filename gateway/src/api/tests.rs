@@ -686,3 +686,41 @@ fn mutated_requests_in_random_chunks_never_panic_and_answer_well_formed() {
         assert_well_formed(&h.out);
     }
 }
+
+#[test]
+fn deeply_nested_data_is_refused_not_a_crash() {
+    let depth = 200_000;
+    let body = format!(
+        r#"{{"channel":"a","data":{}1{}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let mut s = settings();
+    s.max_body_bytes = 1 << 20;
+    let mut h = Harness::new();
+    h.s = s;
+    assert_eq!(h.read(&post("/api/publish", &body)), None);
+    let (st, _, body) = h.one();
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("deeper than 64"), "{body}");
+    // 64 levels are fine, and brackets inside strings do not count.
+    let ok = format!(
+        r#"{{"channel":"a","data":{}"[[[[{{{{"{}}}"#,
+        "[".repeat(63),
+        "]".repeat(63)
+    );
+    assert!(matches!(
+        command_of(&post("/api/publish", &ok)),
+        Command::Publish { .. }
+    ));
+}
+
+#[test]
+fn nesting_is_measured_outside_strings() {
+    use super::command::nesting_within;
+    assert!(nesting_within(b"[[1]]", 2));
+    assert!(!nesting_within(b"[[1]]", 1));
+    assert!(nesting_within(br#"{"a":"[[[[\"[[["}"#, 1));
+    assert!(!nesting_within(br#"{"a":{"b":[]}}"#, 2));
+    assert!(nesting_within(b"", 0));
+}

@@ -14,6 +14,7 @@ use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
 use super::patterns::{Pattern, PatternError, Patterns};
+use crate::api::command::{nesting_within, MAX_JSON_DEPTH};
 
 /// Longest token accepted, in bytes (it travels in a request head anyway).
 pub const MAX_TOKEN_BYTES: usize = 8192;
@@ -210,6 +211,9 @@ fn decode(part: &[u8], which: Part) -> Result<Vec<u8>, TokenError> {
 }
 
 fn check_header(json: &mut [u8]) -> Result<(), TokenError> {
+    if !nesting_within(json, MAX_JSON_DEPTH) {
+        return Err(TokenError::BadJson(Part::Header));
+    }
     let value =
         simd_json::to_borrowed_value(json).map_err(|_| TokenError::BadJson(Part::Header))?;
     let header = value.as_object().ok_or(TokenError::BadJson(Part::Header))?;
@@ -224,6 +228,9 @@ fn check_header(json: &mut [u8]) -> Result<(), TokenError> {
 }
 
 fn parse_claims(json: &mut [u8], now: u64) -> Result<Claims, TokenError> {
+    if !nesting_within(json, MAX_JSON_DEPTH) {
+        return Err(TokenError::BadJson(Part::Claims));
+    }
     let value =
         simd_json::to_borrowed_value(json).map_err(|_| TokenError::BadJson(Part::Claims))?;
     let obj = value.as_object().ok_or(TokenError::BadJson(Part::Claims))?;
@@ -588,6 +595,22 @@ mod tests {
                 assert_eq!(c, original, "{}", String::from_utf8_lossy(&t));
             }
         }
+    }
+
+    #[test]
+    fn deeply_nested_claims_are_refused_before_parsing() {
+        let deep = format!(
+            r#"{{"sub":"a","exp":{},"x":{}0{}}}"#,
+            NOW + 60,
+            "[".repeat(3000),
+            "]".repeat(3000)
+        );
+        let t = verifier().sign(&deep);
+        assert!(t.len() <= MAX_TOKEN_BYTES);
+        assert_eq!(
+            verifier().verify(t.as_bytes(), NOW),
+            Err(TokenError::BadJson(Part::Claims))
+        );
     }
 
     #[test]
