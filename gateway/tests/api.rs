@@ -219,6 +219,34 @@ fn api_publish_reaches_subscribers_on_both_shards_and_no_one_else() {
         assert_eq!(w.next()["data"], "both");
     }
     assert!(only_deliveries(outsider.sync()).is_empty());
+
+    // Pipelined publishes from one API connection arrive in order on both shards.
+    const N: usize = 200;
+    let mut batch = Vec::new();
+    for n in 0..N {
+        let body = json!({"channel":"news","data":n}).to_string();
+        batch.extend_from_slice(
+            format!(
+                "POST /api/publish HTTP/1.1\r\nAuthorization: Bearer {API_KEY}\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    api.c.send_raw(&batch);
+    for _ in 0..N {
+        assert_eq!(api.c.read_response().status, 202);
+    }
+    for w in &mut subs {
+        let got: Vec<u64> = (0..N).map(|_| w.next()["data"].as_u64().unwrap()).collect();
+        assert_eq!(
+            got,
+            (0..N as u64).collect::<Vec<_>>(),
+            "shard {}",
+            w.shard()
+        );
+    }
 }
 
 #[test]
