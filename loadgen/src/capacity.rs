@@ -27,6 +27,14 @@ pub struct Step {
     pub p99_ns: u64,
     /// loadgen itself was saturated.
     pub loadgen_saturated: bool,
+    /// p99 of how late loadgen's open-loop sends left (ns).
+    pub send_lag_p99_ns: u64,
+    /// loadgen could not keep its schedule (send lag p99 over [`LATE_NS`]): its machine was
+    /// short of CPU, so the step's latency may be the client's.
+    pub loadgen_late: bool,
+    /// What the step held, in the scenario's words ("1,000 subscribers at 50,000
+    /// deliveries/s (50 publishes/s)").
+    pub held: String,
     /// The full report.
     pub report: Report,
 }
@@ -44,6 +52,35 @@ pub struct Capacity {
     pub knee: Option<usize>,
     /// One-sentence summary.
     pub summary: String,
+}
+
+/// Send lag p99 past which a step is flagged: loadgen did not keep its schedule.
+pub const LATE_NS: u64 = 1_000_000;
+
+/// What a step held, in the scenario's words.
+fn held(s: &Scenario, r: &crate::report::Results) -> String {
+    let rate = fmt_count(r.receive_rate);
+    match s {
+        Scenario::Fanout(a) => format!(
+            "{} subscribers at {rate} deliveries/s ({} publishes/s)",
+            fmt_count(f64::from(a.subscribers)),
+            fmt_count(a.rate)
+        ),
+        Scenario::Chat(a) => format!(
+            "{} users at {rate} deliveries/s ({} messages/s sent)",
+            fmt_count(f64::from(a.users)),
+            fmt_count(r.send_rate)
+        ),
+        Scenario::Echo(_) => format!(
+            "{} connections at {rate} messages/s received",
+            fmt_count(r.all.connected as f64)
+        ),
+        Scenario::Connect(_) | Scenario::Idle(_) | Scenario::Churn(_) => format!(
+            "{} connections ({}/s opened in the connect phase)",
+            fmt_count(r.all.connected as f64),
+            fmt_count(r.connect_rate)
+        ),
+    }
 }
 
 fn get_set(s: &mut Scenario, vary: &str, set: Option<f64>) -> Result<f64> {
@@ -122,10 +159,13 @@ pub fn run(args: &CapacityArgs, command: Vec<String>) -> Result<(Capacity, i32)>
             connections: r.all.connected,
             p99_ns: r.latency.p99,
             loadgen_saturated: r.client_cpu.saturated,
+            send_lag_p99_ns: r.send_lag.p99,
+            loadgen_late: r.send_lag.p99 > LATE_NS,
+            held: held(&scenario, r),
             report,
         };
         eprintln!(
-            "  {} = {:>10}: {:>12} msg/s received, p99 {:>9}, {} connections — {}{}",
+            "  {} = {:>10}: {:>12} msg/s received, p99 {:>9}, {} connections — {}{}{}",
             args.vary,
             fmt_count(step.value),
             fmt_count(step.receive_rate),
@@ -140,6 +180,14 @@ pub fn run(args: &CapacityArgs, command: Vec<String>) -> Result<(Capacity, i32)>
                 " (loadgen saturated!)"
             } else {
                 ""
+            },
+            if step.loadgen_late {
+                format!(
+                    " (loadgen late: send lag p99 {})",
+                    fmt_ns(step.send_lag_p99_ns)
+                )
+            } else {
+                String::new()
             }
         );
         let passed = step.passed;
@@ -159,20 +207,28 @@ pub fn run(args: &CapacityArgs, command: Vec<String>) -> Result<(Capacity, i32)>
             let s = &steps[k];
             let next = steps.get(k + 1).map_or(String::new(), |n| {
                 format!(
-                    "; at {} it missed ({})",
+                    "; at {} = {} it missed ({})",
+                    args.vary,
                     fmt_count(n.value),
                     n.failed.join(", ")
                 )
             });
-            let sat = if steps.iter().any(|s| s.loadgen_saturated) {
-                " Warning: loadgen was saturated in some steps; the limit may be the client's."
-            } else {
-                ""
-            };
+            let mut warn = String::new();
+            if steps.iter().any(|s| s.loadgen_saturated) {
+                warn.push_str(
+                    " Warning: loadgen was saturated in some steps; the limit may be the client's.",
+                );
+            }
+            if steps.iter().any(|s| !s.passed && s.loadgen_late) {
+                warn.push_str(
+                    " Warning: in the step that missed, loadgen sent late (send lag p99 over 1 ms): \
+                     its machine was short of CPU, so the knee may be the client's; rerun with \
+                     the client on other cores or another machine.",
+                );
+            }
             format!(
-                "{node} holds {} connections at {} messages/s received within {} (p99 {}){next}.{sat}",
-                fmt_count(s.connections as f64),
-                fmt_count(s.receive_rate),
+                "{node} holds {} within {} (p99 {}){next}.{warn}",
+                s.held,
                 args.objective,
                 fmt_ns(s.p99_ns)
             )
