@@ -464,8 +464,10 @@ impl UringDriver {
                 report = true;
             }
             (e, _) if e == -libc::ENOBUFS => {
-                s.recv = RecvState::Starved;
-                self.starved.push(slot);
+                if last {
+                    s.recv = RecvState::Starved;
+                    self.starved.push(slot);
+                }
                 self.metrics.recv_buffers_exhausted.add(1);
                 if !self.warned_dry {
                     self.warned_dry = true;
