@@ -58,7 +58,7 @@ pub fn unmask(k: &crate::Kernels, buf: &mut [u8], key: MaskKey, phase: usize) {
 /// reference kernel, so switching SIMD off still switches it off everywhere.
 const SHORT: usize = 128;
 
-/// XOR a short slice: SSE2 (part of every x86_64 CPU) 16 bytes at a time, then words.
+/// XOR a short slice: SSE2 (part of every x86_64 CPU) 16 bytes at a time, words elsewhere.
 #[inline(always)]
 pub(crate) fn unmask_short(buf: &mut [u8], key: [u8; 4]) {
     #[cfg(target_arch = "x86_64")]

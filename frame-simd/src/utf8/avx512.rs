@@ -5,6 +5,9 @@ use core::arch::x86_64::*;
 
 use super::lookup::{self, Vector};
 
+/// # Safety
+/// Each method needs AVX-512 F + BW on this CPU (and `load`/`store` their `BYTES` bytes), as the
+/// trait says; the entry points below enable AVX-512 F + BW and are reached only through the kernel table.
 impl Vector for __m512i {
     const BYTES: usize = 64;
 

@@ -20,6 +20,7 @@ use super::scalar;
 /// The vector operations the check needs; `#[inline(always)]` in every implementation so that
 /// they inline into the `#[target_feature]` entry points of each ISA.
 ///
+/// # Safety
 /// Every method is `unsafe` for one reason: the CPU must support the implementing ISA. `load`
 /// and `store` also need `BYTES` readable (writable) bytes at the pointer.
 pub(crate) trait Vector: Copy {

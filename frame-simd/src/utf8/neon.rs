@@ -5,6 +5,9 @@ use core::arch::aarch64::*;
 
 use super::lookup::{self, Vector};
 
+/// # Safety
+/// Each method needs NEON on this CPU (and `load`/`store` their `BYTES` bytes), as the
+/// trait says; the entry points below enable NEON and are reached only through the kernel table.
 impl Vector for uint8x16_t {
     const BYTES: usize = 16;
 
