@@ -147,7 +147,7 @@ pub fn render(report: &Report) -> String {
         if !s.metrics_delta.is_empty() {
             let _ = writeln!(out, "  server metrics changed over the window:");
             for (k, v) in s.metrics_delta.iter().take(20) {
-                let _ = writeln!(out, "    {k} +{v}");
+                let _ = writeln!(out, "    {k} {v:+}");
             }
         }
     }

@@ -355,6 +355,13 @@ impl Worker {
                 self.start_run();
             }
             if phase >= phase::DRAIN && self.phase < phase::DRAIN {
+                if self.phase == phase::RUN {
+                    // The window closed while this thread was behind its schedule: what was due
+                    // before the window's end still goes out (late, and its lag is recorded), so
+                    // the run sends exactly rate x time instead of silently dropping the tail.
+                    self.do_sends(now);
+                    self.do_churn(now);
+                }
                 self.next_send = None;
                 self.churn_next = None;
                 self.sample_cpu_end();
