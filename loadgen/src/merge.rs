@@ -29,6 +29,15 @@ fn merge_connect_phase(res: &mut crate::report::Results, x: &crate::report::Resu
         .max(x.connect_phase_end_unix_ns);
 }
 
+/// The merged connect phase's length and rate, once every result is folded in.
+fn finish_connect_phase(res: &mut crate::report::Results) {
+    if res.connect_phase_end_unix_ns > res.connect_phase_start_unix_ns {
+        res.connect_phase_seconds =
+            (res.connect_phase_end_unix_ns - res.connect_phase_start_unix_ns) as f64 / 1e9;
+        res.connect_rate = res.connect_phase_connections as f64 / res.connect_phase_seconds;
+    }
+}
+
 /// Merge reports of the same scenario.
 pub fn merge(reports: &[Report]) -> Result<Report> {
     let Some(first) = reports.first() else {
@@ -124,11 +133,7 @@ pub fn merge(reports: &[Report]) -> Result<Report> {
             let _ = e.1.add(decode_hist(h)?);
         }
     }
-    if res.connect_phase_end_unix_ns > res.connect_phase_start_unix_ns {
-        res.connect_phase_seconds =
-            (res.connect_phase_end_unix_ns - res.connect_phase_start_unix_ns) as f64 / 1e9;
-        res.connect_rate = res.connect_phase_connections as f64 / res.connect_phase_seconds;
-    }
+    finish_connect_phase(res);
     res.server = merge_server(&servers, res);
     res.latency = Percentiles::of(&latency);
     res.connect_latency = Percentiles::of(&connect);
@@ -186,4 +191,36 @@ pub fn recompute_server(s: &mut crate::report::Server, res: &crate::report::Resu
     } else {
         0.0
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Results;
+
+    fn phase(start: u64, end: u64, connections: u64) -> Results {
+        let seconds = (end - start) as f64 / 1e9;
+        Results {
+            connect_phase_start_unix_ns: start,
+            connect_phase_end_unix_ns: end,
+            connect_phase_connections: connections,
+            connect_phase_seconds: seconds,
+            connect_rate: connections as f64 / seconds,
+            ..Results::default()
+        }
+    }
+
+    #[test]
+    fn connect_phases_merge_over_their_union_not_by_summing_rates() {
+        // 1,000 connections in [0, 1 s] and 1,000 in [0.5 s, 2 s]: 2,000 in 2 s.
+        let mut res = Results::default();
+        merge_connect_phase(&mut res, &phase(10_000_000_000, 11_000_000_000, 1000));
+        merge_connect_phase(&mut res, &phase(10_500_000_000, 12_000_000_000, 1000));
+        assert_eq!(res.connect_phase_start_unix_ns, 10_000_000_000);
+        assert_eq!(res.connect_phase_end_unix_ns, 12_000_000_000);
+        assert_eq!(res.connect_phase_connections, 2000);
+        finish_connect_phase(&mut res);
+        assert_eq!(res.connect_phase_seconds, 2.0);
+        assert_eq!(res.connect_rate, 1000.0);
+    }
 }

@@ -266,6 +266,42 @@ fn gateway_adapter_fans_out_over_channels_and_chat_rooms() {
 }
 
 #[test]
+fn chat_members_publish_only_once_every_subscribe_is_answered() {
+    // Subscriptions take 300 ms to take effect: publishing when the 101s are in (before the
+    // replies) would lose the first messages of every room.
+    let server = Server::start(Mode::GatewayProtocolSlowSubscribe(
+        std::time::Duration::from_millis(300),
+    ));
+    let dir = temp_dir("gateway-slow-subscribe");
+    let url = server.url("/");
+    let r = loadgen_json(
+        &[
+            "chat",
+            "--adapter",
+            "gateway",
+            "--url",
+            &url,
+            "--users",
+            "8",
+            "--room-size",
+            "4",
+            "--msg-rate",
+            "20",
+            "--warmup",
+            "0s",
+            "--duration",
+            "500ms",
+        ],
+        &dir.join("chat.json"),
+    );
+    let sent = num(&r, "/results/all/sent");
+    assert!(sent >= 70, "sent {sent}");
+    assert_eq!(num(&r, "/results/delivery/expected"), 3 * sent);
+    assert_eq!(num(&r, "/results/delivery/unique"), 3 * sent);
+    assert_eq!(num(&r, "/results/delivery/lost"), 0);
+}
+
+#[test]
 fn connections_spread_over_urls_and_source_addresses() {
     let a = Server::start(Mode::Echo);
     let b = Server::start(Mode::Echo);

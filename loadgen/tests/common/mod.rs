@@ -34,6 +34,19 @@ pub enum Mode {
     /// deliveries); `/ws` gets a welcome, takes `subscribe` and `publish` ops (with `skip_self`)
     /// and receives JSON `message` objects.
     GatewayProtocol,
+    /// The gateway-protocol model, but a subscription takes this long and is in effect only from
+    /// its reply on (as in the gateway): a client that publishes before its peers' replies
+    /// arrived loses messages.
+    GatewayProtocolSlowSubscribe(Duration),
+}
+
+impl Mode {
+    fn is_gateway_model(self) -> bool {
+        matches!(
+            self,
+            Mode::GatewayProtocol | Mode::GatewayProtocolSlowSubscribe(_)
+        )
+    }
 }
 
 /// A connection of the gateway-protocol model: how it wants deliveries, and its channels.
@@ -141,7 +154,7 @@ fn serve(mut s: TcpStream, st: Arc<State>) {
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_len]).to_string();
-    if st.mode == Mode::GatewayProtocol && head.starts_with("POST ") {
+    if st.mode.is_gateway_model() && head.starts_with("POST ") {
         return serve_api(s, buf, st);
     }
     if st.mode == Mode::NotFound {
@@ -187,7 +200,7 @@ fn serve(mut s: TcpStream, st: Arc<State>) {
                 .unwrap_or_default(),
         )),
     };
-    if st.mode == Mode::GatewayProtocol {
+    if st.mode.is_gateway_model() {
         st.subs.lock().unwrap().push((id, sub.clone()));
         if !sub.raw {
             out.clear();
@@ -232,11 +245,14 @@ fn serve(mut s: TcpStream, st: Arc<State>) {
                 Opcode::Text | Opcode::Binary => {
                     let n = st.messages.fetch_add(1, Ordering::AcqRel) + 1;
                     match st.mode {
-                        Mode::GatewayProtocol => {
+                        Mode::GatewayProtocol | Mode::GatewayProtocolSlowSubscribe(_) => {
                             let text = String::from_utf8_lossy(payload).into_owned();
                             let op = json_str(&text, "op").unwrap_or("");
                             let channel = json_str(&text, "channel").unwrap_or("").to_string();
                             if op == "subscribe" {
+                                if let Mode::GatewayProtocolSlowSubscribe(delay) = st.mode {
+                                    std::thread::sleep(delay);
+                                }
                                 sub.channels.lock().unwrap().push(channel.clone());
                             }
                             if op == "publish" {
