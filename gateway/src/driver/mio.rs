@@ -46,6 +46,10 @@ pub struct MioDriver {
     listeners: Vec<Option<TcpListener>>,
     /// Connection sockets by slab slot.
     streams: Vec<Option<TcpStream>>,
+    /// By slab slot: the peer's FIN was reported (it may have come with the last bytes).
+    read_closed: Vec<bool>,
+    /// Reports for the next `wait`: an end of stream seen behind a short read.
+    deferred: Vec<Ready>,
 }
 
 impl MioDriver {
@@ -66,6 +70,8 @@ impl MioDriver {
                 events: Events::with_capacity(EVENTS),
                 listeners: mio_listeners,
                 streams: Vec::new(),
+                read_closed: Vec::new(),
+                deferred: Vec::new(),
             },
             waker,
         ))
@@ -83,6 +89,12 @@ impl Driver for MioDriver {
     type Socket = TcpStream;
 
     fn wait(&mut self, ready: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()> {
+        let timeout = if self.deferred.is_empty() {
+            timeout
+        } else {
+            ready.append(&mut self.deferred);
+            Some(Duration::ZERO)
+        };
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
@@ -98,6 +110,11 @@ impl Driver for MioDriver {
             if id.shard() == ConnId::RESERVED_SHARD {
                 ready.push(Ready::Accept(id.slot() as usize));
                 continue;
+            }
+            if ev.is_read_closed() {
+                if let Some(flag) = self.read_closed.get_mut(id.slot() as usize) {
+                    *flag = true;
+                }
             }
             ready.push(Ready::Conn {
                 id,
@@ -132,7 +149,9 @@ impl Driver for MioDriver {
         let slot = id.slot() as usize;
         if self.streams.len() <= slot {
             self.streams.resize_with(slot + 1, || None);
+            self.read_closed.resize(slot + 1, false);
         }
+        self.read_closed[slot] = false;
         self.poll.registry().register(
             &mut socket,
             Token(id.to_bits() as usize),
@@ -143,7 +162,17 @@ impl Driver for MioDriver {
     }
 
     fn recv(&mut self, id: ConnId, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream(id)?.read(buf)
+        let n = self.stream(id)?.read(buf)?;
+        if n > 0 && n < buf.len() && self.read_closed.get(id.slot() as usize) == Some(&true) {
+            // The FIN came with these bytes: the shard stops at a short read and no new edge
+            // will come, so report the end of stream again at the next wait.
+            self.deferred.push(Ready::Conn {
+                id,
+                readable: true,
+                writable: false,
+            });
+        }
+        Ok(n)
     }
 
     fn send(&mut self, id: ConnId, bufs: &[IoSlice<'_>]) -> io::Result<usize> {

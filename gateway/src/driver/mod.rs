@@ -10,9 +10,10 @@
 //! - **Readiness is edge-like**: after [`Ready::Conn`] says readable, [`Driver::recv`] returns
 //!   bytes until it returns `WouldBlock`; another `readable` is reported only when new bytes (or
 //!   the end of stream) arrive after that. A short read also means "drained for now": new bytes
-//!   arriving later produce a new report. The same holds for writable and [`Driver::send`].
-//!   A completion driver satisfies this by keeping completed receive buffers per connection and
-//!   answering `WouldBlock` when none is pending.
+//!   arriving later produce a new report, and an end of stream (or error) that had already
+//!   arrived behind the bytes of a short read is reported again at the next wait. The same
+//!   holds for writable and [`Driver::send`]. A completion driver satisfies this by keeping
+//!   completed receive buffers per connection and answering `WouldBlock` when none is pending.
 //! - **Ordering**: bytes passed to `send` go out in call order; a short count means the rest was
 //!   not taken and must be offered again (the shard's outbox does).
 //! - **No blocking**: no method blocks except [`Driver::wait`], which returns when something is
