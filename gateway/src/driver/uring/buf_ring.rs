@@ -49,8 +49,9 @@ impl BufRing {
         // SAFETY: both layouts have a non-zero size (at least 4096 and `count * size` > 0).
         let entries =
             unsafe { std::alloc::alloc_zeroed(entries_layout) }.cast::<types::BufRingEntry>();
-        // SAFETY: as above.
-        let data = unsafe { std::alloc::alloc(data_layout) };
+        // SAFETY: as above. Zeroed, so every byte is initialised before the kernel first
+        // writes it (large zeroed allocations are fresh pages: nothing is touched up front).
+        let data = unsafe { std::alloc::alloc_zeroed(data_layout) };
         if entries.is_null() || data.is_null() {
             // SAFETY: each pointer is freed only if it was allocated, with its own layout.
             unsafe {
@@ -155,5 +156,39 @@ impl Drop for BufRing {
             std::alloc::dealloc(self.entries.cast(), self.entries_layout);
             std::alloc::dealloc(self.data, self.data_layout);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_must_be_powers_of_two_up_to_32768() {
+        assert!(BufRing::new(3, 64).is_err());
+        assert!(BufRing::new(0, 64).is_err());
+        assert!(BufRing::new(4, 0).is_err());
+        assert!(BufRing::new(1, 64).is_ok());
+        assert!(BufRing::new(1 << 15, 16).is_ok());
+    }
+
+    #[test]
+    fn every_buffer_starts_in_the_ring_and_lending_is_counted() {
+        let mut ring = BufRing::new(8, 64).expect("ring");
+        assert_eq!(ring.free(), 8);
+        // What a completion naming buffer 3 does, then the shard draining it.
+        ring.lent += 1;
+        assert_eq!(ring.free(), 7);
+        ring.give_back(3);
+        assert_eq!(ring.free(), 8);
+        assert_eq!(ring.tail, 9);
+    }
+
+    #[test]
+    fn byte_ranges_are_clamped_to_the_buffer() {
+        let ring = BufRing::new(2, 64).expect("ring");
+        assert_eq!(ring.bytes(1, 0, 64).len(), 64);
+        assert_eq!(ring.bytes(1, 60, 1000).len(), 4);
+        assert_eq!(ring.bytes(1, 70, 10).len(), 0);
     }
 }

@@ -850,3 +850,31 @@ impl Drop for UringDriver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_at_the_edges_of_each_field() {
+        for op in [Op::Accept, Op::Recv, Op::PollOut, Op::Wake, Op::Cancel] {
+            for slot in [0, 1, u32::MAX] {
+                for seq in [0, 1, SEQ_MASK as u32] {
+                    assert_eq!(untoken(token(op, slot, seq)), (Some(op), slot, seq));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_sequence_past_28_bits_wraps_without_touching_the_slot() {
+        let (op, slot, seq) = untoken(token(Op::Recv, 7, (1 << 28) | 5));
+        assert_eq!((op, slot, seq), (Some(Op::Recv), 7, 5));
+    }
+
+    #[test]
+    fn unknown_operations_are_not_misread() {
+        assert_eq!(untoken(0).0, None);
+        assert_eq!(untoken(u64::MAX).0, None);
+    }
+}
