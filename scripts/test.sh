@@ -6,9 +6,26 @@
 # SIMD kernels, once forced to the scalar ones), and bounded fuzz runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# Every nextest run adds its summary to these totals, printed as the closing line.
+passed=0
+failed=0
+nextest() {
+  local log status line
+  log=$(mktemp)
+  status=0
+  cargo nextest run "$@" 2>&1 | tee "$log" || status=$?
+  line=$(grep -E '^ *Summary \[' "$log" | tail -n 1)
+  passed=$((passed + $(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line" | grep . || echo 0)))
+  failed=$((failed + $(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$line" | grep . || echo 0)))
+  rm -f "$log"
+  if [ "$status" -ne 0 ]; then
+    echo "tests: $passed passed, $failed failed"
+    exit "$status"
+  fi
+}
 
 # ---------------------------------------------------------------------------------------------
 step "installing test dependencies"
@@ -48,13 +65,13 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -q -- -D warnings
 
 step "test suite (best kernels on this CPU)"
-cargo nextest run --workspace --no-fail-fast
+nextest --workspace --no-fail-fast
 
 step "frame-simd and gateway tests with SIMD switched off (FRAME_SIMD_KERNEL=scalar)"
-FRAME_SIMD_KERNEL=scalar cargo nextest run -p frame-simd -p gateway --no-fail-fast
+FRAME_SIMD_KERNEL=scalar nextest -p frame-simd -p gateway --no-fail-fast
 
 step "gateway tests again on the io_uring driver (GATEWAY_DRIVER=uring)"
-GATEWAY_DRIVER=uring cargo nextest run -p gateway --no-fail-fast
+GATEWAY_DRIVER=uring nextest -p gateway --no-fail-fast
 
 step "doc tests"
 cargo test --workspace --doc -q
@@ -78,4 +95,4 @@ step "fuzzing each target for ${fuzz_secs}s"
 )
 
 step "all tests passed"
-echo "$root"
+echo "tests: $passed passed, $failed failed"
