@@ -2,10 +2,10 @@
 //! Prometheus text, each with `Content-Length` so the connection can stay open.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use super::command::{Outcome, Stats};
 use super::error::ApiError;
+use crate::conn::http::{end_head, write_head};
 
 /// The content type of `/metrics`.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -19,21 +19,9 @@ pub fn write_response(
     body: &str,
     close: bool,
 ) {
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "HTTP/1.1 {} {}\r\n", status.0, status.1);
-    for (name, value) in headers {
-        let _ = write!(out, "{name}: {value}\r\n");
-    }
-    let _ = write!(
-        out,
-        "Content-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
-        body.len()
-    );
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
+    write_head(out, status, headers, content_type, body.len());
+    out.extend_from_slice(b"Cache-Control: no-store\r\n");
+    end_head(out, close, body.as_bytes());
 }
 
 /// Append the response for `e`; returns its status code.

@@ -1,5 +1,6 @@
 //! HTTP/1.1 requests before the upgrade: finding the end of the request head incrementally, and
-//! writing the plain responses (`/healthz`, 404, errors).
+//! writing the plain responses (`/healthz`, 404, errors) with the head writer that the API and the
+//! page responses share.
 //!
 //! The head is scanned once: the reader remembers how far it has looked for the `\r\n\r\n`
 //! terminator and resumes there, so a request dribbled one byte at a time costs linear work, and
@@ -107,13 +108,15 @@ impl HttpError {
     }
 }
 
-/// Write a complete `text/plain` response. With `close`, it says `Connection: close`.
-pub fn write_response(
+/// Write the status line, `headers`, and `Content-Type` / `Content-Length` for a body of
+/// `content_length` bytes. The caller may add header lines of its own, then finishes with
+/// [`end_head`]. Every response the gateway writes by hand (plain, API, page) starts here.
+pub fn write_head(
     out: &mut Vec<u8>,
     status: (u16, &str),
     headers: &[(&str, &str)],
-    body: &str,
-    close: bool,
+    content_type: &str,
+    content_length: usize,
 ) {
     // Writing into a Vec cannot fail.
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", status.0, status.1);
@@ -122,27 +125,37 @@ pub fn write_response(
     }
     let _ = write!(
         out,
-        "Content-Type: text/plain\r\nContent-Length: {}\r\n",
-        body.len()
+        "Content-Type: {content_type}\r\nContent-Length: {content_length}\r\n"
     );
+}
+
+/// End a head begun with [`write_head`] (saying `Connection: close` with `close`) and append
+/// the body.
+pub fn end_head(out: &mut Vec<u8>, close: bool, body: &[u8]) {
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
+    out.extend_from_slice(body);
+}
+
+/// Write a complete `text/plain` response. With `close`, it says `Connection: close`.
+pub fn write_response(
+    out: &mut Vec<u8>,
+    status: (u16, &str),
+    headers: &[(&str, &str)],
+    body: &str,
+    close: bool,
+) {
+    write_head(out, status, headers, "text/plain", body.len());
+    end_head(out, close, body.as_bytes());
 }
 
 /// Write an error response (always `Connection: close`); the body is the message and a newline.
 pub fn write_error(out: &mut Vec<u8>, status: (u16, &str), headers: &[(&str, &str)], msg: &str) {
-    let _ = write!(out, "HTTP/1.1 {} {}\r\n", status.0, status.1);
-    for (name, value) in headers {
-        let _ = write!(out, "{name}: {value}\r\n");
-    }
-    let _ = write!(
-        out,
-        "Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}\n",
-        msg.len() + 1
-    );
+    write_head(out, status, headers, "text/plain", msg.len() + 1);
+    end_head(out, true, msg.as_bytes());
+    out.push(b'\n');
 }
 
 /// Whether a comma-separated header value holds `token` (ASCII case-insensitive, §4.2.1).

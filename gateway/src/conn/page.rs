@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use super::http::{has_token, trim, HttpError};
+use super::http::{end_head, has_token, trim, write_head, HttpError};
 use super::{Conn, Output, State};
 
 /// One embedded file.
@@ -54,20 +54,15 @@ pub fn find(path: &str) -> Option<&'static Asset> {
 
 /// Write the complete `200` response for `asset`. With `close`, it says `Connection: close`.
 pub fn write_asset(out: &mut Vec<u8>, asset: &Asset, close: bool) {
+    write_head(out, (200, "OK"), &[], asset.content_type, asset.body.len());
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
-        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n\
-         Content-Security-Policy: {CONTENT_SECURITY_POLICY}\r\nX-Content-Type-Options: nosniff\r\n\
-         Referrer-Policy: no-referrer\r\nCross-Origin-Opener-Policy: same-origin\r\n",
-        asset.content_type,
-        asset.body.len(),
+        "Cache-Control: no-cache\r\nContent-Security-Policy: {CONTENT_SECURITY_POLICY}\r\n\
+         X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n\
+         Cross-Origin-Opener-Policy: same-origin\r\n",
     );
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(asset.body);
+    end_head(out, close, asset.body);
 }
 
 impl Conn {
