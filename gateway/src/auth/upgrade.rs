@@ -5,10 +5,12 @@
 //! A presented token must be valid even when tokens are optional: a client that sends a bad token
 //! learns so (401) instead of silently becoming anonymous.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::token::{TokenError, Verifier};
 use super::Identity;
+use crate::protocol::query::decode;
 
 /// Longest anonymous nickname kept from `?user=`, in bytes.
 pub const MAX_NICKNAME_BYTES: usize = 64;
@@ -81,35 +83,10 @@ pub fn find_token(query: &str, headers: &[httparse::Header<'_>]) -> Option<Strin
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(v)).flatten()
+        (k == name)
+            .then(|| decode(v).map(Cow::into_owned))
+            .flatten()
     })
-}
-
-/// Decode `%XX` escapes and `+`; `None` for a bad escape or invalid UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'%' => {
-                let hi = hex(bytes.next()?)?;
-                let lo = hex(bytes.next()?)?;
-                out.push(hi << 4 | lo);
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// A nickname is kept when it is 1..=64 bytes without control characters.
