@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use gateway::auth::Verifier;
 use serde_json::{json, Value};
 
+use common::ws::{spread, unix_now, Ws};
 use common::*;
 
 const API_KEY: &str = "test-api-key";
@@ -20,13 +20,6 @@ fn start(extra: &[&str]) -> Gateway {
     let mut args = vec!["--api-key", API_KEY];
     args.extend_from_slice(extra);
     Gateway::start(&args)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 fn token(claims: Value) -> String {
@@ -95,99 +88,11 @@ fn assert_api_error(r: &Response, status: u16, code: &str) {
         .is_some_and(|m| !m.is_empty()));
 }
 
-/// A `/ws` client with its welcome.
-struct Ws {
-    c: Client,
-    id: String,
-}
-
-impl Ws {
-    fn open(addr: SocketAddr, query: &str) -> Ws {
-        let mut c = Client::connect(addr);
-        let key = fresh_key();
-        let resp = c.handshake_with_key(&format!("/ws{query}"), &key, &[]);
-        resp.assert_switching(&key);
-        let welcome = read_json(&mut c);
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        let id = welcome["conn"].as_str().expect("conn id").to_owned();
-        Ws { c, id }
-    }
-
-    fn shard(&self) -> u64 {
-        self.id.parse::<u64>().unwrap() >> 56
-    }
-
-    /// Send a request and return its reply; what arrived before it is returned too.
-    fn request(&mut self, v: Value) -> (Value, Vec<Value>) {
-        let id = v["id"].clone();
-        self.c.send_text(v.to_string().as_bytes());
-        let mut before = Vec::new();
-        loop {
-            let m = read_json(&mut self.c);
-            if m["type"] == "reply" && m["id"] == id {
-                return (m, before);
-            }
-            before.push(m);
-        }
-    }
-
-    fn ok(&mut self, v: Value) -> Vec<Value> {
-        let (r, before) = self.request(v.clone());
-        assert_eq!(r["ok"], true, "{v} -> {r}");
-        before
-    }
-
-    fn err(&mut self, v: Value) -> String {
-        let (r, _) = self.request(v.clone());
-        assert_eq!(r["ok"], false, "{v} -> {r}");
-        r["error"]["code"].as_str().unwrap().to_owned()
-    }
-
-    fn subscribe(&mut self, channel: &str) {
-        self.ok(json!({"op":"subscribe","channel":channel,"id":"sub"}));
-    }
-
-    /// Everything that arrived before a ping's reply.
-    fn sync(&mut self) -> Vec<Value> {
-        self.ok(json!({"op":"ping","id":"sync"}))
-    }
-
-    /// The next non-presence frame.
-    fn next(&mut self) -> Value {
-        loop {
-            let m = read_json(&mut self.c);
-            if m["type"] != "join" && m["type"] != "leave" {
-                return m;
-            }
-        }
-    }
-}
-
-fn read_json(c: &mut Client) -> Value {
-    let f = c.read_frame();
-    assert_eq!(f.opcode, op::TEXT, "expected a text frame, got {f:?}");
-    serde_json::from_slice(&f.payload)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&f.payload)))
-}
-
 fn only_deliveries(frames: Vec<Value>) -> Vec<Value> {
     frames
         .into_iter()
         .filter(|m| m["type"] != "join" && m["type"] != "leave")
         .collect()
-}
-
-/// Open `/ws` clients until both shards of a two-shard gateway have at least `per_shard`.
-fn spread(addr: SocketAddr, per_shard: usize, query: &str) -> Vec<Ws> {
-    let mut all: Vec<Ws> = Vec::new();
-    for _ in 0..400 {
-        let counts = [0, 1].map(|s| all.iter().filter(|w| w.shard() == s).count());
-        if counts.iter().all(|&n| n >= per_shard) {
-            return all;
-        }
-        all.push(Ws::open(addr, query));
-    }
-    panic!("400 connections did not land on both shards");
 }
 
 #[test]

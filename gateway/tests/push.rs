@@ -5,107 +5,16 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use common::ws::{read_json, spread, unix_now, Ws};
 use common::*;
-
-/// A `/ws` client with its welcome.
-struct Ws {
-    c: Client,
-    id: String,
-}
-
-impl Ws {
-    fn open(addr: SocketAddr, query: &str) -> Ws {
-        let mut c = Client::connect(addr);
-        let key = fresh_key();
-        let resp = c.handshake_with_key(&format!("/ws{query}"), &key, &[]);
-        resp.assert_switching(&key);
-        let welcome = read_json(&mut c);
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        let id = welcome["conn"]
-            .as_str()
-            .expect("conn is a string")
-            .to_owned();
-        assert!(id.parse::<u64>().is_ok(), "conn is a decimal u64: {id}");
-        Ws { c, id }
-    }
-
-    fn shard(&self) -> u64 {
-        self.id.parse::<u64>().unwrap() >> 56
-    }
-
-    fn send(&mut self, v: Value) {
-        self.c.send_text(v.to_string().as_bytes());
-    }
-
-    /// Send a request and return its reply; deliveries that come first are returned too.
-    fn request(&mut self, v: Value) -> (Value, Vec<Value>) {
-        let id = v["id"].clone();
-        self.send(v);
-        let mut before = Vec::new();
-        loop {
-            let m = read_json(&mut self.c);
-            if m["type"] == "reply" && m["id"] == id {
-                return (m, before);
-            }
-            before.push(m);
-        }
-    }
-
-    /// Send a request and expect `ok: true`.
-    fn ok(&mut self, v: Value) -> Vec<Value> {
-        let (r, before) = self.request(v.clone());
-        assert_eq!(r["ok"], true, "{v} -> {r}");
-        before
-    }
-
-    /// The error code of a request that must fail.
-    fn err(&mut self, v: Value) -> String {
-        let (r, _) = self.request(v.clone());
-        assert_eq!(r["ok"], false, "{v} -> {r}");
-        assert!(r["error"]["message"].is_string(), "{r}");
-        r["error"]["code"].as_str().unwrap().to_owned()
-    }
-
-    /// Everything that arrives before the reply to a ping (the connection is in sync after).
-    fn sync(&mut self) -> Vec<Value> {
-        let (r, before) = self.request(json!({"op":"ping","id":"sync"}));
-        assert_eq!(r["ok"], true);
-        before
-    }
-}
-
-fn read_json(c: &mut Client) -> Value {
-    let f = c.read_frame();
-    assert_eq!(f.opcode, op::TEXT, "expected a text frame, got {f:?}");
-    serde_json::from_slice(&f.payload).unwrap_or_else(|e| {
-        panic!(
-            "bad JSON from server ({e}): {}",
-            String::from_utf8_lossy(&f.payload)
-        )
-    })
-}
 
 fn messages(frames: &[Value]) -> Vec<&Value> {
     frames.iter().filter(|m| m["type"] == "message").collect()
-}
-
-/// Open `/ws` clients until both shards of a two-shard gateway have at least `per_shard`.
-fn spread(addr: SocketAddr, per_shard: usize) -> Vec<Ws> {
-    let mut all = Vec::new();
-    for _ in 0..400 {
-        let counts = [0, 1].map(|s| all.iter().filter(|w: &&Ws| w.shard() == s).count());
-        if counts.iter().all(|&n| n >= per_shard) {
-            return all;
-        }
-        all.push(Ws::open(addr, ""));
-    }
-    panic!("400 connections did not land on both shards");
 }
 
 #[test]
@@ -187,7 +96,7 @@ fn a_one_slot_shard_queue_delays_but_loses_nothing() {
 
 fn fan_out_case(args: &[&str]) {
     let gw = Gateway::start(args);
-    let mut clients = spread(gw.addr(), 12);
+    let mut clients = spread(gw.addr(), 12, "");
     let mut outsiders: Vec<Ws> = Vec::new();
     for shard in [0, 1] {
         for _ in 0..2 {
@@ -249,7 +158,7 @@ fn fan_out_case(args: &[&str]) {
 #[test]
 fn skip_self_reaches_everyone_but_the_publisher() {
     let gw = Gateway::start(&["--threads", "2"]);
-    let mut c = spread(gw.addr(), 1);
+    let mut c = spread(gw.addr(), 1, "");
     for (i, w) in c.iter_mut().enumerate() {
         w.ok(json!({"op":"subscribe","channel":"chat","id":i}));
     }
@@ -270,7 +179,7 @@ fn skip_self_reaches_everyone_but_the_publisher() {
 #[test]
 fn private_messages_reach_only_their_target_and_stale_ids_are_refused() {
     let gw = Gateway::start(&["--threads", "2"]);
-    let mut c = spread(gw.addr(), 2);
+    let mut c = spread(gw.addr(), 2, "");
     let a = c.iter().position(|w| w.shard() == 0).unwrap();
     let mut a = c.swap_remove(a);
     let same = c.iter().position(|w| w.shard() == 0).unwrap();
@@ -425,7 +334,7 @@ fn raw_and_broadcast_deliveries_are_bare() {
 fn presence_joins_leaves_and_members_across_shards() {
     let gw = Gateway::start(&["--threads", "2"]);
     let addr = gw.addr();
-    let mut first = spread(addr, 1);
+    let mut first = spread(addr, 1, "");
     // One watcher per shard, with names.
     let w0 = first.iter().position(|w| w.shard() == 0).unwrap();
     let _ = first.swap_remove(w0);
@@ -496,13 +405,6 @@ fn presence_joins_leaves_and_members_across_shards() {
 
 fn token(claims: Value) -> String {
     gateway::auth::Verifier::new(b"push-secret").sign(&claims.to_string())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Black-box harness shared by the gateway's socket suites: a [`Gateway`] process started on a
-//! free loopback port, and a raw WebSocket [`Client`] over a plain `TcpStream`.
+//! free loopback port, a raw WebSocket [`Client`] over a plain `TcpStream`, and on top of it a
+//! client of the `/ws` JSON protocol ([`ws::Ws`]).
 //!
 //! Every read is bounded in time (a hung server fails the test instead of hanging it), every
 //! process started here is killed by its own PID when dropped, and server frames are checked
@@ -13,6 +14,7 @@ mod frames;
 mod http;
 mod payload;
 mod process;
+pub mod ws;
 
 pub use client::*;
 pub use frames::*;
