@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, Gateway, Response, IO_TIMEOUT};
+use common::{no_proxy, Client, Gateway, Response, IO_TIMEOUT};
 
 /// Bound for the whole browser run (its own waits are 10 s each; it stops itself at 100 s).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -90,23 +90,19 @@ fn chat_room_in_headless_chromium() {
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let script_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
 
-    let child = Command::new("node")
-        .current_dir(script_dir)
-        .arg("chat.test.mjs")
-        .arg(format!("http://{addr}"))
-        .arg(&out_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // The browser talks to 127.0.0.1 only.
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("ALL_PROXY")
-        .spawn()
-        .expect("run node (installed by scripts/test.sh)");
+    // The browser talks to 127.0.0.1 only.
+    let child = no_proxy(
+        Command::new("node")
+            .current_dir(script_dir)
+            .arg("chat.test.mjs")
+            .arg(format!("http://{addr}"))
+            .arg(&out_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .spawn()
+    .expect("run node (installed by scripts/test.sh)");
     let mut child = KillOnDrop(child);
     let child = &mut child.0;
     let mut stdin = child.stdin.take().expect("stdin piped");

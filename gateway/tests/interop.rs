@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{accept_key, Gateway, SAMPLE_KEY};
+use common::{accept_key, no_proxy, Gateway, SAMPLE_KEY};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -21,18 +21,13 @@ fn interop_dir() -> String {
 /// Run `cmd` (bounded by `limit`, killed by its PID past it) and return (exit code, stdout, stderr).
 fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<i32>, String, String) {
     let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("ALL_PROXY")
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {shown}: {e}"));
+    let mut child = no_proxy(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .spawn()
+    .unwrap_or_else(|e| panic!("run {shown}: {e}"));
     let mut out_pipe = child.stdout.take().expect("stdout piped");
     let mut err_pipe = child.stderr.take().expect("stderr piped");
     let out = thread::spawn(move || {

@@ -1,5 +1,6 @@
 //! The gateway process under test: started on a free port, its `listening on` line awaited, its
-//! stderr kept for failure messages, killed by its own PID when dropped.
+//! stderr kept for failure messages, killed by its own PID when dropped. Client processes run
+//! against it (browsers, interop scripts, curl) get a proxy-free environment from [`no_proxy`].
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -312,4 +313,19 @@ pub fn assert_echo_round_trip(addr: SocketAddr) {
     c.send_text(b"still serving");
     c.expect_frame(op::TEXT, b"still serving");
     c.close_cleanly();
+}
+
+/// Clear the proxy variables of `cmd`, so a client process reaches the loopback gateway directly.
+pub fn no_proxy(cmd: &mut Command) -> &mut Command {
+    for var in [
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
