@@ -69,9 +69,11 @@ pub(crate) fn unmask_short(buf: &mut [u8], key: [u8; 4]) {
 
 /// `key` rotated left by `n` bytes: the key for the byte `n` places after the one `key[0]` masks.
 #[inline(always)]
-pub(crate) fn rotate(mut key: [u8; 4], n: usize) -> [u8; 4] {
-    key.rotate_left(n % 4);
-    key
+pub(crate) fn rotate(key: [u8; 4], n: usize) -> [u8; 4] {
+    // One rotate instruction; `<[u8]>::rotate_left` is a general slice algorithm with branches.
+    // In little-endian order byte `n` moves to the bottom when the word turns right by `8 * n`.
+    let turn = 8 * (n % 4) as u32;
+    u32::from_le_bytes(key).rotate_right(turn).to_le_bytes()
 }
 
 /// Unmask a short slice (the head or tail around vector blocks) eight and four bytes at a time;
