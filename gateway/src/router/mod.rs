@@ -574,15 +574,11 @@ impl Router {
         };
         let me = self.shard;
         let others: Vec<u8> = (0..self.shard_count()).filter(|&s| s != me).collect();
-        if others.is_empty() {
+        let Some(tag) = self.ask_shards(&others, |tag| ShardMsg::ChannelQuery { from: me, tag })
+        else {
             return Some(g);
-        }
-        self.next_tag += 1;
-        let tag = self.next_tag;
-        for s in others {
-            g.waiting += 1;
-            self.control(s, ShardMsg::ChannelQuery { from: me, tag });
-        }
+        };
+        g.waiting = others.len();
         self.channel_gathers.insert(tag, g);
         None
     }
@@ -745,24 +741,31 @@ impl Router {
             waiting: 0,
             members: local,
         };
-        if others.is_empty() {
+        let me = self.shard;
+        let Some(tag) = self.ask_shards(&others, |tag| ShardMsg::PresenceQuery {
+            channel: Arc::clone(channel),
+            from: me,
+            tag,
+        }) else {
             return Some(g);
+        };
+        g.waiting = others.len();
+        self.gathers.insert(tag, g);
+        None
+    }
+
+    /// Send `query(tag)` to each of `shards` under a fresh gather tag and return the tag; `None`
+    /// when there is no shard to ask.
+    fn ask_shards(&mut self, shards: &[u8], query: impl Fn(u64) -> ShardMsg) -> Option<u64> {
+        if shards.is_empty() {
+            return None;
         }
         self.next_tag += 1;
         let tag = self.next_tag;
-        for s in others {
-            g.waiting += 1;
-            self.control(
-                s,
-                ShardMsg::PresenceQuery {
-                    channel: Arc::clone(channel),
-                    from: self.shard,
-                    tag,
-                },
-            );
+        for &s in shards {
+            self.control(s, query(tag));
         }
-        self.gathers.insert(tag, g);
-        None
+        Some(tag)
     }
 
     /// Add one shard's part to gather `tag`; returns the gather once complete.
