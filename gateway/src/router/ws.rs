@@ -306,34 +306,24 @@ impl Dispatch<'_> {
         data: simd_json::tape::Value<'_, '_>,
         skip_self: bool,
     ) -> Result<bool, ProtocolError> {
-        let mut json = std::mem::take(&mut self.router.text);
-        json.clear();
-        let r = match write_value(&mut json, data) {
-            Err(_) => Err(ProtocolError::new(
-                ErrorCode::BadField,
-                "data nests too deeply",
-            )),
-            Ok(()) => {
-                let bare: &[u8] = match data.as_str() {
-                    Some(s) => s.as_bytes(),
-                    None => &json,
-                };
-                let user = self.session.user.clone();
-                self.router
-                    .publish(
-                        channel,
-                        &json,
-                        bare,
-                        Some(self.id),
-                        user.as_deref(),
-                        skip_self.then_some(self.id),
-                    )
-                    .map(|()| true)
-                    .map_err(|_| busy())
-            }
-        };
-        self.router.text = json;
-        r
+        self.with_json(data, |this, json| {
+            let bare: &[u8] = match data.as_str() {
+                Some(s) => s.as_bytes(),
+                None => json,
+            };
+            let user = this.session.user.clone();
+            this.router
+                .publish(
+                    channel,
+                    json,
+                    bare,
+                    Some(this.id),
+                    user.as_deref(),
+                    skip_self.then_some(this.id),
+                )
+                .map(|()| true)
+                .map_err(|_| busy())
+        })
     }
 
     fn send(
@@ -342,6 +332,30 @@ impl Dispatch<'_> {
         data: simd_json::tape::Value<'_, '_>,
         id: &[u8],
     ) -> Result<bool, ProtocolError> {
+        self.with_json(data, |this, json| {
+            let user = this.session.user.clone();
+            let reply = ReplyTo {
+                conn: this.id,
+                id: Box::from(id),
+            };
+            match this
+                .router
+                .send(to, json, Some(this.id), user.as_deref(), Some(reply))
+            {
+                Ok(()) => Ok(false),
+                Err(ErrorCode::UnknownConnection) => Err(unknown_connection()),
+                Err(_) => Err(busy()),
+            }
+        })
+    }
+
+    /// Run `f` with `data` encoded as JSON in the router's text buffer, which is taken for the
+    /// call and put back after, so a message costs no allocation once the buffer has grown.
+    fn with_json(
+        &mut self,
+        data: simd_json::tape::Value<'_, '_>,
+        f: impl FnOnce(&mut Self, &[u8]) -> Result<bool, ProtocolError>,
+    ) -> Result<bool, ProtocolError> {
         let mut json = std::mem::take(&mut self.router.text);
         json.clear();
         let r = match write_value(&mut json, data) {
@@ -349,21 +363,7 @@ impl Dispatch<'_> {
                 ErrorCode::BadField,
                 "data nests too deeply",
             )),
-            Ok(()) => {
-                let user = self.session.user.clone();
-                let reply = ReplyTo {
-                    conn: self.id,
-                    id: Box::from(id),
-                };
-                match self
-                    .router
-                    .send(to, &json, Some(self.id), user.as_deref(), Some(reply))
-                {
-                    Ok(()) => Ok(false),
-                    Err(ErrorCode::UnknownConnection) => Err(unknown_connection()),
-                    Err(_) => Err(busy()),
-                }
-            }
+            Ok(()) => f(self, &json),
         };
         self.router.text = json;
         r
