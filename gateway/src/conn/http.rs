@@ -158,6 +158,18 @@ pub fn write_error(out: &mut Vec<u8>, status: (u16, &str), headers: &[(&str, &st
     out.push(b'\n');
 }
 
+/// Whether the connection stays open after a plain answer to `req`: HTTP/1.1, no
+/// `Connection: close`, and no body announced (`Transfer-Encoding`, or a `Content-Length` other
+/// than 0), since the body would not be read.
+pub fn keeps_alive(req: &httparse::Request<'_, '_>) -> bool {
+    req.version == Some(1)
+        && !req.headers.iter().any(|h| {
+            (h.name.eq_ignore_ascii_case("connection") && has_token(h.value, "close"))
+                || h.name.eq_ignore_ascii_case("transfer-encoding")
+                || (h.name.eq_ignore_ascii_case("content-length") && trim(h.value) != b"0")
+        })
+}
+
 /// Whether a comma-separated header value holds `token` (ASCII case-insensitive, §4.2.1).
 pub fn has_token(value: &[u8], token: &str) -> bool {
     value

@@ -25,7 +25,7 @@ use frame_simd::{encode_header, CloseCode, Kernels, Opcode, MAX_HEADER_LEN};
 
 use self::frames::{Flow, FrameReader, Limits, Message};
 use self::handshake::{check_upgrade, write_switching, HandshakeError, Policy};
-use self::http::{has_token, scan_head, write_error, write_response, HttpError, Scan};
+use self::http::{keeps_alive, scan_head, write_error, write_response, HttpError, Scan};
 use crate::metrics::HandshakeFailure;
 
 pub use self::id::ConnId;
@@ -442,6 +442,16 @@ impl Conn {
         }
     }
 
+    /// A plain request was answered: wait for the next one on this connection, or close it.
+    fn answered(&mut self, keep_alive: bool, now: Instant) {
+        if keep_alive {
+            // Ready for the next request on this connection.
+            self.mark = now;
+        } else {
+            self.enter(State::Closed, now);
+        }
+    }
+
     fn http_error(&mut self, e: HttpError, now: Instant, out: &mut Output) {
         write_error(&mut out.bytes, e.status(), e.extra_headers(), e.message());
         self.enter(State::Closed, now);
@@ -534,20 +544,9 @@ impl Conn {
                 if req.method != Some("GET") {
                     return self.http_error(HttpError::MethodNotAllowed, now, out);
                 }
-                let keep_alive = req.version == Some(1)
-                    && !req.headers.iter().any(|h| {
-                        (h.name.eq_ignore_ascii_case("connection") && has_token(h.value, "close"))
-                            || h.name.eq_ignore_ascii_case("transfer-encoding")
-                            || (h.name.eq_ignore_ascii_case("content-length")
-                                && http::trim(h.value) != b"0")
-                    });
+                let keep_alive = keeps_alive(&req);
                 write_response(&mut out.bytes, (200, "OK"), &[], "ok\n", !keep_alive);
-                if keep_alive {
-                    // Ready for the next request on this connection.
-                    self.mark = now;
-                } else {
-                    self.enter(State::Closed, now);
-                }
+                self.answered(keep_alive, now);
             }
             "/echo" | "/ws" | "/raw" | "/broadcast" => match check_upgrade(&req, &s.policy) {
                 Ok(accepted) => {

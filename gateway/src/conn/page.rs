@@ -8,8 +8,8 @@
 use std::io::Write;
 use std::time::Instant;
 
-use super::http::{end_head, has_token, trim, write_head, HttpError};
-use super::{Conn, Output, State};
+use super::http::{end_head, keeps_alive, write_head, HttpError};
+use super::{Conn, Output};
 
 /// One embedded file.
 #[derive(Debug)]
@@ -78,19 +78,9 @@ impl Conn {
         if req.method != Some("GET") {
             return self.http_error(HttpError::MethodNotAllowed, now, out);
         }
-        let keep_alive = req.version == Some(1)
-            && !req.headers.iter().any(|h| {
-                (h.name.eq_ignore_ascii_case("connection") && has_token(h.value, "close"))
-                    || h.name.eq_ignore_ascii_case("transfer-encoding")
-                    || (h.name.eq_ignore_ascii_case("content-length") && trim(h.value) != b"0")
-            });
+        let keep_alive = keeps_alive(req);
         write_asset(&mut out.bytes, asset, !keep_alive);
-        if keep_alive {
-            // Ready for the next request on this connection.
-            self.mark = now;
-        } else {
-            self.enter(State::Closed, now);
-        }
+        self.answered(keep_alive, now);
     }
 }
 
