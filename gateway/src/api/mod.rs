@@ -21,7 +21,7 @@ pub mod routes;
 use std::time::{Duration, Instant};
 
 use crate::auth::ApiKey;
-use crate::conn::http::{has_token, scan_head, trim, Scan};
+use crate::conn::http::{has_token, scan_head, trim, HeaderSlots, Scan};
 use crate::metrics::ShardMetrics;
 
 pub use self::command::{Command, Outcome, ShardStats, Stats, Target};
@@ -353,15 +353,8 @@ enum Handled {
 
 /// Parse a complete head and decide the body's length.
 fn parse_head(raw: &[u8], s: &ApiSettings) -> Result<Head, ApiError> {
-    let mut stack = [httparse::EMPTY_HEADER; 64];
-    let mut heap;
-    let headers = if s.max_headers <= stack.len() {
-        &mut stack[..s.max_headers]
-    } else {
-        heap = vec![httparse::EMPTY_HEADER; s.max_headers];
-        &mut heap[..]
-    };
-    let mut req = httparse::Request::new(headers);
+    let mut slots = HeaderSlots::default();
+    let mut req = httparse::Request::new(slots.get(s.max_headers));
     match req.parse(raw) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(ApiError::MalformedRequest("incomplete head")),

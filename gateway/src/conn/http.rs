@@ -108,6 +108,34 @@ impl HttpError {
     }
 }
 
+/// Room for the header lines of one request head, for httparse: on the stack up to 64 lines, on
+/// the heap only when the configured limit is larger.
+pub struct HeaderSlots<'h> {
+    stack: [httparse::Header<'h>; 64],
+    heap: Vec<httparse::Header<'h>>,
+}
+
+impl Default for HeaderSlots<'_> {
+    fn default() -> Self {
+        Self {
+            stack: [httparse::EMPTY_HEADER; 64],
+            heap: Vec::new(),
+        }
+    }
+}
+
+impl<'h> HeaderSlots<'h> {
+    /// `max_headers` empty slots: a head with more header lines is `TooManyHeaders`.
+    pub fn get(&mut self, max_headers: usize) -> &mut [httparse::Header<'h>] {
+        if max_headers <= self.stack.len() {
+            &mut self.stack[..max_headers]
+        } else {
+            self.heap = vec![httparse::EMPTY_HEADER; max_headers];
+            &mut self.heap[..]
+        }
+    }
+}
+
 /// Write the status line, `headers`, and `Content-Type` / `Content-Length` for a body of
 /// `content_length` bytes. The caller may add header lines of its own, then finishes with
 /// [`end_head`]. Every response the gateway writes by hand (plain, API, page) starts here.

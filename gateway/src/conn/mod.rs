@@ -25,7 +25,9 @@ use frame_simd::{encode_header, CloseCode, Kernels, Opcode, MAX_HEADER_LEN};
 
 use self::frames::{Flow, FrameReader, Limits, Message};
 use self::handshake::{check_upgrade, write_switching, HandshakeError, Policy};
-use self::http::{keeps_alive, scan_head, write_error, write_response, HttpError, Scan};
+use self::http::{
+    keeps_alive, scan_head, write_error, write_response, HeaderSlots, HttpError, Scan,
+};
 use crate::metrics::HandshakeFailure;
 
 pub use self::id::ConnId;
@@ -518,15 +520,8 @@ impl Conn {
         app: &mut dyn App,
     ) {
         let s = cx.settings;
-        let mut stack = [httparse::EMPTY_HEADER; 64];
-        let mut heap;
-        let headers = if s.max_headers <= stack.len() {
-            &mut stack[..s.max_headers]
-        } else {
-            heap = vec![httparse::EMPTY_HEADER; s.max_headers];
-            &mut heap[..]
-        };
-        let mut req = httparse::Request::new(headers);
+        let mut slots = HeaderSlots::default();
+        let mut req = httparse::Request::new(slots.get(s.max_headers));
         match req.parse(head) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => {
