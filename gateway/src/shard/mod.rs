@@ -382,36 +382,28 @@ impl<D: Driver> Shard<D> {
                     self.settle(id, now);
                     return;
                 }
-                Ok(n) if e.api.is_some() => {
-                    self.metrics.bytes_in.add(n as u64);
-                    self.api_read(id, n, now);
-                    reads += 1;
-                    if n < self.rbuf.len() {
-                        return;
-                    }
-                    if reads >= READ_BUDGET {
-                        self.again.push(id);
-                        return;
-                    }
-                }
                 Ok(n) => {
                     self.metrics.bytes_in.add(n as u64);
-                    let cx = Ctx {
-                        settings: &self.cfg.settings,
-                        kernels: &self.kernels,
-                    };
-                    let was_awaiting = e.conn.state() == State::AwaitRequest;
-                    let mut app = Dispatch {
-                        id,
-                        session: &mut e.session,
-                        router: &mut self.router,
-                    };
-                    e.conn
-                        .on_read_app(&mut self.rbuf[..n], now, &cx, &mut self.out, &mut app);
-                    if was_awaiting && e.conn.state() == State::Open {
-                        self.metrics.upgrades.add(1);
+                    if e.api.is_some() {
+                        self.api_read(id, n, now);
+                    } else {
+                        let cx = Ctx {
+                            settings: &self.cfg.settings,
+                            kernels: &self.kernels,
+                        };
+                        let was_awaiting = e.conn.state() == State::AwaitRequest;
+                        let mut app = Dispatch {
+                            id,
+                            session: &mut e.session,
+                            router: &mut self.router,
+                        };
+                        e.conn
+                            .on_read_app(&mut self.rbuf[..n], now, &cx, &mut self.out, &mut app);
+                        if was_awaiting && e.conn.state() == State::Open {
+                            self.metrics.upgrades.add(1);
+                        }
+                        self.settle(id, now);
                     }
-                    self.settle(id, now);
                     reads += 1;
                     if n < self.rbuf.len() {
                         // Drained for now: new bytes raise a new edge.
