@@ -664,44 +664,48 @@ mod tests {
 
 #[cfg(test)]
 mod skip_tests {
-    #[test]
-    fn after_a_message_level_error_the_peer_close_is_still_found() {
-        use frame_simd::encode_client_frame;
-        let key = MaskKey([1, 2, 3, 4]);
-        // A continuation without a start (its payload must be skipped as payload), then close.
-        let mut wire = Vec::new();
-        encode_client_frame(&mut wire, Opcode::Continuation, b"orphan", key);
-        encode_client_frame(&mut wire, Opcode::Close, &1002u16.to_be_bytes(), key);
-        let k = Kernels::detect();
-        for step in [1, 5, wire.len()] {
-            let mut r = FrameReader::default();
-            let mut seen = Vec::new();
-            for piece in wire.clone().chunks_mut(step) {
-                r.on_read(piece, &k, &LIMITS, |m| {
-                    seen.push(match m {
-                        Message::Violation(e) => format!("violation {}", e.close_code().0),
-                        Message::Close(p) => format!("close {p:?}"),
-                        _ => "other".to_owned(),
-                    });
-                    Flow::Continue
-                });
-            }
-            assert_eq!(
-                seen,
-                vec!["violation 1002", "close [3, 234]"],
-                "step {step}"
-            );
-        }
-    }
-
     use super::*;
-    use frame_simd::encode_header;
+    use frame_simd::{encode_client_frame, encode_header};
 
     const LIMITS: Limits = Limits {
         max_frame_bytes: 1 << 20,
         max_message_bytes: 1 << 20,
         max_fragments: 8,
     };
+
+    /// Feed `wire` to a fresh reader in pieces of `step` bytes; one line per reported message.
+    fn seen(wire: &[u8], step: usize) -> Vec<String> {
+        let k = Kernels::detect();
+        let mut r = FrameReader::default();
+        let mut seen = Vec::new();
+        for piece in wire.to_vec().chunks_mut(step) {
+            r.on_read(piece, &k, &LIMITS, |m| {
+                seen.push(match m {
+                    Message::Violation(e) => format!("violation {}", e.close_code().0),
+                    Message::Close(p) => format!("close {p:?}"),
+                    other => format!("{other:?}"),
+                });
+                Flow::Continue
+            });
+        }
+        seen
+    }
+
+    #[test]
+    fn after_a_message_level_error_the_peer_close_is_still_found() {
+        let key = MaskKey([1, 2, 3, 4]);
+        // A continuation without a start (its payload must be skipped as payload), then close.
+        let mut wire = Vec::new();
+        encode_client_frame(&mut wire, Opcode::Continuation, b"orphan", key);
+        encode_client_frame(&mut wire, Opcode::Close, &1002u16.to_be_bytes(), key);
+        for step in [1, 5, wire.len()] {
+            assert_eq!(
+                seen(&wire, step),
+                vec!["violation 1002", "close [3, 234]"],
+                "step {step}"
+            );
+        }
+    }
 
     #[test]
     fn after_a_bad_header_the_peer_close_is_still_found() {
@@ -712,22 +716,9 @@ mod skip_tests {
         let n = encode_header(&mut h, true, Opcode::Close, 2, Some(key));
         wire.extend(&h[..n]);
         wire.extend([0x03 ^ 9, 0xE8 ^ 8]);
-        let k = Kernels::detect();
         for step in [1, 3, wire.len()] {
-            let mut r = FrameReader::default();
-            let mut seen = Vec::new();
-            for piece in wire.clone().chunks_mut(step) {
-                r.on_read(piece, &k, &LIMITS, |m| {
-                    seen.push(match m {
-                        Message::Violation(e) => format!("violation {}", e.close_code().0),
-                        Message::Close(p) => format!("close {p:?}"),
-                        other => format!("{other:?}"),
-                    });
-                    Flow::Continue
-                });
-            }
             assert_eq!(
-                seen,
+                seen(&wire, step),
                 vec!["violation 1002", "close [3, 232]"],
                 "step {step}"
             );
