@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     fresh_key, op, pattern, raw_frame, upgrade_request, Client, Gateway, LenForm, Raw, Response,
-    KEY,
+    Rng, KEY,
 };
 
 const MIB: u64 = 1 << 20;
@@ -1217,35 +1217,29 @@ fn mutated_frame_streams_never_break_the_gateway() {
     let handles: Vec<_> = (0..8u64)
         .map(|t| {
             thread::spawn(move || {
-                let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ (t + 1).wrapping_mul(0x9e37_79b9);
-                let mut next = move || {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    rng
-                };
+                let mut rng = Rng(0x2545_f491_4f6c_dd1d_u64 ^ (t + 1).wrapping_mul(0x9e37_79b9));
                 for _ in 0..20 {
                     let mut c = Client::open(addr);
                     let mut stream = Vec::new();
-                    for f in 0..(1 + next() % 6) {
-                        let len = (next() % 300) as usize;
-                        let (opcode, payload) = match next() % 5 {
+                    for f in 0..(1 + rng.next() % 6) {
+                        let len = (rng.next() % 300) as usize;
+                        let (opcode, payload) = match rng.next() % 5 {
                             0 => (op::TEXT, common::utf8_text(len)),
                             1 => (op::BINARY, pattern(len, f)),
                             2 => (op::PING, pattern(len % 126, f)),
                             3 => (op::CONT, pattern(len, f)),
                             _ => (op::CLOSE, [3u8, 0xe8].to_vec()),
                         };
-                        let fin = next() % 4 != 0;
-                        let key = (next() as u32).to_be_bytes();
+                        let fin = rng.next() % 4 != 0;
+                        let key = (rng.next() as u32).to_be_bytes();
                         stream.extend(c.frame_bytes(fin, 0, opcode, &payload, Some(key)));
                     }
-                    for _ in 0..(1 + next() % 4) {
-                        let at = (next() as usize) % stream.len();
-                        match next() % 3 {
-                            0 => stream[at] ^= 1 << (next() % 8),
+                    for _ in 0..(1 + rng.next() % 4) {
+                        let at = (rng.next() as usize) % stream.len();
+                        match rng.next() % 3 {
+                            0 => stream[at] ^= 1 << (rng.next() % 8),
                             1 => stream.truncate(at.max(1)),
-                            _ => stream.insert(at, next() as u8),
+                            _ => stream.insert(at, rng.next() as u8),
                         }
                     }
                     if c.try_send_raw(&stream).is_err() {
@@ -1292,27 +1286,21 @@ fn mutated_requests_never_break_the_gateway() {
     let handles: Vec<_> = (0..4u64)
         .map(|t| {
             thread::spawn(move || {
-                let mut rng = 0x853c_49e6_748f_ea9b_u64 ^ (t + 1).wrapping_mul(0x9e37_79b9);
-                let mut next = move || {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    rng
-                };
+                let mut rng = Rng(0x853c_49e6_748f_ea9b_u64 ^ (t + 1).wrapping_mul(0x9e37_79b9));
                 for i in 0..32 {
                     let mut req = if i % 4 == 0 {
                         b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec()
                     } else {
                         upgrade_request("/echo", &fresh_key(), &[("Origin", "http://x")])
                     };
-                    for _ in 0..(1 + next() % 3) {
-                        let at = (next() as usize) % req.len();
-                        match next() % 4 {
-                            0 => req[at] ^= 1 << (next() % 8),
+                    for _ in 0..(1 + rng.next() % 3) {
+                        let at = (rng.next() as usize) % req.len();
+                        match rng.next() % 4 {
+                            0 => req[at] ^= 1 << (rng.next() % 8),
                             1 => req.truncate(at.max(1)),
-                            2 => req.insert(at, next() as u8),
+                            2 => req.insert(at, rng.next() as u8),
                             _ => {
-                                let end = (at + 1 + (next() % 40) as usize).min(req.len());
+                                let end = (at + 1 + (rng.next() % 40) as usize).min(req.len());
                                 let piece = req[at..end].to_vec();
                                 req.splice(at..at, piece);
                             }

@@ -9,7 +9,9 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{op, pattern, raw_frame, utf8_text, Client, Gateway, LenForm, Raw, KEY, PROMPT_CLOSE};
+use common::{
+    op, pattern, raw_frame, utf8_text, Client, Gateway, LenForm, Raw, Rng, KEY, PROMPT_CLOSE,
+};
 
 /// A gateway for header-level protocol errors. After such an error the byte stream may no longer
 /// be parseable (a malformed length, a header the parser stopped at), so our answering close may
@@ -263,22 +265,6 @@ fn framing_64_bit_length_with_top_bit_is_1002() {
             ..Raw::new(op::BINARY, &[])
         });
         violation(&gw, &bytes, 1002);
-    }
-}
-
-/// A small deterministic generator for the randomised stream test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
