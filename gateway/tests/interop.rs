@@ -66,13 +66,7 @@ fn python_client(gw: &Gateway, offered: &str, expected: &str) {
         .arg(format!("ws://{}/echo", gw.addr()))
         .arg(offered)
         .arg(expected);
-    let (code, out, err) = run_bounded(cmd, SCRIPT_TIMEOUT);
-    assert!(
-        code == Some(0) && out.trim() == "ok",
-        "python websockets client failed (exit {code:?})\nstdout:\n{out}\nstderr:\n{err}\n\
-         gateway stderr:\n{}",
-        gw.stderr()
-    );
+    expect_ok(gw, cmd, "python websockets");
 }
 
 fn node_client(gw: &Gateway, offered: &str, expected: &str) {
@@ -82,10 +76,15 @@ fn node_client(gw: &Gateway, offered: &str, expected: &str) {
         .arg(format!("ws://{}/echo", gw.addr()))
         .arg(offered)
         .arg(expected);
+    expect_ok(gw, cmd, "node ws");
+}
+
+/// Run a client script against `gw`: it must exit 0 and print `ok`.
+fn expect_ok(gw: &Gateway, cmd: Command, client: &str) {
     let (code, out, err) = run_bounded(cmd, SCRIPT_TIMEOUT);
     assert!(
         code == Some(0) && out.trim() == "ok",
-        "node ws client failed (exit {code:?})\nstdout:\n{out}\nstderr:\n{err}\n\
+        "{client} client failed (exit {code:?})\nstdout:\n{out}\nstderr:\n{err}\n\
          gateway stderr:\n{}",
         gw.stderr()
     );
