@@ -53,6 +53,10 @@ pub fn describe(workspace: &Path, opts: &Options) -> Machine {
             ),
         ),
         (
+            "niceness of servers and loadgen".into(),
+            opts.nice.to_string(),
+        ),
+        (
             "runs".into(),
             format!(
                 "{} repetitions per cell, {} s warm-up + {} s measured, servers alternating",

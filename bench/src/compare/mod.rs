@@ -4,7 +4,7 @@
 //! count starts each server in turn (A B A B ...) pinned to one set of cores, drives it with
 //! `loadgen` pinned to the others, and keeps loadgen's JSON and the server's log. At the end it writes
 //! `RESULTS.md` (machine, versions, command, medians with spreads and ratios to the gateway)
-//! and `results.svg` beside it; loadgen's full reports stay in `<target>/compare-raw/`. A
+//! and the chart `results/comparison.svg` beside it; loadgen's full reports stay in `<target>/compare-raw/`. A
 //! server that cannot be built or started is reported as not run, never silently left out.
 
 mod loadgen;
@@ -59,6 +59,8 @@ pub struct Cell {
     pub runs_ok: usize,
     /// Runs in which loadgen said it may itself have been the limit.
     pub loadgen_saturated: usize,
+    /// What the runs said beside their figures (where a capacity search stopped), by repetition.
+    pub notes: Vec<String>,
 }
 
 /// Every cell, keyed by (scenario id, threads, server name).
@@ -99,12 +101,26 @@ fn run(opts: &Options) -> io::Result<()> {
 
     let load_before = machine::load_average();
     let mut results = Results::new();
-    let total = opts.reps * scenarios.len() * opts.threads.len() * servers.len();
+    let cells_per_scenario: usize = opts
+        .threads
+        .iter()
+        .map(|&t| {
+            servers
+                .iter()
+                .filter(|s| t == 1 || s.multi_threaded)
+                .count()
+        })
+        .sum();
+    let total = opts.reps * scenarios.len() * cells_per_scenario;
     let mut done = 0;
     for rep in 0..opts.reps {
         for scenario in &scenarios {
             for &threads in &opts.threads {
                 for server in &servers {
+                    if threads > 1 && !server.multi_threaded {
+                        // One event loop whatever --threads says: its 1-thread row is the figure.
+                        continue;
+                    }
                     done += 1;
                     eprintln!(
                         "[{done}/{total}] rep {} {} threads={threads} {}",
@@ -137,7 +153,11 @@ fn run(opts: &Options) -> io::Result<()> {
                         Ok(Measured {
                             values,
                             loadgen_saturated,
+                            note,
                         }) => {
+                            if let Some(note) = note {
+                                cell.notes.push(format!("rep {}: {note}", rep + 1));
+                            }
                             cell.runs_ok += 1;
                             cell.loadgen_saturated += usize::from(loadgen_saturated);
                             for (metric, value) in values {
@@ -171,7 +191,9 @@ fn run(opts: &Options) -> io::Result<()> {
         results: &results,
     };
     std::fs::write(opts.out_dir.join("RESULTS.md"), report.markdown())?;
-    std::fs::write(opts.out_dir.join("results.svg"), report.svg())?;
+    let chart_dir = opts.out_dir.join("results");
+    std::fs::create_dir_all(&chart_dir)?;
+    std::fs::write(chart_dir.join("comparison.svg"), report.svg())?;
     eprintln!("wrote {}", opts.out_dir.join("RESULTS.md").display());
     Ok(())
 }
@@ -180,6 +202,8 @@ fn run(opts: &Options) -> io::Result<()> {
 struct Measured {
     values: Vec<(&'static str, f64)>,
     loadgen_saturated: bool,
+    /// Said beside the figures: where a capacity search stopped.
+    note: Option<String>,
 }
 
 /// A run made earlier (`--from-raw`): its report, or the error it failed with.
@@ -194,12 +218,82 @@ fn read_kept(scenario: &Scenario, json: &Path, error_file: &Path) -> io::Result<
 }
 
 fn measured(scenario: &Scenario, report: &serde_json::Value) -> io::Result<Measured> {
+    if let Some(capacity) = &scenario.capacity {
+        return capacity_measured(scenario, capacity, report);
+    }
     Ok(Measured {
         values: scenario.metrics(report)?,
-        loadgen_saturated: report
-            .pointer("/results/client_cpu/saturated")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false),
+        loadgen_saturated: saturated(report),
+        note: None,
+    })
+}
+
+fn saturated(report: &serde_json::Value) -> bool {
+    report
+        .pointer("/results/client_cpu/saturated")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// The figures of the last step a `loadgen capacity` search held (the knee), and where it
+/// stopped. loadgen counts as a possible limit when it was saturated or sent late in a step up
+/// to the one that missed.
+fn capacity_measured(
+    scenario: &Scenario,
+    capacity: &scenarios::Capacity,
+    report: &serde_json::Value,
+) -> io::Result<Measured> {
+    use serde_json::Value;
+    let steps = report
+        .get("steps")
+        .and_then(Value::as_array)
+        .ok_or_else(|| io::Error::other("capacity report has no steps"))?;
+    let offered = |step: &Value| {
+        let publishes = step.get("value").and_then(Value::as_f64).unwrap_or(0.0);
+        publishes * f64::from(scenario.connections.saturating_sub(1))
+    };
+    let missed = |step: &Value| {
+        let failed: Vec<&str> = step
+            .get("failed")
+            .and_then(Value::as_array)
+            .map(|f| f.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        format!(
+            "missed at {} deliveries/s offered ({})",
+            report::format_value(offered(step)),
+            failed.join(", ")
+        )
+    };
+    let knee = report.get("knee").and_then(Value::as_u64);
+    let Some(knee) = knee.and_then(|k| usize::try_from(k).ok()) else {
+        return Err(io::Error::other(match steps.first() {
+            Some(first) => format!("held no step: {}", missed(first)),
+            None => "capacity search ran no step".into(),
+        }));
+    };
+    let held = steps
+        .get(knee)
+        .ok_or_else(|| io::Error::other("capacity knee past its steps"))?;
+    let step_report = held
+        .get("report")
+        .ok_or_else(|| io::Error::other("capacity step has no report"))?;
+    let flag = |step: &Value, key: &str| step.get(key).and_then(Value::as_bool).unwrap_or(false);
+    let loadgen_saturated = steps
+        .iter()
+        .take(knee + 2)
+        .any(|s| flag(s, "loadgen_saturated") || flag(s, "loadgen_late"));
+    let note = match steps.get(knee + 1) {
+        Some(next) => missed(next),
+        None if steps.len() >= capacity.max_steps as usize => format!(
+            "held every step, up to {} deliveries/s: its limit is higher than measured",
+            report::format_value(offered(held))
+        ),
+        None => "the search stopped after the last step held (a step failed to run)".into(),
+    };
+    Ok(Measured {
+        values: scenario.metrics(step_report)?,
+        loadgen_saturated,
+        note: Some(note),
     })
 }
 
@@ -216,7 +310,8 @@ fn run_one(
     let running = Running::start(
         server,
         threads,
-        &opts.server_cpus,
+        &opts.server_cpus_for(threads),
+        opts.nice,
         &json.with_extension("server.log"),
     )?;
     let url = format!("ws://{}{}", running.addr, scenario.path);
@@ -279,4 +374,69 @@ fn build(workspace: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(publishes: f64, passed: bool, received: f64) -> serde_json::Value {
+        serde_json::json!({
+            "value": publishes,
+            "passed": passed,
+            "failed": if passed { vec![] } else { vec!["p99<1s (was 2.50s)"] },
+            "loadgen_saturated": false,
+            "loadgen_late": false,
+            "report": {
+                "results": { "latency": { "count": 10, "p50": 1000, "p99": 2000, "p999": 3000 } },
+                "series": [{ "phase": "run", "counters": { "received": received } }]
+            }
+        })
+    }
+
+    fn fanout_1k() -> Scenario {
+        scenarios::all()
+            .into_iter()
+            .find(|s| s.id == "fanout-1k")
+            .unwrap()
+    }
+
+    #[test]
+    fn a_capacity_search_reports_its_last_held_step_and_where_it_missed() {
+        let report = serde_json::json!({
+            "knee": 1,
+            "steps": [step(200.0, true, 200_000.0), step(400.0, true, 400_000.0),
+                      step(800.0, false, 500_000.0)]
+        });
+        let measured = measured(&fanout_1k(), &report).unwrap();
+        assert_eq!(measured.values[0], ("held deliveries/s", 400_000.0));
+        let note = measured.note.unwrap();
+        assert!(note.contains("missed at 800.0k"), "{note}");
+        assert!(note.contains("p99<1s"), "{note}");
+        assert!(!measured.loadgen_saturated);
+    }
+
+    #[test]
+    fn a_capacity_search_that_held_every_step_says_the_limit_is_higher() {
+        let steps: Vec<_> = [200.0, 400.0, 800.0, 1600.0]
+            .iter()
+            .map(|&p| step(p, true, p * 1000.0))
+            .collect();
+        let report = serde_json::json!({ "knee": 3, "steps": steps });
+        let measured = measured(&fanout_1k(), &report).unwrap();
+        assert_eq!(measured.values[0], ("held deliveries/s", 1_600_000.0));
+        assert!(measured.note.unwrap().contains("higher than measured"));
+    }
+
+    #[test]
+    fn a_capacity_search_that_held_no_step_is_a_failure_with_the_reason() {
+        let report = serde_json::json!({ "knee": null, "steps": [step(200.0, false, 90_000.0)] });
+        let Err(err) = measured(&fanout_1k(), &report) else {
+            panic!("a search that held nothing gave figures");
+        };
+        assert!(
+            err.to_string().contains("held no step: missed at 200.0k"),
+            "{err}"
+        );
+    }
 }

@@ -21,6 +21,9 @@ pub struct Options {
     pub loadgen_cpus: String,
     /// Threads loadgen runs.
     pub loadgen_threads: usize,
+    /// Niceness servers and loadgen run at (below 0 needs CAP_SYS_NICE): on a shared machine,
+    /// a share of the cores that other work cannot take.
+    pub nice: i32,
     /// Measured part of each run.
     pub duration: Duration,
     /// Unmeasured start of each run.
@@ -29,7 +32,7 @@ pub struct Options {
     pub build: bool,
     /// Run nothing: rebuild the report from the reports kept by an earlier run.
     pub from_raw: bool,
-    /// Where RESULTS.md and results.svg go.
+    /// Where RESULTS.md and results/comparison.svg go.
     pub out_dir: PathBuf,
     /// The workspace root.
     pub workspace: PathBuf,
@@ -73,20 +76,23 @@ impl std::error::Error for OptionsError {}
 pub const USAGE: &str = "usage: bench compare [flags]
   --reps N             repetitions of every cell, servers alternating A B A B (default 3)
   --threads LIST       server thread counts, comma separated (default 1,2)
-  --servers LIST       only these servers (gateway, tokio-tungstenite, fastwebsockets,
-                       raw-writer, node-ws, python-websockets)
+  --servers LIST       only these servers (gateway, gateway-uring, tokio-tungstenite,
+                       fastwebsockets, raw-writer, node-ws, python-websockets)
   --scenarios LIST     only these scenarios (echo-32b-w1, echo-32b-w16, echo-16kib,
                        fanout-1k, fanout-10k, connect, idle-10k, idle-50k)
-  --server-cpus CPUS   cores the server is pinned to, taskset syntax (default: upper half)
+  --server-cpus CPUS   cores the server is pinned to, taskset syntax (default: upper half);
+                       a server with more threads than these cores gets every core
   --loadgen-cpus CPUS  cores loadgen is pinned to (default: lower half)
   --loadgen-threads N  loadgen threads (default: 1)
+  --nice N             run servers and loadgen at this niceness, -20..19 (default 0; below 0
+                       needs root: on a shared machine it keeps other work off their share)
   --duration SECS      measured seconds per run (default 10)
   --warmup SECS        unmeasured seconds before (default 2)
   --quick              1 repetition, 3 s runs, 1 s warm-up: a smoke run, not a result
   --no-build           use the binaries already built
   --from-raw           run nothing; write the report again from the loadgen reports an
                        earlier run kept (same --reps, --threads, --servers, --scenarios)
-  --out DIR            where RESULTS.md and results.svg go (default: bench/)
+  --out DIR            where RESULTS.md and results/comparison.svg go (default: bench/)
   --bin-dir DIR        where the server binaries are (default: $CARGO_TARGET_DIR/release,
                        target/release without it)
   --loadgen PATH       the loadgen binary (default: DIR/loadgen)
@@ -112,6 +118,7 @@ impl Options {
             server_cpus,
             loadgen_cpus,
             loadgen_threads: 1,
+            nice: 0,
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(2),
             build: true,
@@ -162,6 +169,14 @@ impl Options {
                     opts.loadgen_threads =
                         v.parse().ok().filter(|&n| n >= 1).ok_or_else(|| bad(&v))?;
                 }
+                "--nice" => {
+                    let v = value()?;
+                    opts.nice = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (-20..=19).contains(n))
+                        .ok_or_else(|| bad(&v))?;
+                }
                 "--duration" => opts.duration = seconds(&value()?).ok_or_else(|| bad(&flag))?,
                 "--warmup" => opts.warmup = seconds(&value()?).ok_or_else(|| bad(&flag))?,
                 "--quick" => {
@@ -192,6 +207,35 @@ impl Options {
         }
         Ok(opts)
     }
+}
+
+impl Options {
+    /// Cores a server with `threads` threads is pinned to: the server cores when it fits on
+    /// them, otherwise every core, shared with loadgen (the report says so).
+    pub fn server_cpus_for(&self, threads: usize) -> String {
+        let cores = cpu_count(&self.server_cpus);
+        let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads <= cores || cores == 0 || all <= cores {
+            self.server_cpus.clone()
+        } else if all == 1 {
+            "0".into()
+        } else {
+            format!("0-{}", all - 1)
+        }
+    }
+}
+
+/// Cores in a taskset list (`1`, `0-3`, `0,2-3`); 0 when it does not parse.
+fn cpu_count(list: &str) -> usize {
+    list.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((from, to)) => match (from.trim().parse::<usize>(), to.trim().parse::<usize>()) {
+                (Ok(from), Ok(to)) if to >= from => to - from + 1,
+                _ => 0,
+            },
+            None => usize::from(part.trim().parse::<usize>().is_ok()),
+        })
+        .sum()
 }
 
 /// Loadgen gets the lower half of the cores, servers the upper half (taskset lists).
@@ -244,8 +288,34 @@ mod tests {
     }
 
     #[test]
+    fn servers_with_more_threads_than_server_cores_get_every_core() {
+        assert_eq!(cpu_count("1"), 1);
+        assert_eq!(cpu_count("0-3"), 4);
+        assert_eq!(cpu_count("0,2-3"), 3);
+        assert_eq!(cpu_count("x"), 0);
+        let mut opts = parse(&[]).unwrap();
+        opts.server_cpus = "1".into();
+        assert_eq!(opts.server_cpus_for(1), "1");
+        let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let expected = if all > 1 {
+            format!("0-{}", all - 1)
+        } else {
+            "1".into()
+        };
+        assert_eq!(opts.server_cpus_for(2), expected);
+    }
+
+    #[test]
     fn quick_runs_once_with_short_runs() {
-        let opts = parse(&["--quick", "--threads", "1", "--servers=raw-writer,node-ws"]).unwrap();
+        let opts = parse(&[
+            "--quick",
+            "--threads",
+            "1",
+            "--servers=raw-writer,node-ws",
+            "--nice=-5",
+        ])
+        .unwrap();
+        assert_eq!(opts.nice, -5);
         assert_eq!(opts.reps, 1);
         assert_eq!(opts.duration, Duration::from_secs(3));
         assert_eq!(opts.threads, vec![1]);
@@ -263,6 +333,10 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["--threads", "1,x"]),
+            Err(OptionsError::BadValue(..))
+        ));
+        assert!(matches!(
+            parse(&["--nice", "-21"]),
             Err(OptionsError::BadValue(..))
         ));
         assert!(matches!(

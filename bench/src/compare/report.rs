@@ -1,4 +1,4 @@
-//! `RESULTS.md` and `results.svg`: one table per scenario (median, spread, ratio to the
+//! `RESULTS.md` and `results/comparison.svg`: one table per scenario (median, spread, ratio to the
 //! gateway), the machine and versions, how noisy the run was, and what could not be run.
 
 use std::fmt::Write as _;
@@ -42,12 +42,36 @@ impl Report<'_> {
              1.00 is more for throughput, which is better, and more for latency or memory, \
              which is worse). `none`: the runs completed but gave no sample (a latency when no \
              message published in the measured window arrived before the run ended); `not \
-             run`: the runs failed (see the end). Servers ran one after the other, \
-             alternating, pinned to their own cores; see `bench/PROTOCOL.md` for what each one \
-             does.\n",
+             run`: the runs failed (see the end); `1 loop: see 1`: a server with one event \
+             loop, measured at 1 thread only. Servers ran one after the other, alternating \
+             (A B A B), each started fresh for every cell; see `bench/PROTOCOL.md` for what each \
+             one does.\n",
             self.opts.command
         );
-        let _ = writeln!(md, "![chart](results.svg)\n");
+        let _ = writeln!(
+            md,
+            "Pinning (taskset): loadgen on CPU {}.",
+            self.opts.loadgen_cpus
+        );
+        for &threads in &self.opts.threads {
+            let cpus = self.opts.server_cpus_for(threads);
+            let shared = if cpus == self.opts.server_cpus {
+                "cores of its own".to_owned()
+            } else {
+                format!(
+                    "more threads than the {} server core(s), so it shares the cores with \
+                     loadgen and its figures include that contention",
+                    self.opts.server_cpus
+                )
+            };
+            let _ = writeln!(
+                md,
+                "- {threads} server thread{}: server on CPU {cpus} ({shared}).",
+                if threads == 1 { "" } else { "s" }
+            );
+        }
+        let _ = writeln!(md);
+        let _ = writeln!(md, "![chart](results/comparison.svg)\n");
         let _ = writeln!(md, "## Machine\n");
         for (label, value) in &self.machine.facts {
             let _ = writeln!(md, "- {label}: {value}");
@@ -70,10 +94,35 @@ impl Report<'_> {
         for scenario in self.scenarios {
             self.scenario_table(&mut md, scenario);
         }
+        self.notes(&mut md);
         self.noise(&mut md);
         self.saturation(&mut md);
         self.failures(&mut md);
         md
+    }
+
+    fn notes(&self, md: &mut String) {
+        let noted: Vec<_> = self
+            .results
+            .iter()
+            .filter(|(_, cell)| !cell.notes.is_empty())
+            .collect();
+        if noted.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "\n## Where each capacity search stopped\n\nThe held rate is the last step that met \
+             the objective; the next step is where it missed (steps double the rate, so the \
+             true limit lies between the two).\n"
+        );
+        for ((scenario, threads, server), cell) in noted {
+            let _ = writeln!(
+                md,
+                "- {scenario}, {threads} threads, {server}: {}",
+                cell.notes.join("; ")
+            );
+        }
     }
 
     fn scenario_table(&self, md: &mut String, scenario: &Scenario) {
@@ -111,7 +160,14 @@ impl Report<'_> {
                     let samples = cell.and_then(|c| c.metrics.get(metric.key));
                     let Some(median) = samples.and_then(|s| s.median()) else {
                         let ran = cell.is_some_and(|c| c.runs_ok > 0);
-                        let _ = write!(md, " {} |", if ran { "none" } else { "not run" });
+                        let text = if ran {
+                            "none"
+                        } else if threads > 1 && !server.multi_threaded {
+                            "1 loop: see 1"
+                        } else {
+                            "not run"
+                        };
+                        let _ = write!(md, " {text} |");
                         continue;
                     };
                     let _ = write!(md, " {}", format_value(median));
@@ -268,7 +324,7 @@ impl Report<'_> {
                 } else {
                     1.0
                 };
-                let colour = if server.name == REFERENCE {
+                let colour = if server.name.starts_with(REFERENCE) {
                     "#d9480f"
                 } else {
                     "#4263eb"
@@ -292,7 +348,7 @@ impl Report<'_> {
 }
 
 /// Three significant figures, with k/M suffixes for large values.
-fn format_value(value: f64) -> String {
+pub fn format_value(value: f64) -> String {
     let abs = value.abs();
     if abs >= 1e6 {
         format!("{:.3}M", value / 1e6)

@@ -1,8 +1,9 @@
 //! The servers under comparison and how one is started, pinned, and stopped.
 //!
 //! Every server follows `bench/PROTOCOL.md`: `--listen 127.0.0.1:0 --threads N`, one
-//! `listening on <addr>` line. It runs under `taskset` (pinned to the server cores) behind a
-//! shell that raises the open-file limit and then `exec`s, so the PID we hold is the server's.
+//! `listening on <addr>` line. It runs under `nice` and `taskset` (pinned to the server cores)
+//! behind a shell that raises the open-file limit; each of them `exec`s the next, so the PID we
+//! hold is the server's.
 
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
@@ -39,9 +40,15 @@ pub fn all(bins: &Path, bench_dir: &Path) -> Vec<ServerSpec> {
     vec![
         ServerSpec {
             name: "gateway",
-            command: vec![bin("gateway")],
+            command: gateway(&bin("gateway"), "epoll"),
             multi_threaded: true,
-            library: "this project",
+            library: "this project, epoll driver",
+        },
+        ServerSpec {
+            name: "gateway-uring",
+            command: gateway(&bin("gateway"), "uring"),
+            multi_threaded: true,
+            library: "this project, io_uring driver",
         },
         ServerSpec {
             name: "tokio-tungstenite",
@@ -76,6 +83,14 @@ pub fn all(bins: &Path, bench_dir: &Path) -> Vec<ServerSpec> {
     ]
 }
 
+/// The gateway on one event driver, its backend API on a free port (the default, 8081, may be
+/// taken on a shared machine).
+fn gateway(program: &str, driver: &str) -> Vec<String> {
+    [program, "--driver", driver, "--api-listen", "127.0.0.1:0"]
+        .map(String::from)
+        .to_vec()
+}
+
 /// A started server.
 pub struct Running {
     child: Child,
@@ -88,7 +103,13 @@ pub struct Running {
 impl Running {
     /// Start `spec` with `threads` threads pinned to `cpus` and wait for its address. The
     /// server's standard error goes to `log`.
-    pub fn start(spec: &ServerSpec, threads: usize, cpus: &str, log: &Path) -> io::Result<Running> {
+    pub fn start(
+        spec: &ServerSpec,
+        threads: usize,
+        cpus: &str,
+        nice: i32,
+        log: &Path,
+    ) -> io::Result<Running> {
         if let Some(program) = spec.command.first().map(Path::new) {
             if program.is_absolute() && !program.is_file() {
                 return Err(io::Error::other(format!(
@@ -100,7 +121,8 @@ impl Running {
         let launcher =
             format!("ulimit -n {NOFILE} 2>/dev/null || ulimit -n $(ulimit -Hn); exec \"$@\"");
         let mut child = Command::new("sh")
-            .args(["-c", &launcher, "sh", "taskset", "-c", cpus])
+            .args(["-c", &launcher, "sh", "nice", "-n", &nice.to_string()])
+            .args(["taskset", "-c", cpus])
             .args(&spec.command)
             .args(["--listen", "127.0.0.1:0", "--threads", &threads.to_string()])
             .stdin(Stdio::null())
@@ -113,9 +135,13 @@ impl Running {
             .ok_or_else(|| io::Error::other("no stdout pipe"))?;
         let (line_tx, line_rx) = mpsc::channel();
         thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
             let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = reader.read_line(&mut line);
             let _ = line_tx.send(line);
+            // Keep reading until the server exits: a server that prints more (the gateway
+            // announces its API address too) must not fail on a closed pipe.
+            let _ = io::copy(&mut reader, &mut io::sink());
         });
         let line = line_rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
         let addr = line
