@@ -131,7 +131,7 @@ fn inputs() -> Vec<(&'static str, Vec<u8>)> {
     // 62 characters of chat text in quotes: a 64 B payload.
     let chat = format!(
         "\"{}\"",
-        "see you at ten, bring the slides and the coffee! ok? 12345678"
+        "see you at ten, bring the slides and the coffee! ok? 123456789"
     );
     assert_eq!(chat.len(), 64);
     vec![

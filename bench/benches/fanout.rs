@@ -36,7 +36,7 @@ use gateway::shard::outbox::Outbox;
 const SUBSCRIBERS: [usize; 4] = [1, 100, 1000, 10_000];
 const CHANNEL: &str = "room:lobby";
 /// The published data: a 64 B JSON string (62 characters of text).
-const DATA: &[u8] = b"\"see you at ten, bring the slides and the coffee! ok? 12345678\"";
+const DATA: &[u8] = b"\"see you at ten, bring the slides and the coffee! ok? 123456789\"";
 /// The gateway's default `--max-outbound-bytes`, never reached here.
 const LIMIT_BYTES: usize = 1 << 20;
 

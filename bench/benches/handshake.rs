@@ -1,5 +1,5 @@
 //! The opening handshake, from the request bytes to the complete `101` response bytes, for the
-//! upgrade request a desktop Chrome sends (13 header lines, about 500 bytes).
+//! upgrade request a desktop Chrome sends (13 header lines, 557 bytes).
 //!
 //! - `gateway`: a fresh `Conn` fed the request, as a shard does for each new connection: the
 //!   head scan, httparse, every RFC 6455 check (method, version, host, duplicates, token lists,
@@ -115,7 +115,8 @@ fn tungstenite_accept(request: &[u8]) -> Option<TungsteniteSocket<'_>> {
     tungstenite::accept(stream).ok()
 }
 
-/// The accept key in a response, after checking it is a `101`.
+/// The accept key in a response, after checking it is a `101` (header names are
+/// case-insensitive: tungstenite writes them in lower case).
 fn accept_of(response: &[u8]) -> String {
     let text = String::from_utf8_lossy(response);
     assert!(
@@ -123,8 +124,9 @@ fn accept_of(response: &[u8]) -> String {
         "{text}"
     );
     text.lines()
-        .find_map(|l| l.strip_prefix("Sec-WebSocket-Accept: "))
-        .map(str::to_owned)
+        .filter_map(|l| l.split_once(": "))
+        .find(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-accept"))
+        .map(|(_, value)| value.to_owned())
         .unwrap_or_default()
 }
 
