@@ -311,9 +311,14 @@ impl Report<'_> {
                     escape(server.name)
                 );
                 let Some(value) = median else {
+                    let why = if *threads > 1 && !server.multi_threaded {
+                        "one event loop: see 1 thread"
+                    } else {
+                        "not run"
+                    };
                     let _ = writeln!(
                         svg,
-                        "<text x=\"{LABEL}\" y=\"{}\" fill=\"#888\">not run</text>",
+                        "<text x=\"{LABEL}\" y=\"{}\" fill=\"#888\">{why}</text>",
                         y + BAR - 4
                     );
                     continue;
