@@ -3,6 +3,7 @@
 //! accept, and turn SIGINT/SIGTERM into a graceful drain (close 1001, wait, exit 0).
 
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
@@ -239,13 +240,11 @@ fn run(cfg: Config, use_uring: bool) -> anyhow::Result<()> {
     drop(done_tx);
     let _ = shared.all_metrics.set(metrics.clone());
 
-    let mut stdout = std::io::stdout().lock();
-    for addr in &bound {
-        writeln!(stdout, "listening on {addr}")?;
+    if let Err(e) = announce(&bound, api_addr) {
+        // The lines are for whoever started us; a closed or broken stdout must not stop a
+        // gateway whose shards are already serving.
+        warn!(error = %e, "cannot write the listening addresses to stdout");
     }
-    writeln!(stdout, "api listening on {api_addr}")?;
-    stdout.flush()?;
-    drop(stdout);
     info!(addresses = ?bound, "listening");
 
     let signal_shared = Arc::clone(&shared);
@@ -282,4 +281,15 @@ fn run(cfg: Config, use_uring: bool) -> anyhow::Result<()> {
         "stopped"
     );
     Ok(())
+}
+
+/// Print one `listening on <addr>` line per client address and `api listening on <addr>`, then
+/// flush: the lines scripts and tests wait for.
+fn announce(bound: &[SocketAddr], api_addr: SocketAddr) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for addr in bound {
+        writeln!(stdout, "listening on {addr}")?;
+    }
+    writeln!(stdout, "api listening on {api_addr}")?;
+    stdout.flush()
 }

@@ -285,3 +285,46 @@ fn out_of_descriptors_is_logged_once_without_spinning() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_gateway() {
+    // Whoever started the gateway may stop reading its stdout (a supervisor that reads the first
+    // line, `gateway | head -1`): the listening lines then hit a closed pipe, and the gateway
+    // must keep serving. The port is picked by binding and releasing it first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--api-listen", "127.0.0.1:0", "--threads", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gateway starts");
+    drop(child.stdout.take());
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let served = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut answer = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+            if answer.starts_with("HTTP/1.1 200") {
+                break true;
+            }
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Give a write to the closed pipe time to have happened, then check the process is alive.
+    std::thread::sleep(Duration::from_millis(300));
+    let alive = child.try_wait().expect("try_wait").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(served, "the gateway never answered /healthz on {addr}");
+    assert!(alive, "the gateway exited after its stdout was closed");
+}
