@@ -470,6 +470,11 @@ impl<D: Driver> Shard<D> {
             self.metrics.timeouts.add(1);
         }
         self.settle(id, now);
+        if let Some(e) = self.conns.get_mut(id) {
+            // A timer fires only after a silence (a ping is due or a deadline passed): the
+            // connection is idle, an emptied write queue gives its memory back.
+            e.outbox.on_idle();
+        }
     }
 
     /// After any input to a connection: send what it produced, then act on its state (shut

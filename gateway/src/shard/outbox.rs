@@ -2,8 +2,13 @@
 //!
 //! Frames go out directly when the socket takes them; only what is left is queued here, as owned
 //! buffers or shared (`Arc<[u8]>`) frames encoded once for many connections. The queue is flushed
-//! with vectored writes, whole chunks in order. An empty outbox holds no allocation. At most one
-//! owed pong sits in the queue: a newer one replaces it while it is unsent (§5.5.3).
+//! with vectored writes, whole chunks in order. At most one owed pong sits in the queue: a newer
+//! one replaces it while it is unsent (§5.5.3).
+//!
+//! Memory: while a connection is active its emptied queue keeps a few slots (at most
+//! `KEEP_CHUNKS`), so a delivery to it does not allocate; a queue that grew past that is freed
+//! once empty, and [`Outbox::on_idle`] (called by the shard when the connection's timer fires
+//! after a silence) frees an empty queue, so an idle connection holds no allocation.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -11,6 +16,11 @@ use std::sync::Arc;
 
 /// Most buffers handed to one vectored write.
 const MAX_IOV: usize = 64;
+/// Queues this short are written from a small array (filling the 64-slot one costs more than
+/// writing one or two chunks).
+const SHORT_IOV: usize = 4;
+/// Queue slots an active connection keeps once its queue is empty; more capacity is freed.
+const KEEP_CHUNKS: usize = 8;
 
 #[derive(Debug)]
 enum Bytes {
@@ -112,14 +122,12 @@ impl Outbox {
     {
         let mut total = 0;
         while !self.chunks.is_empty() {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut n_iov = 0;
-            for (slot, chunk) in iov.iter_mut().zip(self.chunks.iter()) {
-                *slot = IoSlice::new(chunk.rest());
-                n_iov += 1;
-            }
-            let want: usize = iov[..n_iov].iter().map(|s| s.len()).sum();
-            let n = match write(&iov[..n_iov]) {
+            let (result, want) = if self.chunks.len() <= SHORT_IOV {
+                self.write_front::<SHORT_IOV, W>(&mut write)
+            } else {
+                self.write_front::<MAX_IOV, W>(&mut write)
+            };
+            let n = match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -132,11 +140,37 @@ impl Outbox {
                 break;
             }
         }
-        if self.chunks.is_empty() {
-            // Give the ring's memory back: an idle connection holds no queue.
+        if self.chunks.is_empty() && self.chunks.capacity() > KEEP_CHUNKS {
+            // A burst grew the ring: give it back rather than keep its peak.
             self.chunks = VecDeque::new();
         }
         Ok(total)
+    }
+
+    /// The connection is idle (its timer fired after a silence): an empty queue gives its memory
+    /// back, so an idle connection holds none.
+    pub fn on_idle(&mut self) {
+        if self.chunks.is_empty() {
+            self.chunks = VecDeque::new();
+        }
+    }
+
+    /// One vectored write of the first `N` chunks' unsent bytes. Returns the write's result and
+    /// the bytes offered.
+    fn write_front<const N: usize, W>(&self, write: &mut W) -> (io::Result<usize>, usize)
+    where
+        W: FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    {
+        let mut iov = [IoSlice::new(&[]); N];
+        let mut n_iov = 0;
+        let mut want = 0;
+        for (slot, chunk) in iov.iter_mut().zip(self.chunks.iter()) {
+            let rest = chunk.rest();
+            want += rest.len();
+            *slot = IoSlice::new(rest);
+            n_iov += 1;
+        }
+        (write(&iov[..n_iov]), want)
     }
 
     fn consume(&mut self, mut n: usize) {
@@ -233,5 +267,66 @@ mod tests {
         let mut room = usize::MAX;
         assert_eq!(out.flush(writer(&mut sink, &mut room)).unwrap(), 200);
         assert_eq!(sink, (0..200u8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn short_and_long_queues_use_one_write_each() {
+        let mut calls = Vec::new();
+        let mut out = Outbox::default();
+        for n in [1usize, SHORT_IOV, SHORT_IOV + 1, MAX_IOV] {
+            for i in 0..n {
+                out.push_owned(vec![i as u8], 0);
+            }
+            out.flush(|iov: &[IoSlice<'_>]| {
+                calls.push(iov.len());
+                Ok(iov.iter().map(|s| s.len()).sum())
+            })
+            .unwrap();
+        }
+        assert_eq!(calls, [1, SHORT_IOV, SHORT_IOV + 1, MAX_IOV]);
+    }
+
+    #[test]
+    fn active_outbox_reuses_its_queue() {
+        let frame: Arc<[u8]> = Arc::from(&b"0123456789"[..]);
+        let mut out = Outbox::default();
+        let mut sink = Vec::new();
+        let mut kept = None;
+        for _ in 0..100 {
+            out.push_shared(Arc::clone(&frame));
+            out.push_owned(b"ab".to_vec(), 0);
+            let at = std::ptr::from_ref(&out.chunks[0]) as usize;
+            let mut room = usize::MAX;
+            assert_eq!(out.flush(writer(&mut sink, &mut room)).unwrap(), 12);
+            assert!(out.is_empty());
+            // Same ring: its capacity and its buffer do not change from one delivery to the next.
+            let cap = out.chunks.capacity();
+            assert!(cap > 0, "the emptied queue was freed");
+            let (at0, cap0) = *kept.get_or_insert((at, cap));
+            assert_eq!(cap, cap0);
+            assert!(at.abs_diff(at0) < cap0 * std::mem::size_of::<Chunk>());
+        }
+        assert_eq!(sink.len(), 1200);
+    }
+
+    #[test]
+    fn idle_or_burst_outbox_holds_no_queue() {
+        let mut out = Outbox::default();
+        let mut sink = Vec::new();
+        out.push_owned(b"x".to_vec(), 0);
+        out.on_idle();
+        assert!(out.chunks.capacity() > 0, "a queue with data keeps it");
+        let mut room = usize::MAX;
+        out.flush(writer(&mut sink, &mut room)).unwrap();
+        out.on_idle();
+        assert_eq!(out.chunks.capacity(), 0);
+
+        for i in 0..100u8 {
+            out.push_owned(vec![i], 0);
+        }
+        let mut room = usize::MAX;
+        out.flush(writer(&mut sink, &mut room)).unwrap();
+        assert_eq!(out.chunks.capacity(), 0, "a burst's ring is not kept");
+        assert_eq!(sink.len(), 101);
     }
 }
