@@ -86,14 +86,15 @@ fn compare_runs_each_server_per_repetition_and_reports_medians_and_failures() {
         "| 1 | p99 (us, lower is better) | 90.0 ±0% | 90.0 ±0% |"
     );
     assert_eq!(
-        row("| 1 | deliveries/s"),
-        "| 1 | deliveries/s (msg/s, higher is better) | not run | not run |"
+        row("| 1 | held deliveries/s"),
+        "| 1 | held deliveries/s (msg/s, higher is better) | not run | not run |"
     );
     assert!(
         md.contains("- fanout-1k, 1 threads, raw-writer: loadgen exit status: 1: fan-out refused by the stand-in"),
         "{md}"
     );
-    let svg = std::fs::read_to_string(dir.join("results.svg")).expect("results.svg written");
+    let svg = std::fs::read_to_string(dir.join("results/comparison.svg"))
+        .expect("results/comparison.svg written");
     assert!(svg.starts_with("<svg") && svg.contains("raw-writer"));
     assert!(dir
         .join("compare-raw/echo-32b-w1-t1-raw-writer-r2.json")
