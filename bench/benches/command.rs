@@ -17,8 +17,8 @@ use std::borrow::Cow;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use gateway::protocol::channel::check_channel;
-use gateway::protocol::{Op, Parser};
+use gateway::app::ws::request::{Op, Parser};
+use gateway::router::names::check_channel;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 

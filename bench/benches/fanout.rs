@@ -26,11 +26,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use frame_simd::{encode_header, Opcode, MAX_HEADER_LEN};
 use gateway::conn::id::Slab;
 use gateway::conn::ConnId;
-use gateway::protocol::reply;
 use gateway::router::channels::{ChannelTable, Kind};
-use gateway::router::fanout::Delivery;
+use gateway::router::fanout::{encode_message, Delivery};
 use gateway::router::inbox::{Mesh, ShardMsg};
-use gateway::router::{Action, Router, RouterConfig};
+use gateway::router::{Router, RouterConfig};
 use gateway::shard::outbox::Outbox;
 
 const SUBSCRIBERS: [usize; 4] = [1, 100, 1000, 10_000];
@@ -110,23 +109,21 @@ impl ShardSide {
         written
     }
 
-    /// Apply the router's local actions (a publish on this shard).
+    /// Apply what the router sent this shard itself (a publish on this shard).
     fn apply_actions(&mut self) -> usize {
-        let mut actions = std::mem::take(&mut self.router.actions);
         let mut count = 0;
-        for a in actions.drain(..) {
-            if let Action::Deliver(d) = a {
+        for msg in self.router.outbound.take_local() {
+            if let ShardMsg::Deliver(d) = msg {
                 count += self.deliver(&d);
             }
         }
-        self.router.actions = actions;
         count
     }
 
     /// Handle what other shards queued for this one.
     fn drain_inbox(&mut self) -> usize {
         let mut count = 0;
-        while let Some(msg) = self.router.pop() {
+        while let Some(msg) = self.router.outbound.pop() {
             if let ShardMsg::Deliver(d) = msg {
                 count += self.deliver(&d);
             }
@@ -157,7 +154,7 @@ fn local_turn(side: &mut ShardSide, from: ConnId) -> (usize, usize) {
 /// Remote subscribers: publish on shard 0, deliver on shard 1.
 fn cross_turn(publisher: &mut Router, side: &mut ShardSide, from: ConnId) -> (usize, usize) {
     publish(publisher, from);
-    publisher.flush();
+    publisher.outbound.flush();
     let n = side.drain_inbox();
     (n, side.flush())
 }
@@ -185,7 +182,7 @@ impl CopyPerConn {
 
     fn turn(&mut self, from: ConnId) -> (usize, usize) {
         self.scratch.clear();
-        reply::message(&mut self.scratch, CHANNEL, DATA, Some(from), None);
+        encode_message(&mut self.scratch, CHANNEL, DATA, Some(from), None);
         let Some(ch) = self.channels.get(CHANNEL) else {
             return (0, 0);
         };

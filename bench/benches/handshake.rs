@@ -19,7 +19,9 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use frame_simd::Kernels;
-use gateway::conn::{Conn, Ctx, Output, Settings, State};
+use gateway::app::{AppState, ClientState, Dispatch};
+use gateway::conn::{Conn, ConnId, Ctx, Output, Settings, State};
+use gateway::router::Router;
 
 /// Chrome 131 on Linux, opening `wss://push.example.com/echo` from `https://app.example.com`.
 const REQUEST: &[u8] = b"GET /echo HTTP/1.1\r\n\
@@ -42,11 +44,31 @@ Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
 const ACCEPT: &str = "HSmrc0sMlYUkAGmm5OPpG2HaGWk=";
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// The gateway's path: a new connection reads the whole request in one read.
-fn gateway_accept(cx: &Ctx<'_>, now: Instant, request: &mut [u8], out: &mut Output) -> Conn {
+/// What a shard lends a connection's input: its router and app state.
+struct ShardSide {
+    router: Router,
+    app: AppState,
+}
+
+/// The gateway's path: a new connection reads the whole request in one read, and the app layer
+/// routes it (`/echo`) as a shard does.
+fn gateway_accept(
+    cx: &Ctx<'_>,
+    now: Instant,
+    side: &mut ShardSide,
+    request: &mut [u8],
+    out: &mut Output,
+) -> Conn {
     out.clear();
     let mut conn = Conn::new(now);
-    conn.on_read(request, now, cx, out);
+    let mut client = ClientState::default();
+    let mut app = Dispatch {
+        id: ConnId::new(0, 1, 0),
+        client: &mut client,
+        router: &mut side.router,
+        app: &mut side.app,
+    };
+    conn.on_read(request, now, cx, out, &mut app);
     conn
 }
 
@@ -142,7 +164,11 @@ fn handshake(c: &mut Criterion) {
     let mut out = Output::new();
     let mut floor_out = Vec::new();
 
-    let conn = gateway_accept(&cx, now, &mut request, &mut out);
+    let mut side = ShardSide {
+        router: Router::single(0),
+        app: AppState::default(),
+    };
+    let conn = gateway_accept(&cx, now, &mut side, &mut request, &mut out);
     assert_eq!(conn.state(), State::Open);
     assert_eq!(accept_of(&out.bytes), ACCEPT);
     assert!(floor_accept(REQUEST, &mut floor_out));
@@ -156,7 +182,7 @@ fn handshake(c: &mut Criterion) {
         b.iter(|| floor_accept(black_box(REQUEST), &mut floor_out))
     });
     group.bench_function("gateway", |b| {
-        b.iter(|| gateway_accept(&cx, now, black_box(&mut request), &mut out))
+        b.iter(|| gateway_accept(&cx, now, &mut side, black_box(&mut request), &mut out))
     });
     group.bench_function("tungstenite", |b| {
         b.iter(|| tungstenite_accept(black_box(REQUEST)))

@@ -1,18 +1,34 @@
 //! The gateway as a library: the binary (`main.rs`) wires these parts together, and tests and
 //! benchmarks reach the internals through here.
 //!
-//! The data path, in module order: [`driver`] (sockets, readiness) -> [`shard`] (one event loop
-//! per core: accept, read into the shard buffer, write queues, timers) -> [`conn`] (the sans-IO
-//! connection: HTTP request, upgrade handshake, frames, close handshake).
+//! The data path, one folder per layer, each importing only those below it:
+//!
+//! ```text
+//! driver/  sockets and readiness (epoll through mio, io_uring)
+//!   -> shard/   one pinned event loop per core: accept, read into the shard's buffer, timers,
+//!               write queues (outbox.rs), the router's messages applied to its connections
+//!   -> conn/    one client connection, sans-IO: HTTP request, RFC 6455 upgrade, frames (unmasked
+//!               and validated in place), close handshake; it knows no route
+//!   -> app/     what an upgraded connection speaks: the URL table (routes.rs), /echo, /ws (the
+//!               JSON protocol), /raw, /broadcast, the chat page
+//!   -> router/  channels, users, fan-out encoded once, messages to other shards (outbound.rs)
+//!   -> shard/outbox.rs  each subscriber's queue of shared frames -> one vectored write
+//! ```
+//!
+//! Beside the path: [`api`] (the backend HTTP API, served by the same shard loops), [`auth`]
+//! (API key, client tokens), [`json`] and [`query`] (the one JSON writer and query decoder),
+//! [`config`] and [`metrics`].
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod conn;
 #[allow(unsafe_code)]
 pub mod driver;
+pub mod json;
 pub mod metrics;
-pub mod protocol;
+pub mod query;
 pub mod router;
 pub mod shard;

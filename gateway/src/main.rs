@@ -11,11 +11,13 @@ use std::thread;
 
 use anyhow::Context;
 use frame_simd::Kernels;
+use mio::Waker;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
 use gateway::api::ApiSettings;
+use gateway::app::AppState;
 use gateway::auth::upgrade::ClientAuth;
 use gateway::auth::ApiKey;
 use gateway::auth::Verifier;
@@ -101,170 +103,36 @@ fn choose_driver(choice: DriverChoice) -> Result<bool, String> {
 }
 
 fn run(cfg: Config, use_uring: bool) -> anyhow::Result<()> {
-    let nofile = raise_nofile_limit().unwrap_or(1024);
-    let derived = usize::try_from(nofile.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
-    let max_connections = cfg.max_connections.unwrap_or(derived);
-    info!(
-        threads = cfg.threads,
-        max_connections,
-        rlimit_nofile = nofile,
-        "limits (raise `ulimit -n` / LimitNOFILE= for more connections)"
-    );
+    let max_connections = connection_limit(&cfg);
     let kernels = Kernels::detect();
     info!(kernel = ?kernels.kernel(), "frame kernels");
-
-    // Bind every listener before starting any shard: a port-0 address is resolved by the first
-    // bind and every other shard binds that same port.
-    let mut per_shard: Vec<Vec<std::net::TcpListener>> =
-        (0..cfg.threads).map(|_| Vec::new()).collect();
-    let mut bound = Vec::with_capacity(cfg.listen.len());
-    for addr in &cfg.listen {
-        let mut actual = *addr;
-        for listeners in per_shard.iter_mut() {
-            let l = bind_reuseport(actual, BACKLOG)
-                .with_context(|| format!("cannot listen on {actual}"))?;
-            actual = l.local_addr()?;
-            listeners.push(l);
-        }
-        bound.push(actual);
-    }
-    // The backend API: one more listener per shard, after the client ones.
-    let api_listener = cfg.listen.len();
-    let mut api_addr = cfg.api.listen;
-    for listeners in per_shard.iter_mut() {
-        let l = bind_reuseport(api_addr, BACKLOG)
-            .with_context(|| format!("cannot listen on {api_addr} (--api-listen)"))?;
-        api_addr = l.local_addr()?;
-        listeners.push(l);
-    }
-    let api_key = match &cfg.api.key {
-        Some(key) => ApiKey::new(key),
-        None => {
-            let key = ApiKey::random().context("cannot generate an API key")?;
-            warn!(
-                api_key = key.reveal(),
-                "no --api-key given: generated this key for the backend API (shown only now)"
-            );
-            key
-        }
-    };
-    let api = ApiSettings {
-        max_body_bytes: cfg.api.max_body_bytes,
-        max_header_bytes: cfg.settings.max_header_bytes,
-        max_headers: cfg.settings.max_headers,
-        request_timeout: cfg.settings.handshake_timeout,
-        close_timeout: cfg.settings.close_timeout,
-        ..ApiSettings::new(api_key)
-    };
-
+    let bound = bind_listeners(&cfg)?;
     let shared = Arc::new(Shared::default());
     let shard_cfg = Arc::new(ShardConfig {
         settings: cfg.settings.clone(),
         max_outbound_bytes: cfg.max_outbound_bytes,
         max_connections,
         drain_timeout: cfg.drain_timeout,
-        api,
-        api_listener: Some(api_listener),
+        api: api_settings(&cfg)?,
+        api_listener: Some(bound.api_listener),
     });
     // Signals are caught before the address is announced, so a SIGTERM sent as soon as the
     // `listening on` line is read is already a graceful drain.
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
 
-    let cpus = allowed_cpus();
-    let (done_tx, done_rx) = mpsc::channel();
-    let mut wakers = Vec::with_capacity(cfg.threads);
-    let mut metrics = Vec::with_capacity(cfg.threads);
-    let mut drivers = Vec::with_capacity(cfg.threads);
-    for listeners in per_shard {
-        let n = listeners.len();
-        let shard_metrics = Arc::new(ShardMetrics::default());
-        let (driver, waker) = if use_uring {
-            let (d, w) = UringDriver::new(listeners, cfg.uring_buffers, Arc::clone(&shard_metrics))
-                .context("cannot set up an io_uring ring")?;
-            if drivers.is_empty() {
-                info!(mode = ?d.mode(), buffers = cfg.uring_buffers, "io_uring ring per shard");
-            }
-            (ShardDriver::Uring(d), w)
-        } else {
-            let (d, w) = MioDriver::new(listeners)?;
-            (ShardDriver::Epoll(d), w)
-        };
-        wakers.push(waker);
-        metrics.push(Arc::clone(&shard_metrics));
-        drivers.push((driver, n, shard_metrics));
-    }
-    // The queues between shards, each woken through its shard's waker.
-    let mesh = Arc::new(Mesh::new(
-        cfg.shard_queue_capacity,
-        wakers.iter().map(|w| Some(Arc::clone(w))).collect(),
-    ));
-    let router_cfg = RouterConfig {
-        max_channels_per_conn: cfg.max_channels_per_conn,
-        max_backlog: cfg.max_shard_backlog,
-    };
-    let client_auth = ClientAuth {
-        verifier: cfg
-            .api
-            .token_secret
-            .as_deref()
-            .map(|s| Verifier::new(s.as_bytes())),
-        require_token: cfg.api.require_token,
-    };
-    for (index, (driver, n, shard_metrics)) in drivers.into_iter().enumerate() {
-        let router =
-            Router::new(index as u8, Arc::clone(&mesh), router_cfg).with_auth(client_auth.clone());
-        let shard = Shard::new(
-            index as u8,
-            driver,
-            n,
-            Arc::clone(&shard_cfg),
-            Arc::clone(&shared),
-            kernels,
-            shard_metrics,
-        )
-        .with_router(router);
-        let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
-        let done = done_tx.clone();
-        thread::Builder::new()
-            .name(format!("shard-{index}"))
-            .spawn(move || {
-                if let Some(cpu) = cpu {
-                    if let Err(e) = pin_current_thread(cpu) {
-                        warn!(shard = index, cpu, error = %e, "cannot pin shard thread");
-                    }
-                }
-                let _ = done.send((index, shard.run()));
-            })
-            .context("cannot start a shard thread")?;
-    }
-    drop(done_tx);
+    let drivers = build_drivers(&cfg, bound.per_shard, use_uring)?;
+    let wakers = drivers.wakers.clone();
+    let metrics = drivers.metrics.clone();
+    let done_rx = spawn_shards(&cfg, drivers, &shard_cfg, &shared, kernels)?;
     let _ = shared.all_metrics.set(metrics.clone());
 
-    if let Err(e) = announce(&bound, api_addr) {
+    if let Err(e) = announce(&bound.client, bound.api) {
         // The lines are for whoever started us; a closed or broken stdout must not stop a
         // gateway whose shards are already serving.
         warn!(error = %e, "cannot write the listening addresses to stdout");
     }
-    info!(addresses = ?bound, "listening");
-
-    let signal_shared = Arc::clone(&shared);
-    thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut signals = signals.forever();
-            if let Some(sig) = signals.next() {
-                info!(signal = sig, "shutting down: closing connections with 1001");
-                signal_shared.shutdown.store(true, Ordering::Release);
-                for w in &wakers {
-                    let _ = w.wake();
-                }
-            }
-            if signals.next().is_some() {
-                warn!("second signal: exiting without waiting for the drain");
-                std::process::exit(1);
-            }
-        })
-        .context("cannot start the signal thread")?;
+    info!(addresses = ?bound.client, "listening");
+    watch_signals(signals, Arc::clone(&shared), wakers)?;
 
     for (index, result) in done_rx {
         result.with_context(|| format!("shard {index} failed"))?;
@@ -280,6 +148,216 @@ fn run(cfg: Config, use_uring: bool) -> anyhow::Result<()> {
         bytes_out = t.bytes_out,
         "stopped"
     );
+    Ok(())
+}
+
+/// Raise the open-files limit and derive the connection limit from it (unless configured).
+fn connection_limit(cfg: &Config) -> usize {
+    let nofile = raise_nofile_limit().unwrap_or(1024);
+    let derived = usize::try_from(nofile.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
+    let max_connections = cfg.max_connections.unwrap_or(derived);
+    info!(
+        threads = cfg.threads,
+        max_connections,
+        rlimit_nofile = nofile,
+        "limits (raise `ulimit -n` / LimitNOFILE= for more connections)"
+    );
+    max_connections
+}
+
+/// Every shard's listeners and the addresses they resolved to.
+struct Bound {
+    /// Per shard: one listener per client address, then the API's.
+    per_shard: Vec<Vec<std::net::TcpListener>>,
+    /// The client addresses as bound (port 0 resolved).
+    client: Vec<SocketAddr>,
+    /// The API address as bound.
+    api: SocketAddr,
+    /// Index of the API listener in each shard's list.
+    api_listener: usize,
+}
+
+/// Bind every listener before starting any shard: a port-0 address is resolved by the first
+/// bind and every other shard binds that same port.
+fn bind_listeners(cfg: &Config) -> anyhow::Result<Bound> {
+    let mut per_shard: Vec<Vec<std::net::TcpListener>> =
+        (0..cfg.threads).map(|_| Vec::new()).collect();
+    let mut client = Vec::with_capacity(cfg.listen.len());
+    for addr in &cfg.listen {
+        let mut actual = *addr;
+        for listeners in per_shard.iter_mut() {
+            let l = bind_reuseport(actual, BACKLOG)
+                .with_context(|| format!("cannot listen on {actual}"))?;
+            actual = l.local_addr()?;
+            listeners.push(l);
+        }
+        client.push(actual);
+    }
+    // The backend API: one more listener per shard, after the client ones.
+    let api_listener = cfg.listen.len();
+    let mut api = cfg.api.listen;
+    for listeners in per_shard.iter_mut() {
+        let l = bind_reuseport(api, BACKLOG)
+            .with_context(|| format!("cannot listen on {api} (--api-listen)"))?;
+        api = l.local_addr()?;
+        listeners.push(l);
+    }
+    Ok(Bound {
+        per_shard,
+        client,
+        api,
+        api_listener,
+    })
+}
+
+/// The backend API's key (generated and logged once when none is configured) and limits.
+fn api_settings(cfg: &Config) -> anyhow::Result<ApiSettings> {
+    let api_key = match &cfg.api.key {
+        Some(key) => ApiKey::new(key),
+        None => {
+            let key = ApiKey::random().context("cannot generate an API key")?;
+            warn!(
+                api_key = key.reveal(),
+                "no --api-key given: generated this key for the backend API (shown only now)"
+            );
+            key
+        }
+    };
+    Ok(ApiSettings {
+        max_body_bytes: cfg.api.max_body_bytes,
+        max_header_bytes: cfg.settings.max_header_bytes,
+        max_headers: cfg.settings.max_headers,
+        request_timeout: cfg.settings.handshake_timeout,
+        close_timeout: cfg.settings.close_timeout,
+        ..ApiSettings::new(api_key)
+    })
+}
+
+/// One event driver per shard, with its waker and metrics.
+struct Drivers {
+    /// Per shard: the driver, its listener count, its metrics.
+    shards: Vec<(ShardDriver, usize, Arc<ShardMetrics>)>,
+    /// Every shard's waker, in shard order.
+    wakers: Vec<Arc<Waker>>,
+    /// Every shard's metrics, in shard order.
+    metrics: Vec<Arc<ShardMetrics>>,
+}
+
+fn build_drivers(
+    cfg: &Config,
+    per_shard: Vec<Vec<std::net::TcpListener>>,
+    use_uring: bool,
+) -> anyhow::Result<Drivers> {
+    let mut d = Drivers {
+        shards: Vec::with_capacity(cfg.threads),
+        wakers: Vec::with_capacity(cfg.threads),
+        metrics: Vec::with_capacity(cfg.threads),
+    };
+    for listeners in per_shard {
+        let n = listeners.len();
+        let shard_metrics = Arc::new(ShardMetrics::default());
+        let (driver, waker) = if use_uring {
+            let (u, w) = UringDriver::new(listeners, cfg.uring_buffers, Arc::clone(&shard_metrics))
+                .context("cannot set up an io_uring ring")?;
+            if d.shards.is_empty() {
+                info!(mode = ?u.mode(), buffers = cfg.uring_buffers, "io_uring ring per shard");
+            }
+            (ShardDriver::Uring(u), w)
+        } else {
+            let (m, w) = MioDriver::new(listeners)?;
+            (ShardDriver::Epoll(m), w)
+        };
+        d.wakers.push(waker);
+        d.metrics.push(Arc::clone(&shard_metrics));
+        d.shards.push((driver, n, shard_metrics));
+    }
+    Ok(d)
+}
+
+/// What each finished shard thread reports.
+type ShardDone = mpsc::Receiver<(usize, std::io::Result<()>)>;
+
+/// Start one pinned thread per shard, joined by the mesh of queues between them; the receiver
+/// learns when each one finishes.
+fn spawn_shards(
+    cfg: &Config,
+    drivers: Drivers,
+    shard_cfg: &Arc<ShardConfig>,
+    shared: &Arc<Shared>,
+    kernels: Kernels,
+) -> anyhow::Result<ShardDone> {
+    // The queues between shards, each woken through its shard's waker.
+    let mesh = Arc::new(Mesh::new(
+        cfg.shard_queue_capacity,
+        drivers.wakers.iter().map(|w| Some(Arc::clone(w))).collect(),
+    ));
+    let router_cfg = RouterConfig {
+        max_channels_per_conn: cfg.max_channels_per_conn,
+        max_backlog: cfg.max_shard_backlog,
+    };
+    let client_auth = ClientAuth {
+        verifier: cfg
+            .api
+            .token_secret
+            .as_deref()
+            .map(|s| Verifier::new(s.as_bytes())),
+        require_token: cfg.api.require_token,
+    };
+    let cpus = allowed_cpus();
+    let (done_tx, done_rx) = mpsc::channel();
+    for (index, (driver, n, shard_metrics)) in drivers.shards.into_iter().enumerate() {
+        let router = Router::new(index as u8, Arc::clone(&mesh), router_cfg);
+        let shard = Shard::new(
+            index as u8,
+            driver,
+            n,
+            Arc::clone(shard_cfg),
+            Arc::clone(shared),
+            kernels,
+            shard_metrics,
+        )
+        .with_router(router)
+        .with_app(AppState::new(client_auth.clone()));
+        let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
+        let done = done_tx.clone();
+        thread::Builder::new()
+            .name(format!("shard-{index}"))
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    if let Err(e) = pin_current_thread(cpu) {
+                        warn!(shard = index, cpu, error = %e, "cannot pin shard thread");
+                    }
+                }
+                let _ = done.send((index, shard.run()));
+            })
+            .context("cannot start a shard thread")?;
+    }
+    Ok(done_rx)
+}
+
+/// The first SIGINT/SIGTERM starts the drain on every shard; a second one exits at once.
+fn watch_signals(
+    mut signals: Signals,
+    shared: Arc<Shared>,
+    wakers: Vec<Arc<Waker>>,
+) -> anyhow::Result<()> {
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut signals = signals.forever();
+            if let Some(sig) = signals.next() {
+                info!(signal = sig, "shutting down: closing connections with 1001");
+                shared.shutdown.store(true, Ordering::Release);
+                for w in &wakers {
+                    let _ = w.wake();
+                }
+            }
+            if signals.next().is_some() {
+                warn!("second signal: exiting without waiting for the drain");
+                std::process::exit(1);
+            }
+        })
+        .context("cannot start the signal thread")?;
     Ok(())
 }
 

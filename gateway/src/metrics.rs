@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use crate::conn::handshake::HandshakeFailure;
+
 /// One shard's counters.
 #[derive(Debug, Default)]
 pub struct ShardMetrics {
@@ -56,56 +58,6 @@ impl ShardMetrics {
     /// Count an answered API request by its status code.
     pub fn api_answered(&self, status: u16) {
         self.api_requests[ApiStatus::of(status) as usize].add(1);
-    }
-}
-
-/// Why an upgrade was refused (the `reason` label of `gateway_handshake_failures_total`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HandshakeFailure {
-    /// The request broke an RFC 6455 or HTTP rule (400, 405, 426, 414, 431).
-    BadRequest,
-    /// The `Origin` is not allowed (403).
-    Origin,
-    /// The request was not complete by the handshake deadline (408).
-    Timeout,
-    /// `--require-token` and no token (401).
-    TokenMissing,
-    /// A token that failed verification (401).
-    TokenInvalid,
-    /// An expired token (401).
-    TokenExpired,
-}
-
-impl HandshakeFailure {
-    /// The reason for a refused token.
-    pub fn of_token(e: &crate::auth::TokenError) -> HandshakeFailure {
-        match e {
-            crate::auth::TokenError::Missing => HandshakeFailure::TokenMissing,
-            crate::auth::TokenError::Expired { .. } => HandshakeFailure::TokenExpired,
-            _ => HandshakeFailure::TokenInvalid,
-        }
-    }
-
-    /// Every reason, in index order.
-    pub const ALL: [HandshakeFailure; 6] = [
-        HandshakeFailure::BadRequest,
-        HandshakeFailure::Origin,
-        HandshakeFailure::Timeout,
-        HandshakeFailure::TokenMissing,
-        HandshakeFailure::TokenInvalid,
-        HandshakeFailure::TokenExpired,
-    ];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            HandshakeFailure::BadRequest => "bad_request",
-            HandshakeFailure::Origin => "origin",
-            HandshakeFailure::Timeout => "timeout",
-            HandshakeFailure::TokenMissing => "token_missing",
-            HandshakeFailure::TokenInvalid => "token_invalid",
-            HandshakeFailure::TokenExpired => "token_expired",
-        }
     }
 }
 

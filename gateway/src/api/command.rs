@@ -6,30 +6,25 @@
 
 use std::sync::Arc;
 
+use frame_simd::CloseCode;
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
-use crate::auth::upgrade::query_param;
 use crate::conn::ConnId;
+use crate::json::nesting_within_limit;
 use crate::metrics::ShardMetrics;
+use crate::query::query_param;
+use crate::router::names::{check_channel, check_user};
 
 use super::error::ApiError;
 use super::routes::Route;
 
 /// Channels one publish may name.
 pub const MAX_PUBLISH_CHANNELS: usize = 128;
-/// Longest channel name, in bytes.
-pub const MAX_CHANNEL_BYTES: usize = 128;
-/// Longest user name, in bytes.
-pub const MAX_USER_BYTES: usize = 256;
 /// Longest close reason: a close frame's payload is at most 125 bytes, 2 of them the code.
 pub const MAX_REASON_BYTES: usize = 123;
 /// The close code of an API disconnect that names none.
-pub const DEFAULT_DISCONNECT_CODE: u16 = 4000;
-/// Deepest nesting of arrays and objects accepted in a body (the same limit as the client
-/// protocol's): parsed values are dropped and re-encoded recursively, so depth must be bounded
-/// before parsing or a body of brackets would overflow the shard's stack.
-pub const MAX_JSON_DEPTH: usize = 64;
+pub const DEFAULT_DISCONNECT_CODE: CloseCode = CloseCode(4000);
 
 /// Work for the router.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +57,7 @@ pub enum Command {
         /// One connection or every connection of a user.
         target: Target,
         /// 4000..=4999.
-        code: u16,
+        code: CloseCode,
         /// At most [`MAX_REASON_BYTES`] bytes.
         reason: Box<str>,
     },
@@ -260,8 +255,8 @@ pub fn parse_command(
             };
             let code = match field(&value, "code") {
                 None => DEFAULT_DISCONNECT_CODE,
-                Some(c) => match c.as_u64() {
-                    Some(n @ 4000..=4999) => n as u16,
+                Some(c) => match c.as_u64().and_then(|n| u16::try_from(n).ok()) {
+                    Some(n @ 4000..=4999) => CloseCode(n),
                     _ => {
                         return Err(ApiError::BadField(
                             "code",
@@ -292,7 +287,7 @@ pub fn parse_command(
 }
 
 fn json_object(body: &mut [u8]) -> Result<BorrowedValue<'_>, ApiError> {
-    if !nesting_within(body, MAX_JSON_DEPTH) {
+    if !nesting_within_limit(body) {
         return Err(ApiError::TooDeep);
     }
     let value = simd_json::to_borrowed_value(body).map_err(|_| ApiError::BadJson)?;
@@ -317,14 +312,11 @@ fn user_field(value: &BorrowedValue<'_>) -> Result<Option<Box<str>>, ApiError> {
     let Some(u) = field(value, "user") else {
         return Ok(None);
     };
-    match u.as_str() {
-        Some("") => Err(ApiError::BadField("user", "is empty")),
-        Some(s) if s.len() > MAX_USER_BYTES => {
-            Err(ApiError::BadField("user", "is longer than 256 bytes"))
-        }
-        Some(s) => Ok(Some(s.into())),
-        None => Err(ApiError::BadField("user", "is not a string")),
-    }
+    let name = u
+        .as_str()
+        .ok_or(ApiError::BadField("user", "is not a string"))?;
+    check_user(name).map_err(|e| ApiError::BadField("user", e.message()))?;
+    Ok(Some(name.into()))
 }
 
 /// `conn`: a connection id as a decimal string (a JSON number would lose precision past 2^53).
@@ -336,67 +328,13 @@ fn conn_field(value: &BorrowedValue<'_>) -> Result<Option<ConnId>, ApiError> {
         "conn",
         "is not a string (connection ids are decimal strings)",
     ))?;
-    parse_conn_id(text)
+    text.parse::<ConnId>()
         .map(Some)
-        .ok_or(ApiError::BadField("conn", "is not a decimal connection id"))
+        .map_err(|_| ApiError::BadField("conn", "is not a decimal connection id"))
 }
 
-/// A connection id from its decimal text.
-pub fn parse_conn_id(text: &str) -> Option<ConnId> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse::<u64>().ok().map(ConnId::from_bits)
-}
-
-/// Check a channel name: 1..=128 bytes of `[A-Za-z0-9_.:@/-]`.
+/// A channel name that passes the channel rule (`router::names`).
 pub fn channel_name(name: &str) -> Result<Arc<str>, ApiError> {
-    if name.is_empty() {
-        return Err(ApiError::BadChannel("channel name is empty"));
-    }
-    if name.len() > MAX_CHANNEL_BYTES {
-        return Err(ApiError::BadChannel(
-            "channel name is longer than 128 bytes",
-        ));
-    }
-    let ok = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'/' | b'-'));
-    if !ok {
-        return Err(ApiError::BadChannel(
-            "channel name may only hold A-Z a-z 0-9 _ . : @ / -",
-        ));
-    }
+    check_channel(name).map_err(|e| ApiError::BadChannel(e.message()))?;
     Ok(name.into())
-}
-
-/// True when no array or object in `json` nests deeper than `max` (brackets inside strings do
-/// not count). One pass, no allocation; malformed input is left to the parser.
-pub fn nesting_within(json: &[u8], max: usize) -> bool {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in json {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return false;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    true
 }

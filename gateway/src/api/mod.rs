@@ -209,7 +209,7 @@ impl ApiConn {
                 (408, "Request Timeout"),
                 "text/plain",
                 &[],
-                "request not complete in time\n",
+                b"request not complete in time\n",
                 true,
             );
         }
@@ -328,7 +328,7 @@ impl ApiConn {
         match parse_command(route, &head.query, body) {
             Ok(Some(c)) => Handled::Command(c),
             Ok(None) => {
-                write_response(out, (200, "OK"), "text/plain", &[], "ok\n", close);
+                write_response(out, (200, "OK"), "text/plain", &[], b"ok\n", close);
                 metrics.api_answered(200);
                 Handled::Answered
             }

@@ -1,10 +1,12 @@
 //! Authentication: the backend API key and the clients' signed tokens.
 //!
 //! Clients present an HS256 JWT ([`token`]) at the upgrade ([`upgrade`]); its verified claims
-//! become the connection's [`Identity`], which answers "may this connection subscribe to / publish
-//! on this channel" from the token's channel [`patterns`]. Backends present the API key
-//! ([`key`]). Every secret comparison runs in constant time.
+//! become the connection's [`Identity`], and its router session answers "may this connection
+//! subscribe to / publish on this channel" from the token's channel [`patterns`] until the token
+//! expires ([`expiries`]). Backends present the API key ([`key`]). Every secret comparison runs in
+//! constant time.
 
+pub mod expiries;
 pub mod key;
 pub mod patterns;
 pub mod token;
@@ -16,7 +18,8 @@ pub use self::key::ApiKey;
 pub use self::patterns::{Pattern, Patterns};
 pub use self::token::{Claims, TokenError, Verifier};
 
-/// Who a client connection is and what it may do. Cloning is cheap (one `Arc` or one small
+/// Who a client connection is, as the upgrade found it. What it may do is asked of its session
+/// (`router::session::Session`), which keeps the claims. Cloning is cheap (one `Arc` or one small
 /// string).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
@@ -28,40 +31,6 @@ pub enum Identity {
     },
     /// A verified token; its claims are shared by nothing else.
     Token(Arc<Claims>),
-}
-
-impl Identity {
-    /// The user name: the token's `sub`, or the anonymous nickname.
-    pub fn user(&self) -> Option<&str> {
-        match self {
-            Identity::Anonymous { user } => user.as_deref(),
-            Identity::Token(c) => Some(&c.sub),
-        }
-    }
-
-    /// True when this connection may subscribe to `channel`.
-    pub fn may_subscribe(&self, channel: &str) -> bool {
-        match self {
-            Identity::Anonymous { .. } => true,
-            Identity::Token(c) => c.channels.allows(channel),
-        }
-    }
-
-    /// True when this connection may publish on `channel`.
-    pub fn may_publish(&self, channel: &str) -> bool {
-        match self {
-            Identity::Anonymous { .. } => true,
-            Identity::Token(c) => c.publish.allows(channel),
-        }
-    }
-
-    /// When the token expires (seconds since the Unix epoch); `None` for anonymous connections.
-    pub fn expires_at(&self) -> Option<u64> {
-        match self {
-            Identity::Anonymous { .. } => None,
-            Identity::Token(c) => Some(c.exp),
-        }
-    }
 }
 
 /// The current time in seconds since the Unix epoch (the only clock read in this module; the

@@ -218,6 +218,47 @@ pub fn write_switching(out: &mut Vec<u8>, accepted: &Accepted, policy: &Policy) 
     out.extend_from_slice(b"\r\n");
 }
 
+/// Why an upgrade was refused (the `reason` label of `gateway_handshake_failures_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The request broke an RFC 6455 or HTTP rule (400, 405, 426, 414, 431).
+    BadRequest,
+    /// The `Origin` is not allowed (403).
+    Origin,
+    /// The request was not complete by the handshake deadline (408).
+    Timeout,
+    /// `--require-token` and no token (401).
+    TokenMissing,
+    /// A token that failed verification (401).
+    TokenInvalid,
+    /// An expired token (401).
+    TokenExpired,
+}
+
+impl HandshakeFailure {
+    /// Every reason, in index order.
+    pub const ALL: [HandshakeFailure; 6] = [
+        HandshakeFailure::BadRequest,
+        HandshakeFailure::Origin,
+        HandshakeFailure::Timeout,
+        HandshakeFailure::TokenMissing,
+        HandshakeFailure::TokenInvalid,
+        HandshakeFailure::TokenExpired,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            HandshakeFailure::BadRequest => "bad_request",
+            HandshakeFailure::Origin => "origin",
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::TokenMissing => "token_missing",
+            HandshakeFailure::TokenInvalid => "token_invalid",
+            HandshakeFailure::TokenExpired => "token_expired",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,26 @@ impl ConnId {
     }
 }
 
+/// A connection id that is not the decimal text of a `u64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadConnId;
+
+impl std::str::FromStr for ConnId {
+    type Err = BadConnId;
+
+    /// The wire form clients and backends see: the id's bits as a decimal string (a JSON number
+    /// would lose precision past 2^53). Digits only: no sign, no spaces, at most 20 of them.
+    fn from_str(text: &str) -> Result<ConnId, BadConnId> {
+        if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(BadConnId);
+        }
+        text.parse::<u64>()
+            .map(ConnId::from_bits)
+            .map_err(|_| BadConnId)
+    }
+}
+
+/// The log form, `shard:slot.generation` (the wire form is [`ConnId::to_bits`] in decimal).
 impl std::fmt::Display for ConnId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}.{}", self.shard(), self.slot(), self.generation())
@@ -201,5 +221,28 @@ mod tests {
         let foreign = ConnId::new(1, a.slot(), a.generation());
         assert_eq!(slab.get_mut(foreign), None);
         assert_eq!(slab.ids(), vec![a]);
+    }
+
+    #[test]
+    fn ids_parse_from_their_decimal_wire_form_only() {
+        let id = ConnId::new(3, 77, 5);
+        assert_eq!(id.to_bits().to_string().parse::<ConnId>(), Ok(id));
+        assert_eq!(
+            u64::MAX.to_string().parse::<ConnId>(),
+            Ok(ConnId::from_bits(u64::MAX))
+        );
+        for bad in [
+            "",
+            "+1",
+            "-1",
+            " 1",
+            "1 ",
+            "0x10",
+            "1.0",
+            "18446744073709551616",
+            "3:77.5",
+        ] {
+            assert_eq!(bad.parse::<ConnId>(), Err(BadConnId), "{bad:?}");
+        }
     }
 }

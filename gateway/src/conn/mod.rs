@@ -16,46 +16,33 @@ pub mod frames;
 pub mod handshake;
 pub mod http;
 pub mod id;
-pub mod page;
+pub mod output;
 
 use std::time::{Duration, Instant};
 
-use frame_simd::close::{encode_close_payload, parse_close_payload};
-use frame_simd::{encode_header, CloseCode, Kernels, Opcode, MAX_HEADER_LEN};
+use frame_simd::close::parse_close_payload;
+use frame_simd::{CloseCode, Kernels, Opcode};
 
 use self::frames::{Flow, FrameReader, Limits, Message};
-use self::handshake::{check_upgrade, write_switching, HandshakeError, Policy};
-use self::http::{
-    keeps_alive, scan_head, write_error, write_response, HeaderSlots, HttpError, Scan,
-};
-use crate::metrics::HandshakeFailure;
+use self::handshake::{check_upgrade, write_switching, HandshakeError, HandshakeFailure, Policy};
+use self::http::{scan_head, write_error, HeaderSlots, HttpError, Scan};
 
 pub use self::id::ConnId;
+pub use self::output::Output;
 
-/// Which service an upgraded connection speaks, chosen by the request path.
+/// What the application made of a complete request head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    /// `/echo`: every data message is sent back.
-    Echo,
-    /// `/ws`: the JSON client protocol (`crate::protocol`).
-    Ws,
-    /// `/raw`: bare deliveries of the channels named in the query; client frames are ignored.
-    Raw,
-    /// `/broadcast`: the bench protocol (`pub:<text>` publishes to every other subscriber).
-    Broadcast,
-}
-
-impl Route {
-    /// The route serving `path` (without the query), if any.
-    pub fn from_path(path: &str) -> Option<Route> {
-        match path {
-            "/echo" => Some(Route::Echo),
-            "/ws" => Some(Route::Ws),
-            "/raw" => Some(Route::Raw),
-            "/broadcast" => Some(Route::Broadcast),
-            _ => None,
-        }
-    }
+pub enum Handling {
+    /// Upgrade it: the RFC 6455 checks run, then [`App::on_open`].
+    Upgrade,
+    /// A plain response was appended to the output; `keep_alive` waits for the next request on
+    /// this connection, otherwise it closes.
+    Answered {
+        /// Keep the connection for another request.
+        keep_alive: bool,
+    },
+    /// Answer with this error and close.
+    Refuse(HttpError),
 }
 
 /// A refused upgrade: the HTTP status and a text body saying why.
@@ -67,39 +54,22 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// What serves the data of upgraded connections on routes other than `/echo` (the router on a
-/// shard; a recorder in tests). `Conn` stays sans-IO: the app only appends to the [`Output`].
+/// What a connection speaks above HTTP and RFC 6455: which requests upgrade, what the client gets
+/// first, what its messages do. The shard hands one to every input call (the app layer on a
+/// shard; a small fixture in tests). `Conn` stays sans-IO: the app only appends to the
+/// [`Output`] and keeps its own per-connection state.
 pub trait App {
-    /// An upgrade on `route` passed the RFC 6455 checks; the `101` is already in `out`. Append
-    /// what the client gets first (a welcome), or refuse (the `101` is then replaced by the
-    /// refusal and the connection closes).
-    fn on_open(
-        &mut self,
-        route: Route,
-        req: &httparse::Request<'_, '_>,
-        out: &mut Output,
-    ) -> Result<(), Refusal>;
+    /// A complete request head: answer it, refuse it, or ask for the upgrade.
+    fn on_request(&mut self, req: &httparse::Request<'_, '_>, out: &mut Output) -> Handling;
 
-    /// A complete data message on an app route; `payload` (unmasked, text validated) may be
-    /// changed in place.
-    fn on_message(&mut self, route: Route, opcode: Opcode, payload: &mut [u8], out: &mut Output);
-}
+    /// The upgrade passed the RFC 6455 checks; the `101` is already in `out`. Append what the
+    /// client gets first (a welcome), or refuse (the `101` is then replaced by the refusal and
+    /// the connection closes).
+    fn on_open(&mut self, req: &httparse::Request<'_, '_>, out: &mut Output)
+        -> Result<(), Refusal>;
 
-/// The app of connections that only echo: app routes open and their messages are dropped.
-#[derive(Debug, Default)]
-pub struct NoApp;
-
-impl App for NoApp {
-    fn on_open(
-        &mut self,
-        _: Route,
-        _: &httparse::Request<'_, '_>,
-        _: &mut Output,
-    ) -> Result<(), Refusal> {
-        Ok(())
-    }
-
-    fn on_message(&mut self, _: Route, _: Opcode, _: &mut [u8], _: &mut Output) {}
+    /// A complete data message; `payload` (unmasked, text validated) may be changed in place.
+    fn on_message(&mut self, opcode: Opcode, payload: &mut [u8], out: &mut Output);
 }
 
 /// Everything a connection needs to know about the server's configuration.
@@ -159,8 +129,6 @@ pub enum State {
 #[derive(Debug)]
 pub struct Conn {
     state: State,
-    /// The service chosen at the upgrade.
-    route: Route,
     /// Drop the socket right after flushing, without waiting for the peer.
     drop_now: bool,
     /// A ping was sent and nothing has arrived since.
@@ -173,104 +141,6 @@ pub struct Conn {
     /// When the current wait began: accepted (`AwaitRequest`), ping sent (`Open`, pinged), close
     /// started (`Closing`, `Closed`).
     mark: Instant,
-}
-
-/// The small control frame owed as a pong: only the latest is kept (§5.5.3).
-#[derive(Clone, Copy, Debug)]
-struct OwedPong {
-    /// Where in the output it goes (after everything produced before the ping).
-    at: usize,
-    len: u8,
-    payload: [u8; 125],
-}
-
-/// Bytes a connection wants sent, appended in order during one turn. The shard owns one and
-/// reuses its capacity for every connection.
-#[derive(Debug, Default)]
-pub struct Output {
-    /// Encoded frames and HTTP responses.
-    pub bytes: Vec<u8>,
-    pong: Option<OwedPong>,
-    /// Data messages received during the call (for metrics).
-    pub messages_in: u64,
-    /// Data frames appended (for metrics).
-    pub messages_out: u64,
-    /// Why an upgrade was refused during the call (for metrics).
-    pub refused: Option<HandshakeFailure>,
-}
-
-impl Output {
-    /// An empty output.
-    pub fn new() -> Output {
-        Output::default()
-    }
-
-    /// Append a final, unmasked frame.
-    pub fn frame(&mut self, opcode: Opcode, payload: &[u8]) {
-        let mut h = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(&mut h, true, opcode, payload.len() as u64, None);
-        if !opcode.is_control() {
-            self.messages_out += 1;
-        }
-        self.bytes.reserve(n + payload.len());
-        self.bytes.extend_from_slice(&h[..n]);
-        self.bytes.extend_from_slice(payload);
-    }
-
-    /// Append a close frame; `None` sends an empty payload.
-    pub fn close(&mut self, code: Option<CloseCode>, reason: &str) {
-        let mut p = [0u8; 125];
-        let n = match code {
-            Some(code) => encode_close_payload(&mut p, code, reason)
-                .or_else(|_| encode_close_payload(&mut p, code, ""))
-                .unwrap_or(0),
-            None => 0,
-        };
-        self.frame(Opcode::Close, &p[..n]);
-    }
-
-    /// Owe a pong for `payload` (at most 125 bytes; the parser guarantees it), replacing any
-    /// pong owed before.
-    pub fn pong(&mut self, payload: &[u8]) {
-        let len = payload.len().min(125);
-        let mut p = [0u8; 125];
-        p[..len].copy_from_slice(&payload[..len]);
-        self.pong = Some(OwedPong {
-            at: self.bytes.len(),
-            len: len as u8,
-            payload: p,
-        });
-    }
-
-    /// Put the owed pong in place. Returns true when the output is only that pong (the shard
-    /// may then replace an older pong still queued).
-    pub fn finish(&mut self) -> bool {
-        let Some(pong) = self.pong.take() else {
-            return false;
-        };
-        let only = self.bytes.is_empty();
-        let len = usize::from(pong.len);
-        let mut header = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(&mut header, true, Opcode::Pong, u64::from(pong.len), None);
-        let at = pong.at.min(self.bytes.len());
-        let frame = header[..n].iter().chain(&pong.payload[..len]).copied();
-        self.bytes.splice(at..at, frame);
-        only
-    }
-
-    /// True when nothing is owed.
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty() && self.pong.is_none()
-    }
-
-    /// Forget everything (keeps the capacity).
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.pong = None;
-        self.messages_in = 0;
-        self.messages_out = 0;
-        self.refused = None;
-    }
 }
 
 /// The per-call context: configuration and the process's kernels.
@@ -287,7 +157,6 @@ impl Conn {
     pub fn new(now: Instant) -> Conn {
         Conn {
             state: State::AwaitRequest,
-            route: Route::Echo,
             drop_now: false,
             pinged: false,
             request: Vec::new(),
@@ -307,11 +176,6 @@ impl Conn {
     /// What the connection waits for.
     pub fn state(&self) -> State {
         self.state
-    }
-
-    /// The service chosen at the upgrade (`Echo` before it).
-    pub fn route(&self) -> Route {
-        self.route
     }
 
     /// Start the closing handshake with `code` (a slow consumer, a disconnect asked for by the
@@ -358,13 +222,9 @@ impl Conn {
         }
     }
 
-    /// Bytes read from the peer (masked frames are unmasked in place).
-    pub fn on_read(&mut self, bytes: &mut [u8], now: Instant, cx: &Ctx<'_>, out: &mut Output) {
-        self.on_read_app(bytes, now, cx, out, &mut NoApp)
-    }
-
-    /// [`Conn::on_read`] with `app` serving the routes other than `/echo`.
-    pub fn on_read_app(
+    /// Bytes read from the peer (masked frames are unmasked in place); `app` serves what the
+    /// request and the messages ask for.
+    pub fn on_read(
         &mut self,
         bytes: &mut [u8],
         now: Instant,
@@ -532,31 +392,19 @@ impl Conn {
             }
             Err(_) => return self.http_error(HttpError::Malformed, now, out),
         }
-        let path = req.path.unwrap_or("/");
-        let path = path.split_once('?').map_or(path, |(p, _)| p);
-        match path {
-            "/healthz" => {
-                if req.method != Some("GET") {
-                    return self.http_error(HttpError::MethodNotAllowed, now, out);
-                }
-                let keep_alive = keeps_alive(&req);
-                write_response(&mut out.bytes, (200, "OK"), &[], "ok\n", !keep_alive);
-                self.answered(keep_alive, now);
-            }
-            "/echo" | "/ws" | "/raw" | "/broadcast" => match check_upgrade(&req, &s.policy) {
+        match app.on_request(&req, out) {
+            Handling::Answered { keep_alive } => self.answered(keep_alive, now),
+            Handling::Refuse(e) => self.http_error(e, now, out),
+            Handling::Upgrade => match check_upgrade(&req, &s.policy) {
                 Ok(accepted) => {
-                    let route = Route::from_path(path).unwrap_or(Route::Echo);
                     let before = out.bytes.len();
                     write_switching(&mut out.bytes, &accepted, &s.policy);
-                    if route != Route::Echo {
-                        if let Err(r) = app.on_open(route, &req, out) {
-                            out.refused.get_or_insert(HandshakeFailure::BadRequest);
-                            out.bytes.truncate(before);
-                            write_error(&mut out.bytes, r.status, &[], &r.message);
-                            return self.enter(State::Closed, now);
-                        }
+                    if let Err(r) = app.on_open(&req, out) {
+                        out.refused.get_or_insert(HandshakeFailure::BadRequest);
+                        out.bytes.truncate(before);
+                        write_error(&mut out.bytes, r.status, &[], &r.message);
+                        return self.enter(State::Closed, now);
                     }
-                    self.route = route;
                     self.enter(State::Open, now);
                 }
                 Err(e) => {
@@ -568,14 +416,10 @@ impl Conn {
                     self.enter(State::Closed, now);
                 }
             },
-            _ => match page::find(path) {
-                Some(asset) => self.on_page(asset, &req, now, out),
-                None => self.http_error(HttpError::NotFound, now, out),
-            },
         }
     }
 
-    /// WebSocket frames: echo data, answer pings, run the closing handshake.
+    /// WebSocket frames: hand data to the app, answer pings, run the closing handshake.
     fn read_frames(
         &mut self,
         bytes: &mut [u8],
@@ -585,17 +429,12 @@ impl Conn {
         app: &mut dyn App,
     ) {
         let mut state = self.state;
-        let route = self.route;
         self.frames
             .on_read(bytes, cx.kernels, &cx.settings.limits, |m| {
                 match m {
                     Message::Data { opcode, payload } if state == State::Open => {
                         out.messages_in += 1;
-                        if route == Route::Echo {
-                            out.frame(opcode, payload)
-                        } else {
-                            app.on_message(route, opcode, payload, out)
-                        }
+                        app.on_message(opcode, payload, out)
                     }
                     Message::Ping(payload) if state == State::Open => out.pong(payload),
                     Message::Violation(e) if state == State::Open => {

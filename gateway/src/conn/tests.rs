@@ -4,9 +4,37 @@ use std::time::{Duration, Instant};
 
 use frame_simd::{
     encode_header, parse_header, Kernels, MaskKey, Opcode, ParseConfig, Parsed, Role,
+    MAX_HEADER_LEN,
 };
 
+use super::http::{keeps_alive, write_response};
 use super::*;
+
+/// The app of these tests: `/echo` upgrades and echoes, `/healthz` is a plain keep-alive
+/// response, anything else is not found (the gateway's own URL table lives in the app layer).
+struct Fixture;
+
+impl App for Fixture {
+    fn on_request(&mut self, req: &httparse::Request<'_, '_>, out: &mut Output) -> Handling {
+        match req.path {
+            Some("/echo") => Handling::Upgrade,
+            Some("/healthz") => {
+                let keep_alive = keeps_alive(req);
+                write_response(&mut out.bytes, (200, "OK"), &[], "ok\n", !keep_alive);
+                Handling::Answered { keep_alive }
+            }
+            _ => Handling::Refuse(HttpError::NotFound),
+        }
+    }
+
+    fn on_open(&mut self, _: &httparse::Request<'_, '_>, _: &mut Output) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn on_message(&mut self, opcode: Opcode, payload: &mut [u8], out: &mut Output) {
+        out.frame(opcode, payload);
+    }
+}
 
 const KEY: MaskKey = MaskKey([0x37, 0xfa, 0x21, 0x3d]);
 const UPGRADE: &str =
@@ -44,7 +72,8 @@ impl Peer {
             kernels: &self.kernels,
         };
         let now = self.at(ms);
-        self.conn.on_read(&mut buf, now, &cx, &mut out);
+        self.conn
+            .on_read(&mut buf, now, &cx, &mut out, &mut Fixture);
         out.finish();
         out.bytes
     }

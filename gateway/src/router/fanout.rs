@@ -1,12 +1,15 @@
 //! Encoding a delivery once: the complete WebSocket frame (header and JSON text) is built in the
 //! shard's scratch buffer and copied once into an `Arc<[u8]>` that every local subscriber's
-//! outbox and every other shard's inbox share by reference.
+//! outbox and every other shard's inbox share by reference. The JSON shapes of deliveries
+//! (`message`, `direct`, `join`/`leave`) are the public protocol
+//! (`gateway/docs/client-protocol.md`).
 
 use std::sync::Arc;
 
 use frame_simd::{encode_header, Opcode, MAX_HEADER_LEN};
 
 use crate::conn::ConnId;
+use crate::json::{write_conn, write_opt_conn, write_opt_str, write_str};
 
 /// One publish as it travels: the channel, its frames, and who must not get it.
 #[derive(Debug)]
@@ -32,6 +35,59 @@ pub fn text_frame(scratch: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> Ar
     let start = MAX_HEADER_LEN - n;
     scratch[start..MAX_HEADER_LEN].copy_from_slice(&h[..n]);
     Arc::from(&scratch[start..])
+}
+
+/// `{"type":"message","channel":..,"data":<data>,"from":..,"user":..}`; `data` is JSON text.
+pub fn encode_message(
+    out: &mut Vec<u8>,
+    channel: &str,
+    data: &[u8],
+    from: Option<ConnId>,
+    user: Option<&str>,
+) {
+    out.extend_from_slice(b"{\"type\":\"message\",\"channel\":");
+    write_str(out, channel);
+    out.extend_from_slice(b",\"data\":");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b",\"from\":");
+    write_opt_conn(out, from);
+    if let Some(user) = user {
+        out.extend_from_slice(b",\"user\":");
+        write_str(out, user);
+    }
+    out.push(b'}');
+}
+
+/// `{"type":"direct","from":..,"user":..,"data":<data>}`; `data` is JSON text.
+pub fn encode_direct(out: &mut Vec<u8>, data: &[u8], from: Option<ConnId>, user: Option<&str>) {
+    out.extend_from_slice(b"{\"type\":\"direct\",\"from\":");
+    write_opt_conn(out, from);
+    out.extend_from_slice(b",\"user\":");
+    write_opt_str(out, user);
+    out.extend_from_slice(b",\"data\":");
+    out.extend_from_slice(data);
+    out.push(b'}');
+}
+
+/// `{"type":"join"|"leave","channel":..,"conn":..,"user":..}`
+pub fn encode_presence_event(
+    out: &mut Vec<u8>,
+    join: bool,
+    channel: &str,
+    conn: ConnId,
+    user: Option<&str>,
+) {
+    out.extend_from_slice(if join {
+        b"{\"type\":\"join\",\"channel\":"
+    } else {
+        b"{\"type\":\"leave\",\"channel\":"
+    });
+    write_str(out, channel);
+    out.extend_from_slice(b",\"conn\":");
+    write_conn(out, conn);
+    out.extend_from_slice(b",\"user\":");
+    write_opt_str(out, user);
+    out.push(b'}');
 }
 
 #[cfg(test)]

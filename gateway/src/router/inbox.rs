@@ -11,10 +11,12 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 use mio::Waker;
 
+use frame_simd::CloseCode;
+
 use crate::conn::ConnId;
 
 use super::fanout::Delivery;
-use crate::protocol::reply::Member;
+use super::Member;
 
 /// Where a deferred answer goes: the requesting connection and its request's `id` (JSON text).
 #[derive(Clone, Debug)]
@@ -83,7 +85,7 @@ pub enum ShardMsg {
         /// The user.
         user: Arc<str>,
         /// The close code.
-        code: u16,
+        code: CloseCode,
         /// The close reason.
         reason: Box<str>,
     },
@@ -106,7 +108,7 @@ pub enum ShardMsg {
         /// The target.
         conn: ConnId,
         /// The close code (4000-4999 from the API).
-        code: u16,
+        code: CloseCode,
         /// The close reason.
         reason: Box<str>,
         /// Who waits to learn whether the connection existed.

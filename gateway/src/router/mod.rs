@@ -2,44 +2,61 @@
 //! shards together. Each shard owns one; shards share only the [`inbox::Mesh`] of lock-free
 //! queues.
 //!
-//! Entry points (called on the shard's thread, for `/ws` requests and for the backend API):
+//! Entry points (called on the shard's thread, by the client apps and the backend API):
 //! - [`Router::publish`]: deliver JSON `data` to every subscriber of a channel, on every shard
 //!   that has one (found in the [`registry::Registry`]); the frame is encoded once.
 //! - [`Router::send`]: deliver JSON `data` privately to one [`ConnId`] on any shard; the outcome
-//!   (delivered, or `unknown_connection`) comes back to the requester.
-//! - [`Router::presence`]: list a channel's members across shards (scatter/gather).
-//! - [`Router::disconnect`]: close one connection with a code.
-//! - [`Router::channel_counts`]: this shard's channels with local subscriber counts.
+//!   (delivered, or unknown) comes back to the requester.
+//! - [`Router::presence`] and [`Router::channel_list`]: scatter/gather over shards ([`gather`]).
+//! - [`Router::disconnect`], [`Router::publish_user`], [`Router::disconnect_user`].
+//! - [`Router::subscribe`], [`Router::unsubscribe`], [`Router::on_disconnect`] for connections.
 //!
-//! Effects on this shard's own connections are queued as [`Action`]s that the shard applies
-//! after the current input (it owns the connections); answers that arrive later for
-//! requesters that are not `/ws` connections (the API) are left in [`Router::completions`].
+//! Every effect is a [`ShardMsg`]: for another shard it crosses the mesh, for this shard it waits
+//! in a local list ([`outbound::Outbound`]) that the shard applies at the end of the turn, the
+//! same way (it owns the connections). Answers for requesters that are not client connections
+//! (the API) are left in [`Router::completions`].
 
 pub mod channels;
 pub mod fanout;
+pub mod gather;
 pub mod inbox;
+pub mod names;
+pub mod outbound;
 pub mod registry;
 pub mod session;
-mod ws;
+pub mod users;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::auth::upgrade::ClientAuth;
-use crate::auth::Claims;
+use frame_simd::CloseCode;
 
 use crate::conn::ConnId;
-use crate::protocol::reply::{self, Member};
-use crate::protocol::{ErrorCode, Parser, ProtocolError};
 
-use self::channels::{ChannelTable, Kind};
-use self::fanout::{text_frame, Delivery};
+use self::channels::{ChanKey, ChannelTable, Kind};
+use self::fanout::{encode_direct, encode_message, encode_presence_event, text_frame, Delivery};
+use self::gather::{ChannelGather, Gather, Gathers};
 use self::inbox::{Mesh, ReplyTo, ShardMsg};
-use self::registry::{Registry, ShardSet};
+use self::outbound::Outbound;
+use self::registry::Registry;
 use self::session::Session;
+use self::users::Users;
 
-pub use self::ws::{busy, unknown_connection, Dispatch};
+/// A presence member: a connection and its user.
+pub type Member = (ConnId, Option<Arc<str>>);
+
+/// Why the router refused a request. Each layer above says it in its own words (a `/ws` error
+/// reply, an API status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouterError {
+    /// A queue towards another shard is full (and so is the backlog): retry later.
+    Busy,
+    /// No shard of this node has a connection with this id.
+    UnknownConnection,
+    /// Subscribing would pass `--max-channels-per-conn`.
+    TooManyChannels,
+    /// Unsubscribing from a channel the connection is not subscribed to.
+    NotSubscribed,
+}
 
 /// Router limits and sizes.
 #[derive(Clone, Copy, Debug)]
@@ -55,70 +72,15 @@ impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
             max_channels_per_conn: 128,
-            max_backlog: MAX_BACKLOG,
+            max_backlog: 1 << 16,
         }
     }
 }
 
-/// A local effect for the shard to apply to its connections.
-#[derive(Debug)]
-pub enum Action {
-    /// Fan a delivery out to this shard's subscribers of its channel.
-    Deliver(Arc<Delivery>),
-    /// Deliver a frame to one local connection and report the outcome to `reply`.
-    Direct {
-        /// The target.
-        to: ConnId,
-        /// The frame.
-        frame: Arc<[u8]>,
-        /// Who waits for the outcome.
-        reply: Option<ReplyTo>,
-    },
-    /// Start a presence gather: local members now, other shards by message.
-    Presence {
-        /// The channel.
-        channel: Arc<str>,
-        /// The requester.
-        reply: ReplyTo,
-    },
-    /// Deliver a frame to every local connection of a user.
-    DirectUser {
-        /// The user.
-        user: Arc<str>,
-        /// The frame.
-        frame: Arc<[u8]>,
-    },
-    /// Close every local connection of a user.
-    CloseUser {
-        /// The user.
-        user: Arc<str>,
-        /// The close code.
-        code: u16,
-        /// The reason.
-        reason: Box<str>,
-    },
-    /// Start a channel-list gather: local counts now, other shards by message.
-    ChannelList {
-        /// The requester.
-        reply: ReplyTo,
-    },
-    /// Close a local connection.
-    Close {
-        /// The target.
-        conn: ConnId,
-        /// The close code.
-        code: u16,
-        /// The reason.
-        reason: Box<str>,
-        /// Who waits to learn whether it existed.
-        reply: Option<ReplyTo>,
-    },
-}
-
-/// An answer for a requester that is not a `/ws` connection (an API request).
+/// An answer for a requester that is not a client connection (an API request).
 #[derive(Debug)]
 pub enum Completion {
-    /// The outcome of [`Router::send`].
+    /// The outcome of [`Router::send`] or [`Router::disconnect`].
     Sent {
         /// The requester.
         reply: ReplyTo,
@@ -141,28 +103,6 @@ pub enum Completion {
     },
 }
 
-/// A channel list waiting for other shards.
-#[derive(Debug)]
-pub struct ChannelGather {
-    /// The requester.
-    pub reply: ReplyTo,
-    /// Shards still to answer.
-    pub waiting: usize,
-    /// Counts so far.
-    pub counts: HashMap<Arc<str>, u64>,
-}
-
-/// A presence query waiting for other shards.
-#[derive(Debug)]
-pub struct Gather {
-    /// The requester.
-    pub reply: ReplyTo,
-    /// Shards still to answer.
-    pub waiting: usize,
-    /// Members so far.
-    pub members: Vec<Member>,
-}
-
 /// Counters the router keeps (exported by the metrics module).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RouterStats {
@@ -176,143 +116,61 @@ pub struct RouterStats {
     pub busy: u64,
     /// Frames from `/raw` clients, ignored.
     pub raw_ignored: u64,
-    /// Control messages dropped because another shard stopped draining its queue.
-    pub control_dropped: u64,
 }
 
 /// One shard's router. See the module doc.
+#[derive(Debug)]
 pub struct Router {
-    shard: u8,
-    mesh: Arc<Mesh>,
     cfg: RouterConfig,
-    /// The shard's channels.
+    /// The shard's channels and their local subscribers.
     pub channels: ChannelTable,
     /// Which shards have subscribers of which channel.
     pub registry: Registry,
-    /// Local effects for the shard to apply.
-    pub actions: Vec<Action>,
+    /// The shard's connections by user.
+    pub users: Users,
+    /// Presence and channel-list queries waiting for shards.
+    pub gathers: Gathers,
+    /// Messages to shards, this one included.
+    pub outbound: Outbound,
     /// Answers for API requesters.
     pub completions: Vec<Completion>,
     /// Counters.
     pub stats: RouterStats,
-    pub(crate) parser: Option<Parser>,
-    pub(crate) scratch: Vec<u8>,
-    pub(crate) text: Vec<u8>,
-    pub(crate) id_text: Vec<u8>,
-    wake: ShardSet,
-    /// Control messages (interest, answers) that found a full queue: retried every turn, in
-    /// order, so they are late but never lost.
-    backlog: Vec<VecDeque<ShardMsg>>,
-    backlog_len: usize,
-    gathers: HashMap<u64, Gather>,
-    channel_gathers: HashMap<u64, ChannelGather>,
-    next_tag: u64,
-    /// This shard's connections by user (for publishes and disconnects by user).
-    users: HashMap<Arc<str>, Vec<ConnId>>,
-    /// Only this shard exists on the mesh (no other shard to tell).
-    solo: bool,
-    /// How client connections authenticate.
-    pub(crate) auth: ClientAuth,
-    /// Token expiries of this shard's connections (seconds since the epoch), earliest first;
-    /// an entry is stale when its connection refreshed or closed since.
-    expiries: BinaryHeap<Reverse<(u64, ConnId)>>,
+    /// Reused to encode frames.
+    scratch: Vec<u8>,
 }
-
-impl std::fmt::Debug for Router {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router")
-            .field("shard", &self.shard)
-            .finish()
-    }
-}
-
-/// Messages kept for retry when other shards' queues are full; past it data is refused (`busy`).
-const MAX_BACKLOG: usize = 1 << 16;
-/// Past this, even control messages are dropped (counted): the destination has stalled.
-const MAX_CONTROL_BACKLOG: usize = 4 * MAX_BACKLOG;
 
 impl Router {
     /// The router of shard `shard` on `mesh`.
     pub fn new(shard: u8, mesh: Arc<Mesh>, cfg: RouterConfig) -> Router {
-        let shards = mesh.shards();
-        Router {
-            shard,
-            mesh,
-            cfg,
-            channels: ChannelTable::default(),
-            registry: Registry::default(),
-            actions: Vec::new(),
-            completions: Vec::new(),
-            stats: RouterStats::default(),
-            parser: Some(Parser::default()),
-            scratch: Vec::new(),
-            text: Vec::new(),
-            id_text: Vec::new(),
-            wake: ShardSet::default(),
-            backlog: (0..shards).map(|_| VecDeque::new()).collect(),
-            backlog_len: 0,
-            gathers: HashMap::new(),
-            channel_gathers: HashMap::new(),
-            next_tag: 0,
-            users: HashMap::new(),
-            auth: ClientAuth::default(),
-            expiries: BinaryHeap::new(),
-            solo: false,
-        }
+        Router::build(Outbound::new(shard, mesh, cfg.max_backlog, false), cfg)
     }
 
     /// A router for a process with a single shard (no wake-ups needed).
     pub fn single(shard: u8) -> Router {
         let wakers = vec![None; usize::from(shard) + 1];
-        let mut r = Router::new(
-            shard,
-            Arc::new(Mesh::new(1024, wakers)),
-            RouterConfig::default(),
-        );
-        r.solo = true;
-        r
+        let cfg = RouterConfig::default();
+        let mesh = Arc::new(Mesh::new(1024, wakers));
+        Router::build(Outbound::new(shard, mesh, cfg.max_backlog, true), cfg)
     }
 
-    /// Authenticate client connections with `auth` (default: anonymous clients only).
-    pub fn with_auth(mut self, auth: ClientAuth) -> Router {
-        self.auth = auth;
-        self
-    }
-
-    /// Give connection `id` the verified `claims`: its user, its rights, its expiry.
-    pub fn set_claims(&mut self, id: ConnId, session: &mut Session, claims: Arc<Claims>) {
-        if session.user.as_deref() != Some(&*claims.sub) {
-            self.set_user(id, session, Arc::from(&*claims.sub));
+    fn build(outbound: Outbound, cfg: RouterConfig) -> Router {
+        Router {
+            cfg,
+            channels: ChannelTable::default(),
+            registry: Registry::default(),
+            users: Users::default(),
+            gathers: Gathers::default(),
+            outbound,
+            completions: Vec::new(),
+            stats: RouterStats::default(),
+            scratch: Vec::new(),
         }
-        self.expiries.push(Reverse((claims.exp, id)));
-        session.grants = Some(claims);
-    }
-
-    /// Connections whose token expiry (as recorded) is at or before `now_secs`, in expiry
-    /// order; the caller checks each against the session (a refresh makes an entry stale).
-    pub fn take_expired(&mut self, now_secs: u64, out: &mut Vec<(u64, ConnId)>) {
-        while let Some(&Reverse((exp, id))) = self.expiries.peek() {
-            if exp > now_secs {
-                break;
-            }
-            self.expiries.pop();
-            out.push((exp, id));
-        }
-    }
-
-    /// The earliest recorded token expiry (seconds since the epoch).
-    pub fn next_expiry(&self) -> Option<u64> {
-        self.expiries.peek().map(|Reverse((exp, _))| *exp)
     }
 
     /// This router's shard.
     pub fn shard(&self) -> u8 {
-        self.shard
-    }
-
-    /// The mesh (queue depths for metrics).
-    pub fn mesh(&self) -> &Arc<Mesh> {
-        &self.mesh
+        self.outbound.shard()
     }
 
     /// The limits.
@@ -323,7 +181,7 @@ impl Router {
     /// Publish `data` (JSON text) to `channel` (a valid name). `bare` is what `/raw` and
     /// `/broadcast` subscribers get (the string's text when `data` is a JSON string, else the
     /// JSON text); `from`/`user` name the publisher (`None` for the API); `skip` is not
-    /// delivered to. Returns `Busy` when a shard's queue was full (that shard misses it).
+    /// delivered to. `Busy` when a shard's queue was full (that shard misses it).
     pub fn publish(
         &mut self,
         channel: &str,
@@ -332,13 +190,13 @@ impl Router {
         from: Option<ConnId>,
         user: Option<&str>,
         skip: Option<ConnId>,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<(), RouterError> {
         self.stats.publishes += 1;
         let Some((name, shards)) = self.registry.lookup(channel) else {
             return Ok(());
         };
         let json = text_frame(&mut self.scratch, |out| {
-            reply::message(out, channel, data, from, user)
+            encode_message(out, channel, data, from, user)
         });
         let bare = Some(text_frame(&mut self.scratch, |out| {
             out.extend_from_slice(bare)
@@ -349,22 +207,16 @@ impl Router {
             bare,
             skip,
         });
-        self.fan_out(d, shards)
+        self.on_shards(shards.iter(), || ShardMsg::Deliver(Arc::clone(&d)))
     }
 
     /// Announce a presence event (`join`/`leave`) to the JSON subscribers of `channel`.
-    pub fn presence_event(
-        &mut self,
-        channel: &Arc<str>,
-        join: bool,
-        conn: ConnId,
-        user: Option<&str>,
-    ) {
+    fn presence_event(&mut self, channel: &Arc<str>, join: bool, conn: ConnId, user: Option<&str>) {
         let Some((name, shards)) = self.registry.lookup(channel) else {
             return;
         };
         let json = text_frame(&mut self.scratch, |out| {
-            reply::presence_event(out, join, channel, conn, user)
+            encode_presence_event(out, join, channel, conn, user)
         });
         let d = Arc::new(Delivery {
             channel: name,
@@ -372,23 +224,7 @@ impl Router {
             bare: None,
             skip: Some(conn),
         });
-        let _ = self.fan_out(d, shards);
-    }
-
-    fn fan_out(&mut self, d: Arc<Delivery>, shards: ShardSet) -> Result<(), ErrorCode> {
-        let mut busy = false;
-        for s in shards.iter() {
-            if s == self.shard {
-                self.actions.push(Action::Deliver(Arc::clone(&d)));
-            } else if self.enqueue(s, ShardMsg::Deliver(Arc::clone(&d))).is_err() {
-                busy = true;
-            }
-        }
-        if busy {
-            self.stats.busy += 1;
-            return Err(ErrorCode::Busy);
-        }
-        Ok(())
+        let _ = self.on_shards(shards.iter(), || ShardMsg::Deliver(Arc::clone(&d)));
     }
 
     /// Send `data` (JSON text) privately to `to`, as a `direct` delivery from `from`/`user`.
@@ -400,27 +236,14 @@ impl Router {
         from: Option<ConnId>,
         user: Option<&str>,
         reply: Option<ReplyTo>,
-    ) -> Result<(), ErrorCode> {
-        if usize::from(to.shard()) >= self.mesh.shards() {
-            return Err(ErrorCode::UnknownConnection);
+    ) -> Result<(), RouterError> {
+        if !self.outbound.has_shard(to.shard()) {
+            return Err(RouterError::UnknownConnection);
         }
         let frame = text_frame(&mut self.scratch, |out| {
-            reply::direct(out, data, from, user)
+            encode_direct(out, data, from, user)
         });
-        if to.shard() == self.shard {
-            self.actions.push(Action::Direct { to, frame, reply });
-            return Ok(());
-        }
-        self.enqueue(to.shard(), ShardMsg::Direct { to, frame, reply })
-            .inspect_err(|_| self.stats.busy += 1)
-    }
-
-    /// List the members of `channel` across shards; the answer goes to `reply`.
-    pub fn presence(&mut self, channel: &str, reply: ReplyTo) {
-        self.actions.push(Action::Presence {
-            channel: Arc::from(channel),
-            reply,
-        });
+        self.data(to.shard(), ShardMsg::Direct { to, frame, reply })
     }
 
     /// Close `conn` (on any shard) with `code` and `reason`. Whether it existed goes to `reply`
@@ -428,176 +251,135 @@ impl Router {
     pub fn disconnect(
         &mut self,
         conn: ConnId,
-        code: u16,
+        code: CloseCode,
         reason: &str,
         reply: Option<ReplyTo>,
-    ) -> Result<(), ErrorCode> {
-        if usize::from(conn.shard()) >= self.mesh.shards() {
-            return Err(ErrorCode::UnknownConnection);
-        }
-        let reason: Box<str> = Box::from(reason);
-        if conn.shard() == self.shard {
-            self.actions.push(Action::Close {
-                conn,
-                code,
-                reason,
-                reply,
-            });
-            return Ok(());
+    ) -> Result<(), RouterError> {
+        if !self.outbound.has_shard(conn.shard()) {
+            return Err(RouterError::UnknownConnection);
         }
         let msg = ShardMsg::Close {
             conn,
             code,
-            reason,
+            reason: Box::from(reason),
             reply,
         };
-        self.enqueue(conn.shard(), msg)
-    }
-
-    /// This shard's channels and their local subscriber counts (sum over shards for totals).
-    pub fn channel_counts(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.channels.iter().map(|c| (&*c.name, c.len()))
+        self.data(conn.shard(), msg)
     }
 
     /// Deliver `data` (JSON text) as a `direct` message with `from` and `user` null to every
     /// connection of `user`, on every shard. `Busy` when a shard's queue was full.
-    pub fn publish_user(&mut self, user: &str, data: &[u8]) -> Result<(), ErrorCode> {
+    pub fn publish_user(&mut self, user: &str, data: &[u8]) -> Result<(), RouterError> {
         self.stats.publishes += 1;
         let frame = text_frame(&mut self.scratch, |out| {
-            reply::direct(out, data, None, None)
+            encode_direct(out, data, None, None)
         });
         let user: Arc<str> = Arc::from(user);
-        self.on_every_shard(
-            || Action::DirectUser {
-                user: Arc::clone(&user),
-                frame: Arc::clone(&frame),
-            },
-            || ShardMsg::DirectUser {
-                user: Arc::clone(&user),
-                frame: Arc::clone(&frame),
-            },
-        )
+        let all: Vec<u8> = self.outbound.all().collect();
+        self.on_shards(all.into_iter(), || ShardMsg::DirectUser {
+            user: Arc::clone(&user),
+            frame: Arc::clone(&frame),
+        })
     }
 
     /// Close every connection of `user`, on every shard, with `code` and `reason`.
     pub fn disconnect_user(
         &mut self,
         user: &str,
-        code: u16,
+        code: CloseCode,
         reason: &str,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<(), RouterError> {
         let user: Arc<str> = Arc::from(user);
-        self.on_every_shard(
-            || Action::CloseUser {
-                user: Arc::clone(&user),
-                code,
-                reason: Box::from(reason),
-            },
-            || ShardMsg::CloseUser {
-                user: Arc::clone(&user),
-                code,
-                reason: Box::from(reason),
-            },
-        )
+        let all: Vec<u8> = self.outbound.all().collect();
+        self.on_shards(all.into_iter(), || ShardMsg::CloseUser {
+            user: Arc::clone(&user),
+            code,
+            reason: Box::from(reason),
+        })
+    }
+
+    /// List the members of `channel` across shards; the answer goes to `reply`. Every shard with
+    /// subscribers is asked, this one included (so the answer always comes back the same way).
+    pub fn presence(&mut self, channel: &str, reply: ReplyTo) {
+        let me = self.shard();
+        let mut shards = self.registry.shards(channel);
+        shards.insert(me);
+        let tag = self.gathers.start_presence(reply, shards.iter().count());
+        let channel: Arc<str> = Arc::from(channel);
+        for s in shards.iter() {
+            let query = ShardMsg::PresenceQuery {
+                channel: Arc::clone(&channel),
+                from: me,
+                tag,
+            };
+            self.outbound.control(s, query);
+        }
     }
 
     /// List every channel with subscribers and their counts over all shards; the answer comes
     /// back as [`Completion::Channels`] for `reply`.
     pub fn channel_list(&mut self, reply: ReplyTo) {
-        self.actions.push(Action::ChannelList { reply });
+        let me = self.shard();
+        let all: Vec<u8> = self.outbound.all().collect();
+        let tag = self.gathers.start_channels(reply, all.len());
+        for s in all {
+            self.outbound
+                .control(s, ShardMsg::ChannelQuery { from: me, tag });
+        }
     }
 
-    fn on_every_shard(
+    /// One shard's part of presence gather `tag`; the finished gather once every shard answered.
+    pub fn on_presence_part(&mut self, tag: u64, members: Vec<Member>) -> Option<Gather> {
+        self.gathers.on_presence_part(tag, members)
+    }
+
+    /// One shard's part of channel-list gather `tag`; once complete, its answer is queued in
+    /// [`Router::completions`].
+    pub fn on_channel_part(&mut self, tag: u64, counts: Vec<(Arc<str>, u64)>) {
+        if let Some(ChannelGather { reply, counts, .. }) = self.gathers.on_channel_part(tag, counts)
+        {
+            self.completions.push(Completion::Channels {
+                reply,
+                counts: counts.into_iter().collect(),
+            });
+        }
+    }
+
+    /// This shard's channels with their local subscriber counts (its part of a channel list).
+    pub fn local_counts(&self) -> Vec<(Arc<str>, u64)> {
+        self.channels
+            .iter()
+            .map(|c| (Arc::clone(&c.name), c.len() as u64))
+            .collect()
+    }
+
+    /// Send `msg(shard)` as data to each of `shards`. `Busy` when one of them was full.
+    fn on_shards(
         &mut self,
-        local: impl Fn() -> Action,
-        remote: impl Fn() -> ShardMsg,
-    ) -> Result<(), ErrorCode> {
+        shards: impl Iterator<Item = u8>,
+        msg: impl Fn() -> ShardMsg,
+    ) -> Result<(), RouterError> {
         let mut busy = false;
-        for s in 0..self.shard_count() {
-            if s == self.shard {
-                self.actions.push(local());
-            } else if self.enqueue(s, remote()).is_err() {
-                busy = true;
-            }
+        for s in shards {
+            busy |= self.outbound.data(s, msg()).is_err();
         }
         if busy {
             self.stats.busy += 1;
-            return Err(ErrorCode::Busy);
+            return Err(RouterError::Busy);
         }
         Ok(())
     }
 
-    /// Shards on the mesh (just this one for a single-shard router).
-    fn shard_count(&self) -> u8 {
-        if self.solo {
-            self.shard + 1
-        } else {
-            self.mesh.shards() as u8
-        }
+    fn data(&mut self, to: u8, msg: ShardMsg) -> Result<(), RouterError> {
+        self.outbound.data(to, msg).map_err(|_| {
+            self.stats.busy += 1;
+            RouterError::Busy
+        })
     }
 
     /// Set the user of connection `id` (from `?user=` or a token's subject).
     pub fn set_user(&mut self, id: ConnId, session: &mut Session, user: Arc<str>) {
-        self.forget_user(id, session);
-        self.users.entry(Arc::clone(&user)).or_default().push(id);
-        session.user = Some(user);
-    }
-
-    fn forget_user(&mut self, id: ConnId, session: &Session) {
-        let Some(user) = &session.user else {
-            return;
-        };
-        if let Some(ids) = self.users.get_mut(user) {
-            ids.retain(|&c| c != id);
-            if ids.is_empty() {
-                self.users.remove(user);
-            }
-        }
-    }
-
-    /// This shard's connections of `user`.
-    pub fn user_conns(&self, user: &str) -> &[ConnId] {
-        self.users.get(user).map_or(&[], Vec::as_slice)
-    }
-
-    /// Start a channel-list gather; `local` are this shard's counts. Returns the finished
-    /// gather when no other shard must answer.
-    pub(crate) fn start_channel_gather(
-        &mut self,
-        reply: ReplyTo,
-        local: Vec<(Arc<str>, u64)>,
-    ) -> Option<ChannelGather> {
-        let mut g = ChannelGather {
-            reply,
-            waiting: 0,
-            counts: local.into_iter().collect(),
-        };
-        let me = self.shard;
-        let others: Vec<u8> = (0..self.shard_count()).filter(|&s| s != me).collect();
-        let Some(tag) = self.ask_shards(&others, |tag| ShardMsg::ChannelQuery { from: me, tag })
-        else {
-            return Some(g);
-        };
-        g.waiting = others.len();
-        self.channel_gathers.insert(tag, g);
-        None
-    }
-
-    /// Add one shard's counts to gather `tag`; returns the gather once complete.
-    pub(crate) fn on_channel_part(
-        &mut self,
-        tag: u64,
-        counts: Vec<(Arc<str>, u64)>,
-    ) -> Option<ChannelGather> {
-        let g = self.channel_gathers.get_mut(&tag)?;
-        for (name, n) in counts {
-            *g.counts.entry(name).or_default() += n;
-        }
-        g.waiting = g.waiting.saturating_sub(1);
-        if g.waiting == 0 {
-            return self.channel_gathers.remove(&tag);
-        }
-        None
+        self.users.set(id, session, user);
     }
 
     /// Subscribe `id` (with `session`) to `channel`. Idempotent.
@@ -606,15 +388,12 @@ impl Router {
         id: ConnId,
         session: &mut Session,
         channel: &str,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<(), RouterError> {
         if self.channels.key(channel).is_some_and(|k| session.has(k)) {
             return Ok(());
         }
         if session.channels.len() >= self.cfg.max_channels_per_conn {
-            return Err(ProtocolError::new(
-                ErrorCode::TooManyChannels,
-                "subscribed to as many channels as allowed (--max-channels-per-conn)",
-            ));
+            return Err(RouterError::TooManyChannels);
         }
         let kind = session.kind.unwrap_or(Kind::Json);
         let s = self.channels.subscribe(channel, id, kind);
@@ -634,8 +413,8 @@ impl Router {
         id: ConnId,
         session: &mut Session,
         channel: &str,
-    ) -> Result<(), ProtocolError> {
-        let not = ProtocolError::new(ErrorCode::NotSubscribed, "not subscribed to this channel");
+    ) -> Result<(), RouterError> {
+        let not = RouterError::NotSubscribed;
         let key = self.channels.key(channel).ok_or(not)?;
         let at = session.channels.iter().position(|&k| k == key).ok_or(not)?;
         session.channels.swap_remove(at);
@@ -649,11 +428,11 @@ impl Router {
         for key in std::mem::take(&mut session.channels) {
             self.leave(id, session, key);
         }
-        self.forget_user(id, session);
+        self.users.forget(id, session);
         session.kind = None;
     }
 
-    fn leave(&mut self, id: ConnId, session: &Session, key: channels::ChanKey) {
+    fn leave(&mut self, id: ConnId, session: &Session, key: ChanKey) {
         if let Some((name, gone)) = self.channels.unsubscribe(key, id) {
             if session.kind == Some(Kind::Json) {
                 self.presence_event(&name, false, id, session.user.as_deref());
@@ -666,156 +445,17 @@ impl Router {
 
     /// Tell every shard (this one included) that this shard gained or lost a channel.
     fn announce(&mut self, channel: &Arc<str>, on: bool) {
-        self.registry.set(channel, self.shard, on);
-        if self.solo {
-            return;
+        let me = self.shard();
+        self.registry.set(channel, me, on);
+        let others: Vec<u8> = self.outbound.others().collect();
+        for s in others {
+            let msg = ShardMsg::Interest {
+                channel: Arc::clone(channel),
+                shard: me,
+                on,
+            };
+            self.outbound.control(s, msg);
         }
-        for s in 0..self.mesh.shards() as u8 {
-            if s != self.shard {
-                self.control(
-                    s,
-                    ShardMsg::Interest {
-                        channel: Arc::clone(channel),
-                        shard: self.shard,
-                        on,
-                    },
-                );
-            }
-        }
-    }
-
-    /// Queue a data message for shard `to`: into its queue, or behind what already waits for it
-    /// in the backlog (order per destination is kept). `Busy` once the backlog is full.
-    fn enqueue(&mut self, to: u8, msg: ShardMsg) -> Result<(), ErrorCode> {
-        if self.backlog_len >= self.cfg.max_backlog {
-            return Err(ErrorCode::Busy);
-        }
-        self.send_or_wait(to, msg);
-        Ok(())
-    }
-
-    /// Queue a control message (interest, answers), which must not be lost: like data, but
-    /// accepted past the data limit (up to a hard cap, then dropped and counted).
-    pub(crate) fn control(&mut self, to: u8, msg: ShardMsg) {
-        if self.backlog_len >= MAX_CONTROL_BACKLOG {
-            self.stats.control_dropped += 1;
-            return;
-        }
-        self.send_or_wait(to, msg);
-    }
-
-    fn send_or_wait(&mut self, to: u8, msg: ShardMsg) {
-        let Some(waiting) = self.backlog.get_mut(usize::from(to)) else {
-            return;
-        };
-        if !waiting.is_empty() {
-            waiting.push_back(msg);
-            self.backlog_len += 1;
-            return;
-        }
-        match self.mesh.push(to, msg) {
-            Ok(()) => self.wake.insert(to),
-            Err(msg) => {
-                waiting.push_back(msg);
-                self.backlog_len += 1;
-            }
-        }
-    }
-
-    /// Start a gather of `reply`'s presence query over the other shards with subscribers;
-    /// `local` are this shard's members. Returns the finished gather when no shard must answer.
-    pub(crate) fn start_gather(
-        &mut self,
-        channel: &Arc<str>,
-        reply: ReplyTo,
-        local: Vec<Member>,
-    ) -> Option<Gather> {
-        let others: Vec<u8> = self
-            .registry
-            .shards(channel)
-            .iter()
-            .filter(|&s| s != self.shard)
-            .collect();
-        let mut g = Gather {
-            reply,
-            waiting: 0,
-            members: local,
-        };
-        let me = self.shard;
-        let Some(tag) = self.ask_shards(&others, |tag| ShardMsg::PresenceQuery {
-            channel: Arc::clone(channel),
-            from: me,
-            tag,
-        }) else {
-            return Some(g);
-        };
-        g.waiting = others.len();
-        self.gathers.insert(tag, g);
-        None
-    }
-
-    /// Send `query(tag)` to each of `shards` under a fresh gather tag and return the tag; `None`
-    /// when there is no shard to ask.
-    fn ask_shards(&mut self, shards: &[u8], query: impl Fn(u64) -> ShardMsg) -> Option<u64> {
-        if shards.is_empty() {
-            return None;
-        }
-        self.next_tag += 1;
-        let tag = self.next_tag;
-        for &s in shards {
-            self.control(s, query(tag));
-        }
-        Some(tag)
-    }
-
-    /// Add one shard's part to gather `tag`; returns the gather once complete.
-    pub(crate) fn on_presence_part(&mut self, tag: u64, members: Vec<Member>) -> Option<Gather> {
-        let g = self.gathers.get_mut(&tag)?;
-        g.members.extend(members);
-        g.waiting = g.waiting.saturating_sub(1);
-        if g.waiting == 0 {
-            return self.gathers.remove(&tag);
-        }
-        None
-    }
-
-    /// Retry the backlog and wake every shard that was sent something this turn.
-    pub fn flush(&mut self) {
-        if self.backlog_len > 0 {
-            for (to, waiting) in self.backlog.iter_mut().enumerate() {
-                while let Some(msg) = waiting.pop_front() {
-                    match self.mesh.push(to as u8, msg) {
-                        Ok(()) => {
-                            self.backlog_len -= 1;
-                            self.wake.insert(to as u8);
-                        }
-                        Err(msg) => {
-                            waiting.push_front(msg);
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        let wake = std::mem::take(&mut self.wake);
-        for s in wake.iter() {
-            self.mesh.wake(s);
-        }
-    }
-
-    /// True when control messages wait for room in another shard's queue.
-    pub fn has_backlog(&self) -> bool {
-        self.backlog_len > 0
-    }
-
-    /// Messages waiting for room in other shards' queues.
-    pub fn backlog_len(&self) -> usize {
-        self.backlog_len
-    }
-
-    /// The next message from other shards.
-    pub fn pop(&self) -> Option<ShardMsg> {
-        self.mesh.pop(self.shard)
     }
 }
 

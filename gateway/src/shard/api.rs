@@ -6,20 +6,30 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::api::{Command, Outcome, Stats, Target};
+use crate::api::{ApiConn, Command, Outcome, Stats, Target};
 use crate::conn::ConnId;
 use crate::driver::Driver;
 use crate::metrics::{self, ShardMetrics};
-use crate::protocol::ErrorCode;
 use crate::router::inbox::ReplyTo;
-use crate::router::Completion;
+use crate::router::{Completion, RouterError};
 
-use super::Shard;
+use super::{Peer, Shard};
+
+/// The API connection `id`, if it is one.
+fn api_conn(peer: Option<&mut super::Entry>) -> Option<&mut ApiConn> {
+    match peer {
+        Some(super::Entry {
+            peer: Peer::Api(api),
+            ..
+        }) => Some(api),
+        _ => None,
+    }
+}
 
 impl<D: Driver> Shard<D> {
     /// Bytes read on API connection `id`.
     pub(super) fn api_read(&mut self, id: ConnId, n: usize, now: Instant) {
-        let Some(api) = self.conns.get_mut(id).and_then(|e| e.api.as_mut()) else {
+        let Some(api) = api_conn(self.conns.get_mut(id)) else {
             return;
         };
         let cmd = api.on_read(
@@ -52,7 +62,7 @@ impl<D: Driver> Shard<D> {
     /// Hand `outcome` to API connection `id` (its response goes to the shard's output);
     /// returns its next command, if any.
     fn api_answer(&mut self, id: ConnId, outcome: Outcome, now: Instant) -> Option<Command> {
-        let api = self.conns.get_mut(id)?.api.as_mut()?;
+        let api = api_conn(self.conns.get_mut(id))?;
         api.on_outcome(
             outcome,
             now,
@@ -181,9 +191,9 @@ impl<D: Driver> Shard<D> {
     }
 }
 
-fn outcome_of(code: ErrorCode) -> Outcome {
-    match code {
-        ErrorCode::UnknownConnection => Outcome::UnknownConnection,
+fn outcome_of(e: RouterError) -> Outcome {
+    match e {
+        RouterError::UnknownConnection => Outcome::UnknownConnection,
         _ => Outcome::Busy,
     }
 }

@@ -21,12 +21,12 @@ use frame_simd::Kernels;
 use tracing::{debug, error, info, warn};
 
 use crate::api::{ApiConn, ApiSettings, ApiState};
+use crate::app::{AppState, ClientState, Dispatch};
 use crate::conn::id::Slab;
 use crate::conn::{Conn, ConnId, Ctx, Output, Settings, State};
 use crate::driver::{is_resource_exhaustion, Driver, Ready};
 use crate::metrics::ShardMetrics;
-use crate::router::session::Session;
-use crate::router::{Dispatch, Router};
+use crate::router::Router;
 
 use self::outbox::Outbox;
 use self::timers::TimerWheel;
@@ -75,8 +75,9 @@ pub struct Shared {
     pub all_metrics: OnceLock<Vec<Arc<ShardMetrics>>>,
 }
 
+/// One accepted socket: who is on the other end, and the shard's bookkeeping for it.
 struct Entry {
-    conn: Conn,
+    peer: Peer,
     outbox: Outbox,
     /// Tick of the live timer entry (`UNARMED` when none).
     armed: u64,
@@ -88,32 +89,87 @@ struct Entry {
     peer_eof: bool,
     /// Counted in `Shared::connections`.
     counted: bool,
-    /// Channels, user and delivery kind (`/ws`, `/raw`, `/broadcast`).
-    session: Session,
-    /// A backend API connection: this drives it, and `conn` stays unused (never opens).
-    api: Option<Box<ApiConn>>,
+    /// Queued in `Shard::dirty` for a flush at the end of the turn.
+    dirty: bool,
 }
 
-impl Entry {
+/// What speaks on a connection.
+// Entries share one slab, so every slot is as large as a client either way; boxing the client
+// would cost an allocation and a pointer chase per read for the common case.
+#[allow(clippy::large_enum_variant)]
+enum Peer {
+    /// A client on a WebSocket listener: its connection state machine and its app state.
+    Client {
+        /// HTTP request, upgrade, frames, close.
+        conn: Conn,
+        /// Route, channels, user.
+        client: ClientState,
+    },
+    /// A backend on the API listener.
+    Api(Box<ApiConn>),
+}
+
+impl Peer {
     /// Nothing more will be read or said (the close is under way).
     fn is_closed(&self) -> bool {
-        match &self.api {
-            Some(a) => a.state() == ApiState::Closed,
-            None => self.conn.state() == State::Closed,
+        match self {
+            Peer::Client { conn, .. } => conn.state() == State::Closed,
+            Peer::Api(a) => a.state() == ApiState::Closed,
         }
     }
 
     fn must_drop(&self) -> bool {
-        match &self.api {
-            Some(a) => a.must_drop(),
-            None => self.conn.must_drop(),
+        match self {
+            Peer::Client { conn, .. } => conn.must_drop(),
+            Peer::Api(a) => a.must_drop(),
         }
     }
 
     fn deadline(&self, cfg: &ShardConfig) -> Instant {
-        match &self.api {
-            Some(a) => a.deadline(&cfg.api),
-            None => self.conn.deadline(&cfg.settings),
+        match self {
+            Peer::Client { conn, .. } => conn.deadline(&cfg.settings),
+            Peer::Api(a) => a.deadline(&cfg.api),
+        }
+    }
+
+    fn on_shutdown(&mut self, now: Instant, out: &mut Output) {
+        match self {
+            Peer::Client { conn, .. } => conn.on_shutdown(now, out),
+            Peer::Api(a) => a.on_shutdown(now),
+        }
+    }
+
+    fn on_peer_eof(&mut self, now: Instant) {
+        match self {
+            Peer::Client { conn, .. } => conn.on_peer_eof(now),
+            Peer::Api(a) => a.on_peer_eof(now),
+        }
+    }
+
+    fn on_deadline(
+        &mut self,
+        now: Instant,
+        cfg: &ShardConfig,
+        kernels: &Kernels,
+        out: &mut Output,
+    ) {
+        match self {
+            Peer::Client { conn, .. } => {
+                let cx = Ctx {
+                    settings: &cfg.settings,
+                    kernels,
+                };
+                conn.on_deadline(now, &cx, out)
+            }
+            Peer::Api(a) => a.on_deadline(now, &cfg.api, &mut out.bytes),
+        }
+    }
+
+    /// The client connection, if it is one and is open for WebSocket traffic.
+    fn open_client(&mut self) -> Option<(&mut Conn, &mut ClientState)> {
+        match self {
+            Peer::Client { conn, client } if conn.state() == State::Open => Some((conn, client)),
+            _ => None,
         }
     }
 }
@@ -141,6 +197,8 @@ pub struct Shard<D: Driver> {
     draining: Option<Instant>,
     /// Channels, fan-out and messages from other shards.
     router: Router,
+    /// What client connections speak: auth, the request parser, token expiries.
+    app: AppState,
     /// Connections with deliveries queued this turn, flushed at its end.
     dirty: Vec<ConnId>,
 }
@@ -176,6 +234,7 @@ impl<D: Driver> Shard<D> {
             exhausted: false,
             draining: None,
             router: Router::single(index),
+            app: AppState::default(),
             dirty: Vec::new(),
         }
     }
@@ -183,6 +242,12 @@ impl<D: Driver> Shard<D> {
     /// Use `router` (joined to the other shards' mesh) instead of a single-shard one.
     pub fn with_router(mut self, router: Router) -> Shard<D> {
         self.router = router;
+        self
+    }
+
+    /// Serve client connections with `app` (its auth policy) instead of anonymous-only.
+    pub fn with_app(mut self, app: AppState) -> Shard<D> {
+        self.app = app;
         self
     }
 
@@ -311,21 +376,28 @@ impl<D: Driver> Shard<D> {
             self.rejecting += 1;
             self.metrics.rejected_over_limit.add(1);
         }
-        let conn = if over {
-            Conn::over_capacity(now, &mut self.out)
+        let peer = if over {
+            Peer::Client {
+                conn: Conn::over_capacity(now, &mut self.out),
+                client: ClientState::default(),
+            }
+        } else if api {
+            Peer::Api(Box::new(ApiConn::new(now)))
         } else {
-            Conn::new(now)
+            Peer::Client {
+                conn: Conn::new(now),
+                client: ClientState::default(),
+            }
         };
         let id = self.conns.insert(Entry {
-            conn,
+            peer,
             outbox: Outbox::default(),
             armed: UNARMED,
             paused: false,
             write_shut: false,
             peer_eof: false,
             counted: !over,
-            session: Session::default(),
-            api: (api && !over).then(|| Box::new(ApiConn::new(now))),
+            dirty: false,
         });
         if let Err(e) = self.driver.attach(id, socket) {
             warn!(error = %e, "cannot watch an accepted socket");
@@ -348,10 +420,7 @@ impl<D: Driver> Shard<D> {
         debug!(connections = ids.len(), "shard draining");
         for id in ids {
             if let Some(e) = self.conns.get_mut(id) {
-                match e.api.as_mut() {
-                    Some(api) => api.on_shutdown(now),
-                    None => e.conn.on_shutdown(now, &mut self.out),
-                }
+                e.peer.on_shutdown(now, &mut self.out);
             }
             self.settle(id, now);
         }
@@ -367,7 +436,7 @@ impl<D: Driver> Shard<D> {
                 // Resumed by `on_writable` once the outbox drains.
                 return;
             }
-            if self.router.backlog_len() >= push::BACKLOG_PAUSE_READS {
+            if self.router.outbound.backlog_len() >= push::BACKLOG_PAUSE_READS {
                 // Other shards are behind: read no more requests until they catch up.
                 self.again.push(id);
                 return;
@@ -375,34 +444,32 @@ impl<D: Driver> Shard<D> {
             match self.driver.recv(id, &mut self.rbuf) {
                 Ok(0) => {
                     e.peer_eof = true;
-                    match e.api.as_mut() {
-                        Some(api) => api.on_peer_eof(now),
-                        None => e.conn.on_peer_eof(now),
-                    }
+                    e.peer.on_peer_eof(now);
                     self.settle(id, now);
                     return;
                 }
                 Ok(n) => {
                     self.metrics.bytes_in.add(n as u64);
-                    if e.api.is_some() {
-                        self.api_read(id, n, now);
-                    } else {
-                        let cx = Ctx {
-                            settings: &self.cfg.settings,
-                            kernels: &self.kernels,
-                        };
-                        let was_awaiting = e.conn.state() == State::AwaitRequest;
-                        let mut app = Dispatch {
-                            id,
-                            session: &mut e.session,
-                            router: &mut self.router,
-                        };
-                        e.conn
-                            .on_read_app(&mut self.rbuf[..n], now, &cx, &mut self.out, &mut app);
-                        if was_awaiting && e.conn.state() == State::Open {
-                            self.metrics.upgrades.add(1);
+                    match &mut e.peer {
+                        Peer::Api(_) => self.api_read(id, n, now),
+                        Peer::Client { conn, client } => {
+                            let cx = Ctx {
+                                settings: &self.cfg.settings,
+                                kernels: &self.kernels,
+                            };
+                            let was_awaiting = conn.state() == State::AwaitRequest;
+                            let mut app = Dispatch {
+                                id,
+                                client,
+                                router: &mut self.router,
+                                app: &mut self.app,
+                            };
+                            conn.on_read(&mut self.rbuf[..n], now, &cx, &mut self.out, &mut app);
+                            if was_awaiting && conn.state() == State::Open {
+                                self.metrics.upgrades.add(1);
+                            }
+                            self.settle(id, now);
                         }
-                        self.settle(id, now);
                     }
                     reads += 1;
                     if n < self.rbuf.len() {
@@ -458,15 +525,9 @@ impl<D: Driver> Shard<D> {
             return;
         }
         e.armed = UNARMED;
-        let cx = Ctx {
-            settings: &self.cfg.settings,
-            kernels: &self.kernels,
-        };
-        match e.api.as_mut() {
-            Some(api) => api.on_deadline(now, &self.cfg.api, &mut self.out.bytes),
-            None => e.conn.on_deadline(now, &cx, &mut self.out),
-        }
-        if e.must_drop() {
+        e.peer
+            .on_deadline(now, &self.cfg, &self.kernels, &mut self.out);
+        if e.peer.must_drop() {
             self.metrics.timeouts.add(1);
         }
         self.settle(id, now);
@@ -523,14 +584,16 @@ impl<D: Driver> Shard<D> {
         if self.out.bytes.capacity() > OUTPUT_KEEP_BYTES {
             self.out.bytes = Vec::new();
         }
-        if e.conn.state() != State::Open && e.session.kind.is_some() {
-            // Closing: no more deliveries; others see it leave now, not when the socket goes.
-            self.router.on_disconnect(id, &mut e.session);
+        if let Peer::Client { conn, client } = &mut e.peer {
+            if conn.state() != State::Open && client.session.kind.is_some() {
+                // Closing: no more deliveries; others see it leave now, not when the socket goes.
+                self.router.on_disconnect(id, &mut client.session);
+            }
         }
-        if broken || e.must_drop() {
+        if broken || e.peer.must_drop() {
             return self.remove(id);
         }
-        if e.is_closed() && e.outbox.is_empty() {
+        if e.peer.is_closed() && e.outbox.is_empty() {
             if e.peer_eof || self.draining.is_some() {
                 // Nothing more to say or hear (when draining, the closing handshake is done:
                 // no reason to wait for the peer's FIN before exiting).
@@ -545,7 +608,7 @@ impl<D: Driver> Shard<D> {
             e.paused = true;
             self.metrics.backpressure_pauses.add(1);
         }
-        let deadline = e.deadline(&self.cfg);
+        let deadline = e.peer.deadline(&self.cfg);
         let tick = self.wheel.tick_for(deadline.max(now));
         if tick < e.armed {
             e.armed = self.wheel.arm(id, deadline);
@@ -556,8 +619,10 @@ impl<D: Driver> Shard<D> {
         let Some(mut e) = self.conns.remove(id) else {
             return;
         };
-        if e.session.kind.is_some() {
-            self.router.on_disconnect(id, &mut e.session);
+        if let Peer::Client { client, .. } = &mut e.peer {
+            if client.session.kind.is_some() {
+                self.router.on_disconnect(id, &mut client.session);
+            }
         }
         self.driver.close(id);
         if e.counted {

@@ -8,17 +8,18 @@ use std::time::{Duration, Instant};
 
 use frame_simd::{CloseCode, Opcode};
 
+use crate::app::ws;
 use crate::auth::unix_now;
 use crate::conn::id::Slab;
-use crate::conn::{ConnId, State};
+use crate::conn::ConnId;
 use crate::driver::Driver;
-use crate::protocol::reply::{self, Member};
 use crate::router::channels::Kind;
 use crate::router::fanout::Delivery;
+use crate::router::gather::Gather;
 use crate::router::inbox::{ReplyTo, ShardMsg};
-use crate::router::{unknown_connection, Action, Completion, Gather};
+use crate::router::{Completion, Member};
 
-use super::{Entry, Shard};
+use super::{Entry, Peer, Shard};
 
 /// The close code for a slow consumer.
 pub const SLOW_CONSUMER: CloseCode = CloseCode(4008);
@@ -50,15 +51,15 @@ fn queue_frame(
     let Some(e) = conns.get_mut(id) else {
         return Queued::Gone;
     };
-    if e.conn.state() != State::Open {
+    if e.peer.open_client().is_none() {
         return Queued::Gone;
     }
     if e.outbox.queued_bytes() + frame.len() > limit_bytes {
         return Queued::Slow;
     }
     e.outbox.push_shared(Arc::clone(frame));
-    if !e.session.flush_queued {
-        e.session.flush_queued = true;
+    if !e.dirty {
+        e.dirty = true;
         dirty.push(id);
     }
     Queued::Yes
@@ -70,21 +71,20 @@ impl<D: Driver> Shard<D> {
         let me = self.router.shard();
         self.metrics
             .queue_depth
-            .set(self.router.mesh().depth(me) as u64);
-        while let Some(msg) = self.router.pop() {
+            .set(self.router.outbound.mesh().depth(me) as u64);
+        while let Some(msg) = self.router.outbound.pop() {
             self.on_shard_msg(msg, now);
         }
     }
 
-    /// End of a loop turn: apply the router's actions, flush what was queued, wake shards,
-    /// and move the router's counters into the shard's metrics. Completions for API requesters
-    /// stay in `router.completions` for the API glue.
+    /// End of a loop turn: apply what the router sent this shard itself, flush what was queued,
+    /// wake shards, and move the router's counters into the shard's metrics. Completions for
+    /// API requesters are handed to their connections as they appear.
     pub(super) fn finish_turn(&mut self, now: Instant) {
         loop {
-            while !self.router.actions.is_empty() {
-                let actions = std::mem::take(&mut self.router.actions);
-                for a in actions {
-                    self.apply(a, now);
+            while self.router.outbound.has_local() {
+                for msg in self.router.outbound.take_local() {
+                    self.on_shard_msg(msg, now);
                 }
             }
             if self.router.completions.is_empty() {
@@ -97,13 +97,13 @@ impl<D: Driver> Shard<D> {
         let mut dirty = std::mem::take(&mut self.dirty);
         for id in dirty.drain(..) {
             if let Some(e) = self.conns.get_mut(id) {
-                e.session.flush_queued = false;
+                e.dirty = false;
                 self.on_writable(id, now);
             }
         }
         self.dirty = dirty;
         self.expire_tokens(now);
-        self.router.flush();
+        self.router.outbound.flush();
         let s = std::mem::take(&mut self.router.stats);
         self.metrics.publishes.add(s.publishes);
         self.metrics.deliveries.add(s.deliveries);
@@ -116,31 +116,33 @@ impl<D: Driver> Shard<D> {
     /// How long the loop may sleep for the router: until the next token expiry, or briefly
     /// while control messages wait for room in another shard's queue (`None`: no limit).
     pub(super) fn router_timeout(&self) -> Option<Duration> {
-        if self.router.has_backlog() {
+        if self.router.outbound.backlog_len() > 0 {
             return Some(BACKLOG_RETRY);
         }
-        let exp = self.router.next_expiry()?;
+        let exp = self.app.expiries.next()?;
         Some(Duration::from_secs(exp.saturating_sub(unix_now())))
     }
 
     /// Close (4001) the connections whose token expired without a refresh.
     fn expire_tokens(&mut self, now: Instant) {
-        let secs = match self.router.next_expiry() {
+        let secs = match self.app.expiries.next() {
             Some(exp) if exp <= unix_now() => unix_now(),
             _ => return,
         };
         let mut expired = Vec::new();
-        self.router.take_expired(secs, &mut expired);
+        self.app.expiries.take_expired(secs, &mut expired);
         for (exp, id) in expired {
             let Some(e) = self.conns.get_mut(id) else {
                 continue;
             };
-            if e.session.expires_at() != Some(exp) || e.conn.state() != State::Open {
+            let Some((conn, client)) = e.peer.open_client() else {
+                continue;
+            };
+            if client.session.expires_at() != Some(exp) {
                 continue;
             }
             self.metrics.token_expiry_closes.add(1);
-            e.conn
-                .on_close_request(TOKEN_EXPIRED, "token expired", now, &mut self.out);
+            conn.on_close_request(TOKEN_EXPIRED, "token expired", now, &mut self.out);
             self.settle(id, now);
         }
     }
@@ -156,6 +158,7 @@ impl<D: Driver> Shard<D> {
             ShardMsg::PresenceQuery { channel, from, tag } => {
                 let members = self.members(&channel);
                 self.router
+                    .outbound
                     .control(from, ShardMsg::PresencePart { tag, members });
             }
             ShardMsg::PresencePart { tag, members } => {
@@ -168,92 +171,31 @@ impl<D: Driver> Shard<D> {
                 code,
                 reason,
                 reply,
-            } => self.disconnect(conn, code, &reason, reply, now),
-            ShardMsg::DirectUser { user, frame } => self.direct_user(&user, &frame, now),
+            } => {
+                let found = self.close_conn(conn, code, &reason, now);
+                if let Some(reply) = reply {
+                    self.answer_sent(reply, found, now);
+                }
+            }
+            ShardMsg::DirectUser { user, frame } => {
+                let ids = self.router.users.conns(&user).to_vec();
+                for id in ids {
+                    self.direct(id, &frame, None, now);
+                }
+            }
             ShardMsg::CloseUser { user, code, reason } => {
-                self.close_user(&user, code, &reason, now)
+                let ids = self.router.users.conns(&user).to_vec();
+                for id in ids {
+                    self.close_conn(id, code, &reason, now);
+                }
             }
             ShardMsg::ChannelQuery { from, tag } => {
-                let counts = self.local_counts();
+                let counts = self.router.local_counts();
                 self.router
+                    .outbound
                     .control(from, ShardMsg::ChannelPart { tag, counts });
             }
-            ShardMsg::ChannelPart { tag, counts } => {
-                if let Some(g) = self.router.on_channel_part(tag, counts) {
-                    self.router.completions.push(Completion::Channels {
-                        reply: g.reply,
-                        counts: g.counts.into_iter().collect(),
-                    });
-                }
-            }
-        }
-    }
-
-    fn apply(&mut self, a: Action, now: Instant) {
-        match a {
-            Action::Deliver(d) => self.deliver(&d, now),
-            Action::Direct { to, frame, reply } => self.direct(to, &frame, reply, now),
-            Action::Presence { channel, reply } => {
-                let local = self.members(&channel);
-                if let Some(g) = self.router.start_gather(&channel, reply, local) {
-                    self.finish_gather(g, now);
-                }
-            }
-            Action::Close {
-                conn,
-                code,
-                reason,
-                reply,
-            } => self.disconnect(conn, code, &reason, reply, now),
-            Action::DirectUser { user, frame } => self.direct_user(&user, &frame, now),
-            Action::CloseUser { user, code, reason } => self.close_user(&user, code, &reason, now),
-            Action::ChannelList { reply } => {
-                let local = self.local_counts();
-                if let Some(g) = self.router.start_channel_gather(reply, local) {
-                    self.router.completions.push(Completion::Channels {
-                        reply: g.reply,
-                        counts: g.counts.into_iter().collect(),
-                    });
-                }
-            }
-        }
-    }
-
-    fn local_counts(&self) -> Vec<(Arc<str>, u64)> {
-        self.router
-            .channels
-            .iter()
-            .map(|c| (Arc::clone(&c.name), c.len() as u64))
-            .collect()
-    }
-
-    fn direct_user(&mut self, user: &str, frame: &Arc<[u8]>, now: Instant) {
-        let ids = self.router.user_conns(user).to_vec();
-        for id in ids {
-            self.direct(id, frame, None, now);
-        }
-    }
-
-    fn close_user(&mut self, user: &str, code: u16, reason: &str, now: Instant) {
-        let ids = self.router.user_conns(user).to_vec();
-        for id in ids {
-            self.close_conn(id, code, reason, now);
-        }
-    }
-
-    /// A backend's disconnect of one connection; `reply` learns whether it was a live client
-    /// connection.
-    fn disconnect(
-        &mut self,
-        id: ConnId,
-        code: u16,
-        reason: &str,
-        reply: Option<ReplyTo>,
-        now: Instant,
-    ) {
-        let found = self.close_conn(id, code, reason, now);
-        if let Some(reply) = reply {
-            self.answer_sent(reply, found, now);
+            ShardMsg::ChannelPart { tag, counts } => self.router.on_channel_part(tag, counts),
         }
     }
 
@@ -326,6 +268,7 @@ impl<D: Driver> Shard<D> {
             let to = reply.conn.shard();
             return self
                 .router
+                .outbound
                 .control(to, ShardMsg::DirectOutcome { reply, delivered });
         }
         if !self.is_ws(reply.conn) {
@@ -334,15 +277,10 @@ impl<D: Driver> Shard<D> {
                 .push(Completion::Sent { reply, delivered });
             return;
         }
-        let mut text = std::mem::take(&mut self.router.text);
-        text.clear();
-        if delivered {
-            reply::ok(&mut text, &reply.id);
-        } else {
-            reply::error(&mut text, &reply.id, unknown_connection());
-        }
+        let mut text = std::mem::take(&mut self.app.text);
+        ws::write_sent(&mut text, &reply, delivered);
         self.send_text(reply.conn, &text, now);
-        self.router.text = text;
+        self.app.text = text;
     }
 
     fn finish_gather(&mut self, g: Gather, now: Instant) {
@@ -353,11 +291,10 @@ impl<D: Driver> Shard<D> {
             });
             return;
         }
-        let mut text = std::mem::take(&mut self.router.text);
-        text.clear();
-        reply::presence(&mut text, &g.reply.id, &g.members);
+        let mut text = std::mem::take(&mut self.app.text);
+        ws::write_presence(&mut text, &g.reply, &g.members);
         self.send_text(g.reply.conn, &text, now);
-        self.router.text = text;
+        self.app.text = text;
     }
 
     /// This shard's subscribers of `channel`, with their users.
@@ -367,25 +304,36 @@ impl<D: Driver> Shard<D> {
         };
         let mut members = Vec::with_capacity(ch.len());
         for &id in ch.json.iter().chain(&ch.bare) {
-            if let Some(e) = self.conns.get_mut(id) {
-                members.push((id, e.session.user.clone()));
+            if let Some(Entry {
+                peer: Peer::Client { client, .. },
+                ..
+            }) = self.conns.get_mut(id)
+            {
+                members.push((id, client.session.user.clone()));
             }
         }
         members
     }
 
+    /// Whether `id` is a `/ws` client (which gets deferred answers as replies).
     fn is_ws(&mut self, id: ConnId) -> bool {
-        self.conns
-            .get_mut(id)
-            .is_some_and(|e| e.session.kind == Some(Kind::Json))
+        match self.conns.get_mut(id) {
+            Some(Entry {
+                peer: Peer::Client { client, .. },
+                ..
+            }) => client.session.kind == Some(Kind::Json),
+            _ => false,
+        }
     }
 
     /// Send one text frame to `id` (a reply that was deferred).
     fn send_text(&mut self, id: ConnId, text: &[u8], now: Instant) {
-        let Some(e) = self.conns.get_mut(id) else {
-            return;
-        };
-        if e.conn.state() != State::Open {
+        if self
+            .conns
+            .get_mut(id)
+            .and_then(|e| e.peer.open_client())
+            .is_none()
+        {
             return;
         }
         self.out.frame(Opcode::Text, text);
@@ -393,29 +341,18 @@ impl<D: Driver> Shard<D> {
     }
 
     fn close_slow(&mut self, id: ConnId, now: Instant) {
-        let Some(e) = self.conns.get_mut(id) else {
-            return;
-        };
-        if e.conn.state() != State::Open {
-            return;
+        if self.close_conn(id, SLOW_CONSUMER, "slow consumer", now) {
+            self.router.stats.slow_consumer_disconnects += 1;
         }
-        self.router.stats.slow_consumer_disconnects += 1;
-        e.conn
-            .on_close_request(SLOW_CONSUMER, "slow consumer", now, &mut self.out);
-        self.settle(id, now);
     }
 
     /// Close client connection `id`; false when no open client connection has this id
     /// (closing ones, and API connections, count as none).
-    fn close_conn(&mut self, id: ConnId, code: u16, reason: &str, now: Instant) -> bool {
-        let Some(e) = self.conns.get_mut(id) else {
+    fn close_conn(&mut self, id: ConnId, code: CloseCode, reason: &str, now: Instant) -> bool {
+        let Some((conn, _)) = self.conns.get_mut(id).and_then(|e| e.peer.open_client()) else {
             return false;
         };
-        if e.api.is_some() || e.conn.state() != State::Open {
-            return false;
-        }
-        e.conn
-            .on_close_request(CloseCode(code), reason, now, &mut self.out);
+        conn.on_close_request(code, reason, now, &mut self.out);
         self.settle(id, now);
         true
     }

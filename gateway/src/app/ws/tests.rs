@@ -1,7 +1,9 @@
 //! Parsing every op, every error code, ids echoed as given, and unicode and escapes in data.
 
-use super::json::write_value;
-use super::*;
+use super::reply;
+use super::request::*;
+use crate::json::write_value;
+use simd_json::tape::Value;
 
 /// Parse `text` and describe the outcome: `Ok(op summary, id text)` or `Err(code, id text)`.
 fn parse(text: &str) -> Result<(String, String), (ErrorCode, String)> {

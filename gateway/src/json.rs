@@ -1,6 +1,8 @@
-//! A small JSON writer for replies and deliveries: strings escaped per RFC 8259 §7, values of a
-//! parsed request written back from simd-json's tape. Writes append to a caller's `Vec<u8>`
-//! (the shard's scratch buffer), so encoding allocates nothing once the buffer has grown.
+//! The gateway's JSON rules in one place: the string escaper (RFC 8259 §7) every reply,
+//! delivery and API response uses, values of a parsed request written back from simd-json's
+//! tape, and the one nesting-depth limit every parsed document (client requests, API bodies,
+//! token parts) is held to. Writes append to a caller's `Vec<u8>` (a reused buffer), so encoding
+//! allocates nothing once the buffer has grown.
 
 use std::io::Write as _;
 
@@ -10,7 +12,9 @@ use simd_json::ValueType;
 
 use crate::conn::ConnId;
 
-/// Deepest nesting of arrays and objects written back (deeper input is refused).
+/// Deepest nesting of arrays and objects accepted anywhere: parsed values are dropped and
+/// re-encoded recursively, so depth is bounded before parsing (API bodies, tokens) or while
+/// writing back (client requests), or a document of brackets would overflow the shard's stack.
 pub const MAX_DEPTH: usize = 64;
 
 /// A value nests deeper than [`MAX_DEPTH`].
@@ -135,6 +139,37 @@ fn write_f64(out: &mut Vec<u8>, f: f64) {
     }
 }
 
+/// True when no array or object in `json` nests deeper than [`MAX_DEPTH`] (brackets inside
+/// strings do not count). One pass, no allocation; malformed input is left to the parser.
+pub fn nesting_within_limit(json: &[u8]) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +226,23 @@ mod tests {
             out,
             format!("\"{}\"", (1u64 << 56) | (3 << 32) | 2).as_bytes()
         );
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings() {
+        let nest = |n: usize| "[".repeat(n) + &"]".repeat(n);
+        assert!(nesting_within_limit(nest(MAX_DEPTH).as_bytes()));
+        assert!(!nesting_within_limit(nest(MAX_DEPTH + 1).as_bytes()));
+        let quoted = format!(r#"{{"a":"{}"}}"#, "[".repeat(MAX_DEPTH * 2));
+        assert!(
+            nesting_within_limit(quoted.as_bytes()),
+            "brackets in strings do not count"
+        );
+        let escaped = format!(r#"{{"a":"\"{}"}}"#, "[".repeat(MAX_DEPTH * 2));
+        assert!(
+            nesting_within_limit(escaped.as_bytes()),
+            "an escaped quote does not end the string"
+        );
+        assert!(nesting_within_limit(b""));
     }
 }

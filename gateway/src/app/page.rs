@@ -6,10 +6,9 @@
 //! connections back to the same origin; `no-cache` makes a browser ask again after an upgrade.
 
 use std::io::Write;
-use std::time::Instant;
 
-use super::http::{end_head, keeps_alive, write_head, HttpError};
-use super::{Conn, Output};
+use crate::conn::http::{end_head, keeps_alive, write_head, HttpError};
+use crate::conn::{Handling, Output};
 
 /// One embedded file.
 #[derive(Debug)]
@@ -65,23 +64,15 @@ pub fn write_asset(out: &mut Vec<u8>, asset: &Asset, close: bool) {
     end_head(out, close, asset.body);
 }
 
-impl Conn {
-    /// A request for one of the page's files: `GET` is answered and the connection waits for
-    /// the next request, unless the client asked to close or sent a body.
-    pub(super) fn on_page(
-        &mut self,
-        asset: &Asset,
-        req: &httparse::Request<'_, '_>,
-        now: Instant,
-        out: &mut Output,
-    ) {
-        if req.method != Some("GET") {
-            return self.http_error(HttpError::MethodNotAllowed, now, out);
-        }
-        let keep_alive = keeps_alive(req);
-        write_asset(&mut out.bytes, asset, !keep_alive);
-        self.answered(keep_alive, now);
+/// Answer a request for one of the page's files: `GET` only; the connection waits for the next
+/// request unless the client asked to close.
+pub fn serve(asset: &Asset, req: &httparse::Request<'_, '_>, out: &mut Output) -> Handling {
+    if req.method != Some("GET") {
+        return Handling::Refuse(HttpError::MethodNotAllowed);
     }
+    let keep_alive = keeps_alive(req);
+    write_asset(&mut out.bytes, asset, !keep_alive);
+    Handling::Answered { keep_alive }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The client protocol on `/ws`: JSON requests in text frames, replies and deliveries out.
+//! Requests of the client protocol on `/ws`: one JSON object per text frame.
 //!
 //! A request is parsed in place with simd-json from the unmasked payload (the shard's read
 //! buffer or the message assembly buffer; parsing rewrites string escapes there). The parser
@@ -6,18 +6,12 @@
 //! have grown. Every malformed request maps to an [`ErrorCode`] and an error reply; nothing here
 //! closes a connection.
 
-pub mod channel;
-pub mod json;
-pub mod query;
-pub mod reply;
-
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 use simd_json::{Buffers, Tape, ValueType};
 
 use crate::conn::ConnId;
-
-use self::channel::check_channel;
+use crate::router::names::check_channel;
 
 /// The error codes of error replies (`"error":{"code":..}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,20 +275,9 @@ pub fn parse_request<'t, 'i>(v: Value<'t, 'i>) -> Parsed<'t, 'i> {
 /// A connection id from its decimal string (or, leniently, a JSON integer).
 pub fn parse_conn(v: Value<'_, '_>) -> Option<ConnId> {
     let bits = match v.value_type() {
-        ValueType::String => parse_conn_str(v.into_string()?)?.to_bits(),
+        ValueType::String => v.into_string()?.parse::<ConnId>().ok()?.to_bits(),
         ValueType::U64 | ValueType::I64 => v.as_u64()?,
         _ => return None,
     };
     Some(ConnId::from_bits(bits))
 }
-
-/// A connection id from its decimal text.
-pub fn parse_conn_str(s: &str) -> Option<ConnId> {
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse::<u64>().ok().map(ConnId::from_bits)
-}
-
-#[cfg(test)]
-mod tests;

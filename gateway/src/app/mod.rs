@@ -1,0 +1,181 @@
+//! The application layer: what a connection speaks once its request is routed. A shard hands a
+//! [`Dispatch`] to every input call of a client connection; it answers plain requests
+//! ([`routes`]: `/healthz`, the chat [`page`]), authenticates upgrades (a token, or an anonymous
+//! nickname), and turns messages into router calls: `/echo` sends them back, [`ws`] is the JSON
+//! client protocol, [`raw`] and [`broadcast`] are the protocol-free modes.
+//!
+//! State lives in two places: [`ClientState`] inline in each connection's shard entry (its route
+//! and router session), [`AppState`] once per shard (client auth, the request parser and the
+//! reusable text buffers, token expiries). Replies go straight into the connection's
+//! [`Output`]; effects on other connections go through the [`Router`].
+
+pub mod broadcast;
+pub mod page;
+pub mod raw;
+pub mod routes;
+pub mod ws;
+
+use std::sync::Arc;
+
+use frame_simd::Opcode;
+
+use crate::auth::expiries::Expiries;
+use crate::auth::upgrade::ClientAuth;
+use crate::auth::{unix_now, Claims, Identity, TokenError};
+use crate::conn::handshake::HandshakeFailure;
+use crate::conn::{App, ConnId, Handling, Output, Refusal};
+use crate::router::channels::Kind;
+use crate::router::names::check_user;
+use crate::router::session::Session;
+use crate::router::Router;
+
+pub use self::routes::Route;
+use self::ws::request::Parser;
+
+/// One connection's application state, kept inline in its shard entry.
+#[derive(Debug, Default)]
+pub struct ClientState {
+    /// The route chosen by the request path (`Echo` until then).
+    pub route: Route,
+    /// Its channels, user and rights, as the router sees them.
+    pub session: Session,
+}
+
+/// The application state of one shard: shared by its connections, used by one at a time.
+#[derive(Debug)]
+pub struct AppState {
+    /// How client connections authenticate.
+    pub auth: ClientAuth,
+    /// When this shard's connections' tokens expire.
+    pub expiries: Expiries,
+    /// The `/ws` request parser (taken for the duration of one request).
+    parser: Option<Parser>,
+    /// Reused for replies and encoded `data` (taken and given back around each use).
+    pub(crate) text: Vec<u8>,
+    /// Reused for request ids as JSON text.
+    id_text: Vec<u8>,
+}
+
+impl AppState {
+    /// The state of a shard whose clients authenticate with `auth`.
+    pub fn new(auth: ClientAuth) -> AppState {
+        AppState {
+            auth,
+            expiries: Expiries::default(),
+            parser: Some(Parser::default()),
+            text: Vec::new(),
+            id_text: Vec::new(),
+        }
+    }
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        AppState::new(ClientAuth::default())
+    }
+}
+
+/// One connection's view of its shard for one input call.
+pub struct Dispatch<'a> {
+    /// The connection.
+    pub id: ConnId,
+    /// Its state.
+    pub client: &'a mut ClientState,
+    /// The shard's router.
+    pub router: &'a mut Router,
+    /// The shard's application state.
+    pub app: &'a mut AppState,
+}
+
+impl App for Dispatch<'_> {
+    fn on_request(&mut self, req: &httparse::Request<'_, '_>, out: &mut Output) -> Handling {
+        match routes::route(req, out) {
+            Ok(route) => {
+                self.client.route = route;
+                Handling::Upgrade
+            }
+            Err(handling) => handling,
+        }
+    }
+
+    fn on_open(
+        &mut self,
+        req: &httparse::Request<'_, '_>,
+        out: &mut Output,
+    ) -> Result<(), Refusal> {
+        let route = self.client.route;
+        if route == Route::Echo {
+            return Ok(());
+        }
+        // Set first: a refused upgrade is cleaned up like any closing connection.
+        self.client.session.kind = Some(if route == Route::Ws {
+            Kind::Json
+        } else {
+            Kind::Bare
+        });
+        let target = req.path.unwrap_or("/");
+        let query = target.split_once('?').map_or("", |(_, q)| q);
+        match self.app.auth.authenticate(query, req.headers, unix_now()) {
+            Ok(Identity::Token(claims)) => self.set_claims(claims),
+            Ok(Identity::Anonymous { user: Some(user) }) => {
+                check_user(&user).map_err(|e| Refusal {
+                    status: (400, "Bad Request"),
+                    message: format!("user {}\n", e.message()),
+                })?;
+                self.router
+                    .set_user(self.id, &mut self.client.session, Arc::from(user));
+            }
+            Ok(Identity::Anonymous { user: None }) => {}
+            Err(e) => {
+                out.refused = Some(token_failure(&e));
+                return Err(Refusal {
+                    status: (401, "Unauthorized"),
+                    message: format!("{e}\n"),
+                });
+            }
+        }
+        match route {
+            Route::Echo => Ok(()),
+            Route::Ws => {
+                ws::open(self, out);
+                Ok(())
+            }
+            Route::Raw => raw::open(self, query),
+            Route::Broadcast => broadcast::open(self),
+        }
+    }
+
+    fn on_message(&mut self, opcode: Opcode, payload: &mut [u8], out: &mut Output) {
+        match self.client.route {
+            Route::Echo => out.frame(opcode, payload),
+            Route::Ws => ws::on_message(self, opcode, payload, out),
+            Route::Raw => self.router.stats.raw_ignored += 1,
+            Route::Broadcast => broadcast::on_message(self, opcode, payload),
+        }
+    }
+}
+
+impl Dispatch<'_> {
+    /// Give the connection verified `claims`: its user, its rights, its expiry.
+    pub(crate) fn set_claims(&mut self, claims: Arc<Claims>) {
+        let session = &mut self.client.session;
+        if session.user.as_deref() != Some(&*claims.sub) {
+            self.router
+                .set_user(self.id, session, Arc::from(&*claims.sub));
+        }
+        self.app.expiries.push(claims.exp, self.id);
+        session.grants = Some(claims);
+    }
+}
+
+/// A refused token as a handshake failure reason (for the metric).
+fn token_failure(e: &TokenError) -> HandshakeFailure {
+    match e {
+        TokenError::Missing => HandshakeFailure::TokenMissing,
+        TokenError::Expired { .. } => HandshakeFailure::TokenExpired,
+        _ => HandshakeFailure::TokenInvalid,
+    }
+}
+
+#[cfg(test)]
+mod tests;
