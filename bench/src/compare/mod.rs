@@ -182,7 +182,7 @@ fn run(opts: &Options) -> io::Result<()> {
     ));
     machine
         .facts
-        .push(("loadgen reports".into(), raw_dir.display().to_string()));
+        .push(("loadgen reports".into(), shown_path(&raw_dir, &workspace)));
     let report = report::Report {
         opts,
         machine: &machine,
@@ -374,6 +374,18 @@ fn build(workspace: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `path` as a committed report may name it: relative to the repository when inside it, else
+/// under `$CARGO_TARGET_DIR` (a machine's absolute paths never go into the report).
+fn shown_path(path: &std::path::Path, workspace: &std::path::Path) -> String {
+    if let Ok(rel) = path.strip_prefix(workspace) {
+        return rel.display().to_string();
+    }
+    match path.file_name() {
+        Some(name) => format!("$CARGO_TARGET_DIR/{}", name.to_string_lossy()),
+        None => "$CARGO_TARGET_DIR".into(),
+    }
 }
 
 #[cfg(test)]
