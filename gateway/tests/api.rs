@@ -19,7 +19,7 @@ const SECRET: &str = "test-token-secret";
 fn start(extra: &[&str]) -> Gateway {
     let mut args = vec!["--api-key", API_KEY];
     args.extend_from_slice(extra);
-    Gateway::start(&args)
+    gateway().args(&args).start()
 }
 
 fn token(claims: Value) -> String {

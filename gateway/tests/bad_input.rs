@@ -13,8 +13,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{
-    fresh_key, op, pattern, raw_frame, upgrade_request, Client, Gateway, LenForm, Raw, Response,
-    Rng, KEY,
+    fresh_key, gateway, op, pattern, raw_frame, upgrade_request, Client, Gateway, GatewayExt,
+    LenForm, Raw, Response, Rng, KEY,
 };
 
 const MIB: u64 = 1 << 20;
@@ -208,7 +208,7 @@ fn endless_request(gw: &Gateway, prefix: &[u8], fill: u8) -> (Response, u64) {
 
 #[test]
 fn request_line_of_megabytes_is_414_as_soon_as_the_limit_passes() {
-    let gw = Gateway::start(&["--threads", "1"]);
+    let gw = gateway().args(["--threads", "1"]).start();
     let base = warm_baseline(&gw);
     let other = bystander(&gw);
     let (resp, written) = endless_request(&gw, b"GET /", b'a');
@@ -227,7 +227,7 @@ fn request_line_of_megabytes_is_414_as_soon_as_the_limit_passes() {
 
 #[test]
 fn header_of_megabytes_is_431_as_soon_as_the_limit_passes() {
-    let gw = Gateway::start(&["--threads", "1"]);
+    let gw = gateway().args(["--threads", "1"]).start();
     let base = warm_baseline(&gw);
     let other = bystander(&gw);
     let (resp, written) = endless_request(
@@ -248,7 +248,7 @@ fn header_of_megabytes_is_431_as_soon_as_the_limit_passes() {
 
 #[test]
 fn request_line_over_the_limit_is_414_and_header_over_it_is_431() {
-    let gw = Gateway::start(&["--max-header-bytes", "1024"]);
+    let gw = gateway().args(["--max-header-bytes", "1024"]).start();
     let other = bystander(&gw);
     // A complete request line that alone is longer than the limit.
     let path = "/".to_string() + &"p".repeat(1100);
@@ -277,7 +277,7 @@ fn request_line_over_the_limit_is_414_and_header_over_it_is_431() {
 fn header_of_megabytes_under_a_large_limit_parses_in_linear_time() {
     // With an 8 MiB limit, a 4 MiB header sent in 1 KiB writes completes; re-parsing the whole
     // buffer on every read would cost thousands of passes over megabytes.
-    let gw = Gateway::start(&["--max-header-bytes", "8388608"]);
+    let gw = gateway().args(["--max-header-bytes", "8388608"]).start();
     let other = bystander(&gw);
     let key = fresh_key();
     let pad = "v".repeat(4 << 20);
@@ -301,7 +301,7 @@ fn header_of_megabytes_under_a_large_limit_parses_in_linear_time() {
 
 #[test]
 fn request_dribbled_one_byte_at_a_time_completes() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let other = bystander(&gw);
     let key = fresh_key();
     let mut c = Client::connect(gw.addr());
@@ -354,7 +354,7 @@ fn expect_cut(c: &mut Client, limit: Duration) -> Vec<u8> {
 
 #[test]
 fn slowloris_is_cut_at_the_handshake_deadline() {
-    let gw = Gateway::start(&["--handshake-timeout", "1s"]);
+    let gw = gateway().args(["--handshake-timeout", "1s"]).start();
     let other = bystander(&gw);
     let mut c = Client::connect(gw.addr());
     let started = Instant::now();
@@ -381,7 +381,7 @@ fn slowloris_is_cut_at_the_handshake_deadline() {
 
 #[test]
 fn silent_connection_is_cut_at_the_handshake_deadline() {
-    let gw = Gateway::start(&["--handshake-timeout", "1s"]);
+    let gw = gateway().args(["--handshake-timeout", "1s"]).start();
     let other = bystander(&gw);
     let mut silent = Client::connect(gw.addr());
     let mut partial = Client::connect(gw.addr());
@@ -397,7 +397,9 @@ fn silent_connection_is_cut_at_the_handshake_deadline() {
 fn thousands_of_unfinished_handshakes_are_cut_and_memory_returns() {
     const N: usize = 2000;
     raise_nofile(2 * N as u64 + 500);
-    let gw = Gateway::start(&["--handshake-timeout", "2s", "--threads", "1"]);
+    let gw = gateway()
+        .args(["--handshake-timeout", "2s", "--threads", "1"])
+        .start();
     let base_rss = warm_baseline(&gw);
     let base_fds = gw.open_fds();
     let other = bystander(&gw);
@@ -512,7 +514,7 @@ fn raise_nofile(want: u64) {
 
 #[test]
 fn too_many_headers_is_431() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let other = bystander(&gw);
     let key = fresh_key();
     // The upgrade request has 5 headers of its own; 59 more make 64 (the default limit).
@@ -534,7 +536,7 @@ fn too_many_headers_is_431() {
 
 #[test]
 fn too_many_headers_with_a_configured_limit_is_431() {
-    let gw = Gateway::start(&["--max-headers", "8"]);
+    let gw = gateway().args(["--max-headers", "8"]).start();
     let key = fresh_key();
     let mut c = Client::connect(gw.addr());
     c.handshake_with_key("/echo", &key, &[("A", "1"), ("B", "2"), ("C", "3")])
@@ -552,7 +554,7 @@ fn too_many_headers_with_a_configured_limit_is_431() {
 
 #[test]
 fn duplicate_upgrade_headers_are_400() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let other = bystander(&gw);
     let key = fresh_key();
     let other_key = fresh_key();
@@ -576,12 +578,14 @@ fn duplicate_upgrade_headers_are_400() {
 
 #[test]
 fn subprotocol_list_of_thousands_of_tokens() {
-    let gw = Gateway::start(&[
-        "--subprotocols",
-        "chat,superchat",
-        "--max-header-bytes",
-        "1048576",
-    ]);
+    let gw = gateway()
+        .args([
+            "--subprotocols",
+            "chat,superchat",
+            "--max-header-bytes",
+            "1048576",
+        ])
+        .start();
     let other = bystander(&gw);
     let tokens: Vec<String> = (0..20_000).map(|i| format!("proto{i}")).collect();
     let list = tokens.join(", ");
@@ -625,7 +629,7 @@ fn subprotocol_list_of_thousands_of_tokens() {
 
 #[test]
 fn frames_right_behind_the_request_are_not_lost() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     let mut c = Client::connect(gw.addr());
     let mut bytes = upgrade_request("/echo", &key, &[]);
@@ -664,7 +668,7 @@ fn frames_right_behind_the_request_are_not_lost() {
 
 #[test]
 fn http_pipelined_behind_a_plain_request_is_answered_in_order() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     let mut c = Client::connect(gw.addr());
     let mut bytes = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec();
@@ -683,7 +687,7 @@ fn http_pipelined_behind_a_plain_request_is_answered_in_order() {
 
 #[test]
 fn length_with_the_top_bit_set_is_1002() {
-    let gw = Gateway::start(&["--close-timeout", "1s"]);
+    let gw = gateway().args(["--close-timeout", "1s"]).start();
     let other = bystander(&gw);
     let mut c = gw.client();
     c.send_raw(&raw_frame(&Raw {
@@ -698,7 +702,9 @@ fn length_with_the_top_bit_set_is_1002() {
 
 #[test]
 fn frame_announcing_2_pow_62_bytes_is_1009_without_allocating() {
-    let gw = Gateway::start(&["--close-timeout", "1s", "--threads", "1"]);
+    let gw = gateway()
+        .args(["--close-timeout", "1s", "--threads", "1"])
+        .start();
     let base = warm_baseline(&gw);
     let other = bystander(&gw);
     for opcode in [op::BINARY, op::TEXT] {
@@ -723,14 +729,16 @@ fn large_announced_length_within_the_limit_is_not_preallocated() {
     // A 256 MiB limit and a frame announcing 256 MiB of which only 1 KiB arrives: the server
     // must not reserve the announced size up front.
     let limit = (256 * MIB).to_string();
-    let gw = Gateway::start(&[
-        "--threads",
-        "1",
-        "--max-frame-bytes",
-        &limit,
-        "--max-message-bytes",
-        &limit,
-    ]);
+    let gw = gateway()
+        .args([
+            "--threads",
+            "1",
+            "--max-frame-bytes",
+            &limit,
+            "--max-message-bytes",
+            &limit,
+        ])
+        .start();
     let base = warm_baseline(&gw);
     let base_vm = gw.vm_bytes();
     let other = bystander(&gw);
@@ -765,7 +773,7 @@ fn large_announced_length_within_the_limit_is_not_preallocated() {
 
 #[test]
 fn non_minimal_lengths_are_1002() {
-    let gw = Gateway::start(&["--close-timeout", "1s"]);
+    let gw = gateway().args(["--close-timeout", "1s"]).start();
     let other = bystander(&gw);
     for (form, len) in [
         (LenForm::U16, 10usize),
@@ -813,7 +821,9 @@ fn fragments(
 
 #[test]
 fn million_one_byte_fragments_are_cut_at_max_fragments() {
-    let gw = Gateway::start(&["--max-fragments", "1000", "--close-timeout", "1s"]);
+    let gw = gateway()
+        .args(["--max-fragments", "1000", "--close-timeout", "1s"])
+        .start();
     let other = bystander(&gw);
     for size in [1, 0] {
         let mut c = gw.client();
@@ -827,14 +837,16 @@ fn million_one_byte_fragments_are_cut_at_max_fragments() {
 
 #[test]
 fn one_byte_fragments_are_cut_at_max_message_bytes() {
-    let gw = Gateway::start(&[
-        "--max-fragments",
-        "2000000",
-        "--max-message-bytes",
-        "5000",
-        "--close-timeout",
-        "1s",
-    ]);
+    let gw = gateway()
+        .args([
+            "--max-fragments",
+            "2000000",
+            "--max-message-bytes",
+            "5000",
+            "--close-timeout",
+            "1s",
+        ])
+        .start();
     let other = bystander(&gw);
     let mut c = gw.client();
     let flood = Flood::start(c.clone_stream(), fragments(1_000_000, 1, true));
@@ -848,7 +860,9 @@ fn one_byte_fragments_are_cut_at_max_message_bytes() {
 fn million_fragments_under_the_caps_keep_memory_bounded() {
     // A million empty fragments then a million 1-byte ones, all allowed: the server keeps the
     // payload bytes (1 MB) and nothing per fragment.
-    let gw = Gateway::start(&["--max-fragments", "3000000", "--threads", "1"]);
+    let gw = gateway()
+        .args(["--max-fragments", "3000000", "--threads", "1"])
+        .start();
     let base = warm_baseline(&gw);
     let other = bystander(&gw);
     let mut c = gw.client();
@@ -886,7 +900,7 @@ fn million_fragments_under_the_caps_keep_memory_bounded() {
 #[test]
 fn ping_flood_keeps_only_the_latest_pong() {
     const PINGS: u64 = 300_000;
-    let gw = Gateway::start(&["--threads", "1"]);
+    let gw = gateway().args(["--threads", "1"]).start();
     let base = warm_baseline(&gw);
     let mut other = bystander(&gw);
     // 125-byte pings: the owed pongs (38 MB) are far more than the socket buffers hold, and
@@ -975,7 +989,9 @@ fn numbered(len: usize, n: usize) -> Vec<u8> {
 fn peer_that_never_reads_is_held_at_the_outbound_limit() {
     const MSG: usize = 64 * 1024;
     const COUNT: usize = 1024; // 64 MiB to echo
-    let gw = Gateway::start(&["--threads", "1", "--max-outbound-bytes", "1048576"]);
+    let gw = gateway()
+        .args(["--threads", "1", "--max-outbound-bytes", "1048576"])
+        .start();
     let base = warm_baseline(&gw);
     let mut other = bystander(&gw);
     let mut c = Client::open_small_rcvbuf(gw.addr(), 4096);
@@ -1027,7 +1043,9 @@ fn peer_that_never_reads_is_held_at_the_outbound_limit() {
 
 #[test]
 fn peer_that_never_reads_does_not_stall_other_connections() {
-    let gw = Gateway::start(&["--threads", "1", "--max-outbound-bytes", "65536"]);
+    let gw = gateway()
+        .args(["--threads", "1", "--max-outbound-bytes", "65536"])
+        .start();
     let slow = Client::open_small_rcvbuf(gw.addr(), 4096);
     let flood = Flood::start(slow.clone_stream(), {
         let mut i = 0u64;
@@ -1054,7 +1072,9 @@ fn peer_that_never_reads_does_not_stall_other_connections() {
 #[test]
 fn gateway_survives_every_bad_input_at_once() {
     // Many hostile connections of different kinds at the same time, then a healthy echo.
-    let gw = Gateway::start(&["--handshake-timeout", "1s", "--close-timeout", "1s"]);
+    let gw = gateway()
+        .args(["--handshake-timeout", "1s", "--close-timeout", "1s"])
+        .start();
     let addr: SocketAddr = gw.addr();
     let mut handles = Vec::new();
     for k in 0..40u64 {
@@ -1093,16 +1113,18 @@ fn peers_that_vanish_are_released() {
     // echoes (a reset). Their bytes and FIN often arrive together. The server must free each
     // of them at once, not at a timer. The timers are shortened (but kept longer than the 3 s
     // this test allows) so that a leak is reported in seconds rather than a minute.
-    let gw = Gateway::start(&[
-        "--threads",
-        "1",
-        "--handshake-timeout",
-        "6s",
-        "--ping-interval",
-        "4s",
-        "--pong-timeout",
-        "2s",
-    ]);
+    let gw = gateway()
+        .args([
+            "--threads",
+            "1",
+            "--handshake-timeout",
+            "6s",
+            "--ping-interval",
+            "4s",
+            "--pong-timeout",
+            "2s",
+        ])
+        .start();
     drop(gw.client());
     thread::sleep(Duration::from_millis(200));
     let base_fds = gw.open_fds();
@@ -1168,7 +1190,7 @@ fn peers_that_vanish_are_released() {
 fn close_then_half_close_is_answered() {
     // A client that sends its close and immediately shuts down its write side still gets the
     // close echo, then the TCP close.
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = gw.client();
     c.send_close(1000, b"bye");
     c.shutdown_write();
@@ -1179,7 +1201,7 @@ fn close_then_half_close_is_answered() {
 
 #[test]
 fn many_concurrent_clients_each_get_their_own_echoes() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let addr = gw.addr();
     let handles: Vec<_> = (0..64u64)
         .map(|t| {
@@ -1212,7 +1234,7 @@ fn mutated_frame_streams_never_break_the_gateway() {
     // connections at once. Whatever the server answers must be well-formed server frames (the
     // harness checks masking, lengths and RSV bits), a close must carry a code the contract
     // allows for errors or echoes, and the gateway keeps running and serving.
-    let gw = Gateway::start(&["--close-timeout", "1s"]);
+    let gw = gateway().args(["--close-timeout", "1s"]).start();
     let addr = gw.addr();
     let handles: Vec<_> = (0..8u64)
         .map(|t| {
@@ -1281,7 +1303,7 @@ fn mutated_requests_never_break_the_gateway() {
     // Upgrade and health requests with random bit flips, truncations, inserted and duplicated
     // bytes: each answer is a well-formed HTTP/1.1 status line (or nothing before the close), and
     // the gateway keeps running and serving.
-    let gw = Gateway::start(&["--handshake-timeout", "1s"]);
+    let gw = gateway().args(["--handshake-timeout", "1s"]).start();
     let addr = gw.addr();
     let handles: Vec<_> = (0..4u64)
         .map(|t| {

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{no_proxy, Client, Gateway, Response, IO_TIMEOUT};
+use common::{gateway, no_proxy, Client, Response, IO_TIMEOUT};
 
 /// Bound for the whole browser run (its own waits are 10 s each; it stops itself at 100 s).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -41,7 +41,7 @@ fn get(c: &mut Client, path: &str, extra: &str) -> Response {
 
 #[test]
 fn page_files_are_served_with_type_length_cache_and_csp() {
-    let gw = Gateway::start(ARGS);
+    let gw = gateway().args(ARGS).start();
     let mut c = Client::connect(gw.addr());
     // Three requests on one keep-alive connection, as a browser loads the page.
     for (path, content_type, needle) in [
@@ -85,7 +85,7 @@ fn page_files_are_served_with_type_length_cache_and_csp() {
 
 #[test]
 fn chat_room_in_headless_chromium() {
-    let mut gw = Some(Gateway::start(ARGS));
+    let mut gw = Some(gateway().args(ARGS).start());
     let addr = gw.as_ref().map(|g| g.addr()).expect("started");
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let script_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
@@ -153,7 +153,7 @@ fn chat_room_in_headless_chromium() {
             }
             "start-gateway" => {
                 assert!(gw.is_none(), "start-gateway while the gateway runs");
-                gw = Some(Gateway::start_at(addr, ARGS));
+                gw = Some(gateway().listen(addr).args(ARGS).start());
                 "started"
             }
             _ => {

@@ -10,7 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    op, pattern, raw_frame, utf8_text, Client, Gateway, LenForm, Raw, Rng, KEY, PROMPT_CLOSE,
+    gateway, op, pattern, raw_frame, utf8_text, Client, Gateway, GatewayExt, LenForm, Raw, Rng,
+    KEY, PROMPT_CLOSE,
 };
 
 /// A gateway for header-level protocol errors. After such an error the byte stream may no longer
@@ -21,7 +22,7 @@ use common::{
 fn gw(args: &[&str]) -> Gateway {
     let mut all = vec!["--close-timeout", "1s"];
     all.extend_from_slice(args);
-    Gateway::start(&all)
+    gateway().args(&all).start()
 }
 
 /// Send one well-formed masked frame.
@@ -100,7 +101,7 @@ fn framing_small_lengths_sent_byte_by_byte_are_echoed() {
 #[test]
 fn framing_control_frames_byte_by_byte() {
     // Control payloads split over many reads are reassembled before they are acted on.
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = gw.client();
     for len in [0, 1, 2, 5, 124, 125] {
         let payload = pattern(len, 40 + len as u64);
@@ -126,7 +127,7 @@ fn framing_control_frames_byte_by_byte() {
 
 #[test]
 fn framing_close_reason_with_invalid_utf8_byte_by_byte_is_1007() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = gw.client();
     let mut payload = 1000u16.to_be_bytes().to_vec();
     payload.extend_from_slice(b"fine until ");
@@ -274,7 +275,7 @@ fn framing_random_messages_in_random_chunks_are_echoed_in_order() {
     // with unsolicited pongs between fragments and random mask keys, written as one stream cut
     // at random points: every echo arrives whole and in order.
     const SIZES: [u64; 9] = [0, 1, 3, 125, 126, 127, 4096, 65535, 65536];
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = gw.client();
     for seed in [0x9e37_79b9_u64, 0x1234_5678, 0xdead_beef] {
         let mut rng = Rng(seed);
@@ -492,7 +493,9 @@ fn idle_connection_is_pinged_and_kept_while_it_answers() {
 fn busy_connection_is_not_pinged() {
     // The ping timer counts from the last frame received: a client sending every 150 ms is never
     // pinged with a 1 s interval; once it goes quiet, the ping comes.
-    let gw = Gateway::start(&["--ping-interval", "1s", "--pong-timeout", "5s"]);
+    let gw = gateway()
+        .args(["--ping-interval", "1s", "--pong-timeout", "5s"])
+        .start();
     let mut c = gw.client();
     let started = Instant::now();
     let mut n = 0u32;
@@ -522,7 +525,9 @@ fn busy_connection_is_not_pinged() {
 fn any_frame_after_a_ping_counts_as_life() {
     // The pong deadline is about hearing nothing: answering each server ping with a data frame
     // instead of a pong keeps the connection open.
-    let gw = Gateway::start(&["--ping-interval", "300ms", "--pong-timeout", "700ms"]);
+    let gw = gateway()
+        .args(["--ping-interval", "300ms", "--pong-timeout", "700ms"])
+        .start();
     let mut c = gw.client();
     let started = Instant::now();
     let mut pings = 0;
@@ -748,7 +753,7 @@ fn close_between_fragments_is_echoed_without_the_message() {
 
 #[test]
 fn continuation_without_a_start_is_1002() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     for fin in [true, false] {
         let mut c = gw.client();
         frame(&mut c, fin, op::CONT, b"orphan");
@@ -764,7 +769,7 @@ fn continuation_without_a_start_is_1002() {
 
 #[test]
 fn new_data_message_before_the_end_is_1002() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     for (first, second) in [
         (op::TEXT, op::TEXT),
         (op::TEXT, op::BINARY),
@@ -838,7 +843,7 @@ fn utf8_valid_text_one_byte_per_fragment() {
 #[test]
 fn utf8_code_point_split_around_control_frames() {
     // The UTF-8 state of a text message survives control frames between its fragments.
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = gw.client();
     let text = "x𝄞y€z".as_bytes();
     for split in 1..text.len() {
@@ -880,7 +885,7 @@ const INVALID: [&[u8]; 14] = [
 /// before the final fragment would be sent (it never is).
 #[test]
 fn utf8_invalid_sequence_at_every_position_fails_fast() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let prefix_text = tricky_text();
     for bad in INVALID {
         for pos in 0..=prefix_text.len() {
@@ -900,7 +905,7 @@ fn utf8_invalid_sequence_at_every_position_fails_fast() {
 
 #[test]
 fn utf8_invalid_sequence_split_across_fragments_fails_at_its_fragment() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     // The lead byte ends one fragment; the byte that makes it invalid starts the next.
     for (lead, rest) in [
         (&[0xed][..], &[0xa0, 0x80][..]),
@@ -953,7 +958,7 @@ fn utf8_invalid_inside_a_partly_received_frame_fails_fast() {
 
 #[test]
 fn utf8_invalid_in_a_whole_frame_is_1007() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     for bad in INVALID {
         let mut payload = b"Hello ".to_vec();
         payload.extend_from_slice(bad);
@@ -975,7 +980,7 @@ fn utf8_invalid_in_a_whole_frame_is_1007() {
 
 #[test]
 fn utf8_text_ending_inside_a_code_point_is_1007() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     for tail in [&[0xc3][..], &[0xe2, 0x82], &[0xf0, 0x9d, 0x84]] {
         let mut payload = b"end".to_vec();
         payload.extend_from_slice(tail);
@@ -1011,7 +1016,7 @@ const INVALID_CODES: [u16; 12] = [
 
 #[test]
 fn close_every_valid_code_is_echoed_with_an_empty_reason() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     for code in VALID_CODES {
         for reason in [&b""[..], b"bye"] {
             let mut c = gw.client();
@@ -1025,7 +1030,7 @@ fn close_every_valid_code_is_echoed_with_an_empty_reason() {
 
 #[test]
 fn close_invalid_codes_are_1002() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     for code in INVALID_CODES {
         let mut c = gw.client();
         c.send_close(code, b"");
@@ -1037,7 +1042,7 @@ fn close_invalid_codes_are_1002() {
 
 #[test]
 fn close_with_one_byte_payload_is_1002() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = gw.client();
     frame(&mut c, true, op::CLOSE, &[0x03]);
     c.expect_close(1002);
@@ -1046,7 +1051,7 @@ fn close_with_one_byte_payload_is_1002() {
 
 #[test]
 fn close_reason_of_123_bytes_is_accepted() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = gw.client();
     let reason = utf8_text(123);
     c.send_close(1000, &reason);
@@ -1056,7 +1061,7 @@ fn close_reason_of_123_bytes_is_accepted() {
 
 #[test]
 fn close_reason_with_invalid_utf8_is_1007() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     for reason in [
         &[0xff][..],
         &[b'o', b'k', 0xc0, 0x80],
@@ -1072,7 +1077,7 @@ fn close_reason_with_invalid_utf8_is_1007() {
 
 #[test]
 fn close_empty_is_answered_with_empty_close() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = gw.client();
     c.send_empty_close();
     c.expect_empty_close();
@@ -1081,7 +1086,7 @@ fn close_empty_is_answered_with_empty_close() {
 
 #[test]
 fn close_data_after_close_is_ignored_and_tcp_closed() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = gw.client();
     let mut bytes = c.frame_bytes(true, 0, op::CLOSE, &1000u16.to_be_bytes(), Some(KEY));
     bytes.extend(c.frame_bytes(true, 0, op::TEXT, b"too late", Some(KEY)));
@@ -1093,7 +1098,7 @@ fn close_data_after_close_is_ignored_and_tcp_closed() {
 
 #[test]
 fn close_data_after_server_error_close_is_ignored() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = gw.client();
     c.send_raw(&raw_frame(&Raw::new(5, b"")));
     c.expect_close(1002);
@@ -1108,7 +1113,7 @@ fn close_data_after_server_error_close_is_ignored() {
 
 #[test]
 fn close_timeout_drops_a_peer_that_never_answers() {
-    let gw = Gateway::start(&["--close-timeout", "500ms"]);
+    let gw = gateway().args(["--close-timeout", "500ms"]).start();
     let mut c = gw.client();
     let started = Instant::now();
     c.send_raw(&raw_frame(&Raw {
@@ -1153,7 +1158,7 @@ fn limit_frame_bytes() {
 
 #[test]
 fn limit_message_bytes() {
-    let gw = Gateway::start(&["--max-message-bytes", "1000"]);
+    let gw = gateway().args(["--max-message-bytes", "1000"]).start();
     let mut c = gw.client();
     let ok = pattern(1000, 4);
     send_fragmented(&mut c, op::BINARY, &ok, 3);
@@ -1187,7 +1192,7 @@ fn limit_message_bytes() {
 
 #[test]
 fn limit_fragments() {
-    let gw = Gateway::start(&["--max-fragments", "10"]);
+    let gw = gateway().args(["--max-fragments", "10"]).start();
     let mut c = gw.client();
     let text = utf8_text(10);
     send_fragmented(&mut c, op::TEXT, &text, 10);

@@ -5,7 +5,8 @@
 mod common;
 
 use common::{
-    accept_key, fresh_key, http_exchange, upgrade_request, Client, Gateway, Response, SAMPLE_KEY,
+    accept_key, fresh_key, gateway, http_exchange, upgrade_request, Client, Gateway, GatewayExt,
+    Response, SAMPLE_KEY,
 };
 
 /// Send `request` on a fresh connection, expect error `status` with the contract's error shape,
@@ -34,7 +35,7 @@ fn accept_key_helper_matches_rfc_example() {
 
 #[test]
 fn upgrade_with_rfc_sample_key_switches_protocols() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = Client::connect(gw.addr());
     let resp = c.handshake_with_key("/echo", SAMPLE_KEY, &[]);
     resp.assert_switching(SAMPLE_KEY);
@@ -47,7 +48,7 @@ fn upgrade_with_rfc_sample_key_switches_protocols() {
 
 #[test]
 fn upgrade_tokens_are_case_insensitive_lists() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     let req = request(&[
         "GET /echo HTTP/1.1",
@@ -67,7 +68,7 @@ fn upgrade_tokens_are_case_insensitive_lists() {
 
 #[test]
 fn upgrade_token_among_others_is_accepted() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     let req = request(&[
         "GET /echo HTTP/1.1",
@@ -85,7 +86,7 @@ fn upgrade_token_among_others_is_accepted() {
 
 #[test]
 fn method_other_than_get_is_405_with_allow() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     for method in ["POST", "PUT", "HEAD", "DELETE"] {
         let req = request(&[
@@ -112,7 +113,7 @@ fn method_other_than_get_is_405_with_allow() {
 
 #[test]
 fn http_1_0_upgrade_is_400() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     let req = request(&[
         "GET /echo HTTP/1.0",
@@ -127,7 +128,7 @@ fn http_1_0_upgrade_is_400() {
 
 #[test]
 fn missing_host_is_400() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     let req = request(&[
         "GET /echo HTTP/1.1",
@@ -141,7 +142,7 @@ fn missing_host_is_400() {
 
 #[test]
 fn missing_upgrade_header_is_426_naming_websocket_and_version() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     let req = request(&[
         "GET /echo HTTP/1.1",
@@ -164,7 +165,7 @@ fn missing_upgrade_header_is_426_naming_websocket_and_version() {
 
 #[test]
 fn plain_get_of_echo_without_upgrade_headers_is_426() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let resp = expect_error(&gw, b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 426);
     assert!(
         resp.tokens("Upgrade").iter().any(|t| t == "websocket"),
@@ -179,7 +180,7 @@ fn plain_get_of_echo_without_upgrade_headers_is_426() {
 
 #[test]
 fn upgrade_without_websocket_token_is_400() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     for upgrade in ["h2c", "websockets", "web socket", ""] {
         let req = request(&[
@@ -197,7 +198,7 @@ fn upgrade_without_websocket_token_is_400() {
 
 #[test]
 fn connection_without_upgrade_token_is_400() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     for connection in ["keep-alive", "close", "upgraded"] {
         let req = request(&[
@@ -215,7 +216,7 @@ fn connection_without_upgrade_token_is_400() {
 
 #[test]
 fn missing_version_is_426_with_version_13() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     let req = request(&[
         "GET /echo HTTP/1.1",
@@ -234,7 +235,7 @@ fn missing_version_is_426_with_version_13() {
 
 #[test]
 fn wrong_version_is_426_with_version_13() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     for version in ["8", "12", "14", "13, 8", "abc"] {
         let req = request(&[
@@ -256,7 +257,7 @@ fn wrong_version_is_426_with_version_13() {
 
 #[test]
 fn missing_key_is_400() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let req = request(&[
         "GET /echo HTTP/1.1",
         "Host: 127.0.0.1",
@@ -269,7 +270,7 @@ fn missing_key_is_400() {
 
 #[test]
 fn key_that_is_not_base64_of_16_bytes_is_400() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let bad_keys = [
         "",
         "not base64 at all!!!!!!!",
@@ -296,7 +297,7 @@ fn key_that_is_not_base64_of_16_bytes_is_400() {
 
 #[test]
 fn duplicate_version_header_is_400() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     let req = request(&[
         "GET /echo HTTP/1.1",
@@ -312,7 +313,7 @@ fn duplicate_version_header_is_400() {
 
 #[test]
 fn unknown_path_is_404() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     expect_error(&gw, &upgrade_request("/nope", &key, &[]), 404);
     expect_error(&gw, &upgrade_request("/echo/extra", &key, &[]), 404);
@@ -325,10 +326,12 @@ fn unknown_path_is_404() {
 
 #[test]
 fn origin_is_checked_against_allowed_list() {
-    let gw = Gateway::start(&[
-        "--allowed-origins",
-        "https://app.example.com,http://localhost:3000",
-    ]);
+    let gw = gateway()
+        .args([
+            "--allowed-origins",
+            "https://app.example.com,http://localhost:3000",
+        ])
+        .start();
     for origin in ["https://app.example.com", "http://localhost:3000"] {
         let mut c = Client::connect(gw.addr());
         let key = fresh_key();
@@ -362,7 +365,7 @@ fn origin_is_checked_against_allowed_list() {
 
 #[test]
 fn any_origin_is_accepted_without_allowed_list() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = Client::connect(gw.addr());
     let key = fresh_key();
     c.handshake_with_key("/echo", &key, &[("Origin", "https://anything.example")])
@@ -389,7 +392,7 @@ fn negotiate(gw: &Gateway, offers: &[&str]) -> Option<String> {
 
 #[test]
 fn subprotocol_is_first_client_offer_the_server_supports() {
-    let gw = Gateway::start(&["--subprotocols", "chat,superchat"]);
+    let gw = gateway().args(["--subprotocols", "chat,superchat"]).start();
     assert_eq!(negotiate(&gw, &["chat"]).as_deref(), Some("chat"));
     assert_eq!(negotiate(&gw, &["superchat"]).as_deref(), Some("superchat"));
     // The client's order wins, not the server's preference order.
@@ -415,7 +418,7 @@ fn subprotocol_is_first_client_offer_the_server_supports() {
 
 #[test]
 fn subprotocol_absent_when_nothing_matches() {
-    let gw = Gateway::start(&["--subprotocols", "chat,superchat"]);
+    let gw = gateway().args(["--subprotocols", "chat,superchat"]).start();
     assert_eq!(negotiate(&gw, &["foo, bar"]), None);
     // Tokens are compared exactly, not as prefixes or substrings.
     assert_eq!(negotiate(&gw, &["cha, chatty, superchat2"]), None);
@@ -424,13 +427,13 @@ fn subprotocol_absent_when_nothing_matches() {
 
 #[test]
 fn subprotocol_absent_when_server_supports_none() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     assert_eq!(negotiate(&gw, &["chat, superchat"]), None);
 }
 
 #[test]
 fn healthz_answers_ok_with_keep_alive() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = Client::connect(gw.addr());
     for _ in 0..3 {
         c.send_raw(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
@@ -459,7 +462,7 @@ fn healthz_answers_ok_with_keep_alive() {
 
 #[test]
 fn healthz_pipelined_requests_are_all_answered() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = Client::connect(gw.addr());
     let one = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     c.send_raw(&[&one[..], &one[..], &one[..]].concat());
@@ -471,7 +474,7 @@ fn healthz_pipelined_requests_are_all_answered() {
 
 #[test]
 fn error_on_one_connection_leaves_others_served() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut open = gw.client();
     let resp = http_exchange(gw.addr(), b"GET /echo HTTP/1.1\r\n\r\n");
     resp.assert_error(400);
@@ -484,7 +487,7 @@ fn error_on_one_connection_leaves_others_served() {
 #[test]
 fn header_values_are_read_without_surrounding_whitespace() {
     // RFC 9110 §5.5: optional whitespace around a field value is not part of it.
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     let req = request(&[
         "GET /echo HTTP/1.1",
@@ -505,7 +508,7 @@ fn header_values_are_read_without_surrounding_whitespace() {
 #[test]
 fn healthz_over_http_1_0_closes_after_the_answer() {
     // HTTP/1.0 has no keep-alive by default: the answer, then the TCP close.
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let mut c = Client::connect(gw.addr());
     c.send_raw(b"GET /healthz HTTP/1.0\r\n\r\n");
     let resp = c.read_response();
@@ -520,7 +523,7 @@ fn healthz_over_http_1_0_closes_after_the_answer() {
 #[test]
 fn missing_connection_header_is_400() {
     // An Upgrade header without a Connection header naming it is not an upgrade request.
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let key = fresh_key();
     let req = request(&[
         "GET /echo HTTP/1.1",

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{accept_key, no_proxy, Gateway, SAMPLE_KEY};
+use common::{accept_key, no_proxy, Gateway, GatewayExt, SAMPLE_KEY};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -91,7 +91,9 @@ fn expect_ok(gw: &Gateway, cmd: Command, client: &str) {
 }
 
 fn gateway() -> Gateway {
-    Gateway::start(&["--subprotocols", "chat,superchat"])
+    common::gateway()
+        .args(["--subprotocols", "chat,superchat"])
+        .start()
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::{http_exchange, Client, Gateway};
+use common::{free_port, gateway, http_exchange, Client, Gateway, GatewayExt, Signal};
 
 /// A request whose head is `len` bytes long.
 fn healthz_request_of(len: usize) -> Vec<u8> {
@@ -26,7 +26,7 @@ fn status_for_head_of(gw: &Gateway, len: usize) -> u16 {
 
 #[test]
 fn sigterm_closes_every_websocket_with_1001_and_exits_0() {
-    let mut gw = Gateway::start(&["--threads", "2"]);
+    let mut gw = gateway().args(["--threads", "2"]).start();
     let mut clients: Vec<Client> = (0..6).map(|_| gw.client()).collect();
     for c in clients.iter_mut() {
         c.send_text(b"before");
@@ -46,10 +46,12 @@ fn sigterm_closes_every_websocket_with_1001_and_exits_0() {
 
 #[test]
 fn drain_timeout_bounds_a_peer_that_never_closes() {
-    let mut gw = Gateway::start(&["--drain-timeout", "300ms", "--close-timeout", "30s"]);
+    let mut gw = gateway()
+        .args(["--drain-timeout", "300ms", "--close-timeout", "30s"])
+        .start();
     let mut c = gw.client();
     let started = Instant::now();
-    gw.signal("INT");
+    gw.signal(Signal::SIGINT);
     c.expect_close(1001);
     // We never answer: the drain deadline ends the process anyway.
     let status = gw
@@ -62,7 +64,7 @@ fn drain_timeout_bounds_a_peer_that_never_closes() {
 
 #[test]
 fn sigterm_with_no_connections_exits_0_promptly() {
-    let mut gw = Gateway::start(&[]);
+    let mut gw = gateway().start();
     gw.terminate();
     let status = gw.wait_exit(Duration::from_secs(5)).expect("exits");
     assert_eq!(status.code(), Some(0));
@@ -70,7 +72,16 @@ fn sigterm_with_no_connections_exits_0_promptly() {
 
 #[test]
 fn port_zero_is_resolved_once_and_shared_by_all_shards() {
-    let gw = Gateway::start_with(&["--threads", "3", "--listen", "127.0.0.2:0"], &[], true);
+    let gw = gateway()
+        .args([
+            "--threads",
+            "3",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.2:0",
+        ])
+        .start();
     let addrs = gw.addrs().to_vec();
     assert_eq!(addrs.len(), 2);
     for addr in &addrs {
@@ -88,7 +99,9 @@ fn port_zero_is_resolved_once_and_shared_by_all_shards() {
 
 #[test]
 fn several_shards_each_accept() {
-    let gw = Gateway::start(&["--threads", "2", "--log-level", "debug"]);
+    let gw = gateway()
+        .args(["--threads", "2", "--log-level", "debug"])
+        .start();
     // SO_REUSEPORT spreads connections by their source port: with 64 connections both shards
     // get some unless the hash is pathological (a chance of about 2^-63).
     let mut clients: Vec<Client> = (0..64).map(|_| gw.client()).collect();
@@ -120,41 +133,36 @@ fn flag_beats_env_beats_file_beats_default() {
     let file = file.to_str().expect("utf-8 path");
 
     // File alone: 200 bytes; a 300-byte head is refused, a 150-byte head served.
-    let gw = Gateway::start(&["--config", file]);
+    let gw = gateway().args(["--config", file]).start();
     assert_eq!(status_for_head_of(&gw, 150), 200);
     assert_eq!(status_for_head_of(&gw, 300), 431);
     drop(gw);
 
     // Env over file: 400.
-    let env = [("GATEWAY_MAX_HEADER_BYTES", "400")];
-    let gw = Gateway::start_with(&["--config", file, "--listen", "127.0.0.1:0"], &env, false);
+    let env = ("GATEWAY_MAX_HEADER_BYTES", "400");
+    let gw = gateway()
+        .args(["--config", file, "--listen", "127.0.0.1:0"])
+        .env(env.0, env.1)
+        .start();
     assert_eq!(status_for_head_of(&gw, 300), 200);
     assert_eq!(status_for_head_of(&gw, 500), 431);
     drop(gw);
 
     // Flag over env: 600.
-    let gw = Gateway::start_with(
-        &[
-            "--config",
-            file,
-            "--listen",
-            "127.0.0.1:0",
-            "--max-header-bytes",
-            "600",
-        ],
-        &env,
-        false,
-    );
+    let gw = gateway()
+        .args(["--config", file, "--listen", "127.0.0.1:0"])
+        .args(["--max-header-bytes", "600"])
+        .env(env.0, env.1)
+        .start();
     assert_eq!(status_for_head_of(&gw, 500), 200);
     assert_eq!(status_for_head_of(&gw, 700), 431);
     drop(gw);
 
     // Env can also name the config file and the listen address.
-    let gw = Gateway::start_with(
-        &[],
-        &[("GATEWAY_CONFIG", file), ("GATEWAY_LISTEN", "127.0.0.1:0")],
-        false,
-    );
+    let gw = gateway()
+        .env("GATEWAY_CONFIG", file)
+        .env("GATEWAY_LISTEN", "127.0.0.1:0")
+        .start();
     assert_eq!(status_for_head_of(&gw, 300), 431);
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
@@ -209,7 +217,9 @@ fn bad_flag_value_exits_with_a_message() {
 
 #[test]
 fn over_max_connections_is_503_then_served_again() {
-    let gw = Gateway::start(&["--max-connections", "2", "--threads", "2"]);
+    let gw = gateway()
+        .args(["--max-connections", "2", "--threads", "2"])
+        .start();
     let mut a = gw.client();
     let _b = gw.client();
     let resp = http_exchange(gw.addr(), b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -249,7 +259,10 @@ fn cpu_ticks(pid: u32) -> u64 {
 #[test]
 fn out_of_descriptors_is_logged_once_without_spinning() {
     // A descriptor limit below what the connections need (the connection limit kept above it).
-    let mut gw = Gateway::start_with_nofile(32, &["--threads", "1", "--max-connections", "1000"]);
+    let mut gw = gateway()
+        .nofile(32)
+        .args(["--threads", "1", "--max-connections", "1000"])
+        .start();
     let mut held: Vec<std::net::TcpStream> = (0..40)
         .map(|_| std::net::TcpStream::connect(gw.addr()).expect("connect (backlog)"))
         .collect();
@@ -291,10 +304,7 @@ fn a_closed_stdout_does_not_stop_the_gateway() {
     // Whoever started the gateway may stop reading its stdout (a supervisor that reads the first
     // line, `gateway | head -1`): the listening lines then hit a closed pipe, and the gateway
     // must keep serving. The port is picked by binding and releasing it first.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--api-listen", "127.0.0.1:0", "--threads", "2"])

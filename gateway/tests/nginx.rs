@@ -12,7 +12,7 @@
 mod common;
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::ws::Ws;
-use common::{http_exchange, op, Client, Gateway};
+use common::{free_port, gateway, http_exchange, op, Client, GatewayExt};
 use serde_json::json;
 
 /// The site file as shipped.
@@ -53,14 +53,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
-}
-
-/// A free loopback port: bound and released at once (nginx binds it right after).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free loopback port")
 }
 
 /// The site file with the upstream pointed at `upstream`, one plain `listen` on `listen`, and
@@ -282,7 +274,7 @@ fn nginx_accepts_the_site_config() {
 
 #[test]
 fn echo_round_trip_through_nginx() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let nginx = Nginx::start(gw.addr());
     let mut c = Client::open(nginx.addr);
     c.send_text(b"through the proxy");
@@ -295,7 +287,7 @@ fn echo_round_trip_through_nginx() {
 
 #[test]
 fn publish_reaches_a_subscriber_through_nginx() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let nginx = Nginx::start(gw.addr());
     let mut sub = Ws::open(nginx.addr, "");
     sub.subscribe("news");
@@ -309,7 +301,7 @@ fn publish_reaches_a_subscriber_through_nginx() {
 
 #[test]
 fn idle_connection_survives_the_proxy_timeouts() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let nginx = Nginx::start(gw.addr());
     let mut c = Client::open(nginx.addr);
     c.expect_silence(Duration::from_secs(3));
@@ -320,7 +312,7 @@ fn idle_connection_survives_the_proxy_timeouts() {
 
 #[test]
 fn healthz_through_nginx_and_no_backend_api() {
-    let gw = Gateway::start(&[]);
+    let gw = gateway().start();
     let nginx = Nginx::start(gw.addr());
     let resp = http_exchange(
         nginx.addr,
@@ -343,7 +335,7 @@ fn the_example_toml_file_is_accepted() {
     );
     // The harness puts `--listen 127.0.0.1:0 --api-listen 127.0.0.1:0` first: flags win over
     // the file's addresses. The driver is the suite's (GATEWAY_DRIVER wins over the file too).
-    let gw = Gateway::start(&["--config", path]);
+    let gw = gateway().args(["--config", path]).start();
     let resp = http_exchange(
         gw.api_addr(),
         b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",

@@ -19,7 +19,9 @@ fn messages(frames: &[Value]) -> Vec<&Value> {
 
 #[test]
 fn replies_and_errors_keep_the_connection_up() {
-    let gw = Gateway::start(&["--threads", "1", "--max-channels-per-conn", "2"]);
+    let gw = gateway()
+        .args(["--threads", "1", "--max-channels-per-conn", "2"])
+        .start();
     let mut a = Ws::open(gw.addr(), "?user=ann");
     assert_eq!(a.id.parse::<u64>().unwrap() >> 56, 0);
 
@@ -95,7 +97,7 @@ fn a_one_slot_shard_queue_delays_but_loses_nothing() {
 }
 
 fn fan_out_case(args: &[&str]) {
-    let gw = Gateway::start(args);
+    let gw = gateway().args(args).start();
     let mut clients = spread(gw.addr(), 12, "");
     let mut outsiders: Vec<Ws> = Vec::new();
     for shard in [0, 1] {
@@ -157,7 +159,7 @@ fn fan_out_case(args: &[&str]) {
 
 #[test]
 fn skip_self_reaches_everyone_but_the_publisher() {
-    let gw = Gateway::start(&["--threads", "2"]);
+    let gw = gateway().args(["--threads", "2"]).start();
     let mut c = spread(gw.addr(), 1, "");
     for (i, w) in c.iter_mut().enumerate() {
         w.ok(json!({"op":"subscribe","channel":"chat","id":i}));
@@ -178,7 +180,7 @@ fn skip_self_reaches_everyone_but_the_publisher() {
 
 #[test]
 fn private_messages_reach_only_their_target_and_stale_ids_are_refused() {
-    let gw = Gateway::start(&["--threads", "2"]);
+    let gw = gateway().args(["--threads", "2"]).start();
     let mut c = spread(gw.addr(), 2, "");
     let a = c.iter().position(|w| w.shard() == 0).unwrap();
     let mut a = c.swap_remove(a);
@@ -224,7 +226,9 @@ fn private_messages_reach_only_their_target_and_stale_ids_are_refused() {
 
 #[test]
 fn slow_consumer_is_closed_with_4008_and_others_get_everything() {
-    let gw = Gateway::start(&["--threads", "1", "--max-outbound-bytes", "65536"]);
+    let gw = gateway()
+        .args(["--threads", "1", "--max-outbound-bytes", "65536"])
+        .start();
     let addr = gw.addr();
     let mut slow = Client::connect_small_rcvbuf(addr, 4096);
     let key = fresh_key();
@@ -286,7 +290,7 @@ fn slow_consumer_is_closed_with_4008_and_others_get_everything() {
 
 #[test]
 fn raw_and_broadcast_deliveries_are_bare() {
-    let gw = Gateway::start(&["--threads", "2"]);
+    let gw = gateway().args(["--threads", "2"]).start();
     let addr = gw.addr();
     let mut raw = Client::connect(addr);
     let key = fresh_key();
@@ -332,7 +336,7 @@ fn raw_and_broadcast_deliveries_are_bare() {
 
 #[test]
 fn presence_joins_leaves_and_members_across_shards() {
-    let gw = Gateway::start(&["--threads", "2"]);
+    let gw = gateway().args(["--threads", "2"]).start();
     let addr = gw.addr();
     let mut first = spread(addr, 1, "");
     // One watcher per shard, with names.
@@ -409,7 +413,9 @@ fn token(claims: Value) -> String {
 
 #[test]
 fn tokens_grant_channels_refresh_and_expire_with_4001() {
-    let gw = Gateway::start(&["--token-secret", "push-secret", "--require-token"]);
+    let gw = gateway()
+        .args(["--token-secret", "push-secret", "--require-token"])
+        .start();
     let addr = gw.addr();
     let mut anon = Client::connect(addr);
     let r = anon.handshake("/ws?user=eve", &[]);

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, Gateway, IO_TIMEOUT};
+use common::{gateway, Client, Gateway, IO_TIMEOUT};
 
 /// Distinct bytes per client and message, so a buffer handed to the wrong connection or
 /// reused too early shows up as a mismatch.
@@ -45,14 +45,16 @@ fn a_dry_buffer_ring_is_counted_and_every_large_message_is_echoed_intact() {
     const CLIENTS: usize = 4;
     const MESSAGES: usize = 3;
     const LEN: usize = 1 << 20;
-    let mut gw = Gateway::start(&[
-        "--driver",
-        "uring",
-        "--threads",
-        "1",
-        "--uring-buffers",
-        "2",
-    ]);
+    let mut gw = gateway()
+        .args([
+            "--driver",
+            "uring",
+            "--threads",
+            "1",
+            "--uring-buffers",
+            "2",
+        ])
+        .start();
     let addr = gw.addr();
     let workers: Vec<_> = (0..CLIENTS)
         .map(|c| {
@@ -106,14 +108,16 @@ fn two_thousand_connections_closing_at_once_leave_the_gateway_healthy() {
     const CONNS: usize = 2000;
     // The mid-request half is closed by the gateway itself at its handshake deadline, while
     // their receives are armed and their peers still hold them open: the cancel path.
-    let mut gw = Gateway::start(&[
-        "--driver",
-        "uring",
-        "--threads",
-        "2",
-        "--handshake-timeout",
-        "2s",
-    ]);
+    let mut gw = gateway()
+        .args([
+            "--driver",
+            "uring",
+            "--threads",
+            "2",
+            "--handshake-timeout",
+            "2s",
+        ])
+        .start();
     let baseline = open_fds(gw.pid());
     let mut upgraded = Vec::with_capacity(CONNS / 2);
     let mut raw = Vec::with_capacity(CONNS / 2);
@@ -194,11 +198,10 @@ fn explicit_uring_refuses_to_start_without_io_uring_and_exits_2() {
 
 #[test]
 fn auto_falls_back_to_epoll_without_io_uring_and_says_so() {
-    let gw = Gateway::start_with(
-        &["--driver", "auto"],
-        &[("GATEWAY_URING_UNAVAILABLE", "1")],
-        true,
-    );
+    let gw = gateway()
+        .args(["--driver", "auto"])
+        .env("GATEWAY_URING_UNAVAILABLE", "1")
+        .start();
     let mut c = Client::open(gw.addr());
     c.send_text(b"on epoll");
     c.expect_frame(common::op::TEXT, b"on epoll");
@@ -211,7 +214,7 @@ fn auto_falls_back_to_epoll_without_io_uring_and_says_so() {
 
 #[test]
 fn auto_logs_which_driver_it_chose() {
-    let gw = Gateway::start(&["--driver", "auto"]);
+    let gw = gateway().args(["--driver", "auto"]).start();
     let mut c = Client::open(gw.addr());
     c.send_text(b"either");
     c.expect_frame(common::op::TEXT, b"either");

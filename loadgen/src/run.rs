@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+use mio::Waker;
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
@@ -18,6 +21,9 @@ use crate::report::{fmt_count, fmt_ns, ClientCpu, Histograms, Point, Report, Res
 use crate::stats::{encode_hist, new_hist, Counters, Delivery, Percentiles};
 use crate::sysinfo::{self, ProcSample};
 use crate::worker::{self, phase, Shared, Tick, WorkerInit, WorkerResult};
+
+/// A worker thread: what it measured, or why it stopped.
+type WorkerHandle = JoinHandle<std::io::Result<WorkerResult>>;
 
 /// Options of a run besides the plan.
 #[derive(Clone, Debug, Default)]
@@ -67,59 +73,9 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
     let clock = Clock::start();
     let shared = Arc::new(Shared::new(plan.publishers.len()));
     let (tick_tx, tick_rx) = mpsc::channel::<Tick>();
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
     let server_baseline = opts.server_pid.map(sysinfo::sample_pid).transpose()?;
 
-    let mut per_worker: Vec<Vec<_>> = vec![Vec::new(); threads];
-    for (i, spec) in plan.conns.iter().enumerate() {
-        per_worker[i % threads].push(*spec);
-    }
-    let is_sender = |s: &&crate::plan::ConnSpec| {
-        matches!(
-            s.role,
-            crate::plan::Role::Echo
-                | crate::plan::Role::Member {
-                    publisher: Some(_),
-                    ..
-                }
-        )
-    };
-    let total_conns = plan.conns.len().max(1);
-    let total_senders = plan.conns.iter().filter(is_sender).count().max(1);
-    let mut wakers = Vec::new();
-    let mut handles = Vec::new();
-    for (id, specs) in per_worker.into_iter().enumerate() {
-        let (poll, waker) = worker::poll_and_waker()?;
-        wakers.push(waker);
-        let connect_share = if plan.churn.is_some() || plan.conns.is_empty() {
-            1.0 / threads as f64
-        } else {
-            specs.len() as f64 / total_conns as f64
-        };
-        let send_share = specs.iter().filter(is_sender).count() as f64 / total_senders as f64;
-        let init = WorkerInit {
-            id,
-            specs,
-            plan: plan.clone(),
-            shared: shared.clone(),
-            clock,
-            ticks: tick_tx.clone(),
-            connect_share,
-            send_share,
-        };
-        let core = (plan.pin && !cores.is_empty()).then(|| cores[id % cores.len()]);
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("loadgen-{id}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core);
-                    }
-                    worker::run(init, poll)
-                })?,
-        );
-    }
-    drop(tick_tx);
+    let (wakers, handles) = spawn_workers(&plan, &shared, clock, tick_tx)?;
     let wake = |p: u8| {
         shared.phase.store(p, Ordering::Release);
         for w in &wakers {
@@ -256,38 +212,12 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
         }
     }
     let end_ns = clock.now_ns();
-    let mut results = Vec::new();
-    for h in handles {
-        let r = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("a client thread panicked"))?
-            .context("client thread failed")?;
-        results.push(r);
-    }
+    let results = join_workers(handles)?;
     if progress && tty {
         eprintln!();
     }
     let window_s = (window_end.saturating_sub(window_start)) as f64 / 1e9;
-    let whole_s = end_ns as f64 / 1e9;
-    let (cpu_ns, wall_s) = match cpu_window {
-        Some(c) if window_s > 0.0 => (c, window_s),
-        _ => (sysinfo::process_cpu_ns(), whole_s),
-    };
-    let busiest = results
-        .iter()
-        .map(|r| r.cpu_window_ns as f64 / 1e9 / window_s.max(1e-9))
-        .fold(0.0, f64::max);
-    let cores_used = cpu_ns as f64 / 1e9 / wall_s.max(1e-9);
-    let client_cpu = ClientCpu {
-        cpu_s: cpu_ns as f64 / 1e9,
-        cores_used,
-        busiest_thread: if window_s > 0.0 {
-            busiest
-        } else {
-            cores_used / threads as f64
-        },
-        saturated: busiest > 0.9 || cores_used > 0.9 * threads as f64,
-    };
+    let client_cpu = client_cpu(&results, cpu_window, window_s, end_ns, threads);
     let mut out = merge_workers(&plan, results, window_s);
     out.threads = threads;
     out.open_at_run_start = open_at_run_start;
@@ -329,6 +259,113 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
         results: out.into_results(),
         series,
     })
+}
+
+/// Start one worker thread per planned thread (pinned when the plan says so), each with its share
+/// of the connections and of the connect and send rates. Returns their wakers and handles; the
+/// ticks they send arrive on `ticks`' receiver, which sees the end once every worker is done.
+fn spawn_workers(
+    plan: &Arc<Plan>,
+    shared: &Arc<Shared>,
+    clock: Clock,
+    ticks: mpsc::Sender<Tick>,
+) -> Result<(Vec<Arc<Waker>>, Vec<WorkerHandle>)> {
+    let threads = plan.threads;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut per_worker: Vec<Vec<_>> = vec![Vec::new(); threads];
+    for (i, spec) in plan.conns.iter().enumerate() {
+        per_worker[i % threads].push(*spec);
+    }
+    let is_sender = |s: &&crate::plan::ConnSpec| {
+        matches!(
+            s.role,
+            crate::plan::Role::Echo
+                | crate::plan::Role::Member {
+                    publisher: Some(_),
+                    ..
+                }
+        )
+    };
+    let total_conns = plan.conns.len().max(1);
+    let total_senders = plan.conns.iter().filter(is_sender).count().max(1);
+    let mut wakers = Vec::new();
+    let mut handles = Vec::new();
+    for (id, specs) in per_worker.into_iter().enumerate() {
+        let (poll, waker) = worker::poll_and_waker()?;
+        wakers.push(waker);
+        let connect_share = if plan.churn.is_some() || plan.conns.is_empty() {
+            1.0 / threads as f64
+        } else {
+            specs.len() as f64 / total_conns as f64
+        };
+        let send_share = specs.iter().filter(is_sender).count() as f64 / total_senders as f64;
+        let init = WorkerInit {
+            id,
+            specs,
+            plan: plan.clone(),
+            shared: shared.clone(),
+            clock,
+            ticks: ticks.clone(),
+            connect_share,
+            send_share,
+        };
+        let core = (plan.pin && !cores.is_empty()).then(|| cores[id % cores.len()]);
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("loadgen-{id}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    worker::run(init, poll)
+                })?,
+        );
+    }
+    Ok((wakers, handles))
+}
+
+/// Wait for every worker and collect what each measured.
+fn join_workers(handles: Vec<WorkerHandle>) -> Result<Vec<WorkerResult>> {
+    let mut results = Vec::new();
+    for h in handles {
+        let r = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))?
+            .context("client thread failed")?;
+        results.push(r);
+    }
+    Ok(results)
+}
+
+/// This process's CPU use: over the measured window when there was one (`cpu_window_ns`), else
+/// over the whole run (`end_ns` since the start), with the busiest worker's share of a core.
+fn client_cpu(
+    results: &[WorkerResult],
+    cpu_window_ns: Option<u64>,
+    window_s: f64,
+    end_ns: u64,
+    threads: usize,
+) -> ClientCpu {
+    let whole_s = end_ns as f64 / 1e9;
+    let (cpu_ns, wall_s) = match cpu_window_ns {
+        Some(c) if window_s > 0.0 => (c, window_s),
+        _ => (sysinfo::process_cpu_ns(), whole_s),
+    };
+    let busiest = results
+        .iter()
+        .map(|r| r.cpu_window_ns as f64 / 1e9 / window_s.max(1e-9))
+        .fold(0.0, f64::max);
+    let cores_used = cpu_ns as f64 / 1e9 / wall_s.max(1e-9);
+    ClientCpu {
+        cpu_s: cpu_ns as f64 / 1e9,
+        cores_used,
+        busiest_thread: if window_s > 0.0 {
+            busiest
+        } else {
+            cores_used / threads as f64
+        },
+        saturated: busiest > 0.9 || cores_used > 0.9 * threads as f64,
+    }
 }
 
 fn out_hist(out: &Merged) -> (String, String, String) {

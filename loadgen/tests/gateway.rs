@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::gateway::{Gateway, API_KEY};
+use common::gateway::{self, GatewayExt, API_KEY};
 use common::{loadgen_json, num, temp_dir};
 
 /// Exact delivery figures: every publish reached every subscriber once, in order.
@@ -25,7 +25,7 @@ fn assert_exact_delivery(r: &serde_json::Value, per_publish: u64) {
 
 #[test]
 fn echo_counts_match_the_gateways_own_counters() {
-    let gw = Gateway::start(2);
+    let gw = gateway::start(2);
     let dir = temp_dir("gw-echo");
     let url = gw.url("/echo");
     let r = loadgen_json(
@@ -60,7 +60,7 @@ fn echo_counts_match_the_gateways_own_counters() {
 
 #[test]
 fn fanout_over_broadcast_reaches_every_other_connection_once() {
-    let gw = Gateway::start(2);
+    let gw = gateway::start(2);
     let dir = temp_dir("gw-broadcast");
     let url = gw.url("/broadcast");
     let r = loadgen_json(
@@ -92,7 +92,7 @@ fn fanout_over_broadcast_reaches_every_other_connection_once() {
 
 #[test]
 fn fanout_over_ws_and_raw_and_through_the_api_loses_nothing_across_shards() {
-    let gw = Gateway::start(2);
+    let gw = gateway::start(2);
     let dir = temp_dir("gw-fanout");
     // The adapter picks the paths: `/raw?channel=..` for subscribers, `/ws` for publishers.
     let url = gw.url("/");
@@ -167,7 +167,7 @@ fn fanout_over_ws_and_raw_and_through_the_api_loses_nothing_across_shards() {
 
 #[test]
 fn chat_rooms_on_ws_deliver_to_every_other_member() {
-    let gw = Gateway::start(2);
+    let gw = gateway::start(2);
     let dir = temp_dir("gw-chat");
     let url = gw.url("/");
     let r = loadgen_json(
@@ -199,7 +199,7 @@ fn chat_rooms_on_ws_deliver_to_every_other_member() {
 
 #[test]
 fn connect_phase_runs_from_the_first_syn_to_the_last_101() {
-    let gw = Gateway::start(2);
+    let gw = gateway::start(2);
     let dir = temp_dir("gw-connect");
     let url = gw.url("/echo");
     let r = loadgen_json(

@@ -184,11 +184,7 @@ fn errors_name_the_problem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid URL"));
 
     // A port nothing listens on: take one and free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = test_support::free_port();
     let url = format!("ws://127.0.0.1:{port}/echo");
     let out = loadgen(&["echo", "--url", &url, "-c", "2", "--quiet"]);
     assert_eq!(out.status.code(), Some(1));

@@ -1,85 +1,49 @@
-//! Test support: start a peer server and talk to it with a tiny blocking WebSocket client built
-//! on frame-simd's encoder and header parser. Every wait is bounded.
+//! Test support: start a peer server (through `test-support`) and talk to it with a tiny blocking
+//! WebSocket client built on frame-simd's encoder and header parser. Every wait is bounded.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use frame_simd::{encode_client_frame, encode_header, parse_header, MaskKey, Opcode, ParseConfig};
 use frame_simd::{Parsed, Role, MAX_HEADER_LEN};
+use test_support::{Expect, Process};
 
 /// Longest wait for anything a server should do promptly.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
-/// A peer server process, killed when dropped.
+/// A peer server process, stopped when dropped.
 pub struct Server {
-    name: String,
-    child: Child,
+    process: Process,
     pub addr: SocketAddr,
 }
 
 impl Server {
     /// Start `program args.. --listen 127.0.0.1:0 --threads N` and wait for its `listening on`.
     pub fn start(program: &str, args: &[&str], threads: usize) -> Server {
-        let threads = threads.to_string();
-        let mut child = Command::new(program)
-            .args(args)
-            .args(["--listen", "127.0.0.1:0", "--threads", &threads])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {program}: {err}"));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (line_tx, line_rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = line_tx.send(line);
-        });
-        let name = format!("{program} {}", args.join(" "));
-        let line = match line_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{name} did not print `listening on` within 10 s");
-            }
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .args(["--listen", "127.0.0.1:0", "--threads", &threads.to_string()]);
+        let mut process = Process::spawn(cmd);
+        let expect = Expect {
+            listeners: 1,
+            api: false,
         };
-        let addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("{name} printed {line:?}, not `listening on <addr>`"));
-        Server { name, child, addr }
+        let addr = process
+            .await_listening(expect, Duration::from_secs(10))
+            .addrs[0];
+        Server { process, addr }
     }
 
     /// Send SIGTERM and assert the process is gone within the patience.
     pub fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if self.child.try_wait().expect("wait works").is_some() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        panic!("{} still running {PATIENCE:?} after SIGTERM", self.name);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.terminate();
+        assert!(
+            self.process.wait_exit(PATIENCE).is_some(),
+            "{} still running {PATIENCE:?} after SIGTERM",
+            self.process.name()
+        );
     }
 }
 

@@ -22,8 +22,6 @@ pub use http::*;
 pub use payload::*;
 pub use process::*;
 
-/// How long a gateway may take to print its `listening on` line.
-pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Upper bound for any single wait on the server (a frame, a response, a close).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How soon the server must close TCP once the close handshake is complete (both closes sent).
