@@ -58,6 +58,7 @@ pub fn check_fds(planned: u64, threads: usize, limit: u64) -> Result<()> {
     Ok(())
 }
 
+/// One second's ticks summed over the workers that reported it so far.
 struct Aggregate {
     counters: Counters,
     latency: Histogram<u64>,
@@ -66,10 +67,210 @@ struct Aggregate {
     workers: usize,
 }
 
+/// The per-second time series: every worker's tick for a second is summed, and the second
+/// becomes a [`Point`] (and a progress line) once all workers reported it.
+struct Series {
+    threads: usize,
+    pending: BTreeMap<u64, Aggregate>,
+    points: Vec<Point>,
+    hists: Vec<String>,
+    /// Connections open in the last complete second.
+    last_open: u64,
+    progress: bool,
+    tty: bool,
+}
+
+impl Series {
+    fn new(threads: usize, progress: bool) -> Series {
+        Series {
+            threads,
+            pending: BTreeMap::new(),
+            points: Vec::new(),
+            hists: Vec::new(),
+            last_open: 0,
+            progress,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Add one worker's tick; complete seconds are labelled with the phase of `phases`.
+    fn on_tick(&mut self, t: Tick, phases: &Phases) {
+        let a = self.pending.entry(t.second).or_insert_with(|| Aggregate {
+            counters: Counters::default(),
+            latency: new_hist(),
+            connect: new_hist(),
+            open: 0,
+            workers: 0,
+        });
+        a.counters.add(&t.counters);
+        let _ = a.latency.add(&t.latency);
+        let _ = a.connect.add(&t.connect);
+        a.open += t.open;
+        a.workers += 1;
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.get().workers < self.threads {
+                break;
+            }
+            let (second, a) = entry.remove_entry();
+            let point = Point {
+                t: second,
+                phase: phases.name_of(second).into(),
+                counters: a.counters,
+                open: a.open,
+                p50_ns: a.latency.value_at_quantile(0.5),
+                p99_ns: a.latency.value_at_quantile(0.99),
+                connect_p99_ns: a.connect.value_at_quantile(0.99),
+            };
+            self.last_open = point.open;
+            if self.progress {
+                print_progress(&point, self.tty);
+            }
+            self.points.push(point);
+            self.hists.push(encode_hist(&a.latency));
+        }
+    }
+}
+
+/// Where the run stands (connect, warm-up and run, drain, stop), when each phase began, and what
+/// was sampled at the measured window's edges.
+struct Phases {
+    state: u8,
+    run_start: u64,
+    window_start: u64,
+    window_end: u64,
+    drain_start: u64,
+    open_at_run_start: u64,
+    cpu_at_start: u64,
+    cpu_window: Option<u64>,
+    server_start: Option<ProcSample>,
+    server_end: Option<ProcSample>,
+    metrics_start: Option<BTreeMap<String, f64>>,
+    metrics_end: Option<BTreeMap<String, f64>>,
+}
+
+impl Phases {
+    fn new() -> Phases {
+        Phases {
+            state: phase::CONNECT,
+            run_start: u64::MAX,
+            window_start: u64::MAX,
+            window_end: u64::MAX,
+            drain_start: 0,
+            open_at_run_start: 0,
+            cpu_at_start: 0,
+            cpu_window: None,
+            server_start: None,
+            server_end: None,
+            metrics_start: None,
+            metrics_end: None,
+        }
+    }
+
+    /// The phase a second belongs to: the one its middle falls in.
+    fn name_of(&self, second: u64) -> &'static str {
+        let mid = second * SEC + SEC / 2;
+        if mid < self.run_start {
+            "connect"
+        } else if mid < self.window_start {
+            "warmup"
+        } else if mid < self.window_end {
+            "run"
+        } else {
+            "drain"
+        }
+    }
+
+    /// Move on when the current phase is over (`wake` tells the workers); false once stopped.
+    fn step(
+        &mut self,
+        now: u64,
+        plan: &Plan,
+        shared: &Shared,
+        opts: &RunOpts,
+        wake: impl Fn(u8),
+    ) -> Result<bool> {
+        let threads = plan.threads;
+        match self.state {
+            phase::CONNECT => {
+                if shared.connect_done.load(Ordering::Acquire) < threads {
+                    return Ok(true);
+                }
+                let nothing_open = plan.churn.is_none()
+                    && plan.planned() > 0
+                    && shared.connected.load(Ordering::Acquire) == 0;
+                if nothing_open {
+                    // Every planned connection failed: no point in warming up.
+                    wake(phase::STOP);
+                    return Ok(false);
+                }
+                self.run_start = now;
+                self.window_start = now + ns(plan.warmup);
+                self.window_end = self.window_start + ns(plan.duration);
+                shared.run_start_ns.store(now, Ordering::Release);
+                self.open_at_run_start = shared.connected.load(Ordering::Acquire);
+                wake(phase::RUN);
+                self.state = phase::RUN;
+            }
+            phase::RUN => {
+                if self.server_start.is_none()
+                    && self.cpu_window.is_none()
+                    && now >= self.window_start
+                {
+                    self.sample_window_start(opts)?;
+                }
+                if now >= self.window_end {
+                    self.sample_window_end(opts)?;
+                    self.drain_start = now;
+                    wake(phase::DRAIN);
+                    self.state = phase::DRAIN;
+                }
+            }
+            phase::DRAIN => {
+                let acked = shared.drain_acks.load(Ordering::Acquire) == threads;
+                let caught_up = shared.delivered.load(Ordering::Acquire)
+                    >= shared.expected.load(Ordering::Acquire);
+                if (acked && caught_up) || now >= self.drain_start + ns(plan.drain) {
+                    wake(phase::STOP);
+                    self.state = phase::STOP;
+                }
+            }
+            _ => {}
+        }
+        Ok(self.state != phase::STOP)
+    }
+
+    fn sample_window_start(&mut self, opts: &RunOpts) -> Result<()> {
+        self.cpu_at_start = sysinfo::process_cpu_ns();
+        if let Some(pid) = opts.server_pid {
+            self.server_start = sysinfo::sample_pid(pid).ok();
+        }
+        if let Some(url) = &opts.server_metrics {
+            self.metrics_start = Some(sysinfo::scrape(url)?);
+        }
+        self.cpu_window = Some(0);
+        Ok(())
+    }
+
+    fn sample_window_end(&mut self, opts: &RunOpts) -> Result<()> {
+        self.cpu_window = Some(sysinfo::process_cpu_ns().saturating_sub(self.cpu_at_start));
+        if let Some(pid) = opts.server_pid {
+            self.server_end = sysinfo::sample_pid(pid).ok();
+        }
+        if let Some(url) = &opts.server_metrics {
+            self.metrics_end = Some(sysinfo::scrape(url)?);
+        }
+        Ok(())
+    }
+
+    /// Seconds in the measured window.
+    fn window_s(&self) -> f64 {
+        (self.window_end.saturating_sub(self.window_start)) as f64 / 1e9
+    }
+}
+
 /// Run a plan to the end.
 pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
     let plan = Arc::new(plan);
-    let threads = plan.threads;
     let clock = Clock::start();
     let shared = Arc::new(Shared::new(plan.publishers.len()));
     let (tick_tx, tick_rx) = mpsc::channel::<Tick>();
@@ -82,145 +283,54 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
             let _ = w.wake();
         }
     };
-
-    let progress = opts.progress;
-    let tty = std::io::stderr().is_terminal();
-    let mut seconds: BTreeMap<u64, Aggregate> = BTreeMap::new();
-    let mut series: Vec<Point> = Vec::new();
-    let mut series_hists: Vec<String> = Vec::new();
-    let mut state = phase::CONNECT;
-    let mut run_start = u64::MAX;
-    let (mut window_start, mut window_end) = (u64::MAX, u64::MAX);
-    let mut drain_start = 0;
-    let mut open_at_run_start = 0;
-    let mut cpu_at_start = 0;
-    let mut cpu_window = None;
-    let mut server_start: Option<ProcSample> = None;
-    let mut server_end: Option<ProcSample> = None;
-    let mut metrics_start = None;
-    let mut metrics_end = None;
-    let mut last_open = 0;
+    let mut series = Series::new(plan.threads, opts.progress);
+    let mut phases = Phases::new();
     loop {
         match tick_rx.recv_timeout(Duration::from_millis(10)) {
-            Ok(t) => {
-                let a = seconds.entry(t.second).or_insert_with(|| Aggregate {
-                    counters: Counters::default(),
-                    latency: new_hist(),
-                    connect: new_hist(),
-                    open: 0,
-                    workers: 0,
-                });
-                a.counters.add(&t.counters);
-                let _ = a.latency.add(&t.latency);
-                let _ = a.connect.add(&t.connect);
-                a.open += t.open;
-                a.workers += 1;
-                while let Some(entry) = seconds.first_entry() {
-                    if entry.get().workers < threads {
-                        break;
-                    }
-                    let (second, a) = entry.remove_entry();
-                    // A second belongs to the phase its middle falls in.
-                    let mid = second * SEC + SEC / 2;
-                    let phase_name = if mid < run_start {
-                        "connect"
-                    } else if mid < window_start {
-                        "warmup"
-                    } else if mid < window_end {
-                        "run"
-                    } else {
-                        "drain"
-                    };
-                    let point = Point {
-                        t: second,
-                        phase: phase_name.into(),
-                        counters: a.counters,
-                        open: a.open,
-                        p50_ns: a.latency.value_at_quantile(0.5),
-                        p99_ns: a.latency.value_at_quantile(0.99),
-                        connect_p99_ns: a.connect.value_at_quantile(0.99),
-                    };
-                    last_open = point.open;
-                    if progress {
-                        print_progress(&point, tty);
-                    }
-                    series.push(point);
-                    series_hists.push(encode_hist(&a.latency));
-                }
-            }
+            Ok(t) => series.on_tick(t, &phases),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        let now = clock.now_ns();
-        match state {
-            phase::CONNECT => {
-                let nothing_open = plan.churn.is_none()
-                    && plan.planned() > 0
-                    && shared.connected.load(Ordering::Acquire) == 0;
-                if shared.connect_done.load(Ordering::Acquire) == threads && nothing_open {
-                    // Every planned connection failed: no point in warming up.
-                    wake(phase::STOP);
-                    break;
-                }
-                if shared.connect_done.load(Ordering::Acquire) == threads {
-                    run_start = now;
-                    window_start = run_start + ns(plan.warmup);
-                    window_end = window_start + ns(plan.duration);
-                    shared.run_start_ns.store(run_start, Ordering::Release);
-                    open_at_run_start = shared.connected.load(Ordering::Acquire);
-                    wake(phase::RUN);
-                    state = phase::RUN;
-                }
-            }
-            phase::RUN => {
-                if server_start.is_none() && cpu_window.is_none() && now >= window_start {
-                    cpu_at_start = sysinfo::process_cpu_ns();
-                    if let Some(pid) = opts.server_pid {
-                        server_start = sysinfo::sample_pid(pid).ok();
-                    }
-                    if let Some(url) = &opts.server_metrics {
-                        metrics_start = Some(sysinfo::scrape(url)?);
-                    }
-                    cpu_window = Some(0);
-                }
-                if now >= window_end {
-                    cpu_window = Some(sysinfo::process_cpu_ns().saturating_sub(cpu_at_start));
-                    if let Some(pid) = opts.server_pid {
-                        server_end = sysinfo::sample_pid(pid).ok();
-                    }
-                    if let Some(url) = &opts.server_metrics {
-                        metrics_end = Some(sysinfo::scrape(url)?);
-                    }
-                    drain_start = now;
-                    wake(phase::DRAIN);
-                    state = phase::DRAIN;
-                }
-            }
-            phase::DRAIN => {
-                let acked = shared.drain_acks.load(Ordering::Acquire) == threads;
-                let caught_up = shared.delivered.load(Ordering::Acquire)
-                    >= shared.expected.load(Ordering::Acquire);
-                if (acked && caught_up) || now >= drain_start + ns(plan.drain) {
-                    wake(phase::STOP);
-                    state = phase::STOP;
-                }
-            }
-            _ => {}
-        }
-        if state == phase::STOP {
+        if !phases.step(clock.now_ns(), &plan, &shared, opts, wake)? {
             break;
         }
     }
     let end_ns = clock.now_ns();
     let results = join_workers(handles)?;
-    if progress && tty {
+    if series.progress && series.tty {
         eprintln!();
     }
-    let window_s = (window_end.saturating_sub(window_start)) as f64 / 1e9;
-    let client_cpu = client_cpu(&results, cpu_window, window_s, end_ns, threads);
-    let mut out = merge_workers(&plan, results, window_s);
+    Ok(build_report(
+        &plan,
+        opts,
+        clock,
+        end_ns,
+        results,
+        series,
+        phases,
+        server_baseline,
+    ))
+}
+
+/// The report of a finished run: the workers' results merged, the client's and the server's
+/// figures over the measured window, the series.
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    plan: &Plan,
+    opts: &RunOpts,
+    clock: Clock,
+    end_ns: u64,
+    results: Vec<WorkerResult>,
+    series: Series,
+    phases: Phases,
+    server_baseline: Option<ProcSample>,
+) -> Report {
+    let threads = plan.threads;
+    let window_s = phases.window_s();
+    let client_cpu = client_cpu(&results, phases.cpu_window, window_s, end_ns, threads);
+    let mut out = merge_workers(plan, results, window_s);
     out.threads = threads;
-    out.open_at_run_start = open_at_run_start;
+    out.open_at_run_start = phases.open_at_run_start;
     let phase = out.connect_phase;
     if phase.opened > 0 {
         out.connect_phase_s = phase.span_ns() as f64 / 1e9;
@@ -233,17 +343,17 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
         out.server = Some(server_figures(
             opts.server_pid,
             server_baseline,
-            server_start,
-            server_end,
-            metrics_start,
-            metrics_end,
-            open_at_run_start.max(last_open),
+            phases.server_start,
+            phases.server_end,
+            phases.metrics_start,
+            phases.metrics_end,
+            phases.open_at_run_start.max(series.last_open),
             window_s,
             out.window.received,
         ));
     }
     let latency = out_hist(&out);
-    Ok(Report {
+    Report {
         versions: versions(),
         scenario: plan.scenario.to_string(),
         commands: vec![opts.command.clone()],
@@ -254,11 +364,11 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report> {
             latency: latency.0,
             connect: latency.1,
             send_lag: latency.2,
-            latency_per_second: series_hists,
+            latency_per_second: series.hists,
         },
         results: out.into_results(),
-        series,
-    })
+        series: series.points,
+    }
 }
 
 /// Start one worker thread per planned thread (pinned when the plan says so), each with its share
