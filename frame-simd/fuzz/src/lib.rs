@@ -2,7 +2,7 @@
 //! input: its first bytes choose the parameters (chunk sizes, role, limit, key, phase) and the
 //! rest is the data. A broken invariant panics, which libFuzzer reports as a crash.
 //!
-//! `frame-simd/tests/regressions.rs` compiles this same file and replays the committed inputs
+//! `frame-simd/tests/fuzz_replay.rs` compiles this same file and replays the committed inputs
 //! under `fuzz/regressions/<target>/`, so a crash once found stays covered by the plain test suite.
 
 use std::ops::Range;
