@@ -43,3 +43,15 @@ fn replay_knows_the_targets_and_refuses_a_misnamed_folder() {
     ));
     assert!(!checks::run("no-such-target", &[]));
 }
+
+#[test]
+fn generated_seeds_pass_their_checks() {
+    for target in checks::TARGETS {
+        let seeds = checks::seeds::seeds(target);
+        assert!(!seeds.is_empty(), "no generated seeds for {target}");
+        for seed in seeds {
+            println!("checking generated {target} seed {}", seed.name);
+            assert!(checks::run(target, &seed.data));
+        }
+    }
+}

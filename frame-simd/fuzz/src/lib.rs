@@ -15,6 +15,11 @@ use frame_simd::{
     Utf8Error, Validator, MAX_HEADER_LEN,
 };
 
+pub mod seeds;
+
+/// The fuzz targets, named as their files in `fuzz_targets/` and their folders of inputs.
+pub const TARGETS: [&str; 4] = ["header", "utf8", "unmask", "fused"];
+
 /// Run the check for `target` on `data`; false if there is no such target.
 pub fn run(target: &str, data: &[u8]) -> bool {
     match target {
