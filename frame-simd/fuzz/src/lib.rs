@@ -2,8 +2,9 @@
 //! input: its first bytes choose the parameters (chunk sizes, role, limit, key, phase) and the
 //! rest is the data. A broken invariant panics, which libFuzzer reports as a crash.
 //!
-//! `frame-simd/tests/fuzz_replay.rs` compiles this same file and replays the committed inputs
-//! under `fuzz/regressions/<target>/`, so a crash once found stays covered by the plain test suite.
+//! `frame-simd/tests/fuzz_replay.rs` compiles this same file and replays the committed inputs,
+//! the seed corpus under `fuzz/seeds/<target>/` and the crash inputs under
+//! `fuzz/regressions/<target>/`, so the plain test suite runs every check on them.
 
 use std::ops::Range;
 
