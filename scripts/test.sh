@@ -80,19 +80,28 @@ cargo test --workspace --doc -q
 
 # ---------------------------------------------------------------------------------------------
 fuzz_secs=${FUZZ_SECONDS:-60}
-step "fuzzing each target for ${fuzz_secs}s"
+step "fuzzing each target for ${fuzz_secs}s, from its committed seeds"
 (
   cd frame-simd
+  # Each run starts from a scratch copy of the committed seeds and crash inputs, so what the
+  # fuzzer adds to its corpus never lands in the checkout.
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
   for target in $(cargo +nightly fuzz list); do
-    echo "fuzz target: $target"
-    log=$(mktemp)
-    if ! cargo +nightly fuzz run "$target" -- -max_total_time="$fuzz_secs" >"$log" 2>&1; then
+    corpus=$scratch/$target
+    mkdir -p "$corpus"
+    cp fuzz/seeds/"$target"/* "$corpus/"
+    if [ -d "fuzz/regressions/$target" ]; then
+      cp fuzz/regressions/"$target"/* "$corpus/"
+    fi
+    echo "fuzz target: $target, from $(find "$corpus" -type f | wc -l) committed inputs"
+    log=$scratch/$target.log
+    if ! cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$fuzz_secs" >"$log" 2>&1; then
       tail -n 60 "$log"
       echo "fuzz target $target found a crash (input saved under frame-simd/fuzz/artifacts/$target)"
       exit 1
     fi
     grep -E '^#[0-9]+[[:space:]]+DONE' "$log" || tail -n 3 "$log"
-    rm -f "$log"
   done
 )
 

@@ -2,8 +2,9 @@
 //! input: its first bytes choose the parameters (chunk sizes, role, limit, key, phase) and the
 //! rest is the data. A broken invariant panics, which libFuzzer reports as a crash.
 //!
-//! `frame-simd/tests/regressions.rs` compiles this same file and replays the committed inputs
-//! under `fuzz/regressions/<target>/`, so a crash once found stays covered by the plain test suite.
+//! `frame-simd/tests/fuzz_replay.rs` compiles this same file and replays the committed inputs,
+//! the seed corpus under `fuzz/seeds/<target>/` and the crash inputs under
+//! `fuzz/regressions/<target>/`, so the plain test suite runs every check on them.
 
 use std::ops::Range;
 
@@ -14,6 +15,11 @@ use frame_simd::{
     encode_header, parse_header, Header, Kernel, Kernels, MaskKey, ParseConfig, Parsed, Role,
     Utf8Error, Validator, MAX_HEADER_LEN,
 };
+
+pub mod seeds;
+
+/// The fuzz targets, named as their files in `fuzz_targets/` and their folders of inputs.
+pub const TARGETS: [&str; 4] = ["header", "utf8", "unmask", "fused"];
 
 /// Run the check for `target` on `data`; false if there is no such target.
 pub fn run(target: &str, data: &[u8]) -> bool {
