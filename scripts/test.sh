@@ -90,10 +90,11 @@ step "fuzzing each target for ${fuzz_secs}s, from its committed seeds"
   for target in $(cargo +nightly fuzz list); do
     corpus=$scratch/$target
     mkdir -p "$corpus"
-    cp fuzz/seeds/"$target"/* "$corpus/"
-    if [ -d "fuzz/regressions/$target" ]; then
-      cp fuzz/regressions/"$target"/* "$corpus/"
-    fi
+    for dir in fuzz/seeds/"$target" fuzz/regressions/"$target"; do
+      if [ -d "$dir" ]; then
+        find "$dir" -type f ! -name README.md -exec cp -t "$corpus/" {} +
+      fi
+    done
     echo "fuzz target: $target, from $(find "$corpus" -type f | wc -l) committed inputs"
     log=$scratch/$target.log
     if ! cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$fuzz_secs" >"$log" 2>&1; then
