@@ -156,6 +156,7 @@ impl<D: Driver> Shard<D> {
         kernels: Kernels,
         metrics: Arc<ShardMetrics>,
     ) -> Shard<D> {
+        let start = driver.now();
         Shard {
             driver,
             cfg,
@@ -164,7 +165,7 @@ impl<D: Driver> Shard<D> {
             metrics,
             listeners,
             conns: Slab::new(index),
-            wheel: TimerWheel::new(Instant::now()),
+            wheel: TimerWheel::new(start),
             rbuf: vec![0u8; READ_BUFFER_BYTES].into_boxed_slice(),
             out: Output::new(),
             ready: Vec::with_capacity(1024),
@@ -189,7 +190,7 @@ impl<D: Driver> Shard<D> {
     /// Run until shutdown has drained every connection (or the drain deadline passed).
     pub fn run(mut self) -> io::Result<()> {
         loop {
-            let now = Instant::now();
+            let now = self.driver.now();
             let mut timeout = if self.again.is_empty() && self.accept_again.is_empty() {
                 self.wheel
                     .next_expiry()
@@ -206,7 +207,7 @@ impl<D: Driver> Shard<D> {
             }
             let mut ready = std::mem::take(&mut self.ready);
             self.driver.wait(&mut ready, timeout)?;
-            let now = Instant::now();
+            let now = self.driver.now();
             // Before any socket: what other shards sent happened before what clients send now.
             self.drain_inbox(now);
             for r in ready.drain(..) {
