@@ -28,6 +28,7 @@
 //! Syscall code (socket options, CPU pinning, resource limits) lives here too, with `unsafe`
 //! confined to these files.
 
+pub mod memory;
 pub mod mio;
 pub mod uring;
 
