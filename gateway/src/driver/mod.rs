@@ -21,15 +21,19 @@
 //! - **Listeners**: [`Driver::accept`] returns pending connections one at a time until
 //!   `Ok(None)`; errors (such as running out of file descriptors) are returned, never retried
 //!   in a loop by the driver.
+//! - **Time**: [`Driver::now`] is the shard's only clock. The socket drivers read the OS's
+//!   monotonic clock (the trait's default); a simulated driver answers its own time, and its
+//!   `wait` moves that time to the timeout when nothing is ready instead of sleeping.
 //!
 //! Syscall code (socket options, CPU pinning, resource limits) lives here too, with `unsafe`
 //! confined to these files.
 
+pub mod memory;
 pub mod mio;
 pub mod uring;
 
 use std::io::{self, IoSlice};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::conn::ConnId;
 
@@ -80,6 +84,12 @@ pub trait Driver {
 
     /// Close every listener: no new connections.
     fn stop_accepting(&mut self);
+
+    /// The current time on this driver's clock (the OS's monotonic clock unless simulated).
+    #[inline]
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 }
 
 /// The driver a shard runs on, chosen once at start (`--driver`): one shard type serves both,

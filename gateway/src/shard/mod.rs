@@ -174,6 +174,15 @@ impl Peer {
     }
 }
 
+/// Whether the shard goes on after a [`Shard::turn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Serving (or draining): there are more turns to take.
+    Running,
+    /// Shutdown finished: every connection is gone and the shard is done.
+    Drained,
+}
+
 /// One shard. Build it with [`Shard::new`], run it with [`Shard::run`] on its own thread.
 pub struct Shard<D: Driver> {
     driver: D,
@@ -214,6 +223,7 @@ impl<D: Driver> Shard<D> {
         kernels: Kernels,
         metrics: Arc<ShardMetrics>,
     ) -> Shard<D> {
+        let start = driver.now();
         Shard {
             driver,
             cfg,
@@ -222,7 +232,7 @@ impl<D: Driver> Shard<D> {
             metrics,
             listeners,
             conns: Slab::new(index),
-            wheel: TimerWheel::new(Instant::now()),
+            wheel: TimerWheel::new(start),
             rbuf: vec![0u8; READ_BUFFER_BYTES].into_boxed_slice(),
             out: Output::new(),
             ready: Vec::with_capacity(1024),
@@ -253,76 +263,81 @@ impl<D: Driver> Shard<D> {
 
     /// Run until shutdown has drained every connection (or the drain deadline passed).
     pub fn run(mut self) -> io::Result<()> {
-        loop {
-            let now = Instant::now();
-            let mut timeout = if self.again.is_empty() && self.accept_again.is_empty() {
-                self.wheel
-                    .next_expiry()
-                    .map(|t| t.saturating_duration_since(now))
-            } else {
-                Some(Duration::ZERO)
-            };
-            if let Some(deadline) = self.draining {
-                let left = deadline.saturating_duration_since(now);
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
-            }
-            if let Some(left) = self.router_timeout() {
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
-            }
-            let mut ready = std::mem::take(&mut self.ready);
-            self.driver.wait(&mut ready, timeout)?;
-            let now = Instant::now();
-            // Before any socket: what other shards sent happened before what clients send now.
-            self.drain_inbox(now);
-            for r in ready.drain(..) {
-                match r {
-                    Ready::Accept(n) => self.accept(n, now),
-                    Ready::Wake => self.on_wake(now),
-                    Ready::Conn {
-                        id,
-                        readable,
-                        writable,
-                    } => {
-                        if writable {
-                            self.on_writable(id, now);
-                        }
-                        if readable {
-                            self.on_readable(id, now);
-                        }
+        while self.turn()? == Turn::Running {}
+        Ok(())
+    }
+
+    /// One loop turn (see the module doc): wait for readiness, the next timer or a wake-up,
+    /// then handle everything found. `run` repeats it; tests call it to step the shard.
+    pub fn turn(&mut self) -> io::Result<Turn> {
+        let now = self.driver.now();
+        let mut timeout = if self.again.is_empty() && self.accept_again.is_empty() {
+            self.wheel
+                .next_expiry()
+                .map(|t| t.saturating_duration_since(now))
+        } else {
+            Some(Duration::ZERO)
+        };
+        if let Some(deadline) = self.draining {
+            let left = deadline.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        if let Some(left) = self.router_timeout() {
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        self.driver.wait(&mut ready, timeout)?;
+        let now = self.driver.now();
+        // Before any socket: what other shards sent happened before what clients send now.
+        self.drain_inbox(now);
+        for r in ready.drain(..) {
+            match r {
+                Ready::Accept(n) => self.accept(n, now),
+                Ready::Wake => self.on_wake(now),
+                Ready::Conn {
+                    id,
+                    readable,
+                    writable,
+                } => {
+                    if writable {
+                        self.on_writable(id, now);
                     }
-                }
-            }
-            self.ready = ready;
-
-            for n in std::mem::take(&mut self.accept_again) {
-                self.accept(n, now);
-            }
-            let mut again =
-                std::mem::replace(&mut self.again, std::mem::take(&mut self.again_spare));
-            for id in again.drain(..) {
-                self.on_readable(id, now);
-            }
-            self.again_spare = again;
-
-            let mut fired = std::mem::take(&mut self.fired);
-            self.wheel.expire(now, &mut fired);
-            for (id, tick) in fired.drain(..) {
-                self.on_timer(id, tick, now);
-            }
-            self.fired = fired;
-            self.finish_turn(now);
-
-            if let Some(deadline) = self.draining {
-                if self.conns.is_empty() || now >= deadline {
-                    let left = self.conns.len();
-                    for id in self.conns.ids() {
-                        self.remove(id);
+                    if readable {
+                        self.on_readable(id, now);
                     }
-                    debug!(left, "shard drained");
-                    return Ok(());
                 }
             }
         }
+        self.ready = ready;
+
+        for n in std::mem::take(&mut self.accept_again) {
+            self.accept(n, now);
+        }
+        let mut again = std::mem::replace(&mut self.again, std::mem::take(&mut self.again_spare));
+        for id in again.drain(..) {
+            self.on_readable(id, now);
+        }
+        self.again_spare = again;
+
+        let mut fired = std::mem::take(&mut self.fired);
+        self.wheel.expire(now, &mut fired);
+        for (id, tick) in fired.drain(..) {
+            self.on_timer(id, tick, now);
+        }
+        self.fired = fired;
+        self.finish_turn(now);
+
+        if let Some(deadline) = self.draining {
+            if self.conns.is_empty() || now >= deadline {
+                let left = self.conns.len();
+                for id in self.conns.ids() {
+                    self.remove(id);
+                }
+                debug!(left, "shard drained");
+                return Ok(Turn::Drained);
+            }
+        }
+        Ok(Turn::Running)
     }
 
     fn accept(&mut self, listener: usize, now: Instant) {
