@@ -717,6 +717,22 @@ fn fragmented_large_message_is_echoed() {
 }
 
 #[test]
+fn four_mib_in_65536_fragments_of_64_bytes_are_echoed() {
+    // The default `--max-fragments` (65536) at 64 bytes a frame: a legal 4 MiB message.
+    let gw = gw(&[]);
+    let mut c = gw.client();
+    let bin = pattern(4 << 20, 64);
+    let mut bytes = Vec::with_capacity(bin.len() / 64 * 70);
+    for (i, piece) in bin.chunks(64).enumerate() {
+        let opcode = if i == 0 { op::BINARY } else { op::CONT };
+        bytes.extend(c.frame_bytes(i == 65535, 0, opcode, piece, Some(KEY)));
+    }
+    c.send_raw(&bytes);
+    c.expect_frame(op::BINARY, &bin);
+    c.close_cleanly();
+}
+
+#[test]
 fn empty_fragments_are_allowed() {
     let gw = gw(&[]);
     let mut c = gw.client();

@@ -241,6 +241,58 @@ fn echo_of_fragmented_message_is_one_frame() {
     );
 }
 
+/// A message of `n` frames, the first with `opcode`, each carrying the next piece of `payload`
+/// (`size` bytes each).
+fn fragmented(opcode: Opcode, payload: &[u8], size: usize) -> Vec<u8> {
+    let pieces: Vec<&[u8]> = payload.chunks(size).collect();
+    let mut wire = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let op = if i == 0 { opcode } else { Opcode::Continuation };
+        wire.extend(client_frame(i + 1 == pieces.len(), op, piece));
+    }
+    wire
+}
+
+#[test]
+fn message_of_exactly_max_fragments_is_echoed_one_more_is_1009() {
+    let mut settings = Settings::default();
+    settings.limits.max_fragments = 16;
+    let mut p = Peer::new(settings.clone());
+    p.send(UPGRADE.as_bytes());
+    let wire = fragmented(Opcode::Binary, &[7; 16], 1);
+    assert_eq!(
+        server_frames(&p.send(&wire)),
+        vec![(Opcode::Binary, vec![7; 16])]
+    );
+    // Seventeen frames: the seventeenth is refused, final or not.
+    for fin in [true, false] {
+        let mut p = Peer::new(settings.clone());
+        p.send(UPGRADE.as_bytes());
+        let mut wire = fragmented(Opcode::Text, &[b'x'; 17], 1);
+        if !fin {
+            wire.truncate(wire.len() - 7);
+            wire.extend(client_frame(false, Opcode::Continuation, b"x"));
+        }
+        let frames = server_frames(&p.send(&wire));
+        assert_eq!(close_code(&frames), Some(1009), "fin {fin}");
+        assert_eq!(frames.len(), 1, "fin {fin}");
+    }
+}
+
+#[test]
+fn four_mib_in_65536_fragments_of_64_bytes_is_one_echo() {
+    // The default `--max-fragments` is 65536: the largest message it allows at 64 B a frame.
+    let mut p = Peer::open();
+    let payload: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    let wire = fragmented(Opcode::Binary, &payload, 64);
+    let mut out = Vec::new();
+    for read in wire.chunks(64 * 1024) {
+        out.extend(p.send(read));
+    }
+    assert_eq!(server_frames(&out), vec![(Opcode::Binary, payload)]);
+    assert_eq!(p.conn.retained_bytes(), 0);
+}
+
 #[test]
 fn valid_close_code_is_echoed_and_closes() {
     for code in [1000u16, 1001, 1003, 1007, 1014, 3000, 4999] {
