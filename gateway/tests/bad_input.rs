@@ -897,14 +897,43 @@ fn million_fragments_under_the_caps_keep_memory_bounded() {
 // =============================================================================================
 // Peers that do not read
 
+/// The kernel's queues of the TCP socket bound to `local` and connected to `remote` (from
+/// `/proc/net/tcp`): bytes written and not yet acknowledged, and bytes received and not yet read.
+fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> (u64, u64) {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    // Addresses are printed as the in-memory bytes of the IPv4 address, then the port, in hex.
+    let hex = |a: SocketAddr| match a.ip() {
+        std::net::IpAddr::V4(ip) => {
+            let word = u32::from_ne_bytes(ip.octets());
+            format!("{word:08X}:{:04X}", a.port())
+        }
+        std::net::IpAddr::V6(_) => panic!("expected an IPv4 loopback address, got {a}"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    for line in table.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.get(1) == Some(&local.as_str()) && cols.get(2) == Some(&remote.as_str()) {
+            let (tx, rx) = cols[4].split_once(':').expect("tx_queue:rx_queue");
+            let parse = |v: &str| u64::from_str_radix(v, 16).expect("hex queue size");
+            return (parse(tx), parse(rx));
+        }
+    }
+    panic!("no TCP socket {local} -> {remote} in /proc/net/tcp");
+}
+
 #[test]
-fn ping_flood_keeps_only_the_latest_pong() {
-    const PINGS: u64 = 300_000;
-    let gw = gateway().args(["--threads", "1"]).start();
+fn ping_flood_from_a_peer_that_never_reads_stays_under_the_outbound_limit() {
+    const PINGS: u64 = 200_000;
+    const LIMIT: u64 = 256 * 1024;
+    /// A pong frame of a 125-byte ping.
+    const PONG_FRAME: u64 = 127;
+    let gw = gateway()
+        .args(["--threads", "1", "--max-outbound-bytes", "262144"])
+        .start();
     let base = warm_baseline(&gw);
     let mut other = bystander(&gw);
-    // 125-byte pings: the owed pongs (38 MB) are far more than the socket buffers hold, and
-    // more than twice the RSS growth allowed below.
+    // 125-byte pings: their pongs (25 MB) are far more than the socket buffers and the limit
+    // hold, and more than the RSS growth allowed below.
     let mut c = Client::open_small_rcvbuf(gw.addr(), 4096);
     let payload_of = |i: u64| {
         let mut p = vec![b'.'; 125];
@@ -925,7 +954,8 @@ fn ping_flood_keeps_only_the_latest_pong() {
     });
     let mut peak = 0;
     let mut served_during = false;
-    // The server must keep reading pings although we read no pongs: it owes only the latest.
+    // Pongs alone never fill the queue past the limit, so reading never pauses: the server
+    // reads every ping although we read no pong.
     flood.wait_done_sampling(
         Duration::from_secs(60),
         "the server stopped reading pings while pongs were unread",
@@ -941,32 +971,68 @@ fn ping_flood_keeps_only_the_latest_pong() {
     flood.join(Duration::from_secs(5));
     peak = peak.max(gw.rss_bytes());
     c.send_text(b"end");
-    // Read it all now: pongs of increasing pings, the echo, and the last ping's pong last.
-    let mut last_pong: Option<u64> = None;
-    let mut pongs = 0u64;
-    let mut saw_end = false;
-    while !(saw_end && last_pong == Some(PINGS - 1)) {
+
+    // What the server still owes us is in three places: its outbox, its socket's send queue and
+    // our receive queue. The kernel's two are read once the server has read everything (our
+    // bytes left its receive queue) and settled; what we then receive beyond them is the outbox.
+    let (us, server) = (c.stream().local_addr().expect("local"), gw.addr());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tcp_queues(server, us).1 > 0 {
+        assert!(Instant::now() < deadline, "the server stopped reading");
+        thread::sleep(Duration::from_millis(10));
+    }
+    thread::sleep(Duration::from_millis(200));
+    let in_kernel = tcp_queues(server, us).0 + tcp_queues(us, server).1;
+
+    // Read it all: pongs of increasing pings, each ping's own pong until the queue was full,
+    // then the echo, with the last ping's pong before it.
+    let mut received = 0u64;
+    let mut numbers = Vec::new();
+    loop {
         let f = c.read_frame();
+        received += 2 + f.payload.len() as u64;
         match f.opcode {
             op::PONG => {
                 assert_eq!(f.payload.len(), 125, "pong payload length");
                 let n = u64::from_be_bytes(f.payload[..8].try_into().expect("8 bytes"));
                 assert_eq!(f.payload, payload_of(n), "pong payload");
-                assert!(last_pong < Some(n), "pong {n} after pong {last_pong:?}");
-                last_pong = Some(n);
-                pongs += 1;
+                assert!(numbers.last() < Some(&n), "pong {n} after pong {numbers:?}");
+                numbers.push(n);
             }
             op::TEXT => {
                 assert_eq!(f.payload, b"end");
-                saw_end = true;
+                break;
             }
             _ => panic!("unexpected frame {f:?}"),
         }
     }
+    let outbox = received.saturating_sub(in_kernel);
+    let in_order = numbers
+        .iter()
+        .zip(0..)
+        .take_while(|(n, i)| **n == *i)
+        .count() as u64;
     let grown = peak.saturating_sub(base);
     eprintln!(
-        "{pongs} pongs for {PINGS} pings; peak RSS growth {:.1} MiB",
+        "{} pongs for {PINGS} pings ({in_order} one per ping from the first); {received} bytes \
+         owed: {in_kernel} in the kernel, {outbox} queued; peak RSS growth {:.1} MiB",
+        numbers.len(),
         mib(grown)
+    );
+    assert_eq!(numbers.last(), Some(&(PINGS - 1)), "the last ping's pong");
+    assert!(
+        in_order * PONG_FRAME >= LIMIT - 2 * PONG_FRAME,
+        "pongs were coalesced before the queue was full: only {in_order} in order"
+    );
+    assert!(
+        (numbers.len() as u64) < PINGS / 2,
+        "{} pongs: not coalesced",
+        numbers.len()
+    );
+    // The limit, plus the echo of "end" and one pong frame of slack.
+    assert!(
+        outbox <= LIMIT + 5 + PONG_FRAME,
+        "{outbox} bytes queued for a {LIMIT}-byte limit"
     );
     assert!(
         grown < 16 * MIB,

@@ -414,13 +414,13 @@ fn unsolicited_pongs_are_ignored() {
 }
 
 #[test]
-fn pings_in_one_write_are_answered_latest_payload_last() {
-    // Several pings before the server could write: it may coalesce owed pongs, but whatever it
-    // sends is pongs of those payloads, in order, ending with the last one's.
+fn pings_in_one_write_each_get_their_pong_in_order() {
+    // Many pings before the server could write (RFC 6455 §5.5.2): one pong each, with its
+    // ping's payload, in order, then the echo of the data behind them.
     let gw = gw(&[]);
     let mut c = gw.client();
-    let payloads: Vec<Vec<u8>> = (0..50u8)
-        .map(|i| vec![i; 1 + usize::from(i % 10)])
+    let payloads: Vec<Vec<u8>> = (0..500u16)
+        .map(|i| pattern(usize::from(i % 126), u64::from(i)))
         .collect();
     let mut bytes = Vec::new();
     for p in &payloads {
@@ -428,26 +428,52 @@ fn pings_in_one_write_are_answered_latest_payload_last() {
     }
     bytes.extend(c.frame_bytes(true, 0, op::TEXT, b"marker", Some(KEY)));
     c.send_raw(&bytes);
-    let mut last_index = None;
-    loop {
-        let f = c.read_frame();
-        if f.opcode == op::TEXT {
-            assert_eq!(f.payload, b"marker");
-            break;
-        }
-        assert_eq!(f.opcode, op::PONG, "unexpected frame {f:?}");
-        let idx = payloads
-            .iter()
-            .position(|p| *p == f.payload)
-            .unwrap_or_else(|| panic!("pong payload {:?} was never pinged", f.payload));
-        assert!(last_index < Some(idx), "pongs out of order");
-        last_index = Some(idx);
+    for p in &payloads {
+        c.expect_frame(op::PONG, p);
     }
-    assert_eq!(
-        last_index,
-        Some(payloads.len() - 1),
-        "the last ping's pong must be sent"
-    );
+    c.expect_frame(op::TEXT, b"marker");
+    c.close_cleanly();
+}
+
+#[test]
+fn pings_between_data_frames_keep_their_order() {
+    // In one write: each pong comes where its ping was, between the echoes around it; a ping
+    // inside a fragmented message is answered before the message ends.
+    let gw = gw(&[]);
+    let mut c = gw.client();
+    let mut bytes = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..100u8 {
+        let data = pattern(usize::from(i) * 7, u64::from(i));
+        let ping = [i; 3];
+        match i % 3 {
+            0 => {
+                bytes.extend(c.frame_bytes(true, 0, op::BINARY, &data, Some(KEY)));
+                bytes.extend(c.frame_bytes(true, 0, op::PING, &ping, Some(KEY)));
+                want.push((op::BINARY, data));
+                want.push((op::PONG, ping.to_vec()));
+            }
+            1 => {
+                bytes.extend(c.frame_bytes(true, 0, op::PING, &ping, Some(KEY)));
+                bytes.extend(c.frame_bytes(true, 0, op::PING, &[], Some(KEY)));
+                want.push((op::PONG, ping.to_vec()));
+                want.push((op::PONG, vec![]));
+            }
+            _ => {
+                bytes.extend(c.frame_bytes(false, 0, op::BINARY, &data, Some(KEY)));
+                bytes.extend(c.frame_bytes(true, 0, op::PING, &ping, Some(KEY)));
+                bytes.extend(c.frame_bytes(true, 0, op::CONT, &[i], Some(KEY)));
+                want.push((op::PONG, ping.to_vec()));
+                let mut whole = data;
+                whole.push(i);
+                want.push((op::BINARY, whole));
+            }
+        }
+    }
+    c.send_raw(&bytes);
+    for (opcode, payload) in &want {
+        c.expect_frame(*opcode, payload);
+    }
     c.close_cleanly();
 }
 
@@ -691,6 +717,22 @@ fn fragmented_large_message_is_echoed() {
     let mut c = gw.client();
     let bin = pattern(3 << 20, 33);
     send_fragmented(&mut c, op::BINARY, &bin, 7);
+    c.expect_frame(op::BINARY, &bin);
+    c.close_cleanly();
+}
+
+#[test]
+fn four_mib_in_65536_fragments_of_64_bytes_are_echoed() {
+    // The default `--max-fragments` (65536) at 64 bytes a frame: a legal 4 MiB message.
+    let gw = gw(&[]);
+    let mut c = gw.client();
+    let bin = pattern(4 << 20, 64);
+    let mut bytes = Vec::with_capacity(bin.len() / 64 * 70);
+    for (i, piece) in bin.chunks(64).enumerate() {
+        let opcode = if i == 0 { op::BINARY } else { op::CONT };
+        bytes.extend(c.frame_bytes(i == 65535, 0, opcode, piece, Some(KEY)));
+    }
+    c.send_raw(&bytes);
     c.expect_frame(op::BINARY, &bin);
     c.close_cleanly();
 }

@@ -20,7 +20,7 @@ pub struct Limits {
     pub max_frame_bytes: u64,
     /// Largest reassembled message.
     pub max_message_bytes: u64,
-    /// Most frames in one message.
+    /// Most frames in one message, the first included.
     pub max_fragments: u32,
 }
 

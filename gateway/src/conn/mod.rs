@@ -2,7 +2,9 @@
 //! closing handshake. It owns no socket, clock or thread.
 //!
 //! Calling contract (the shard does this; a test does it by hand):
-//! 1. feed every read with [`Conn::on_read`] (bytes are unmasked in place), the timer with
+//! 1. feed every read with [`Conn::on_read`] (bytes are unmasked in place; first tell the
+//!    [`Output`] the room left in the connection's write queue, [`Output::set_room`], past which
+//!    pongs are coalesced), the timer with
 //!    [`Conn::on_deadline`] once [`Conn::deadline`] has passed, a shutdown with
 //!    [`Conn::on_shutdown`], the peer's end of stream with [`Conn::on_peer_eof`];
 //! 2. after each call, send what the call appended to the [`Output`] (call [`Output::finish`]

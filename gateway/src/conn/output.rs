@@ -1,27 +1,48 @@
 //! `Output`: the bytes one input call to a connection produced, in order: frames, HTTP
-//! responses, and at most one owed pong placed where the ping was answered. The shard owns one and
-//! reuses its capacity for every connection; nothing here allocates once it has grown.
+//! responses, pongs. The shard owns one and reuses its capacity for every connection; nothing
+//! here allocates once it has grown.
+//!
+//! Pongs (§5.5.2, §5.5.3): every ping gets its own pong with its payload, written in place like
+//! any other frame, so pongs keep their order with each other and with the rest of the output.
+//! Only when the connection's queue is full (the shard gives its room under
+//! `--max-outbound-bytes` with [`Output::set_room`]) are owed pongs coalesced: one slot keeps the
+//! latest, put where its ping was answered. Two pong frames of the room are kept for coalesced
+//! pongs (the one that ends the call that fills the queue, and the one later calls replace at
+//! the back of the queue), so pongs alone never take a queue past its limit: a peer that floods
+//! pings and never reads costs a full queue and one pong, and is still read.
 
 use frame_simd::close::encode_close_payload;
 use frame_simd::{encode_header, CloseCode, Opcode, MAX_HEADER_LEN};
 
 use super::handshake::HandshakeFailure;
 
-/// The small control frame owed as a pong: only the latest is kept (§5.5.3).
+/// Largest pong payload: a control frame carries at most 125 bytes (§5.5).
+const MAX_PONG_PAYLOAD: usize = 125;
+/// A pong's header: 2 bytes (a server frame is unmasked, and 125 needs no extended length).
+const PONG_HEADER: usize = 2;
+/// Largest pong frame.
+const MAX_PONG_FRAME: usize = PONG_HEADER + MAX_PONG_PAYLOAD;
+/// Room kept for coalesced pongs (see the module doc).
+const COALESCED_RESERVE: usize = 2 * MAX_PONG_FRAME;
+
+/// The coalesced pong, owed while the queue is full: only the latest is kept (§5.5.3).
 #[derive(Clone, Copy, Debug)]
 struct OwedPong {
-    /// Where in the output it goes (after everything produced before the ping).
+    /// Where in the output it goes (after everything produced before its ping).
     at: usize,
     len: u8,
-    payload: [u8; 125],
+    payload: [u8; MAX_PONG_PAYLOAD],
 }
 
 /// Bytes a connection wants sent, appended in order during one turn. The shard owns one and
 /// reuses its capacity for every connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Output {
     /// Encoded frames and HTTP responses.
     pub bytes: Vec<u8>,
+    /// Bytes the connection's queue may still take before pongs coalesce (unlimited unless the
+    /// shard says otherwise).
+    room_bytes: usize,
     pong: Option<OwedPong>,
     /// Data messages received during the call (for metrics).
     pub messages_in: u64,
@@ -31,8 +52,21 @@ pub struct Output {
     pub refused: Option<HandshakeFailure>,
 }
 
+impl Default for Output {
+    fn default() -> Self {
+        Output {
+            bytes: Vec::new(),
+            room_bytes: usize::MAX,
+            pong: None,
+            messages_in: 0,
+            messages_out: 0,
+            refused: None,
+        }
+    }
+}
+
 impl Output {
-    /// An empty output.
+    /// An empty output with unlimited room.
     pub fn new() -> Output {
         Output::default()
     }
@@ -61,21 +95,35 @@ impl Output {
         self.frame(Opcode::Close, &p[..n]);
     }
 
-    /// Owe a pong for `payload` (at most 125 bytes; the parser guarantees it), replacing any
-    /// pong owed before.
+    /// Before an input call: the connection's queue may take `room_bytes` more bytes under its
+    /// limit. Pongs that would not fit (with two pong frames to spare) are coalesced.
+    pub fn set_room(&mut self, room_bytes: usize) {
+        self.room_bytes = room_bytes;
+    }
+
+    /// Answer a ping (its payload is at most 125 bytes; the parser guarantees it): a pong in
+    /// place while the queue has room, else the latest pong replaces any coalesced before.
     pub fn pong(&mut self, payload: &[u8]) {
-        let len = payload.len().min(125);
-        let mut p = [0u8; 125];
-        p[..len].copy_from_slice(&payload[..len]);
+        let payload = payload.get(..MAX_PONG_PAYLOAD).unwrap_or(payload);
+        let frame_len = PONG_HEADER + payload.len();
+        let fits = self.bytes.len() + frame_len + COALESCED_RESERVE <= self.room_bytes;
+        if fits && self.pong.is_none() {
+            self.frame(Opcode::Pong, payload);
+            return;
+        }
+        let mut p = [0u8; MAX_PONG_PAYLOAD];
+        p[..payload.len()].copy_from_slice(payload);
         self.pong = Some(OwedPong {
             at: self.bytes.len(),
-            len: len as u8,
+            // At most 125 (cut above): fits in a u8.
+            len: payload.len() as u8,
             payload: p,
         });
     }
 
-    /// Put the owed pong in place. Returns true when the output is only that pong (the shard
-    /// may then replace an older pong still queued).
+    /// Put the coalesced pong, if any, in place (moving what followed its ping: only a full
+    /// queue pays this). Returns true when the output is only that pong: the shard may then
+    /// replace an older coalesced pong still unsent at the back of the queue.
     pub fn finish(&mut self) -> bool {
         let Some(pong) = self.pong.take() else {
             return false;
@@ -95,9 +143,10 @@ impl Output {
         self.bytes.is_empty() && self.pong.is_none()
     }
 
-    /// Forget everything (keeps the capacity).
+    /// Forget everything, the room too (keeps the capacity).
     pub fn clear(&mut self) {
         self.bytes.clear();
+        self.room_bytes = usize::MAX;
         self.pong = None;
         self.messages_in = 0;
         self.messages_out = 0;

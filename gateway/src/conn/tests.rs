@@ -241,6 +241,58 @@ fn echo_of_fragmented_message_is_one_frame() {
     );
 }
 
+/// A message of `n` frames, the first with `opcode`, each carrying the next piece of `payload`
+/// (`size` bytes each).
+fn fragmented(opcode: Opcode, payload: &[u8], size: usize) -> Vec<u8> {
+    let pieces: Vec<&[u8]> = payload.chunks(size).collect();
+    let mut wire = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let op = if i == 0 { opcode } else { Opcode::Continuation };
+        wire.extend(client_frame(i + 1 == pieces.len(), op, piece));
+    }
+    wire
+}
+
+#[test]
+fn message_of_exactly_max_fragments_is_echoed_one_more_is_1009() {
+    let mut settings = Settings::default();
+    settings.limits.max_fragments = 16;
+    let mut p = Peer::new(settings.clone());
+    p.send(UPGRADE.as_bytes());
+    let wire = fragmented(Opcode::Binary, &[7; 16], 1);
+    assert_eq!(
+        server_frames(&p.send(&wire)),
+        vec![(Opcode::Binary, vec![7; 16])]
+    );
+    // Seventeen frames: the seventeenth is refused, final or not.
+    for fin in [true, false] {
+        let mut p = Peer::new(settings.clone());
+        p.send(UPGRADE.as_bytes());
+        let mut wire = fragmented(Opcode::Text, &[b'x'; 17], 1);
+        if !fin {
+            wire.truncate(wire.len() - 7);
+            wire.extend(client_frame(false, Opcode::Continuation, b"x"));
+        }
+        let frames = server_frames(&p.send(&wire));
+        assert_eq!(close_code(&frames), Some(1009), "fin {fin}");
+        assert_eq!(frames.len(), 1, "fin {fin}");
+    }
+}
+
+#[test]
+fn four_mib_in_65536_fragments_of_64_bytes_is_one_echo() {
+    // The default `--max-fragments` is 65536: the largest message it allows at 64 B a frame.
+    let mut p = Peer::open();
+    let payload: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    let wire = fragmented(Opcode::Binary, &payload, 64);
+    let mut out = Vec::new();
+    for read in wire.chunks(64 * 1024) {
+        out.extend(p.send(read));
+    }
+    assert_eq!(server_frames(&out), vec![(Opcode::Binary, payload)]);
+    assert_eq!(p.conn.retained_bytes(), 0);
+}
+
 #[test]
 fn valid_close_code_is_echoed_and_closes() {
     for code in [1000u16, 1001, 1003, 1007, 1014, 3000, 4999] {
@@ -292,28 +344,165 @@ fn data_after_close_is_ignored() {
         .is_empty());
 }
 
+/// A ping with a payload of its own: its number, then a length that varies with it.
+fn numbered_ping(i: u16) -> Vec<u8> {
+    let mut payload = i.to_be_bytes().to_vec();
+    payload.resize(2 + usize::from(i % 124), b'.');
+    payload
+}
+
 #[test]
-fn ping_flood_keeps_one_pong() {
+fn pings_in_one_read_get_their_own_pongs_in_order() {
     let mut p = Peer::open();
+    let mut wire = Vec::new();
+    for i in 0..1000 {
+        wire.extend(client_frame(true, Opcode::Ping, &numbered_ping(i)));
+    }
+    let pongs: Vec<_> = (0..1000)
+        .map(|i| (Opcode::Pong, numbered_ping(i)))
+        .collect();
+    assert_eq!(server_frames(&p.send(&wire)), pongs);
+    // Split anywhere, the answer is the same.
+    let mut out = Vec::new();
+    for piece in wire.chunks(97) {
+        out.extend(p.send(piece));
+    }
+    assert_eq!(server_frames(&out), pongs);
+}
+
+#[test]
+fn pongs_keep_their_place_among_data_frames() {
+    let mut p = Peer::open();
+    let mut wire = client_frame(true, Opcode::Text, b"a");
+    wire.extend(client_frame(true, Opcode::Ping, b"1"));
+    wire.extend(client_frame(true, Opcode::Binary, b"b"));
+    wire.extend(client_frame(true, Opcode::Ping, b"2"));
+    wire.extend(client_frame(true, Opcode::Ping, b"3"));
+    wire.extend(client_frame(false, Opcode::Text, b"c"));
+    wire.extend(client_frame(true, Opcode::Ping, b"4"));
+    wire.extend(client_frame(true, Opcode::Continuation, b"d"));
+    wire.extend(client_frame(true, Opcode::Ping, b""));
+    wire.extend(client_frame(true, Opcode::Close, &1000u16.to_be_bytes()));
+    let want = vec![
+        (Opcode::Text, b"a".to_vec()),
+        (Opcode::Pong, b"1".to_vec()),
+        (Opcode::Binary, b"b".to_vec()),
+        (Opcode::Pong, b"2".to_vec()),
+        (Opcode::Pong, b"3".to_vec()),
+        (Opcode::Pong, b"4".to_vec()),
+        (Opcode::Text, b"cd".to_vec()),
+        (Opcode::Pong, vec![]),
+        (Opcode::Close, 1000u16.to_be_bytes().to_vec()),
+    ];
+    assert_eq!(server_frames(&p.send(&wire)), want);
+    let mut out = Vec::new();
+    let mut p = Peer::open();
+    for b in &wire {
+        out.extend(p.send(&[*b]));
+    }
+    assert_eq!(server_frames(&out), want);
+}
+
+#[test]
+fn full_queue_coalesces_pongs_to_the_latest_in_its_place() {
+    let mut p = Peer::open();
+    let cx = Ctx {
+        settings: &p.settings,
+        kernels: &p.kernels,
+    };
+    // Room for ten 4-byte pongs besides the two 127-byte frames kept for coalesced pongs.
+    let mut out = Output::new();
+    out.set_room(10 * 4 + 2 * 127);
+    let mut wire = Vec::new();
+    for i in 0..1000u16 {
+        wire.extend(client_frame(true, Opcode::Ping, &i.to_be_bytes()));
+        if i == 500 {
+            wire.extend(client_frame(true, Opcode::Text, b"mid"));
+        }
+    }
+    wire.extend(client_frame(true, Opcode::Text, b"end"));
+    p.conn.on_read(&mut wire, p.t0, &cx, &mut out, &mut Fixture);
+    assert!(!out.finish(), "not only a pong");
+    let mut want: Vec<_> = (0..10u16)
+        .map(|i| (Opcode::Pong, i.to_be_bytes().to_vec()))
+        .collect();
+    want.push((Opcode::Text, b"mid".to_vec()));
+    want.push((Opcode::Pong, 999u16.to_be_bytes().to_vec()));
+    want.push((Opcode::Text, b"end".to_vec()));
+    assert_eq!(server_frames(&out.bytes), want);
+
+    // No room at all: one pong, the latest, and the shard may replace an older one with it.
+    out.clear();
+    out.set_room(0);
     let mut wire = Vec::new();
     for i in 0..1000u16 {
         wire.extend(client_frame(true, Opcode::Ping, &i.to_be_bytes()));
     }
-    let frames = server_frames(&p.send(&wire));
-    assert_eq!(frames, vec![(Opcode::Pong, 999u16.to_be_bytes().to_vec())]);
+    p.conn.on_read(&mut wire, p.t0, &cx, &mut out, &mut Fixture);
+    assert!(out.finish(), "only the coalesced pong");
+    assert_eq!(
+        server_frames(&out.bytes),
+        vec![(Opcode::Pong, 999u16.to_be_bytes().to_vec())]
+    );
 }
 
 #[test]
-fn pong_keeps_its_place_after_earlier_output() {
+fn ping_flood_into_a_queue_that_never_drains_stays_under_the_limit() {
+    // The shard's part, by hand: the room is the limit less what is queued, and an output that
+    // is only the coalesced pong replaces the coalesced pong at the back of the queue.
+    const LIMIT: usize = 64 * 1024;
     let mut p = Peer::open();
-    let mut wire = client_frame(true, Opcode::Text, b"a");
-    wire.extend(client_frame(true, Opcode::Ping, b"1"));
-    wire.extend(client_frame(true, Opcode::Ping, b"2"));
-    wire.extend(client_frame(true, Opcode::Close, &1000u16.to_be_bytes()));
-    let frames = server_frames(&p.send(&wire));
-    let ops: Vec<Opcode> = frames.iter().map(|f| f.0).collect();
-    assert_eq!(ops, vec![Opcode::Text, Opcode::Pong, Opcode::Close]);
-    assert_eq!(frames[1].1, b"2");
+    let cx = Ctx {
+        settings: &p.settings,
+        kernels: &p.kernels,
+    };
+    let mut out = Output::new();
+    let mut queue: Vec<u8> = Vec::new();
+    let mut coalesced_at_back = None;
+    let mut reads = Vec::new();
+    let mut n = 0u32;
+    for _ in 0..200 {
+        // One 64 KiB read of 125-byte pings (131 bytes each on the wire).
+        let mut wire = Vec::new();
+        for _ in 0..500 {
+            let mut payload = [b'.'; 125];
+            payload[..4].copy_from_slice(&n.to_be_bytes());
+            wire.extend(client_frame(true, Opcode::Ping, &payload));
+            n += 1;
+        }
+        out.set_room(LIMIT.saturating_sub(queue.len()));
+        p.conn.on_read(&mut wire, p.t0, &cx, &mut out, &mut Fixture);
+        let only_pong = out.finish();
+        match coalesced_at_back {
+            Some(at) if only_pong => queue.truncate(at),
+            _ => {}
+        }
+        coalesced_at_back = only_pong.then_some(queue.len());
+        queue.extend_from_slice(&out.bytes);
+        out.clear();
+        reads.push(queue.len());
+        assert!(queue.len() <= LIMIT, "{} bytes queued", queue.len());
+    }
+    let pongs = server_frames(&queue);
+    let numbers: Vec<u32> = pongs
+        .iter()
+        .map(|(op, payload)| {
+            assert_eq!(*op, Opcode::Pong);
+            u32::from_be_bytes(payload[..4].try_into().unwrap())
+        })
+        .collect();
+    // Every ping its pong while they fit with two 127-byte pong frames to spare; then the
+    // latest of the read that filled the queue, and the latest of all, which replaced the
+    // latest of each read before it: from the fourth read on the queue does not grow.
+    let inline = (LIMIT - 2 * 127) / 127;
+    assert_eq!(
+        numbers[..inline],
+        (0..inline as u32).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(numbers.len(), inline + 2);
+    assert_eq!(numbers[inline], 999);
+    assert_eq!(numbers.last(), Some(&(n - 1)));
+    assert!(reads[3..].iter().all(|&q| q == reads[2]), "{reads:?}");
 }
 
 #[test]

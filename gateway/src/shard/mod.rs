@@ -479,6 +479,9 @@ impl<D: Driver> Shard<D> {
                                 router: &mut self.router,
                                 app: &mut self.app,
                             };
+                            let limit = self.cfg.max_outbound_bytes;
+                            let room = limit.saturating_sub(e.outbox.queued_bytes());
+                            self.out.set_room(room);
                             conn.on_read(&mut self.rbuf[..n], now, &cx, &mut self.out, &mut app);
                             if was_awaiting && conn.state() == State::Open {
                                 self.metrics.upgrades.add(1);
@@ -560,11 +563,11 @@ impl<D: Driver> Shard<D> {
             self.out.clear();
             return;
         };
-        let only_pong = self.out.finish();
+        let only_coalesced_pong = self.out.finish();
         let mut broken = false;
         if !self.out.bytes.is_empty() {
             if !e.outbox.is_empty() {
-                if only_pong {
+                if only_coalesced_pong {
                     e.outbox.push_pong(&self.out.bytes);
                 } else {
                     e.outbox.push_owned(self.out.bytes.clone(), 0);

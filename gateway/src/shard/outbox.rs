@@ -2,8 +2,10 @@
 //!
 //! Frames go out directly when the socket takes them; only what is left is queued here, as owned
 //! buffers or shared (`Arc<[u8]>`) frames encoded once for many connections. The queue is flushed
-//! with vectored writes, whole chunks in order. At most one owed pong sits in the queue: a newer
-//! one replaces it while it is unsent (§5.5.3).
+//! with vectored writes, whole chunks in order. Pongs are ordinary bytes, except the one the
+//! connection coalesced while its queue was full (see `conn::output`): it is queued as its own
+//! chunk, and a newer coalesced pong replaces it while none of it is sent and nothing follows it
+//! (§5.5.3), so a peer that floods pings and never reads holds one pong here.
 //!
 //! Memory: while a connection is active its emptied queue keeps a few slots (at most
 //! `KEEP_CHUNKS`), so a delivery to it does not allocate; a queue that grew past that is freed
@@ -42,7 +44,7 @@ struct Chunk {
     bytes: Bytes,
     /// Bytes already written.
     sent: usize,
-    /// The chunk is exactly one owed pong frame.
+    /// The chunk is exactly one coalesced pong frame.
     pong: bool,
 }
 
@@ -97,14 +99,15 @@ impl Outbox {
         });
     }
 
-    /// Queue an encoded pong frame, replacing the last queued pong if none of it was sent and
-    /// nothing was queued after it.
+    /// Queue a coalesced pong frame (the connection's queue is full), replacing the last queued
+    /// one if none of it was sent and nothing was queued after it.
     pub fn push_pong(&mut self, frame: &[u8]) {
         if let Some(last) = self.chunks.back_mut() {
-            if last.pong && last.sent == 0 {
-                self.queued -= last.bytes.as_slice().len();
+            if let (true, 0, Bytes::Owned(old)) = (last.pong, last.sent, &mut last.bytes) {
+                self.queued -= old.len();
                 self.queued += frame.len();
-                last.bytes = Bytes::Owned(frame.to_vec());
+                old.clear();
+                old.extend_from_slice(frame);
                 return;
             }
         }
@@ -232,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn unsent_pong_is_replaced() {
+    fn unsent_coalesced_pong_is_replaced() {
         let mut out = Outbox::default();
         out.push_owned(b"data".to_vec(), 0);
         out.push_pong(b"p1");
@@ -245,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn started_pong_is_not_replaced() {
+    fn started_coalesced_pong_is_not_replaced() {
         let mut out = Outbox::default();
         out.push_pong(b"p1");
         let mut sink = Vec::new();
