@@ -2,7 +2,7 @@
 //! commands clients send: a subscribe (~50 B), a publish of a 64 B chat message, and publishes
 //! of a 1 KiB and a 16 KiB JSON object.
 //!
-//! - `gateway`: `protocol::Parser` (simd-json's tape, parsed in place, buffers kept between
+//! - `gateway`: `app::ws::request::Parser` (simd-json's tape, parsed in place, buffers kept between
 //!   messages), then the request read from the tape with the channel name checked.
 //! - `serde_struct`: `serde_json::from_slice` into a borrowing struct with `data` as a `Value`
 //!   (like the tape, the whole payload is parsed and kept), same checks.
