@@ -18,7 +18,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use gateway::app::ws::request::{Op, Parser};
-use gateway::router::names::check_channel;
+use gateway::names::check_channel;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 

@@ -16,7 +16,8 @@
 //! ```
 //!
 //! Beside the path: [`api`] (the backend HTTP API, served by the same shard loops), [`auth`]
-//! (API key, client tokens), [`json`] and [`query`] (the one JSON writer and query decoder),
+//! (API key, client tokens), [`json`], [`query`] and [`names`] (the one JSON writer, query decoder,
+//! and channel and user naming rules),
 //! [`config`] and [`metrics`].
 #![deny(unsafe_code)]
 
@@ -29,6 +30,7 @@ pub mod conn;
 pub mod driver;
 pub mod json;
 pub mod metrics;
+pub mod names;
 pub mod query;
 pub mod router;
 pub mod shard;

@@ -10,21 +10,24 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     ("conn", &[]),
     ("query", &[]),
+    ("names", &[]),
     ("json", &["conn"]),
     ("metrics", &["conn"]),
     ("driver", &["conn", "metrics"]),
-    ("auth", &["conn", "json", "query"]),
-    ("router", &["conn", "json", "auth"]),
-    ("app", &["conn", "json", "query", "auth", "router"]),
+    ("auth", &["conn", "json", "query", "names"]),
+    ("router", &["conn", "json", "names", "auth"]),
+    ("app", &["conn", "json", "query", "names", "auth", "router"]),
     (
         "api",
-        &["conn", "json", "query", "metrics", "auth", "router"],
+        &[
+            "conn", "json", "query", "names", "metrics", "auth", "router",
+        ],
     ),
     ("config", &["conn", "driver", "api", "router"]),
     (
         "shard",
         &[
-            "conn", "json", "query", "metrics", "driver", "auth", "router", "app", "api",
+            "conn", "json", "query", "names", "metrics", "driver", "auth", "router", "app", "api",
         ],
     ),
 ];

@@ -13,8 +13,8 @@ use simd_json::BorrowedValue;
 use crate::conn::ConnId;
 use crate::json::nesting_within_limit;
 use crate::metrics::ShardMetrics;
+use crate::names::{check_channel, check_user};
 use crate::query::query_param;
-use crate::router::names::{check_channel, check_user};
 
 use super::error::ApiError;
 use super::routes::Route;

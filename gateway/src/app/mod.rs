@@ -24,8 +24,8 @@ use crate::auth::upgrade::ClientAuth;
 use crate::auth::{unix_now, Claims, Identity, TokenError};
 use crate::conn::handshake::HandshakeFailure;
 use crate::conn::{App, ConnId, Handling, Output, Refusal};
+use crate::names::check_user;
 use crate::router::channels::Kind;
-use crate::router::names::check_user;
 use crate::router::session::Session;
 use crate::router::Router;
 

@@ -3,8 +3,8 @@
 //! by the token); frames from the client are counted and ignored.
 
 use crate::conn::Refusal;
+use crate::names::check_channel;
 use crate::query::query_pairs;
-use crate::router::names::check_channel;
 
 use super::Dispatch;
 

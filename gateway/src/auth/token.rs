@@ -15,6 +15,7 @@ use simd_json::BorrowedValue;
 
 use super::patterns::{Pattern, PatternError, Patterns};
 use crate::json::nesting_within_limit;
+use crate::names::check_user;
 
 /// Longest token accepted, in bytes (it travels in a request head anyway).
 pub const MAX_TOKEN_BYTES: usize = 8192;
@@ -239,8 +240,10 @@ fn parse_claims(json: &mut [u8], now: u64) -> Result<Claims, TokenError> {
             return Err(TokenError::MissingClaim("sub"))
         }
         Some(v) => match v.as_str() {
-            Some("") => return Err(TokenError::BadClaim("sub", "is empty")),
-            Some(s) => s,
+            Some(s) => {
+                check_user(s).map_err(|e| TokenError::BadClaim("sub", e.message()))?;
+                s
+            }
             None => return Err(TokenError::BadClaim("sub", "is not a string")),
         },
     };
@@ -527,6 +530,16 @@ mod tests {
             check(&format!(r#"{{"sub":"","exp":{exp}}}"#)),
             Err(TokenError::BadClaim("sub", "is empty"))
         );
+        // `sub` is a user name: the one user rule applies (crate::names).
+        assert_eq!(
+            check(&format!(r#"{{"sub":"a\nb","exp":{exp}}}"#)),
+            Err(TokenError::BadClaim("sub", "holds a control character"))
+        );
+        assert_eq!(
+            check(&format!(r#"{{"sub":"{}","exp":{exp}}}"#, "u".repeat(257))),
+            Err(TokenError::BadClaim("sub", "is longer than 256 bytes"))
+        );
+        assert!(check(&format!(r#"{{"sub":"{}","exp":{exp}}}"#, "u".repeat(256))).is_ok());
         assert_eq!(
             check(r#"{"sub":"a","exp":"soon"}"#),
             Err(TokenError::BadClaim("exp", "is not a number of seconds"))

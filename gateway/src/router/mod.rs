@@ -20,7 +20,6 @@ pub mod channels;
 pub mod fanout;
 pub mod gather;
 pub mod inbox;
-pub mod names;
 pub mod outbound;
 pub mod registry;
 pub mod session;

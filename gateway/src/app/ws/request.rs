@@ -11,7 +11,7 @@ use simd_json::tape::Value;
 use simd_json::{Buffers, Tape, ValueType};
 
 use crate::conn::ConnId;
-use crate::router::names::check_channel;
+use crate::names::check_channel;
 
 /// The error codes of error replies (`"error":{"code":..}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
-//! The naming rules of what the router keys by, one home for each: channel names
+//! The naming rules of what the gateway keys by, one home for each: channel names
 //! (`[A-Za-z0-9_.:@/-]`, 1 to 128 bytes) and user names (1 to 256 bytes, no control characters).
-//! The client protocol, the upgrade and the backend API check names here once, when a request is
+//! The client protocol, the upgrade, tokens and the backend API check names here once, when they are
 //! parsed; the router trusts names after that.
 
 /// Longest channel name, in bytes.
