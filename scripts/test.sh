@@ -54,6 +54,10 @@ fi
 if [ ! -d bench/peers/node/node_modules/ws ]; then
   (cd bench/peers/node && npm ci --no-audit --no-fund --silent)
 fi
+# cargo-deny for the supply-chain policy (deny.toml).
+if ! cargo deny --version >/dev/null 2>&1; then
+  cargo install cargo-deny --locked -q
+fi
 # cargo-fuzz for the bounded fuzz runs (nightly is on the machine).
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked -q
@@ -62,6 +66,9 @@ fi
 # ---------------------------------------------------------------------------------------------
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+step "cargo deny check licenses bans sources (policy in deny.toml)"
+cargo deny check licenses bans sources
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -q -- -D warnings
