@@ -19,7 +19,9 @@
 pub mod channels;
 pub mod fanout;
 pub mod gather;
+pub mod history;
 pub mod inbox;
+pub mod merge;
 pub mod names;
 pub mod outbound;
 pub mod registry;
