@@ -182,7 +182,7 @@ impl CopyPerConn {
 
     fn turn(&mut self, from: ConnId) -> (usize, usize) {
         self.scratch.clear();
-        encode_message(&mut self.scratch, CHANNEL, DATA, Some(from), None);
+        encode_message(&mut self.scratch, CHANNEL, DATA, Some(from), None, None);
         let Some(ch) = self.channels.get(CHANNEL) else {
             return (0, 0);
         };

@@ -16,6 +16,7 @@ use frame_simd::CloseCode;
 use crate::conn::ConnId;
 
 use super::fanout::Delivery;
+use super::history::{Answer, Want};
 use super::Member;
 
 /// Where a deferred answer goes: the requesting connection and its request's `id` (JSON text).
@@ -27,9 +28,47 @@ pub struct ReplyTo {
     pub id: Box<[u8]>,
 }
 
+/// A publication to a channel with history, on its way to the channel's owner shard (which
+/// gives it its offset, keeps it and fans it out).
+#[derive(Debug)]
+pub struct Publication {
+    /// The channel.
+    pub channel: Box<str>,
+    /// The data as JSON text.
+    pub data: Box<[u8]>,
+    /// What bare subscribers get.
+    pub bare: Box<[u8]>,
+    /// The publishing connection (`None`: the API).
+    pub from: Option<ConnId>,
+    /// The publisher's user.
+    pub user: Option<Arc<str>>,
+    /// Not delivered to this connection (`skip_self`).
+    pub skip: Option<ConnId>,
+}
+
 /// A message between shards.
 #[derive(Debug)]
 pub enum ShardMsg {
+    /// A publication for the owner of its channel's history.
+    Publish(Box<Publication>),
+    /// Ask the owner of `channel`'s history for `want`.
+    HistoryQuery {
+        /// The channel.
+        channel: Arc<str>,
+        /// The asking shard.
+        from: u8,
+        /// The query's tag on that shard.
+        tag: u64,
+        /// What it asks.
+        want: Want,
+    },
+    /// The owner's answer to a `HistoryQuery`.
+    HistoryAnswer {
+        /// The query's tag.
+        tag: u64,
+        /// The stream's position and the publications asked for.
+        answer: Box<Answer<Arc<Delivery>>>,
+    },
     /// Deliver to the local subscribers of a channel.
     Deliver(Arc<Delivery>),
     /// `shard` has (`on`) or no longer has subscribers of `channel`.
