@@ -28,7 +28,7 @@ fn start(history: &str) -> Gateway {
             "--history",
             history,
             "--max-recovery",
-            "300",
+            "1000",
         ])
         .start()
 }
@@ -103,7 +103,8 @@ fn next_offset(w: &mut Ws) -> u64 {
 
 #[test]
 fn a_client_that_comes_back_gets_exactly_what_it_missed_then_live_ones() {
-    let gw = start("chat:=100/10m");
+    // Room for everything, however far the publisher gets before the resubscribes.
+    let gw = start("chat:=1000/10m");
     let mut api = Api::connect(&gw);
     // One returning client on each shard: for one of them the owner is on the other shard.
     let mut back = one_per_shard(&gw);
