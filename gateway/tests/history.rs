@@ -9,6 +9,7 @@ mod common;
 
 use std::process::Command;
 use std::thread;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -56,6 +57,12 @@ impl Api {
         let body = json!({"channel": channel, "data": n}).to_string();
         let r = self.request("POST", "/api/publish", &body);
         assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    }
+
+    fn metrics(&mut self) -> String {
+        let r = self.request("GET", "/metrics", "");
+        assert_eq!(r.status, 200);
+        String::from_utf8(r.body).expect("UTF-8 metrics")
     }
 
     fn get_json(&mut self, path: &str) -> (u16, Value) {
@@ -220,6 +227,28 @@ fn another_epoch_is_not_recovered() {
         assert_ne!(reply["epoch"], epoch);
         assert!(w.sync().iter().all(|m| m["type"] != "message"), "no replay");
     }
+    let mut w = Ws::open(gw.addr(), "");
+    let epoch = subscribe(&mut w, CHANNEL, None)["epoch"].clone();
+    subscribe(
+        &mut Ws::open(gw.addr(), ""),
+        CHANNEL,
+        Some(json!({"offset": 2, "epoch": epoch})),
+    );
+    // Counters move at the end of the answering shard's turn: look again for a while.
+    let want = [
+        "gateway_recoveries_total{result=\"recovered\"} 1",
+        "gateway_recoveries_total{result=\"missed\"} 2",
+        "gateway_history_streams 1",
+    ];
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = api.metrics();
+        if want.iter().all(|l| text.lines().any(|t| t == *l)) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!("expected {want:?} in {text}");
 }
 
 #[test]

@@ -208,6 +208,10 @@ pub struct RouterStats {
     pub busy: u64,
     /// Frames from `/raw` clients, ignored.
     pub raw_ignored: u64,
+    /// Subscribes with `recover` that recovered.
+    pub recovered: u64,
+    /// Subscribes with `recover` that did not.
+    pub recovery_misses: u64,
 }
 
 /// One shard's router. See the module doc.
@@ -493,6 +497,11 @@ impl Router {
                 self.channels.release(key, conn);
                 let replay = (recover && answer.recovered).then(|| frames(answer.entries));
                 let merged = merge.finish(answer.top, replay);
+                match (recover, merged.recovered) {
+                    (true, true) => self.stats.recovered += 1,
+                    (true, false) => self.stats.recovery_misses += 1,
+                    (false, _) => {}
+                }
                 Answered::Subscribed {
                     reply,
                     epoch: answer.epoch,

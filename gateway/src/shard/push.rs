@@ -111,6 +111,11 @@ impl<D: Driver> Shard<D> {
         self.metrics
             .slow_consumer_disconnects
             .add(s.slow_consumer_disconnects);
+        self.metrics.recovered.add(s.recovered);
+        self.metrics.recovery_misses.add(s.recovery_misses);
+        self.metrics
+            .history_streams
+            .set(self.router.history.len() as u64);
     }
 
     /// How long the loop may sleep for the router: until the next token expiry, or briefly
