@@ -10,6 +10,12 @@
 //! - [`Router::presence`] and [`Router::channel_list`]: scatter/gather over shards ([`gather`]).
 //! - [`Router::disconnect`], [`Router::publish_user`], [`Router::disconnect_user`].
 //! - [`Router::subscribe`], [`Router::unsubscribe`], [`Router::on_disconnect`] for connections.
+//! - Channels with history ([`history`], `--history`): [`Router::publish`] hands the publication
+//!   to the channel's [`Router::owner`], whose [`Router::on_publication`] numbers, keeps and fans
+//!   it out; [`Router::subscribe_at`] subscribes and asks the owner for the position (and the
+//!   replay), holding live deliveries meanwhile ([`merge`], [`recovery`]);
+//!   [`Router::history`] reads the last publications. The owner answers in
+//!   [`Router::on_history_query`]; the asker merges in [`Router::on_history_answer`].
 //!
 //! Every effect is a [`ShardMsg`]: for another shard it crosses the mesh, for this shard it waits
 //! in a local list ([`outbound::Outbound`]) that the shard applies at the end of the turn, the
