@@ -304,14 +304,7 @@ impl Router {
     ) -> Result<(), RouterError> {
         self.stats.publishes += 1;
         if self.has_history(channel) {
-            let p = Publication {
-                channel: Box::from(channel),
-                data: Box::from(data),
-                bare: Box::from(bare),
-                from,
-                user: user.map(Arc::from),
-                skip,
-            };
+            let p = Publication::new(channel, data, bare, from, user, skip);
             return self.data(self.owner(channel), ShardMsg::Publish(Box::new(p)));
         }
         let Some((name, shards)) = self.registry.lookup(channel) else {
@@ -353,28 +346,22 @@ impl Router {
     /// send it to every shard with subscribers. Publications sent to the owner from any shard
     /// are applied in the order they arrive, so offsets follow each other without gaps.
     pub fn on_publication(&mut self, p: Publication, now: Instant) {
-        let Some(retention) = self.cfg.history.retention(&p.channel) else {
+        let channel = p.channel();
+        let Some(retention) = self.cfg.history.retention(channel) else {
             return;
         };
-        let shards = self.registry.shards(&p.channel);
+        let shards = self.registry.shards(channel);
         let registry = &self.registry;
         self.history.sweep(now, |c| !registry.shards(c).is_empty());
         let stream = self
             .history
-            .stream(&p.channel, retention, now, !shards.is_empty());
+            .stream(channel, retention, now, !shards.is_empty());
         let offset = stream.next_offset();
         let json = text_frame(&mut self.scratch, |out| {
-            encode_message(
-                out,
-                &p.channel,
-                &p.data,
-                p.from,
-                p.user.as_deref(),
-                Some(offset),
-            )
+            encode_message(out, channel, p.data(), p.from, p.user(), Some(offset))
         });
         let bare = Some(text_frame(&mut self.scratch, |out| {
-            out.extend_from_slice(&p.bare)
+            out.extend_from_slice(p.bare())
         }));
         let d = Arc::new(Delivery {
             channel: Arc::clone(stream.name()),
