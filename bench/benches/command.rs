@@ -45,7 +45,7 @@ struct Command<'a, D> {
 
 fn gateway(parser: &mut Parser, input: &mut [u8]) -> Outcome {
     parser.parse(input, |parsed| match parsed.map(|r| r.op) {
-        Ok(Op::Subscribe { channel }) => Outcome::Subscribe(channel.len()),
+        Ok(Op::Subscribe { channel, .. }) => Outcome::Subscribe(channel.len()),
         Ok(Op::Publish { channel, data, .. }) => {
             black_box(data);
             Outcome::Publish(channel.len())

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::conn::frames::Limits;
 use crate::conn::handshake::Policy;
 use crate::conn::Settings;
+use crate::router::history::{HistoryPolicy, HistoryRule, MAX_SIZE};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
@@ -126,6 +127,18 @@ pub struct Cli {
     /// publishes (`busy`, API 429) [default: 65536]
     #[arg(long, env = "GATEWAY_MAX_SHARD_BACKLOG")]
     pub max_shard_backlog: Option<usize>,
+
+    /// Channels that keep history, as PREFIX=SIZE/TTL: `chat:=100/10m` keeps the last 100
+    /// publications of every channel starting with `chat:`, each for up to 10 minutes; repeat
+    /// (or comma-separate) for more prefixes, the longest matching one wins; SIZE 1..=10000,
+    /// TTL up to 24h [default: none]
+    #[arg(long, env = "GATEWAY_HISTORY", value_delimiter = ',')]
+    pub history: Vec<String>,
+
+    /// Publications one resubscribe may replay; a client that missed more gets
+    /// `recovered: false` (0..=10000) [default: 300]
+    #[arg(long, env = "GATEWAY_MAX_RECOVERY")]
+    pub max_recovery: Option<usize>,
 
     // --- Backend API and client tokens ---
     /// Address of the backend API (`/api/...`, `/metrics`, `/healthz`), served by the same
@@ -247,6 +260,8 @@ struct FileConfig {
     max_channels_per_conn: Option<usize>,
     shard_queue_capacity: Option<usize>,
     max_shard_backlog: Option<usize>,
+    history: Option<List>,
+    max_recovery: Option<usize>,
     api_listen: Option<String>,
     api_key: Option<String>,
     token_secret: Option<String>,
@@ -294,6 +309,10 @@ pub struct Config {
     pub shard_queue_capacity: usize,
     /// Messages waiting for other shards' full queues before publishes are refused.
     pub max_shard_backlog: usize,
+    /// Which channels keep history, and how much.
+    pub history: HistoryPolicy,
+    /// Publications one resubscribe may replay.
+    pub max_recovery: usize,
     /// The backend API and client token settings.
     pub api: ApiConfig,
     /// The event driver asked for.
@@ -487,6 +506,16 @@ impl Config {
         if !uring_buffers.is_power_of_two() || uring_buffers > 1 << 15 {
             bail!("--uring-buffers must be a power of two up to 32768, got {uring_buffers}");
         }
+        let history = pick_list(cli.history, file.history)
+            .iter()
+            .map(|r| HistoryRule::parse(r))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(HistoryPolicy::new)
+            .map_err(|e| anyhow::anyhow!("--history: {e}"))?;
+        let max_recovery = cli.max_recovery.or(file.max_recovery).unwrap_or(300);
+        if max_recovery > MAX_SIZE {
+            bail!("--max-recovery must be at most {MAX_SIZE}, got {max_recovery}");
+        }
         Ok(Config {
             listen,
             threads,
@@ -519,6 +548,8 @@ impl Config {
                 .max_shard_backlog
                 .or(file.max_shard_backlog)
                 .unwrap_or(65536),
+            history,
+            max_recovery,
             api,
             driver: cli.driver.or(file.driver).unwrap_or_default(),
             uring_buffers,
@@ -557,6 +588,36 @@ mod tests {
         assert_eq!(c.max_channels_per_conn, 128);
         assert_eq!(c.shard_queue_capacity, 65536);
         assert_eq!(c.max_shard_backlog, 65536);
+        assert!(c.history.is_empty(), "no channel keeps history by default");
+        assert_eq!(c.max_recovery, 300);
+    }
+
+    #[test]
+    fn history_rules_come_from_flags_or_the_file() {
+        let c = Config::from_parts(
+            cli(&["--history", "chat:=100/10m", "--history", "news=5/1h,=1/1s"]),
+            "history = [\"ignored=1/1s\"]\nmax-recovery = 50\n",
+        )
+        .unwrap();
+        let prefixes: Vec<&str> = c.history.rules().iter().map(|r| &*r.prefix).collect();
+        assert_eq!(prefixes, ["chat:", "news", ""]);
+        assert_eq!(c.max_recovery, 50);
+        let c = Config::from_parts(cli(&[]), "history = [\"a:=3/2s\", \"b:=4/1m\"]").unwrap();
+        let r = c.history.retention("a:1").unwrap();
+        assert_eq!((r.size, r.ttl), (3, Duration::from_secs(2)));
+        assert!(c.history.retention("c").is_none());
+        for bad in [
+            &["--history", "chat:=0/1m"][..],
+            &["--history", "chat:=100/25h"],
+            &["--history", "chat:"],
+            &["--history", "a=1/1s", "--history", "a=2/1s"],
+            &["--max-recovery", "10001"],
+        ] {
+            assert!(
+                Config::from_parts(cli(bad), "").is_err(),
+                "{bad:?} accepted"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!               and validated in place), close handshake; it knows no route
 //!   -> app/     what an upgraded connection speaks: the URL table (routes.rs), /echo, /ws (the
 //!               JSON protocol), /raw, /broadcast, the chat page
-//!   -> router/  channels, users, fan-out encoded once, messages to other shards (outbound.rs)
+//!   -> router/  channels, users, fan-out encoded once, messages to other shards (outbound.rs),
+//!               history rings on each channel's owner shard and the resubscribe merge
 //!   -> shard/outbox.rs  each subscriber's queue of shared frames -> one vectored write
 //! ```
 //!

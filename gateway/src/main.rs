@@ -294,6 +294,8 @@ fn spawn_shards(
     let router_cfg = RouterConfig {
         max_channels_per_conn: cfg.max_channels_per_conn,
         max_backlog: cfg.max_shard_backlog,
+        history: Arc::new(cfg.history.clone()),
+        max_recovery: cfg.max_recovery,
     };
     let client_auth = ClientAuth {
         verifier: cfg
@@ -306,7 +308,7 @@ fn spawn_shards(
     let cpus = allowed_cpus();
     let (done_tx, done_rx) = mpsc::channel();
     for (index, (driver, n, shard_metrics)) in drivers.shards.into_iter().enumerate() {
-        let router = Router::new(index as u8, Arc::clone(&mesh), router_cfg);
+        let router = Router::new(index as u8, Arc::clone(&mesh), router_cfg.clone());
         let shard = Shard::new(
             index as u8,
             driver,

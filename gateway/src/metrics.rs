@@ -47,6 +47,12 @@ pub struct ShardMetrics {
     pub api_requests: [Counter; ApiStatus::ALL.len()],
     /// Messages waiting in this shard's inbound queue (set by the shard when it drains it).
     pub queue_depth: Gauge,
+    /// Subscribes with `recover` answered `recovered: true`.
+    pub recovered: Counter,
+    /// Subscribes with `recover` answered `recovered: false` (the client reloads).
+    pub recovery_misses: Counter,
+    /// Channel history streams this shard owns.
+    pub history_streams: Gauge,
 }
 
 impl ShardMetrics {
@@ -231,6 +237,37 @@ pub fn render(shards: &[&ShardMetrics], out: &mut String) {
             sum(&|m| m.handshake_failures[r as usize].get()),
         );
     }
+    family(
+        out,
+        "gateway_recoveries_total",
+        "counter",
+        "Subscribes with recover on channels with history, by outcome: recovered (the missed \
+         publications were replayed) or missed (recovered:false, the client reloads).",
+    );
+    sample(
+        out,
+        "gateway_recoveries_total",
+        &[("result", "recovered")],
+        sum(&|m| m.recovered.get()),
+    );
+    sample(
+        out,
+        "gateway_recoveries_total",
+        &[("result", "missed")],
+        sum(&|m| m.recovery_misses.get()),
+    );
+    family(
+        out,
+        "gateway_history_streams",
+        "gauge",
+        "Channels whose history the shards keep (--history).",
+    );
+    sample(
+        out,
+        "gateway_history_streams",
+        &[],
+        sum(&|m| m.history_streams.get()),
+    );
     family(
         out,
         "gateway_upgrades_total",
@@ -427,6 +464,8 @@ mod tests {
             "gateway_deliveries_total",
             "gateway_slow_consumer_disconnects_total",
             "gateway_shard_queue_depth",
+            "gateway_recoveries_total",
+            "gateway_history_streams",
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name} help");
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} type");

@@ -15,6 +15,7 @@ use crate::json::nesting_within_limit;
 use crate::metrics::ShardMetrics;
 use crate::names::{check_channel, check_user};
 use crate::query::query_param;
+use crate::router::HistoryRead;
 
 use super::error::ApiError;
 use super::routes::Route;
@@ -68,6 +69,13 @@ pub enum Command {
         /// The channel.
         channel: Arc<str>,
     },
+    /// The last publications of a channel with history.
+    History {
+        /// The channel.
+        channel: Arc<str>,
+        /// How many (`None`: all it keeps).
+        limit: Option<usize>,
+    },
     /// Connection and message totals.
     Stats,
     /// The Prometheus text.
@@ -84,7 +92,7 @@ pub enum Target {
 }
 
 /// The router's answer to a [`Command`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Outcome {
     /// Queued for delivery (202).
     Accepted,
@@ -101,6 +109,10 @@ pub enum Outcome {
         /// Its subscribers.
         members: Vec<(ConnId, Option<Arc<str>>)>,
     },
+    /// A channel's last publications.
+    History(HistoryRead),
+    /// The channel keeps no history (404).
+    NoHistory,
     /// Totals.
     Stats(Stats),
     /// The Prometheus text.
@@ -175,6 +187,20 @@ pub fn parse_command(
             let channel = query_param(query, "channel").ok_or(ApiError::MissingField("channel"))?;
             Command::Presence {
                 channel: channel_name(&channel)?,
+            }
+        }
+        Route::History => {
+            let channel = query_param(query, "channel").ok_or(ApiError::MissingField("channel"))?;
+            let limit =
+                match query_param(query, "limit") {
+                    None => None,
+                    Some(l) => Some(l.parse::<usize>().map_err(|_| {
+                        ApiError::BadField("limit", "is not a non-negative integer")
+                    })?),
+                };
+            Command::History {
+                channel: channel_name(&channel)?,
+                limit,
             }
         }
         Route::Publish => {
@@ -333,7 +359,7 @@ fn conn_field(value: &BorrowedValue<'_>) -> Result<Option<ConnId>, ApiError> {
         .map_err(|_| ApiError::BadField("conn", "is not a decimal connection id"))
 }
 
-/// A channel name that passes the channel rule (`router::names`).
+/// A channel name that passes the channel rule (`crate::names`).
 pub fn channel_name(name: &str) -> Result<Arc<str>, ApiError> {
     check_channel(name).map_err(|e| ApiError::BadChannel(e.message()))?;
     Ok(name.into())

@@ -36,6 +36,8 @@ pub enum ApiError {
     UnknownConnection,
     /// A shard queue is full: retry after a second.
     Busy,
+    /// The channel keeps no history (`--history`).
+    NoHistory,
 }
 
 impl ApiError {
@@ -43,7 +45,7 @@ impl ApiError {
     pub fn status(&self) -> (u16, &'static str) {
         match self {
             Self::Unauthorized => (401, "Unauthorized"),
-            Self::NotFound | Self::UnknownConnection => (404, "Not Found"),
+            Self::NotFound | Self::UnknownConnection | Self::NoHistory => (404, "Not Found"),
             Self::MethodNotAllowed(_) => (405, "Method Not Allowed"),
             Self::LengthRequired => (411, "Length Required"),
             Self::TooLarge { .. } => (413, "Payload Too Large"),
@@ -74,6 +76,7 @@ impl ApiError {
             Self::BadChannel(_) => "bad_channel",
             Self::UnknownConnection => "unknown_connection",
             Self::Busy => "busy",
+            Self::NoHistory => "no_history",
         }
     }
 
@@ -121,6 +124,7 @@ impl fmt::Display for ApiError {
             Self::BadChannel(why) => f.write_str(why),
             Self::UnknownConnection => f.write_str("no live connection has this id"),
             Self::Busy => f.write_str("a shard queue is full: retry later"),
+            Self::NoHistory => f.write_str("this channel keeps no history (see --history)"),
         }
     }
 }

@@ -405,7 +405,7 @@ fn parse_head(raw: &[u8], s: &ApiSettings) -> Result<Head, ApiError> {
         len: raw.len(),
         body_len: content_length.unwrap_or(0),
         query: match route {
-            Ok(Route::Presence) => query.to_owned(),
+            Ok(Route::Presence | Route::History) => query.to_owned(),
             _ => String::new(),
         },
         route,

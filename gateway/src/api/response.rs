@@ -97,6 +97,16 @@ pub fn write_outcome(out: &mut Vec<u8>, outcome: Outcome, close: bool) -> u16 {
             json(out, (200, "OK"), &body);
             200
         }
+        Outcome::History(read) => {
+            let mut body = Vec::from(&br#"{"channel":"#[..]);
+            write_str(&mut body, &read.channel);
+            body.push(b',');
+            read.write_fields(&mut body);
+            body.extend_from_slice(b"}\n");
+            json(out, (200, "OK"), &body);
+            200
+        }
+        Outcome::NoHistory => write_error(out, &ApiError::NoHistory, close),
         Outcome::Stats(stats) => {
             json(out, (200, "OK"), &stats_json(&stats));
             200

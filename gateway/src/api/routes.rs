@@ -21,6 +21,8 @@ pub enum Route {
     Channels,
     /// `GET /api/presence?channel=c`.
     Presence,
+    /// `GET /api/history?channel=c&limit=N`.
+    History,
     /// `GET /api/stats`.
     Stats,
 }
@@ -37,6 +39,7 @@ impl Route {
             "/api/disconnect" => Route::Disconnect,
             "/api/channels" => Route::Channels,
             "/api/presence" => Route::Presence,
+            "/api/history" => Route::History,
             "/api/stats" => Route::Stats,
             _ => return None,
         })
@@ -46,9 +49,12 @@ impl Route {
     pub fn method(self) -> &'static str {
         match self {
             Route::Publish | Route::PublishUser | Route::Send | Route::Disconnect => "POST",
-            Route::Healthz | Route::Metrics | Route::Channels | Route::Presence | Route::Stats => {
-                "GET"
-            }
+            Route::Healthz
+            | Route::Metrics
+            | Route::Channels
+            | Route::Presence
+            | Route::History
+            | Route::Stats => "GET",
         }
     }
 
@@ -90,6 +96,7 @@ mod tests {
             ("POST", "/api/disconnect", Route::Disconnect),
             ("GET", "/api/channels", Route::Channels),
             ("GET", "/api/presence", Route::Presence),
+            ("GET", "/api/history", Route::History),
             ("GET", "/api/stats", Route::Stats),
         ];
         for (method, path, r) in cases {

@@ -177,7 +177,7 @@ mod tests {
         assert_eq!(user("user=%ZZ"), None);
         assert_eq!(user("user=%C3%A9"), Some("é".to_owned()));
         assert_eq!(user("user=a+b"), Some("a b".to_owned()));
-        // The user rule (`router::names::check_user`) is applied where the upgrade is answered.
+        // The user rule (`names::check_user`) is applied where the upgrade is answered.
         assert_eq!(user("user=%0A"), Some("\n".to_owned()));
     }
 }

@@ -31,6 +31,9 @@ pub struct Channel {
     pub json: Vec<ConnId>,
     /// Subscribers that get bare data.
     pub bare: Vec<ConnId>,
+    /// JSON subscribers whose live deliveries are held until the channel's owner answers their
+    /// position query (the query's tag): see `router::recovery`.
+    pub held: Vec<(ConnId, u64)>,
 }
 
 impl Channel {
@@ -75,6 +78,7 @@ impl ChannelTable {
                     name: Arc::clone(&name),
                     json: Vec::new(),
                     bare: Vec::new(),
+                    held: Vec::new(),
                 };
                 let key = match self.free.pop() {
                     Some(key) => {
@@ -128,6 +132,20 @@ impl ChannelTable {
         self.by_name.remove(&name);
         self.free.push(key);
         Some((name, true))
+    }
+
+    /// Hold `id`'s live deliveries on channel `key` for the position query `tag`.
+    pub fn hold(&mut self, key: ChanKey, id: ConnId, tag: u64) {
+        if let Some(ch) = self.slots.get_mut(key as usize).and_then(Option::as_mut) {
+            ch.held.push((id, tag));
+        }
+    }
+
+    /// Stop holding `id`'s deliveries on channel `key`; the query's tag, if they were held.
+    pub fn release(&mut self, key: ChanKey, id: ConnId) -> Option<u64> {
+        let ch = self.slots.get_mut(key as usize)?.as_mut()?;
+        let at = ch.held.iter().position(|h| h.0 == id)?;
+        Some(ch.held.swap_remove(at).1)
     }
 
     /// The key of channel `name`, if it has local subscribers.

@@ -4,6 +4,7 @@
 //! (`message`, `direct`, `join`/`leave`) are the public protocol
 //! (`gateway/docs/client-protocol.md`).
 
+use std::io::Write as _;
 use std::sync::Arc;
 
 use frame_simd::{encode_header, Opcode, MAX_HEADER_LEN};
@@ -22,6 +23,8 @@ pub struct Delivery {
     pub bare: Option<Arc<[u8]>>,
     /// The publisher, when it asked not to get its own message.
     pub skip: Option<ConnId>,
+    /// Its offset, on a channel with history (`None` elsewhere, and for presence events).
+    pub offset: Option<u64>,
 }
 
 /// Build a final text frame whose payload `write` appends, reusing `scratch`.
@@ -37,13 +40,25 @@ pub fn text_frame(scratch: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> Ar
     Arc::from(&scratch[start..])
 }
 
-/// `{"type":"message","channel":..,"data":<data>,"from":..,"user":..}`; `data` is JSON text.
+/// The payload of a frame built by [`text_frame`] (its header skipped).
+pub fn frame_payload(frame: &[u8]) -> &[u8] {
+    let header = match frame.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => 10,
+        _ => 2,
+    };
+    frame.get(header..).unwrap_or_default()
+}
+
+/// `{"type":"message","channel":..,"data":<data>,"from":..,"user":..,"offset":..}`; `data` is
+/// JSON text; `user` only when known, `offset` only on channels with history.
 pub fn encode_message(
     out: &mut Vec<u8>,
     channel: &str,
     data: &[u8],
     from: Option<ConnId>,
     user: Option<&str>,
+    offset: Option<u64>,
 ) {
     out.extend_from_slice(b"{\"type\":\"message\",\"channel\":");
     write_str(out, channel);
@@ -54,6 +69,9 @@ pub fn encode_message(
     if let Some(user) = user {
         out.extend_from_slice(b",\"user\":");
         write_str(out, user);
+    }
+    if let Some(offset) = offset {
+        let _ = write!(out, ",\"offset\":{offset}");
     }
     out.push(b'}');
 }
@@ -111,6 +129,7 @@ mod tests {
             };
             assert_eq!(plen, len);
             assert_eq!(&f[hlen..], &payload[..]);
+            assert_eq!(frame_payload(&f), &payload[..]);
         }
     }
 }

@@ -16,6 +16,7 @@ use frame_simd::CloseCode;
 use crate::conn::ConnId;
 
 use super::fanout::Delivery;
+use super::history::{Answer, Want};
 use super::Member;
 
 /// Where a deferred answer goes: the requesting connection and its request's `id` (JSON text).
@@ -27,9 +28,97 @@ pub struct ReplyTo {
     pub id: Box<[u8]>,
 }
 
+/// A publication to a channel with history, on its way to the channel's owner shard (which
+/// gives it its offset, keeps it and fans it out). Its texts share one allocation.
+#[derive(Debug)]
+pub struct Publication {
+    /// The channel, the data (JSON text), the bare data and the user, back to back.
+    text: Box<[u8]>,
+    channel_end: usize,
+    data_end: usize,
+    bare_end: usize,
+    /// The publishing connection (`None`: the API).
+    pub from: Option<ConnId>,
+    /// Not delivered to this connection (`skip_self`).
+    pub skip: Option<ConnId>,
+    /// The publisher's user is known (it is the text's last part).
+    has_user: bool,
+}
+
+impl Publication {
+    /// `data` (JSON text) and `bare` (what bare subscribers get) for `channel`, from `from` and
+    /// `user`, not to be delivered to `skip`.
+    pub fn new(
+        channel: &str,
+        data: &[u8],
+        bare: &[u8],
+        from: Option<ConnId>,
+        user: Option<&str>,
+        skip: Option<ConnId>,
+    ) -> Publication {
+        let user = user.unwrap_or_default();
+        let mut text = Vec::with_capacity(channel.len() + data.len() + bare.len() + user.len());
+        for part in [channel.as_bytes(), data, bare, user.as_bytes()] {
+            text.extend_from_slice(part);
+        }
+        Publication {
+            text: text.into_boxed_slice(),
+            channel_end: channel.len(),
+            data_end: channel.len() + data.len(),
+            bare_end: channel.len() + data.len() + bare.len(),
+            from,
+            skip,
+            has_user: !user.is_empty(),
+        }
+    }
+
+    /// The channel.
+    pub fn channel(&self) -> &str {
+        // The bytes came from a `&str`, so this never fails (and an empty name matches no
+        // channel if it did).
+        std::str::from_utf8(&self.text[..self.channel_end]).unwrap_or_default()
+    }
+
+    /// The data as JSON text.
+    pub fn data(&self) -> &[u8] {
+        &self.text[self.channel_end..self.data_end]
+    }
+
+    /// What bare subscribers get.
+    pub fn bare(&self) -> &[u8] {
+        &self.text[self.data_end..self.bare_end]
+    }
+
+    /// The publisher's user.
+    pub fn user(&self) -> Option<&str> {
+        let user = std::str::from_utf8(&self.text[self.bare_end..]).ok();
+        user.filter(|_| self.has_user)
+    }
+}
+
 /// A message between shards.
 #[derive(Debug)]
 pub enum ShardMsg {
+    /// A publication for the owner of its channel's history.
+    Publish(Box<Publication>),
+    /// Ask the owner of `channel`'s history for `want`.
+    HistoryQuery {
+        /// The channel.
+        channel: Arc<str>,
+        /// The asking shard.
+        from: u8,
+        /// The query's tag on that shard.
+        tag: u64,
+        /// What it asks.
+        want: Want,
+    },
+    /// The owner's answer to a `HistoryQuery`.
+    HistoryAnswer {
+        /// The query's tag.
+        tag: u64,
+        /// The stream's position and the publications asked for.
+        answer: Box<Answer<Arc<Delivery>>>,
+    },
     /// Deliver to the local subscribers of a channel.
     Deliver(Arc<Delivery>),
     /// `shard` has (`on`) or no longer has subscribers of `channel`.
@@ -186,6 +275,24 @@ mod tests {
             shard: n,
             on: true,
         }
+    }
+
+    #[test]
+    fn a_publication_gives_back_its_parts() {
+        let from = Some(ConnId::new(1, 2, 3));
+        let p = Publication::new("chat:1", b"{\"a\":1}", b"x", from, Some("ann"), None);
+        assert_eq!(p.channel(), "chat:1");
+        assert_eq!(
+            (p.data(), p.bare(), p.user()),
+            (&b"{\"a\":1}"[..], &b"x"[..], Some("ann"))
+        );
+        assert_eq!((p.from, p.skip), (from, None));
+        let p = Publication::new("c", b"\"\"", b"", None, None, from);
+        assert_eq!(
+            (p.data(), p.bare(), p.user()),
+            (&b"\"\""[..], &b""[..], None)
+        );
+        assert_eq!(p.skip, from);
     }
 
     #[test]

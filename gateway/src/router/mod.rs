@@ -10,6 +10,12 @@
 //! - [`Router::presence`] and [`Router::channel_list`]: scatter/gather over shards ([`gather`]).
 //! - [`Router::disconnect`], [`Router::publish_user`], [`Router::disconnect_user`].
 //! - [`Router::subscribe`], [`Router::unsubscribe`], [`Router::on_disconnect`] for connections.
+//! - Channels with history ([`history`], `--history`): [`Router::publish`] hands the publication
+//!   to the channel's [`Router::owner`], whose [`Router::on_publication`] numbers, keeps and fans
+//!   it out; [`Router::subscribe_at`] subscribes and asks the owner for the position (and the
+//!   replay), holding live deliveries meanwhile ([`merge`], [`recovery`]);
+//!   [`Router::history`] reads the last publications. The owner answers in
+//!   [`Router::on_history_query`]; the asker merges in [`Router::on_history_answer`].
 //!
 //! Every effect is a [`ShardMsg`]: for another shard it crosses the mesh, for this shard it waits
 //! in a local list ([`outbound::Outbound`]) that the shard applies at the end of the turn, the
@@ -19,23 +25,33 @@
 pub mod channels;
 pub mod fanout;
 pub mod gather;
+pub mod history;
 pub mod inbox;
+pub mod merge;
 pub mod outbound;
+pub mod recovery;
 pub mod registry;
 pub mod session;
 pub mod users;
 
+use std::io::Write as _;
 use std::sync::Arc;
+use std::time::Instant;
 
 use frame_simd::CloseCode;
 
 use crate::conn::ConnId;
 
 use self::channels::{ChanKey, ChannelTable, Kind};
-use self::fanout::{encode_direct, encode_message, encode_presence_event, text_frame, Delivery};
+use self::fanout::{
+    encode_direct, encode_message, encode_presence_event, frame_payload, text_frame, Delivery,
+};
 use self::gather::{ChannelGather, Gather, Gathers};
-use self::inbox::{Mesh, ReplyTo, ShardMsg};
+use self::history::{Answer, Epoch, Histories, HistoryPolicy, Want};
+use self::inbox::{Mesh, Publication, ReplyTo, ShardMsg};
+use self::merge::Merge;
 use self::outbound::Outbound;
+use self::recovery::{Queries, Query};
 use self::registry::Registry;
 use self::session::Session;
 use self::users::Users;
@@ -57,14 +73,87 @@ pub enum RouterError {
     NotSubscribed,
 }
 
+/// Live deliveries held for one subscription while its position query is out, at least.
+const MIN_HOLD: usize = 1024;
+
+/// A client's claim to a position in a channel's stream (`recover` in a subscribe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recover {
+    /// The last offset it got.
+    pub offset: u64,
+    /// The stream it is from (`None`: the client named no epoch this gateway could have made).
+    pub epoch: Option<Epoch>,
+}
+
+/// Publications read from a channel's history.
+#[derive(Clone, Debug)]
+pub struct HistoryRead {
+    /// The channel.
+    pub channel: Arc<str>,
+    /// Its stream.
+    pub epoch: Epoch,
+    /// The stream's last offset.
+    pub top: u64,
+    /// The publications' JSON delivery frames, oldest first (each holds its offset).
+    pub frames: Vec<Arc<[u8]>>,
+}
+
+impl HistoryRead {
+    /// `"offset":N,"epoch":"..","publications":[<message>,..]`: the fields every answer to a
+    /// history read carries (each publication is its `message` delivery, offset included).
+    pub fn write_fields(&self, out: &mut Vec<u8>) {
+        let _ = write!(
+            out,
+            "\"offset\":{},\"epoch\":\"{}\",\"publications\":[",
+            self.top, self.epoch
+        );
+        for (i, frame) in self.frames.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(frame_payload(frame));
+        }
+        out.push(b']');
+    }
+}
+
+/// An owner's answer, made ready for the requester's shard.
+#[derive(Debug)]
+pub enum Answered {
+    /// A subscription's position: reply, then send `frames` (replay and held live deliveries).
+    Subscribed {
+        /// The subscriber and its request id.
+        reply: ReplyTo,
+        /// The stream.
+        epoch: Epoch,
+        /// The offset after which every publication reaches the subscriber.
+        offset: u64,
+        /// Whether it recovered (`None`: it did not ask to).
+        recovered: Option<bool>,
+        /// Frames to send after the reply, in order.
+        frames: Vec<Arc<[u8]>>,
+    },
+    /// A history read.
+    Read {
+        /// The requester.
+        reply: ReplyTo,
+        /// What was read.
+        read: HistoryRead,
+    },
+}
+
 /// Router limits and sizes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RouterConfig {
     /// Channels one connection may subscribe to.
     pub max_channels_per_conn: usize,
     /// Data messages kept waiting for full queues of other shards before publishes are refused
     /// (`busy`): `--max-shard-backlog`.
     pub max_backlog: usize,
+    /// Which channels keep history (`--history`); the same on every shard.
+    pub history: Arc<HistoryPolicy>,
+    /// Publications one resubscribe may replay (`--max-recovery`).
+    pub max_recovery: usize,
 }
 
 impl Default for RouterConfig {
@@ -72,6 +161,8 @@ impl Default for RouterConfig {
         RouterConfig {
             max_channels_per_conn: 128,
             max_backlog: 1 << 16,
+            history: Arc::default(),
+            max_recovery: 300,
         }
     }
 }
@@ -92,6 +183,13 @@ pub enum Completion {
         reply: ReplyTo,
         /// Every member found.
         members: Vec<Member>,
+    },
+    /// The outcome of [`Router::history`].
+    History {
+        /// The requester.
+        reply: ReplyTo,
+        /// What was read.
+        read: HistoryRead,
     },
     /// The outcome of [`Router::channel_list`]: every channel with subscribers on any shard.
     Channels {
@@ -115,6 +213,10 @@ pub struct RouterStats {
     pub busy: u64,
     /// Frames from `/raw` clients, ignored.
     pub raw_ignored: u64,
+    /// Subscribes with `recover` that recovered.
+    pub recovered: u64,
+    /// Subscribes with `recover` that did not.
+    pub recovery_misses: u64,
 }
 
 /// One shard's router. See the module doc.
@@ -129,6 +231,10 @@ pub struct Router {
     pub users: Users,
     /// Presence and channel-list queries waiting for shards.
     pub gathers: Gathers,
+    /// The history streams this shard owns.
+    pub history: Histories<Arc<Delivery>>,
+    /// Position queries and history reads waiting for owners.
+    pub queries: Queries,
     /// Messages to shards, this one included.
     pub outbound: Outbound,
     /// Answers for API requesters.
@@ -160,6 +266,8 @@ impl Router {
             registry: Registry::default(),
             users: Users::default(),
             gathers: Gathers::default(),
+            history: Histories::default(),
+            queries: Queries::default(),
             outbound,
             completions: Vec::new(),
             stats: RouterStats::default(),
@@ -181,6 +289,9 @@ impl Router {
     /// `/broadcast` subscribers get (the string's text when `data` is a JSON string, else the
     /// JSON text); `from`/`user` name the publisher (`None` for the API); `skip` is not
     /// delivered to. `Busy` when a shard's queue was full (that shard misses it).
+    ///
+    /// On a channel with history the publication goes to the channel's owner shard first
+    /// ([`Router::on_publication`] there), which numbers, keeps and fans it out.
     pub fn publish(
         &mut self,
         channel: &str,
@@ -191,11 +302,15 @@ impl Router {
         skip: Option<ConnId>,
     ) -> Result<(), RouterError> {
         self.stats.publishes += 1;
+        if self.has_history(channel) {
+            let p = Publication::new(channel, data, bare, from, user, skip);
+            return self.data(self.owner(channel), ShardMsg::Publish(Box::new(p)));
+        }
         let Some((name, shards)) = self.registry.lookup(channel) else {
             return Ok(());
         };
         let json = text_frame(&mut self.scratch, |out| {
-            encode_message(out, channel, data, from, user)
+            encode_message(out, channel, data, from, user, None)
         });
         let bare = Some(text_frame(&mut self.scratch, |out| {
             out.extend_from_slice(bare)
@@ -205,8 +320,198 @@ impl Router {
             json,
             bare,
             skip,
+            offset: None,
         });
         self.on_shards(shards.iter(), || ShardMsg::Deliver(Arc::clone(&d)))
+    }
+
+    /// Whether `channel` keeps history (`--history`).
+    pub fn has_history(&self, channel: &str) -> bool {
+        !self.cfg.history.is_empty() && self.cfg.history.retention(channel).is_some()
+    }
+
+    /// The shard that owns `channel`'s history: a hash of the name over the shards, the same on
+    /// every shard for the life of the process.
+    pub fn owner(&self, channel: &str) -> u8 {
+        // FNV-1a: stable across processes and runs, unlike the std hasher's random keys.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in channel.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.outbound.pick(h)
+    }
+
+    /// Owner side: number `p`, keep it in its channel's stream, encode its delivery once and
+    /// send it to every shard with subscribers. Publications sent to the owner from any shard
+    /// are applied in the order they arrive, so offsets follow each other without gaps.
+    pub fn on_publication(&mut self, p: Publication, now: Instant) {
+        let channel = p.channel();
+        let Some(retention) = self.cfg.history.retention(channel) else {
+            return;
+        };
+        let shards = self.registry.shards(channel);
+        let registry = &self.registry;
+        self.history.sweep(now, |c| !registry.shards(c).is_empty());
+        let stream = self
+            .history
+            .stream(channel, retention, now, !shards.is_empty());
+        let offset = stream.next_offset();
+        let json = text_frame(&mut self.scratch, |out| {
+            encode_message(out, channel, p.data(), p.from, p.user(), Some(offset))
+        });
+        let bare = Some(text_frame(&mut self.scratch, |out| {
+            out.extend_from_slice(p.bare())
+        }));
+        let d = Arc::new(Delivery {
+            channel: Arc::clone(stream.name()),
+            json,
+            bare,
+            skip: p.skip,
+            offset: Some(offset),
+        });
+        stream.push(now, Arc::clone(&d));
+        // A full queue loses this publication for that shard's subscribers; they see the gap
+        // in the offsets.
+        let _ = self.on_shards(shards.iter(), || ShardMsg::Deliver(Arc::clone(&d)));
+    }
+
+    /// Subscribe `id` to `channel`, which keeps history, and ask its owner for the stream's
+    /// position (and with `recover`, the publications missed since). The answer comes back as
+    /// [`Answered::Subscribed`] for `reply`; meanwhile the subscription is live and its
+    /// deliveries are held. Returns false (nothing deferred) when `id` was subscribed already.
+    pub fn subscribe_at(
+        &mut self,
+        id: ConnId,
+        session: &mut Session,
+        channel: &str,
+        recover: Option<Recover>,
+        reply: ReplyTo,
+    ) -> Result<bool, RouterError> {
+        if self.channels.key(channel).is_some_and(|k| session.has(k)) {
+            return Ok(false);
+        }
+        self.subscribe(id, session, channel)?;
+        let Some(key) = self.channels.key(channel) else {
+            return Ok(false);
+        };
+        let limit = self.cfg.max_recovery.max(MIN_HOLD);
+        let tag = self.queries.start(Query::Subscribe {
+            conn: id,
+            key,
+            reply,
+            recover: recover.is_some(),
+            merge: Merge::new(limit),
+        });
+        self.channels.hold(key, id, tag);
+        let want = match recover {
+            Some(r) => Want::Since {
+                offset: r.offset,
+                epoch: r.epoch,
+            },
+            None => Want::Position,
+        };
+        self.ask_owner(channel, tag, want);
+        Ok(true)
+    }
+
+    /// Read the last `limit` publications of `channel` (all it keeps when `None`); the answer
+    /// comes back as [`Answered::Read`] for `reply`.
+    pub fn history(&mut self, channel: &str, limit: Option<usize>, reply: ReplyTo) {
+        let channel: Arc<str> = Arc::from(channel);
+        let tag = self.queries.start(Query::Read {
+            reply,
+            channel: Arc::clone(&channel),
+        });
+        self.ask_owner(&channel, tag, Want::Last(limit.unwrap_or(usize::MAX)));
+    }
+
+    fn ask_owner(&mut self, channel: &str, tag: u64, want: Want) {
+        let query = ShardMsg::HistoryQuery {
+            channel: Arc::from(channel),
+            from: self.shard(),
+            tag,
+            want,
+        };
+        // After this shard's `Interest` for the channel on the same queue: the owner knows of
+        // the new subscriber before it answers, so every later publication reaches it.
+        self.outbound.control(self.owner(channel), query);
+    }
+
+    /// Owner side: answer a history query from shard `from`.
+    pub fn on_history_query(
+        &mut self,
+        channel: &str,
+        from: u8,
+        tag: u64,
+        want: Want,
+        now: Instant,
+    ) {
+        let answer = match self.cfg.history.retention(channel) {
+            Some(retention) => {
+                let subscribed = !self.registry.shards(channel).is_empty();
+                self.history
+                    .stream(channel, retention, now, subscribed)
+                    .answer(want, self.cfg.max_recovery, now)
+            }
+            None => Answer {
+                epoch: Epoch::fresh(),
+                top: 0,
+                recovered: false,
+                entries: Vec::new(),
+            },
+        };
+        let answer = Box::new(answer);
+        self.outbound
+            .control(from, ShardMsg::HistoryAnswer { tag, answer });
+    }
+
+    /// Requester side: the owner answered query `tag`. A subscription's held deliveries are
+    /// merged behind the replay. `None` when nobody waits any more (the subscriber left).
+    pub fn on_history_answer(
+        &mut self,
+        tag: u64,
+        answer: Answer<Arc<Delivery>>,
+    ) -> Option<Answered> {
+        let frames = |entries: Vec<(u64, Arc<Delivery>)>| -> Vec<(u64, Arc<[u8]>)> {
+            entries
+                .into_iter()
+                .map(|(o, d)| (o, Arc::clone(&d.json)))
+                .collect()
+        };
+        Some(match self.queries.take(tag)? {
+            Query::Subscribe {
+                conn,
+                key,
+                reply,
+                recover,
+                merge,
+            } => {
+                self.channels.release(key, conn);
+                let replay = (recover && answer.recovered).then(|| frames(answer.entries));
+                let merged = merge.finish(answer.top, replay);
+                match (recover, merged.recovered) {
+                    (true, true) => self.stats.recovered += 1,
+                    (true, false) => self.stats.recovery_misses += 1,
+                    (false, _) => {}
+                }
+                Answered::Subscribed {
+                    reply,
+                    epoch: answer.epoch,
+                    offset: merged.position,
+                    recovered: recover.then_some(merged.recovered),
+                    frames: merged.items,
+                }
+            }
+            Query::Read { reply, channel } => Answered::Read {
+                reply,
+                read: HistoryRead {
+                    channel,
+                    epoch: answer.epoch,
+                    top: answer.top,
+                    frames: frames(answer.entries).into_iter().map(|f| f.1).collect(),
+                },
+            },
+        })
     }
 
     /// Announce a presence event (`join`/`leave`) to the JSON subscribers of `channel`.
@@ -222,6 +527,7 @@ impl Router {
             json,
             bare: None,
             skip: Some(conn),
+            offset: None,
         });
         let _ = self.on_shards(shards.iter(), || ShardMsg::Deliver(Arc::clone(&d)));
     }
@@ -432,6 +738,9 @@ impl Router {
     }
 
     fn leave(&mut self, id: ConnId, session: &Session, key: ChanKey) {
+        if let Some(tag) = self.channels.release(key, id) {
+            self.queries.take(tag);
+        }
         if let Some((name, gone)) = self.channels.unsubscribe(key, id) {
             if session.kind == Some(Kind::Json) {
                 self.presence_event(&name, false, id, session.user.as_deref());

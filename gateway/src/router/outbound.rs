@@ -83,6 +83,15 @@ impl Outbound {
         (0..n).filter(move |&s| !solo || s == me)
     }
 
+    /// The shard `hash` falls on, among [`Outbound::all`].
+    pub fn pick(&self, hash: u64) -> u8 {
+        if self.solo {
+            return self.shard;
+        }
+        // The mesh has at most 255 shards: the remainder fits.
+        (hash % self.mesh.shards().max(1) as u64) as u8
+    }
+
     /// Every shard but this one.
     pub fn others(&self) -> impl Iterator<Item = u8> + Clone {
         let me = self.shard;

@@ -2,6 +2,7 @@
 //! popping each shard's queue, as the shard loops do.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::channels::Kind;
 use super::inbox::{Mesh, ReplyTo, ShardMsg};
@@ -263,4 +264,324 @@ fn a_channel_list_gathers_every_shard_and_completes_once() {
         }
         other => panic!("expected the channel list, got {other:?}"),
     }
+}
+
+/// Routers of `n` shards where channels starting with `h:` keep 8 publications.
+fn history_routers(n: u8) -> Vec<Router> {
+    let mesh = Arc::new(Mesh::new(64, vec![None; usize::from(n)]));
+    let rule = history::HistoryRule::parse("h:=8/1h").unwrap();
+    let cfg = RouterConfig {
+        history: Arc::new(history::HistoryPolicy::new(vec![rule]).unwrap()),
+        max_recovery: 5,
+        ..RouterConfig::default()
+    };
+    (0..n)
+        .map(|s| Router::new(s, Arc::clone(&mesh), cfg.clone()))
+        .collect()
+}
+
+/// What reached one connection, as the shard loop would hand it out: its deliveries' offsets
+/// (held ones go to its pending subscription instead) and the answers for it.
+#[derive(Default)]
+struct Seen {
+    offsets: Vec<u64>,
+    answers: Vec<Answered>,
+}
+
+fn offset_of(frame: &[u8]) -> u64 {
+    let v: serde_json::Value = serde_json::from_slice(fanout::frame_payload(frame)).unwrap();
+    v["offset"].as_u64().expect("a delivery with an offset")
+}
+
+/// Move every message between the routers until none is left, applying them as the shard loop
+/// does; deliveries count for `watch` (a JSON subscriber on its shard).
+fn drive(rs: &mut [Router], watch: ConnId, now: Instant) -> Seen {
+    let mut seen = Seen::default();
+    loop {
+        let mut moved = false;
+        for r in rs.iter_mut() {
+            let mut msgs = r.outbound.take_local();
+            while let Some(m) = r.outbound.pop() {
+                msgs.push(m);
+            }
+            for m in msgs {
+                moved = true;
+                match m {
+                    ShardMsg::Interest { channel, shard, on } => {
+                        r.registry.set(&channel, shard, on)
+                    }
+                    ShardMsg::Publish(p) => r.on_publication(*p, now),
+                    ShardMsg::HistoryQuery {
+                        channel,
+                        from,
+                        tag,
+                        want,
+                    } => r.on_history_query(&channel, from, tag, want, now),
+                    ShardMsg::HistoryAnswer { tag, answer } => {
+                        seen.answers.extend(r.on_history_answer(tag, *answer));
+                    }
+                    ShardMsg::Deliver(d) if watch.shard() == r.shard() => {
+                        let Some(ch) = r.channels.get(&d.channel) else {
+                            continue;
+                        };
+                        if !ch.json.contains(&watch) || d.offset.is_none() {
+                            // Not for it, or a presence event.
+                            continue;
+                        }
+                        match (d.offset, ch.held.iter().find(|h| h.0 == watch)) {
+                            (Some(o), Some(&(_, tag))) => r.queries.hold(tag, o, &d.json),
+                            _ => seen.offsets.push(offset_of(&d.json)),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            r.outbound.flush();
+        }
+        if !moved {
+            return seen;
+        }
+    }
+}
+
+/// A channel name starting with `h:` whose history `owner` owns.
+fn owned_by(rs: &[Router], owner: u8) -> String {
+    (0..)
+        .map(|i| format!("h:{i}"))
+        .find(|c| rs[0].owner(c) == owner)
+        .unwrap()
+}
+
+#[test]
+fn publishes_from_both_shards_get_consecutive_offsets_from_the_owner() {
+    let mut rs = history_routers(2);
+    let now = Instant::now();
+    let channel = owned_by(&rs, 1);
+    assert!(
+        rs.iter().all(|r| r.owner(&channel) == 1),
+        "every shard agrees"
+    );
+    let sub = ConnId::new(0, 0, 0);
+    rs[0].subscribe(sub, &mut ws_session(), &channel).unwrap();
+    drive(&mut rs, sub, now);
+    for n in 0..6u8 {
+        let from = usize::from(n % 2);
+        let data = [b'0' + n];
+        rs[from]
+            .publish(&channel, &data, &data, None, None, None)
+            .unwrap();
+        assert!(
+            rs[from].outbound.has_local() == (from == 1),
+            "the publication goes to the owner first"
+        );
+    }
+    let seen = drive(&mut rs, sub, now);
+    assert_eq!(seen.offsets, vec![1, 2, 3, 4, 5, 6]);
+    let keep = rs[1].cfg.history.retention(&channel).unwrap();
+    assert_eq!(rs[1].history.stream(&channel, keep, now, true).top(), 6);
+    assert_eq!(rs[0].history.len(), 0, "only the owner keeps the stream");
+    // A channel without history keeps today's path: no owner hop, no offset.
+    rs[1]
+        .publish("plain", b"1", b"1", None, None, None)
+        .unwrap();
+    assert!(!rs[1].outbound.has_local(), "nobody subscribed to plain");
+}
+
+#[test]
+fn a_resubscribe_gets_the_replay_then_the_live_publications_without_gap_or_duplicate() {
+    let mut rs = history_routers(2);
+    let now = Instant::now();
+    let channel = owned_by(&rs, 1);
+    let first = ConnId::new(0, 0, 0);
+    let mut s = ws_session();
+    let reply = |n: u8| ReplyTo {
+        conn: first,
+        id: Box::from(&[b'0' + n][..]),
+    };
+    assert!(rs[0]
+        .subscribe_at(first, &mut s, &channel, None, reply(1))
+        .unwrap());
+    let seen = drive(&mut rs, first, now);
+    let epoch = match &seen.answers[..] {
+        [Answered::Subscribed {
+            offset: 0,
+            recovered: None,
+            epoch,
+            frames,
+            ..
+        }] if frames.is_empty() => *epoch,
+        other => panic!("expected the position, got {other:?}"),
+    };
+    for n in 0..3 {
+        rs[n % 2]
+            .publish(&channel, b"1", b"1", None, None, None)
+            .unwrap();
+    }
+    assert_eq!(drive(&mut rs, first, now).offsets, vec![1, 2, 3]);
+    rs[0].on_disconnect(first, &mut s);
+    for _ in 0..4 {
+        rs[1]
+            .publish(&channel, b"1", b"1", None, None, None)
+            .unwrap();
+    }
+    drive(&mut rs, first, now);
+
+    // Back at offset 4: the subscribe goes out, publications race with its query (the two
+    // from the owner's shard are numbered before it, the two from the subscriber's after).
+    let again = ConnId::new(0, 1, 0);
+    let mut s = ws_session();
+    let recover = Recover {
+        offset: 4,
+        epoch: Some(epoch),
+    };
+    assert!(rs[0]
+        .subscribe_at(again, &mut s, &channel, Some(recover), reply(2))
+        .unwrap());
+    for _ in 0..2 {
+        rs[1]
+            .publish(&channel, b"1", b"1", None, None, None)
+            .unwrap();
+        rs[0]
+            .publish(&channel, b"1", b"1", None, None, None)
+            .unwrap();
+    }
+    let seen = drive(&mut rs, again, now);
+    let (offset, frames) = match seen.answers.into_iter().next() {
+        Some(Answered::Subscribed {
+            offset,
+            recovered: Some(true),
+            frames,
+            ..
+        }) => (offset, frames),
+        other => panic!("expected a recovery, got {other:?}"),
+    };
+    let mut got: Vec<u64> = frames.iter().map(|f| offset_of(f)).collect();
+    got.extend(seen.offsets);
+    assert_eq!(got, (5..=11).collect::<Vec<_>>());
+    assert_eq!(offset, 9, "the position when the owner answered");
+    assert!(rs[0].queries.is_empty());
+    assert!(rs[0].channels.get(&channel).unwrap().held.is_empty());
+
+    // Too far behind (more than --max-recovery = 5 missed): position only.
+    let late = ConnId::new(0, 2, 0);
+    let recover = Recover {
+        offset: 3,
+        epoch: Some(epoch),
+    };
+    rs[0]
+        .subscribe_at(late, &mut ws_session(), &channel, Some(recover), reply(3))
+        .unwrap();
+    match &drive(&mut rs, late, now).answers[..] {
+        [Answered::Subscribed {
+            offset: 11,
+            recovered: Some(false),
+            frames,
+            ..
+        }] => assert!(frames.is_empty()),
+        other => panic!("expected no recovery, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_subscriber_leaving_before_the_answer_drops_its_query() {
+    let mut rs = history_routers(2);
+    let now = Instant::now();
+    let channel = owned_by(&rs, 1);
+    let id = ConnId::new(0, 0, 0);
+    let mut s = ws_session();
+    let reply = ReplyTo {
+        conn: id,
+        id: Box::default(),
+    };
+    rs[0]
+        .subscribe_at(id, &mut s, &channel, None, reply)
+        .unwrap();
+    assert_eq!(rs[0].queries.len(), 1);
+    rs[0].unsubscribe(id, &mut s, &channel).unwrap();
+    assert!(rs[0].queries.is_empty());
+    assert!(drive(&mut rs, id, now).answers.is_empty());
+}
+
+#[test]
+fn a_history_read_returns_the_last_publications() {
+    let mut rs = history_routers(2);
+    let now = Instant::now();
+    let channel = owned_by(&rs, 1);
+    for _ in 0..10 {
+        rs[0]
+            .publish(&channel, b"1", b"1", None, None, None)
+            .unwrap();
+    }
+    let reader = ConnId::new(0, 0, 0);
+    drive(&mut rs, reader, now);
+    let reply = ReplyTo {
+        conn: reader,
+        id: Box::default(),
+    };
+    rs[0].history(&channel, Some(3), reply.clone());
+    rs[0].history(&channel, None, reply);
+    let seen = drive(&mut rs, reader, now);
+    let reads: Vec<(u64, Vec<u64>)> = seen
+        .answers
+        .iter()
+        .map(|a| match a {
+            Answered::Read { read, .. } => {
+                (read.top, read.frames.iter().map(|f| offset_of(f)).collect())
+            }
+            other => panic!("expected a read, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(reads, vec![(10, vec![8, 9, 10]), (10, (3..=10).collect())]);
+}
+
+#[test]
+fn deliveries_held_during_the_query_that_the_replay_covers_are_sent_once() {
+    let mut rs = history_routers(2);
+    let now = Instant::now();
+    let channel = owned_by(&rs, 0);
+    let id = ConnId::new(0, 0, 0);
+    let reply = ReplyTo {
+        conn: id,
+        id: Box::default(),
+    };
+    rs[0]
+        .subscribe_at(id, &mut ws_session(), &channel, None, reply.clone())
+        .unwrap();
+    let epoch = match drive(&mut rs, id, now).answers.pop() {
+        Some(Answered::Subscribed { epoch, .. }) => epoch,
+        other => panic!("expected the position, got {other:?}"),
+    };
+    // On the owner's shard: two publications queued, then a returning subscriber (its
+    // subscription is live at once). The owner numbers them, delivers them (held: the query
+    // is not answered yet), then answers with both in the replay.
+    rs[0]
+        .publish(&channel, b"1", b"1", None, None, None)
+        .unwrap();
+    rs[0]
+        .publish(&channel, b"1", b"1", None, None, None)
+        .unwrap();
+    let back = ConnId::new(0, 1, 0);
+    let recover = Recover {
+        offset: 0,
+        epoch: Some(epoch),
+    };
+    rs[0]
+        .subscribe_at(back, &mut ws_session(), &channel, Some(recover), reply)
+        .unwrap();
+    rs[1]
+        .publish(&channel, b"1", b"1", None, None, None)
+        .unwrap();
+    let seen = drive(&mut rs, back, now);
+    let frames = match &seen.answers[..] {
+        [Answered::Subscribed {
+            offset: 2,
+            recovered: Some(true),
+            frames,
+            ..
+        }] => frames,
+        other => panic!("expected a recovery at 2, got {other:?}"),
+    };
+    let mut got: Vec<u64> = frames.iter().map(|f| offset_of(f)).collect();
+    got.extend(seen.offsets);
+    assert_eq!(got, vec![1, 2, 3]);
 }

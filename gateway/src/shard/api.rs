@@ -139,6 +139,13 @@ impl<D: Driver> Shard<D> {
                 self.router.presence(&channel, reply(&channel));
                 None
             }
+            Command::History { channel, .. } if !self.router.has_history(&channel) => {
+                Some(Outcome::NoHistory)
+            }
+            Command::History { channel, limit } => {
+                self.router.history(&channel, limit, reply(""));
+                None
+            }
             Command::Stats => {
                 let all = self.all_metrics();
                 Some(Outcome::Stats(Stats::from_metrics(&all)))
@@ -178,6 +185,7 @@ impl<D: Driver> Shard<D> {
                         let channel: Arc<str> = String::from_utf8_lossy(&reply.id).into();
                         (reply.conn, Outcome::Presence { channel, members })
                     }
+                    Completion::History { reply, read } => (reply.conn, Outcome::History(read)),
                     Completion::Channels { reply, counts } => {
                         (reply.conn, Outcome::Channels(counts))
                     }

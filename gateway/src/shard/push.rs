@@ -17,7 +17,7 @@ use crate::router::channels::Kind;
 use crate::router::fanout::Delivery;
 use crate::router::gather::Gather;
 use crate::router::inbox::{ReplyTo, ShardMsg};
-use crate::router::{Completion, Member};
+use crate::router::{Answered, Completion, Member};
 
 use super::{Entry, Peer, Shard};
 
@@ -111,6 +111,11 @@ impl<D: Driver> Shard<D> {
         self.metrics
             .slow_consumer_disconnects
             .add(s.slow_consumer_disconnects);
+        self.metrics.recovered.add(s.recovered);
+        self.metrics.recovery_misses.add(s.recovery_misses);
+        self.metrics
+            .history_streams
+            .set(self.router.history.len() as u64);
     }
 
     /// How long the loop may sleep for the router: until the next token expiry, or briefly
@@ -150,6 +155,18 @@ impl<D: Driver> Shard<D> {
     fn on_shard_msg(&mut self, msg: ShardMsg, now: Instant) {
         match msg {
             ShardMsg::Deliver(d) => self.deliver(&d, now),
+            ShardMsg::Publish(p) => self.router.on_publication(*p, now),
+            ShardMsg::HistoryQuery {
+                channel,
+                from,
+                tag,
+                want,
+            } => self.router.on_history_query(&channel, from, tag, want, now),
+            ShardMsg::HistoryAnswer { tag, answer } => {
+                if let Some(a) = self.router.on_history_answer(tag, *answer) {
+                    self.answered(a, now);
+                }
+            }
             ShardMsg::Interest { channel, shard, on } => {
                 self.router.registry.set(&channel, shard, on)
             }
@@ -199,14 +216,17 @@ impl<D: Driver> Shard<D> {
         }
     }
 
-    /// Fan `d` out to this shard's subscribers of its channel.
+    /// Fan `d` out to this shard's subscribers of its channel. Subscribers waiting for their
+    /// position (a subscribe to a channel with history) get it held instead.
     fn deliver(&mut self, d: &Delivery, now: Instant) {
-        let Some(ch) = self.router.channels.get(&d.channel) else {
+        let router = &mut self.router;
+        let Some(ch) = router.channels.get(&d.channel) else {
             return;
         };
         let limit = self.cfg.max_outbound_bytes;
         let mut slow = Vec::new();
         let mut count = 0u64;
+        let holding = d.offset.filter(|_| !ch.held.is_empty());
         for (list, frame) in [(&ch.json, Some(&d.json)), (&ch.bare, d.bare.as_ref())] {
             let Some(frame) = frame else {
                 continue;
@@ -214,6 +234,12 @@ impl<D: Driver> Shard<D> {
             for &id in list {
                 if Some(id) == d.skip {
                     continue;
+                }
+                if let Some(offset) = holding {
+                    if let Some(&(_, tag)) = ch.held.iter().find(|h| h.0 == id) {
+                        router.queries.hold(tag, offset, frame);
+                        continue;
+                    }
                 }
                 match queue_frame(&mut self.conns, &mut self.dirty, id, frame, limit) {
                     Queued::Yes => count += 1,
@@ -243,8 +269,17 @@ impl<D: Driver> Shard<D> {
     }
 
     fn direct(&mut self, to: ConnId, frame: &Arc<[u8]>, reply: Option<ReplyTo>, now: Instant) {
+        let delivered = self.push_frame(to, frame, now);
+        if let Some(reply) = reply {
+            self.answer_sent(reply, delivered, now);
+        }
+    }
+
+    /// Queue `frame` for `to` (closing it with 4008 when over its limit); false when `to` is
+    /// not an open client connection.
+    fn push_frame(&mut self, to: ConnId, frame: &Arc<[u8]>, now: Instant) -> bool {
         let limit = self.cfg.max_outbound_bytes;
-        let delivered = match queue_frame(&mut self.conns, &mut self.dirty, to, frame, limit) {
+        match queue_frame(&mut self.conns, &mut self.dirty, to, frame, limit) {
             Queued::Yes => {
                 self.router.stats.deliveries += 1;
                 true
@@ -257,9 +292,40 @@ impl<D: Driver> Shard<D> {
                 }
                 true
             }
-        };
-        if let Some(reply) = reply {
-            self.answer_sent(reply, delivered, now);
+        }
+    }
+
+    /// An owner answered a history query of this shard: a subscriber gets its reply, then the
+    /// replay and the deliveries held for it; a history read goes to its requester.
+    fn answered(&mut self, a: Answered, now: Instant) {
+        match a {
+            Answered::Subscribed {
+                reply,
+                epoch,
+                offset,
+                recovered,
+                frames,
+            } => {
+                self.send_reply(reply.conn, now, |text| {
+                    ws::write_position(text, &reply, epoch, offset, recovered)
+                });
+                for frame in &frames {
+                    if !self.push_frame(reply.conn, frame, now) {
+                        break;
+                    }
+                }
+            }
+            Answered::Read { reply, read } => {
+                if !self.is_ws(reply.conn) {
+                    self.router
+                        .completions
+                        .push(Completion::History { reply, read });
+                    return;
+                }
+                self.send_reply(reply.conn, now, |text| {
+                    ws::write_history(text, &reply, &read)
+                });
+            }
         }
     }
 
@@ -277,10 +343,9 @@ impl<D: Driver> Shard<D> {
                 .push(Completion::Sent { reply, delivered });
             return;
         }
-        let mut text = std::mem::take(&mut self.app.text);
-        ws::write_sent(&mut text, &reply, delivered);
-        self.send_text(reply.conn, &text, now);
-        self.app.text = text;
+        self.send_reply(reply.conn, now, |text| {
+            ws::write_sent(text, &reply, delivered)
+        });
     }
 
     fn finish_gather(&mut self, g: Gather, now: Instant) {
@@ -291,10 +356,9 @@ impl<D: Driver> Shard<D> {
             });
             return;
         }
-        let mut text = std::mem::take(&mut self.app.text);
-        ws::write_presence(&mut text, &g.reply, &g.members);
-        self.send_text(g.reply.conn, &text, now);
-        self.app.text = text;
+        self.send_reply(g.reply.conn, now, |text| {
+            ws::write_presence(text, &g.reply, &g.members)
+        });
     }
 
     /// This shard's subscribers of `channel`, with their users.
@@ -324,6 +388,14 @@ impl<D: Driver> Shard<D> {
             }) => client.session.kind == Some(Kind::Json),
             _ => false,
         }
+    }
+
+    /// Send `id` the deferred reply `write` puts in the shard's text buffer.
+    fn send_reply(&mut self, id: ConnId, now: Instant, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut text = std::mem::take(&mut self.app.text);
+        write(&mut text);
+        self.send_text(id, &text, now);
+        self.app.text = text;
     }
 
     /// Send one text frame to `id` (a reply that was deferred).

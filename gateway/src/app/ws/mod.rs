@@ -15,8 +15,9 @@ use simd_json::prelude::*;
 use crate::auth::{unix_now, Identity, TokenError};
 use crate::conn::{ConnId, Output};
 use crate::json::write_value;
+use crate::router::history::Epoch;
 use crate::router::inbox::ReplyTo;
-use crate::router::{Member, RouterError};
+use crate::router::{HistoryRead, Member, Recover, RouterError};
 
 use self::request::{ErrorCode, Op, ProtocolError, Request};
 use super::Dispatch;
@@ -73,6 +74,24 @@ pub fn write_presence(text: &mut Vec<u8>, reply: &ReplyTo, members: &[Member]) {
     reply::presence(text, &reply.id, members);
 }
 
+/// The deferred reply to a subscribe on a channel with history, now that its owner answered.
+pub fn write_position(
+    text: &mut Vec<u8>,
+    reply: &ReplyTo,
+    epoch: Epoch,
+    offset: u64,
+    recovered: Option<bool>,
+) {
+    text.clear();
+    reply::position(text, &reply.id, epoch, offset, recovered);
+}
+
+/// The reply to a `history` request, now that the channel's owner answered.
+pub fn write_history(text: &mut Vec<u8>, reply: &ReplyTo, read: &HistoryRead) {
+    text.clear();
+    reply::history(text, &reply.id, read);
+}
+
 impl Dispatch<'_> {
     /// The request id as JSON text, in the shard's reusable buffer (taken; give it back).
     fn id_text(&mut self, id: Option<simd_json::tape::Value<'_, '_>>) -> Vec<u8> {
@@ -103,17 +122,49 @@ impl Dispatch<'_> {
         let session = &mut self.client.session;
         let result = match req.op {
             Op::Ping => Ok(true),
-            Op::Subscribe { channel } if !session.may_subscribe(channel) => {
+            Op::Subscribe { channel, .. } if !session.may_subscribe(channel) => {
                 Err(ProtocolError::new(
                     ErrorCode::Forbidden,
                     "the token does not allow this channel",
                 ))
             }
-            Op::Subscribe { channel } => self
+            Op::Subscribe { channel, recover } if self.router.has_history(channel) => {
+                let reply = ReplyTo {
+                    conn: self.id,
+                    id: Box::from(&id[..]),
+                };
+                let recover = recover.map(|(offset, epoch)| Recover {
+                    offset,
+                    epoch: Epoch::parse(epoch),
+                });
+                self.router
+                    .subscribe_at(self.id, session, channel, recover, reply)
+                    .map(|deferred| !deferred)
+                    .map_err(protocol_error)
+            }
+            Op::Subscribe {
+                recover: Some(_), ..
+            } => Err(no_history()),
+            Op::Subscribe { channel, .. } => self
                 .router
                 .subscribe(self.id, session, channel)
                 .map(|()| true)
                 .map_err(protocol_error),
+            Op::History { channel, .. } if !session.may_subscribe(channel) => {
+                Err(ProtocolError::new(
+                    ErrorCode::Forbidden,
+                    "the token does not allow this channel",
+                ))
+            }
+            Op::History { channel, .. } if !self.router.has_history(channel) => Err(no_history()),
+            Op::History { channel, limit } => {
+                let reply = ReplyTo {
+                    conn: self.id,
+                    id: Box::from(&id[..]),
+                };
+                self.router.history(channel, limit, reply);
+                Ok(false)
+            }
             Op::Unsubscribe { channel } => self
                 .router
                 .unsubscribe(self.id, session, channel)
@@ -262,6 +313,14 @@ fn protocol_error(e: RouterError) -> ProtocolError {
             ProtocolError::new(ErrorCode::NotSubscribed, "not subscribed to this channel")
         }
     }
+}
+
+/// The error for `recover` or `history` on a channel that keeps none.
+fn no_history() -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::NoHistory,
+        "this channel keeps no history (see --history)",
+    )
 }
 
 /// The error for a stale or unknown connection id.

@@ -3,9 +3,12 @@
 //! protocol's subscribers share, are encoded by the router (`router::fanout`). The shapes are the
 //! public protocol (`gateway/docs/client-protocol.md`).
 
+use std::io::Write as _;
+
 use crate::conn::ConnId;
 use crate::json::{write_conn, write_opt_str, write_str};
-use crate::router::Member;
+use crate::router::history::Epoch;
+use crate::router::{HistoryRead, Member};
 
 use super::request::ProtocolError;
 
@@ -58,4 +61,24 @@ pub fn presence(out: &mut Vec<u8>, id: &[u8], members: &[Member]) {
         out.push(b'}');
     }
     out.extend_from_slice(b"]}");
+}
+
+/// `{"type":"reply","id":..,"ok":true,"offset":N,"epoch":"..","recovered":..}`: a subscription
+/// to a channel with history (`recovered` only when the client asked to recover).
+pub fn position(out: &mut Vec<u8>, id: &[u8], epoch: Epoch, offset: u64, recovered: Option<bool>) {
+    reply_head(out, id);
+    let _ = write!(out, "\"ok\":true,\"offset\":{offset},\"epoch\":\"{epoch}\"");
+    if let Some(r) = recovered {
+        let _ = write!(out, ",\"recovered\":{r}");
+    }
+    out.push(b'}');
+}
+
+/// `{"type":"reply","id":..,"ok":true,"offset":N,"epoch":"..","publications":[<message>,..]}`:
+/// each publication is the `message` delivery it was (with its `offset`), oldest first.
+pub fn history(out: &mut Vec<u8>, id: &[u8], read: &HistoryRead) {
+    reply_head(out, id);
+    out.extend_from_slice(b"\"ok\":true,");
+    read.write_fields(out);
+    out.push(b'}');
 }

@@ -40,6 +40,8 @@ pub enum ErrorCode {
     BadToken,
     /// The token has expired.
     TokenExpired,
+    /// `recover` or `history` on a channel that keeps no history.
+    NoHistory,
 }
 
 impl ErrorCode {
@@ -58,6 +60,7 @@ impl ErrorCode {
             Self::Busy => "busy",
             Self::BadToken => "bad_token",
             Self::TokenExpired => "token_expired",
+            Self::NoHistory => "no_history",
         }
     }
 }
@@ -85,6 +88,8 @@ pub enum Op<'t, 'i> {
     Subscribe {
         /// A valid channel name.
         channel: &'i str,
+        /// `recover`: the last offset the client got and its stream's epoch (as given).
+        recover: Option<(u64, &'i str)>,
     },
     /// Unsubscribe from a channel.
     Unsubscribe {
@@ -106,6 +111,13 @@ pub enum Op<'t, 'i> {
         conn: ConnId,
         /// Any JSON value.
         data: Value<'t, 'i>,
+    },
+    /// Read the last publications of a channel with history.
+    History {
+        /// A valid channel name.
+        channel: &'i str,
+        /// How many (`None`: all it keeps).
+        limit: Option<usize>,
     },
     /// List the connections subscribed to a channel.
     Presence {
@@ -216,7 +228,29 @@ pub fn parse_request<'t, 'i>(v: Value<'t, 'i>) -> Parsed<'t, 'i> {
     };
     let op =
         match op {
-            "subscribe" => channel().map(|channel| Op::Subscribe { channel }),
+            "subscribe" => channel().and_then(|channel| {
+                let recover = match obj.get("recover") {
+                    None => None,
+                    Some(r) if r.value_type() == ValueType::Null => None,
+                    Some(r) => Some(parse_recover(r)?),
+                };
+                Ok(Op::Subscribe { channel, recover })
+            }),
+            "history" => channel().and_then(|channel| {
+                let limit = match obj.get("limit") {
+                    None => None,
+                    Some(l) if l.value_type() == ValueType::Null => None,
+                    Some(l) => Some(
+                        l.as_u64()
+                            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+                            .ok_or(ProtocolError::new(
+                                ErrorCode::BadField,
+                                "limit must be a non-negative integer",
+                            ))?,
+                    ),
+                };
+                Ok(Op::History { channel, limit })
+            }),
             "unsubscribe" => channel().map(|channel| Op::Unsubscribe { channel }),
             "presence" => channel().map(|channel| Op::Presence { channel }),
             "publish" => channel().and_then(|channel| {
@@ -270,6 +304,18 @@ pub fn parse_request<'t, 'i>(v: Value<'t, 'i>) -> Parsed<'t, 'i> {
         Ok(op) => Ok(Request { id, op }),
         Err(e) => Err((id, e)),
     }
+}
+
+/// `recover: {"offset": N, "epoch": "..."}`.
+fn parse_recover<'i>(v: Value<'_, 'i>) -> Result<(u64, &'i str), ProtocolError> {
+    const BAD: ProtocolError = ProtocolError::new(
+        ErrorCode::BadField,
+        "recover must be {\"offset\": <integer>, \"epoch\": <string>}",
+    );
+    let obj = v.as_object().ok_or(BAD)?;
+    let offset = obj.get("offset").and_then(|o| o.as_u64()).ok_or(BAD)?;
+    let epoch = obj.get("epoch").and_then(|e| e.into_string()).ok_or(BAD)?;
+    Ok((offset, epoch))
 }
 
 /// A connection id from its decimal string (or, leniently, a JSON integer).

@@ -20,7 +20,15 @@ fn parse(text: &str) -> Result<(String, String), (ErrorCode, String)> {
         match r {
             Ok(req) => {
                 let op = match req.op {
-                    Op::Subscribe { channel } => format!("subscribe {channel}"),
+                    Op::Subscribe {
+                        channel,
+                        recover: None,
+                    } => format!("subscribe {channel}"),
+                    Op::Subscribe {
+                        channel,
+                        recover: Some((offset, epoch)),
+                    } => format!("subscribe {channel} from {offset}@{epoch}"),
+                    Op::History { channel, limit } => format!("history {channel} {limit:?}"),
                     Op::Unsubscribe { channel } => format!("unsubscribe {channel}"),
                     Op::Presence { channel } => format!("presence {channel}"),
                     Op::Publish {
@@ -73,6 +81,37 @@ fn every_op_parses() {
     );
     assert_eq!(ok(r#"{"op":"refresh","token":"abc"}"#), "refresh abc");
     assert_eq!(ok(r#"{"op":"ping"}"#), "ping");
+    assert_eq!(
+        ok(r#"{"op":"subscribe","channel":"a","recover":{"offset":10,"epoch":"e1"}}"#),
+        "subscribe a from 10@e1"
+    );
+    assert_eq!(
+        ok(r#"{"op":"subscribe","channel":"a","recover":null}"#),
+        "subscribe a"
+    );
+    assert_eq!(
+        ok(r#"{"op":"history","channel":"a","limit":5}"#),
+        "history a Some(5)"
+    );
+    assert_eq!(ok(r#"{"op":"history","channel":"a"}"#), "history a None");
+}
+
+#[test]
+fn bad_recover_and_limit_fields_are_refused() {
+    for text in [
+        r#"{"op":"subscribe","channel":"a","recover":5}"#,
+        r#"{"op":"subscribe","channel":"a","recover":{"offset":-1,"epoch":"e"}}"#,
+        r#"{"op":"subscribe","channel":"a","recover":{"offset":1}}"#,
+        r#"{"op":"subscribe","channel":"a","recover":{"offset":1,"epoch":7}}"#,
+        r#"{"op":"history","channel":"a","limit":"all"}"#,
+        r#"{"op":"history","channel":"a","limit":1.5}"#,
+    ] {
+        assert_eq!(
+            parse(text).map(|r| r.0),
+            Err((ErrorCode::BadField, String::new())),
+            "{text}"
+        );
+    }
 }
 
 #[test]
