@@ -139,6 +139,14 @@ fn write_f64(out: &mut Vec<u8>, f: f64) {
     }
 }
 
+/// True when `json` holds no NUL byte. JSON text never does (RFC 8259: it is not whitespace, and
+/// inside a string a control character must be escaped), but simd-json stops reading a number or
+/// a literal at a NUL and resumes at the next structural character, so `[300<NUL>800]` would
+/// parse as `[300]`. Every document is checked with this before it is parsed.
+pub fn free_of_nul(json: &[u8]) -> bool {
+    memchr::memchr(0, json).is_none()
+}
+
 /// True when no array or object in `json` nests deeper than [`MAX_DEPTH`] (brackets inside
 /// strings do not count). One pass, no allocation; malformed input is left to the parser.
 pub fn nesting_within_limit(json: &[u8]) -> bool {
@@ -226,6 +234,15 @@ mod tests {
             out,
             format!("\"{}\"", (1u64 << 56) | (3 << 32) | 2).as_bytes()
         );
+    }
+
+    #[test]
+    fn a_nul_byte_is_never_json() {
+        assert!(free_of_nul(br#"{"a":[300,"\u0000"]}"#));
+        for text in [&b"[300\x00800]"[..], b"\x00", b"{\"a\":true\x00}"] {
+            assert!(!free_of_nul(text), "{text:?}");
+            assert!(serde_json::from_slice::<serde_json::Value>(text).is_err());
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
 use crate::conn::ConnId;
-use crate::json::nesting_within_limit;
+use crate::json::{free_of_nul, nesting_within_limit};
 use crate::metrics::ShardMetrics;
 use crate::query::query_param;
 use crate::router::names::{check_channel, check_user};
@@ -289,6 +289,9 @@ pub fn parse_command(
 fn json_object(body: &mut [u8]) -> Result<BorrowedValue<'_>, ApiError> {
     if !nesting_within_limit(body) {
         return Err(ApiError::TooDeep);
+    }
+    if !free_of_nul(body) {
+        return Err(ApiError::BadJson);
     }
     let value = simd_json::to_borrowed_value(body).map_err(|_| ApiError::BadJson)?;
     if value.as_object().is_none() {

@@ -14,7 +14,7 @@ use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
 use super::patterns::{Pattern, PatternError, Patterns};
-use crate::json::nesting_within_limit;
+use crate::json::{free_of_nul, nesting_within_limit};
 
 /// Longest token accepted, in bytes (it travels in a request head anyway).
 pub const MAX_TOKEN_BYTES: usize = 8192;
@@ -211,7 +211,7 @@ fn decode(part: &[u8], which: Part) -> Result<Vec<u8>, TokenError> {
 }
 
 fn check_header(json: &mut [u8]) -> Result<(), TokenError> {
-    if !nesting_within_limit(json) {
+    if !free_of_nul(json) || !nesting_within_limit(json) {
         return Err(TokenError::BadJson(Part::Header));
     }
     let value =
@@ -228,7 +228,7 @@ fn check_header(json: &mut [u8]) -> Result<(), TokenError> {
 }
 
 fn parse_claims(json: &mut [u8], now: u64) -> Result<Claims, TokenError> {
-    if !nesting_within_limit(json) {
+    if !free_of_nul(json) || !nesting_within_limit(json) {
         return Err(TokenError::BadJson(Part::Claims));
     }
     let value =
@@ -384,6 +384,21 @@ mod tests {
             Err(TokenError::NotYetValid { nbf: NOW + 10 })
         );
         assert!(verifier().verify(t.as_bytes(), NOW + 10).is_ok());
+    }
+
+    #[test]
+    fn claims_with_a_nul_byte_are_not_json() {
+        // The parser would read `"exp":4102444800<NUL>99` as `"exp":4102444800`.
+        let t = verifier().sign("{\"sub\":\"a\",\"exp\":4102444800\u{0}99}");
+        assert_eq!(
+            verifier().verify(t.as_bytes(), NOW),
+            Err(TokenError::BadJson(Part::Claims))
+        );
+        let t = sign_raw("{\"alg\":\"HS256\"\u{0}}", &good_claims(), b"test-secret");
+        assert_eq!(
+            verifier().verify(t.as_bytes(), NOW),
+            Err(TokenError::BadJson(Part::Header))
+        );
     }
 
     #[test]
