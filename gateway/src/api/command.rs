@@ -11,7 +11,7 @@ use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
 use crate::conn::ConnId;
-use crate::json::{free_of_nul, nesting_within_limit};
+use crate::json::{nesting_within_limit, parser_safe};
 use crate::metrics::ShardMetrics;
 use crate::query::query_param;
 use crate::router::names::{check_channel, check_user};
@@ -290,7 +290,7 @@ fn json_object(body: &mut [u8]) -> Result<BorrowedValue<'_>, ApiError> {
     if !nesting_within_limit(body) {
         return Err(ApiError::TooDeep);
     }
-    if !free_of_nul(body) {
+    if !parser_safe(body) {
         return Err(ApiError::BadJson);
     }
     let value = simd_json::to_borrowed_value(body).map_err(|_| ApiError::BadJson)?;

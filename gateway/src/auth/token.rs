@@ -14,7 +14,7 @@ use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
 use super::patterns::{Pattern, PatternError, Patterns};
-use crate::json::{free_of_nul, nesting_within_limit};
+use crate::json::{nesting_within_limit, parser_safe};
 
 /// Longest token accepted, in bytes (it travels in a request head anyway).
 pub const MAX_TOKEN_BYTES: usize = 8192;
@@ -211,7 +211,7 @@ fn decode(part: &[u8], which: Part) -> Result<Vec<u8>, TokenError> {
 }
 
 fn check_header(json: &mut [u8]) -> Result<(), TokenError> {
-    if !free_of_nul(json) || !nesting_within_limit(json) {
+    if !parser_safe(json) || !nesting_within_limit(json) {
         return Err(TokenError::BadJson(Part::Header));
     }
     let value =
@@ -228,7 +228,7 @@ fn check_header(json: &mut [u8]) -> Result<(), TokenError> {
 }
 
 fn parse_claims(json: &mut [u8], now: u64) -> Result<Claims, TokenError> {
-    if !free_of_nul(json) || !nesting_within_limit(json) {
+    if !parser_safe(json) || !nesting_within_limit(json) {
         return Err(TokenError::BadJson(Part::Claims));
     }
     let value =

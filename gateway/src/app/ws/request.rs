@@ -11,7 +11,7 @@ use simd_json::tape::Value;
 use simd_json::{Buffers, Tape, ValueType};
 
 use crate::conn::ConnId;
-use crate::json::free_of_nul;
+use crate::json::parser_safe;
 use crate::router::names::check_channel;
 
 /// The error codes of error replies (`"error":{"code":..}`).
@@ -158,7 +158,7 @@ impl std::fmt::Debug for Parser {
 impl Parser {
     /// Parse `input` in place and hand the outcome to `f`.
     pub fn parse<R>(&mut self, input: &mut [u8], f: impl FnOnce(Parsed<'_, '_>) -> R) -> R {
-        if !free_of_nul(input) {
+        if !parser_safe(input) {
             return f(Err((None, BAD_JSON)));
         }
         let mut tape = std::mem::replace(&mut self.tape, Tape::null().reset()).reset();
