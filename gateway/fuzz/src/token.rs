@@ -48,6 +48,7 @@ pub fn check(data: &[u8]) {
         Err(TokenError::NotThreeParts) => assert!(claims.is_empty()),
         Err(
             TokenError::BadJson(Part::Claims)
+            | TokenError::DuplicateName(Part::Claims)
             | TokenError::MissingClaim(_)
             | TokenError::BadClaim(..)
             | TokenError::BadPattern(..)
