@@ -86,32 +86,43 @@ step "doc tests"
 cargo test --workspace --doc -q
 
 # ---------------------------------------------------------------------------------------------
-fuzz_secs=${FUZZ_SECONDS:-60}
-step "fuzzing each target for ${fuzz_secs}s, from its committed seeds"
-(
-  cd frame-simd
-  # Each run starts from a scratch copy of the committed seeds and crash inputs, so what the
-  # fuzzer adds to its corpus never lands in the checkout.
+# fuzz_crate DIR SECONDS: run every fuzz target of DIR/fuzz for SECONDS, starting from a scratch
+# copy of its committed seeds and crash inputs (so what the fuzzer adds never lands in the
+# checkout). A crash prints the log tail and the saved input's folder and fails the command.
+fuzz_crate() (
+  cd "$1"
   scratch=$(mktemp -d)
   trap 'rm -rf "$scratch"' EXIT
   for target in $(cargo +nightly fuzz list); do
     corpus=$scratch/$target
     mkdir -p "$corpus"
-    for dir in fuzz/seeds/"$target" fuzz/regressions/"$target"; do
-      if [ -d "$dir" ]; then
-        find "$dir" -type f ! -name README.md -exec cp -t "$corpus/" {} +
+    for committed in fuzz/seeds/"$target" fuzz/regressions/"$target"; do
+      if [ -d "$committed" ]; then
+        find "$committed" -type f ! -name README.md -exec cp -t "$corpus/" {} +
       fi
     done
-    echo "fuzz target: $target, from $(find "$corpus" -type f | wc -l) committed inputs"
+    echo "fuzz target: $1 $target, from $(find "$corpus" -type f | wc -l) committed inputs"
     log=$scratch/$target.log
-    if ! cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$fuzz_secs" >"$log" 2>&1; then
+    if ! cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$2" >"$log" 2>&1; then
       tail -n 60 "$log"
-      echo "fuzz target $target found a crash (input saved under frame-simd/fuzz/artifacts/$target)"
+      echo "fuzz target $target found a crash (input saved under $1/fuzz/artifacts/$target)"
       exit 1
     fi
     grep -E '^#[0-9]+[[:space:]]+DONE' "$log" || tail -n 3 "$log"
   done
 )
+
+# The budget: the whole command must stay well under 40 minutes. frame-simd's 4 targets get
+# FUZZ_SECONDS each (2 minutes), the gateway's 6 get GATEWAY_FUZZ_SECONDS each (3 minutes), plus
+# a first build of each fuzz crate (the gateway's takes about 4 CPU-minutes). Longer runs happen
+# outside the test command (scripts/fuzz-seeds.sh, scripts/gateway-fuzz-seeds.sh).
+fuzz_secs=${FUZZ_SECONDS:-30}
+step "fuzzing each frame-simd target for ${fuzz_secs}s"
+fuzz_crate frame-simd "$fuzz_secs"
+
+gateway_fuzz_secs=${GATEWAY_FUZZ_SECONDS:-30}
+step "fuzzing each gateway target for ${gateway_fuzz_secs}s, from its committed seeds"
+fuzz_crate gateway "$gateway_fuzz_secs"
 
 step "all tests passed"
 echo "tests: $passed passed, $failed failed"

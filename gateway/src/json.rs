@@ -139,6 +139,59 @@ fn write_f64(out: &mut Vec<u8>, f: f64) {
     }
 }
 
+/// True when `json` has none of the faults simd-json lets through instead of refusing: every
+/// document is checked with this before it is parsed (client requests, API bodies, token parts).
+pub fn parser_safe(json: &[u8]) -> bool {
+    free_of_nul(json) && surrogates_paired(json)
+}
+
+/// True when `json` holds no NUL byte. JSON text never does (RFC 8259: it is not whitespace, and
+/// inside a string a control character must be escaped), but simd-json stops reading a number or
+/// a literal at a NUL and resumes at the next structural character, so `[300<NUL>800]` would
+/// parse as `[300]`.
+fn free_of_nul(json: &[u8]) -> bool {
+    memchr::memchr(0, json).is_none()
+}
+
+/// True when every `\u` escape of a UTF-16 high surrogate in a string is followed by the escape
+/// of a low surrogate, and no low surrogate stands alone (RFC 8259 §7: strings hold Unicode
+/// characters). simd-json decodes a lone high surrogate as a NUL character instead of refusing.
+/// Malformed escapes are left to the parser.
+fn surrogates_paired(json: &[u8]) -> bool {
+    let unit = |at: usize| {
+        let hex = std::str::from_utf8(json.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    };
+    let mut in_string = false;
+    let mut i = 0;
+    while let Some(&b) = json.get(i) {
+        match b {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => {
+                if json.get(i + 1) == Some(&b'u') {
+                    match unit(i + 2) {
+                        Some(0xd800..=0xdbff) => {
+                            let low = json.get(i + 6..i + 8) == Some(b"\\u")
+                                && matches!(unit(i + 8), Some(0xdc00..=0xdfff));
+                            if !low {
+                                return false;
+                            }
+                            i += 6;
+                        }
+                        Some(0xdc00..=0xdfff) => return false,
+                        _ => {}
+                    }
+                }
+                // Skip the escaped character (`\"` does not end the string).
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    true
+}
+
 /// True when no array or object in `json` nests deeper than [`MAX_DEPTH`] (brackets inside
 /// strings do not count). One pass, no allocation; malformed input is left to the parser.
 pub fn nesting_within_limit(json: &[u8]) -> bool {
@@ -226,6 +279,32 @@ mod tests {
             out,
             format!("\"{}\"", (1u64 << 56) | (3 << 32) | 2).as_bytes()
         );
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_refused_and_pairs_kept() {
+        assert!(parser_safe(
+            br#"["\ud83d\ude00","\u00e9","\\ud83d","\"\ud83d\udc00"]"#
+        ));
+        for text in [
+            &br#"["\ud83d"]"#[..],
+            br#"["\ud83dx"]"#,
+            br#"["\ud83d\u0041"]"#,
+            br#"["\ude00"]"#,
+            br#"{"\uD800":1}"#,
+        ] {
+            assert!(!parser_safe(text), "{}", String::from_utf8_lossy(text));
+            assert!(serde_json::from_slice::<serde_json::Value>(text).is_err());
+        }
+    }
+
+    #[test]
+    fn a_nul_byte_is_never_json() {
+        assert!(free_of_nul(br#"{"a":[300,"\u0000"]}"#));
+        for text in [&b"[300\x00800]"[..], b"\x00", b"{\"a\":true\x00}"] {
+            assert!(!free_of_nul(text), "{text:?}");
+            assert!(serde_json::from_slice::<serde_json::Value>(text).is_err());
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
 use crate::conn::ConnId;
-use crate::json::nesting_within_limit;
+use crate::json::{nesting_within_limit, parser_safe};
 use crate::metrics::ShardMetrics;
 use crate::names::{check_channel, check_user};
 use crate::query::query_param;
@@ -315,6 +315,9 @@ pub fn parse_command(
 fn json_object(body: &mut [u8]) -> Result<BorrowedValue<'_>, ApiError> {
     if !nesting_within_limit(body) {
         return Err(ApiError::TooDeep);
+    }
+    if !parser_safe(body) {
+        return Err(ApiError::BadJson);
     }
     let value = simd_json::to_borrowed_value(body).map_err(|_| ApiError::BadJson)?;
     if value.as_object().is_none() {

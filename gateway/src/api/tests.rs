@@ -155,6 +155,7 @@ fn publish_bodies_are_validated() {
         ("not json", "bad_json"),
         ("[1,2]", "bad_json"),
         ("", "bad_json"),
+        ("{\"channel\":\"a\",\"data\":300\u{0}800}", "bad_json"),
         (r#"{"data":1}"#, "missing_field"),
         (r#"{"channel":"a"}"#, "missing_field"),
         (r#"{"channel":5,"data":1}"#, "bad_field"),

@@ -14,7 +14,7 @@ use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
 use super::patterns::{Pattern, PatternError, Patterns};
-use crate::json::nesting_within_limit;
+use crate::json::{nesting_within_limit, parser_safe};
 use crate::names::check_user;
 
 /// Longest token accepted, in bytes (it travels in a request head anyway).
@@ -50,6 +50,8 @@ pub enum TokenError {
     BadBase64(Part),
     /// The header or the claims are not a JSON object.
     BadJson(Part),
+    /// The header or the claims name a member twice (RFC 7515 §4, RFC 7519 §4).
+    DuplicateName(Part),
     /// The header has no `alg`.
     MissingAlgorithm,
     /// `alg` is not `HS256` (this includes `none`).
@@ -116,6 +118,7 @@ impl fmt::Display for TokenError {
             TokenError::NotThreeParts => f.write_str("token is not three dot-separated parts"),
             TokenError::BadBase64(p) => write!(f, "token {p} is not unpadded base64url"),
             TokenError::BadJson(p) => write!(f, "token {p} is not a JSON object"),
+            TokenError::DuplicateName(p) => write!(f, "token {p} names a member twice"),
             TokenError::MissingAlgorithm => f.write_str("token header has no alg"),
             TokenError::Algorithm(alg) => {
                 write!(f, "token algorithm {alg:?} refused: only HS256 is accepted")
@@ -212,12 +215,15 @@ fn decode(part: &[u8], which: Part) -> Result<Vec<u8>, TokenError> {
 }
 
 fn check_header(json: &mut [u8]) -> Result<(), TokenError> {
-    if !nesting_within_limit(json) {
+    if !parser_safe(json) || !nesting_within_limit(json) {
         return Err(TokenError::BadJson(Part::Header));
     }
     let value =
         simd_json::to_borrowed_value(json).map_err(|_| TokenError::BadJson(Part::Header))?;
     let header = value.as_object().ok_or(TokenError::BadJson(Part::Header))?;
+    if names_a_member_twice(header) {
+        return Err(TokenError::DuplicateName(Part::Header));
+    }
     match header.get("alg") {
         None => Err(TokenError::MissingAlgorithm),
         Some(alg) => match alg.as_str() {
@@ -229,12 +235,15 @@ fn check_header(json: &mut [u8]) -> Result<(), TokenError> {
 }
 
 fn parse_claims(json: &mut [u8], now: u64) -> Result<Claims, TokenError> {
-    if !nesting_within_limit(json) {
+    if !parser_safe(json) || !nesting_within_limit(json) {
         return Err(TokenError::BadJson(Part::Claims));
     }
     let value =
         simd_json::to_borrowed_value(json).map_err(|_| TokenError::BadJson(Part::Claims))?;
     let obj = value.as_object().ok_or(TokenError::BadJson(Part::Claims))?;
+    if names_a_member_twice(obj) {
+        return Err(TokenError::DuplicateName(Part::Claims));
+    }
     let sub = match obj.get("sub") {
         None | Some(BorrowedValue::Static(simd_json::StaticNode::Null)) => {
             return Err(TokenError::MissingClaim("sub"))
@@ -266,6 +275,15 @@ fn parse_claims(json: &mut [u8], now: u64) -> Result<Claims, TokenError> {
         channels,
         publish,
     })
+}
+
+/// Whether an object names a member twice. The parser keeps every member and `get` finds the
+/// first, while RFC 7515 §4 and RFC 7519 §4 allow only refusing such a token or reading the last
+/// one: refusing means the gateway and the backend that minted the token never disagree about a
+/// claim. Objects are small here (a token is at most 8 KiB), so a quadratic scan is fine.
+fn names_a_member_twice(obj: &simd_json::borrowed::Object<'_>) -> bool {
+    let names: Vec<&str> = obj.keys().map(|k| &**k).collect();
+    (0..names.len()).any(|i| names[i + 1..].contains(&names[i]))
 }
 
 /// A NumericDate claim (RFC 7519 §2): a non-negative number of seconds. A fraction is allowed by
@@ -387,6 +405,40 @@ mod tests {
             Err(TokenError::NotYetValid { nbf: NOW + 10 })
         );
         assert!(verifier().verify(t.as_bytes(), NOW + 10).is_ok());
+    }
+
+    #[test]
+    fn claims_with_a_nul_byte_are_not_json() {
+        // The parser would read `"exp":4102444800<NUL>99` as `"exp":4102444800`.
+        let t = verifier().sign("{\"sub\":\"a\",\"exp\":4102444800\u{0}99}");
+        assert_eq!(
+            verifier().verify(t.as_bytes(), NOW),
+            Err(TokenError::BadJson(Part::Claims))
+        );
+        let t = sign_raw("{\"alg\":\"HS256\"\u{0}}", &good_claims(), b"test-secret");
+        assert_eq!(
+            verifier().verify(t.as_bytes(), NOW),
+            Err(TokenError::BadJson(Part::Header))
+        );
+    }
+
+    #[test]
+    fn a_member_named_twice_is_refused() {
+        // The parser's `get` would find the first `sub`; a backend's JWT library the last.
+        let t = verifier().sign(r#"{"sub":"admin","exp":4102444800,"sub":"bob"}"#);
+        assert_eq!(
+            verifier().verify(t.as_bytes(), NOW),
+            Err(TokenError::DuplicateName(Part::Claims))
+        );
+        let t = sign_raw(
+            r#"{"alg":"HS256","alg":"none"}"#,
+            &good_claims(),
+            b"test-secret",
+        );
+        assert_eq!(
+            verifier().verify(t.as_bytes(), NOW),
+            Err(TokenError::DuplicateName(Part::Header))
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use simd_json::tape::Value;
 use simd_json::{Buffers, Tape, ValueType};
 
 use crate::conn::ConnId;
+use crate::json::parser_safe;
 use crate::names::check_channel;
 
 /// The error codes of error replies (`"error":{"code":..}`).
@@ -169,6 +170,9 @@ impl std::fmt::Debug for Parser {
 impl Parser {
     /// Parse `input` in place and hand the outcome to `f`.
     pub fn parse<R>(&mut self, input: &mut [u8], f: impl FnOnce(Parsed<'_, '_>) -> R) -> R {
+        if !parser_safe(input) {
+            return f(Err((None, BAD_JSON)));
+        }
         let mut tape = std::mem::replace(&mut self.tape, Tape::null().reset()).reset();
         let r = match simd_json::fill_tape(input, &mut self.buffers, &mut tape) {
             Ok(()) => f(parse_request(tape.as_value())),

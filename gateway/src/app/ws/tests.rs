@@ -153,6 +153,8 @@ fn every_error_code_of_parsing() {
     assert_eq!(code(r#"{"op":"ping""#), ErrorCode::BadJson);
     assert_eq!(code("[1,2]"), ErrorCode::BadJson);
     assert_eq!(code(""), ErrorCode::BadJson);
+    assert_eq!(code("{\"op\":\"ping\",\"id\":1\u{0}2}"), ErrorCode::BadJson);
+    assert_eq!(code(r#"{"op":"ping","id":"\ud83d"}"#), ErrorCode::BadJson);
     assert_eq!(code(r#"{"op":"fly"}"#), ErrorCode::UnknownOp);
     assert_eq!(code(r#"{"id":1}"#), ErrorCode::MissingField);
     assert_eq!(code(r#"{"op":"subscribe"}"#), ErrorCode::MissingField);
