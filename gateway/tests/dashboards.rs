@@ -1,7 +1,8 @@
 //! The operator files in `deploy/` checked against what a running gateway exports: the Grafana
 //! dashboard (`deploy/grafana/gateway.json`) has a panel for every metric family in `/metrics`,
 //! and neither the dashboard nor the alert rules (`deploy/prometheus/alerts.yml`) name a metric
-//! that does not exist. Counters are read through `rate`/`increase`, gauges as they are.
+//! that does not exist. Counters are read through `rate`/`increase`, gauges as they are. The
+//! metrics table of `gateway/docs/api.md` lists every family too.
 //!
 //! The alert file is read line by line (no YAML parser among the dependencies): an `expr:` key
 //! and the lines indented below it are one expression, which covers plain and `|` block scalars.
@@ -16,6 +17,7 @@ use common::*;
 
 const DASHBOARD: &str = include_str!("../../deploy/grafana/gateway.json");
 const ALERTS: &str = include_str!("../../deploy/prometheus/alerts.yml");
+const API_DOCS: &str = include_str!("../docs/api.md");
 const API_KEY: &str = "test-api-key";
 
 /// Metric family name to its type (`counter`, `gauge`, `histogram`, ...).
@@ -349,4 +351,16 @@ fn dashboard_and_alerts_name_only_exported_metrics_read_by_type() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_exported_metric_is_in_the_api_docs() {
+    let missing: Vec<String> = exported()
+        .into_keys()
+        .filter(|f| !API_DOCS.contains(&format!("`{f}`")) && !API_DOCS.contains(&format!("`{f}{{")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "exported but not in the metrics table of gateway/docs/api.md: {missing:?}"
+    );
 }
