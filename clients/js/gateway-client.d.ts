@@ -12,6 +12,8 @@ export interface WebSocketLike {
   onclose: ((ev: { code: number; reason: string }) => void) | null;
   send(data: string): void;
   close(code?: number, reason?: string): void;
+  /** While waiting out a reconnect delay, try at once. */
+  reconnectNow(): void;
   terminate?(): void;
 }
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
@@ -32,6 +34,9 @@ export interface ClientOptions {
   backoffBaseMs?: number;
   /** Largest reconnect delay cap, in ms. Default 30000. */
   backoffMaxMs?: number;
+  /** 'full' (default): a delay anywhere below the cap; 'equal': half the cap plus up to the
+   *  other half at random. */
+  jitter?: 'full' | 'equal';
   /** A connection open this long resets the backoff, in ms. Default 10000. */
   stableMs?: number;
   /** After this long without inbound traffic the client sends a `ping` request, in ms;
@@ -185,6 +190,8 @@ export class GatewayClient {
   on<K extends keyof ClientEvents>(event: K, fn: (value: ClientEvents[K]) => void): () => void;
   connect(): Promise<Welcome>;
   close(code?: number, reason?: string): void;
+  /** While waiting out a reconnect delay, try at once. */
+  reconnectNow(): void;
   subscribe(channel: string, handlers?: SubscriptionHandlers): Subscription;
   publish(channel: string, data: Json, opts?: RequestOptions & { skipSelf?: boolean }): Promise<void>;
   send(conn: string, data: Json, opts?: RequestOptions): Promise<void>;

@@ -155,6 +155,11 @@ export class GatewayClient {
     return welcomed;
   }
 
+  /** While waiting out a reconnect delay, try now (the network is back, the page is visible). */
+  reconnectNow() {
+    if (this.state === 'reconnecting') this.open();
+  }
+
   /** Close for good: no reconnect; pending requests reject with `closed`. */
   close(code = 1000, reason = 'client closed') {
     if (this.state === 'closed' || this.state === 'idle') return;
@@ -247,13 +252,14 @@ export class GatewayClient {
       this.finish(code, reason);
       return;
     }
-    // Full jitter: anywhere between 0 and the capped exponential delay, so clients cut at the
-    // same moment spread their returns.
+    // Jitter spreads the returns of clients cut at the same moment: full picks anywhere below
+    // the capped exponential delay, equal keeps half of it as a floor.
     const cap = Math.min(
       this.options.backoffMaxMs,
       this.options.backoffBaseMs * 2 ** Math.min(this.attempt, 20),
     );
-    const delayMs = Math.random() * cap;
+    const floor = this.options.jitter === 'equal' ? cap / 2 : 0;
+    const delayMs = floor + Math.random() * (cap - floor);
     this.attempt += 1;
     this.setState('reconnecting', { code, reason, delayMs, attempt: this.attempt });
     this.retryTimer = setTimeout(() => this.open(), delayMs);

@@ -136,6 +136,32 @@ test('reconnect delays are jittered below a doubling, capped bound', async () =>
   });
 });
 
+test('equal jitter keeps half the bound as a floor; reconnectNow skips the wait', async () => {
+  const c = scripted({ backoffBaseMs: 40, backoffMaxMs: 40, jitter: 'equal' });
+  const delays = [];
+  c.on('state', (s) => {
+    if (s.state === 'reconnecting') delays.push(s.delayMs);
+  });
+  await c.connect();
+  for (let i = 0; i < 3; i++) {
+    const back = new Promise((r) => c.on('welcome', r));
+    ScriptedSocket.last.closeFromServer(1012);
+    await back;
+  }
+  for (const ms of delays) assert.ok(ms >= 20 && ms <= 40, `${ms} ms`);
+
+  const slow = scripted({ backoffBaseMs: 60000, backoffMaxMs: 60000, jitter: 'equal' });
+  await slow.connect();
+  const back = new Promise((r) => slow.on('welcome', r));
+  ScriptedSocket.last.closeFromServer(1001);
+  assert.equal(slow.state, 'reconnecting');
+  slow.reconnectNow();
+  await back;
+  assert.equal(slow.state, 'open');
+  slow.close();
+  c.close();
+});
+
 test('the token and nickname go in the query', async () => {
   const c = scripted({ tokenProvider: async () => 'a.b.c', user: 'ann lee' });
   await c.connect();
