@@ -55,6 +55,8 @@ class Subscription {
     this.epoch = null;
     this.active = true;
     this.settled = false;
+    /** Between a gap and the answer to the resubscribe that fills it. */
+    this.resyncing = false;
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
       this.rejectReady = reject;
@@ -491,6 +493,7 @@ export class GatewayClient {
 
   onSubscribed(sub, reply, recover) {
     if (!sub.active) return;
+    sub.resyncing = false;
     if (typeof reply.epoch === 'string' && typeof reply.offset === 'number') {
       if (reply.recovered === false) {
         const lost = recover;
@@ -527,6 +530,7 @@ export class GatewayClient {
   onSubscribeFailed(sub, err, recover) {
     // A lost connection resubscribes on the next welcome; a refusal ends the subscription.
     if (!sub.active || err.code === 'disconnected') return;
+    sub.resyncing = false;
     if (err.code === 'no_history' && recover) {
       // The channel stopped keeping history (the gateway was reconfigured): what was missed
       // cannot be replayed, but the channel itself is still there.
@@ -608,12 +612,27 @@ export class GatewayClient {
     const sub = this.subscriptions.get(msg.channel);
     if (!sub) return;
     if (typeof msg.offset === 'number') {
+      // The resubscribe under way replays this one in its place.
+      if (sub.resyncing) return;
       // At or before the last one delivered: a replay overlapping what was already seen.
       if (sub.offset !== null && msg.offset <= sub.offset) return;
+      if (sub.offset !== null && sub.epoch !== null && msg.offset > sub.offset + 1) {
+        this.resync(sub);
+        return;
+      }
       sub.offset = msg.offset;
     }
     call(sub.handlers.onMessage, msg);
     this.emit('message', msg);
+  }
+
+  /** Offsets jumped while connected (the gateway refused a publish `busy` for this thread):
+   *  subscribe again with `recover` from the last offset delivered, so the missed ones come in
+   *  order before anything later. Deliveries until the answer are dropped; they are replayed. */
+  resync(sub) {
+    sub.resyncing = true;
+    this.request('unsubscribe', { channel: sub.channel }).catch(() => {});
+    this.sendSubscribe(sub);
   }
 }
 

@@ -57,10 +57,34 @@ test('deliveries at or before the last offset are dropped', async () => {
   assert.deepEqual(req, { channel: 'room:1', op: 'subscribe', id: req.id });
   sock.server({ type: 'reply', id: req.id, ok: true, offset: 4, epoch: 'e' });
   await sub.ready;
-  for (const offset of [3, 4, 5, 5, 6, 4, 8]) {
+  for (const offset of [3, 4, 5, 5, 6, 4, 7]) {
     sock.server({ type: 'message', channel: 'room:1', data: offset, from: null, offset });
   }
-  assert.deepEqual(got, [5, 6, 8]);
+  assert.deepEqual(got, [5, 6, 7]);
+  c.close();
+});
+
+test('an offset jump resubscribes with recover and delivers in order', async () => {
+  const c = scripted();
+  await c.connect();
+  const sock = ScriptedSocket.last;
+  const got = [];
+  c.subscribe('room:1', { onMessage: (m) => got.push(m.offset) });
+  const first = sock.sent.at(-1);
+  sock.server({ type: 'reply', id: first.id, ok: true, offset: 0, epoch: 'e' });
+  const deliver = (offset) =>
+    sock.server({ type: 'message', channel: 'room:1', data: offset, from: null, offset });
+  deliver(1);
+  deliver(2);
+  deliver(4); // 3 was lost
+  deliver(5);
+  const [unsub, resub] = sock.sent.slice(-2);
+  assert.deepEqual([unsub.op, unsub.channel], ['unsubscribe', 'room:1']);
+  assert.deepEqual(resub.recover, { offset: 2, epoch: 'e' });
+  sock.server({ type: 'reply', id: unsub.id, ok: true });
+  sock.server({ type: 'reply', id: resub.id, ok: true, offset: 5, epoch: 'e', recovered: true });
+  for (const offset of [3, 4, 5, 6]) deliver(offset);
+  assert.deepEqual(got, [1, 2, 3, 4, 5, 6]);
   c.close();
 });
 
