@@ -164,7 +164,7 @@ test('a silent connection is dropped by the heartbeat and the subscription recov
   const ch = channel('room:silent-');
   const path = await relay(WS_URL);
   try {
-    const c = client({ url: path.url, heartbeatIdleMs: 200, heartbeatTimeoutMs: 200 });
+    const c = client({ url: path.url, heartbeatIdleMs: 500, heartbeatTimeoutMs: 500 });
     await c.connect();
     const got = [];
     await c.subscribe(ch, { onMessage: (m) => got.push(m.data) }).ready;
