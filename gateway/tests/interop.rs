@@ -5,59 +5,16 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{accept_key, no_proxy, Gateway, GatewayExt, SAMPLE_KEY};
+use common::{accept_key, run_bounded, Gateway, GatewayExt, SAMPLE_KEY};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn interop_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop").to_string()
-}
-
-/// Run `cmd` (bounded by `limit`, killed by its PID past it) and return (exit code, stdout, stderr).
-fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<i32>, String, String) {
-    let shown = format!("{cmd:?}");
-    let mut child = no_proxy(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    )
-    .spawn()
-    .unwrap_or_else(|e| panic!("run {shown}: {e}"));
-    let mut out_pipe = child.stdout.take().expect("stdout piped");
-    let mut err_pipe = child.stderr.take().expect("stderr piped");
-    let out = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let out = out.join().unwrap_or_default();
-    let err = err.join().unwrap_or_default();
-    match status {
-        None => panic!("{shown} did not finish within {limit:?}\nstdout:\n{out}\nstderr:\n{err}"),
-        Some(s) => (s.code(), out, err),
-    }
 }
 
 fn python_client(gw: &Gateway, offered: &str, expected: &str) {

@@ -1,9 +1,12 @@
-//! The chat page: the static files of `gateway/web/`, embedded in the binary and answered on the
-//! client listener (`/`, `/chat.css`, `/chat.js`) like `/healthz`: `GET` only, keep-alive.
+//! Static files embedded in the binary and answered on the client listener like `/healthz`
+//! (`GET` only, keep-alive): the chat page of `gateway/web/` (`/`, `/chat.css`, `/chat.js`) and
+//! the JavaScript client library of `clients/js/` (`/client/gateway-client.js` and its `.d.ts`).
 //!
 //! Every file goes out with a Content-Security-Policy that allows nothing but the page's own
 //! script and style files (no inline code, so injected markup cannot run) and WebSocket
 //! connections back to the same origin; `no-cache` makes a browser ask again after an upgrade.
+//! The library's files may also be loaded by pages of any origin (CORS `*`): they are public
+//! and carry no credentials, and a module script from another origin needs that header.
 
 use std::io::Write;
 
@@ -19,24 +22,41 @@ pub struct Asset {
     pub content_type: &'static str,
     /// The file's bytes.
     pub body: &'static [u8],
+    /// Sent with `Access-Control-Allow-Origin: *`, for pages of other origins to import.
+    pub any_origin: bool,
 }
 
-/// The page's files. The HTML refers to the others by these paths.
-pub const ASSETS: [Asset; 3] = [
+/// The page's files (the HTML refers to the others by these paths), then the client library's.
+pub const ASSETS: [Asset; 5] = [
     Asset {
         path: "/",
         content_type: "text/html; charset=utf-8",
         body: include_bytes!("../../web/chat.html"),
+        any_origin: false,
     },
     Asset {
         path: "/chat.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../../web/chat.css"),
+        any_origin: false,
     },
     Asset {
         path: "/chat.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/chat.js"),
+        any_origin: false,
+    },
+    Asset {
+        path: "/client/gateway-client.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../../clients/js/gateway-client.js"),
+        any_origin: true,
+    },
+    Asset {
+        path: "/client/gateway-client.d.ts",
+        content_type: "application/typescript; charset=utf-8",
+        body: include_bytes!("../../../clients/js/gateway-client.d.ts"),
+        any_origin: true,
     },
 ];
 
@@ -61,6 +81,9 @@ pub fn write_asset(out: &mut Vec<u8>, asset: &Asset, close: bool) {
          X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n\
          Cross-Origin-Opener-Policy: same-origin\r\n",
     );
+    if asset.any_origin {
+        out.extend_from_slice(b"Access-Control-Allow-Origin: *\r\n");
+    }
     end_head(out, close, asset.body);
 }
 
@@ -104,6 +127,30 @@ mod tests {
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("\r\nConnection: close\r\n\r\n<!doctype html>"));
+    }
+
+    #[test]
+    fn client_library_is_javascript_for_any_origin_and_the_page_is_not() {
+        let lib = find("/client/gateway-client.js").expect("the library is served");
+        assert_eq!(lib.content_type, "text/javascript; charset=utf-8");
+        assert!(text(lib).contains("export class GatewayClient"));
+        let types = find("/client/gateway-client.d.ts").expect("its types are served");
+        assert!(text(types).contains("export class GatewayClient"));
+        for (path, any_origin) in [
+            ("/", false),
+            ("/chat.js", false),
+            ("/client/gateway-client.js", true),
+            ("/client/gateway-client.d.ts", true),
+        ] {
+            let mut out = Vec::new();
+            write_asset(&mut out, find(path).unwrap(), false);
+            let head = String::from_utf8(out).unwrap();
+            assert_eq!(
+                head.contains("\r\nAccess-Control-Allow-Origin: *\r\n"),
+                any_origin,
+                "{path}"
+            );
+        }
     }
 
     #[test]

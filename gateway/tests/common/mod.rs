@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 mod client;
+mod command;
 mod frames;
 mod http;
 mod payload;
@@ -17,6 +18,8 @@ mod process;
 pub mod ws;
 
 pub use client::*;
+#[allow(unused_imports)] // only the suites that run outside programs use it
+pub use command::*;
 pub use frames::*;
 pub use http::*;
 pub use payload::*;

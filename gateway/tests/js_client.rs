@@ -1,0 +1,105 @@
+//! The JavaScript client library of `clients/js/`: served by the gateway at
+//! `/client/gateway-client.js` (and its `.d.ts`), and its `node:test` suite run in Node against a
+//! real gateway (two shards, history on `room:` and a short one on `small:`, an API key for the
+//! tests' publishes and disconnects). `ws` comes from `tests/interop/node_modules`, installed by
+//! `scripts/test.sh`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{gateway, run_bounded, Client, Gateway, Response};
+
+/// Bound for the whole Node run (each of its waits gives up after 10 s).
+const NODE_TIMEOUT: Duration = Duration::from_secs(120);
+const API_KEY: &str = "js-client-test-key";
+
+fn client_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/js")
+}
+
+fn start() -> Gateway {
+    gateway()
+        .args([
+            "--threads",
+            "2",
+            "--api-key",
+            API_KEY,
+            "--history",
+            "room:=100/10m",
+            "--history",
+            "small:=3/10m",
+        ])
+        .start()
+}
+
+fn get(gw: &Gateway, path: &str) -> Response {
+    let mut c = Client::connect(gw.addr());
+    c.send_raw(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes());
+    c.read_response()
+}
+
+#[test]
+fn library_and_types_are_served_as_in_the_repository() {
+    let gw = start();
+    for (path, file, content_type) in [
+        (
+            "/client/gateway-client.js",
+            "gateway-client.js",
+            "text/javascript; charset=utf-8",
+        ),
+        (
+            "/client/gateway-client.d.ts",
+            "gateway-client.d.ts",
+            "application/typescript; charset=utf-8",
+        ),
+    ] {
+        let r = get(&gw, path);
+        assert_eq!(r.status, 200, "{path}: {r:#?}");
+        assert_eq!(r.header("Content-Type"), Some(content_type), "{path}");
+        assert_eq!(
+            r.header("X-Content-Type-Options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"), "{path}");
+        let on_disk = std::fs::read(client_dir().join(file)).expect("the library's file");
+        assert_eq!(r.body, on_disk, "{path} is the file of clients/js");
+    }
+    assert_eq!(get(&gw, "/client/").status, 404);
+}
+
+#[test]
+fn node_suite_passes_against_a_real_gateway() {
+    let gw = start();
+    let dir = client_dir();
+    let mut files: Vec<String> = std::fs::read_dir(dir.join("test"))
+        .expect("clients/js/test")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".test.js"))
+        .map(|name| format!("test/{name}"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no test files in clients/js/test");
+
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&dir)
+        .arg("--test")
+        .args(&files)
+        .env("GATEWAY_WS_URL", format!("ws://{}/ws", gw.addr()))
+        .env("GATEWAY_API_URL", format!("http://{}", gw.api_addr()))
+        .env("GATEWAY_API_KEY", API_KEY)
+        .env(
+            "GATEWAY_NODE_MODULES",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop"),
+        );
+    let (code, out, err) = run_bounded(cmd, NODE_TIMEOUT);
+    assert!(
+        code == Some(0),
+        "node --test failed (exit {code:?})\nstdout:\n{out}\nstderr:\n{err}\n\
+         gateway stderr:\n{}",
+        gw.stderr()
+    );
+}
