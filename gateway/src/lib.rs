@@ -13,7 +13,7 @@
 //!               JSON protocol), /raw, /broadcast, the chat page
 //!   -> router/  channels, users, fan-out encoded once, messages to other shards (outbound.rs),
 //!               history rings on each channel's owner shard and the resubscribe merge
-//!   -> shard/outbox.rs  each subscriber's queue of shared frames -> one vectored write
+//!   -> outbox   each connection's queue of owned and shared frames -> one vectored write
 //! ```
 //!
 //! Beside the path: [`api`] (the backend HTTP API, served by the same shard loops), [`auth`]
@@ -32,6 +32,7 @@ pub mod driver;
 pub mod json;
 pub mod metrics;
 pub mod names;
+pub mod outbox;
 pub mod query;
 pub mod router;
 pub mod shard;

@@ -11,6 +11,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("conn", &[]),
     ("query", &[]),
     ("names", &[]),
+    ("outbox", &[]),
     ("json", &["conn"]),
     ("metrics", &["conn"]),
     ("driver", &["conn", "metrics"]),
@@ -27,7 +28,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "shard",
         &[
-            "conn", "json", "query", "names", "metrics", "driver", "auth", "router", "app", "api",
+            "conn", "json", "query", "names", "outbox", "metrics", "driver", "auth", "router",
+            "app", "api",
         ],
     ),
 ];

@@ -8,7 +8,6 @@
 //! budgeted per connection per turn so one busy peer cannot starve the rest.
 
 mod api;
-pub mod outbox;
 mod push;
 pub mod timers;
 
@@ -28,8 +27,8 @@ use crate::driver::{is_resource_exhaustion, Driver, Ready};
 use crate::metrics::ShardMetrics;
 use crate::router::Router;
 
-use self::outbox::Outbox;
 use self::timers::TimerWheel;
+use crate::outbox::Outbox;
 
 /// The shard's read buffer: every read of every connection lands here.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
