@@ -115,7 +115,7 @@ fuzz_crate() (
 # The budget: the whole command must stay well under 40 minutes. frame-simd's 4 targets get
 # FUZZ_SECONDS each (2 minutes), the gateway's 6 get GATEWAY_FUZZ_SECONDS each (3 minutes), plus
 # a first build of each fuzz crate (the gateway's takes about 4 CPU-minutes). Longer runs happen
-# outside the test command (scripts/fuzz-seeds.sh, scripts/gateway-fuzz-seeds.sh).
+# outside the test command (scripts/fuzz-seeds.sh frame-simd|gateway).
 fuzz_secs=${FUZZ_SECONDS:-30}
 step "fuzzing each frame-simd target for ${fuzz_secs}s"
 fuzz_crate frame-simd "$fuzz_secs"

@@ -1,6 +1,6 @@
 //! Writes the generated fuzz seeds (`fuzz/src/seeds.rs`) to `<dir>/<target>/<name>`, after
-//! running each through its target's check. `scripts/fuzz-seeds.sh` fuzzes from these files and
-//! minimises the result into the committed corpus, `fuzz/seeds/<target>/`.
+//! running each through its target's check. `scripts/fuzz-seeds.sh frame-simd` fuzzes from these
+//! files and minimises the result into the committed corpus, `fuzz/seeds/<target>/`.
 //!
 //! ```sh
 //! cargo run -p frame-simd --example fuzz_seeds -- <dir>

@@ -1,5 +1,5 @@
 //! Writes the generated fuzz seeds (`fuzz/src/seeds.rs`) to `<dir>/<target>/<name>`, after
-//! running each through its target's check. `scripts/gateway-fuzz-seeds.sh` fuzzes from these
+//! running each through its target's check. `scripts/fuzz-seeds.sh gateway` fuzzes from these
 //! files and minimises the result into the committed corpus, `fuzz/seeds/<target>/`.
 //!
 //! ```sh

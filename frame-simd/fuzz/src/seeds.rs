@@ -1,6 +1,6 @@
 //! Seed inputs for every fuzz target, built deterministically in the layout each check reads
 //! (parameters first, then data): the cases a fuzzer would take long to find on its own. They are
-//! the starting corpus `scripts/fuzz-seeds.sh` fuzzes from and minimises into
+//! the starting corpus `scripts/fuzz-seeds.sh frame-simd` fuzzes from and minimises into
 //! `fuzz/seeds/<target>/`; the test suite also replays them straight from here.
 
 use super::xor_reference;

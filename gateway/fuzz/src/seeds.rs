@@ -1,7 +1,7 @@
 //! The seed generator: named inputs for each target covering what a fuzzer would take long to
 //! find on its own (valid upgrades on every route, the JSON protocol's operations, signed tokens,
 //! API requests with the key, each refusal the code knows). `gateway/examples/fuzz_seeds.rs`
-//! writes them out; `scripts/gateway-fuzz-seeds.sh` fuzzes from them and keeps the minimised
+//! writes them out; `scripts/fuzz-seeds.sh gateway` fuzzes from them and keeps the minimised
 //! corpus in `fuzz/seeds/<target>/`.
 
 use frame_simd::{encode_header, MaskKey, Opcode, MAX_HEADER_LEN};

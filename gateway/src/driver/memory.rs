@@ -547,11 +547,6 @@ impl Pipe {
         self.with(|p| p.server_fin || p.server_closed)
     }
 
-    /// The shard accepted and attached the connection (and has not closed it).
-    pub fn is_attached(&self) -> bool {
-        self.with(|p| p.id.is_some())
-    }
-
     /// The id the shard attached the connection under, while attached.
     pub fn id(&self) -> Option<ConnId> {
         self.with(|p| p.id)

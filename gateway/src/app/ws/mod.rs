@@ -123,10 +123,7 @@ impl Dispatch<'_> {
         let result = match req.op {
             Op::Ping => Ok(true),
             Op::Subscribe { channel, .. } if !session.may_subscribe(channel) => {
-                Err(ProtocolError::new(
-                    ErrorCode::Forbidden,
-                    "the token does not allow this channel",
-                ))
+                Err(forbidden("the token does not allow this channel"))
             }
             Op::Subscribe { channel, recover } if self.router.has_history(channel) => {
                 let reply = ReplyTo {
@@ -151,10 +148,7 @@ impl Dispatch<'_> {
                 .map(|()| true)
                 .map_err(protocol_error),
             Op::History { channel, .. } if !session.may_subscribe(channel) => {
-                Err(ProtocolError::new(
-                    ErrorCode::Forbidden,
-                    "the token does not allow this channel",
-                ))
+                Err(forbidden("the token does not allow this channel"))
             }
             Op::History { channel, .. } if !self.router.has_history(channel) => Err(no_history()),
             Op::History { channel, limit } => {
@@ -170,12 +164,9 @@ impl Dispatch<'_> {
                 .unsubscribe(self.id, session, channel)
                 .map(|()| true)
                 .map_err(protocol_error),
-            Op::Publish { channel, .. } if !session.may_publish(channel) => {
-                Err(ProtocolError::new(
-                    ErrorCode::Forbidden,
-                    "the token does not allow publishing on this channel",
-                ))
-            }
+            Op::Publish { channel, .. } if !session.may_publish(channel) => Err(forbidden(
+                "the token does not allow publishing on this channel",
+            )),
             Op::Publish {
                 channel,
                 data,
@@ -321,6 +312,11 @@ fn no_history() -> ProtocolError {
         ErrorCode::NoHistory,
         "this channel keeps no history (see --history)",
     )
+}
+
+/// The error for what the connection's token does not allow.
+fn forbidden(message: &'static str) -> ProtocolError {
+    ProtocolError::new(ErrorCode::Forbidden, message)
 }
 
 /// The error for a stale or unknown connection id.
