@@ -16,13 +16,17 @@ export interface WebSocketLike {
   reconnectNow(): void;
   terminate?(): void;
 }
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
+export type WebSocketConstructor = new (url: string, protocols?: string[]) => WebSocketLike;
 
 export interface ClientOptions {
   /** WebSocket constructor; default `globalThis.WebSocket`. */
   WebSocket?: WebSocketConstructor;
-  /** Token sent as `?token=` on every connect. */
+  /** Token presented on every connect (see `tokenIn`). */
   token?: string;
+  /** How the token travels: `'protocol'` (default) offers the subprotocols `bearer` and
+   *  `bearer.<token>`, which keeps the token out of URLs and so out of access logs (the gateway
+   *  selects `bearer`, never echoing the token); `'query'` sends `?token=`. */
+  tokenIn?: 'protocol' | 'query';
   /** Called before every connect for a fresh token; also makes 4001 (token expired)
    *  reconnect. A rejection counts as a failed attempt and is retried with backoff. */
   tokenProvider?: () => string | Promise<string>;

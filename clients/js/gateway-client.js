@@ -25,7 +25,14 @@ const DEFAULTS = {
   // nothing for that long asks itself, and gives up when the answer does not come in time.
   heartbeatIdleMs: 30000,
   heartbeatTimeoutMs: 10000,
+  // A token in the subprotocol list stays out of URLs, so out of access logs and Referer.
+  tokenIn: 'protocol',
 };
+
+/** The subprotocol prefix that carries a token; the gateway never echoes it back, it selects the
+ *  plain `bearer` offered next to it (browsers fail a handshake that selects no protocol). */
+const BEARER_PREFIX = 'bearer.';
+const BEARER = 'bearer';
 
 /** A refused request: `code` is the protocol's error code (`forbidden`, `bad_channel`...) or one
  *  of the client's own: `timeout`, `disconnected`, `closed`. */
@@ -181,9 +188,9 @@ export class GatewayClient {
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
     this.setState('connecting', { attempt: this.attempt });
-    let url;
+    let target;
     try {
-      url = await this.connectUrl();
+      target = await this.connectTarget();
     } catch (e) {
       this.emit('error', e);
       this.onClosed(ABNORMAL, 'token provider failed');
@@ -192,7 +199,10 @@ export class GatewayClient {
     if (this.state !== 'connecting') return; // closed while the token was fetched
     let sock;
     try {
-      sock = new this.WebSocket(url);
+      sock =
+        target.protocols.length === 0
+          ? new this.WebSocket(target.url)
+          : new this.WebSocket(target.url, target.protocols);
     } catch (e) {
       this.emit('error', e);
       this.onClosed(ABNORMAL, e instanceof Error ? e.message : 'cannot connect');
@@ -216,13 +226,19 @@ export class GatewayClient {
     };
   }
 
-  async connectUrl() {
+  /** Where to connect and the subprotocols to offer: the token rides in a `bearer.<token>`
+   *  subprotocol (or in `?token=` with `tokenIn: 'query'`), the nickname in `?user=`. */
+  async connectTarget() {
     const u = new URL(this.url);
     let token = this.options.token;
     if (this.options.tokenProvider) token = await this.options.tokenProvider();
-    if (token) u.searchParams.set('token', token);
+    const protocols = [];
+    if (token) {
+      if (this.options.tokenIn === 'query') u.searchParams.set('token', token);
+      else protocols.push(BEARER, BEARER_PREFIX + token);
+    }
     if (this.options.user) u.searchParams.set('user', this.options.user);
-    return u.toString();
+    return { url: u.toString(), protocols };
   }
 
   /** Forget the current socket: its later events are ignored, its timers stopped. */

@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::auth::upgrade::BEARER_PROTOCOL;
 use crate::conn::frames::Limits;
 use crate::conn::handshake::Policy;
 use crate::conn::Settings;
@@ -472,7 +473,10 @@ impl Config {
                 .unwrap_or(d.max_headers),
             policy: Policy {
                 allowed_origins: pick_list(cli.allowed_origins, file.allowed_origins),
-                subprotocols: pick_list(cli.subprotocols, file.subprotocols),
+                subprotocols: with_bearer(
+                    pick_list(cli.subprotocols, file.subprotocols),
+                    api.token_secret.is_some(),
+                ),
             },
             handshake_timeout: duration(
                 cli.handshake_timeout,
@@ -557,6 +561,17 @@ impl Config {
     }
 }
 
+/// The configured subprotocols, plus the `bearer` marker last when tokens are enabled: a client
+/// that presents its token as an offered `bearer.<jwt>` subprotocol also offers `bearer`, and the
+/// server selects it when it speaks none of the client's other protocols. Browsers fail a
+/// handshake that offered protocols and got none back, so the token form needs one to select.
+fn with_bearer(mut subprotocols: Vec<String>, tokens: bool) -> Vec<String> {
+    if tokens && !subprotocols.iter().any(|p| p == BEARER_PROTOCOL) {
+        subprotocols.push(BEARER_PROTOCOL.to_owned());
+    }
+    subprotocols
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -618,6 +633,21 @@ mod tests {
                 "{bad:?} accepted"
             );
         }
+    }
+
+    #[test]
+    fn tokens_add_the_bearer_protocol_last() {
+        let c = Config::from_parts(cli(&["--subprotocols", "chat"]), "").unwrap();
+        assert_eq!(c.settings.policy.subprotocols, vec!["chat"]);
+        let c = Config::from_parts(cli(&["--subprotocols", "chat", "--token-secret", "k"]), "")
+            .unwrap();
+        assert_eq!(c.settings.policy.subprotocols, vec!["chat", "bearer"]);
+        let c = Config::from_parts(
+            cli(&["--subprotocols", "bearer,chat", "--token-secret", "k"]),
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.settings.policy.subprotocols, vec!["bearer", "chat"]);
     }
 
     #[test]

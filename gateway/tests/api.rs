@@ -480,6 +480,14 @@ fn required_token_refuses_missing_forged_and_expired_tokens_with_401() {
     let r = c.handshake_with_key("/ws", &key, &[("Sec-WebSocket-Protocol", &proto)]);
     r.assert_switching(&key);
     assert_eq!(r.header("Sec-WebSocket-Protocol"), None);
+    // A browser needs one offered protocol selected: next to the token it offers `bearer`, which
+    // the server selects (the token itself is never echoed).
+    let mut c = Client::connect(gw.addr());
+    let key = fresh_key();
+    let offer = format!("bearer, {proto}");
+    let r = c.handshake_with_key("/ws", &key, &[("Sec-WebSocket-Protocol", &offer)]);
+    r.assert_switching(&key);
+    assert_eq!(r.header("Sec-WebSocket-Protocol"), Some("bearer"));
 
     // Each refusal was counted by its reason.
     let mut api = Api::connect(&gw);

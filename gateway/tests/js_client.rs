@@ -1,8 +1,8 @@
 //! The JavaScript client library of `clients/js/`: served by the gateway at
 //! `/client/gateway-client.js` (and its `.d.ts`), and its `node:test` suite run in Node against a
 //! real gateway (two shards, history on `room:` and a short one on `small:`, an API key for the
-//! tests' publishes and disconnects). `ws` comes from `tests/interop/node_modules`, installed by
-//! `scripts/test.sh`.
+//! tests' publishes and disconnects, a token secret for the tokens they sign). `ws` comes from
+//! `tests/interop/node_modules`, installed by `scripts/test.sh`.
 
 mod common;
 
@@ -15,6 +15,8 @@ use common::{gateway, run_bounded, Client, Gateway, Response};
 /// Bound for the whole Node run (each of its waits gives up after 10 s).
 const NODE_TIMEOUT: Duration = Duration::from_secs(120);
 const API_KEY: &str = "js-client-test-key";
+/// Signs the tokens the suite makes for itself (anonymous connections stay allowed).
+const TOKEN_SECRET: &str = "js-client-test-token-secret";
 
 fn client_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/js")
@@ -27,6 +29,8 @@ fn start() -> Gateway {
             "2",
             "--api-key",
             API_KEY,
+            "--token-secret",
+            TOKEN_SECRET,
             "--history",
             "room:=100/10m",
             "--history",
@@ -85,12 +89,25 @@ fn node_suite_passes_against_a_real_gateway() {
     assert!(!files.is_empty(), "no test files in clients/js/test");
 
     let mut cmd = Command::new("node");
+    // The bearer-subprotocol tests need a WebSocket that behaves like a browser's: Node's own,
+    // built in from Node 22 and behind a flag in Node 20 and 21.
+    let has_native = Command::new("node")
+        .args([
+            "-e",
+            "process.exit(typeof WebSocket === 'function' ? 0 : 1)",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_native {
+        cmd.env("NODE_OPTIONS", "--experimental-websocket");
+    }
     cmd.current_dir(&dir)
         .arg("--test")
         .args(&files)
         .env("GATEWAY_WS_URL", format!("ws://{}/ws", gw.addr()))
         .env("GATEWAY_API_URL", format!("http://{}", gw.api_addr()))
         .env("GATEWAY_API_KEY", API_KEY)
+        .env("GATEWAY_TOKEN_SECRET", TOKEN_SECRET)
         .env(
             "GATEWAY_NODE_MODULES",
             concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop"),
@@ -102,4 +119,16 @@ fn node_suite_passes_against_a_real_gateway() {
          gateway stderr:\n{}",
         gw.stderr()
     );
+    // The TAP summary: every test passed, none was skipped or left to do.
+    let count = |what: &str| -> usize {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("# {what} "))?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `# {what}` line in the TAP output:\n{out}"))
+    };
+    println!("node --test: {} tests, {} passed", count("tests"), count("pass"));
+    assert!(count("pass") > 0);
+    assert_eq!(count("pass"), count("tests"), "{out}");
+    for none in ["fail", "skipped", "todo", "cancelled"] {
+        assert_eq!(count(none), 0, "{none}:\n{out}");
+    }
 }

@@ -11,8 +11,9 @@ import { GatewayClient, isReconnectCode } from '../gateway-client.js';
 class ScriptedSocket {
   static last = null;
 
-  constructor(url) {
+  constructor(url, protocols) {
     this.url = url;
+    this.protocols = protocols ?? [];
     this.sent = [];
     this.onopen = this.onmessage = this.onerror = this.onclose = null;
     ScriptedSocket.last = this;
@@ -186,11 +187,29 @@ test('equal jitter keeps half the bound as a floor; reconnectNow skips the wait'
   c.close();
 });
 
-test('the token and nickname go in the query', async () => {
+test('the token is offered as a bearer subprotocol, the nickname goes in the query', async () => {
   const c = scripted({ tokenProvider: async () => 'a.b.c', user: 'ann lee' });
   await c.connect();
   const u = new URL(ScriptedSocket.last.url);
-  assert.equal(u.searchParams.get('token'), 'a.b.c');
+  assert.equal(u.searchParams.get('token'), null, 'the token stays out of the URL');
   assert.equal(u.searchParams.get('user'), 'ann lee');
+  assert.deepEqual(ScriptedSocket.last.protocols, ['bearer', 'bearer.a.b.c']);
+  c.close();
+});
+
+test("tokenIn: 'query' sends the token as ?token= and offers no subprotocol", async () => {
+  const c = scripted({ token: 'a.b.c', tokenIn: 'query', user: 'ann' });
+  await c.connect();
+  const u = new URL(ScriptedSocket.last.url);
+  assert.equal(u.searchParams.get('token'), 'a.b.c');
+  assert.equal(u.searchParams.get('user'), 'ann');
+  assert.deepEqual(ScriptedSocket.last.protocols, []);
+  c.close();
+});
+
+test('without a token no subprotocol is offered', async () => {
+  const c = scripted({ user: 'ann' });
+  await c.connect();
+  assert.deepEqual(ScriptedSocket.last.protocols, []);
   c.close();
 });

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import net from 'node:net';
+import { createHmac } from 'node:crypto';
 
 import { GatewayClient } from '../gateway-client.js';
 
@@ -20,6 +21,17 @@ function env(name) {
 export const WS_URL = env('GATEWAY_WS_URL');
 export const API_URL = env('GATEWAY_API_URL');
 const API_KEY = env('GATEWAY_API_KEY');
+const TOKEN_SECRET = env('GATEWAY_TOKEN_SECRET');
+
+/** A token the gateway accepts: HS256 over `claims`, valid for a minute unless `exp` is given. */
+export function signToken(claims, secret = TOKEN_SECRET) {
+  const part = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({
+    exp: Math.floor(Date.now() / 1000) + 60,
+    ...claims,
+  })}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
 
 // Node 20 has no global WebSocket without a flag; the interop tests' node_modules has `ws`.
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -22,6 +22,10 @@ pub struct ClientAuth {
 
 /// The subprotocol prefix that carries a token.
 pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+/// The subprotocol a client offers next to `bearer.<jwt>` for the server to select (browsers
+/// refuse a handshake that selects none of the offered protocols; the token itself is never
+/// echoed).
+pub const BEARER_PROTOCOL: &str = "bearer";
 
 impl ClientAuth {
     /// Decide who an upgrade request is, at `now` (seconds since the Unix epoch). `query` is the
