@@ -19,8 +19,9 @@ use common::{gateway, no_proxy, Client, Response, IO_TIMEOUT};
 
 /// Bound for the whole browser run (its own waits are 10 s each; it stops itself at 100 s).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
-/// Two shards, so the pages' connections and their messages cross shards.
-const ARGS: &[&str] = &["--threads", "2"];
+/// Two shards, so the pages' connections and their messages cross shards; rooms keep history,
+/// so a page that joins shows the recent messages.
+const ARGS: &[&str] = &["--threads", "2", "--history", "room:=100/10m"];
 
 /// Node (and with it Chromium) is killed by its PID if the test panics before it exits.
 struct KillOnDrop(Child);

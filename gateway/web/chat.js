@@ -16,6 +16,8 @@ const LOG_LIMIT = 500;
 /** Members drawn in the list; the rest are counted. */
 const MEMBER_LIMIT = 500;
 const NICK_MAX = 32;
+/** Recent room messages shown on joining a room that keeps history. */
+const HISTORY_LIMIT = 50;
 /** The room name becomes part of a channel name, so it uses the channel alphabet. */
 const ROOM_RE = /^[A-Za-z0-9_.@/-]{1,64}$/;
 
@@ -94,8 +96,13 @@ function connect() {
     },
     onJoin: onPresenceEvent,
     onLeave: onPresenceEvent,
-    // After every (re)subscribe: the member list starts again from a snapshot.
-    onSubscribed: refreshPresence,
+    // After every (re)subscribe: the member list starts again from a snapshot. On joining, a
+    // room that keeps history shows its recent messages; after a reconnect the library
+    // recovers what was missed instead.
+    onSubscribed: (ev) => {
+      refreshPresence();
+      if (!ev.resubscribed) showHistory(c, ev.offset);
+    },
     onError: (err) => system(`could not join ${channel}: ${errorText(err)}`),
   });
   c.connect().catch(() => {});
@@ -184,6 +191,29 @@ function refreshPresence() {
   );
 }
 
+/** Show the room's recent messages above whatever arrived since the subscribe was answered:
+ *  those up to `offset`, the position the subscribe reply gave (later ones come live). */
+function showHistory(c, offset) {
+  if (offset == null) return; // the room keeps no history
+  const mark = ui.log.lastElementChild;
+  c.history(channel, { limit: HISTORY_LIMIT }).then(
+    (h) => {
+      if (client !== c) return;
+      const before = mark ? mark.nextElementSibling : ui.log.firstElementChild;
+      for (const m of h.publications ?? []) {
+        if (typeof m.offset !== 'number' || m.offset > offset) continue;
+        const who = str(m.user) ?? (typeof m.from === 'string' ? nameOf(m.from) : null);
+        addEntry({ kind: 'room', who, text: dataText(m.data), status: 'history', before });
+      }
+    },
+    (err) => {
+      if (err.code !== 'disconnected' && err.code !== 'closed' && err.code !== 'no_history') {
+        system(`could not load the room's recent messages: ${errorText(err)}`);
+      }
+    },
+  );
+}
+
 function applyPresence(e, announce) {
   const known = members.has(e.conn);
   if (e.type === 'join') {
@@ -251,17 +281,20 @@ function system(text) {
   addEntry({ kind: 'system', text });
 }
 
-function addEntry({ kind, who, to, text, status }) {
+/** Append an entry to the log (or insert it before `before`, for history). */
+function addEntry({ kind, who, to, text, status, before = null }) {
   const log = ui.log;
   const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
   const li = document.createElement('li');
   li.className = 'msg';
   li.dataset.kind = kind;
   if (status) li.dataset.status = status;
-  const now = new Date();
   const time = document.createElement('time');
-  time.dateTime = now.toISOString();
-  time.textContent = now.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  if (status !== 'history') {
+    const now = new Date();
+    time.dateTime = now.toISOString();
+    time.textContent = now.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
   li.append(time);
   if (kind === 'private') {
     const tag = document.createElement('span');
@@ -279,7 +312,8 @@ function addEntry({ kind, who, to, text, status }) {
   body.className = 'text';
   body.textContent = text;
   li.append(body);
-  log.append(li);
+  if (before && before.parentNode === log) log.insertBefore(li, before);
+  else log.append(li);
   while (log.childElementCount > LOG_LIMIT) log.firstElementChild.remove();
   if (atBottom) log.scrollTop = log.scrollHeight;
   return li;

@@ -277,6 +277,32 @@ async function main() {
   await waitEntry(a, 'system', 'c left', null);
   check(await c.page.isVisible('#join-form'), 'c: the join form is back after leaving');
 
+  // The room keeps history (--history room:=...): C comes back and sees the recent room messages,
+  // in order, marked as history, without the private one; live messages follow as before.
+  await say(a, 'while c was away');
+  await waitEntry(b, 'room', 'while c was away', 'a');
+  await join(c, 'c');
+  const recent = [hello, 'after the private one', 'while c was away'];
+  try {
+    await c.page.waitForFunction(
+      (want) => JSON.stringify([...document.querySelectorAll('#log li[data-status="history"]')]
+        .map((li) => li.querySelector('.text')?.textContent)) === JSON.stringify(want),
+      recent,
+      { timeout: WAIT_MS },
+    );
+  } catch {
+    throw new Error(`c: history on join is ${JSON.stringify(await entries(c, 'room'))}`);
+  }
+  const past = (await entries(c, 'room')).filter((e) => e.status === 'history');
+  check(past.every((e) => e.who === 'a'), `c: history entries name their sender: ${JSON.stringify(past)}`);
+  check((await entries(c, 'private')).length === 0, 'c: history holds no private message');
+  for (const p of [a, b, c]) await waitMembers(p, ['a', 'b', 'c']);
+  await say(b, 'welcome back c');
+  await waitEntry(c, 'room', 'welcome back c', 'b');
+  await c.page.click('#leave');
+  await waitState(c, 'closed');
+  await waitMembers(a, ['a', 'b']);
+
   // The gateway restarts: both pages say so, reconnect with backoff and join the room again.
   gatewayDown = true;
   await control('stop-gateway', 'stopped');
