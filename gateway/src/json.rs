@@ -142,7 +142,7 @@ fn write_f64(out: &mut Vec<u8>, f: f64) {
 /// True when `json` has none of the faults simd-json lets through instead of refusing: every
 /// document is checked with this before it is parsed (client requests, API bodies, token parts).
 pub fn parser_safe(json: &[u8]) -> bool {
-    free_of_nul(json) && surrogates_paired(json)
+    free_of_nul(json) && strings_and_numbers_sound(json)
 }
 
 /// True when `json` holds no NUL byte. JSON text never does (RFC 8259: it is not whitespace, and
@@ -153,11 +153,16 @@ fn free_of_nul(json: &[u8]) -> bool {
     memchr::memchr(0, json).is_none()
 }
 
-/// True when every `\u` escape of a UTF-16 high surrogate in a string is followed by the escape
-/// of a low surrogate, and no low surrogate stands alone (RFC 8259 §7: strings hold Unicode
-/// characters). simd-json decodes a lone high surrogate as a NUL character instead of refusing.
-/// Malformed escapes are left to the parser.
-fn surrogates_paired(json: &[u8]) -> bool {
+/// One pass over `json` for two faults simd-json lets through:
+/// - a `\u` escape of a UTF-16 high surrogate not followed by the escape of a low surrogate, or a
+///   low surrogate standing alone (RFC 8259 §7: strings hold Unicode characters); simd-json
+///   decodes a lone high surrogate as a NUL character instead of refusing;
+/// - a number followed by anything but whitespace, `,`, `]` or `}`: simd-json reads a number of
+///   19 or more digits (or a long fraction) on a path that stops at the last digit without
+///   looking at what comes next, so `[12345678901234567890abc]` would parse as a number.
+///
+/// Malformed escapes and everything else are left to the parser.
+fn strings_and_numbers_sound(json: &[u8]) -> bool {
     let unit = |at: usize| {
         let hex = std::str::from_utf8(json.get(at..at + 4)?).ok()?;
         u16::from_str_radix(hex, 16).ok()
@@ -184,6 +189,17 @@ fn surrogates_paired(json: &[u8]) -> bool {
                 }
                 // Skip the escaped character (`\"` does not end the string).
                 i += 1;
+            }
+            b'-' | b'0'..=b'9' if !in_string => {
+                while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') = json.get(i + 1) {
+                    i += 1;
+                }
+                if !matches!(
+                    json.get(i + 1),
+                    None | Some(b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
+                ) {
+                    return false;
+                }
             }
             _ => {}
         }
@@ -296,6 +312,66 @@ mod tests {
             assert!(!parser_safe(text), "{}", String::from_utf8_lossy(text));
             assert!(serde_json::from_slice::<serde_json::Value>(text).is_err());
         }
+    }
+
+    #[test]
+    fn junk_after_a_number_is_refused() {
+        for text in [
+            &br#"{"a":12345678901234567890x}"#[..],
+            br#"{"a":1234567890123456789x}"#,
+            br#"[12345678901234567890abc]"#,
+            br#"[1.2345678901234567890e5x]"#,
+            br#"[-12345678901234567890"s"]"#,
+            br#"[123x]"#,
+            br#"12345678901234567890true"#,
+        ] {
+            assert!(!parser_safe(text), "{}", String::from_utf8_lossy(text));
+            assert!(serde_json::from_slice::<serde_json::Value>(text).is_err());
+        }
+        for text in [
+            &br#"{"a":12345678901234567890,"b":-1.5e-7}"#[..],
+            br#"[ 12345678901234567890 , 1.2345678901234567890e5 ]"#,
+            b"[1\n,2\t,3\r]",
+            br#"{"n":"12345678901234567890abc","m":0}"#,
+            br#"7"#,
+            br#"{"a":[0,-0,1E+2]}"#,
+        ] {
+            assert!(parser_safe(text), "{}", String::from_utf8_lossy(text));
+            assert!(serde_json::from_slice::<serde_json::Value>(text).is_ok());
+        }
+    }
+
+    proptest::proptest! {
+        /// The checks never refuse valid JSON: any document serde_json writes (numbers of every
+        /// size, strings with escapes, nesting) passes them.
+        #[test]
+        fn valid_json_is_never_refused(v in json_value()) {
+            let text = serde_json::to_vec(&v).unwrap();
+            proptest::prop_assert!(parser_safe(&text), "{}", String::from_utf8_lossy(&text));
+            let pretty = serde_json::to_vec_pretty(&v).unwrap();
+            proptest::prop_assert!(parser_safe(&pretty), "{}", String::from_utf8_lossy(&pretty));
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            any::<String>().prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(any::<String>(), inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 
     #[test]

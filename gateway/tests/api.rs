@@ -340,6 +340,16 @@ fn bad_requests_get_their_4xx() {
         .as_bytes(),
     );
     assert_api_error(&r, 400, "bad_json");
+    let junk = r#"{"channel":"c","data":[1.2345678901234567890e5abc]}"#;
+    let r = api.raw(
+        format!(
+            "POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n\
+             Content-Length: {}\r\n\r\n{junk}",
+            junk.len()
+        )
+        .as_bytes(),
+    );
+    assert_api_error(&r, 400, "bad_json");
     assert_api_error(
         &api.post("/api/publish", json!({"data":1})),
         400,

@@ -125,7 +125,11 @@ fn node_suite_passes_against_a_real_gateway() {
             .find_map(|l| l.strip_prefix(&format!("# {what} "))?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no `# {what}` line in the TAP output:\n{out}"))
     };
-    println!("node --test: {} tests, {} passed", count("tests"), count("pass"));
+    println!(
+        "node --test: {} tests, {} passed",
+        count("tests"),
+        count("pass")
+    );
     assert!(count("pass") > 0);
     assert_eq!(count("pass"), count("tests"), "{out}");
     for none in ["fail", "skipped", "todo", "cancelled"] {

@@ -39,6 +39,9 @@ fn replies_and_errors_keep_the_connection_up() {
     );
     a.c.send_binary(br#"{"op":"ping","id":1}"#);
     assert_eq!(read_json(&mut a.c)["error"]["code"], "bad_json");
+    // Junk after a long number is not JSON, however the parser reads long numbers.
+    a.c.send_text(br#"{"op":"publish","channel":"c","data":12345678901234567890x,"id":1}"#);
+    assert_eq!(read_json(&mut a.c)["error"]["code"], "bad_json");
 
     assert_eq!(a.err(json!({"op":"fly","id":1})), "unknown_op");
     assert_eq!(a.err(json!({"op":"subscribe","id":2})), "missing_field");
