@@ -356,7 +356,14 @@ fn parse_head(raw: &[u8], s: &ApiSettings) -> Result<Head, ApiError> {
     let mut slots = HeaderSlots::default();
     let mut req = httparse::Request::new(slots.get(s.max_headers));
     match req.parse(raw) {
-        Ok(httparse::Status::Complete(_)) => {}
+        // The head ends at the first `\r\n\r\n`; a parse that ends sooner (at a bare `\n\n`)
+        // would leave bytes nobody reads: refused, never skipped.
+        Ok(httparse::Status::Complete(n)) if n == raw.len() => {}
+        Ok(httparse::Status::Complete(_)) => {
+            return Err(ApiError::MalformedRequest(
+                "head ends with a bare line feed",
+            ))
+        }
         Ok(httparse::Status::Partial) => return Err(ApiError::MalformedRequest("incomplete head")),
         Err(httparse::Error::TooManyHeaders) => return Err(ApiError::HeadTooLarge),
         Err(_) => return Err(ApiError::MalformedRequest("not an HTTP/1.1 request")),

@@ -113,6 +113,15 @@ fn assert_error(req: &[u8], status: u16, code: &str) {
 }
 
 #[test]
+fn a_head_cut_short_by_a_bare_line_feed_is_400() {
+    assert_error(
+        b"GET /api/stats HTTP/1.1\r\nHost: x\n\nAuthorization: Bearer k3y\r\n\r\n",
+        400,
+        "bad_request",
+    );
+}
+
+#[test]
 fn publish_to_one_channel() {
     let c = command_of(&post(
         "/api/publish",

@@ -385,10 +385,10 @@ impl Conn {
         let mut slots = HeaderSlots::default();
         let mut req = httparse::Request::new(slots.get(s.max_headers));
         match req.parse(head) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => {
-                return self.http_error(HttpError::Malformed, now, out)
-            }
+            // The head ends at the first `\r\n\r\n`; a parse that ends sooner (at a bare
+            // `\n\n`) would leave bytes nobody reads: refused, never skipped.
+            Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+            Ok(_) => return self.http_error(HttpError::Malformed, now, out),
             Err(httparse::Error::TooManyHeaders) => {
                 return self.http_error(HttpError::TooManyHeaders, now, out)
             }

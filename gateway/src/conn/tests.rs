@@ -196,6 +196,20 @@ fn healthz_keeps_the_connection_alive() {
 }
 
 #[test]
+fn a_head_cut_short_by_a_bare_line_feed_is_400_not_skipped() {
+    // httparse ends this head at the bare `\n\n`; the `X-Smuggled` line after it must not be
+    // silently dropped (nor read as a second request).
+    let mut p = Peer::new(Settings::default());
+    let out = p.send(b"GET /healthz HTTP/1.1\r\nHost: x\n\nX-Smuggled: 1\r\n\r\n");
+    assert_eq!(status(&out), 400, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(p.conn.state(), State::Closed);
+    // Bare line feeds all the way never complete a head: the head limit answers it.
+    let mut p = Peer::new(Settings::default());
+    let out = p.send(b"GET /healthz HTTP/1.1\nHost: x\n\n");
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+}
+
+#[test]
 fn unknown_path_is_404_and_closes() {
     let mut p = Peer::new(Settings::default());
     let out = p.send(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
