@@ -659,3 +659,31 @@ fn wait_until_logged(gw: &Gateway, needle: &str) {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// base64(SHA-256(SubjectPublicKeyInfo)) of the leaf `name`: what Chromium's
+/// `--ignore-certificate-errors-spki-list` pins.
+fn spki_pin(pki: &Pki, name: &str) -> String {
+    use sha2::Digest;
+    let pem = format!("{name}.pem");
+    let der = format!("{name}.spki.der");
+    openssl(
+        &pki.dir,
+        &["x509", "-in", &pem, "-noout", "-pubkey", "-out", "pub.pem"],
+    );
+    #[rustfmt::skip]
+    openssl(&pki.dir, &["pkey", "-pubin", "-in", "pub.pem", "-outform", "der", "-out", &der]);
+    let spki = fs::read(pki.path(&der)).expect("SPKI DER");
+    base64_simd::STANDARD.encode_to_string(sha2::Sha256::digest(&spki))
+}
+
+#[test]
+fn chat_page_over_https_in_headless_chromium() {
+    let pki = Pki::new();
+    let gw = pki.gateway().threads(2).start();
+    let mut cmd = Command::new("node");
+    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser"))
+        .arg("tls.test.mjs")
+        .arg(format!("https://localhost:{}", gw.addr().port()))
+        .arg(spki_pin(&pki, "leaf"));
+    expect_ok(&gw, cmd, "headless Chromium");
+}
