@@ -182,6 +182,51 @@ pub struct Cli {
     /// up to 32768) [default: 512]
     #[arg(long, env = "GATEWAY_URING_BUFFERS")]
     pub uring_buffers: Option<u16>,
+
+    // --- TLS ---
+    /// PEM certificate chain (leaf first) for the client listeners: they then speak TLS 1.2/1.3
+    /// only (`wss://`, `https://`); reloaded with the key on SIGHUP. Needs --tls-key
+    /// [default: none, plain TCP]
+    #[arg(long, env = "GATEWAY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert
+    #[arg(long, env = "GATEWAY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM certificate chain for the backend API listener (HTTPS); needs --api-tls-key
+    /// [default: none, plain HTTP]
+    #[arg(long, env = "GATEWAY_API_TLS_CERT")]
+    pub api_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --api-tls-cert
+    #[arg(long, env = "GATEWAY_API_TLS_KEY")]
+    pub api_tls_key: Option<PathBuf>,
+}
+
+/// A TLS certificate chain and its key, as PEM files (`--tls-cert`/`--tls-key`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Both files or neither: one without the other is a configuration error.
+    fn resolve(
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        flag: &str,
+    ) -> anyhow::Result<Option<TlsFiles>> {
+        match (cert, key) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+            (None, None) => Ok(None),
+            (Some(_), None) => bail!("--{flag}-cert needs --{flag}-key"),
+            (None, Some(_)) => bail!("--{flag}-key needs --{flag}-cert"),
+        }
+    }
 }
 
 /// Which event driver the shards run on (`--driver`).
@@ -271,6 +316,10 @@ struct FileConfig {
     max_api_body_bytes: Option<usize>,
     driver: Option<DriverChoice>,
     uring_buffers: Option<u16>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    api_tls_cert: Option<PathBuf>,
+    api_tls_key: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -320,6 +369,10 @@ pub struct Config {
     pub driver: DriverChoice,
     /// Provided receive buffers per shard (io_uring driver).
     pub uring_buffers: u16,
+    /// TLS on the client listeners.
+    pub tls: Option<TlsFiles>,
+    /// TLS on the backend API listener.
+    pub api_tls: Option<TlsFiles>,
 }
 
 /// The default backend API address.
@@ -557,6 +610,16 @@ impl Config {
             api,
             driver: cli.driver.or(file.driver).unwrap_or_default(),
             uring_buffers,
+            tls: TlsFiles::resolve(
+                cli.tls_cert.or(file.tls_cert),
+                cli.tls_key.or(file.tls_key),
+                "tls",
+            )?,
+            api_tls: TlsFiles::resolve(
+                cli.api_tls_cert.or(file.api_tls_cert),
+                cli.api_tls_key.or(file.api_tls_key),
+                "api-tls",
+            )?,
         })
     }
 }
@@ -729,6 +792,36 @@ mod tests {
         assert!(Config::from_parts(cli(&["--require-token"]), "").is_err());
         assert!(Config::from_parts(cli(&["--allow-anonymous", "false"]), "").is_err());
         assert!(Config::from_parts(cli(&["--api-key", ""]), "").is_err());
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs() {
+        let c = Config::from_parts(cli(&[]), "").unwrap();
+        assert!(
+            c.tls.is_none() && c.api_tls.is_none(),
+            "plain TCP by default"
+        );
+        let c = Config::from_parts(
+            cli(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]),
+            "api-tls-cert = \"ac.pem\"\napi_tls_key = \"ak.pem\"\n",
+        )
+        .unwrap();
+        let files = |c: &str, k: &str| TlsFiles {
+            cert: c.into(),
+            key: k.into(),
+        };
+        assert_eq!(c.tls, Some(files("c.pem", "k.pem")));
+        assert_eq!(c.api_tls, Some(files("ac.pem", "ak.pem")));
+        let c = Config::from_parts(cli(&["--tls-key", "k2.pem"]), "tls-cert = \"c.pem\"").unwrap();
+        assert_eq!(c.tls, Some(files("c.pem", "k2.pem")));
+        for bad in [
+            &["--tls-cert", "c.pem"][..],
+            &["--tls-key", "k.pem"],
+            &["--api-tls-cert", "c.pem"],
+        ] {
+            let e = Config::from_parts(cli(bad), "").unwrap_err().to_string();
+            assert!(e.contains("needs --"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

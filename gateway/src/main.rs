@@ -12,7 +12,7 @@ use std::thread;
 use anyhow::Context;
 use frame_simd::Kernels;
 use mio::Waker;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
@@ -21,7 +21,8 @@ use gateway::app::AppState;
 use gateway::auth::upgrade::ClientAuth;
 use gateway::auth::ApiKey;
 use gateway::auth::Verifier;
-use gateway::config::{Config, DriverChoice};
+use gateway::config::{Config, DriverChoice, TlsFiles};
+use gateway::conn::tls::TlsServer;
 use gateway::driver::mio::{bind_reuseport, MioDriver};
 use gateway::driver::uring::{self, UringDriver};
 use gateway::driver::{allowed_cpus, pin_current_thread, raise_nofile_limit, ShardDriver};
@@ -63,7 +64,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(cfg, use_uring) {
+    let tls = match Tls::load(&cfg) {
+        Ok(tls) => tls,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("gateway: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cfg, use_uring, tls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -102,7 +111,7 @@ fn choose_driver(choice: DriverChoice) -> Result<bool, String> {
     }
 }
 
-fn run(cfg: Config, use_uring: bool) -> anyhow::Result<()> {
+fn run(cfg: Config, use_uring: bool, tls: Tls) -> anyhow::Result<()> {
     let max_connections = connection_limit(&cfg);
     let kernels = Kernels::detect();
     info!(kernel = ?kernels.kernel(), "frame kernels");
@@ -118,12 +127,13 @@ fn run(cfg: Config, use_uring: bool) -> anyhow::Result<()> {
     });
     // Signals are caught before the address is announced, so a SIGTERM sent as soon as the
     // `listening on` line is read is already a graceful drain.
-    let signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
 
     let drivers = build_drivers(&cfg, bound.per_shard, use_uring)?;
     let wakers = drivers.wakers.clone();
     let metrics = drivers.metrics.clone();
-    let done_rx = spawn_shards(&cfg, drivers, &shard_cfg, &shared, kernels)?;
+    let done_rx = spawn_shards(&cfg, drivers, &shard_cfg, &shared, kernels, &tls)?;
     let _ = shared.all_metrics.set(metrics.clone());
 
     if let Err(e) = announce(&bound.client, bound.api) {
@@ -132,7 +142,7 @@ fn run(cfg: Config, use_uring: bool) -> anyhow::Result<()> {
         warn!(error = %e, "cannot write the listening addresses to stdout");
     }
     info!(addresses = ?bound.client, "listening");
-    watch_signals(signals, Arc::clone(&shared), wakers)?;
+    watch_signals(signals, Arc::clone(&shared), wakers, tls)?;
 
     for (index, result) in done_rx {
         result.with_context(|| format!("shard {index} failed"))?;
@@ -285,6 +295,7 @@ fn spawn_shards(
     shard_cfg: &Arc<ShardConfig>,
     shared: &Arc<Shared>,
     kernels: Kernels,
+    tls: &Tls,
 ) -> anyhow::Result<ShardDone> {
     // The queues between shards, each woken through its shard's waker.
     let mesh = Arc::new(Mesh::new(
@@ -320,6 +331,7 @@ fn spawn_shards(
         )
         .with_router(router)
         .with_app(AppState::new(client_auth.clone()));
+        let shard = tls.attach(shard, cfg.listen.len());
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
         let done = done_tx.clone();
         thread::Builder::new()
@@ -338,25 +350,33 @@ fn spawn_shards(
 }
 
 /// The first SIGINT/SIGTERM starts the drain on every shard; a second one exits at once.
+/// SIGHUP reloads the TLS certificates and keys.
 fn watch_signals(
     mut signals: Signals,
     shared: Arc<Shared>,
     wakers: Vec<Arc<Waker>>,
+    tls: Tls,
 ) -> anyhow::Result<()> {
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let mut signals = signals.forever();
-            if let Some(sig) = signals.next() {
-                info!(signal = sig, "shutting down: closing connections with 1001");
-                shared.shutdown.store(true, Ordering::Release);
-                for w in &wakers {
-                    let _ = w.wake();
+            let mut stops = 0;
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    tls.reload();
+                    continue;
                 }
-            }
-            if signals.next().is_some() {
-                warn!("second signal: exiting without waiting for the drain");
-                std::process::exit(1);
+                stops += 1;
+                if stops == 1 {
+                    info!(signal = sig, "shutting down: closing connections with 1001");
+                    shared.shutdown.store(true, Ordering::Release);
+                    for w in &wakers {
+                        let _ = w.wake();
+                    }
+                } else {
+                    warn!("second signal: exiting without waiting for the drain");
+                    std::process::exit(1);
+                }
             }
         })
         .context("cannot start the signal thread")?;
@@ -372,4 +392,57 @@ fn announce(bound: &[SocketAddr], api_addr: SocketAddr) -> std::io::Result<()> {
     }
     writeln!(stdout, "api listening on {api_addr}")?;
     stdout.flush()
+}
+
+/// The TLS configurations of the client listeners and of the API listener, if any.
+#[derive(Clone, Default)]
+struct Tls {
+    client: Option<TlsServer>,
+    api: Option<TlsServer>,
+}
+
+impl Tls {
+    /// Read the certificates and keys (a missing, unreadable or mismatched one stops the start).
+    fn load(cfg: &Config) -> anyhow::Result<Tls> {
+        let load = |files: &Option<TlsFiles>, what: &str| -> anyhow::Result<Option<TlsServer>> {
+            let Some(f) = files else {
+                return Ok(None);
+            };
+            let server = TlsServer::load(&f.cert, &f.key).with_context(|| format!("--{what}"))?;
+            info!(cert = %f.cert.display(), "TLS on the {what} listener(s): TLS 1.2 and 1.3");
+            Ok(Some(server))
+        };
+        Ok(Tls {
+            client: load(&cfg.tls, "tls-cert")?,
+            api: load(&cfg.api_tls, "api-tls-cert")?,
+        })
+    }
+
+    /// Serve the client listeners (`0..clients`) and the API listener (the next one) with TLS
+    /// where configured.
+    fn attach<D: gateway::driver::Driver>(&self, mut shard: Shard<D>, clients: usize) -> Shard<D> {
+        if let Some(server) = &self.client {
+            for listener in 0..clients {
+                shard = shard.with_tls(listener, server.clone());
+            }
+        }
+        if let Some(server) = &self.api {
+            shard = shard.with_tls(clients, server.clone());
+        }
+        shard
+    }
+
+    /// Read the files again (SIGHUP). New handshakes use the new pair; open connections keep
+    /// theirs. A file that fails to load is logged and the current pair stays.
+    fn reload(&self) {
+        for server in [&self.client, &self.api].into_iter().flatten() {
+            match server.reload() {
+                Ok(()) => info!(cert = %server.cert_path().display(), "TLS certificate reloaded"),
+                Err(e) => error!("TLS reload failed, keeping the current certificate: {e}"),
+            }
+        }
+        if self.client.is_none() && self.api.is_none() {
+            info!("SIGHUP: no TLS listener, nothing to reload");
+        }
+    }
 }

@@ -53,6 +53,10 @@ pub struct ShardMetrics {
     pub recovery_misses: Counter,
     /// Channel history streams this shard owns.
     pub history_streams: Gauge,
+    /// TLS handshakes completed on TLS listeners.
+    pub tls_handshakes: Counter,
+    /// TLS connections refused: not TLS (plain HTTP, garbage) or a failed handshake or record.
+    pub tls_refused: Counter,
 }
 
 impl ShardMetrics {
@@ -368,6 +372,25 @@ pub fn render(shards: &[&ShardMetrics], out: &mut String) {
             m.queue_depth.get(),
         );
     }
+    family(
+        out,
+        "gateway_tls_handshakes_total",
+        "counter",
+        "TLS handshakes on TLS listeners (--tls-cert, --api-tls-cert), by result: ok, or refused \
+         (not TLS, a plain-HTTP request, a failed handshake or a bad record).",
+    );
+    sample(
+        out,
+        "gateway_tls_handshakes_total",
+        &[("result", "ok")],
+        sum(&|m| m.tls_handshakes.get()),
+    );
+    sample(
+        out,
+        "gateway_tls_handshakes_total",
+        &[("result", "refused")],
+        sum(&|m| m.tls_refused.get()),
+    );
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -19,6 +19,7 @@ pub mod handshake;
 pub mod http;
 pub mod id;
 pub mod output;
+pub mod tls;
 
 use std::time::{Duration, Instant};
 

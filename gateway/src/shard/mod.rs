@@ -10,6 +10,7 @@
 mod api;
 mod push;
 pub mod timers;
+mod tls;
 
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,6 +23,7 @@ use tracing::{debug, error, info, warn};
 use crate::api::{ApiConn, ApiSettings, ApiState};
 use crate::app::{AppState, ClientState, Dispatch};
 use crate::conn::id::Slab;
+use crate::conn::tls::TlsSession;
 use crate::conn::{Conn, ConnId, Ctx, Output, Settings, State};
 use crate::driver::{is_resource_exhaustion, Driver, Ready};
 use crate::metrics::ShardMetrics;
@@ -90,6 +92,8 @@ struct Entry {
     counted: bool,
     /// Queued in `Shard::dirty` for a flush at the end of the turn.
     dirty: bool,
+    /// Accepted on a TLS listener: every byte in and out goes through this session.
+    tls: Option<Box<TlsSession>>,
 }
 
 /// What speaks on a connection.
@@ -209,6 +213,8 @@ pub struct Shard<D: Driver> {
     app: AppState,
     /// Connections with deliveries queued this turn, flushed at its end.
     dirty: Vec<ConnId>,
+    /// TLS listeners and the plaintext buffer.
+    tls: tls::ShardTls,
 }
 
 impl<D: Driver> Shard<D> {
@@ -245,6 +251,7 @@ impl<D: Driver> Shard<D> {
             router: Router::single(index),
             app: AppState::default(),
             dirty: Vec::new(),
+            tls: tls::ShardTls::default(),
         }
     }
 
@@ -350,7 +357,7 @@ impl<D: Driver> Shard<D> {
                         info!("accepting connections again");
                         self.exhausted = false;
                     }
-                    self.admit(socket, now, Some(listener) == self.cfg.api_listener);
+                    self.admit(socket, now, listener);
                 }
                 Ok(None) => return,
                 Err(e) if is_resource_exhaustion(&e) => {
@@ -378,12 +385,21 @@ impl<D: Driver> Shard<D> {
         self.accept_again.push(listener);
     }
 
-    fn admit(&mut self, socket: D::Socket, now: Instant, api: bool) {
+    fn admit(&mut self, socket: D::Socket, now: Instant, listener: usize) {
+        let api = Some(listener) == self.cfg.api_listener;
+        let tls = match self.tls_session(listener) {
+            Ok(tls) => tls,
+            Err(e) => {
+                warn!(error = %e, "cannot start a TLS session");
+                return;
+            }
+        };
         let count = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
         let over = count > self.cfg.max_connections;
         if over {
             self.shared.connections.fetch_sub(1, Ordering::Relaxed);
-            if self.rejecting >= MAX_REJECTING {
+            if self.rejecting >= MAX_REJECTING || tls.is_some() {
+                // (A 503 over TLS would cost a handshake: a TLS client is refused by the close.)
                 // Dropping the socket closes it: the cheapest answer under a flood.
                 return;
             }
@@ -412,6 +428,7 @@ impl<D: Driver> Shard<D> {
             peer_eof: false,
             counted: !over,
             dirty: false,
+            tls,
         });
         if let Err(e) = self.driver.attach(id, socket) {
             warn!(error = %e, "cannot watch an accepted socket");
@@ -464,29 +481,10 @@ impl<D: Driver> Shard<D> {
                 }
                 Ok(n) => {
                     self.metrics.bytes_in.add(n as u64);
-                    match &mut e.peer {
-                        Peer::Api(_) => self.api_read(id, n, now),
-                        Peer::Client { conn, client } => {
-                            let cx = Ctx {
-                                settings: &self.cfg.settings,
-                                kernels: &self.kernels,
-                            };
-                            let was_awaiting = conn.state() == State::AwaitRequest;
-                            let mut app = Dispatch {
-                                id,
-                                client,
-                                router: &mut self.router,
-                                app: &mut self.app,
-                            };
-                            let limit = self.cfg.max_outbound_bytes;
-                            let room = limit.saturating_sub(e.outbox.queued_bytes());
-                            self.out.set_room(room);
-                            conn.on_read(&mut self.rbuf[..n], now, &cx, &mut self.out, &mut app);
-                            if was_awaiting && conn.state() == State::Open {
-                                self.metrics.upgrades.add(1);
-                            }
-                            self.settle(id, now);
-                        }
+                    if e.tls.is_some() {
+                        self.tls_read(id, n, now);
+                    } else {
+                        self.feed_read(id, n, now);
                     }
                     reads += 1;
                     if n < self.rbuf.len() {
@@ -508,19 +506,64 @@ impl<D: Driver> Shard<D> {
         }
     }
 
+    /// `n` plaintext bytes for connection `id` are in the read buffer: hand them to its peer
+    /// state machine and send what it answers.
+    fn feed_read(&mut self, id: ConnId, n: usize, now: Instant) {
+        let Some(e) = self.conns.get_mut(id) else {
+            return;
+        };
+        match &mut e.peer {
+            Peer::Api(_) => self.api_read(id, n, now),
+            Peer::Client { conn, client } => {
+                let cx = Ctx {
+                    settings: &self.cfg.settings,
+                    kernels: &self.kernels,
+                };
+                let was_awaiting = conn.state() == State::AwaitRequest;
+                let mut app = Dispatch {
+                    id,
+                    client,
+                    router: &mut self.router,
+                    app: &mut self.app,
+                };
+                let limit = self.cfg.max_outbound_bytes;
+                let room = limit.saturating_sub(e.outbox.queued_bytes());
+                self.out.set_room(room);
+                conn.on_read(&mut self.rbuf[..n], now, &cx, &mut self.out, &mut app);
+                if was_awaiting && conn.state() == State::Open {
+                    self.metrics.upgrades.add(1);
+                }
+                self.settle(id, now);
+            }
+        }
+    }
+
     fn on_writable(&mut self, id: ConnId, now: Instant) {
         let Some(e) = self.conns.get_mut(id) else {
             return;
         };
-        if e.outbox.is_empty() && !e.paused {
+        let tls_waiting = e.tls.as_ref().is_some_and(|t| t.wants_write());
+        if e.outbox.is_empty() && !e.paused && !tls_waiting {
             // Epoll reports writable with every readable event: nothing to do.
             return;
         }
-        if !e.outbox.is_empty() {
+        if !e.outbox.is_empty() || tls_waiting {
             let driver = &mut self.driver;
-            match e.outbox.flush(|iov| driver.send(id, iov)) {
-                Ok(n) => self.metrics.bytes_out.add(n as u64),
-                Err(_) => {
+            let mut tls = e.tls.as_deref_mut();
+            let mut wire = 0;
+            let flushed = if e.outbox.is_empty() {
+                tls::send(driver, id, tls, &[])
+            } else {
+                let r = e.outbox.flush(|iov| {
+                    let (r, n) = tls::send(driver, id, tls.as_deref_mut(), iov);
+                    wire += n;
+                    r
+                });
+                (r, wire)
+            };
+            match flushed {
+                (Ok(_), n) => self.metrics.bytes_out.add(n as u64),
+                (Err(_), _) => {
                     self.remove(id);
                     return;
                 }
@@ -573,7 +616,9 @@ impl<D: Driver> Shard<D> {
                 }
             } else {
                 let len = self.out.bytes.len();
-                let sent = match self.driver.send(id, &[IoSlice::new(&self.out.bytes)]) {
+                let iov = [IoSlice::new(&self.out.bytes)];
+                let (sent, wire) = tls::send(&mut self.driver, id, e.tls.as_deref_mut(), &iov);
+                let sent = match sent {
                     Ok(n) => n,
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
                     Err(_) => {
@@ -581,7 +626,7 @@ impl<D: Driver> Shard<D> {
                         len
                     }
                 };
-                self.metrics.bytes_out.add(sent as u64);
+                self.metrics.bytes_out.add(wire as u64);
                 if sent < len {
                     if len - sent <= COPY_REMAINDER_BYTES {
                         e.outbox.push_owned(self.out.bytes[sent..].to_vec(), 0);
@@ -611,6 +656,19 @@ impl<D: Driver> Shard<D> {
             return self.remove(id);
         }
         if e.peer.is_closed() && e.outbox.is_empty() {
+            if let Some(t) = e.tls.as_deref_mut() {
+                // The TLS end of the conversation, then the FIN once the socket took it.
+                if !e.write_shut && !t.is_handshaking() {
+                    t.close_notify();
+                }
+                let driver = &mut self.driver;
+                if let (Ok(_), n) = tls::send(driver, id, Some(t), &[]) {
+                    self.metrics.bytes_out.add(n as u64);
+                }
+            }
+        }
+        let tls_waiting = e.tls.as_ref().is_some_and(|t| t.wants_write());
+        if e.peer.is_closed() && e.outbox.is_empty() && !tls_waiting {
             if e.peer_eof || self.draining.is_some() {
                 // Nothing more to say or hear (when draining, the closing handshake is done:
                 // no reason to wait for the peer's FIN before exiting).

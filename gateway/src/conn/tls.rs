@@ -1,0 +1,383 @@
+//! TLS for a connection (`wss://`, `https://`): rustls, sans-IO like the rest of `conn`. It sits
+//! between the shard's socket bytes and the [`Conn`](super::Conn) above it:
+//!
+//! ```text
+//! driver read -> [TlsSession::on_ciphertext] -> plaintext -> Conn::on_read
+//! Conn output / outbox -> [TlsSession::send] -> ciphertext -> driver send
+//! ```
+//!
+//! Invariants: the session holds at most [`MAX_PENDING_TLS_BYTES`] of ciphertext the socket did
+//! not take (past it `send` answers `WouldBlock`, so plaintext stays in the connection's outbox,
+//! counted against its limit as without TLS), and at most one record of received plaintext
+//! (the shard drains it after every read). [`TlsServer`] holds the certificate and key, read
+//! from PEM files at start and again on [`TlsServer::reload`]; a handshake uses whichever pair
+//! is current when it starts.
+
+use std::fmt;
+use std::io::{self, IoSlice, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, ServerConnection};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Ciphertext a session keeps for a socket that is not taking it; past this, plaintext waits in
+/// the connection's outbox. Four full records: enough for one vectored write of a burst.
+pub const MAX_PENDING_TLS_BYTES: usize = 64 * 1024;
+
+/// Slices of one [`TlsSession::send`] call looked at (the outbox offers at most 64 at a time).
+const MAX_SEND_SLICES: usize = 64;
+
+/// The ALPN protocol offered: WebSocket over TLS is an HTTP/1.1 upgrade (RFC 6455 §4.1).
+pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
+
+/// Why a certificate and key could not be used.
+#[derive(Debug)]
+pub enum TlsSetupError {
+    /// The certificate file is missing, unreadable or not PEM.
+    Cert {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        error: String,
+    },
+    /// The key file is missing, unreadable, not PEM, or holds no key rustls can sign with.
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        error: String,
+    },
+    /// The key is not the certificate's key (or the certificate cannot be parsed).
+    Mismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// What rustls said.
+        error: String,
+    },
+}
+
+impl fmt::Display for TlsSetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cert { path, error } => {
+                write!(f, "TLS certificate {}: {error}", path.display())
+            }
+            Self::Key { path, error } => write!(f, "TLS key {}: {error}", path.display()),
+            Self::Mismatch { cert, key, error } => write!(
+                f,
+                "TLS key {} does not belong to certificate {}: {error}",
+                key.display(),
+                cert.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TlsSetupError {}
+
+fn pem_error(e: rustls_pki_types::pem::Error) -> String {
+    match e {
+        rustls_pki_types::pem::Error::Io(io) => io.to_string(),
+        rustls_pki_types::pem::Error::NoItemsFound => "no PEM item of the expected kind".into(),
+        other => format!("bad PEM: {other:?}"),
+    }
+}
+
+/// Read a certificate chain and its key from PEM files and check that they belong together.
+fn load_pair(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsSetupError> {
+    let cert_err = |error: String| TlsSetupError::Cert {
+        path: cert.to_owned(),
+        error,
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| cert_err(pem_error(e)))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cert_err(pem_error(e)))?;
+    if chain.is_empty() {
+        return Err(cert_err("no CERTIFICATE in the file".into()));
+    }
+    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsSetupError::Key {
+        path: key.to_owned(),
+        error: pem_error(e),
+    })?;
+    let signing = provider
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| TlsSetupError::Key {
+            path: key.to_owned(),
+            error: e.to_string(),
+        })?;
+    let pair = CertifiedKey::new(chain, signing);
+    pair.keys_match().map_err(|e| TlsSetupError::Mismatch {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        error: e.to_string(),
+    })?;
+    Ok(pair)
+}
+
+/// The current certificate and key, swapped whole on reload. Read once per handshake (a
+/// handshake costs far more than an uncontended read lock), never per frame.
+#[derive(Debug)]
+struct CertStore {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let pair = match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        };
+        Some(pair)
+    }
+}
+
+/// One TLS listener's configuration: the rustls server config (TLS 1.2 and 1.3, ALPN
+/// `http/1.1`) and its reloadable certificate. Shared by every shard.
+#[derive(Clone)]
+pub struct TlsServer {
+    config: Arc<ServerConfig>,
+    store: Arc<CertStore>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl fmt::Debug for TlsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsServer")
+            .field("cert", &self.store.cert)
+            .field("key", &self.store.key)
+            .finish()
+    }
+}
+
+impl TlsServer {
+    /// Read `cert` (a PEM chain, leaf first) and `key` (PKCS#8, PKCS#1 or SEC1 PEM) and build the
+    /// server configuration. Fails if either file is missing or unreadable, holds nothing
+    /// usable, or the key is not the certificate's.
+    pub fn load(cert: &Path, key: &Path) -> Result<TlsServer, TlsSetupError> {
+        // ring: a pure Rust and assembly build with no C toolchain beyond `cc`, whose license
+        // the policy allows. rustls marks its provider deprecated because ring lacks the
+        // post-quantum hybrid key exchange; X25519, P-256 and P-384 remain.
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let pair = load_pair(cert, key, &provider)?;
+        let store = Arc::new(CertStore {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            current: RwLock::new(Arc::new(pair)),
+        });
+        let mut config = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsSetupError::Mismatch {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+                error: e.to_string(),
+            })?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(&store) as Arc<dyn ResolvesServerCert>);
+        config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+        Ok(TlsServer {
+            config: Arc::new(config),
+            store,
+            provider,
+        })
+    }
+
+    /// Read the certificate and key files again; on success new handshakes use them (sessions
+    /// already open keep theirs). On failure the current pair stays in use.
+    pub fn reload(&self) -> Result<(), TlsSetupError> {
+        let pair = load_pair(&self.store.cert, &self.store.key, &self.provider)?;
+        match self.store.current.write() {
+            Ok(mut guard) => *guard = Arc::new(pair),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(pair),
+        }
+        Ok(())
+    }
+
+    /// The certificate file.
+    pub fn cert_path(&self) -> &Path {
+        &self.store.cert
+    }
+
+    /// A session for one accepted connection.
+    pub fn session(&self) -> Result<TlsSession, rustls::Error> {
+        let mut conn = ServerConnection::new(Arc::clone(&self.config))?;
+        conn.set_buffer_limit(Some(MAX_PENDING_TLS_BYTES));
+        Ok(TlsSession { conn })
+    }
+}
+
+/// What a chunk of ciphertext did.
+#[derive(Debug)]
+pub enum Received {
+    /// Consumed (all of it, or up to the peer's `close_notify`); plaintext may be waiting in
+    /// [`TlsSession::read_plaintext`].
+    Ok,
+    /// The bytes are not TLS, or broke its rules: the alert to send is queued (flush it with
+    /// [`TlsSession::flush`]) and the connection must close.
+    Refused(rustls::Error),
+}
+
+/// One connection's TLS state. See the module doc for where it sits.
+pub struct TlsSession {
+    conn: ServerConnection,
+}
+
+impl fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSession")
+            .field("handshaking", &self.conn.is_handshaking())
+            .finish()
+    }
+}
+
+/// A plain-text HTTP request line starts with a method token and a space; a TLS record starts
+/// with a content type byte (20..=24), never an ASCII capital letter.
+pub fn looks_like_http(first: &[u8]) -> bool {
+    let token = first.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    (3..=7).contains(&token) && first.get(token) == Some(&b' ')
+}
+
+/// What a plain-HTTP request on a TLS port is answered with (in plain text, then the
+/// connection closes), as a clear refusal rather than a TLS alert a browser shows as garbage.
+pub const PLAIN_HTTP_REFUSAL: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 56\r\n\
+Connection: close\r\n\r\n\
+This port speaks TLS: use https:// or wss:// to reach it";
+
+/// `io::Write` over the shard's raw send (its driver), for rustls's `write_tls`.
+struct Raw<F>(F);
+
+impl<F: FnMut(&[IoSlice<'_>]) -> io::Result<usize>> Write for Raw<F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (self.0)(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (self.0)(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TlsSession {
+    /// Still in the TLS handshake: nothing the connection says can be sent yet.
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// Ciphertext is waiting for the socket.
+    pub fn wants_write(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// The ALPN protocol agreed on, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
+    }
+
+    /// Feed ciphertext the socket delivered: takes a part of `bytes` (at most a few KiB, fewer
+    /// when received plaintext must be drained first), decrypts what forms whole records, and
+    /// returns how many bytes it took. Call [`TlsSession::read_plaintext`] until it returns 0
+    /// after each call, then feed the rest. 0 taken with bytes left: the peer sent
+    /// `close_notify` and anything after it is ignored.
+    pub fn on_ciphertext(&mut self, bytes: &[u8]) -> (usize, Received) {
+        let mut rest = bytes;
+        // An error means the received plaintext is full: the caller drains it, then feeds the
+        // rest.
+        let used = self.conn.read_tls(&mut rest).unwrap_or_default();
+        match self.conn.process_new_packets() {
+            Ok(_) => (used, Received::Ok),
+            Err(e) => (used, Received::Refused(e)),
+        }
+    }
+
+    /// Move decrypted bytes into `buf`; 0 when none are waiting.
+    pub fn read_plaintext(&mut self, buf: &mut [u8]) -> usize {
+        self.conn.reader().read(buf).unwrap_or(0)
+    }
+
+    /// Write waiting ciphertext (handshake messages, alerts, records) with `raw`, the socket's
+    /// send. `WouldBlock` is not an error: the rest waits for the next call.
+    pub fn flush<F>(&mut self, mut raw: F) -> io::Result<usize>
+    where
+        F: FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    {
+        let mut total = 0;
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut Raw(&mut raw)) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(total)
+    }
+
+    /// Encrypt plaintext and write it with `raw`: the same contract as a socket's vectored
+    /// write (a count of plaintext bytes taken, or `WouldBlock` while earlier ciphertext still
+    /// waits for the socket). Returns the ciphertext bytes written to the socket as well.
+    /// Before the handshake completes nothing the connection says can reach the peer, so the
+    /// bytes are dropped (only a timeout's `408` can be produced then).
+    pub fn send<F>(&mut self, plain: &[IoSlice<'_>], mut raw: F) -> (io::Result<usize>, usize)
+    where
+        F: FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    {
+        let mut wrote = match self.flush(&mut raw) {
+            Ok(n) => n,
+            Err(e) => return (Err(e), 0),
+        };
+        if self.conn.is_handshaking() {
+            return (Ok(plain.iter().map(|s| s.len()).sum()), wrote);
+        }
+        // Encrypt a session's worth, write it, and go on while the socket takes everything: a
+        // short count must mean the socket is full (the next writable edge resumes the rest),
+        // as it does for a plain socket.
+        let mut rest = [IoSlice::new(&[]); MAX_SEND_SLICES];
+        let k = plain.len().min(MAX_SEND_SLICES);
+        rest[..k].copy_from_slice(&plain[..k]);
+        let mut rest = &mut rest[..k];
+        let mut taken = 0;
+        while !self.conn.wants_write() && rest.iter().any(|s| !s.is_empty()) {
+            let n = match self.conn.writer().write_vectored(rest) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => return (Err(e), wrote),
+            };
+            taken += n;
+            IoSlice::advance_slices(&mut rest, n);
+            match self.flush(&mut raw) {
+                Ok(n) => wrote += n,
+                Err(e) => return (Err(e), wrote),
+            }
+        }
+        if taken == 0 && plain.iter().any(|s| !s.is_empty()) {
+            return (Err(io::ErrorKind::WouldBlock.into()), wrote);
+        }
+        (Ok(taken), wrote)
+    }
+
+    /// Queue `close_notify` (the TLS end of the conversation; flush it before the FIN).
+    pub fn close_notify(&mut self) {
+        self.conn.send_close_notify();
+    }
+}
