@@ -170,6 +170,11 @@ pub struct Cli {
     #[arg(long, env = "GATEWAY_MAX_API_BODY_BYTES")]
     pub max_api_body_bytes: Option<usize>,
 
+    /// Password of the admin page (`/admin` on the API listener, HTTP Basic, any user name)
+    /// [default: the API key]
+    #[arg(long, env = "GATEWAY_ADMIN_SECRET", hide_env_values = true)]
+    pub admin_secret: Option<String>,
+
     // --- Event driver ---
     /// Event driver: `epoll`, `uring` (io_uring; refuses to start where the kernel does not
     /// allow it) or `auto` (io_uring when available, else epoll; the choice is logged)
@@ -268,6 +273,7 @@ struct FileConfig {
     require_token: Option<bool>,
     allow_anonymous: Option<bool>,
     max_api_body_bytes: Option<usize>,
+    admin_secret: Option<String>,
     driver: Option<DriverChoice>,
     uring_buffers: Option<u16>,
 }
@@ -337,6 +343,8 @@ pub struct ApiConfig {
     pub require_token: bool,
     /// Largest API request body.
     pub max_body_bytes: usize,
+    /// The admin page's password (`None`: the API key).
+    pub admin_secret: Option<String>,
 }
 
 impl ApiConfig {
@@ -361,7 +369,15 @@ impl ApiConfig {
         if require_token && token_secret.is_none() {
             bail!("--require-token (or --allow-anonymous false) needs --token-secret");
         }
+        let admin_secret = cli
+            .admin_secret
+            .clone()
+            .or_else(|| file.admin_secret.clone());
+        if admin_secret.as_deref() == Some("") {
+            bail!("--admin-secret must not be empty");
+        }
         Ok(ApiConfig {
+            admin_secret,
             listen,
             key,
             token_secret,
@@ -699,6 +715,9 @@ mod tests {
         assert!(Config::from_parts(cli(&["--require-token"]), "").is_err());
         assert!(Config::from_parts(cli(&["--allow-anonymous", "false"]), "").is_err());
         assert!(Config::from_parts(cli(&["--api-key", ""]), "").is_err());
+        assert!(Config::from_parts(cli(&["--admin-secret", ""]), "").is_err());
+        let c = Config::from_parts(cli(&[]), "admin-secret = \"s\"").unwrap();
+        assert_eq!(c.api.admin_secret.as_deref(), Some("s"));
     }
 
     #[test]

@@ -229,6 +229,7 @@ fn api_settings(cfg: &Config) -> anyhow::Result<ApiSettings> {
         max_headers: cfg.settings.max_headers,
         request_timeout: cfg.settings.handshake_timeout,
         close_timeout: cfg.settings.close_timeout,
+        admin_secret: cfg.api.admin_secret.as_deref().map(ApiKey::new),
         ..ApiSettings::new(api_key)
     })
 }

@@ -12,7 +12,7 @@ use simd_json::BorrowedValue;
 
 use crate::conn::ConnId;
 use crate::json::{nesting_within_limit, parser_safe};
-use crate::metrics::ShardMetrics;
+use crate::metrics::{CloseLabel, ShardMetrics};
 use crate::names::{check_channel, check_user};
 use crate::query::query_param;
 use crate::router::HistoryRead;
@@ -136,6 +136,12 @@ pub struct Stats {
     pub deliveries: u64,
     /// 4008 closes.
     pub slow_consumer_disconnects: u64,
+    /// Connections accepted since start (client and API).
+    pub accepted: u64,
+    /// Connections closed since start.
+    pub closed: u64,
+    /// Close frames sent, by `gateway_closes_total` label, in [`CloseLabel::ALL`] order.
+    pub closes: Vec<(&'static str, u64)>,
 }
 
 /// One shard's line in [`Stats`].
@@ -152,8 +158,16 @@ pub struct ShardStats {
 impl Stats {
     /// Totals from every shard's metrics (in shard order).
     pub fn from_metrics(shards: &[&ShardMetrics]) -> Stats {
-        let mut s = Stats::default();
+        let mut s = Stats {
+            closes: CloseLabel::ALL.iter().map(|l| (l.label(), 0)).collect(),
+            ..Stats::default()
+        };
         for (i, m) in shards.iter().enumerate() {
+            s.accepted += m.accepted.get();
+            s.closed += m.closed.get();
+            for (total, c) in s.closes.iter_mut().zip(&m.closes) {
+                total.1 += c.get();
+            }
             let open = m.accepted.get().saturating_sub(m.closed.get());
             s.connections += open;
             s.shards.push(ShardStats {
@@ -179,7 +193,7 @@ pub fn parse_command(
     body: &mut [u8],
 ) -> Result<Option<Command>, ApiError> {
     Ok(Some(match route {
-        Route::Healthz => return Ok(None),
+        Route::Healthz | Route::Admin(_) => return Ok(None),
         Route::Metrics => Command::Metrics,
         Route::Channels => Command::Channels,
         Route::Stats => Command::Stats,

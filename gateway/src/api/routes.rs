@@ -1,5 +1,6 @@
 //! The API's routes: method and path to a [`Route`], or 404 / 405.
 
+use super::admin::AdminFile;
 use super::error::ApiError;
 
 /// One endpoint of the API listener.
@@ -25,6 +26,8 @@ pub enum Route {
     History,
     /// `GET /api/stats`.
     Stats,
+    /// `GET /admin...`: one of the admin page's files (routed by `super::admin`).
+    Admin(AdminFile),
 }
 
 impl Route {
@@ -54,13 +57,14 @@ impl Route {
             | Route::Channels
             | Route::Presence
             | Route::History
-            | Route::Stats => "GET",
+            | Route::Stats
+            | Route::Admin(_) => "GET",
         }
     }
 
     /// True when the route needs the API key.
     pub fn needs_key(self) -> bool {
-        !matches!(self, Route::Healthz | Route::Metrics)
+        !matches!(self, Route::Healthz | Route::Metrics | Route::Admin(_))
     }
 }
 
