@@ -5,10 +5,17 @@
 
 mod common;
 
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use common::ws::Ws;
 use common::*;
+
+/// Bound for the whole browser run (its own waits are 10 s each; it stops itself at 90 s).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(110);
 
 const API_KEY: &str = "admin-test-api-key";
 const ADMIN_SECRET: &str = "admin-test-secret";
@@ -296,4 +303,36 @@ fn stats_report_nodes_closes_by_code_and_broker_and_they_move() {
         text.contains("gateway_closes_total{code=\"1000\"} 1"),
         "{text}"
     );
+}
+
+/// The page in headless Chromium (`tests/browser/admin.test.mjs`, which says what it checks):
+/// refused without the password, no console error or CSP violation, numbers moving under load,
+/// a disconnect and a publish from the page reaching the right clients. Screenshots land in
+/// `target/tmp/admin/`.
+#[test]
+fn admin_page_in_headless_chromium() {
+    let gw = gateway()
+        .args(["--api-key", API_KEY, "--admin-secret", ADMIN_SECRET])
+        .args(["--threads", "2", "--history", "hist:=10/10m"])
+        .start();
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin");
+    let mut node = Command::new("node");
+    node.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser"))
+        .arg("admin.test.mjs")
+        .arg(format!("ws://{}", gw.addr()))
+        .arg(format!("http://{}", gw.api_addr()))
+        .arg(ADMIN_SECRET)
+        .arg(&out_dir);
+    let (code, out, err) = run_bounded(node, SCRIPT_TIMEOUT);
+    assert!(
+        code == Some(0) && out.lines().last() == Some("ok"),
+        "browser run failed ({code:?})\nstdout:\n{out}\nstderr:\n{err}\ngateway stderr:\n{}",
+        gw.stderr()
+    );
+    for line in out.lines() {
+        if let Some(path) = line.strip_prefix("screenshot ") {
+            assert!(std::fs::metadata(path).is_ok_and(|m| m.len() > 0), "{path}");
+            println!("screenshot saved: {path}");
+        }
+    }
 }
