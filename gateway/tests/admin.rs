@@ -305,6 +305,77 @@ fn stats_report_nodes_closes_by_code_and_broker_and_they_move() {
     );
 }
 
+#[test]
+fn connections_are_looked_up_by_id_or_user_with_their_channels() {
+    let gw = start();
+    // Two connections of one user (on one shard or both), and one of someone else.
+    let mut ann = [
+        Ws::open(gw.addr(), "?user=ann"),
+        Ws::open(gw.addr(), "?user=ann"),
+    ];
+    ann[0].subscribe("a:1");
+    ann[0].subscribe("a:2");
+    ann[1].subscribe("b:1");
+    let mut bob = Ws::open(gw.addr(), "?user=bob");
+    bob.subscribe("a:1");
+    let mut api = Client::connect(gw.api_addr());
+    let key = format!("Bearer {API_KEY}");
+    let mut get = |path: &str| request(&mut api, "GET", path, &[("Authorization", &key)], "");
+
+    let r = get("/api/connections?user=ann");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let mut conns = json_of(&r)["connections"]
+        .as_array()
+        .cloned()
+        .expect("a list");
+    let order = |c: &Value| c["conn"].as_str().and_then(|s| s.parse::<u64>().ok());
+    conns.sort_by_key(order);
+    let mut want: Vec<Value> = ann
+        .iter()
+        .zip([json!(["a:1", "a:2"]), json!(["b:1"])])
+        .map(|(w, channels)| {
+            json!({"conn": w.id, "shard": w.shard(), "user": "ann", "channels": channels})
+        })
+        .collect();
+    want.sort_by_key(order);
+    assert_eq!(conns, want);
+
+    let r = get(&format!("/api/connections?conn={}", bob.id));
+    assert_eq!(
+        json_of(&r),
+        json!({"connections":[{"conn": bob.id, "shard": bob.shard(), "user": "bob", "channels": ["a:1"]}]})
+    );
+    let r = get("/api/connections?user=nobody");
+    assert_eq!(json_of(&r), json!({"connections": []}));
+
+    // A stale id (the connection closed) is unknown.
+    let gone = bob.id.clone();
+    bob.c.close_cleanly();
+    let r = get(&format!("/api/connections?conn={gone}"));
+    assert_eq!(r.status, 404);
+    assert_eq!(json_of(&r)["error"]["code"], "unknown_connection");
+
+    for (path, code) in [
+        ("/api/connections", "missing_field"),
+        ("/api/connections?conn=x", "bad_field"),
+        ("/api/connections?conn=1&user=ann", "bad_field"),
+        ("/api/connections?user=", "bad_field"),
+    ] {
+        let r = get(path);
+        assert_eq!(r.status, 400, "{path}");
+        assert_eq!(json_of(&r)["error"]["code"], code, "{path}");
+    }
+    let r = request(&mut api, "GET", "/api/connections?user=ann", &[], "");
+    assert_eq!(r.status, 401);
+    // The admin page reads the same route.
+    let mut admin = Admin::connect(&gw);
+    let r = admin.get(&format!("/admin/api/connections?conn={}", ann[0].id));
+    assert_eq!(
+        json_of(&r)["connections"][0]["channels"],
+        json!(["a:1", "a:2"])
+    );
+}
+
 /// The page in headless Chromium (`tests/browser/admin.test.mjs`, which says what it checks):
 /// refused without the password, no console error or CSP violation, numbers moving under load,
 /// a disconnect and a publish from the page reaching the right clients. Screenshots land in

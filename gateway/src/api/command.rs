@@ -15,6 +15,7 @@ use crate::json::{nesting_within_limit, parser_safe};
 use crate::metrics::{CloseLabel, ShardMetrics};
 use crate::names::{check_channel, check_user};
 use crate::query::query_param;
+use crate::router::inbox::{ConnInfo, Lookup};
 use crate::router::HistoryRead;
 
 use super::error::ApiError;
@@ -78,6 +79,8 @@ pub enum Command {
     },
     /// Connection and message totals.
     Stats,
+    /// Describe one connection or every connection of a user.
+    Connections(Lookup),
     /// The Prometheus text.
     Metrics,
 }
@@ -115,6 +118,8 @@ pub enum Outcome {
     NoHistory,
     /// Totals.
     Stats(Stats),
+    /// The connections a lookup found (a lookup by id that found none is `UnknownConnection`).
+    Connections(Vec<ConnInfo>),
     /// The Prometheus text.
     Metrics(String),
 }
@@ -197,6 +202,28 @@ pub fn parse_command(
         Route::Metrics => Command::Metrics,
         Route::Channels => Command::Channels,
         Route::Stats => Command::Stats,
+        Route::Connections => {
+            let conn = query_param(query, "conn");
+            let user = query_param(query, "user");
+            Command::Connections(match (conn, user) {
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::BadField(
+                        "user",
+                        "may not be given together with conn",
+                    ))
+                }
+                (Some(c), None) => {
+                    Lookup::Conn(c.parse::<ConnId>().map_err(|_| {
+                        ApiError::BadField("conn", "is not a decimal connection id")
+                    })?)
+                }
+                (None, Some(u)) => {
+                    check_user(&u).map_err(|e| ApiError::BadField("user", e.message()))?;
+                    Lookup::User(u.into())
+                }
+                (None, None) => return Err(ApiError::MissingField("conn")),
+            })
+        }
         Route::Presence => {
             let channel = query_param(query, "channel").ok_or(ApiError::MissingField("channel"))?;
             Command::Presence {

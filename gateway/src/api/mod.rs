@@ -29,6 +29,7 @@ use crate::metrics::ShardMetrics;
 pub use self::command::{Command, Outcome, ShardStats, Stats, Target};
 pub use self::error::ApiError;
 pub use self::routes::Route;
+pub use crate::router::inbox::{ConnInfo, Lookup};
 
 use self::command::parse_command;
 use self::response::{write_error, write_outcome, write_response};
@@ -431,7 +432,7 @@ fn parse_head(raw: &[u8], s: &ApiSettings) -> Result<Head, ApiError> {
         len: raw.len(),
         body_len: content_length.unwrap_or(0),
         query: match route {
-            Ok(Route::Presence | Route::History) => query.to_owned(),
+            Ok(Route::Presence | Route::History | Route::Connections) => query.to_owned(),
             _ => String::new(),
         },
         route,

@@ -108,6 +108,32 @@ pub fn write_outcome(out: &mut Vec<u8>, outcome: Outcome, close: bool) -> u16 {
             200
         }
         Outcome::NoHistory => write_error(out, &ApiError::NoHistory, close),
+        Outcome::Connections(conns) => {
+            let mut body = Vec::from(&br#"{"connections":["#[..]);
+            for (i, c) in conns.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                let _ = write!(
+                    body,
+                    r#"{{"conn":"{}","shard":{},"user":"#,
+                    c.conn.to_bits(),
+                    c.conn.shard()
+                );
+                write_opt_str(&mut body, c.user.as_deref());
+                body.extend_from_slice(br#","channels":["#);
+                for (j, ch) in c.channels.iter().enumerate() {
+                    if j > 0 {
+                        body.push(b',');
+                    }
+                    write_str(&mut body, ch);
+                }
+                body.extend_from_slice(b"]}");
+            }
+            body.extend_from_slice(b"]}\n");
+            json(out, (200, "OK"), &body);
+            200
+        }
         Outcome::Stats(stats) => {
             json(out, (200, "OK"), &stats_json(&stats));
             200

@@ -26,6 +26,8 @@ pub enum Route {
     History,
     /// `GET /api/stats`.
     Stats,
+    /// `GET /api/connections?conn=ID` or `?user=U`.
+    Connections,
     /// `GET /admin...`: one of the admin page's files (routed by `super::admin`).
     Admin(AdminFile),
 }
@@ -44,6 +46,7 @@ impl Route {
             "/api/presence" => Route::Presence,
             "/api/history" => Route::History,
             "/api/stats" => Route::Stats,
+            "/api/connections" => Route::Connections,
             _ => return None,
         })
     }
@@ -58,6 +61,7 @@ impl Route {
             | Route::Presence
             | Route::History
             | Route::Stats
+            | Route::Connections
             | Route::Admin(_) => "GET",
         }
     }
@@ -102,6 +106,7 @@ mod tests {
             ("GET", "/api/presence", Route::Presence),
             ("GET", "/api/history", Route::History),
             ("GET", "/api/stats", Route::Stats),
+            ("GET", "/api/connections", Route::Connections),
         ];
         for (method, path, r) in cases {
             assert_eq!(route(method, path, true), Ok(r), "{method} {path}");

@@ -157,7 +157,10 @@ async function main() {
       (e) => (/ERR_INVALID_AUTH_CREDENTIALS/.test(e.message) ? 'refused' : e.message),
     );
     check(outcome === 'status 401' || outcome === 'refused', `with ${who}: ${outcome}`);
-    check(!(await page.content()).includes('Gateway admin'), `with ${who} nothing of the page shows`);
+    // The error page may still be settling: read what shows once it has.
+    const shown = await until(`the refused page (${who}) to settle`,
+      () => page.content().catch(() => null));
+    check(!shown.includes('Gateway admin'), `with ${who} nothing of the page shows`);
     const direct = await context.request.get(`${apiBase}/admin`, { maxRedirects: 0 });
     check(direct.status() === 401, `with ${who} GET /admin answers ${direct.status()}`);
     check((direct.headers()['www-authenticate'] ?? '').startsWith('Basic '), `with ${who}: a Basic challenge`);
@@ -235,6 +238,16 @@ async function main() {
   await page.waitForSelector(`#presence tr[data-conn="${bystander.id}"]`);
   check((await page.textContent('#history-state')) === 'this channel keeps no history',
     'a channel without history says so');
+  // Look the victim up by user: its connection and channels are listed.
+  await subscribe(victim, 'ops:other');
+  await page.fill('#lookup-target', 'victim');
+  await page.selectOption('#lookup-kind', 'user');
+  await page.click('#lookup');
+  await page.waitForSelector(`#lookup-conns tr[data-conn="${victim.id}"]`);
+  const victimRow = await page.textContent(`#lookup-conns tr[data-conn="${victim.id}"]`);
+  check(victimRow.includes('ops:room') && victimRow.includes('ops:other'),
+    `the lookup lists the victim's channels: ${victimRow}`);
+  check((await page.$$('#lookup-conns tbody tr')).length === 1, 'the lookup lists only the victim');
   await page.click(`#presence tr[data-conn="${victim.id}"] button`);
   check((await page.inputValue('#disconnect-target')) === victim.id, 'the picked connection fills the form');
   await page.fill('#disconnect-code', '4123');

@@ -1,8 +1,9 @@
 // The admin page: polls /admin/api/stats every second and keeps the last 10 minutes of samples
 // in a fixed ring (600 entries), from which it draws the rates as SVG lines; the channel,
-// presence, history, disconnect and publish forms call the other /admin/api/ routes, which are
-// the backend API's routes answered with the admin password. Text from the network is only ever
-// set with textContent (the page's Content-Security-Policy also forbids markup from strings).
+// presence, history, connection lookup, disconnect and publish forms call the other /admin/api/
+// routes, which are the backend API's routes answered with the admin password. Text from the
+// network is only ever set with textContent (the page's Content-Security-Policy also forbids
+// markup from strings).
 
 const API = '/admin/api';
 const HEADERS = { 'X-Gateway-Admin': '1' };
@@ -39,6 +40,16 @@ function cell(row, text) {
   td.textContent = String(text);
   row.append(td);
   return td;
+}
+
+/** A cell holding a button named `label` (for screen readers: `label target`). */
+function buttonCell(row, label, target, onClick) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = label;
+  b.setAttribute('aria-label', `${label} ${target}`);
+  b.addEventListener('click', onClick);
+  cell(row, '').append(b);
 }
 
 function fill(tbody, rows, build) {
@@ -171,12 +182,7 @@ async function refreshChannels() {
     tr.dataset.channel = c.channel;
     cell(tr, c.channel);
     cell(tr, c.subscribers);
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.textContent = 'Show';
-    b.setAttribute('aria-label', `Show ${c.channel}`);
-    b.addEventListener('click', () => showChannel(c.channel));
-    cell(tr, '').append(b);
+    buttonCell(tr, 'Show', c.channel, () => showChannel(c.channel));
   });
 }
 
@@ -200,16 +206,7 @@ async function showChannel(name) {
       tr.dataset.conn = c.conn;
       cell(tr, c.conn);
       cell(tr, c.user ?? '(anonymous)');
-      const b = document.createElement('button');
-      b.type = 'button';
-      b.textContent = 'Disconnect';
-      b.setAttribute('aria-label', `Disconnect ${c.conn}`);
-      b.addEventListener('click', () => {
-        $('disconnect-target').value = c.conn;
-        $('disconnect-kind').value = 'conn';
-        $('disconnect-target').focus();
-      });
-      cell(tr, '').append(b);
+      buttonCell(tr, 'Disconnect', c.conn, () => pickForDisconnect(c.conn));
     });
   }
   const list = $('history');
@@ -225,6 +222,36 @@ async function showChannel(name) {
     $('history-state').textContent = history.status === 404 ? 'this channel keeps no history' : errorText(history);
     list.replaceChildren();
   }
+}
+
+// ---- connections --------------------------------------------------------------------------
+
+function pickForDisconnect(conn) {
+  $('disconnect-target').value = conn;
+  $('disconnect-kind').value = 'conn';
+  $('disconnect-target').focus();
+}
+
+async function lookup(ev) {
+  ev.preventDefault();
+  const target = $('lookup-target').value.trim();
+  const kind = $('lookup-kind').value;
+  if (!target) {
+    result('lookup-result', false, 'name a connection id or a user');
+    return;
+  }
+  const res = await call(`/connections?${kind}=${encodeURIComponent(target)}`);
+  const conns = res.status === 200 ? res.body.connections : [];
+  fill($('lookup-conns').tBodies[0], conns, (tr, c) => {
+    tr.dataset.conn = c.conn;
+    cell(tr, c.conn);
+    cell(tr, c.shard);
+    cell(tr, c.user ?? '(anonymous)');
+    cell(tr, c.channels.join(', ') || '(none)');
+    buttonCell(tr, 'Disconnect', c.conn, () => pickForDisconnect(c.conn));
+  });
+  result('lookup-result', res.status === 200,
+    res.status === 200 ? `${conns.length} connection(s)` : errorText(res));
 }
 
 // ---- forms ----------------------------------------------------------------------------------
@@ -267,6 +294,7 @@ $('channel-form').addEventListener('submit', (ev) => {
   const name = $('channel-name').value.trim();
   if (name) showChannel(name);
 });
+$('lookup-form').addEventListener('submit', lookup);
 $('disconnect-form').addEventListener('submit', disconnect);
 $('publish-form').addEventListener('submit', publish);
 poll();
