@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("config", &["conn", "driver", "api", "router"]),
+    ("check", &["config"]),
     (
         "shard",
         &[
