@@ -43,6 +43,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q "${need_apt[@]}"
 fi
+# promtool checks the alert rules (tests/alerts.rs): Debian's prometheus package without its
+# recommended extras (about 20 MB; nothing is started).
+if ! command -v promtool >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends prometheus
+fi
 # Python `websockets` client for interop tests.
 if ! python3 -c 'import websockets' 2>/dev/null; then
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q -r gateway/tests/interop/requirements.txt

@@ -9,8 +9,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
 
 use crate::auth::upgrade::BEARER_PROTOCOL;
@@ -30,7 +34,11 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCA
     version,
     about = "WebSocket gateway: thread-per-core RFC 6455 server (echo on /echo, health on /healthz)",
     after_help = "Precedence: flag > environment variable > config file > default. \
-                  Durations are like 500ms, 10s, 2m; sizes are byte counts."
+                  Durations are like 500ms, 10s, 2m; sizes are byte counts.\n\n\
+                  `gateway check [FLAGS]` validates the configuration as a start would, prints \
+                  every setting with its source and the limits they imply, and exits non-zero \
+                  on any problem (2: the server would refuse to start, 1: it would start but \
+                  run out of descriptors first)."
 )]
 pub struct Cli {
     /// Address to listen on; repeat the flag (or comma-separate) for several. `:PORT` means all
@@ -170,6 +178,11 @@ pub struct Cli {
     /// Largest backend API request body; larger ones get 413 [default: 1048576]
     #[arg(long, env = "GATEWAY_MAX_API_BODY_BYTES")]
     pub max_api_body_bytes: Option<usize>,
+
+    /// Password of the admin page (`/admin` on the API listener, HTTP Basic, any user name)
+    /// [default: the API key]
+    #[arg(long, env = "GATEWAY_ADMIN_SECRET", hide_env_values = true)]
+    pub admin_secret: Option<String>,
 
     // --- Event driver ---
     /// Event driver: `epoll`, `uring` (io_uring; refuses to start where the kernel does not
@@ -314,6 +327,7 @@ struct FileConfig {
     require_token: Option<bool>,
     allow_anonymous: Option<bool>,
     max_api_body_bytes: Option<usize>,
+    admin_secret: Option<String>,
     driver: Option<DriverChoice>,
     uring_buffers: Option<u16>,
     tls_cert: Option<PathBuf>,
@@ -324,6 +338,11 @@ struct FileConfig {
 
 impl FileConfig {
     fn parse(text: &str) -> anyhow::Result<FileConfig> {
+        Ok(FileConfig::parse_with_keys(text)?.0)
+    }
+
+    /// The file's settings and the flag names it sets.
+    fn parse_with_keys(text: &str) -> anyhow::Result<(FileConfig, BTreeSet<String>)> {
         let mut table: toml::Table = toml::from_str(text)?;
         // Accept `max_frame_bytes` as well as `max-frame-bytes`.
         let keys: Vec<String> = table.keys().filter(|k| k.contains('_')).cloned().collect();
@@ -332,7 +351,64 @@ impl FileConfig {
                 table.insert(k.replace('_', "-"), v);
             }
         }
-        Ok(toml::Value::Table(table).try_into()?)
+        let names = table.keys().cloned().collect();
+        Ok((toml::Value::Table(table).try_into()?, names))
+    }
+}
+
+/// Where a setting's effective value came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A command-line flag.
+    Flag,
+    /// A `GATEWAY_*` environment variable.
+    Environment,
+    /// The `--config` file.
+    File,
+    /// The built-in default.
+    Default,
+}
+
+impl Source {
+    /// How `gateway check` names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Flag => "flag",
+            Source::Environment => "environment",
+            Source::File => "file",
+            Source::Default => "default",
+        }
+    }
+}
+
+/// Every setting's flag name (without `--`) and where its value came from, in `--help` order.
+#[derive(Clone, Debug, Default)]
+pub struct Sources(pub Vec<(String, Source)>);
+
+impl Sources {
+    fn of(matches: &clap::ArgMatches, file_keys: &BTreeSet<String>) -> Sources {
+        let mut list = Vec::new();
+        for arg in Cli::command().get_arguments() {
+            let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
+                continue;
+            };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let source = match matches.value_source(id) {
+                Some(ValueSource::CommandLine) => Source::Flag,
+                Some(ValueSource::EnvVariable) => Source::Environment,
+                _ if file_keys.contains(long) => Source::File,
+                _ => Source::Default,
+            };
+            list.push((long.to_owned(), source));
+        }
+        Sources(list)
+    }
+
+    /// Where `flag`'s value came from.
+    pub fn get(&self, flag: &str) -> Option<Source> {
+        self.0.iter().find(|(f, _)| f == flag).map(|(_, s)| *s)
     }
 }
 
@@ -373,6 +449,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// TLS on the backend API listener.
     pub api_tls: Option<TlsFiles>,
+    /// The `--config` file read, if any.
+    pub file: Option<PathBuf>,
 }
 
 /// The default backend API address.
@@ -391,6 +469,8 @@ pub struct ApiConfig {
     pub require_token: bool,
     /// Largest API request body.
     pub max_body_bytes: usize,
+    /// The admin page's password (`None`: the API key).
+    pub admin_secret: Option<String>,
 }
 
 impl ApiConfig {
@@ -415,7 +495,15 @@ impl ApiConfig {
         if require_token && token_secret.is_none() {
             bail!("--require-token (or --allow-anonymous false) needs --token-secret");
         }
+        let admin_secret = cli
+            .admin_secret
+            .clone()
+            .or_else(|| file.admin_secret.clone());
+        if admin_secret.as_deref() == Some("") {
+            bail!("--admin-secret must not be empty");
+        }
         Ok(ApiConfig {
+            admin_secret,
             listen,
             key,
             token_secret,
@@ -455,17 +543,28 @@ fn duration(
 impl Config {
     /// Parse the process's arguments, environment and config file.
     pub fn load() -> anyhow::Result<Config> {
-        let cli = Cli::parse();
-        let file = match &cli.config {
+        Config::load_from(std::env::args_os()).map(|(c, _)| c)
+    }
+
+    /// Parse `args` (the program name first), the environment and the config file; also say
+    /// where each setting came from. `--help`, `--version` and malformed flags end the process
+    /// as clap does (usage errors exit with 2).
+    pub fn load_from(
+        args: impl IntoIterator<Item = OsString>,
+    ) -> anyhow::Result<(Config, Sources)> {
+        let matches = Cli::command().get_matches_from(args);
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let (file, keys) = match &cli.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
-                FileConfig::parse(&text)
+                FileConfig::parse_with_keys(&text)
                     .with_context(|| format!("bad config file {}", path.display()))?
             }
-            None => FileConfig::default(),
+            None => (FileConfig::default(), BTreeSet::new()),
         };
-        Config::resolve(cli, file)
+        let sources = Sources::of(&matches, &keys);
+        Ok((Config::resolve(cli, file)?, sources))
     }
 
     /// Parse a TOML config file's text and merge it under `cli` (for tests).
@@ -475,6 +574,7 @@ impl Config {
 
     fn resolve(cli: Cli, file: FileConfig) -> anyhow::Result<Config> {
         let d = Settings::default();
+        let config_file = cli.config.clone();
         let api = ApiConfig::resolve(&cli, &file)?;
         let listen = if !cli.listen.is_empty() {
             cli.listen
@@ -620,8 +720,110 @@ impl Config {
                 cli.api_tls_key.or(file.api_tls_key),
                 "api-tls",
             )?,
+            file: config_file,
         })
     }
+
+    /// The connection limit with `nofile` descriptors: `--max-connections`, else the
+    /// descriptor limit less [`FD_RESERVE`].
+    pub fn connection_limit(&self, nofile: u64) -> usize {
+        self.max_connections
+            .unwrap_or_else(|| connections_for_descriptors(nofile))
+    }
+
+    /// The effective value of the setting named by `flag` (without `--`), as `gateway check`
+    /// prints it; secrets show only whether they are set. `None` for a name that is no flag.
+    pub fn effective(&self, flag: &str) -> Option<String> {
+        let d = |v: Duration| humantime::format_duration(v).to_string();
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "(none)".to_owned()
+            } else {
+                v.join(",")
+            }
+        };
+        let secret = |v: &Option<String>, unset: &str| match v {
+            Some(_) => "(set)".to_owned(),
+            None => unset.to_owned(),
+        };
+        let s = &self.settings;
+        Some(match flag {
+            "listen" => self
+                .listen
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            "threads" => self.threads.to_string(),
+            "config" => self
+                .file
+                .as_ref()
+                .map_or("(none)".to_owned(), |p| p.display().to_string()),
+            "log-level" => self.log_level.clone(),
+            "max-header-bytes" => s.max_header_bytes.to_string(),
+            "max-headers" => s.max_headers.to_string(),
+            "max-frame-bytes" => s.limits.max_frame_bytes.to_string(),
+            "max-message-bytes" => s.limits.max_message_bytes.to_string(),
+            "max-fragments" => s.limits.max_fragments.to_string(),
+            "max-outbound-bytes" => self.max_outbound_bytes.to_string(),
+            "max-connections" => self
+                .max_connections
+                .map_or("(from the descriptor limit)".to_owned(), |n| n.to_string()),
+            "handshake-timeout" => d(s.handshake_timeout),
+            "ping-interval" => d(s.ping_interval),
+            "pong-timeout" => d(s.pong_timeout),
+            "close-timeout" => d(s.close_timeout),
+            "drain-timeout" => d(self.drain_timeout),
+            "allowed-origins" => list(&s.policy.allowed_origins),
+            "subprotocols" => list(&s.policy.subprotocols),
+            "max-channels-per-conn" => self.max_channels_per_conn.to_string(),
+            "shard-queue-capacity" => self.shard_queue_capacity.to_string(),
+            "max-shard-backlog" => self.max_shard_backlog.to_string(),
+            "history" => {
+                let rules: Vec<String> = self
+                    .history
+                    .rules()
+                    .iter()
+                    .map(|r| format!("{}={}/{}", r.prefix, r.retention.size, d(r.retention.ttl)))
+                    .collect();
+                list(&rules)
+            }
+            "max-recovery" => self.max_recovery.to_string(),
+            "api-listen" => self.api.listen.to_string(),
+            "api-key" => secret(&self.api.key, "(random at start, logged once)"),
+            "token-secret" => secret(&self.api.token_secret, "(none: tokens are refused)"),
+            "require-token" => self.api.require_token.to_string(),
+            "allow-anonymous" => (!self.api.require_token).to_string(),
+            "max-api-body-bytes" => self.api.max_body_bytes.to_string(),
+            "admin-secret" => secret(&self.api.admin_secret, "(none: the API key)"),
+            "driver" => format!("{:?}", self.driver).to_lowercase(),
+            "uring-buffers" => self.uring_buffers.to_string(),
+            "tls-cert" | "tls-key" | "api-tls-cert" | "api-tls-key" => {
+                let files = if flag.starts_with("api-") {
+                    &self.api_tls
+                } else {
+                    &self.tls
+                };
+                files.as_ref().map_or("(none: plain)".to_owned(), |f| {
+                    let path = if flag.ends_with("cert") {
+                        &f.cert
+                    } else {
+                        &f.key
+                    };
+                    path.display().to_string()
+                })
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Descriptors kept free for listeners, wakers, epoll and whatever else the process opens.
+pub const FD_RESERVE: u64 = 64;
+
+/// Connections that `nofile` descriptors allow once [`FD_RESERVE`] is set aside (at least 1).
+pub fn connections_for_descriptors(nofile: u64) -> usize {
+    usize::try_from(nofile.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX)
 }
 
 /// The configured subprotocols, plus the `bearer` marker last when tokens are enabled: a client
@@ -792,6 +994,30 @@ mod tests {
         assert!(Config::from_parts(cli(&["--require-token"]), "").is_err());
         assert!(Config::from_parts(cli(&["--allow-anonymous", "false"]), "").is_err());
         assert!(Config::from_parts(cli(&["--api-key", ""]), "").is_err());
+        assert!(Config::from_parts(cli(&["--admin-secret", ""]), "").is_err());
+        let c = Config::from_parts(cli(&[]), "admin-secret = \"s\"").unwrap();
+        assert_eq!(c.api.admin_secret.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn every_flag_has_an_effective_value_and_a_source() {
+        let (c, sources) =
+            Config::load_from(["gateway", "--threads", "3", "--api-key", "k"].map(OsString::from))
+                .unwrap();
+        assert!(!sources.0.is_empty());
+        for (flag, _) in &sources.0 {
+            assert!(
+                c.effective(flag).is_some(),
+                "--{flag} has no effective value for gateway check"
+            );
+        }
+        assert_eq!(sources.get("threads"), Some(Source::Flag));
+        assert_eq!(sources.get("listen"), Some(Source::Default));
+        assert_eq!(c.effective("threads").as_deref(), Some("3"));
+        assert_eq!(c.effective("api-key").as_deref(), Some("(set)"));
+        assert_eq!(c.effective("no-such-flag"), None);
+        assert_eq!(connections_for_descriptors(1024), 960);
+        assert_eq!(connections_for_descriptors(10), 1);
     }
 
     #[test]

@@ -25,6 +25,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod conn;
 #[allow(unsafe_code)]

@@ -31,12 +31,15 @@ use gateway::router::inbox::Mesh;
 use gateway::router::{Router, RouterConfig};
 use gateway::shard::{Shard, ShardConfig, Shared};
 
-/// Descriptors kept free for listeners, wakers, epoll and whatever else the process opens.
-const FD_RESERVE: u64 = 64;
 /// Listen backlog per shard listener.
 const BACKLOG: i32 = 4096;
 
 fn main() -> ExitCode {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "check") {
+        args.remove(1);
+        return check(args);
+    }
     let cfg = match Config::load() {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -44,10 +47,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = match tracing_subscriber::EnvFilter::try_new(&cfg.log_level) {
+    let filter = match log_filter(&cfg) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("gateway: bad --log-level {:?}: {e}", cfg.log_level);
+            eprintln!("gateway: {e}");
             return ExitCode::from(2);
         }
     };
@@ -79,6 +82,50 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The tracing filter of `--log-level`.
+fn log_filter(cfg: &Config) -> Result<tracing_subscriber::EnvFilter, String> {
+    tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+        .map_err(|e| format!("bad --log-level {:?}: {e}", cfg.log_level))
+}
+
+/// `gateway check [FLAGS]`: load and validate the configuration exactly as a start would
+/// (the same loader, log filter and driver choice), print every setting with its source and the
+/// limits they imply here, and exit 0 when a deploy can go ahead, 2 when the server would refuse
+/// to start (the same message it would print), 1 for a problem it would start with.
+fn check(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let (cfg, sources) = match Config::load_from(args) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("gateway check: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let refused = log_filter(&cfg)
+        .err()
+        .or_else(|| choose_driver(cfg.driver).err());
+    if let Some(e) = refused {
+        eprintln!("gateway check: {e}");
+        return ExitCode::from(2);
+    }
+    let host = gateway::check::Host {
+        nofile: raise_nofile_limit().unwrap_or(1024),
+        uring: choose_driver(cfg.driver).unwrap_or(false),
+    };
+    let (text, problems) = gateway::check::report(&cfg, &sources, host);
+    print!("{text}");
+    if problems.is_empty() {
+        println!(
+            "
+configuration OK"
+        );
+        return ExitCode::SUCCESS;
+    }
+    for p in &problems {
+        eprintln!("gateway check: problem: {p}");
+    }
+    ExitCode::FAILURE
 }
 
 /// Resolve `--driver`: whether the shards run on io_uring. An explicit `uring` the kernel does
@@ -164,8 +211,7 @@ fn run(cfg: Config, use_uring: bool, tls: Tls) -> anyhow::Result<()> {
 /// Raise the open-files limit and derive the connection limit from it (unless configured).
 fn connection_limit(cfg: &Config) -> usize {
     let nofile = raise_nofile_limit().unwrap_or(1024);
-    let derived = usize::try_from(nofile.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
-    let max_connections = cfg.max_connections.unwrap_or(derived);
+    let max_connections = cfg.connection_limit(nofile);
     info!(
         threads = cfg.threads,
         max_connections,
@@ -239,6 +285,7 @@ fn api_settings(cfg: &Config) -> anyhow::Result<ApiSettings> {
         max_headers: cfg.settings.max_headers,
         request_timeout: cfg.settings.handshake_timeout,
         close_timeout: cfg.settings.close_timeout,
+        admin_secret: cfg.api.admin_secret.as_deref().map(ApiKey::new),
         ..ApiSettings::new(api_key)
     })
 }

@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use frame_simd::CloseCode;
+
 pub use crate::conn::handshake::HandshakeFailure;
 
 /// One shard's counters.
@@ -57,12 +59,20 @@ pub struct ShardMetrics {
     pub tls_handshakes: Counter,
     /// TLS connections refused: not TLS (plain HTTP, garbage) or a failed handshake or record.
     pub tls_refused: Counter,
+    /// Close frames sent (our own closes and echoes of the peer's), by code (indexed by
+    /// [`CloseLabel`]).
+    pub closes: [Counter; CloseLabel::ALL.len()],
 }
 
 impl ShardMetrics {
     /// Count a refused upgrade.
     pub fn handshake_failed(&self, reason: HandshakeFailure) {
         self.handshake_failures[reason as usize].add(1);
+    }
+
+    /// Count a close frame sent with `code` (`None`: an empty close).
+    pub fn close_sent(&self, code: Option<CloseCode>) {
+        self.closes[CloseLabel::of(code) as usize].add(1);
     }
 
     /// Count an answered API request by its status code.
@@ -115,6 +125,100 @@ impl ApiStatus {
             ApiStatus::Busy => "429",
             ApiStatus::ClientError => "4xx",
             ApiStatus::ServerError => "5xx",
+        }
+    }
+}
+
+/// Close codes as the `code` label of `gateway_closes_total`: every code the gateway sends
+/// (gateway/docs/close-codes.md) has its own value; a backend's other 4000-4999 codes share one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseLabel {
+    /// An empty close frame (echo of a peer's empty close).
+    NoCode,
+    /// 1000, normal.
+    Normal,
+    /// 1001, going away (shutdown, ping timeout).
+    GoingAway,
+    /// 1002, protocol error.
+    ProtocolError,
+    /// 1003, unsupported data.
+    Unsupported,
+    /// 1007, invalid payload (UTF-8).
+    InvalidPayload,
+    /// 1008, policy violation.
+    Policy,
+    /// 1009, too big.
+    TooBig,
+    /// 1011, internal error.
+    Internal,
+    /// 4000, disconnected by a backend without a code.
+    Disconnected,
+    /// 4001, token expired.
+    TokenExpired,
+    /// 4008, slow consumer.
+    SlowConsumer,
+    /// A backend's own code in 4000..=4999.
+    Backend,
+    /// Anything else (echoes of a peer's unusual code).
+    Other,
+}
+
+impl CloseLabel {
+    /// Every label, in index order.
+    pub const ALL: [CloseLabel; 14] = [
+        CloseLabel::NoCode,
+        CloseLabel::Normal,
+        CloseLabel::GoingAway,
+        CloseLabel::ProtocolError,
+        CloseLabel::Unsupported,
+        CloseLabel::InvalidPayload,
+        CloseLabel::Policy,
+        CloseLabel::TooBig,
+        CloseLabel::Internal,
+        CloseLabel::Disconnected,
+        CloseLabel::TokenExpired,
+        CloseLabel::SlowConsumer,
+        CloseLabel::Backend,
+        CloseLabel::Other,
+    ];
+
+    /// The label of `code`.
+    pub fn of(code: Option<CloseCode>) -> CloseLabel {
+        match code.map(|c| c.0) {
+            None => CloseLabel::NoCode,
+            Some(1000) => CloseLabel::Normal,
+            Some(1001) => CloseLabel::GoingAway,
+            Some(1002) => CloseLabel::ProtocolError,
+            Some(1003) => CloseLabel::Unsupported,
+            Some(1007) => CloseLabel::InvalidPayload,
+            Some(1008) => CloseLabel::Policy,
+            Some(1009) => CloseLabel::TooBig,
+            Some(1011) => CloseLabel::Internal,
+            Some(4000) => CloseLabel::Disconnected,
+            Some(4001) => CloseLabel::TokenExpired,
+            Some(4008) => CloseLabel::SlowConsumer,
+            Some(4002..=4999) => CloseLabel::Backend,
+            Some(_) => CloseLabel::Other,
+        }
+    }
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseLabel::NoCode => "none",
+            CloseLabel::Normal => "1000",
+            CloseLabel::GoingAway => "1001",
+            CloseLabel::ProtocolError => "1002",
+            CloseLabel::Unsupported => "1003",
+            CloseLabel::InvalidPayload => "1007",
+            CloseLabel::Policy => "1008",
+            CloseLabel::TooBig => "1009",
+            CloseLabel::Internal => "1011",
+            CloseLabel::Disconnected => "4000",
+            CloseLabel::TokenExpired => "4001",
+            CloseLabel::SlowConsumer => "4008",
+            CloseLabel::Backend => "4xxx",
+            CloseLabel::Other => "other",
         }
     }
 }
@@ -284,6 +388,21 @@ pub fn render(shards: &[&ShardMetrics], out: &mut String) {
         &[],
         sum(&|m| m.upgrades.get()),
     );
+    family(
+        out,
+        "gateway_closes_total",
+        "counter",
+        "Close frames sent to clients (the gateway's own closes and echoes of a client's), by \
+         close code (4xxx: a backend's other codes; none: an empty close).",
+    );
+    for l in CloseLabel::ALL {
+        sample(
+            out,
+            "gateway_closes_total",
+            &[("code", l.label())],
+            sum(&|m| m.closes[l as usize].get()),
+        );
+    }
     type Read<'a> = &'a dyn Fn(&ShardMetrics) -> u64;
     let counters: [(&str, &str, Read<'_>); 11] = [
         (
@@ -489,9 +608,39 @@ mod tests {
             "gateway_shard_queue_depth",
             "gateway_recoveries_total",
             "gateway_history_streams",
+            "gateway_closes_total",
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name} help");
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} type");
+        }
+    }
+
+    #[test]
+    fn closes_are_counted_by_code_label() {
+        let a = ShardMetrics::default();
+        let b = ShardMetrics::default();
+        a.close_sent(Some(CloseCode(1000)));
+        b.close_sent(Some(CloseCode(1000)));
+        a.close_sent(Some(CloseCode(4008)));
+        a.close_sent(Some(CloseCode(4321)));
+        a.close_sent(None);
+        a.close_sent(Some(CloseCode(3000)));
+        let text = rendered(&[&a, &b]);
+        for (series, n) in [
+            ("gateway_closes_total{code=\"1000\"}", 2),
+            ("gateway_closes_total{code=\"4008\"}", 1),
+            ("gateway_closes_total{code=\"4xxx\"}", 1),
+            ("gateway_closes_total{code=\"none\"}", 1),
+            ("gateway_closes_total{code=\"other\"}", 1),
+            ("gateway_closes_total{code=\"1001\"}", 0),
+        ] {
+            assert_eq!(value(&text, series), Some(n), "{series}");
+        }
+        let labels: std::collections::HashSet<_> =
+            CloseLabel::ALL.iter().map(|l| l.label()).collect();
+        assert_eq!(labels.len(), CloseLabel::ALL.len(), "labels are distinct");
+        for (i, l) in CloseLabel::ALL.iter().enumerate() {
+            assert_eq!(*l as usize, i, "ALL is in index order");
         }
     }
 

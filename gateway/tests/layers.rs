@@ -24,7 +24,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "conn", "json", "query", "names", "metrics", "auth", "router",
         ],
     ),
-    ("config", &["conn", "driver", "api", "router"]),
+    ("config", &["conn", "driver", "auth", "api", "router"]),
+    ("check", &["config"]),
     (
         "shard",
         &[

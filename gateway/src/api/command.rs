@@ -12,9 +12,10 @@ use simd_json::BorrowedValue;
 
 use crate::conn::ConnId;
 use crate::json::{nesting_within_limit, parser_safe};
-use crate::metrics::ShardMetrics;
+use crate::metrics::{CloseLabel, ShardMetrics};
 use crate::names::{check_channel, check_user};
 use crate::query::query_param;
+use crate::router::inbox::{ConnInfo, Lookup};
 use crate::router::HistoryRead;
 
 use super::error::ApiError;
@@ -78,6 +79,8 @@ pub enum Command {
     },
     /// Connection and message totals.
     Stats,
+    /// Describe one connection or every connection of a user.
+    Connections(Lookup),
     /// The Prometheus text.
     Metrics,
 }
@@ -115,6 +118,8 @@ pub enum Outcome {
     NoHistory,
     /// Totals.
     Stats(Stats),
+    /// The connections a lookup found (a lookup by id that found none is `UnknownConnection`).
+    Connections(Vec<ConnInfo>),
     /// The Prometheus text.
     Metrics(String),
 }
@@ -136,6 +141,12 @@ pub struct Stats {
     pub deliveries: u64,
     /// 4008 closes.
     pub slow_consumer_disconnects: u64,
+    /// Connections accepted since start (client and API).
+    pub accepted: u64,
+    /// Connections closed since start.
+    pub closed: u64,
+    /// Close frames sent, by `gateway_closes_total` label, in [`CloseLabel::ALL`] order.
+    pub closes: Vec<(&'static str, u64)>,
 }
 
 /// One shard's line in [`Stats`].
@@ -152,8 +163,16 @@ pub struct ShardStats {
 impl Stats {
     /// Totals from every shard's metrics (in shard order).
     pub fn from_metrics(shards: &[&ShardMetrics]) -> Stats {
-        let mut s = Stats::default();
+        let mut s = Stats {
+            closes: CloseLabel::ALL.iter().map(|l| (l.label(), 0)).collect(),
+            ..Stats::default()
+        };
         for (i, m) in shards.iter().enumerate() {
+            s.accepted += m.accepted.get();
+            s.closed += m.closed.get();
+            for (total, c) in s.closes.iter_mut().zip(&m.closes) {
+                total.1 += c.get();
+            }
             let open = m.accepted.get().saturating_sub(m.closed.get());
             s.connections += open;
             s.shards.push(ShardStats {
@@ -179,10 +198,32 @@ pub fn parse_command(
     body: &mut [u8],
 ) -> Result<Option<Command>, ApiError> {
     Ok(Some(match route {
-        Route::Healthz => return Ok(None),
+        Route::Healthz | Route::Admin(_) => return Ok(None),
         Route::Metrics => Command::Metrics,
         Route::Channels => Command::Channels,
         Route::Stats => Command::Stats,
+        Route::Connections => {
+            let conn = query_param(query, "conn");
+            let user = query_param(query, "user");
+            Command::Connections(match (conn, user) {
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::BadField(
+                        "user",
+                        "may not be given together with conn",
+                    ))
+                }
+                (Some(c), None) => {
+                    Lookup::Conn(c.parse::<ConnId>().map_err(|_| {
+                        ApiError::BadField("conn", "is not a decimal connection id")
+                    })?)
+                }
+                (None, Some(u)) => {
+                    check_user(&u).map_err(|e| ApiError::BadField("user", e.message()))?;
+                    Lookup::User(u.into())
+                }
+                (None, None) => return Err(ApiError::MissingField("conn")),
+            })
+        }
         Route::Presence => {
             let channel = query_param(query, "channel").ok_or(ApiError::MissingField("channel"))?;
             Command::Presence {

@@ -38,13 +38,18 @@ pub enum ApiError {
     Busy,
     /// The channel keeps no history (`--history`).
     NoHistory,
+    /// Under `/admin`: no Basic credentials with the admin password.
+    AdminUnauthorized,
+    /// An `/admin/api/...` request without `X-Gateway-Admin` (what a cross-site form would send).
+    AdminHeaderMissing,
 }
 
 impl ApiError {
     /// Status code and reason phrase.
     pub fn status(&self) -> (u16, &'static str) {
         match self {
-            Self::Unauthorized => (401, "Unauthorized"),
+            Self::Unauthorized | Self::AdminUnauthorized => (401, "Unauthorized"),
+            Self::AdminHeaderMissing => (403, "Forbidden"),
             Self::NotFound | Self::UnknownConnection | Self::NoHistory => (404, "Not Found"),
             Self::MethodNotAllowed(_) => (405, "Method Not Allowed"),
             Self::LengthRequired => (411, "Length Required"),
@@ -63,7 +68,8 @@ impl ApiError {
     /// The machine-readable `error.code`.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Unauthorized => "unauthorized",
+            Self::Unauthorized | Self::AdminUnauthorized => "unauthorized",
+            Self::AdminHeaderMissing => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::LengthRequired => "length_required",
@@ -84,6 +90,10 @@ impl ApiError {
     pub fn extra_headers(&self) -> Vec<(&'static str, &'static str)> {
         match self {
             Self::Unauthorized => vec![("WWW-Authenticate", "Bearer")],
+            Self::AdminUnauthorized => vec![(
+                "WWW-Authenticate",
+                r#"Basic realm="gateway admin", charset="UTF-8""#,
+            )],
             Self::MethodNotAllowed(allow) => vec![("Allow", allow)],
             Self::Busy => vec![("Retry-After", "1")],
             _ => Vec::new(),
@@ -125,6 +135,13 @@ impl fmt::Display for ApiError {
             Self::UnknownConnection => f.write_str("no live connection has this id"),
             Self::Busy => f.write_str("a shard queue is full: retry later"),
             Self::NoHistory => f.write_str("this channel keeps no history (see --history)"),
+            Self::AdminUnauthorized => f.write_str(
+                "the admin page needs its password (--admin-secret, else the API key) as Basic \
+                 credentials",
+            ),
+            Self::AdminHeaderMissing => {
+                f.write_str("admin API requests need the X-Gateway-Admin header")
+            }
         }
     }
 }

@@ -13,8 +13,10 @@
 //! Requests need `Content-Length` bodies (chunked: 411) no larger than `--max-api-body-bytes`
 //! (413); both answers close the connection because the rest of the body is not read.
 
+pub mod admin;
 pub mod command;
 pub mod error;
+pub mod nodes;
 pub mod response;
 pub mod routes;
 
@@ -27,6 +29,7 @@ use crate::metrics::ShardMetrics;
 pub use self::command::{Command, Outcome, ShardStats, Stats, Target};
 pub use self::error::ApiError;
 pub use self::routes::Route;
+pub use crate::router::inbox::{ConnInfo, Lookup};
 
 use self::command::parse_command;
 use self::response::{write_error, write_outcome, write_response};
@@ -51,6 +54,8 @@ pub struct ApiSettings {
     pub idle_timeout: Duration,
     /// After our last response on a closing connection, drop it if the peer has not closed.
     pub close_timeout: Duration,
+    /// The admin page's password (`None`: the API key is).
+    pub admin_secret: Option<ApiKey>,
 }
 
 impl ApiSettings {
@@ -64,6 +69,7 @@ impl ApiSettings {
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             close_timeout: Duration::from_secs(5),
+            admin_secret: None,
         }
     }
 }
@@ -324,6 +330,19 @@ impl ApiConn {
                 return Handled::Answered;
             }
         };
+        if let Route::Admin(file) = route {
+            let (content_type, bytes) = file.content();
+            write_response(
+                out,
+                (200, "OK"),
+                content_type,
+                &admin::FILE_HEADERS,
+                bytes,
+                close,
+            );
+            metrics.api_answered(200);
+            return Handled::Answered;
+        }
         let body = &mut self.buf[at + head.len..at + head.len + head.body_len];
         match parse_command(route, &head.query, body) {
             Ok(Some(c)) => Handled::Command(c),
@@ -370,6 +389,8 @@ fn parse_head(raw: &[u8], s: &ApiSettings) -> Result<Head, ApiError> {
     }
     let mut content_length: Option<usize> = None;
     let mut authorized = false;
+    let mut admin = admin::Credentials::default();
+    let admin_key = s.admin_secret.as_ref().unwrap_or(&s.key);
     let mut close = req.version != Some(1);
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -392,6 +413,9 @@ fn parse_head(raw: &[u8], s: &ApiSettings) -> Result<Head, ApiError> {
             content_length = Some(n as usize);
         } else if h.name.eq_ignore_ascii_case("authorization") {
             authorized |= s.key.check_authorization(h.value);
+            admin.password |= admin_key.check_password(h.value);
+        } else if h.name.eq_ignore_ascii_case(admin::ADMIN_HEADER) {
+            admin.admin_header = true;
         } else if h.name.eq_ignore_ascii_case("connection") && has_token(h.value, "close") {
             close = true;
         }
@@ -402,17 +426,20 @@ fn parse_head(raw: &[u8], s: &ApiSettings) -> Result<Head, ApiError> {
     }
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let route = routes::route(method, path, authorized).and_then(|r| {
-        if r.needs_key() && !authorized {
-            return Err(ApiError::Unauthorized);
-        }
-        Ok(r)
-    });
+    let route = match admin::strip(path) {
+        Some(rest) => admin::route(method, rest, admin),
+        None => routes::route(method, path, authorized).and_then(|r| {
+            if r.needs_key() && !authorized {
+                return Err(ApiError::Unauthorized);
+            }
+            Ok(r)
+        }),
+    };
     Ok(Head {
         len: raw.len(),
         body_len: content_length.unwrap_or(0),
         query: match route {
-            Ok(Route::Presence | Route::History) => query.to_owned(),
+            Ok(Route::Presence | Route::History | Route::Connections) => query.to_owned(),
             _ => String::new(),
         },
         route,

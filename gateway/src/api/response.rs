@@ -5,6 +5,7 @@ use std::io::Write as _;
 
 use super::command::{Outcome, Stats};
 use super::error::ApiError;
+use super::nodes::{known_nodes, BROKER_KIND, BROKER_STATE};
 use crate::conn::http::{end_head, write_head};
 use crate::json::{write_opt_str, write_str};
 
@@ -107,6 +108,32 @@ pub fn write_outcome(out: &mut Vec<u8>, outcome: Outcome, close: bool) -> u16 {
             200
         }
         Outcome::NoHistory => write_error(out, &ApiError::NoHistory, close),
+        Outcome::Connections(conns) => {
+            let mut body = Vec::from(&br#"{"connections":["#[..]);
+            for (i, c) in conns.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                let _ = write!(
+                    body,
+                    r#"{{"conn":"{}","shard":{},"user":"#,
+                    c.conn.to_bits(),
+                    c.conn.shard()
+                );
+                write_opt_str(&mut body, c.user.as_deref());
+                body.extend_from_slice(br#","channels":["#);
+                for (j, ch) in c.channels.iter().enumerate() {
+                    if j > 0 {
+                        body.push(b',');
+                    }
+                    write_str(&mut body, ch);
+                }
+                body.extend_from_slice(b"]}");
+            }
+            body.extend_from_slice(b"]}\n");
+            json(out, (200, "OK"), &body);
+            200
+        }
         Outcome::Stats(stats) => {
             json(out, (200, "OK"), &stats_json(&stats));
             200
@@ -138,10 +165,42 @@ fn stats_json(s: &Stats) -> Vec<u8> {
             sh.shard, sh.connections, sh.queue_depth
         );
     }
-    let _ = writeln!(
+    let _ = write!(
         body,
-        r#"],"messages_in":{},"messages_out":{},"publishes":{},"deliveries":{},"slow_consumer_disconnects":{}}}"#,
+        r#"],"messages_in":{},"messages_out":{},"publishes":{},"deliveries":{},"slow_consumer_disconnects":{}"#,
         s.messages_in, s.messages_out, s.publishes, s.deliveries, s.slow_consumer_disconnects
     );
+    let _ = write!(
+        body,
+        r#","accepted":{},"closed":{},"closes":{{"#,
+        s.accepted, s.closed
+    );
+    for (i, (label, n)) in s.closes.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        write_str(&mut body, label);
+        let _ = write!(body, ":{n}");
+    }
+    body.extend_from_slice(br#"},"broker":{"kind":"#);
+    write_str(&mut body, BROKER_KIND);
+    body.extend_from_slice(br#","state":"#);
+    write_str(&mut body, BROKER_STATE);
+    body.extend_from_slice(br#"},"nodes":["#);
+    for (i, n) in known_nodes(s).iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(br#"{"node":"#);
+        write_str(&mut body, &n.name);
+        let _ = write!(
+            body,
+            r#","self":{},"connections":{},"shards":{},"broker":"#,
+            n.this, n.connections, n.shards
+        );
+        write_str(&mut body, n.broker);
+        body.push(b'}');
+    }
+    body.extend_from_slice(b"]}\n");
     body
 }

@@ -1,5 +1,6 @@
 //! The API's routes: method and path to a [`Route`], or 404 / 405.
 
+use super::admin::AdminFile;
 use super::error::ApiError;
 
 /// One endpoint of the API listener.
@@ -25,6 +26,10 @@ pub enum Route {
     History,
     /// `GET /api/stats`.
     Stats,
+    /// `GET /api/connections?conn=ID` or `?user=U`.
+    Connections,
+    /// `GET /admin...`: one of the admin page's files (routed by `super::admin`).
+    Admin(AdminFile),
 }
 
 impl Route {
@@ -41,6 +46,7 @@ impl Route {
             "/api/presence" => Route::Presence,
             "/api/history" => Route::History,
             "/api/stats" => Route::Stats,
+            "/api/connections" => Route::Connections,
             _ => return None,
         })
     }
@@ -54,13 +60,15 @@ impl Route {
             | Route::Channels
             | Route::Presence
             | Route::History
-            | Route::Stats => "GET",
+            | Route::Stats
+            | Route::Connections
+            | Route::Admin(_) => "GET",
         }
     }
 
     /// True when the route needs the API key.
     pub fn needs_key(self) -> bool {
-        !matches!(self, Route::Healthz | Route::Metrics)
+        !matches!(self, Route::Healthz | Route::Metrics | Route::Admin(_))
     }
 }
 
@@ -98,6 +106,7 @@ mod tests {
             ("GET", "/api/presence", Route::Presence),
             ("GET", "/api/history", Route::History),
             ("GET", "/api/stats", Route::Stats),
+            ("GET", "/api/connections", Route::Connections),
         ];
         for (method, path, r) in cases {
             assert_eq!(route(method, path, true), Ok(r), "{method} {path}");

@@ -50,6 +50,30 @@ impl ApiKey {
     }
 }
 
+impl ApiKey {
+    /// Check an `Authorization` header value as a browser sends it for a password prompt:
+    /// `Basic base64(user:password)` (RFC 7617) whose password is the key, whatever the user
+    /// name; `Bearer <key>` is accepted too, for scripts.
+    pub fn check_password(&self, value: &[u8]) -> bool {
+        if self.check_authorization(value) {
+            return true;
+        }
+        let Some(scheme) = value.get(..6) else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case(b"basic ") {
+            return false;
+        }
+        let Ok(pair) = base64_simd::STANDARD.decode_to_vec(trim_spaces(&value[6..])) else {
+            return false;
+        };
+        match memchr::memchr(b':', &pair) {
+            Some(at) => self.matches(&pair[at + 1..]),
+            None => false,
+        }
+    }
+}
+
 fn trim_spaces(mut v: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = v {
         v = rest;
@@ -100,6 +124,22 @@ mod tests {
         assert!(!k.check_authorization(b"Bearer abd"));
         assert!(!k.check_authorization(b"Bearer"));
         assert!(!k.check_authorization(b"abc"));
+    }
+
+    #[test]
+    fn password_is_the_basic_credentials_password_or_a_bearer_key() {
+        let k = ApiKey::new("s:3");
+        // base64("admin:s:3") and base64(":s:3"): the user name is anything, the password
+        // is everything after the first colon.
+        assert!(k.check_password(b"Basic YWRtaW46czoz"));
+        assert!(k.check_password(b"basic  OnM6Mw== "));
+        assert!(k.check_password(b"Bearer s:3"));
+        // base64("admin:s:4"), no colon, bad base64.
+        assert!(!k.check_password(b"Basic YWRtaW46czo0"));
+        assert!(!k.check_password(b"Basic czoz"));
+        assert!(!k.check_password(b"Basic !!!"));
+        assert!(!k.check_password(b"Basic"));
+        assert!(!k.check_password(b"s:3"));
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct Output {
     pub messages_out: u64,
     /// Why an upgrade was refused during the call (for metrics).
     pub refused: Option<HandshakeFailure>,
+    /// A close frame was appended during the call, with this code (`None`: an empty close; for
+    /// metrics).
+    pub close_sent: Option<Option<CloseCode>>,
 }
 
 impl Default for Output {
@@ -61,6 +64,7 @@ impl Default for Output {
             messages_in: 0,
             messages_out: 0,
             refused: None,
+            close_sent: None,
         }
     }
 }
@@ -93,6 +97,7 @@ impl Output {
             None => 0,
         };
         self.frame(Opcode::Close, &p[..n]);
+        self.close_sent = Some(code);
     }
 
     /// Before an input call: the connection's queue may take `room_bytes` more bytes under its
@@ -151,5 +156,6 @@ impl Output {
         self.messages_in = 0;
         self.messages_out = 0;
         self.refused = None;
+        self.close_sent = None;
     }
 }

@@ -1,12 +1,13 @@
-//! Scatter/gather queries over shards: a presence list (who is subscribed to a channel) and a
-//! channel list (every channel with its subscriber count). The asking shard sends a query with a
+//! Scatter/gather queries over shards: a presence list (who is subscribed to a channel), a
+//! channel list (every channel with its subscriber count) and a connection lookup (one
+//! connection, or every connection of a user, with its channels). The asking shard sends a query with a
 //! fresh tag to every shard that may know (itself included, through its local list), counts the
 //! parts as they come back, and hands the finished answer to its requester.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::inbox::ReplyTo;
+use super::inbox::{ConnInfo, Lookup, ReplyTo};
 use super::Member;
 
 /// A presence query waiting for shards to answer.
@@ -31,11 +32,25 @@ pub struct ChannelGather {
     pub counts: HashMap<Arc<str>, u64>,
 }
 
+/// A connection lookup waiting for shards to answer.
+#[derive(Debug)]
+pub struct ConnGather {
+    /// The requester.
+    pub reply: ReplyTo,
+    /// What it looks up.
+    pub lookup: Lookup,
+    /// Shards still to answer.
+    pub waiting: usize,
+    /// Connections so far.
+    pub conns: Vec<ConnInfo>,
+}
+
 /// One shard's open gathers.
 #[derive(Debug, Default)]
 pub struct Gathers {
     presence: HashMap<u64, Gather>,
     channels: HashMap<u64, ChannelGather>,
+    conns: HashMap<u64, ConnGather>,
     next_tag: u64,
 }
 
@@ -66,6 +81,32 @@ impl Gathers {
             },
         );
         tag
+    }
+
+    /// Open a connection lookup for `reply` over `waiting` shards; returns its tag.
+    pub fn start_conns(&mut self, reply: ReplyTo, lookup: Lookup, waiting: usize) -> u64 {
+        let tag = self.tag();
+        self.conns.insert(
+            tag,
+            ConnGather {
+                reply,
+                lookup,
+                waiting,
+                conns: Vec::new(),
+            },
+        );
+        tag
+    }
+
+    /// Add one shard's connections to lookup `tag`; returns the lookup once complete.
+    pub fn on_conn_part(&mut self, tag: u64, conns: Vec<ConnInfo>) -> Option<ConnGather> {
+        let g = self.conns.get_mut(&tag)?;
+        g.conns.extend(conns);
+        g.waiting = g.waiting.saturating_sub(1);
+        if g.waiting == 0 {
+            return self.conns.remove(&tag);
+        }
+        None
     }
 
     fn tag(&mut self) -> u64 {

@@ -96,6 +96,27 @@ impl Publication {
     }
 }
 
+/// Whom a connection lookup describes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// One connection.
+    Conn(ConnId),
+    /// Every connection of a user.
+    User(Arc<str>),
+}
+
+/// One connection as a lookup describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Its id.
+    pub conn: ConnId,
+    /// Its user, when known.
+    pub user: Option<Arc<str>>,
+    /// The channels it is subscribed to, in the order it subscribed (most recent last, except
+    /// that leaving one moves the last into its place).
+    pub channels: Vec<Arc<str>>,
+}
+
 /// A message between shards.
 #[derive(Debug)]
 pub enum ShardMsg {
@@ -191,6 +212,22 @@ pub enum ShardMsg {
         tag: u64,
         /// Channels and local subscriber counts.
         counts: Vec<(Arc<str>, u64)>,
+    },
+    /// Describe local connections (one by id, or every one of a user) for a lookup.
+    ConnQuery {
+        /// Whom to describe.
+        lookup: Lookup,
+        /// The requester's shard.
+        from: u8,
+        /// The gather's tag on that shard.
+        tag: u64,
+    },
+    /// One shard's part of a connection lookup.
+    ConnPart {
+        /// The gather's tag.
+        tag: u64,
+        /// The connections found on that shard.
+        conns: Vec<ConnInfo>,
     },
     /// Close one connection with a code (backend disconnect).
     Close {

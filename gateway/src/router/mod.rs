@@ -7,7 +7,8 @@
 //!   that has one (found in the [`registry::Registry`]); the frame is encoded once.
 //! - [`Router::send`]: deliver JSON `data` privately to one [`ConnId`] on any shard; the outcome
 //!   (delivered, or unknown) comes back to the requester.
-//! - [`Router::presence`] and [`Router::channel_list`]: scatter/gather over shards ([`gather`]).
+//! - [`Router::presence`], [`Router::channel_list`] and [`Router::lookup_conns`]: scatter/gather
+//!   over shards ([`gather`]).
 //! - [`Router::disconnect`], [`Router::publish_user`], [`Router::disconnect_user`].
 //! - [`Router::subscribe`], [`Router::unsubscribe`], [`Router::on_disconnect`] for connections.
 //! - Channels with history ([`history`], `--history`): [`Router::publish`] hands the publication
@@ -46,9 +47,9 @@ use self::channels::{ChanKey, ChannelTable, Kind};
 use self::fanout::{
     encode_direct, encode_message, encode_presence_event, frame_payload, text_frame, Delivery,
 };
-use self::gather::{ChannelGather, Gather, Gathers};
+use self::gather::{ChannelGather, ConnGather, Gather, Gathers};
 use self::history::{Answer, Epoch, Histories, HistoryPolicy, Want};
-use self::inbox::{Mesh, Publication, ReplyTo, ShardMsg};
+use self::inbox::{ConnInfo, Lookup, Mesh, Publication, ReplyTo, ShardMsg};
 use self::merge::Merge;
 use self::outbound::Outbound;
 use self::recovery::{Queries, Query};
@@ -190,6 +191,15 @@ pub enum Completion {
         reply: ReplyTo,
         /// What was read.
         read: HistoryRead,
+    },
+    /// The outcome of [`Router::lookup_conns`]: the connections found on every shard asked.
+    Conns {
+        /// The requester.
+        reply: ReplyTo,
+        /// What was looked up.
+        lookup: Lookup,
+        /// The connections found (none when the id is stale or the user has none).
+        conns: Vec<ConnInfo>,
     },
     /// The outcome of [`Router::channel_list`]: every channel with subscribers on any shard.
     Channels {
@@ -630,6 +640,67 @@ impl Router {
         for s in all {
             self.outbound
                 .control(s, ShardMsg::ChannelQuery { from: me, tag });
+        }
+    }
+
+    /// Describe one connection (the shard in its id is asked) or every connection of a user
+    /// (every shard is asked); the answer comes back as [`Completion::Conns`] for `reply`.
+    pub fn lookup_conns(&mut self, lookup: Lookup, reply: ReplyTo) {
+        let me = self.shard();
+        let shards: Vec<u8> = match &lookup {
+            Lookup::Conn(id) if self.outbound.has_shard(id.shard()) => vec![id.shard()],
+            Lookup::Conn(_) => Vec::new(),
+            Lookup::User(_) => self.outbound.all().collect(),
+        };
+        if shards.is_empty() {
+            self.completions.push(Completion::Conns {
+                reply,
+                lookup,
+                conns: Vec::new(),
+            });
+            return;
+        }
+        let tag = self
+            .gathers
+            .start_conns(reply, lookup.clone(), shards.len());
+        for s in shards {
+            let query = ShardMsg::ConnQuery {
+                lookup: lookup.clone(),
+                from: me,
+                tag,
+            };
+            self.outbound.control(s, query);
+        }
+    }
+
+    /// One shard's part of connection lookup `tag`; once complete, its answer is queued in
+    /// [`Router::completions`].
+    pub fn on_conn_part(&mut self, tag: u64, conns: Vec<ConnInfo>) {
+        if let Some(ConnGather {
+            reply,
+            lookup,
+            conns,
+            ..
+        }) = self.gathers.on_conn_part(tag, conns)
+        {
+            self.completions.push(Completion::Conns {
+                reply,
+                lookup,
+                conns,
+            });
+        }
+    }
+
+    /// Connection `id` as a lookup describes it, from its session.
+    pub fn describe(&self, id: ConnId, session: &Session) -> ConnInfo {
+        ConnInfo {
+            conn: id,
+            user: session.user.clone(),
+            channels: session
+                .channels
+                .iter()
+                .filter_map(|&k| self.channels.by_key(k).map(|c| Arc::clone(&c.name)))
+                .collect(),
         }
     }
 

@@ -10,7 +10,7 @@ use crate::api::{ApiConn, Command, Outcome, Stats, Target};
 use crate::conn::ConnId;
 use crate::driver::Driver;
 use crate::metrics::{self, ShardMetrics};
-use crate::router::inbox::ReplyTo;
+use crate::router::inbox::{Lookup, ReplyTo};
 use crate::router::{Completion, RouterError};
 
 use super::{Peer, Shard};
@@ -146,6 +146,10 @@ impl<D: Driver> Shard<D> {
                 self.router.history(&channel, limit, reply(""));
                 None
             }
+            Command::Connections(lookup) => {
+                self.router.lookup_conns(lookup, reply(""));
+                None
+            }
             Command::Stats => {
                 let all = self.all_metrics();
                 Some(Outcome::Stats(Stats::from_metrics(&all)))
@@ -186,6 +190,17 @@ impl<D: Driver> Shard<D> {
                         (reply.conn, Outcome::Presence { channel, members })
                     }
                     Completion::History { reply, read } => (reply.conn, Outcome::History(read)),
+                    Completion::Conns {
+                        reply,
+                        lookup,
+                        conns,
+                    } => (
+                        reply.conn,
+                        match lookup {
+                            Lookup::Conn(_) if conns.is_empty() => Outcome::UnknownConnection,
+                            _ => Outcome::Connections(conns),
+                        },
+                    ),
                     Completion::Channels { reply, counts } => {
                         (reply.conn, Outcome::Channels(counts))
                     }

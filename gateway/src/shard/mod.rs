@@ -642,6 +642,9 @@ impl<D: Driver> Shard<D> {
         if let Some(reason) = self.out.refused {
             self.metrics.handshake_failed(reason);
         }
+        if let Some(code) = self.out.close_sent {
+            self.metrics.close_sent(code);
+        }
         self.out.clear();
         if self.out.bytes.capacity() > OUTPUT_KEEP_BYTES {
             self.out.bytes = Vec::new();

@@ -16,7 +16,7 @@ use crate::driver::Driver;
 use crate::router::channels::Kind;
 use crate::router::fanout::Delivery;
 use crate::router::gather::Gather;
-use crate::router::inbox::{ReplyTo, ShardMsg};
+use crate::router::inbox::{ConnInfo, Lookup, ReplyTo, ShardMsg};
 use crate::router::{Answered, Completion, Member};
 
 use super::{Entry, Peer, Shard};
@@ -213,7 +213,32 @@ impl<D: Driver> Shard<D> {
                     .control(from, ShardMsg::ChannelPart { tag, counts });
             }
             ShardMsg::ChannelPart { tag, counts } => self.router.on_channel_part(tag, counts),
+            ShardMsg::ConnQuery { lookup, from, tag } => {
+                let conns = self.describe(&lookup);
+                self.router
+                    .outbound
+                    .control(from, ShardMsg::ConnPart { tag, conns });
+            }
+            ShardMsg::ConnPart { tag, conns } => self.router.on_conn_part(tag, conns),
         }
+    }
+
+    /// This shard's open client connections that `lookup` names, with their channels.
+    fn describe(&mut self, lookup: &Lookup) -> Vec<ConnInfo> {
+        let ids = match lookup {
+            Lookup::Conn(id) => vec![*id],
+            Lookup::User(user) => self.router.users.conns(user).to_vec(),
+        };
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(e) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if let Some((_, client)) = e.peer.open_client() {
+                found.push(self.router.describe(id, &client.session));
+            }
+        }
+        found
     }
 
     /// Fan `d` out to this shard's subscribers of its channel. Subscribers waiting for their
