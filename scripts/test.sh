@@ -92,6 +92,14 @@ GATEWAY_DRIVER=uring nextest -p gateway --no-fail-fast -E "$DRIVER_SUITES"
 step "doc tests"
 cargo test --workspace --doc -q
 
+# The soak, shortened: 2 minutes of chat, fan-out, churn with storms, slow readers and bad frames
+# on a watched gateway (memory slope, descriptors, chat integrity; scripts/soak.sh). It runs the
+# debug binaries the suite above already built: a release build would add minutes of compiling
+# to save nothing, since this light load needs a fraction of a core even unoptimised; memory and
+# descriptor leaks do not depend on the optimisation level.
+step "soak for 2 minutes (scripts/soak.sh, debug binaries)"
+SOAK_PROFILE=debug SOAK_NO_BUILD=1 ./scripts/soak.sh 2m
+
 # ---------------------------------------------------------------------------------------------
 # fuzz_crate DIR SECONDS: run every fuzz target of DIR/fuzz for SECONDS, starting from a scratch
 # copy of its committed seeds and crash inputs (so what the fuzzer adds never lands in the
