@@ -81,7 +81,7 @@ nextest --workspace --no-fail-fast
 # Kernels: the codec, the gateway's unit tests (the sans-IO connection) and the frame-level suites.
 KERNEL_SUITES='package(frame-simd) | (package(gateway) & (kind(lib) | binary(conformance) | binary(bad_input) | binary(handshake) | binary(interop)))'
 # Driver: every suite that moves bytes through a shard loop over real sockets.
-DRIVER_SUITES='binary(conformance) | binary(bad_input) | binary(handshake) | binary(interop) | binary(push) | binary(lifecycle) | binary(uring) | binary(shard_loop) | binary(history) | binary(api) | binary(js_client)'
+DRIVER_SUITES='binary(conformance) | binary(bad_input) | binary(handshake) | binary(interop) | binary(push) | binary(lifecycle) | binary(uring) | binary(shard_loop) | binary(history) | binary(api) | binary(js_client) | binary(faults)'
 
 step "codec and frame-level tests with SIMD switched off (FRAME_SIMD_KERNEL=scalar)"
 FRAME_SIMD_KERNEL=scalar nextest -p frame-simd -p gateway --no-fail-fast -E "$KERNEL_SUITES"
