@@ -90,7 +90,13 @@ nextest --workspace --no-fail-fast
 # Kernels: the codec, the gateway's unit tests (the sans-IO connection) and the frame-level suites.
 KERNEL_SUITES='package(frame-simd) | (package(gateway) & (kind(lib) | binary(conformance) | binary(bad_input) | binary(handshake) | binary(interop)))'
 # Driver: every suite that moves bytes through a shard loop over real sockets.
-DRIVER_SUITES='binary(conformance) | binary(bad_input) | binary(handshake) | binary(interop) | binary(push) | binary(lifecycle) | binary(uring) | binary(shard_loop) | binary(history) | binary(api) | binary(js_client) | binary(tls)'
+DRIVER_SUITE_NAMES=(
+  conformance bad_input handshake interop push lifecycle uring shard_loop history api js_client
+  tls
+  faults
+)
+DRIVER_SUITES=$(printf 'binary(%s) | ' "${DRIVER_SUITE_NAMES[@]}")
+DRIVER_SUITES=${DRIVER_SUITES% | }
 
 step "codec and frame-level tests with SIMD switched off (FRAME_SIMD_KERNEL=scalar)"
 FRAME_SIMD_KERNEL=scalar nextest -p frame-simd -p gateway --no-fail-fast -E "$KERNEL_SUITES"
@@ -100,6 +106,14 @@ GATEWAY_DRIVER=uring nextest -p gateway --no-fail-fast -E "$DRIVER_SUITES"
 
 step "doc tests"
 cargo test --workspace --doc -q
+
+# The soak, shortened: 2 minutes of chat, fan-out, churn with storms, slow readers and bad frames
+# on a watched gateway (memory slope, descriptors, chat integrity; scripts/soak.sh). It runs the
+# debug binaries the suite above already built: a release build would add minutes of compiling
+# to save nothing, since this light load needs a fraction of a core even unoptimised; memory and
+# descriptor leaks do not depend on the optimisation level.
+step "soak for 2 minutes (scripts/soak.sh, debug binaries)"
+SOAK_PROFILE=debug SOAK_NO_BUILD=1 ./scripts/soak.sh 2m
 
 # ---------------------------------------------------------------------------------------------
 # fuzz_crate DIR SECONDS: run every fuzz target of DIR/fuzz for SECONDS, starting from a scratch

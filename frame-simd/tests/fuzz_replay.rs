@@ -103,6 +103,11 @@ fn fused_seeds_and_regressions_pass_the_fused_check() {
 }
 
 #[test]
+fn differential_seeds_and_regressions_pass_the_differential_check() {
+    replay_committed("differential");
+}
+
+#[test]
 fn every_fuzz_target_is_replayed_and_has_a_seed_folder() {
     let dir = fuzz_dir().join("fuzz_targets");
     let mut targets: Vec<String> = files_in(&dir)

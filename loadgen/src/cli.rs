@@ -28,6 +28,10 @@ pub enum Command {
     Capacity(CapacityArgs),
     /// Merge result files (histograms, not percentiles) from several loadgen processes.
     Merge(MergeArgs),
+    /// Watch a server while a load command runs (a soak): RSS slope, descriptors, threads, CPU.
+    Watch(WatchArgs),
+    /// Slow readers and clients sending bad frames, reconnecting until the duration is over.
+    Misbehave(MisbehaveArgs),
 }
 
 /// The load scenarios.
@@ -234,6 +238,11 @@ pub struct ChurnArgs {
     /// Drop PCT% of the open connections at once at T after the run starts, and reconnect them.
     #[arg(long)]
     pub storm: Option<String>,
+    /// Repeat the storm at this interval after its first time (a storm every few minutes in a
+    /// soak); dropped and reconnected then add up over every storm, and the time until all were
+    /// back is the slowest storm's.
+    #[arg(long, value_parser = duration)]
+    pub storm_every: Option<Duration>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,
@@ -312,4 +321,89 @@ pub struct MergeArgs {
     /// Thresholds on the merged result (exit code 3 on failure).
     #[arg(long)]
     pub expect: Option<String>,
+}
+
+/// `watch`.
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// PID of the server to watch (same machine).
+    #[arg(long)]
+    pub server_pid: u32,
+    /// Sampling interval.
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub interval: Duration,
+    /// Samples before this (from the start) are not fitted: pools and arenas fill up.
+    #[arg(long, value_parser = duration, default_value = "60s")]
+    pub warmup: Duration,
+    /// Growth of RSS over the fitted window (the slope times the window) allowed in bytes ...
+    #[arg(long, default_value_t = 4 << 20)]
+    pub rss_growth_bytes: u64,
+    /// ... or as a percentage of the RSS at the window's start, whichever is larger.
+    #[arg(long, default_value_t = 5.0)]
+    pub rss_growth_pct: f64,
+    /// Descriptors allowed above the baseline once the load is gone.
+    #[arg(long, default_value_t = 0)]
+    pub fd_slack: u64,
+    /// After the load command exits, wait at most this long for descriptors to come back.
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    pub settle: Duration,
+    /// A load result (`--json` of a scenario) to read once the load is over; chat results are
+    /// checked for loss, duplicates and order. Repeatable.
+    #[arg(long = "load-report")]
+    pub load_reports: Vec<PathBuf>,
+    /// Write the samples and verdict as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the HTML report (time series of RSS, descriptors, threads, CPU).
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// The load command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// `misbehave`.
+#[derive(Args, Debug)]
+pub struct MisbehaveArgs {
+    /// Where slow readers subscribe (a URL that pushes to them, e.g. ws://host/broadcast).
+    #[arg(long, default_value = "ws://127.0.0.1:8080/broadcast")]
+    pub slow_url: String,
+    /// Slow-reader connections open at once.
+    #[arg(long, default_value_t = 2)]
+    pub slow: u32,
+    /// Bytes per second each slow reader reads.
+    #[arg(long, default_value_t = 512)]
+    pub slow_read_rate: u32,
+    /// Receive buffer of a slow reader, bytes.
+    #[arg(long, default_value_t = 4096)]
+    pub slow_rcvbuf: usize,
+    /// How long a slow reader stays slow; then it reads the rest at full speed to see how the
+    /// server ended it (a close code, or the connection still open), and reconnects.
+    #[arg(long, value_parser = duration, default_value = "20s")]
+    pub slow_for: Duration,
+    /// A feeder for the slow readers: connect here and send --feed-text at --feed-rate (e.g.
+    /// ws://host/ws with a publish to the channel the slow readers' /raw URL names).
+    #[arg(long)]
+    pub feed_url: Option<String>,
+    /// The feeder's text message; `{pad}` is replaced by --feed-pad bytes of padding.
+    #[arg(long, default_value = "{pad}")]
+    pub feed_text: String,
+    /// Bytes of padding in each fed message.
+    #[arg(long, default_value_t = 16384)]
+    pub feed_pad: usize,
+    /// Fed messages per second.
+    #[arg(long, default_value_t = 50.0)]
+    pub feed_rate: f64,
+    /// Where bad frames go (any WebSocket path).
+    #[arg(long, default_value = "ws://127.0.0.1:8080/echo")]
+    pub bad_url: String,
+    /// Bad-frame connections per second (0: none).
+    #[arg(long, default_value_t = 2.0)]
+    pub bad_rate: f64,
+    /// How long to go on.
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Write the outcome as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }

@@ -7,8 +7,10 @@ use clap::Parser;
 
 use loadgen::cli::{Cli, Command};
 use loadgen::exec::{self, OutputOpts};
+use loadgen::report::soak;
 use loadgen::report::{hdrlog, html, Report};
-use loadgen::{capacity, merge};
+use loadgen::target::Target;
+use loadgen::{capacity, merge, misbehave, watch};
 
 fn main() {
     match real_main() {
@@ -57,6 +59,57 @@ fn real_main() -> Result<i32> {
                 hdrlog::write(&merged, p)?;
             }
             exec::finish(&merged, &out)
+        }
+        Command::Watch(args) => {
+            let opts = watch::WatchOpts {
+                pid: args.server_pid,
+                interval: args.interval,
+                settle: args.settle,
+                tolerance: watch::Tolerance {
+                    warmup_s: args.warmup.as_secs_f64(),
+                    rss_growth_bytes: args.rss_growth_bytes,
+                    rss_growth_share: args.rss_growth_pct / 100.0,
+                    fd_slack: args.fd_slack,
+                },
+                command: args.command.clone(),
+                load_reports: args.load_reports.clone(),
+            };
+            let result = watch::run(&opts)?;
+            print!("{}", result.summary());
+            if let Some(p) = &args.json {
+                std::fs::write(p, serde_json::to_string_pretty(&result)?)?;
+            }
+            if let Some(p) = &args.html {
+                soak::write(&result, p)?;
+            }
+            Ok(if result.failures.is_empty() { 0 } else { 3 })
+        }
+        Command::Misbehave(args) => {
+            let opts = misbehave::Opts {
+                slow_url: Target::parse(&args.slow_url)?,
+                slow: args.slow,
+                slow_read_rate: args.slow_read_rate,
+                slow_rcvbuf: args.slow_rcvbuf,
+                slow_for: args.slow_for,
+                feed: match &args.feed_url {
+                    Some(url) => Some(misbehave::Feed {
+                        url: Target::parse(url)?,
+                        text: args.feed_text.clone(),
+                        pad: args.feed_pad,
+                        rate: args.feed_rate,
+                    }),
+                    None => None,
+                },
+                bad_url: Target::parse(&args.bad_url)?,
+                bad_rate: args.bad_rate,
+                duration: args.duration,
+            };
+            let outcome = misbehave::run(&opts)?;
+            println!("{}", serde_json::to_string(&outcome)?);
+            if let Some(p) = &args.json {
+                std::fs::write(p, serde_json::to_string_pretty(&outcome)?)?;
+            }
+            Ok(if outcome.ok() { 0 } else { 3 })
         }
     }
 }

@@ -81,6 +81,8 @@ pub struct Churn {
     pub stay_max: Duration,
     /// Share (0..=1) dropped at once, and when (after the run starts).
     pub storm: Option<(f64, Duration)>,
+    /// Repeat the storm at this interval after its first time.
+    pub storm_every: Option<Duration>,
 }
 
 /// Everything the workers need.
@@ -320,6 +322,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
                 stay_min,
                 stay_max,
                 storm,
+                storm_every: a.storm_every.filter(|d| !d.is_zero()),
             });
             plain(a.connections, &mut plan);
         }

@@ -16,10 +16,13 @@ use frame_simd::{
     Utf8Error, Validator, MAX_HEADER_LEN,
 };
 
+pub mod differential;
 pub mod seeds;
 
+pub use differential::differential;
+
 /// The fuzz targets, named as their files in `fuzz_targets/` and their folders of inputs.
-pub const TARGETS: [&str; 4] = ["header", "utf8", "unmask", "fused"];
+pub const TARGETS: [&str; 5] = ["header", "utf8", "unmask", "fused", "differential"];
 
 /// Run the check for `target` on `data`; false if there is no such target.
 pub fn run(target: &str, data: &[u8]) -> bool {
@@ -28,6 +31,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "utf8" => utf8(data),
         "unmask" => unmask(data),
         "fused" => fused(data),
+        "differential" => differential(data),
         _ => return false,
     }
     true

@@ -22,6 +22,7 @@ pub fn seeds(target: &str) -> Vec<Seed> {
         "utf8" => utf8(&mut out),
         "unmask" => unmask(&mut out),
         "fused" => fused(&mut out),
+        "differential" => differential(&mut out),
         _ => {}
     }
     out.0
@@ -515,6 +516,77 @@ fn fused(out: &mut Seeds) {
                 format!("4kib-chunk-{name}-align-{align}-phase-{phase:x}"),
                 fused_input(key, phase, align, &[FUSED_ALIGN_FROM], &text),
             );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// differential: a role byte (0 server, 1 client), then a stream of frames.
+
+fn differential(out: &mut Seeds) {
+    let opcodes = [
+        ("cont", 0x0),
+        ("text", 0x1),
+        ("binary", 0x2),
+        ("close", 0x8),
+        ("ping", 0x9),
+        ("pong", 0xa),
+    ];
+    for (role, client) in [("server", false), ("client", true)] {
+        let flag = u8::from(client);
+        // Frames each role must take: its peer's masking, every opcode and length class.
+        for (name, op) in opcodes {
+            let lens: &[usize] = if op & 0x8 != 0 {
+                &[0, 2, 125]
+            } else {
+                &[0, 5, 125, 126, 65_535, 65_536]
+            };
+            for &len in lens {
+                let mut data = vec![flag];
+                data.extend(frame(0x80 | op, len, !client));
+                out.add(format!("{role}-{name}-{len}"), data);
+            }
+        }
+        // A stream: a fragmented text with a ping between its fragments, then a close.
+        let mut data = vec![flag];
+        for b0 in [0x01, 0x89, 0x00, 0x80, 0x88] {
+            data.extend(frame(b0, 3, !client));
+        }
+        out.add(format!("{role}-stream"), data);
+        // What both refuse: the wrong masking, reserved opcodes, RSV bits, control rules.
+        let refused: [(&str, Vec<u8>); 7] = [
+            ("wrong-mask", frame(0x82, 4, client)),
+            ("reserved-data-opcode", frame(0x83, 1, !client)),
+            ("reserved-control-opcode", frame(0x8b, 1, !client)),
+            ("rsv1", frame(0xc2, 1, !client)),
+            ("rsv3", frame(0x92, 1, !client)),
+            ("fragmented-ping", frame(0x09, 1, !client)),
+            ("ping-126", frame(0x89, 126, !client)),
+        ];
+        for (name, f) in refused {
+            let mut data = vec![flag];
+            data.extend(f);
+            out.add(format!("{role}-{name}"), data);
+        }
+        // The normalised differences: non-minimal lengths and the 64-bit top bit.
+        for (name, len, width) in [
+            ("nonminimal-16", 5u64, Width::Bits16),
+            ("nonminimal-64", 300, Width::Bits64),
+            ("ping-nonminimal-16", 5, Width::Bits16),
+            ("top-bit", 1 << 63, Width::Bits64),
+        ] {
+            let b0 = if name.starts_with("ping") { 0x89 } else { 0x82 };
+            let mut data = vec![flag];
+            data.extend(raw_header(b0, len, width, !client));
+            data.extend((0..len.min(300)).map(|i| i as u8));
+            out.add(format!("{role}-{name}"), data);
+        }
+        // A header cut short, at every length.
+        let whole = frame(0x82, 70_000, !client);
+        for cut in 1..14 {
+            let mut data = vec![flag];
+            data.extend(&whole[..cut]);
+            out.add(format!("{role}-cut-{cut}"), data);
         }
     }
 }

@@ -9,10 +9,11 @@ use anyhow::{Context, Result};
 use super::{table, Report};
 use crate::stats::decode_hist;
 
-struct Series<'a> {
-    name: &'a str,
-    color: &'a str,
-    points: Vec<(f64, f64)>,
+/// One line of a chart.
+pub(super) struct Series<'a> {
+    pub(super) name: &'a str,
+    pub(super) color: &'a str,
+    pub(super) points: Vec<(f64, f64)>,
 }
 
 const W: f64 = 860.0;
@@ -22,7 +23,7 @@ const MR: f64 = 20.0;
 const MT: f64 = 30.0;
 const MB: f64 = 45.0;
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -43,7 +44,7 @@ fn nice(max: f64) -> f64 {
 }
 
 /// A line chart; `x_label_of` turns an x value into its tick label.
-fn chart(
+pub(super) fn chart(
     id: &str,
     title: &str,
     y_unit: &str,

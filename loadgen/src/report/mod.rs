@@ -1,9 +1,11 @@
 //! The result of a run as data: what was asked (config), where (machine), what happened (results,
 //! per-second series) and the histograms themselves, so results from several processes merge by
-//! adding histograms. Renderers: [`table`] (terminal), [`html`] (SVG plots), [`hdrlog`].
+//! adding histograms. Renderers: [`table`] (terminal), [`html`] (SVG plots), [`hdrlog`]; [`soak`] draws a watched server's
+//! samples (`loadgen watch`) with the same plots.
 
 pub mod hdrlog;
 pub mod html;
+pub mod soak;
 pub mod table;
 
 use std::collections::BTreeMap;

@@ -57,7 +57,7 @@ impl Worker {
         }
         if let Some(at) = self.storm_at {
             if at <= now && self.phase == phase::RUN {
-                self.storm_at = None;
+                self.storm_at = churn.storm_every.map(|every| at + ns(every));
                 self.run_storm(now);
             }
         }
