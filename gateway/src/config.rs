@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::conn::deflate::DeflateConfig;
 use crate::conn::frames::Limits;
 use crate::conn::handshake::Policy;
 use crate::conn::Settings;
@@ -181,6 +182,27 @@ pub struct Cli {
     /// up to 32768) [default: 512]
     #[arg(long, env = "GATEWAY_URING_BUFFERS")]
     pub uring_buffers: Option<u16>,
+
+    // --- Compression ---
+    /// permessage-deflate (RFC 7692): `on` accepts browsers' and clients' offers, `off` declines
+    /// them [default: on]
+    #[arg(long, env = "GATEWAY_COMPRESSION", value_enum)]
+    pub compression: Option<Switch>,
+
+    /// Messages shorter than this many bytes go uncompressed even to clients that negotiated
+    /// compression [default: 128]
+    #[arg(long, env = "GATEWAY_COMPRESSION_THRESHOLD")]
+    pub compression_threshold: Option<usize>,
+}
+
+/// A feature switch (`--compression on|off`).
+#[derive(clap::ValueEnum, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// Which event driver the shards run on (`--driver`).
@@ -270,6 +292,8 @@ struct FileConfig {
     max_api_body_bytes: Option<usize>,
     driver: Option<DriverChoice>,
     uring_buffers: Option<u16>,
+    compression: Option<Switch>,
+    compression_threshold: Option<usize>,
 }
 
 impl FileConfig {
@@ -498,6 +522,13 @@ impl Config {
                 "close-timeout",
                 d.close_timeout,
             )?,
+            deflate: DeflateConfig {
+                enabled: cli.compression.or(file.compression).unwrap_or(Switch::On) == Switch::On,
+                threshold_bytes: cli
+                    .compression_threshold
+                    .or(file.compression_threshold)
+                    .unwrap_or(d.deflate.threshold_bytes),
+            },
         };
         let uring_buffers = cli
             .uring_buffers
