@@ -50,9 +50,9 @@ impl Default for DeflateConfig {
 /// The parameters agreed with one client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Negotiated {
-    /// `server_max_window_bits` the client asked for (15 when it did not): the server's messages
-    /// may refer back at most `2^bits` bytes.
-    pub server_max_window_bits: u8,
+    /// `server_max_window_bits` the client asked for (`None`: it did not, 15 then): the server's
+    /// messages may refer back at most `2^bits` bytes. Accepted by echoing it (§7.1.2.1).
+    pub server_max_window_bits: Option<u8>,
     /// The client offered `client_max_window_bits` (so the response may carry it).
     pub client_max_window_bits_offered: bool,
 }
@@ -63,10 +63,9 @@ impl Negotiated {
     /// length, so a message no longer than the peer's window is valid for it whatever window
     /// the compressor used; longer ones go uncompressed to a peer that asked for a small window.
     pub fn max_shared_len(&self) -> usize {
-        if self.server_max_window_bits >= MAX_WINDOW_BITS {
-            usize::MAX
-        } else {
-            1 << self.server_max_window_bits
+        match self.server_max_window_bits {
+            Some(bits) if bits < MAX_WINDOW_BITS => 1 << bits,
+            _ => usize::MAX,
         }
     }
 }
@@ -111,7 +110,7 @@ pub fn negotiate(req: &httparse::Request<'_, '_>, cfg: &DeflateConfig) -> Option
                 return None;
             }
             parse_offer(parts).ok().map(|o| Negotiated {
-                server_max_window_bits: o.server_max_window_bits.unwrap_or(MAX_WINDOW_BITS),
+                server_max_window_bits: o.server_max_window_bits,
                 client_max_window_bits_offered: o.client_max_window_bits.is_some(),
             })
         })
@@ -180,13 +179,13 @@ pub fn write_response(out: &mut Vec<u8>, n: &Negotiated) {
     out.extend_from_slice(
         b"Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover",
     );
-    if n.server_max_window_bits < MAX_WINDOW_BITS {
-        // The same value as offered accepts it (§7.1.2.1); `bits` is 8..=14, one or two digits.
+    if let Some(bits) = n.server_max_window_bits {
+        // The same value as offered accepts it (§7.1.2.1); `bits` is 8..=15, one or two digits.
         out.extend_from_slice(b"; server_max_window_bits=");
-        if n.server_max_window_bits >= 10 {
+        if bits >= 10 {
             out.push(b'1');
         }
-        out.push(b'0' + n.server_max_window_bits % 10);
+        out.push(b'0' + bits % 10);
     }
     out.extend_from_slice(b"\r\n\r\n");
 }

@@ -39,7 +39,7 @@ const BOTH_NO_TAKEOVER: &str =
 fn negotiation_table() {
     let full = |bits: u8, client_bits: bool| {
         Some(Negotiated {
-            server_max_window_bits: bits,
+            server_max_window_bits: (bits < 15).then_some(bits),
             client_max_window_bits_offered: client_bits,
         })
     };
@@ -50,6 +50,13 @@ fn negotiation_table() {
             full(15, true),
         ),
         (&["permessage-deflate"], full(15, false)),
+        (
+            &["permessage-deflate; server_max_window_bits=15"],
+            Some(Negotiated {
+                server_max_window_bits: Some(15),
+                client_max_window_bits_offered: false,
+            }),
+        ),
         (&["PerMessage-Deflate"], full(15, false)),
         (
             &["permessage-deflate; server_no_context_takeover; client_no_context_takeover"],
@@ -130,6 +137,8 @@ fn response_always_drops_both_context_takeovers_and_echoes_a_small_window() {
     assert!(response(&n).contains("; server_max_window_bits=9\r\n\r\n"));
     let n = offer(&["permessage-deflate; server_max_window_bits=12"]).unwrap();
     assert!(response(&n).contains("; server_max_window_bits=12\r\n\r\n"));
+    let n = offer(&["permessage-deflate; server_max_window_bits=15"]).unwrap();
+    assert!(response(&n).contains("; server_max_window_bits=15\r\n\r\n"));
     // Never client_max_window_bits: the server does not limit the client's window.
     let n = offer(&["permessage-deflate; client_max_window_bits=10"]).unwrap();
     assert!(!response(&n).contains("client_max_window_bits"));
