@@ -116,6 +116,9 @@ pub enum HeaderError {
     },
     /// A server received an unmasked frame, or a client a masked one (§5.1).
     MaskRule(Role),
+    /// RSV1 (negotiated by permessage-deflate) on a control frame or a continuation frame: it
+    /// marks a compressed message on the message's first frame only (RFC 7692 §6, §6.1).
+    Rsv1NotFirstFrame,
 }
 
 impl HeaderError {
@@ -147,6 +150,9 @@ impl std::fmt::Display for HeaderError {
             }
             Self::MaskRule(Role::Server) => f.write_str("unmasked frame from a client"),
             Self::MaskRule(Role::Client) => f.write_str("masked frame from a server"),
+            Self::Rsv1NotFirstFrame => {
+                f.write_str("RSV1 on a control or continuation frame (RFC 7692 §6)")
+            }
         }
     }
 }
@@ -157,6 +163,9 @@ impl std::error::Error for HeaderError {}
 const FIN_BIT: u8 = 0x80;
 /// RSV1-3 (first byte).
 const RSV_BITS: u8 = 0x70;
+/// RSV1 (first byte): with permessage-deflate negotiated, the first frame of a compressed
+/// message (RFC 7692 §6).
+pub const RSV1: u8 = 0x40;
 /// The opcode nibble (first byte).
 const OPCODE_BITS: u8 = 0x0F;
 /// MASK: a masking key follows the length (second byte).
@@ -196,8 +205,9 @@ fn need(buf: &[u8], end: usize) -> Parsed {
 /// order the bytes arrive, so an error is reported as soon as the byte that carries it is in
 /// `buf`, without waiting for the rest of the header:
 ///
-/// 1. first byte: RSV bits not in [`ParseConfig::rsv_allowed`], then a reserved opcode, then a
-///    control opcode without FIN;
+/// 1. first byte: RSV bits not in [`ParseConfig::rsv_allowed`], then a reserved opcode, then
+///    an allowed [`RSV1`] on a control or continuation frame (permessage-deflate marks only a
+///    message's first frame, RFC 7692 §6), then a control opcode without FIN;
 /// 2. second byte: the mask bit against the [`Role`], then a control frame whose 7-bit length is
 ///    over 125, then a 7-bit length over [`ParseConfig::max_payload`];
 /// 3. the 16-bit length: non-minimal (below 126), then over the limit;
@@ -233,6 +243,9 @@ pub fn parse_header(buf: &[u8], cfg: &ParseConfig) -> Result<Parsed, HeaderError
     let Some(opcode) = Opcode::from_u8(opcode_bits) else {
         return Err(HeaderError::ReservedOpcode(opcode_bits));
     };
+    if rsv & RSV1 != 0 && (opcode.is_control() || opcode == Opcode::Continuation) {
+        return Err(HeaderError::Rsv1NotFirstFrame);
+    }
     let fin = b0 & FIN_BIT != 0;
     if opcode.is_control() && !fin {
         return Err(HeaderError::FragmentedControl);

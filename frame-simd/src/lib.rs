@@ -20,7 +20,7 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseError};
 pub use encode::{encode_client_frame, encode_header, encode_server_frame, MAX_HEADER_LEN};
-pub use header::{parse_header, Header, HeaderError, Opcode, ParseConfig, Parsed, Role};
+pub use header::{parse_header, Header, HeaderError, Opcode, ParseConfig, Parsed, Role, RSV1};
 pub use kernels::{Kernel, Kernels};
 pub use mask::MaskKey;
 pub use utf8::{Utf8Error, Validator};

@@ -4,7 +4,7 @@
 
 use frame_simd::{
     encode_header, parse_header, CloseCode, Header, HeaderError, MaskKey, Opcode, ParseConfig,
-    Parsed, Role, MAX_HEADER_LEN,
+    Parsed, Role, MAX_HEADER_LEN, RSV1,
 };
 use proptest::prelude::*;
 
@@ -180,6 +180,32 @@ fn rsv_bits_without_an_extension_are_refused() {
     };
     assert_eq!(err(&[0xe1], &cfg), HeaderError::RsvNotNegotiated(0x20));
     assert_eq!(err(&[0xd1], &cfg), HeaderError::RsvNotNegotiated(0x10));
+}
+
+#[test]
+fn negotiated_rsv1_marks_first_data_frames_only() {
+    // RFC 7692 §6: RSV1 on a continuation or a control frame is refused from the first byte,
+    // for both roles; on a first text or binary frame (final or not) it is accepted.
+    for role in [Role::Server, Role::Client] {
+        let cfg = ParseConfig {
+            rsv_allowed: RSV1,
+            ..cfg(role)
+        };
+        for b0 in [0xc0, 0x40, 0xc8, 0xc9, 0xca] {
+            let e = err(&[b0], &cfg);
+            assert_eq!(e, HeaderError::Rsv1NotFirstFrame, "{b0:#x}");
+            assert_eq!(e.close_code(), CloseCode::PROTOCOL_ERROR);
+        }
+        let mask = if role == Role::Server { 0x80 } else { 0 };
+        for b0 in [0xc1, 0x41, 0xc2, 0x42] {
+            let mut buf = vec![b0, mask | 1];
+            if mask != 0 {
+                buf.extend([1, 2, 3, 4]);
+            }
+            let (h, _) = header(&buf, &cfg);
+            assert_eq!(h.rsv, RSV1);
+        }
+    }
 }
 
 #[test]

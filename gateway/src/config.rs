@@ -18,6 +18,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
 
 use crate::auth::upgrade::BEARER_PROTOCOL;
+use crate::conn::deflate::DeflateConfig;
 use crate::conn::frames::Limits;
 use crate::conn::handshake::Policy;
 use crate::conn::Settings;
@@ -215,6 +216,17 @@ pub struct Cli {
     /// PEM private key of --api-tls-cert
     #[arg(long, env = "GATEWAY_API_TLS_KEY")]
     pub api_tls_key: Option<PathBuf>,
+
+    // --- Compression ---
+    /// permessage-deflate (RFC 7692): `on` accepts browsers' and clients' offers, `off` declines
+    /// them [default: on]
+    #[arg(long, env = "GATEWAY_COMPRESSION", value_enum)]
+    pub compression: Option<Switch>,
+
+    /// Messages shorter than this many bytes go uncompressed even to clients that negotiated
+    /// compression [default: 128]
+    #[arg(long, env = "GATEWAY_COMPRESSION_THRESHOLD")]
+    pub compression_threshold: Option<usize>,
 }
 
 /// A TLS certificate chain and its key, as PEM files (`--tls-cert`/`--tls-key`).
@@ -240,6 +252,16 @@ impl TlsFiles {
             (None, Some(_)) => bail!("--{flag}-key needs --{flag}-cert"),
         }
     }
+}
+
+/// A feature switch (`--compression on|off`).
+#[derive(clap::ValueEnum, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// Which event driver the shards run on (`--driver`).
@@ -334,6 +356,8 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     api_tls_cert: Option<PathBuf>,
     api_tls_key: Option<PathBuf>,
+    compression: Option<Switch>,
+    compression_threshold: Option<usize>,
 }
 
 impl FileConfig {
@@ -655,6 +679,13 @@ impl Config {
                 "close-timeout",
                 d.close_timeout,
             )?,
+            deflate: DeflateConfig {
+                enabled: cli.compression.or(file.compression).unwrap_or(Switch::On) == Switch::On,
+                threshold_bytes: cli
+                    .compression_threshold
+                    .or(file.compression_threshold)
+                    .unwrap_or(d.deflate.threshold_bytes),
+            },
         };
         let uring_buffers = cli
             .uring_buffers
@@ -798,6 +829,8 @@ impl Config {
             "admin-secret" => secret(&self.api.admin_secret, "(none: the API key)"),
             "driver" => format!("{:?}", self.driver).to_lowercase(),
             "uring-buffers" => self.uring_buffers.to_string(),
+            "compression" => if s.deflate.enabled { "on" } else { "off" }.to_owned(),
+            "compression-threshold" => s.deflate.threshold_bytes.to_string(),
             "tls-cert" | "tls-key" | "api-tls-cert" | "api-tls-key" => {
                 let files = if flag.starts_with("api-") {
                     &self.api_tls

@@ -18,22 +18,86 @@ fn interop_dir() -> String {
 }
 
 fn python_client(gw: &Gateway, offered: &str, expected: &str) {
+    python_deflate(gw, offered, expected, "");
+}
+
+fn node_client(gw: &Gateway, offered: &str, expected: &str) {
+    node_deflate(gw, offered, expected, "");
+}
+
+/// The Python client with a permessage-deflate mode (see `client.py`: "" the library's default
+/// offer, required accepted; "off"; "declined"; or the offer's parameters).
+fn python_deflate(gw: &Gateway, offered: &str, expected: &str, deflate: &str) {
     let mut cmd = Command::new("python3");
     cmd.arg(format!("{}/client.py", interop_dir()))
         .arg(format!("ws://{}/echo", gw.addr()))
         .arg(offered)
-        .arg(expected);
-    expect_ok(gw, cmd, "python websockets");
+        .arg(expected)
+        .arg(deflate);
+    if !deflate.is_empty() {
+        cmd.env("INTEROP_MAX_SIZE", "65536");
+    }
+    expect_ok(gw, cmd, &format!("python websockets (deflate {deflate:?})"));
 }
 
-fn node_client(gw: &Gateway, offered: &str, expected: &str) {
+/// The Node client with a permessage-deflate mode (see `client.js`).
+fn node_deflate(gw: &Gateway, offered: &str, expected: &str, deflate: &str) {
     let mut cmd = Command::new("node");
     cmd.current_dir(interop_dir())
         .arg("client.js")
         .arg(format!("ws://{}/echo", gw.addr()))
         .arg(offered)
-        .arg(expected);
-    expect_ok(gw, cmd, "node ws");
+        .arg(expected)
+        .arg(deflate);
+    if !deflate.is_empty() {
+        cmd.env("INTEROP_MAX_SIZE", "65536");
+    }
+    expect_ok(gw, cmd, &format!("node ws (deflate {deflate:?})"));
+}
+
+/// permessage-deflate offers covering every parameter both libraries can offer, alone and
+/// combined (window bits 8 is left out: zlib refuses a raw window of 256 bytes on the
+/// client's side).
+const DEFLATE_OFFERS: [&str; 8] = [
+    "server_no_context_takeover",
+    "client_no_context_takeover",
+    "server_max_window_bits=9",
+    "server_max_window_bits=15",
+    "client_max_window_bits",
+    "client_max_window_bits=10",
+    "server_no_context_takeover,client_no_context_takeover,server_max_window_bits=12,client_max_window_bits=12",
+    "client_no_context_takeover,server_max_window_bits=10,client_max_window_bits",
+];
+
+#[test]
+fn python_websockets_every_deflate_offer() {
+    let gw = gateway();
+    thread::scope(|s| {
+        for deflate in DEFLATE_OFFERS {
+            let gw = &gw;
+            s.spawn(move || python_deflate(gw, "", "", deflate));
+        }
+    });
+    python_deflate(&gw, "", "", "off");
+}
+
+#[test]
+fn node_ws_every_deflate_offer() {
+    let gw = gateway();
+    thread::scope(|s| {
+        for deflate in DEFLATE_OFFERS {
+            let gw = &gw;
+            s.spawn(move || node_deflate(gw, "", "", deflate));
+        }
+    });
+    node_deflate(&gw, "", "", "off");
+}
+
+#[test]
+fn compression_off_declines_both_clients() {
+    let gw = common::gateway().args(["--compression", "off"]).start();
+    python_deflate(&gw, "", "", "declined");
+    node_deflate(&gw, "", "", "declined");
 }
 
 /// Run a client script against `gw`: it must exit 0 and print `ok`.

@@ -10,8 +10,10 @@
 
 use frame_simd::{
     fused, mask, parse_header, CloseCode, HeaderError, Kernels, MaskKey, Opcode, ParseConfig,
-    Parsed, Role, Validator, MAX_HEADER_LEN,
+    Parsed, Role, Validator, MAX_HEADER_LEN, RSV1,
 };
+
+use super::deflate::{InflateError, Inflater};
 
 /// Per-connection limits on what a peer may send.
 #[derive(Clone, Copy, Debug)]
@@ -69,6 +71,8 @@ pub enum FrameError {
     TooManyFragments,
     /// Text that is not UTF-8 (§8.1).
     InvalidUtf8,
+    /// A compressed message that is not DEFLATE data (RFC 7692 §6.2).
+    BadCompressedData,
 }
 
 impl FrameError {
@@ -78,7 +82,7 @@ impl FrameError {
             Self::Header(e) => e.close_code(),
             Self::ContinuationWithoutStart | Self::MessageNotFinished => CloseCode::PROTOCOL_ERROR,
             Self::MessageTooBig | Self::TooManyFragments => CloseCode::MESSAGE_TOO_BIG,
-            Self::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::BadCompressedData => CloseCode::INVALID_PAYLOAD,
         }
     }
 
@@ -93,6 +97,7 @@ impl FrameError {
             Self::MessageTooBig => "message too big",
             Self::TooManyFragments => "too many fragments",
             Self::InvalidUtf8 => "invalid UTF-8",
+            Self::BadCompressedData => "bad compressed data",
         }
     }
 }
@@ -119,6 +124,8 @@ struct InFrame {
     len: u64,
     /// Payload bytes already seen: the mask phase.
     done: u64,
+    /// RSV1: the first frame of a compressed message (permessage-deflate).
+    rsv1: bool,
 }
 
 /// The data message being assembled.
@@ -128,6 +135,8 @@ struct InMessage {
     fragments: u32,
     /// Bytes announced so far (sum of frame lengths).
     len: u64,
+    /// Compressed (permessage-deflate): inflated as it arrives.
+    compressed: bool,
 }
 
 /// A header as the reader needs it.
@@ -151,6 +160,10 @@ pub struct FrameReader {
     data: Vec<u8>,
     /// Bytes of a control frame split across reads.
     control: Vec<u8>,
+    /// permessage-deflate was negotiated: RSV1 marks compressed messages.
+    deflate: bool,
+    /// The inflater of the compressed message being read (none between messages).
+    inflater: Option<Box<Inflater>>,
 }
 
 impl Default for FrameReader {
@@ -164,11 +177,18 @@ impl Default for FrameReader {
             utf8: Validator::new(),
             data: Vec::new(),
             control: Vec::new(),
+            deflate: false,
+            inflater: None,
         }
     }
 }
 
 impl FrameReader {
+    /// permessage-deflate was negotiated: accept RSV1 on first frames and inflate those
+    /// messages.
+    pub fn enable_deflate(&mut self) {
+        self.deflate = true;
+    }
     /// Skip data frames from now on (a close was sent or a rule broken): only control frames
     /// come out. Frees any partial message.
     pub fn skip_data(&mut self) {
@@ -177,6 +197,7 @@ impl FrameReader {
         }
         self.data = Vec::new();
         self.message = None;
+        self.inflater = None;
     }
 
     /// Discard everything from now on and free retained bytes.
@@ -186,6 +207,7 @@ impl FrameReader {
         self.control = Vec::new();
         self.frame = None;
         self.message = None;
+        self.inflater = None;
     }
 
     /// Bytes retained for unfinished frames and messages (capacity, not length).
@@ -208,7 +230,7 @@ impl FrameReader {
                         let Some(frame) = self.frame else {
                             continue;
                         };
-                        if let Err(e) = self.start_frame(frame.opcode, frame.len, limits) {
+                        if let Err(e) = self.start_frame(frame, limits) {
                             // The header is consumed and the frame stays current, so its
                             // payload is skipped as payload, not misread as headers.
                             if frame.len == 0 {
@@ -217,7 +239,7 @@ impl FrameReader {
                             self.after(Err(e), &mut on);
                         } else if frame.len == 0 {
                             self.frame = None;
-                            let flow = self.payload(frame, &mut [], k, &mut on);
+                            let flow = self.payload(frame, &mut [], k, limits, &mut on);
                             self.after(flow, &mut on);
                         }
                     }
@@ -234,7 +256,7 @@ impl FrameReader {
             bytes = rest;
             let done = frame.done + n as u64;
             self.frame = (done < frame.len).then_some(InFrame { done, ..frame });
-            let flow = self.payload(frame, chunk, k, &mut on);
+            let flow = self.payload(frame, chunk, k, limits, &mut on);
             self.after(flow, &mut on);
         }
     }
@@ -298,7 +320,7 @@ impl FrameReader {
         }
         let cfg = ParseConfig {
             role: Role::Server,
-            rsv_allowed: 0,
+            rsv_allowed: if self.deflate { RSV1 } else { 0 },
             max_payload: limits.max_frame_bytes,
         };
         match parse_header(buf, &cfg).map_err(FrameError::Header)? {
@@ -314,6 +336,7 @@ impl FrameReader {
                         key,
                         len: header.payload_len,
                         done: 0,
+                        rsv1: header.rsv & RSV1 != 0,
                     },
                     len,
                 }))
@@ -322,7 +345,8 @@ impl FrameReader {
     }
 
     /// Message-level rules for a new frame (§5.4) and the message limits.
-    fn start_frame(&mut self, opcode: Opcode, len: u64, limits: &Limits) -> Result<(), FrameError> {
+    fn start_frame(&mut self, frame: InFrame, limits: &Limits) -> Result<(), FrameError> {
+        let (opcode, len) = (frame.opcode, frame.len);
         if opcode.is_control() || self.mode != Mode::Normal {
             return Ok(());
         }
@@ -343,6 +367,7 @@ impl FrameReader {
                 opcode,
                 fragments: 1,
                 len,
+                compressed: frame.rsv1,
             },
         };
         if message.len > limits.max_message_bytes {
@@ -358,6 +383,7 @@ impl FrameReader {
         frame: InFrame,
         chunk: &mut [u8],
         k: &Kernels,
+        limits: &Limits,
         on: &mut F,
     ) -> Result<Flow, FrameError>
     where
@@ -386,6 +412,10 @@ impl FrameReader {
             return Err(FrameError::ContinuationWithoutStart);
         };
         let text = message.opcode == Opcode::Text;
+        if message.compressed {
+            mask::unmask(k, chunk, frame.key, phase);
+            return self.inflate(chunk, last && frame.fin, text, k, limits, on);
+        }
         if text {
             fused::unmask_validate(k, chunk, frame.key, phase, &mut self.utf8)
                 .map_err(|_| FrameError::InvalidUtf8)?;
@@ -414,6 +444,57 @@ impl FrameReader {
         let mut payload = std::mem::take(&mut self.data);
         Ok(on(Message::Data {
             opcode: message.opcode,
+            payload: &mut payload,
+        }))
+    }
+}
+
+impl FrameReader {
+    /// The next (unmasked) piece of a compressed message: inflated onto the message buffer as
+    /// it arrives, text validated as it inflates; the message is handed out once its last
+    /// frame is in. The inflater lives only while the message does (no client context
+    /// takeover was agreed, see `conn::deflate`).
+    fn inflate<F>(
+        &mut self,
+        chunk: &[u8],
+        ends_message: bool,
+        text: bool,
+        k: &Kernels,
+        limits: &Limits,
+        on: &mut F,
+    ) -> Result<Flow, FrameError>
+    where
+        F: FnMut(Message<'_>) -> Flow,
+    {
+        let limit = usize::try_from(limits.max_message_bytes).unwrap_or(usize::MAX);
+        let inflater = self
+            .inflater
+            .get_or_insert_with(|| Box::new(Inflater::new()));
+        let utf8 = text.then_some((k, &mut self.utf8));
+        let done = inflater.inflate(chunk, &mut self.data, limit, utf8);
+        let done = done.and_then(|()| {
+            if !ends_message {
+                return Ok(());
+            }
+            let utf8 = text.then_some((k, &mut self.utf8));
+            inflater.finish(&mut self.data, limit, utf8)
+        });
+        done.map_err(|e| match e {
+            InflateError::TooBig => FrameError::MessageTooBig,
+            InflateError::Corrupt => FrameError::BadCompressedData,
+            InflateError::InvalidUtf8 => FrameError::InvalidUtf8,
+        })?;
+        if !ends_message {
+            return Ok(Flow::Continue);
+        }
+        self.message = None;
+        self.inflater = None;
+        if text {
+            self.utf8.finish().map_err(|_| FrameError::InvalidUtf8)?;
+        }
+        let mut payload = std::mem::take(&mut self.data);
+        Ok(on(Message::Data {
+            opcode: if text { Opcode::Text } else { Opcode::Binary },
             payload: &mut payload,
         }))
     }
@@ -456,6 +537,7 @@ fn parse_lenient(buf: &[u8]) -> Option<Head> {
             key,
             len,
             done: 0,
+            rsv1: false,
         },
         len: len_hdr,
     })

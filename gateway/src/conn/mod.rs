@@ -14,6 +14,7 @@
 //!    [`Conn::must_drop`] is true it is dropped right after the flush attempt;
 //! 4. re-arm the timer at [`Conn::deadline`].
 
+pub mod deflate;
 pub mod frames;
 pub mod handshake;
 pub mod http;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use frame_simd::close::parse_close_payload;
 use frame_simd::{CloseCode, Kernels, Opcode};
 
+use self::deflate::{DeflateConfig, Negotiated, SendDeflate};
 use self::frames::{Flow, FrameReader, Limits, Message};
 use self::handshake::{check_upgrade, write_switching, HandshakeError, HandshakeFailure, Policy};
 use self::http::{scan_head, write_error, HeaderSlots, HttpError, Scan};
@@ -94,6 +96,8 @@ pub struct Settings {
     pub pong_timeout: Duration,
     /// Drop the TCP connection this long after the close started.
     pub close_timeout: Duration,
+    /// permessage-deflate: offered or not, and from what size messages are compressed.
+    pub deflate: DeflateConfig,
 }
 
 impl Default for Settings {
@@ -111,6 +115,7 @@ impl Default for Settings {
             ping_interval: Duration::from_secs(25),
             pong_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
+            deflate: DeflateConfig::default(),
         }
     }
 }
@@ -144,6 +149,8 @@ pub struct Conn {
     /// When the current wait began: accepted (`AwaitRequest`), ping sent (`Open`, pinged), close
     /// started (`Closing`, `Closed`).
     mark: Instant,
+    /// permessage-deflate, when the upgrade negotiated it.
+    deflate: Option<Negotiated>,
 }
 
 /// The per-call context: configuration and the process's kernels.
@@ -166,6 +173,7 @@ impl Conn {
             frames: FrameReader::default(),
             last_rx: now,
             mark: now,
+            deflate: None,
         }
     }
 
@@ -179,6 +187,12 @@ impl Conn {
     /// What the connection waits for.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// How data messages to this connection are compressed (`None`: uncompressed). Hand it to
+    /// the [`Output`] before appending frames for this connection outside an input call.
+    pub fn send_deflate(&self, s: &Settings) -> Option<SendDeflate> {
+        self.deflate.map(|n| SendDeflate::new(&n, &s.deflate))
     }
 
     /// Start the closing handshake with `code` (a slow consumer, a disconnect asked for by the
@@ -236,6 +250,7 @@ impl Conn {
         app: &mut dyn App,
     ) {
         self.last_rx = now;
+        out.deflate = self.send_deflate(cx.settings);
         if self.state == State::Open && self.pinged {
             self.pinged = false;
         }
@@ -402,6 +417,12 @@ impl Conn {
                 Ok(accepted) => {
                     let before = out.bytes.len();
                     write_switching(&mut out.bytes, &accepted, &s.policy);
+                    self.deflate = deflate::negotiate(&req, &s.deflate);
+                    if let Some(n) = &self.deflate {
+                        deflate::write_response(&mut out.bytes, n);
+                        self.frames.enable_deflate();
+                    }
+                    out.deflate = self.send_deflate(s);
                     if let Err(r) = app.on_open(&req, out) {
                         out.refused.get_or_insert(HandshakeFailure::BadRequest);
                         out.bytes.truncate(before);

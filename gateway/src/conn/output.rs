@@ -14,6 +14,7 @@
 use frame_simd::close::encode_close_payload;
 use frame_simd::{encode_header, CloseCode, Opcode, MAX_HEADER_LEN};
 
+use super::deflate::{Deflater, SendDeflate};
 use super::handshake::HandshakeFailure;
 
 /// Largest pong payload: a control frame carries at most 125 bytes (§5.5).
@@ -53,6 +54,11 @@ pub struct Output {
     /// A close frame was appended during the call, with this code (`None`: an empty close; for
     /// metrics).
     pub close_sent: Option<Option<CloseCode>>,
+    /// How the connection of this call compresses data messages (permessage-deflate); set by
+    /// the connection at each input call, `None` after [`Output::clear`].
+    pub deflate: Option<SendDeflate>,
+    /// The shard's compressor (reset per message, shared by every connection).
+    pub deflater: Deflater,
 }
 
 impl Default for Output {
@@ -65,6 +71,8 @@ impl Default for Output {
             messages_out: 0,
             refused: None,
             close_sent: None,
+            deflate: None,
+            deflater: Deflater::default(),
         }
     }
 }
@@ -75,8 +83,16 @@ impl Output {
         Output::default()
     }
 
-    /// Append a final, unmasked frame.
+    /// Append a final, unmasked frame; a data frame is compressed when the connection
+    /// negotiated permessage-deflate and the payload is worth it.
     pub fn frame(&mut self, opcode: Opcode, payload: &[u8]) {
+        if !opcode.is_control()
+            && self.deflate.is_some_and(|d| d.wants(payload.len()))
+            && self.deflater.frame(opcode, payload, &mut self.bytes)
+        {
+            self.messages_out += 1;
+            return;
+        }
         let mut h = [0u8; MAX_HEADER_LEN];
         let n = encode_header(&mut h, true, opcode, payload.len() as u64, None);
         if !opcode.is_control() {
@@ -157,5 +173,6 @@ impl Output {
         self.messages_out = 0;
         self.refused = None;
         self.close_sent = None;
+        self.deflate = None;
     }
 }

@@ -10,8 +10,9 @@ use frame_simd::{CloseCode, Opcode};
 
 use crate::app::ws;
 use crate::auth::unix_now;
+use crate::conn::deflate::{Deflater, Packed};
 use crate::conn::id::Slab;
-use crate::conn::ConnId;
+use crate::conn::{ConnId, Settings};
 use crate::driver::Driver;
 use crate::router::channels::Kind;
 use crate::router::fanout::Delivery;
@@ -41,19 +42,39 @@ enum Queued {
     Slow,
 }
 
-fn queue_frame(
-    conns: &mut Slab<Entry>,
-    dirty: &mut Vec<ConnId>,
-    id: ConnId,
-    frame: &Arc<[u8]>,
+/// Where a shared frame goes: the shard's connections, the ones to flush this turn, and what
+/// compressing it for the peers that negotiated permessage-deflate needs.
+struct Sink<'a> {
+    conns: &'a mut Slab<Entry>,
+    dirty: &'a mut Vec<ConnId>,
+    deflater: &'a mut Deflater,
+    settings: &'a Settings,
     limit_bytes: usize,
-) -> Queued {
-    let Some(e) = conns.get_mut(id) else {
+}
+
+impl<D: Driver> Shard<D> {
+    fn sink(&mut self) -> Sink<'_> {
+        Sink {
+            conns: &mut self.conns,
+            dirty: &mut self.dirty,
+            deflater: &mut self.out.deflater,
+            settings: &self.cfg.settings,
+            limit_bytes: self.cfg.max_outbound_bytes,
+        }
+    }
+}
+
+/// Queue `frame` for `id`: its compressed twin (made at most once per frame) when `id`
+/// negotiated permessage-deflate.
+fn queue_frame(sink: &mut Sink<'_>, id: ConnId, frame: &mut Packed<'_>) -> Queued {
+    let Some(e) = sink.conns.get_mut(id) else {
         return Queued::Gone;
     };
-    if e.peer.open_client().is_none() {
+    let Some((conn, _)) = e.peer.open_client() else {
         return Queued::Gone;
-    }
+    };
+    let frame = frame.for_peer(conn.send_deflate(sink.settings), sink.deflater);
+    let (dirty, limit_bytes) = (&mut *sink.dirty, sink.limit_bytes);
     if e.outbox.queued_bytes() + frame.len() > limit_bytes {
         return Queued::Slow;
     }
@@ -244,15 +265,23 @@ impl<D: Driver> Shard<D> {
     /// Fan `d` out to this shard's subscribers of its channel. Subscribers waiting for their
     /// position (a subscribe to a channel with history) get it held instead.
     fn deliver(&mut self, d: &Delivery, now: Instant) {
+        let mut json = Packed::new(&d.json);
+        let mut bare = d.bare.as_ref().map(Packed::new);
+        let mut sink = Sink {
+            conns: &mut self.conns,
+            dirty: &mut self.dirty,
+            deflater: &mut self.out.deflater,
+            settings: &self.cfg.settings,
+            limit_bytes: self.cfg.max_outbound_bytes,
+        };
         let router = &mut self.router;
         let Some(ch) = router.channels.get(&d.channel) else {
             return;
         };
-        let limit = self.cfg.max_outbound_bytes;
         let mut slow = Vec::new();
         let mut count = 0u64;
         let holding = d.offset.filter(|_| !ch.held.is_empty());
-        for (list, frame) in [(&ch.json, Some(&d.json)), (&ch.bare, d.bare.as_ref())] {
+        for (list, frame) in [(&ch.json, Some(&mut json)), (&ch.bare, bare.as_mut())] {
             let Some(frame) = frame else {
                 continue;
             };
@@ -262,11 +291,11 @@ impl<D: Driver> Shard<D> {
                 }
                 if let Some(offset) = holding {
                     if let Some(&(_, tag)) = ch.held.iter().find(|h| h.0 == id) {
-                        router.queries.hold(tag, offset, frame);
+                        router.queries.hold(tag, offset, frame.plain());
                         continue;
                     }
                 }
-                match queue_frame(&mut self.conns, &mut self.dirty, id, frame, limit) {
+                match queue_frame(&mut sink, id, frame) {
                     Queued::Yes => count += 1,
                     Queued::Gone => {}
                     Queued::Slow => slow.push(id),
@@ -278,14 +307,14 @@ impl<D: Driver> Shard<D> {
             // What this turn queued may not have been written yet: write, then judge.
             self.on_writable(id, now);
             let frame = if self.is_ws(id) {
-                &d.json
+                &mut json
             } else {
-                match &d.bare {
+                match bare.as_mut() {
                     Some(f) => f,
                     None => continue,
                 }
             };
-            match queue_frame(&mut self.conns, &mut self.dirty, id, frame, limit) {
+            match queue_frame(&mut self.sink(), id, frame) {
                 Queued::Yes => self.router.stats.deliveries += 1,
                 Queued::Gone => {}
                 Queued::Slow => self.close_slow(id, now),
@@ -303,8 +332,8 @@ impl<D: Driver> Shard<D> {
     /// Queue `frame` for `to` (closing it with 4008 when over its limit); false when `to` is
     /// not an open client connection.
     fn push_frame(&mut self, to: ConnId, frame: &Arc<[u8]>, now: Instant) -> bool {
-        let limit = self.cfg.max_outbound_bytes;
-        match queue_frame(&mut self.conns, &mut self.dirty, to, frame, limit) {
+        let mut frame = Packed::new(frame);
+        match queue_frame(&mut self.sink(), to, &mut frame) {
             Queued::Yes => {
                 self.router.stats.deliveries += 1;
                 true
@@ -312,7 +341,7 @@ impl<D: Driver> Shard<D> {
             Queued::Gone => false,
             Queued::Slow => {
                 self.on_writable(to, now);
-                if queue_frame(&mut self.conns, &mut self.dirty, to, frame, limit) == Queued::Slow {
+                if queue_frame(&mut self.sink(), to, &mut frame) == Queued::Slow {
                     self.close_slow(to, now);
                 }
                 true
@@ -425,14 +454,10 @@ impl<D: Driver> Shard<D> {
 
     /// Send one text frame to `id` (a reply that was deferred).
     fn send_text(&mut self, id: ConnId, text: &[u8], now: Instant) {
-        if self
-            .conns
-            .get_mut(id)
-            .and_then(|e| e.peer.open_client())
-            .is_none()
-        {
+        let Some((conn, _)) = self.conns.get_mut(id).and_then(|e| e.peer.open_client()) else {
             return;
-        }
+        };
+        self.out.deflate = conn.send_deflate(&self.cfg.settings);
         self.out.frame(Opcode::Text, text);
         self.settle(id, now);
     }

@@ -85,10 +85,28 @@ const problems = [];
 /** While the gateway is down, the browser's own "WebSocket connection failed" lines are expected. */
 let gatewayDown = false;
 
+/** Per page: the Sec-WebSocket-Extensions of each WebSocket handshake (request and response). */
+const handshakes = {};
+
 async function openPage(ctxOptions, name) {
   const context = await browser.newContext(ctxOptions);
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
+  // The DevTools protocol shows the handshake headers (the page's own socket is not reachable).
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  handshakes[name] = [];
+  const extensions = (headers) => Object.entries(headers ?? {})
+    .filter(([k]) => k.toLowerCase() === 'sec-websocket-extensions')
+    .map(([, v]) => v)
+    .join(', ');
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => {
+    handshakes[name].push({
+      status: e.response.status,
+      offered: extensions(e.response.requestHeaders),
+      accepted: extensions(e.response.headers),
+    });
+  });
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
     const text = m.text();
@@ -334,6 +352,20 @@ async function main() {
   // Nothing on the phone width may overflow sideways.
   const overflow = await b.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 0, `b: the phone layout is ${overflow}px wider than the screen`);
+
+  // Chromium offers permessage-deflate on every connection; the gateway accepts it (both sides
+  // without context takeover), on the first connection and after a reconnect alike.
+  for (const [name, list] of Object.entries(handshakes)) {
+    const upgraded = list.filter((h) => h.status === 101);
+    check(upgraded.length >= 1, `${name}: saw no WebSocket handshake`);
+    for (const h of upgraded) {
+      check(/permessage-deflate/.test(h.offered), `${name}: the browser offered ${JSON.stringify(h.offered)}`);
+      check(
+        h.accepted === 'permessage-deflate; server_no_context_takeover; client_no_context_takeover',
+        `${name}: the gateway answered ${JSON.stringify(h.accepted)}`,
+      );
+    }
+  }
 
   check(problems.length === 0, `problems on the pages:\n  ${problems.join('\n  ')}`);
   await browser.close();
