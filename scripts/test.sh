@@ -36,6 +36,8 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v nginx >/dev/null || need_apt+=(nginx)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v chromium >/dev/null || need_apt+=(chromium)
+command -v redis-server >/dev/null || need_apt+=(redis-server redis-tools)
+command -v nats-server >/dev/null || need_apt+=(nats-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q

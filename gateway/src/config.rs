@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::broker::BrokerUrl;
 use crate::conn::frames::Limits;
 use crate::conn::handshake::Policy;
 use crate::conn::Settings;
@@ -181,6 +182,29 @@ pub struct Cli {
     /// up to 32768) [default: 512]
     #[arg(long, env = "GATEWAY_URING_BUFFERS")]
     pub uring_buffers: Option<u16>,
+
+    // --- Many nodes ---
+    /// How the nodes of one deployment reach each other: `memory` (one node, no external
+    /// service) or `redis://HOST:PORT` [default: memory]
+    #[arg(long, env = "GATEWAY_BROKER", value_parser = parse_broker)]
+    pub broker: Option<BrokerUrl>,
+
+    /// This node's id (0..=65535), part of every connection id it hands out; each node of a
+    /// deployment needs its own [default: random at start, logged]
+    #[arg(long, env = "GATEWAY_NODE_ID")]
+    pub node_id: Option<u16>,
+}
+
+fn parse_broker(s: &str) -> Result<BrokerUrl, String> {
+    s.parse()
+}
+
+/// A node id drawn at start (the std hasher's keys are random per process).
+fn random_node_id() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish() as u16
 }
 
 /// Which event driver the shards run on (`--driver`).
@@ -270,6 +294,8 @@ struct FileConfig {
     max_api_body_bytes: Option<usize>,
     driver: Option<DriverChoice>,
     uring_buffers: Option<u16>,
+    broker: Option<String>,
+    node_id: Option<u16>,
 }
 
 impl FileConfig {
@@ -319,6 +345,12 @@ pub struct Config {
     pub driver: DriverChoice,
     /// Provided receive buffers per shard (io_uring driver).
     pub uring_buffers: u16,
+    /// How the nodes reach each other.
+    pub broker: BrokerUrl,
+    /// This node's id.
+    pub node_id: u16,
+    /// Whether the node id was drawn at start (to log it).
+    pub node_id_random: bool,
 }
 
 /// The default backend API address.
@@ -516,7 +548,18 @@ impl Config {
         if max_recovery > MAX_SIZE {
             bail!("--max-recovery must be at most {MAX_SIZE}, got {max_recovery}");
         }
+        let broker = match (cli.broker, file.broker) {
+            (Some(b), _) => b,
+            (None, Some(s)) => s
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--broker: {e}"))?,
+            (None, None) => BrokerUrl::Memory,
+        };
+        let node_id = cli.node_id.or(file.node_id);
         Ok(Config {
+            broker,
+            node_id: node_id.unwrap_or_else(random_node_id),
+            node_id_random: node_id.is_none(),
             listen,
             threads,
             log_level: cli
@@ -590,6 +633,32 @@ mod tests {
         assert_eq!(c.max_shard_backlog, 65536);
         assert!(c.history.is_empty(), "no channel keeps history by default");
         assert_eq!(c.max_recovery, 300);
+    }
+
+    #[test]
+    fn broker_and_node_id_come_from_flags_or_the_file() {
+        let c = Config::from_parts(cli(&[]), "").unwrap();
+        assert_eq!(c.broker, BrokerUrl::Memory, "one node by default");
+        assert!(c.node_id_random);
+        let c = Config::from_parts(
+            cli(&["--broker", "redis://127.0.0.1:7001", "--node-id", "42"]),
+            "broker = \"memory\"\nnode-id = 7\n",
+        )
+        .unwrap();
+        assert_eq!(c.broker, BrokerUrl::Redis("127.0.0.1:7001".into()));
+        assert_eq!((c.node_id, c.node_id_random), (42, false));
+        let c = Config::from_parts(cli(&[]), "broker = \"redis://r:1\"\nnode-id = 7\n").unwrap();
+        assert_eq!((c.broker, c.node_id), (BrokerUrl::Redis("r:1".into()), 7));
+        assert!(Config::from_parts(cli(&[]), "broker = \"nope\"\n").is_err());
+        for bad in [
+            &["--broker", "kafka://x"][..],
+            &["--node-id", "65536"],
+            &["--node-id", "-1"],
+        ] {
+            let mut argv = vec!["gateway"];
+            argv.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum ApiError {
     Busy,
     /// The channel keeps no history (`--history`).
     NoHistory,
+    /// The request needs other nodes and the broker is unreachable (503).
+    BrokerDown,
 }
 
 impl ApiError {
@@ -51,6 +53,7 @@ impl ApiError {
             Self::TooLarge { .. } => (413, "Payload Too Large"),
             Self::HeadTooLarge => (431, "Request Header Fields Too Large"),
             Self::Busy => (429, "Too Many Requests"),
+            Self::BrokerDown => (503, "Service Unavailable"),
             Self::MalformedRequest(_)
             | Self::BadJson
             | Self::TooDeep
@@ -77,6 +80,7 @@ impl ApiError {
             Self::UnknownConnection => "unknown_connection",
             Self::Busy => "busy",
             Self::NoHistory => "no_history",
+            Self::BrokerDown => "broker_unavailable",
         }
     }
 
@@ -85,7 +89,7 @@ impl ApiError {
         match self {
             Self::Unauthorized => vec![("WWW-Authenticate", "Bearer")],
             Self::MethodNotAllowed(allow) => vec![("Allow", allow)],
-            Self::Busy => vec![("Retry-After", "1")],
+            Self::Busy | Self::BrokerDown => vec![("Retry-After", "1")],
             _ => Vec::new(),
         }
     }
@@ -125,6 +129,9 @@ impl fmt::Display for ApiError {
             Self::UnknownConnection => f.write_str("no live connection has this id"),
             Self::Busy => f.write_str("a shard queue is full: retry later"),
             Self::NoHistory => f.write_str("this channel keeps no history (see --history)"),
+            Self::BrokerDown => f.write_str(
+                "the broker is unreachable: only this node's connections were served; retry later",
+            ),
         }
     }
 }

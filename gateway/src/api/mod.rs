@@ -18,6 +18,8 @@ pub mod error;
 pub mod response;
 pub mod routes;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth::ApiKey;
@@ -51,6 +53,9 @@ pub struct ApiSettings {
     pub idle_timeout: Duration,
     /// After our last response on a closing connection, drop it if the peer has not closed.
     pub close_timeout: Duration,
+    /// Whether the broker is reachable (`None`: a single node, which needs none); `/healthz`
+    /// answers 503 `degraded` while it is not.
+    pub broker_up: Option<Arc<AtomicBool>>,
 }
 
 impl ApiSettings {
@@ -64,6 +69,7 @@ impl ApiSettings {
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             close_timeout: Duration::from_secs(5),
+            broker_up: None,
         }
     }
 }
@@ -280,7 +286,7 @@ impl ApiConn {
             if pending.len() < total {
                 break;
             }
-            let handled = self.handle(self.start, &head, metrics, out);
+            let handled = self.handle(self.start, &head, s, metrics, out);
             self.start += total;
             self.scanned = 0;
             self.mark = now;
@@ -313,6 +319,7 @@ impl ApiConn {
         &mut self,
         at: usize,
         head: &Head,
+        s: &ApiSettings,
         metrics: &ShardMetrics,
         out: &mut Vec<u8>,
     ) -> Handled {
@@ -328,8 +335,20 @@ impl ApiConn {
         match parse_command(route, &head.query, body) {
             Ok(Some(c)) => Handled::Command(c),
             Ok(None) => {
-                write_response(out, (200, "OK"), "text/plain", &[], b"ok\n", close);
-                metrics.api_answered(200);
+                let up = s
+                    .broker_up
+                    .as_ref()
+                    .is_none_or(|up| up.load(Ordering::Acquire));
+                let (status, body): ((u16, &str), &[u8]) = if up {
+                    ((200, "OK"), b"ok\n")
+                } else {
+                    (
+                        (503, "Service Unavailable"),
+                        b"degraded: the broker is unreachable\n",
+                    )
+                };
+                write_response(out, status, "text/plain", &[], body, close);
+                metrics.api_answered(status.0);
                 Handled::Answered
             }
             Err(e) => {

@@ -56,6 +56,7 @@ pub fn write_outcome(out: &mut Vec<u8>, outcome: Outcome, close: bool) -> u16 {
         }
         Outcome::UnknownConnection => write_error(out, &ApiError::UnknownConnection, close),
         Outcome::Busy => write_error(out, &ApiError::Busy, close),
+        Outcome::BrokerDown => write_error(out, &ApiError::BrokerDown, close),
         Outcome::Channels(mut list) => {
             list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             let mut body = Vec::from(&br#"{"channels":["#[..]);
@@ -138,10 +139,22 @@ fn stats_json(s: &Stats) -> Vec<u8> {
             sh.shard, sh.connections, sh.queue_depth
         );
     }
-    let _ = writeln!(
+    let _ = write!(
         body,
-        r#"],"messages_in":{},"messages_out":{},"publishes":{},"deliveries":{},"slow_consumer_disconnects":{}}}"#,
+        r#"],"messages_in":{},"messages_out":{},"publishes":{},"deliveries":{},"slow_consumer_disconnects":{}"#,
         s.messages_in, s.messages_out, s.publishes, s.deliveries, s.slow_consumer_disconnects
     );
+    if let Some(b) = &s.broker {
+        let nodes: Vec<String> = b.nodes.iter().map(u16::to_string).collect();
+        let _ = write!(
+            body,
+            r#","broker":{{"node":{},"connected":{},"nodes":[{}],"channels":{}}}"#,
+            b.node,
+            b.connected,
+            nodes.join(","),
+            b.channels
+        );
+    }
+    body.extend_from_slice(b"}\n");
     body
 }

@@ -1,0 +1,477 @@
+//! `Node`: what the broker thread knows and does regardless of the broker it speaks to. It keeps
+//! the node-wide refcount of channels (which shards have subscribers: a broker subscription
+//! starts when the first shard gains one and ends when the last loses its last), turns what the
+//! shards send up into broker publishes, and turns broker messages into shard messages, pushed
+//! into the shards' queues exactly as another shard would push them.
+//!
+//! It never blocks: a full shard queue drops the message for that shard (counted in
+//! `broker_dropped_total`). Requests waiting for another node's answer (a private message's
+//! outcome) are answered "unknown connection" after [`ANSWER_TIMEOUT`].
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use frame_simd::CloseCode;
+use tracing::{debug, error};
+
+use crate::conn::ConnId;
+use crate::router::fanout::{Delivery, Parts};
+use crate::router::history::HistoryPolicy;
+use crate::router::inbox::{Mesh, Publication, ReplyTo, ShardMsg};
+use crate::router::owner_hash;
+use crate::router::registry::ShardSet;
+use crate::router::uplink::{Up, Uplink};
+
+use super::wire::{self, Msg};
+
+/// How long a request waits for another node's answer.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a node says it is alive on the control channel.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// A node not heard from for this long is gone from the node list.
+pub const NODE_TTL: Duration = Duration::from_secs(3);
+
+/// The broker channel every node listens to (users, heartbeats).
+pub const ALL: &str = "gw:all";
+
+/// The broker channel of a gateway channel.
+pub fn channel_topic(channel: &str) -> String {
+    format!("gw:c:{channel}")
+}
+
+/// The broker channel of a node (private messages and answers for it).
+pub fn node_topic(node: u16) -> String {
+    format!("gw:n:{node}")
+}
+
+/// What the node asks of the broker connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    /// Start receiving a broker channel.
+    Subscribe(String),
+    /// Stop receiving a broker channel.
+    Unsubscribe(String),
+    /// Publish a payload on a broker channel.
+    Publish(String, Vec<u8>),
+}
+
+/// The broker thread's state. See the module doc.
+pub struct Node {
+    node: u16,
+    instance: u64,
+    mesh: Arc<Mesh>,
+    uplink: Arc<Uplink>,
+    history: Arc<HistoryPolicy>,
+    /// Channel -> shards with local subscribers (the node-wide refcount).
+    interest: HashMap<Arc<str>, ShardSet>,
+    /// Requests waiting for another node's answer, by tag.
+    pending: HashMap<u64, (ReplyTo, Instant)>,
+    next_tag: u64,
+    /// Nodes heard from, and when.
+    seen: HashMap<u16, Instant>,
+    next_heartbeat: Option<Instant>,
+    wake: ShardSet,
+    scratch: Vec<u8>,
+}
+
+impl Node {
+    /// The state of node `node`, feeding `mesh`, fed by `uplink`; `history` says which
+    /// channels' publications go to their owner shard.
+    pub fn new(
+        node: u16,
+        mesh: Arc<Mesh>,
+        uplink: Arc<Uplink>,
+        history: Arc<HistoryPolicy>,
+    ) -> Node {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u16(node);
+        Node {
+            node,
+            instance: h.finish(),
+            mesh,
+            uplink,
+            history,
+            interest: HashMap::new(),
+            pending: HashMap::new(),
+            next_tag: 1,
+            seen: HashMap::new(),
+            next_heartbeat: None,
+            wake: ShardSet::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The uplink (counters, connected flag).
+    pub fn uplink(&self) -> &Arc<Uplink> {
+        &self.uplink
+    }
+
+    /// Every broker channel this node must receive: its own, the shared one, and each channel
+    /// with local subscribers.
+    pub fn topics(&self) -> Vec<String> {
+        let mut t = vec![node_topic(self.node), ALL.to_owned()];
+        t.extend(self.interest.keys().map(|c| channel_topic(c)));
+        t
+    }
+
+    /// Channels with local subscribers.
+    pub fn channels(&self) -> usize {
+        self.interest.len()
+    }
+
+    /// Apply everything the shards sent up. With `connected` false, data is dropped (it was
+    /// accepted while the broker was up, and pub/sub is at most once) but interest is kept.
+    pub fn drain_uplink(&mut self, connected: bool, now: Instant, out: &mut Vec<Out>) {
+        while let Some(up) = self.uplink.pop() {
+            self.on_up(up, connected, now, out);
+        }
+    }
+
+    fn on_up(&mut self, up: Up, connected: bool, now: Instant, out: &mut Vec<Out>) {
+        if let Up::Interest { channel, shard, on } = up {
+            return self.on_interest(channel, shard, on, out);
+        }
+        if !connected {
+            return;
+        }
+        let mut payload = Vec::new();
+        let topic = match up {
+            Up::Interest { .. } => return,
+            Up::Publish(p) => {
+                wire::encode(
+                    &Msg::Publish {
+                        origin: self.node,
+                        from: p.from,
+                        user: p.user(),
+                        data: p.data(),
+                        bare: p.bare(),
+                    },
+                    &mut payload,
+                );
+                channel_topic(p.channel())
+            }
+            Up::Direct { to, frame, reply } => {
+                let tag = reply.map(|r| self.wait_for(r, now));
+                let reply = tag.as_ref().map(|(c, t)| (*c, &t[..]));
+                wire::encode(
+                    &Msg::Direct {
+                        to,
+                        reply,
+                        frame: &frame,
+                    },
+                    &mut payload,
+                );
+                node_topic(to.node())
+            }
+            Up::Close {
+                conn,
+                code,
+                reason,
+                reply,
+            } => {
+                let tag = reply.map(|r| self.wait_for(r, now));
+                let reply = tag.as_ref().map(|(c, t)| (*c, &t[..]));
+                let msg = Msg::Close {
+                    conn,
+                    code: code.0,
+                    reason: &reason,
+                    reply,
+                };
+                wire::encode(&msg, &mut payload);
+                node_topic(conn.node())
+            }
+            Up::Outcome { reply, delivered } => {
+                let msg = Msg::Outcome {
+                    conn: reply.conn,
+                    tag: &reply.id,
+                    delivered,
+                };
+                wire::encode(&msg, &mut payload);
+                node_topic(reply.conn.node())
+            }
+            Up::User { user, frame } => {
+                let msg = Msg::User {
+                    origin: self.node,
+                    user: &user,
+                    frame: &frame,
+                };
+                wire::encode(&msg, &mut payload);
+                ALL.to_owned()
+            }
+            Up::CloseUser { user, code, reason } => {
+                let msg = Msg::CloseUser {
+                    origin: self.node,
+                    user: &user,
+                    code: code.0,
+                    reason: &reason,
+                };
+                wire::encode(&msg, &mut payload);
+                ALL.to_owned()
+            }
+        };
+        self.uplink.stats.published.fetch_add(1, Ordering::Relaxed);
+        out.push(Out::Publish(topic, payload));
+    }
+
+    /// Remember `reply` until its answer comes; the requester and the tag that travel.
+    fn wait_for(&mut self, reply: ReplyTo, now: Instant) -> (ConnId, [u8; 8]) {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let conn = reply.conn;
+        self.pending.insert(tag, (reply, now + ANSWER_TIMEOUT));
+        (conn, tag.to_le_bytes())
+    }
+
+    fn on_interest(&mut self, channel: Arc<str>, shard: u8, on: bool, out: &mut Vec<Out>) {
+        if on {
+            let set = self.interest.entry(Arc::clone(&channel)).or_default();
+            let first = set.is_empty();
+            set.insert(shard);
+            if first {
+                out.push(Out::Subscribe(channel_topic(&channel)));
+            }
+        } else if let Some(set) = self.interest.get_mut(&channel) {
+            set.remove(shard);
+            if set.is_empty() {
+                self.interest.remove(&channel);
+                out.push(Out::Unsubscribe(channel_topic(&channel)));
+            }
+        }
+        self.uplink
+            .stats
+            .channels
+            .store(self.interest.len() as u64, Ordering::Relaxed);
+    }
+
+    /// A message arrived on broker channel `topic`.
+    pub fn on_message(&mut self, topic: &[u8], payload: &[u8], now: Instant) {
+        let Some(msg) = wire::decode(payload) else {
+            debug!(
+                topic = %String::from_utf8_lossy(topic),
+                "ignoring a broker message that is not the gateway's"
+            );
+            return;
+        };
+        self.uplink.stats.received.fetch_add(1, Ordering::Relaxed);
+        match msg {
+            Msg::Publish {
+                origin,
+                from,
+                user,
+                data,
+                bare,
+            } => {
+                let Some(channel) = topic
+                    .strip_prefix(b"gw:c:")
+                    .and_then(|c| std::str::from_utf8(c).ok())
+                else {
+                    return;
+                };
+                // The publishing node served its own subscribers.
+                if origin != self.node {
+                    self.deliver(channel, from, user, data, bare);
+                }
+            }
+            Msg::Direct { to, reply, frame } => {
+                let reply = reply.map(|(conn, tag)| ReplyTo {
+                    conn,
+                    id: tag.into(),
+                });
+                let frame: Arc<[u8]> = Arc::from(frame);
+                self.push_or_refuse(to, ShardMsg::Direct { to, frame, reply });
+            }
+            Msg::Close {
+                conn,
+                code,
+                reason,
+                reply,
+            } => {
+                let reply = reply.map(|(c, tag)| ReplyTo {
+                    conn: c,
+                    id: tag.into(),
+                });
+                let msg = ShardMsg::Close {
+                    conn,
+                    code: CloseCode(code),
+                    reason: Box::from(reason),
+                    reply,
+                };
+                self.push_or_refuse(conn, msg);
+            }
+            Msg::Outcome {
+                conn,
+                tag,
+                delivered,
+            } => {
+                let Some(tag) = tag.try_into().ok().map(u64::from_le_bytes) else {
+                    return;
+                };
+                if let Some((reply, _)) = self.pending.remove(&tag) {
+                    debug_assert_eq!(reply.conn, conn);
+                    let to = reply.conn.shard();
+                    self.push(to, ShardMsg::DirectOutcome { reply, delivered });
+                }
+            }
+            Msg::User {
+                origin,
+                user,
+                frame,
+            } if origin != self.node => {
+                let user: Arc<str> = Arc::from(user);
+                let frame: Arc<[u8]> = Arc::from(frame);
+                for s in 0..self.mesh.shards() as u8 {
+                    let msg = ShardMsg::DirectUser {
+                        user: Arc::clone(&user),
+                        frame: Arc::clone(&frame),
+                    };
+                    self.push(s, msg);
+                }
+            }
+            Msg::CloseUser {
+                origin,
+                user,
+                code,
+                reason,
+            } if origin != self.node => {
+                let user: Arc<str> = Arc::from(user);
+                for s in 0..self.mesh.shards() as u8 {
+                    let msg = ShardMsg::CloseUser {
+                        user: Arc::clone(&user),
+                        code: CloseCode(code),
+                        reason: Box::from(reason),
+                    };
+                    self.push(s, msg);
+                }
+            }
+            Msg::Heartbeat { origin, instance } => {
+                if origin == self.node && instance != self.instance {
+                    error!(
+                        node = origin,
+                        "another gateway process uses this --node-id: connection ids clash"
+                    );
+                }
+                self.seen.insert(origin, now);
+            }
+            Msg::User { .. } | Msg::CloseUser { .. } => {}
+        }
+    }
+
+    /// Deliver a publication from another node to this node's subscribers, encoded once.
+    fn deliver(
+        &mut self,
+        channel: &str,
+        from: Option<ConnId>,
+        user: Option<&str>,
+        data: &[u8],
+        bare: &[u8],
+    ) {
+        let Some((name, shards)) = self
+            .interest
+            .get_key_value(channel)
+            .map(|(k, v)| (Arc::clone(k), *v))
+        else {
+            return;
+        };
+        if self.history.retention(channel).is_some() {
+            // The channel's owner shard numbers and keeps it, then fans it out.
+            let owner = (owner_hash(channel) % self.mesh.shards().max(1) as u64) as u8;
+            let p = Publication::new(channel, data, bare, from, user, None);
+            self.push(owner, ShardMsg::Publish(Box::new(p)));
+            return;
+        }
+        let parts = Parts {
+            data,
+            bare,
+            from,
+            user,
+        };
+        let d = Delivery::publication(&mut self.scratch, name, parts, None, None);
+        for s in shards.iter() {
+            self.push(s, ShardMsg::Deliver(Arc::clone(&d)));
+        }
+    }
+
+    /// Push `msg` for the shard of `conn`, if it names one of this node; a request for a
+    /// connection that cannot exist here is answered at once.
+    fn push_or_refuse(&mut self, conn: ConnId, msg: ShardMsg) {
+        if conn.node() == self.node && usize::from(conn.shard()) < self.mesh.shards() {
+            return self.push(conn.shard(), msg);
+        }
+        let reply = match msg {
+            ShardMsg::Direct { reply, .. } | ShardMsg::Close { reply, .. } => reply,
+            _ => None,
+        };
+        if let Some(reply) = reply {
+            let _ = self.uplink.push(Up::Outcome {
+                reply,
+                delivered: false,
+            });
+        }
+    }
+
+    /// Push `msg` to shard `to` without waiting: a full queue drops it (counted).
+    fn push(&mut self, to: u8, msg: ShardMsg) {
+        match self.mesh.push(to, msg) {
+            Ok(()) => self.wake.insert(to),
+            Err(_) => {
+                self.uplink.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Wake every shard that was sent something.
+    pub fn wake_shards(&mut self) {
+        for s in std::mem::take(&mut self.wake).iter() {
+            self.mesh.wake(s);
+        }
+    }
+
+    /// Timers: answer requests whose answer is late, say this node is alive, forget nodes
+    /// gone silent. Returns when to be called next at the latest.
+    pub fn on_tick(&mut self, connected: bool, now: Instant, out: &mut Vec<Out>) -> Instant {
+        let late: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(tag, _)| *tag)
+            .collect();
+        for tag in late {
+            if let Some((reply, _)) = self.pending.remove(&tag) {
+                let to = reply.conn.shard();
+                let delivered = false;
+                self.push(to, ShardMsg::DirectOutcome { reply, delivered });
+            }
+        }
+        let due = self.next_heartbeat.is_none_or(|t| t <= now);
+        if connected && due {
+            let mut payload = Vec::new();
+            let msg = Msg::Heartbeat {
+                origin: self.node,
+                instance: self.instance,
+            };
+            wire::encode(&msg, &mut payload);
+            out.push(Out::Publish(ALL.to_owned(), payload));
+            self.next_heartbeat = Some(now + HEARTBEAT_INTERVAL);
+        }
+        self.seen
+            .retain(|_, at| now.saturating_duration_since(*at) < NODE_TTL);
+        let mut nodes: Vec<u16> = self.seen.keys().copied().collect();
+        if !nodes.contains(&self.node) {
+            nodes.push(self.node);
+        }
+        nodes.sort_unstable();
+        if let Ok(mut list) = self.uplink.stats.nodes.lock() {
+            *list = nodes;
+        }
+        let next_pending = self.pending.values().map(|(_, d)| *d).min();
+        let next = self
+            .next_heartbeat
+            .unwrap_or(now + HEARTBEAT_INTERVAL)
+            .max(now);
+        next_pending.map_or(next, |p| p.min(next))
+    }
+}

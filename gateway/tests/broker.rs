@@ -1,0 +1,343 @@
+//! Many nodes through one Redis (`--broker redis://`): real `redis-server` and gateway
+//! processes on loopback. Channels are subscribed on the broker only while a node has a
+//! subscriber (`PUBSUB NUMSUB`), every publish reaches every subscriber on every node exactly
+//! once and in per-publisher order, private messages, publishes to users and disconnects cross
+//! nodes, the node list comes from heartbeats, and broker outages (a stall, a crash) are
+//! survived: 503 and `degraded` meanwhile, local delivery on, delivery back within 5 s.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use common::api::{json_of, text, Api, API_KEY};
+use common::redis::Redis;
+use common::ws::{spread, Ws};
+use common::*;
+
+/// How soon delivery must resume after the broker is back.
+const RESUME: Duration = Duration::from_secs(5);
+
+/// A gateway node on `redis` with id `id` (two shards), once it listens on the broker.
+fn node(redis: &Redis, id: u16) -> Gateway {
+    let gw = gateway()
+        .args([
+            "--api-key",
+            API_KEY,
+            "--threads",
+            "2",
+            "--log-level",
+            "info",
+        ])
+        .args(["--broker", &redis.url(), "--node-id", &id.to_string()])
+        .start();
+    redis.wait_numsub(&format!("gw:n:{id}"), 1);
+    gw
+}
+
+/// The node bits of a connection id.
+fn node_of(ws: &Ws) -> u64 {
+    (ws.id.parse::<u64>().unwrap() >> 40) & 0xffff
+}
+
+#[test]
+fn channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_order() {
+    let redis = Redis::start();
+    let (a, b, c) = (node(&redis, 1), node(&redis, 2), node(&redis, 3));
+    assert_eq!(redis.numsub("gw:c:room"), 0, "no subscriber anywhere");
+
+    // Subscribers on both shards of nodes 1 and 2; node 3 has none.
+    let mut subs = spread(a.addr(), 2, "");
+    subs.extend(spread(b.addr(), 2, ""));
+    for s in &subs {
+        assert!(
+            [1, 2].contains(&node_of(s)),
+            "ids name their node: {}",
+            s.id
+        );
+    }
+    subs[0].subscribe("room");
+    redis.wait_numsub("gw:c:room", 1);
+    for s in &mut subs[1..] {
+        s.subscribe("room");
+    }
+    redis.wait_numsub("gw:c:room", 2);
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(redis.numsub("gw:c:room"), 2, "one subscription per node");
+
+    // Publishers: each node's API, a client on node 3 and a subscribed client on node 1.
+    let mut apis: Vec<Api> = [&a, &b, &c].iter().map(|g| Api::connect(g)).collect();
+    let mut carol = Ws::open(c.addr(), "?user=carol");
+    const N: u64 = 25;
+    let published = redis.info_stat("total_commands_processed");
+    for n in 0..N {
+        for (i, api) in apis.iter_mut().enumerate() {
+            let data = json!({"p": format!("api{}", i + 1), "n": n});
+            api.accepted("/api/publish", json!({"channel":"room","data":data}));
+        }
+        carol.ok(json!({"op":"publish","channel":"room","data":{"p":"carol","n":n},"id":n}));
+        let data = json!({"p":"dan","n":n});
+        subs[0].send(json!({"op":"publish","channel":"room","data":data}));
+    }
+    let commands = redis.info_stat("total_commands_processed") - published;
+    assert!(
+        commands < 5 * N + 100,
+        "one PUBLISH per publish (plus pings), not one per node or subscriber: {commands}"
+    );
+
+    let want: Vec<u64> = (0..N).collect();
+    for (i, s) in subs.iter_mut().enumerate() {
+        let extra = if i == 0 { N as usize } else { 0 }; // dan's replies
+        let mut got = BTreeMap::new();
+        let mut seen = 0;
+        while seen < 5 * N as usize + extra {
+            let m = s.next();
+            seen += 1;
+            if m["type"] == "reply" {
+                continue;
+            }
+            assert_eq!(m["type"], "message", "{m}");
+            let p = m["data"]["p"].as_str().unwrap().to_owned();
+            got.entry(p)
+                .or_insert_with(Vec::new)
+                .push(m["data"]["n"].as_u64().unwrap());
+        }
+        for p in ["api1", "api2", "api3", "carol", "dan"] {
+            assert_eq!(got.get(p), Some(&want), "subscriber {i} from {p}");
+        }
+        assert!(s.sync().is_empty(), "subscriber {i}: nothing twice");
+    }
+
+    // The last subscriber of a node leaving ends that node's subscription.
+    let (on_a, on_b): (Vec<Ws>, Vec<Ws>) = subs.into_iter().partition(|s| node_of(s) == 1);
+    for mut s in on_a {
+        s.ok(json!({"op":"unsubscribe","channel":"room","id":"u"}));
+    }
+    redis.wait_numsub("gw:c:room", 1);
+    drop(on_b);
+    redis.wait_numsub("gw:c:room", 0);
+    for g in [a, b, c].iter_mut() {
+        g.assert_running();
+    }
+}
+
+#[test]
+fn private_messages_users_and_disconnects_cross_nodes() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, 11), node(&redis, 12));
+    let mut api_a = Api::connect(&a);
+    let mut ann_a = Ws::open(a.addr(), "?user=ann");
+    let mut ann_b = Ws::open(b.addr(), "?user=ann");
+    let mut bob_b = Ws::open(b.addr(), "?user=bob");
+    assert_eq!((node_of(&ann_a), node_of(&ann_b)), (11, 12));
+
+    // The API of node 11 sends to a connection of node 12.
+    api_a.accepted("/api/send", json!({"conn":bob_b.id,"data":{"hi":1}}));
+    let m = bob_b.next();
+    assert_eq!(
+        m,
+        json!({"type":"direct","from":null,"user":null,"data":{"hi":1}})
+    );
+
+    // A client of node 11 sends to one of node 12: the reply waits for node 12's answer.
+    ann_a.ok(json!({"op":"send","conn":bob_b.id,"data":"psst","id":1}));
+    let m = bob_b.next();
+    assert_eq!(
+        (m["type"].clone(), m["from"].clone()),
+        (json!("direct"), json!(ann_a.id))
+    );
+    assert_eq!(
+        (m["user"].clone(), m["data"].clone()),
+        (json!("ann"), json!("psst"))
+    );
+
+    // A stale id of node 12 is unknown there: 404, answered by node 12.
+    let mut gone = Ws::open(b.addr(), "");
+    let gone_id = gone.id.clone();
+    gone.c.close_cleanly();
+    thread::sleep(Duration::from_millis(100));
+    let r = api_a.post("/api/send", json!({"conn":gone_id,"data":1}));
+    assert_eq!(r.status, 404, "{}", text(&r));
+    assert_eq!(
+        ann_a.err(json!({"op":"send","conn":gone_id,"data":1,"id":2})),
+        "unknown_connection"
+    );
+    // A node that does not exist never answers: 404 after the answer timeout.
+    let nowhere = ((1u64 << 40) * 999).to_string();
+    let t = Instant::now();
+    let r = api_a.post("/api/send", json!({"conn":nowhere,"data":1}));
+    assert_eq!(r.status, 404, "{}", text(&r));
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "answered in bounded time"
+    );
+
+    // A publish to a user reaches its connections on both nodes, once each.
+    api_a.accepted("/api/publish/user", json!({"user":"ann","data":{"u":1}}));
+    for w in [&mut ann_a, &mut ann_b] {
+        let m = w.next();
+        assert_eq!(
+            (m["type"].clone(), m["data"].clone()),
+            (json!("direct"), json!({"u":1}))
+        );
+        assert!(w.sync().is_empty(), "once");
+    }
+
+    // Disconnect a connection of the other node, then a user everywhere.
+    let mut carl = Ws::open(b.addr(), "");
+    api_a.accepted(
+        "/api/disconnect",
+        json!({"conn":carl.id,"code":4321,"reason":"bye"}),
+    );
+    assert_eq!(carl.c.expect_close(4321), "bye");
+    api_a.accepted("/api/disconnect", json!({"user":"ann","code":4403}));
+    assert_eq!(ann_a.c.expect_close(4403), "disconnected");
+    assert_eq!(ann_b.c.expect_close(4403), "disconnected");
+    assert!(bob_b.sync().is_empty(), "bob stays");
+
+    // The node list comes from heartbeats, in /api/stats.
+    let r = api_a.get("/api/stats");
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let stats = json_of(&r);
+    assert_eq!(stats["broker"]["node"], 11, "{stats}");
+    assert_eq!(stats["broker"]["nodes"], json!([11, 12]), "{stats}");
+    assert_eq!(stats["broker"]["connected"], true, "{stats}");
+}
+
+/// Publish through `api` until `sub` gets it (the broker path is back), within [`RESUME`].
+fn await_delivery(api: &mut Api, sub: &mut Ws, tag: &str) {
+    let deadline = Instant::now() + RESUME;
+    let mut n = 0u64;
+    loop {
+        let r = api.post(
+            "/api/publish",
+            json!({"channel":"room","data":{"p":tag,"n":n}}),
+        );
+        if r.status == 202 {
+            sub.c.set_timeout(Duration::from_millis(300));
+            let got = sub.c.try_read_frame();
+            sub.c.set_timeout(IO_TIMEOUT);
+            if let Ok(Some(f)) = got {
+                let m: Value = serde_json::from_slice(&f.payload).unwrap();
+                if m["data"]["p"] == tag {
+                    // Drain what else this attempt sent.
+                    sub.sync();
+                    return;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{tag}: no delivery within {RESUME:?}"
+        );
+        n += 1;
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn health(gw: &Gateway) -> (u16, String) {
+    let mut api = Api::connect(gw);
+    let r = api.get("/healthz");
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
+}
+
+#[test]
+fn broker_stalls_and_crashes_are_survived() {
+    let mut redis = Redis::start();
+    let (a, b) = (node(&redis, 21), node(&redis, 22));
+    let mut api_a = Api::connect(&a);
+    let mut far = Ws::open(b.addr(), "");
+    far.subscribe("room");
+    let mut near = Ws::open(a.addr(), "");
+    near.subscribe("room");
+    redis.wait_numsub("gw:c:room", 2);
+    await_delivery(&mut api_a, &mut far, "before");
+    near.sync();
+    assert_eq!(health(&a).0, 200);
+
+    // A stall: the broker stops answering. Within about a second publishes that need it are
+    // refused (503), clients get an error reply, health says degraded; local delivery goes on.
+    redis.process.signal(Signal::SIGSTOP);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let refused = loop {
+        let r = api_a.post(
+            "/api/publish",
+            json!({"channel":"room","data":{"p":"stall"}}),
+        );
+        if r.status == 503 {
+            break r;
+        }
+        assert_eq!(r.status, 202, "{}", text(&r));
+        assert!(
+            Instant::now() < deadline,
+            "no 503 while the broker is stopped"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(json_of(&refused)["error"]["code"], "broker_unavailable");
+    assert_eq!(refused.header("Retry-After"), Some("1"));
+    let (status, h) = health(&a);
+    assert_eq!(status, 503, "{h}");
+    assert!(h.starts_with("degraded"), "{h}");
+    let mut pubc = Ws::open(a.addr(), "");
+    assert_eq!(
+        pubc.err(json!({"op":"publish","channel":"room","data":{"p":"local"},"id":1})),
+        "broker_unavailable"
+    );
+    // ... but the subscriber on the same node got everything published meanwhile.
+    let local: Vec<Value> = near.sync();
+    assert!(
+        local.iter().any(|m| m["data"]["p"] == "local"),
+        "local delivery goes on: {local:?}"
+    );
+    redis.process.signal(Signal::SIGCONT);
+    await_delivery(&mut api_a, &mut far, "after-stall");
+    assert_eq!(health(&a).0, 200);
+
+    // A crash and a restart on the same port: the nodes reconnect and subscribe again.
+    redis.process.signal(Signal::SIGKILL);
+    let port = redis.port;
+    let _ = redis.process.wait_exit(IO_TIMEOUT);
+    thread::sleep(Duration::from_millis(300));
+    redis = Redis::start_on(port);
+    let started = Instant::now();
+    redis.wait_numsub("gw:c:room", 2);
+    assert!(
+        started.elapsed() < RESUME,
+        "resubscribed in {:?}",
+        started.elapsed()
+    );
+    await_delivery(&mut api_a, &mut far, "after-crash");
+
+    let metrics = String::from_utf8_lossy(&api_a.get("/metrics").body).into_owned();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    assert_eq!(value("gateway_broker_connected"), 1.0);
+    assert!(
+        value("gateway_broker_reconnects_total") >= 2.0,
+        "stall and crash"
+    );
+    assert!(value("gateway_broker_resubscribes_total") >= 2.0);
+    assert_eq!(value("gateway_broker_dropped_total"), 0.0);
+
+    // A node killed while the others serve: its subscription goes, the rest carries on.
+    let mut b = b;
+    b.signal(Signal::SIGKILL);
+    let _ = b.wait_exit(IO_TIMEOUT);
+    redis.wait_numsub("gw:c:room", 1);
+    let c = node(&redis, 23);
+    let mut far = Ws::open(c.addr(), "");
+    far.subscribe("room");
+    redis.wait_numsub("gw:c:room", 2);
+    await_delivery(&mut api_a, &mut far, "new-node");
+    let mut a = a;
+    a.assert_running();
+}
