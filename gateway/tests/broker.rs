@@ -341,3 +341,94 @@ fn broker_stalls_and_crashes_are_survived() {
     let mut a = a;
     a.assert_running();
 }
+
+/// `(conn, user)` of every member in a presence answer's `key` list, sorted.
+fn members(v: &Value, key: &str) -> Vec<(String, Option<String>)> {
+    let mut m: Vec<(String, Option<String>)> = v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} in {v}"))
+        .iter()
+        .map(|m| {
+            let user = m["user"].as_str().map(str::to_owned);
+            (m["conn"].as_str().unwrap().to_owned(), user)
+        })
+        .collect();
+    m.sort();
+    m
+}
+
+/// Wait (bounded) until `api`'s node lists `nodes` in `/api/stats`.
+fn await_nodes(api: &mut Api, nodes: Value) {
+    let deadline = Instant::now() + RESUME;
+    loop {
+        let stats = json_of(&api.get("/api/stats"));
+        if stats["broker"]["nodes"] == nodes {
+            return;
+        }
+        assert!(Instant::now() < deadline, "node list {stats}, want {nodes}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn presence_lists_every_nodes_members_and_forgets_a_crashed_node() {
+    let redis = Redis::start();
+    let (a, mut b) = (node(&redis, 31), node(&redis, 32));
+    let mut api_a = Api::connect(&a);
+    await_nodes(&mut api_a, json!([31, 32]));
+    await_nodes(&mut Api::connect(&b), json!([31, 32]));
+    let mut ann = Ws::open(a.addr(), "?user=ann");
+    let mut bob = Ws::open(b.addr(), "?user=bob");
+    let mut anon = Ws::open(b.addr(), "");
+    for w in [&mut ann, &mut bob, &mut anon] {
+        w.subscribe("lobby");
+    }
+    let mut want = vec![
+        (ann.id.clone(), Some("ann".to_owned())),
+        (bob.id.clone(), Some("bob".to_owned())),
+        (anon.id.clone(), None),
+    ];
+    want.sort();
+
+    // The API of one node and a client of the other both see all three (a join reaches the
+    // broker a moment after its reply).
+    await_presence(&mut api_a, &want);
+    let (r, _) = bob.request(json!({"op":"presence","channel":"lobby","id":"who"}));
+    assert_eq!(members(&r, "members"), want, "{r}");
+
+    // Leaving is seen on the other node too.
+    anon.ok(json!({"op":"unsubscribe","channel":"lobby","id":"u"}));
+    want.retain(|m| m.0 != anon.id);
+    await_presence(&mut api_a, &want);
+
+    // Node 32's part lives in a hash that expires unless refreshed.
+    let ttl = match redis.command(&["TTL", "gw:p:lobby:32"]) {
+        gateway::broker::resp::Value::Int(t) => t,
+        other => panic!("TTL answer {other:?}"),
+    };
+    assert!((1..=15).contains(&ttl), "presence hash TTL {ttl}");
+
+    // A crashed node's members leave the answers once it misses its heartbeats (3 s).
+    b.signal(Signal::SIGKILL);
+    let _ = b.wait_exit(IO_TIMEOUT);
+    await_nodes(&mut api_a, json!([31]));
+    let v = json_of(&api_a.get("/api/presence?channel=lobby"));
+    assert_eq!(
+        members(&v, "connections"),
+        vec![(ann.id.clone(), Some("ann".to_owned()))],
+        "{v}"
+    );
+}
+
+/// Wait (bounded) until `/api/presence?channel=lobby` on `api`'s node lists `want`.
+fn await_presence(api: &mut Api, want: &[(String, Option<String>)]) {
+    let deadline = Instant::now() + RESUME;
+    loop {
+        let v = json_of(&api.get("/api/presence?channel=lobby"));
+        if members(&v, "connections") == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "presence {v}, want {want:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -25,6 +25,7 @@ use crate::router::inbox::{Mesh, Publication, ReplyTo, ShardMsg};
 use crate::router::owner_hash;
 use crate::router::registry::ShardSet;
 use crate::router::uplink::{Up, Uplink};
+use crate::router::Member;
 
 use super::wire::{self, Msg};
 
@@ -34,6 +35,12 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// A node not heard from for this long is gone from the node list.
 pub const NODE_TTL: Duration = Duration::from_secs(3);
+/// A node's presence hash of a channel expires this long after the node last refreshed it
+/// (a crashed node's members vanish from answers with the node, after [`NODE_TTL`], and from
+/// the broker after this).
+pub const PRESENCE_TTL: Duration = Duration::from_secs(15);
+/// How often a node refreshes the expiry of its presence hashes.
+pub const PRESENCE_REFRESH: Duration = Duration::from_secs(5);
 
 /// The broker channel every node listens to (users, heartbeats).
 pub const ALL: &str = "gw:all";
@@ -48,6 +55,11 @@ pub fn node_topic(node: u16) -> String {
     format!("gw:n:{node}")
 }
 
+/// The key of node `node`'s presence hash of `channel` (connection id -> user).
+pub fn presence_key(channel: &str, node: u16) -> String {
+    format!("gw:p:{channel}:{node}")
+}
+
 /// What the node asks of the broker connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Out {
@@ -55,8 +67,31 @@ pub enum Out {
     Subscribe(String),
     /// Stop receiving a broker channel.
     Unsubscribe(String),
-    /// Publish a payload on a broker channel.
-    Publish(String, Vec<u8>),
+    /// A command on the command connection; its answer goes to [`Node::on_answer`] with this
+    /// query id (`None`: only counted).
+    Command(Vec<Vec<u8>>, Option<u64>),
+}
+
+impl Out {
+    fn publish(topic: &str, payload: Vec<u8>) -> Out {
+        Out::Command(
+            vec![b"PUBLISH".to_vec(), topic.as_bytes().to_vec(), payload],
+            None,
+        )
+    }
+
+    fn command(args: &[&[u8]]) -> Out {
+        Out::Command(args.iter().map(|a| a.to_vec()).collect(), None)
+    }
+}
+
+/// A presence query waiting for other nodes' hashes.
+#[derive(Debug)]
+struct PresenceWait {
+    from: u8,
+    tag: u64,
+    waiting: usize,
+    members: Vec<Member>,
 }
 
 /// The broker thread's state. See the module doc.
@@ -74,6 +109,12 @@ pub struct Node {
     /// Nodes heard from, and when.
     seen: HashMap<u16, Instant>,
     next_heartbeat: Option<Instant>,
+    /// This node's subscribers per channel, with their users (its presence hashes).
+    members: HashMap<Arc<str>, HashMap<ConnId, Option<Arc<str>>>>,
+    next_refresh: Option<Instant>,
+    /// Presence queries waiting for answers, by query id.
+    queries: HashMap<u64, PresenceWait>,
+    next_query: u64,
     wake: ShardSet,
     scratch: Vec<u8>,
 }
@@ -100,6 +141,10 @@ impl Node {
             next_tag: 1,
             seen: HashMap::new(),
             next_heartbeat: None,
+            members: HashMap::new(),
+            next_refresh: None,
+            queries: HashMap::new(),
+            next_query: 1,
             wake: ShardSet::default(),
             scratch: Vec::new(),
         }
@@ -132,15 +177,27 @@ impl Node {
     }
 
     fn on_up(&mut self, up: Up, connected: bool, now: Instant, out: &mut Vec<Out>) {
-        if let Up::Interest { channel, shard, on } = up {
-            return self.on_interest(channel, shard, on, out);
+        match up {
+            Up::Interest { channel, shard, on } => {
+                return self.on_interest(channel, shard, on, out)
+            }
+            Up::Member {
+                channel,
+                conn,
+                user,
+                on,
+            } => return self.on_member(channel, conn, user, on, connected, out),
+            Up::PresenceQuery { channel, from, tag } => {
+                return self.on_presence_query(&channel, from, tag, connected, out)
+            }
+            _ => {}
         }
         if !connected {
             return;
         }
         let mut payload = Vec::new();
         let topic = match up {
-            Up::Interest { .. } => return,
+            Up::Interest { .. } | Up::Member { .. } | Up::PresenceQuery { .. } => return,
             Up::Publish(p) => {
                 wire::encode(
                     &Msg::Publish {
@@ -214,7 +271,121 @@ impl Node {
             }
         };
         self.uplink.stats.published.fetch_add(1, Ordering::Relaxed);
-        out.push(Out::Publish(topic, payload));
+        out.push(Out::publish(&topic, payload));
+    }
+
+    fn on_member(
+        &mut self,
+        channel: Arc<str>,
+        conn: ConnId,
+        user: Option<Arc<str>>,
+        on: bool,
+        connected: bool,
+        out: &mut Vec<Out>,
+    ) {
+        let key = presence_key(&channel, self.node);
+        let field = conn.to_bits().to_string();
+        if on {
+            let value = user.as_deref().unwrap_or_default().as_bytes().to_vec();
+            self.members.entry(channel).or_default().insert(conn, user);
+            if connected {
+                out.push(Out::command(&[
+                    b"HSET",
+                    key.as_bytes(),
+                    field.as_bytes(),
+                    &value,
+                ]));
+                out.push(expire(&key));
+            }
+            return;
+        }
+        if let Some(m) = self.members.get_mut(&channel) {
+            m.remove(&conn);
+            if m.is_empty() {
+                self.members.remove(&channel);
+            }
+        }
+        if connected {
+            out.push(Out::command(&[b"HDEL", key.as_bytes(), field.as_bytes()]));
+        }
+    }
+
+    /// After a (re)connect: write this node's presence hashes again (the broker may have lost
+    /// them).
+    pub fn on_connected(&mut self, out: &mut Vec<Out>) {
+        for (channel, members) in &self.members {
+            let key = presence_key(channel, self.node);
+            let mut args = vec![b"HSET".to_vec(), key.as_bytes().to_vec()];
+            for (conn, user) in members {
+                args.push(conn.to_bits().to_string().into_bytes());
+                args.push(user.as_deref().unwrap_or_default().as_bytes().to_vec());
+            }
+            out.push(Out::Command(args, None));
+            out.push(expire(&key));
+        }
+    }
+
+    fn on_presence_query(
+        &mut self,
+        channel: &str,
+        from: u8,
+        tag: u64,
+        connected: bool,
+        out: &mut Vec<Out>,
+    ) {
+        let others: Vec<u16> = self
+            .seen
+            .keys()
+            .copied()
+            .filter(|&n| n != self.node)
+            .collect();
+        if !connected || others.is_empty() {
+            let members = Vec::new();
+            return self.push(from, ShardMsg::PresencePart { tag, members });
+        }
+        let id = self.next_query;
+        self.next_query += 1;
+        for n in &others {
+            let key = presence_key(channel, *n).into_bytes();
+            out.push(Out::Command(vec![b"HGETALL".to_vec(), key], Some(id)));
+        }
+        let wait = PresenceWait {
+            from,
+            tag,
+            waiting: others.len(),
+            members: Vec::new(),
+        };
+        self.queries.insert(id, wait);
+    }
+
+    /// The answer to query `id`: a hash's field/value pairs, or `None` when the connection was
+    /// lost before it came.
+    pub fn on_answer(&mut self, id: u64, pairs: Option<Vec<(Vec<u8>, Vec<u8>)>>) {
+        let Some(wait) = self.queries.get_mut(&id) else {
+            return;
+        };
+        for (field, value) in pairs.unwrap_or_default() {
+            let conn = std::str::from_utf8(&field)
+                .ok()
+                .and_then(|f| f.parse::<ConnId>().ok());
+            let user = std::str::from_utf8(&value)
+                .ok()
+                .filter(|u| !u.is_empty())
+                .map(Arc::from);
+            if let Some(conn) = conn {
+                wait.members.push((conn, user));
+            }
+        }
+        wait.waiting -= 1;
+        if wait.waiting == 0 {
+            if let Some(w) = self.queries.remove(&id) {
+                let msg = ShardMsg::PresencePart {
+                    tag: w.tag,
+                    members: w.members,
+                };
+                self.push(w.from, msg);
+            }
+        }
     }
 
     /// Remember `reply` until its answer comes; the requester and the tag that travel.
@@ -454,8 +625,14 @@ impl Node {
                 instance: self.instance,
             };
             wire::encode(&msg, &mut payload);
-            out.push(Out::Publish(ALL.to_owned(), payload));
+            out.push(Out::publish(ALL, payload));
             self.next_heartbeat = Some(now + HEARTBEAT_INTERVAL);
+        }
+        if connected && self.next_refresh.is_none_or(|t| t <= now) {
+            for channel in self.members.keys() {
+                out.push(expire(&presence_key(channel, self.node)));
+            }
+            self.next_refresh = Some(now + PRESENCE_REFRESH);
         }
         self.seen
             .retain(|_, at| now.saturating_duration_since(*at) < NODE_TTL);
@@ -474,4 +651,10 @@ impl Node {
             .max(now);
         next_pending.map_or(next, |p| p.min(next))
     }
+}
+
+/// `EXPIRE key PRESENCE_TTL`.
+fn expire(key: &str) -> Out {
+    let secs = PRESENCE_TTL.as_secs().to_string();
+    Out::command(&[b"EXPIRE", key.as_bytes(), secs.as_bytes()])
 }

@@ -10,6 +10,7 @@
 //! "disconnected": publishes that need other nodes are refused (503) and local delivery goes on.
 
 use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -53,6 +54,8 @@ struct Link {
     waiting: usize,
     /// When the oldest unanswered request was sent, or the last answer came.
     since: Instant,
+    /// Something was answered since the connection was made.
+    answered_once: bool,
 }
 
 impl Link {
@@ -64,6 +67,7 @@ impl Link {
             inb: Vec::new(),
             waiting: 0,
             since: now,
+            answered_once: false,
         }
     }
 
@@ -75,6 +79,7 @@ impl Link {
         self.out.clear();
         self.inb.clear();
         self.waiting = 0;
+        self.answered_once = false;
     }
 
     fn command(&mut self, args: &[&[u8]], now: Instant) {
@@ -88,6 +93,7 @@ impl Link {
     fn answered(&mut self, now: Instant) {
         self.waiting = self.waiting.saturating_sub(1);
         self.since = now;
+        self.answered_once = true;
     }
 
     fn stalled(&self, now: Instant) -> bool {
@@ -152,8 +158,18 @@ enum Phase {
     Down { retry_at: Instant },
     /// TCP connects under way.
     Connecting { deadline: Instant },
-    /// Both connections are up.
+    /// Both connections are open and have sent their first commands; Redis has not answered
+    /// on both yet (a stopped server still completes TCP handshakes).
+    Greeting,
+    /// Redis answers on both connections.
     Up,
+}
+
+impl Phase {
+    /// Whether commands may be written.
+    fn open(self) -> bool {
+        matches!(self, Phase::Greeting | Phase::Up)
+    }
 }
 
 /// The Redis transport. See the module doc.
@@ -169,6 +185,8 @@ pub struct Redis {
     established: u64,
     rng: u64,
     outs: Vec<Out>,
+    /// Per command sent on the command connection, in order: the query its answer goes to.
+    expect: VecDeque<Option<u64>>,
 }
 
 impl Redis {
@@ -189,6 +207,7 @@ impl Redis {
             established: 0,
             rng: h.finish() | 1,
             outs: Vec::new(),
+            expect: VecDeque::new(),
         }
     }
 
@@ -203,7 +222,7 @@ impl Redis {
             match self.phase {
                 Phase::Down { retry_at } => deadline = deadline.min(retry_at),
                 Phase::Connecting { deadline: d } => deadline = deadline.min(d),
-                Phase::Up => {}
+                Phase::Greeting | Phase::Up => {}
             }
             let timeout = deadline.saturating_duration_since(now);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -220,6 +239,9 @@ impl Redis {
                         self.fail(&why, now);
                     }
                 }
+            }
+            if self.phase == Phase::Greeting && self.sub.answered_once && self.cmd.answered_once {
+                self.on_confirmed();
             }
             let up = self.phase == Phase::Up;
             self.node.drain_uplink(up, now, &mut self.outs);
@@ -278,6 +300,9 @@ impl Redis {
                     warn!(error = %String::from_utf8_lossy(e), "broker refused a command");
                 }
                 self.cmd.answered(now);
+                if let Some(Some(id)) = self.expect.pop_front() {
+                    self.node.on_answer(id, Some(pairs(v)));
+                }
             }
         }
         Ok(())
@@ -305,25 +330,33 @@ impl Redis {
         }
     }
 
+    /// Both TCP connections are open: subscribe to everything the node needs, write its
+    /// presence again, and ping both connections; Redis's answers confirm it.
     fn on_established(&mut self, now: Instant) {
+        self.phase = Phase::Greeting;
+        for batch in self.node.topics().chunks(SUBSCRIBE_BATCH) {
+            let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+            args.extend(batch.iter().map(String::as_bytes));
+            resp::encode_command(&mut self.sub.out, &args);
+        }
+        self.sub.command(&[b"PING"], now);
+        self.cmd.command(&[b"PING"], now);
+        self.expect.push_back(None);
+        self.node.on_connected(&mut self.outs);
+    }
+
+    /// Redis answered on both connections: the node is connected.
+    fn on_confirmed(&mut self) {
         self.phase = Phase::Up;
         self.backoff = BACKOFF_MIN;
         self.established += 1;
         let stats = &self.node.uplink().stats;
-        let topics = self.node.topics();
         if self.established > 1 {
             stats.reconnects.fetch_add(1, Ordering::Relaxed);
             stats
                 .resubscribes
                 .fetch_add(self.node.channels() as u64, Ordering::Relaxed);
         }
-        for batch in topics.chunks(SUBSCRIBE_BATCH) {
-            let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
-            args.extend(batch.iter().map(String::as_bytes));
-            resp::encode_command(&mut self.sub.out, &args);
-        }
-        self.sub.since = now;
-        self.cmd.since = now;
         info!(broker = %self.addr, channels = self.node.channels(), "broker connected");
         self.node.uplink().set_connected(true);
     }
@@ -333,6 +366,9 @@ impl Redis {
         self.sub.reset(&self.poll);
         self.cmd.reset(&self.poll);
         self.node.uplink().set_connected(false);
+        for id in std::mem::take(&mut self.expect).into_iter().flatten() {
+            self.node.on_answer(id, None);
+        }
         // Full jitter over the upper half: nodes that lost the broker together spread out.
         let half = self.backoff / 2;
         self.rng ^= self.rng << 13;
@@ -385,15 +421,16 @@ impl Redis {
             Phase::Connecting { deadline } if now >= deadline => {
                 self.fail("connect timed out", now);
             }
-            Phase::Up => {
+            Phase::Greeting | Phase::Up => {
                 if self.sub.stalled(now) || self.cmd.stalled(now) {
                     self.fail("no answer to PING", now);
                 } else {
-                    for token in [SUB, CMD] {
-                        let link = self.link(token);
-                        if link.waiting == 0 {
-                            link.command(&[b"PING"], now);
-                        }
+                    if self.sub.waiting == 0 {
+                        self.sub.command(&[b"PING"], now);
+                    }
+                    if self.cmd.waiting == 0 {
+                        self.cmd.command(&[b"PING"], now);
+                        self.expect.push_back(None);
                     }
                 }
             }
@@ -405,7 +442,7 @@ impl Redis {
 
     /// Encode what the node asked for and write it out.
     fn send_outs(&mut self, now: Instant) {
-        let up = self.phase == Phase::Up;
+        let up = self.phase.open();
         for out in self.outs.drain(..) {
             if !up {
                 // Subscriptions are made again from the node's table on reconnect.
@@ -418,8 +455,10 @@ impl Redis {
                 Out::Unsubscribe(t) => {
                     resp::encode_command(&mut self.sub.out, &[b"UNSUBSCRIBE", t.as_bytes()])
                 }
-                Out::Publish(t, payload) => {
-                    self.cmd.command(&[b"PUBLISH", t.as_bytes(), &payload], now);
+                Out::Command(args, id) => {
+                    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                    self.cmd.command(&args, now);
+                    self.expect.push_back(id);
                 }
             }
         }
@@ -430,4 +469,17 @@ impl Redis {
             }
         }
     }
+}
+
+/// The field/value pairs of an `HGETALL` answer (none for any other answer).
+fn pairs(v: Value) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let Value::Array(Some(items)) = v else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut it = items.into_iter();
+    while let (Some(Value::Bulk(Some(f))), Some(Value::Bulk(Some(v)))) = (it.next(), it.next()) {
+        out.push((f, v));
+    }
+    out
 }

@@ -675,8 +675,18 @@ impl Router {
         let me = self.shard();
         let mut shards = self.registry.shards(channel);
         shards.insert(me);
-        let tag = self.gathers.start_presence(reply, shards.iter().count());
+        // With a reachable broker, the other nodes' members are one more part of the answer.
+        let nodes = self.outbound.uplink().is_some_and(|u| u.connected());
+        let parts = shards.iter().count() + usize::from(nodes);
+        let tag = self.gathers.start_presence(reply, parts);
         let channel: Arc<str> = Arc::from(channel);
+        if nodes {
+            let _ = self.outbound.up(Up::PresenceQuery {
+                channel: Arc::clone(&channel),
+                from: me,
+                tag,
+            });
+        }
         for s in shards.iter() {
             let query = ShardMsg::PresenceQuery {
                 channel: Arc::clone(&channel),
@@ -769,6 +779,7 @@ impl Router {
         let kind = session.kind.unwrap_or(Kind::Json);
         let s = self.channels.subscribe(channel, id, kind);
         session.channels.push(s.key);
+        self.member_up(&s.name, id, session, true);
         if s.first {
             self.announce(&s.name, true);
         }
@@ -808,12 +819,26 @@ impl Router {
             self.queries.take(tag);
         }
         if let Some((name, gone)) = self.channels.unsubscribe(key, id) {
+            self.member_up(&name, id, session, false);
             if session.kind == Some(Kind::Json) {
                 self.presence_event(&name, false, id, session.user.as_deref());
             }
             if gone {
                 self.announce(&name, false);
             }
+        }
+    }
+
+    /// Tell the broker thread (if any) that `id` joined or left `channel`, for presence across
+    /// nodes.
+    fn member_up(&mut self, channel: &Arc<str>, id: ConnId, session: &Session, on: bool) {
+        if self.has_broker() {
+            let _ = self.outbound.up(Up::Member {
+                channel: Arc::clone(channel),
+                conn: id,
+                user: session.user.clone(),
+                on,
+            });
         }
     }
 

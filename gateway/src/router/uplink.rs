@@ -31,6 +31,28 @@ pub enum Up {
         /// Gained or lost.
         on: bool,
     },
+    /// Connection `conn` (of user `user`) subscribed to (`on`) or left `channel`: the node's
+    /// part of the channel's presence, kept on the broker for the other nodes.
+    Member {
+        /// The channel.
+        channel: Arc<str>,
+        /// The subscriber.
+        conn: ConnId,
+        /// Its user.
+        user: Option<Arc<str>>,
+        /// Subscribed or left.
+        on: bool,
+    },
+    /// List the other nodes' members of `channel`: the answer is a `PresencePart` for gather
+    /// `tag` of shard `from` (empty when the broker is unreachable).
+    PresenceQuery {
+        /// The channel.
+        channel: Arc<str>,
+        /// The asking shard.
+        from: u8,
+        /// Its gather's tag.
+        tag: u64,
+    },
     /// A publication for the other nodes' subscribers (this node served its own).
     Publish(Box<Publication>),
     /// A private message for a connection on another node.
@@ -81,7 +103,10 @@ pub enum Up {
 impl Up {
     /// Whether the message may be refused (data) rather than always accepted (control).
     fn is_data(&self) -> bool {
-        !matches!(self, Up::Interest { .. } | Up::Outcome { .. })
+        !matches!(
+            self,
+            Up::Interest { .. } | Up::Outcome { .. } | Up::Member { .. } | Up::PresenceQuery { .. }
+        )
     }
 }
 
