@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use common::api::{json_of, text, Api, API_KEY};
 use common::redis::Redis;
-use common::ws::{spread, Ws};
+use common::ws::{read_json, spread, Ws};
 use common::*;
 
 /// How soon delivery must resume after the broker is back.
@@ -380,9 +380,22 @@ fn presence_lists_every_nodes_members_and_forgets_a_crashed_node() {
     let mut ann = Ws::open(a.addr(), "?user=ann");
     let mut bob = Ws::open(b.addr(), "?user=bob");
     let mut anon = Ws::open(b.addr(), "");
-    for w in [&mut ann, &mut bob, &mut anon] {
-        w.subscribe("lobby");
-    }
+    ann.subscribe("lobby");
+    redis.wait_numsub("gw:c:lobby", 1);
+    bob.subscribe("lobby");
+    anon.subscribe("lobby");
+    // Joins on node 32 reach ann's page on node 31 as events.
+    let joins: Vec<(Value, Value)> = (0..2)
+        .map(|_| {
+            let m = read_json(&mut ann.c);
+            assert_eq!(m["type"], "join", "{m}");
+            (m["conn"].clone(), m["user"].clone())
+        })
+        .collect();
+    assert_eq!(
+        joins,
+        vec![(json!(bob.id), json!("bob")), (json!(anon.id), Value::Null)]
+    );
     let mut want = vec![
         (ann.id.clone(), Some("ann".to_owned())),
         (bob.id.clone(), Some("bob".to_owned())),
@@ -399,6 +412,11 @@ fn presence_lists_every_nodes_members_and_forgets_a_crashed_node() {
     // Leaving is seen on the other node too.
     anon.ok(json!({"op":"unsubscribe","channel":"lobby","id":"u"}));
     want.retain(|m| m.0 != anon.id);
+    let m = read_json(&mut ann.c);
+    assert_eq!(
+        (m["type"].clone(), m["conn"].clone()),
+        (json!("leave"), json!(anon.id))
+    );
     await_presence(&mut api_a, &want);
 
     // Node 32's part lives in a hash that expires unless refreshed.
@@ -431,4 +449,116 @@ fn await_presence(api: &mut Api, want: &[(String, Option<String>)]) {
         assert!(Instant::now() < deadline, "presence {v}, want {want:?}");
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// 3 nodes, 300 clients on 30 channels: publishes through every node's API and from clients
+/// reach every subscriber once and in per-publisher order; publishes to users and private
+/// messages cross nodes; presence lists every node's members.
+#[test]
+fn three_nodes_three_hundred_clients_thirty_channels() {
+    const CLIENTS: usize = 300;
+    const CHANNELS: usize = 30;
+    const M: u64 = 3;
+    let redis = Redis::start();
+    let nodes = [node(&redis, 41), node(&redis, 42), node(&redis, 43)];
+    let mut apis: Vec<Api> = nodes.iter().map(Api::connect).collect();
+    for api in &mut apis {
+        await_nodes(api, json!([41, 42, 43]));
+    }
+    // Client i: on node (i / 30) % 3, channel i % 30, user u(i % 7): every channel has
+    // subscribers on every node.
+    let node_of_client = |i: usize| (i / CHANNELS) % 3;
+    let mut clients: Vec<Ws> = (0..CLIENTS)
+        .map(|i| {
+            let query = format!("?user=u{}", i % 7);
+            Ws::open(nodes[node_of_client(i)].addr(), &query)
+        })
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.subscribe(&format!("ch{}", i % CHANNELS));
+    }
+    for ch in 0..CHANNELS {
+        redis.wait_numsub(&format!("gw:c:ch{ch}"), 3);
+    }
+
+    // Publishers: every node's API on every channel, and one client per channel (on the node
+    // (c % 3)) on its own channel.
+    let publisher = |c: usize| CHANNELS * (c % 3) + c;
+    for n in 0..M {
+        for (k, api) in apis.iter_mut().enumerate() {
+            for ch in 0..CHANNELS {
+                let data = json!({"p": format!("api{k}"), "n": n});
+                api.accepted(
+                    "/api/publish",
+                    json!({"channel":format!("ch{ch}"),"data":data}),
+                );
+            }
+        }
+        for ch in 0..CHANNELS {
+            let i = publisher(ch);
+            let data = json!({"p": format!("ws{i}"), "n": n});
+            clients[i].send(json!({"op":"publish","channel":format!("ch{ch}"),"data":data}));
+        }
+    }
+    // A publish to user u3 from node 41, and a private message from node 42's API to every
+    // tenth client, wherever it is.
+    apis[0].accepted("/api/publish/user", json!({"user":"u3","data":"to-u3"}));
+    for i in (0..CLIENTS).step_by(10) {
+        let conn = clients[i].id.clone();
+        apis[1].accepted("/api/send", json!({"conn":conn,"data":{"to":i}}));
+    }
+
+    let want: Vec<u64> = (0..M).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let ch = i % CHANNELS;
+        let is_publisher = publisher(ch) == i;
+        let mut directs = Vec::new();
+        let mut by: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let messages = 4 * M as usize;
+        let want_directs = usize::from(i % 7 == 3) + usize::from(i % 10 == 0);
+        // A publisher also gets the reply to each of its publishes.
+        let replies = if is_publisher { M as usize } else { 0 };
+        let mut got = 0;
+        while got < messages + want_directs + replies {
+            let m = c.next();
+            match m["type"].as_str() {
+                Some("message") => {
+                    assert_eq!(m["channel"], format!("ch{ch}"), "client {i}: {m}");
+                    let p = m["data"]["p"].as_str().unwrap().to_owned();
+                    by.entry(p)
+                        .or_default()
+                        .push(m["data"]["n"].as_u64().unwrap());
+                }
+                Some("direct") => directs.push(m["data"].clone()),
+                Some("reply") if is_publisher => assert_eq!(m["ok"], true, "{m}"),
+                _ => panic!("client {i}: unexpected {m}"),
+            }
+            got += 1;
+        }
+        assert!(c.sync().is_empty(), "client {i}: nothing more");
+        let ws = format!("ws{}", publisher(ch));
+        for p in ["api0", "api1", "api2", ws.as_str()] {
+            assert_eq!(by.get(p), Some(&want), "client {i} from {p}");
+        }
+        assert_eq!(by.len(), 4, "client {i}: {by:?}");
+        let mut want_d = Vec::new();
+        if i % 7 == 3 {
+            want_d.push(json!("to-u3"));
+        }
+        if i % 10 == 0 {
+            want_d.push(json!({"to": i}));
+        }
+        directs.sort_by_key(|d| d.to_string());
+        want_d.sort_by_key(|d| d.to_string());
+        assert_eq!(directs, want_d, "client {i}");
+    }
+
+    // Presence of a channel lists its ten members, on all three nodes.
+    let mut want_members: Vec<(String, Option<String>)> = (0..CLIENTS)
+        .filter(|i| i % CHANNELS == 5)
+        .map(|i| (clients[i].id.clone(), Some(format!("u{}", i % 7))))
+        .collect();
+    want_members.sort();
+    let v = json_of(&apis[2].get("/api/presence?channel=ch5"));
+    assert_eq!(members(&v, "connections"), want_members, "{v}");
 }

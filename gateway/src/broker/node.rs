@@ -198,6 +198,21 @@ impl Node {
         let mut payload = Vec::new();
         let topic = match up {
             Up::Interest { .. } | Up::Member { .. } | Up::PresenceQuery { .. } => return,
+            Up::PresenceEvent {
+                channel,
+                join,
+                conn,
+                user,
+            } => {
+                let msg = Msg::Presence {
+                    origin: self.node,
+                    join,
+                    conn,
+                    user: user.as_deref(),
+                };
+                wire::encode(&msg, &mut payload);
+                channel_topic(&channel)
+            }
             Up::Publish(p) => {
                 wire::encode(
                     &Msg::Publish {
@@ -447,6 +462,27 @@ impl Node {
                     self.deliver(channel, from, user, data, bare);
                 }
             }
+            Msg::Presence {
+                origin,
+                join,
+                conn,
+                user,
+            } if origin != self.node => {
+                let channel = topic
+                    .strip_prefix(b"gw:c:")
+                    .and_then(|c| std::str::from_utf8(c).ok());
+                let Some((name, shards)) = channel
+                    .and_then(|c| self.interest.get_key_value(c))
+                    .map(|(k, v)| (Arc::clone(k), *v))
+                else {
+                    return;
+                };
+                let d = Delivery::presence(&mut self.scratch, name, join, conn, user);
+                for s in shards.iter() {
+                    self.push(s, ShardMsg::Deliver(Arc::clone(&d)));
+                }
+            }
+            Msg::Presence { .. } => {}
             Msg::Direct { to, reply, frame } => {
                 let reply = reply.map(|(conn, tag)| ReplyTo {
                     conn,

@@ -28,6 +28,17 @@ pub enum Msg<'a> {
         /// What bare subscribers get.
         bare: &'a [u8],
     },
+    /// A connection joined or left a channel (the broker channel names it).
+    Presence {
+        /// The node of the connection.
+        origin: u16,
+        /// Joined (true) or left.
+        join: bool,
+        /// The connection.
+        conn: ConnId,
+        /// Its user.
+        user: Option<&'a str>,
+    },
     /// A private frame for one connection of the receiving node.
     Direct {
         /// The target.
@@ -93,6 +104,7 @@ const CLOSE: u8 = b'C';
 const USER: u8 = b'U';
 const CLOSE_USER: u8 = b'K';
 const HEARTBEAT: u8 = b'H';
+const PRESENCE: u8 = b'E';
 
 struct Writer<'o>(&'o mut Vec<u8>);
 
@@ -148,6 +160,21 @@ pub fn encode(msg: &Msg<'_>, out: &mut Vec<u8>) {
                 None => w.u8(0),
             };
             w.bytes(data).bytes(bare);
+        }
+        Msg::Presence {
+            origin,
+            join,
+            conn,
+            user,
+        } => {
+            w.u8(PRESENCE)
+                .u16(origin)
+                .u8(u8::from(join))
+                .u64(conn.to_bits());
+            match user {
+                Some(u) => w.u8(1).bytes(u.as_bytes()),
+                None => w.u8(0),
+            };
         }
         Msg::Direct { to, reply, frame } => {
             w.u8(DIRECT).u64(to.to_bits()).reply(reply).bytes(frame);
@@ -274,6 +301,12 @@ pub fn decode(bytes: &[u8]) -> Option<Msg<'_>> {
                 bare: r.bytes()?,
             }
         }
+        PRESENCE => Msg::Presence {
+            origin: r.u16()?,
+            join: r.flag()?,
+            conn: r.conn()?,
+            user: if r.flag()? { Some(r.str()?) } else { None },
+        },
         DIRECT => Msg::Direct {
             to: r.conn()?,
             reply: r.reply()?,
@@ -330,6 +363,18 @@ mod tests {
                 user: None,
                 data: b"\"\"",
                 bare: b"",
+            },
+            Msg::Presence {
+                origin: 7,
+                join: true,
+                conn: c,
+                user: Some("ann"),
+            },
+            Msg::Presence {
+                origin: 7,
+                join: false,
+                conn: c,
+                user: None,
             },
             Msg::Direct {
                 to: c,

@@ -64,6 +64,29 @@ impl Delivery {
     }
 }
 
+impl Delivery {
+    /// A presence event (`join`, or `leave`) of `conn` on `channel`, for its JSON subscribers
+    /// (not `conn` itself), encoded once in `scratch`.
+    pub fn presence(
+        scratch: &mut Vec<u8>,
+        channel: Arc<str>,
+        join: bool,
+        conn: ConnId,
+        user: Option<&str>,
+    ) -> Arc<Delivery> {
+        let json = text_frame(scratch, |out| {
+            encode_presence_event(out, join, &channel, conn, user)
+        });
+        Arc::new(Delivery {
+            channel,
+            json,
+            bare: None,
+            skip: Some(conn),
+            offset: None,
+        })
+    }
+}
+
 /// Build a final text frame whose payload `write` appends, reusing `scratch`.
 pub fn text_frame(scratch: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> Arc<[u8]> {
     scratch.clear();

@@ -44,9 +44,7 @@ use frame_simd::CloseCode;
 use crate::conn::ConnId;
 
 use self::channels::{ChanKey, ChannelTable, Kind};
-use self::fanout::{
-    encode_direct, encode_presence_event, frame_payload, text_frame, Delivery, Parts,
-};
+use self::fanout::{encode_direct, frame_payload, text_frame, Delivery, Parts};
 use self::gather::{ChannelGather, Gather, Gathers};
 use self::history::{Answer, Epoch, Histories, HistoryPolicy, Want};
 use self::inbox::{Mesh, Publication, ReplyTo, ShardMsg};
@@ -559,19 +557,19 @@ impl Router {
 
     /// Announce a presence event (`join`/`leave`) to the JSON subscribers of `channel`.
     fn presence_event(&mut self, channel: &Arc<str>, join: bool, conn: ConnId, user: Option<&str>) {
+        if self.has_broker() {
+            // Lost (like any publication) while the broker is down.
+            let _ = self.outbound.up(Up::PresenceEvent {
+                channel: Arc::clone(channel),
+                join,
+                conn,
+                user: user.map(Arc::from),
+            });
+        }
         let Some((name, shards)) = self.registry.lookup(channel) else {
             return;
         };
-        let json = text_frame(&mut self.scratch, |out| {
-            encode_presence_event(out, join, channel, conn, user)
-        });
-        let d = Arc::new(Delivery {
-            channel: name,
-            json,
-            bare: None,
-            skip: Some(conn),
-            offset: None,
-        });
+        let d = Delivery::presence(&mut self.scratch, name, join, conn, user);
         let _ = self.on_shards(shards.iter(), || ShardMsg::Deliver(Arc::clone(&d)));
     }
 

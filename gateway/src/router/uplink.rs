@@ -53,6 +53,17 @@ pub enum Up {
         /// Its gather's tag.
         tag: u64,
     },
+    /// A presence event for the other nodes' JSON subscribers of `channel`.
+    PresenceEvent {
+        /// The channel.
+        channel: Arc<str>,
+        /// `join` (true) or `leave`.
+        join: bool,
+        /// Who joined or left.
+        conn: ConnId,
+        /// Its user.
+        user: Option<Arc<str>>,
+    },
     /// A publication for the other nodes' subscribers (this node served its own).
     Publish(Box<Publication>),
     /// A private message for a connection on another node.
