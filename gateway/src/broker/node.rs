@@ -117,6 +117,8 @@ pub struct Node {
     next_query: u64,
     wake: ShardSet,
     scratch: Vec<u8>,
+    /// Shards that lost a delivery of a channel and whose subscribers must hear of the gap.
+    gaps: Vec<(u8, Arc<str>)>,
 }
 
 impl Node {
@@ -147,6 +149,7 @@ impl Node {
             next_query: 1,
             wake: ShardSet::default(),
             scratch: Vec::new(),
+            gaps: Vec::new(),
         }
     }
 
@@ -620,18 +623,44 @@ impl Node {
         }
     }
 
-    /// Push `msg` to shard `to` without waiting: a full queue drops it (counted).
+    /// Push `msg` to shard `to` without waiting: a full queue drops it (counted), and a lost
+    /// delivery leaves a gap to announce to the channel's subscribers on that shard.
     fn push(&mut self, to: u8, msg: ShardMsg) {
         match self.mesh.push(to, msg) {
             Ok(()) => self.wake.insert(to),
-            Err(_) => {
+            Err(msg) => {
                 self.uplink.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                if let ShardMsg::Deliver(d) = msg {
+                    let gap = (to, Arc::clone(&d.channel));
+                    if !self.gaps.contains(&gap) {
+                        self.gaps.push(gap);
+                    }
+                }
             }
         }
     }
 
-    /// Wake every shard that was sent something.
+    /// Tell the subscribers on shards that lost deliveries that their stream has a gap, as
+    /// soon as those shards' queues have room again (after everything queued before it).
+    fn announce_gaps(&mut self) {
+        let mut i = 0;
+        while i < self.gaps.len() {
+            let (to, channel) = self.gaps[i].clone();
+            let d = Delivery::gap(&mut self.scratch, channel);
+            if self.mesh.push(to, ShardMsg::Deliver(d)).is_ok() {
+                self.wake.insert(to);
+                self.gaps.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Announce pending gaps, then wake every shard that was sent something.
     pub fn wake_shards(&mut self) {
+        if !self.gaps.is_empty() {
+            self.announce_gaps();
+        }
         for s in std::mem::take(&mut self.wake).iter() {
             self.mesh.wake(s);
         }
@@ -693,4 +722,89 @@ impl Node {
 fn expire(key: &str) -> Out {
     let secs = PRESENCE_TTL.as_secs().to_string();
     Out::command(&[b"EXPIRE", key.as_bytes(), secs.as_bytes()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(capacity: usize) -> (Node, Arc<Mesh>) {
+        let mesh = Arc::new(Mesh::new(capacity, vec![None, None]));
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let uplink = Arc::new(Uplink::new(1, waker, 16));
+        let n = Node::new(1, Arc::clone(&mesh), uplink, Arc::default());
+        (n, mesh)
+    }
+
+    fn publication(origin: u16, n: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        let data = [b'0' + n];
+        let msg = Msg::Publish {
+            origin,
+            from: None,
+            user: None,
+            data: &data,
+            bare: &data,
+        };
+        wire::encode(&msg, &mut out);
+        out
+    }
+
+    fn frames(mesh: &Mesh, shard: u8) -> Vec<String> {
+        std::iter::from_fn(|| mesh.pop(shard))
+            .map(|m| match m {
+                ShardMsg::Deliver(d) => {
+                    String::from_utf8_lossy(crate::router::fanout::frame_payload(&d.json))
+                        .into_owned()
+                }
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn deliveries_go_to_interested_shards_once_and_own_ones_are_skipped() {
+        let (mut n, mesh) = node(8);
+        let mut out = Vec::new();
+        for shard in [0, 1] {
+            n.on_interest(Arc::from("c"), shard, true, &mut out);
+        }
+        assert_eq!(
+            out,
+            vec![Out::Subscribe("gw:c:c".into())],
+            "one subscription per node"
+        );
+        n.on_message(b"gw:c:c", &publication(2, 1), Instant::now());
+        n.on_message(b"gw:c:c", &publication(1, 2), Instant::now());
+        for shard in [0, 1] {
+            let got = frames(&mesh, shard);
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert!(got[0].contains("\"data\":1"), "{got:?}");
+        }
+        out.clear();
+        n.on_interest(Arc::from("c"), 0, false, &mut out);
+        assert!(out.is_empty(), "shard 1 still wants it");
+        n.on_interest(Arc::from("c"), 1, false, &mut out);
+        assert_eq!(out, vec![Out::Unsubscribe("gw:c:c".into())]);
+    }
+
+    #[test]
+    fn a_full_shard_queue_drops_counts_and_announces_the_gap_later() {
+        let (mut n, mesh) = node(1);
+        n.on_interest(Arc::from("c"), 0, true, &mut Vec::new());
+        for i in 1..=3 {
+            n.on_message(b"gw:c:c", &publication(2, i), Instant::now());
+        }
+        assert_eq!(n.uplink.stats.dropped.load(Ordering::Relaxed), 2);
+        n.wake_shards();
+        let got = frames(&mesh, 0);
+        assert_eq!(got.len(), 1, "the queue held one: {got:?}");
+        assert!(got[0].contains("\"data\":1"));
+        // Room again: the gap is announced once, after what was queued.
+        n.wake_shards();
+        assert_eq!(frames(&mesh, 0), vec![r#"{"type":"gap","channel":"c"}"#]);
+        n.wake_shards();
+        assert!(frames(&mesh, 0).is_empty());
+    }
 }

@@ -87,6 +87,25 @@ impl Delivery {
     }
 }
 
+impl Delivery {
+    /// `{"type":"gap","channel":..}` for the JSON subscribers of `channel`: publications for
+    /// them were lost on the way (a full queue), so their stream has a hole.
+    pub fn gap(scratch: &mut Vec<u8>, channel: Arc<str>) -> Arc<Delivery> {
+        let json = text_frame(scratch, |out| {
+            out.extend_from_slice(b"{\"type\":\"gap\",\"channel\":");
+            write_str(out, &channel);
+            out.push(b'}');
+        });
+        Arc::new(Delivery {
+            channel,
+            json,
+            bare: None,
+            skip: None,
+            offset: None,
+        })
+    }
+}
+
 /// Build a final text frame whose payload `write` appends, reusing `scratch`.
 pub fn text_frame(scratch: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> Arc<[u8]> {
     scratch.clear();
