@@ -562,3 +562,61 @@ fn three_nodes_three_hundred_clients_thirty_channels() {
     let v = json_of(&apis[2].get("/api/presence?channel=ch5"));
     assert_eq!(members(&v, "connections"), want_members, "{v}");
 }
+
+/// A node whose Redis is not there yet starts and serves its own clients (degraded), and joins
+/// the others once Redis comes up; a bad `--broker` is refused with exit code 2.
+#[test]
+fn a_node_starts_without_its_broker_and_joins_when_it_comes_up() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let a = gateway()
+        .args([
+            "--api-key",
+            API_KEY,
+            "--threads",
+            "2",
+            "--broker",
+            &url,
+            "--node-id",
+            "51",
+        ])
+        .start();
+    let mut api = Api::connect(&a);
+    assert_eq!(health(&a).0, 503, "degraded without Redis");
+    let mut near = Ws::open(a.addr(), "");
+    near.subscribe("room");
+    let r = api.post(
+        "/api/publish",
+        json!({"channel":"room","data":{"p":"local"}}),
+    );
+    assert_eq!(r.status, 503, "{}", text(&r));
+    let m = near.next();
+    assert_eq!(m["data"]["p"], "local", "served locally all the same: {m}");
+
+    let redis = Redis::start_on(port);
+    let b = node(&redis, 52);
+    let mut far = Ws::open(b.addr(), "");
+    far.subscribe("room");
+    redis.wait_numsub("gw:c:room", 2);
+    await_delivery(&mut api, &mut far, "joined");
+    assert_eq!(health(&a).0, 200);
+
+    for bad in ["kafka://127.0.0.1:9092", "redis://", "redis://h:99999"] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
+        cmd.args([
+            "--broker",
+            bad,
+            "--listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ]);
+        let (code, _, stderr) = run_bounded(cmd, IO_TIMEOUT);
+        assert_eq!(code, Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("--broker"), "{bad}: {stderr}");
+    }
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.args(["--node-id", "70000", "--listen", "127.0.0.1:0"]);
+    let (code, _, stderr) = run_bounded(cmd, IO_TIMEOUT);
+    assert_eq!(code, Some(2), "{stderr}");
+}
