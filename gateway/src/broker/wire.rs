@@ -5,7 +5,9 @@
 //! Layout: a version byte, a kind byte, then the kind's fields in order; integers are
 //! little-endian, byte strings a `u32` length then the bytes, an optional id a flag byte then
 //! the id. A publication carries its parts, not a frame: the receiving node encodes its
-//! delivery once, as for a local publish.
+//! delivery once, as for a local publish. Its bare text (what `/raw` subscribers get) follows a
+//! flag byte and is left out when it equals the data (any JSON but a string), so it never
+//! travels twice for nothing; the layout stays canonical (one encoding per message).
 
 use crate::conn::ConnId;
 
@@ -159,7 +161,12 @@ pub fn encode(msg: &Msg<'_>, out: &mut Vec<u8>) {
                 Some(u) => w.u8(1).bytes(u.as_bytes()),
                 None => w.u8(0),
             };
-            w.bytes(data).bytes(bare);
+            w.bytes(data);
+            if bare == data {
+                w.u8(0);
+            } else {
+                w.u8(1).bytes(bare);
+            }
         }
         Msg::Presence {
             origin,
@@ -293,12 +300,23 @@ pub fn decode(bytes: &[u8]) -> Option<Msg<'_>> {
             let origin = r.u16()?;
             let from = r.opt_conn()?;
             let user = if r.flag()? { Some(r.str()?) } else { None };
+            let data = r.bytes()?;
+            let bare = if r.flag()? {
+                let bare = r.bytes()?;
+                // Canonical: a bare text equal to the data is written as the flag alone.
+                if bare == data {
+                    return None;
+                }
+                bare
+            } else {
+                data
+            };
             Msg::Publish {
                 origin,
                 from,
                 user,
-                data: r.bytes()?,
-                bare: r.bytes()?,
+                data,
+                bare,
             }
         }
         PRESENCE => Msg::Presence {
@@ -435,6 +453,22 @@ mod tests {
             out.push(0);
             assert_eq!(decode(&out), None, "trailing byte");
         }
+        // Data and bare text equal: written once, and the long form is refused.
+        let msg = Msg::Publish {
+            origin: 1,
+            from: None,
+            user: None,
+            data: b"{\"a\":1}",
+            bare: b"{\"a\":1}",
+        };
+        let mut short = Vec::new();
+        encode(&msg, &mut short);
+        assert_eq!(decode(&short), Some(msg));
+        let mut long = short[..short.len() - 1].to_vec();
+        long.push(1);
+        long.extend_from_slice(&7u32.to_le_bytes());
+        long.extend_from_slice(b"{\"a\":1}");
+        assert_eq!(decode(&long), None);
         assert_eq!(decode(b"\x02P"), None, "another version");
         assert_eq!(decode(b"\x01Z"), None, "unknown kind");
         assert_eq!(decode(b"hello"), None);
