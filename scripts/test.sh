@@ -38,6 +38,8 @@ command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v chromium >/dev/null || need_apt+=(chromium)
 # openssl makes the test CA and certificates of the TLS suite (gateway/tests/tls.rs).
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v redis-server >/dev/null || need_apt+=(redis-server redis-tools)
+command -v nats-server >/dev/null || need_apt+=(nats-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q

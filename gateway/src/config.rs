@@ -18,6 +18,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
 
 use crate::auth::upgrade::BEARER_PROTOCOL;
+use crate::broker::BrokerUrl;
 use crate::conn::deflate::DeflateConfig;
 use crate::conn::frames::Limits;
 use crate::conn::handshake::Policy;
@@ -227,6 +228,16 @@ pub struct Cli {
     /// compression [default: 128]
     #[arg(long, env = "GATEWAY_COMPRESSION_THRESHOLD")]
     pub compression_threshold: Option<usize>,
+    // --- Many nodes ---
+    /// How the nodes of one deployment reach each other: `memory` (one node, no external
+    /// service) or `redis://HOST:PORT` [default: memory]
+    #[arg(long, env = "GATEWAY_BROKER", value_parser = parse_broker)]
+    pub broker: Option<BrokerUrl>,
+
+    /// This node's id (0..=65535), part of every connection id it hands out; each node of a
+    /// deployment needs its own [default: random at start, logged]
+    #[arg(long, env = "GATEWAY_NODE_ID")]
+    pub node_id: Option<u16>,
 }
 
 /// A TLS certificate chain and its key, as PEM files (`--tls-cert`/`--tls-key`).
@@ -262,6 +273,18 @@ pub enum Switch {
     On,
     /// Disabled.
     Off,
+}
+
+fn parse_broker(s: &str) -> Result<BrokerUrl, String> {
+    s.parse()
+}
+
+/// A node id drawn at start (the std hasher's keys are random per process).
+fn random_node_id() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish() as u16
 }
 
 /// Which event driver the shards run on (`--driver`).
@@ -358,6 +381,8 @@ struct FileConfig {
     api_tls_key: Option<PathBuf>,
     compression: Option<Switch>,
     compression_threshold: Option<usize>,
+    broker: Option<String>,
+    node_id: Option<u16>,
 }
 
 impl FileConfig {
@@ -475,6 +500,12 @@ pub struct Config {
     pub api_tls: Option<TlsFiles>,
     /// The `--config` file read, if any.
     pub file: Option<PathBuf>,
+    /// How the nodes reach each other.
+    pub broker: BrokerUrl,
+    /// This node's id.
+    pub node_id: u16,
+    /// Whether the node id was drawn at start (to log it).
+    pub node_id_random: bool,
 }
 
 /// The default backend API address.
@@ -704,7 +735,18 @@ impl Config {
         if max_recovery > MAX_SIZE {
             bail!("--max-recovery must be at most {MAX_SIZE}, got {max_recovery}");
         }
+        let broker = match (cli.broker, file.broker) {
+            (Some(b), _) => b,
+            (None, Some(s)) => s
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--broker: {e}"))?,
+            (None, None) => BrokerUrl::Memory,
+        };
+        let node_id = cli.node_id.or(file.node_id);
         Ok(Config {
+            broker,
+            node_id: node_id.unwrap_or_else(random_node_id),
+            node_id_random: node_id.is_none(),
             listen,
             threads,
             log_level: cli
@@ -829,6 +871,9 @@ impl Config {
             "admin-secret" => secret(&self.api.admin_secret, "(none: the API key)"),
             "driver" => format!("{:?}", self.driver).to_lowercase(),
             "uring-buffers" => self.uring_buffers.to_string(),
+            "broker" => self.broker.to_string(),
+            "node-id" if self.node_id_random => format!("{} (random at start)", self.node_id),
+            "node-id" => self.node_id.to_string(),
             "compression" => if s.deflate.enabled { "on" } else { "off" }.to_owned(),
             "compression-threshold" => s.deflate.threshold_bytes.to_string(),
             "tls-cert" | "tls-key" | "api-tls-cert" | "api-tls-key" => {
@@ -903,6 +948,32 @@ mod tests {
         assert_eq!(c.max_shard_backlog, 65536);
         assert!(c.history.is_empty(), "no channel keeps history by default");
         assert_eq!(c.max_recovery, 300);
+    }
+
+    #[test]
+    fn broker_and_node_id_come_from_flags_or_the_file() {
+        let c = Config::from_parts(cli(&[]), "").unwrap();
+        assert_eq!(c.broker, BrokerUrl::Memory, "one node by default");
+        assert!(c.node_id_random);
+        let c = Config::from_parts(
+            cli(&["--broker", "redis://127.0.0.1:7001", "--node-id", "42"]),
+            "broker = \"memory\"\nnode-id = 7\n",
+        )
+        .unwrap();
+        assert_eq!(c.broker, BrokerUrl::Redis("127.0.0.1:7001".into()));
+        assert_eq!((c.node_id, c.node_id_random), (42, false));
+        let c = Config::from_parts(cli(&[]), "broker = \"redis://r:1\"\nnode-id = 7\n").unwrap();
+        assert_eq!((c.broker, c.node_id), (BrokerUrl::Redis("r:1".into()), 7));
+        assert!(Config::from_parts(cli(&[]), "broker = \"nope\"\n").is_err());
+        for bad in [
+            &["--broker", "kafka://x"][..],
+            &["--node-id", "65536"],
+            &["--node-id", "-1"],
+        ] {
+            let mut argv = vec!["gateway"];
+            argv.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

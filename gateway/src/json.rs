@@ -293,7 +293,7 @@ mod tests {
         write_conn(&mut out, ConnId::new(1, 2, 3));
         assert_eq!(
             out,
-            format!("\"{}\"", (1u64 << 56) | (3 << 32) | 2).as_bytes()
+            format!("\"{}\"", (1u64 << 56) | (3 << 24) | 2).as_bytes()
         );
     }
 

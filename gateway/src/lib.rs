@@ -16,7 +16,9 @@
 //!   -> outbox   each connection's queue of owned and shared frames -> one vectored write
 //! ```
 //!
-//! Beside the path: [`api`] (the backend HTTP API, served by the same shard loops), [`auth`]
+//! Beside the path: [`broker`] (one thread per node joining the nodes of a deployment through
+//! Redis; it feeds the shards' inboxes like another shard), [`api`] (the backend HTTP API,
+//! served by the same shard loops), [`auth`]
 //! (API key, client tokens), [`json`], [`query`] and [`names`] (the one JSON writer, query decoder,
 //! and channel and user naming rules),
 //! [`config`] and [`metrics`].
@@ -25,6 +27,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod broker;
 pub mod check;
 pub mod config;
 pub mod conn;

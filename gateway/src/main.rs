@@ -21,6 +21,7 @@ use gateway::app::AppState;
 use gateway::auth::upgrade::ClientAuth;
 use gateway::auth::ApiKey;
 use gateway::auth::Verifier;
+use gateway::broker;
 use gateway::config::{Config, DriverChoice, TlsFiles};
 use gateway::conn::tls::TlsServer;
 use gateway::driver::mio::{bind_reuseport, MioDriver};
@@ -160,16 +161,25 @@ fn choose_driver(choice: DriverChoice) -> Result<bool, String> {
 
 fn run(cfg: Config, use_uring: bool, tls: Tls) -> anyhow::Result<()> {
     let max_connections = connection_limit(&cfg);
+    info!(
+        node_id = cfg.node_id,
+        drawn_at_start = cfg.node_id_random,
+        broker = %cfg.broker,
+        "node (--node-id, --broker)"
+    );
     let kernels = Kernels::detect();
     info!(kernel = ?kernels.kernel(), "frame kernels");
     let bound = bind_listeners(&cfg)?;
     let shared = Arc::new(Shared::default());
+    let pending = broker::prepare(&cfg.broker, cfg.node_id)?;
+    let mut api = api_settings(&cfg)?;
+    api.broker_up = pending.as_ref().map(|p| p.uplink().connected_flag());
     let shard_cfg = Arc::new(ShardConfig {
         settings: cfg.settings.clone(),
         max_outbound_bytes: cfg.max_outbound_bytes,
         max_connections,
         drain_timeout: cfg.drain_timeout,
-        api: api_settings(&cfg)?,
+        api,
         api_listener: Some(bound.api_listener),
     });
     // Signals are caught before the address is announced, so a SIGTERM sent as soon as the
@@ -180,7 +190,7 @@ fn run(cfg: Config, use_uring: bool, tls: Tls) -> anyhow::Result<()> {
     let drivers = build_drivers(&cfg, bound.per_shard, use_uring)?;
     let wakers = drivers.wakers.clone();
     let metrics = drivers.metrics.clone();
-    let done_rx = spawn_shards(&cfg, drivers, &shard_cfg, &shared, kernels, &tls)?;
+    let done_rx = spawn_shards(&cfg, drivers, &shard_cfg, &shared, kernels, &tls, pending)?;
     let _ = shared.all_metrics.set(metrics.clone());
 
     if let Err(e) = announce(&bound.client, bound.api) {
@@ -343,18 +353,25 @@ fn spawn_shards(
     shared: &Arc<Shared>,
     kernels: Kernels,
     tls: &Tls,
+    pending: Option<broker::Pending>,
 ) -> anyhow::Result<ShardDone> {
     // The queues between shards, each woken through its shard's waker.
     let mesh = Arc::new(Mesh::new(
         cfg.shard_queue_capacity,
         drivers.wakers.iter().map(|w| Some(Arc::clone(w))).collect(),
     ));
+    let history = Arc::new(cfg.history.clone());
     let router_cfg = RouterConfig {
         max_channels_per_conn: cfg.max_channels_per_conn,
         max_backlog: cfg.max_shard_backlog,
-        history: Arc::new(cfg.history.clone()),
+        history: Arc::clone(&history),
         max_recovery: cfg.max_recovery,
+        node: cfg.node_id,
+        uplink: pending.as_ref().map(|p| Arc::clone(p.uplink())),
     };
+    if let Some(pending) = pending {
+        broker::start(pending, Arc::clone(&mesh), history)?;
+    }
     let client_auth = ClientAuth {
         verifier: cfg
             .api

@@ -512,6 +512,86 @@ pub fn render(shards: &[&ShardMetrics], out: &mut String) {
     );
 }
 
+/// The broker thread's numbers as `/metrics` shows them (a single node reports itself connected
+/// and zeros).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BrokerCounters {
+    /// The broker is reachable.
+    pub connected: bool,
+    /// Connections to the broker established again after a loss.
+    pub reconnects: u64,
+    /// Channels subscribed again after a reconnect.
+    pub resubscribes: u64,
+    /// Broker messages dropped because a shard's queue was full.
+    pub dropped: u64,
+    /// Messages published to the broker.
+    pub published: u64,
+    /// Messages received from the broker for this node.
+    pub received: u64,
+    /// Channels this node is subscribed to on the broker.
+    pub channels: u64,
+    /// Nodes alive according to heartbeats (this one included).
+    pub nodes: u64,
+}
+
+/// Append the broker families to `out`.
+pub fn render_broker(b: &BrokerCounters, out: &mut String) {
+    let rows: [(&str, &str, &str, u64); 8] = [
+        (
+            "gateway_broker_connected",
+            "gauge",
+            "1 while the broker is reachable (always 1 with --broker memory).",
+            u64::from(b.connected),
+        ),
+        (
+            "gateway_broker_reconnects_total",
+            "counter",
+            "Broker connections established again after a loss.",
+            b.reconnects,
+        ),
+        (
+            "gateway_broker_resubscribes_total",
+            "counter",
+            "Channels subscribed again on the broker after a reconnect.",
+            b.resubscribes,
+        ),
+        (
+            "gateway_broker_dropped_total",
+            "counter",
+            "Broker messages dropped because a shard's queue was full.",
+            b.dropped,
+        ),
+        (
+            "gateway_broker_published_total",
+            "counter",
+            "Messages this node published to the broker.",
+            b.published,
+        ),
+        (
+            "gateway_broker_received_total",
+            "counter",
+            "Messages this node received from the broker.",
+            b.received,
+        ),
+        (
+            "gateway_broker_channels",
+            "gauge",
+            "Channels this node is subscribed to on the broker.",
+            b.channels,
+        ),
+        (
+            "gateway_broker_nodes",
+            "gauge",
+            "Gateway nodes alive according to heartbeats, this one included.",
+            b.nodes,
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        family(out, name, kind, help);
+        sample(out, name, &[], value);
+    }
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     use std::fmt::Write;
     let _ = writeln!(out, "# HELP {name} {help}");

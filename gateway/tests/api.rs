@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use gateway::auth::Verifier;
 use serde_json::{json, Value};
 
+use common::api::{json_of, text, Api, API_KEY};
 use common::ws::{spread, unix_now, Ws};
 use common::*;
 
-const API_KEY: &str = "test-api-key";
 const SECRET: &str = "test-token-secret";
 
 fn start(extra: &[&str]) -> Gateway {
@@ -24,57 +24,6 @@ fn start(extra: &[&str]) -> Gateway {
 
 fn token(claims: Value) -> String {
     Verifier::new(SECRET.as_bytes()).sign(&claims.to_string())
-}
-
-/// One API connection (keep-alive: every request goes over the same socket).
-struct Api {
-    c: Client,
-}
-
-impl Api {
-    fn connect(gw: &Gateway) -> Api {
-        Api {
-            c: Client::connect(gw.api_addr()),
-        }
-    }
-
-    fn raw(&mut self, req: &[u8]) -> Response {
-        self.c.send_raw(req);
-        self.c.read_response()
-    }
-
-    fn request(&mut self, method: &str, path: &str, body: Option<&Value>, key: &str) -> Response {
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.raw(req.as_bytes())
-    }
-
-    fn post(&mut self, path: &str, body: Value) -> Response {
-        self.request("POST", path, Some(&body), API_KEY)
-    }
-
-    fn get(&mut self, path: &str) -> Response {
-        self.request("GET", path, None, API_KEY)
-    }
-
-    /// POST and expect 202 `{"ok":true}`.
-    fn accepted(&mut self, path: &str, body: Value) {
-        let r = self.post(path, body.clone());
-        assert_eq!(r.status, 202, "{path} {body} -> {}", text(&r));
-        assert_eq!(json_of(&r), json!({"ok":true}));
-    }
-}
-
-fn text(r: &Response) -> String {
-    format!("{} {}", r.status, String::from_utf8_lossy(&r.body))
-}
-
-fn json_of(r: &Response) -> Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", text(r)))
 }
 
 /// Assert an API error: status, JSON content type, and `error.code`.

@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::redis::Redis;
 use common::{gateway, no_proxy, Client, Response, IO_TIMEOUT};
 
 /// Bound for the whole browser run (its own waits are 10 s each; it stops itself at 100 s).
@@ -84,20 +85,47 @@ fn page_files_are_served_with_type_length_cache_and_csp() {
     get(&mut c, "/chat.html", "").assert_error(404);
 }
 
-#[test]
-fn chat_room_in_headless_chromium() {
-    let mut gw = Some(gateway().args(ARGS).start());
-    let addr = gw.as_ref().map(|g| g.addr()).expect("started");
-    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
-    let script_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+/// How a run of the browser script ended.
+struct Run {
+    /// Its stdout lines, control requests left out.
+    transcript: Vec<String>,
+    timed_out: bool,
+    status: std::process::ExitStatus,
+    stderr: String,
+}
 
+impl Run {
+    /// The script passed: it exited 0 in time with `ok` last. `logs` are the gateways' stderr.
+    fn assert_ok(&self, logs: &str) {
+        let out = self.transcript.join("\n");
+        assert!(
+            !self.timed_out
+                && self.status.success()
+                && self.transcript.last().map(String::as_str) == Some("ok"),
+            "browser run failed (timed out: {}, {})\nstdout:\n{out}\nstderr:\n{}\n\
+             gateway stderr:\n{logs}",
+            self.timed_out,
+            self.status,
+            self.stderr
+        );
+        for line in &self.transcript {
+            if let Some(path) = line.strip_prefix("screenshot ") {
+                println!("screenshot saved: {path}");
+            }
+        }
+    }
+}
+
+/// Run `chat.test.mjs` with `args`, answering its control requests with `control` (`None`:
+/// the line is output, not a request) until it exits or time runs out.
+fn run_script(args: &[String], mut control: impl FnMut(&str) -> Option<&'static str>) -> Run {
+    let script_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     // The browser talks to 127.0.0.1 only.
     let child = no_proxy(
         Command::new("node")
             .current_dir(script_dir)
             .arg("chat.test.mjs")
-            .arg(format!("http://{addr}"))
-            .arg(&out_dir)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
@@ -126,7 +154,6 @@ fn chat_room_in_headless_chromium() {
 
     // Serve the script's requests until its stdout closes (it exited) or time runs out.
     let mut transcript = Vec::new();
-    let mut gateway_logs = String::new();
     let deadline = Instant::now() + SCRIPT_TIMEOUT;
     let mut timed_out = false;
     loop {
@@ -139,28 +166,9 @@ fn chat_room_in_headless_chromium() {
                 break;
             }
         };
-        let answer = match line.as_str() {
-            "stop-gateway" => {
-                let mut g = gw.take().expect("stop-gateway while the gateway runs");
-                g.terminate();
-                let exited = g.wait_exit(IO_TIMEOUT);
-                gateway_logs.push_str(&g.stderr());
-                assert!(
-                    exited.is_some(),
-                    "the gateway did not exit within {IO_TIMEOUT:?} of SIGTERM with browser \
-                     clients connected; stderr:\n{gateway_logs}"
-                );
-                "stopped"
-            }
-            "start-gateway" => {
-                assert!(gw.is_none(), "start-gateway while the gateway runs");
-                gw = Some(gateway().listen(addr).args(ARGS).start());
-                "started"
-            }
-            _ => {
-                transcript.push(line);
-                continue;
-            }
+        let Some(answer) = control(&line) else {
+            transcript.push(line);
+            continue;
         };
         // A script that already failed has closed its stdin; its output says why.
         let _ = writeln!(stdin, "{answer}").and_then(|()| stdin.flush());
@@ -170,19 +178,69 @@ fn chat_room_in_headless_chromium() {
         let _ = child.kill();
     }
     let status = child.wait().expect("wait for node");
-    let err = stderr.join().unwrap_or_default();
+    Run {
+        transcript,
+        timed_out,
+        status,
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+#[test]
+fn chat_room_in_headless_chromium() {
+    let mut gw = Some(gateway().args(ARGS).start());
+    let addr = gw.as_ref().map(|g| g.addr()).expect("started");
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let args = [format!("http://{addr}"), out_dir.display().to_string()];
+    let mut gateway_logs = String::new();
+    let run = run_script(&args, |line| match line {
+        "stop-gateway" => {
+            let mut g = gw.take().expect("stop-gateway while the gateway runs");
+            g.terminate();
+            let exited = g.wait_exit(IO_TIMEOUT);
+            gateway_logs.push_str(&g.stderr());
+            assert!(
+                exited.is_some(),
+                "the gateway did not exit within {IO_TIMEOUT:?} of SIGTERM with browser \
+                 clients connected; stderr:\n{gateway_logs}"
+            );
+            Some("stopped")
+        }
+        "start-gateway" => {
+            assert!(gw.is_none(), "start-gateway while the gateway runs");
+            gw = Some(gateway().listen(addr).args(ARGS).start());
+            Some("started")
+        }
+        _ => None,
+    });
     if let Some(g) = &gw {
         gateway_logs.push_str(&g.stderr());
     }
-    let out = transcript.join("\n");
-    assert!(
-        !timed_out && status.success() && transcript.last().map(String::as_str) == Some("ok"),
-        "browser run failed (timed out: {timed_out}, {status})\nstdout:\n{out}\nstderr:\n{err}\n\
-         gateway stderr:\n{gateway_logs}"
-    );
-    for line in &transcript {
-        if let Some(path) = line.strip_prefix("screenshot ") {
-            println!("screenshot saved: {path}");
-        }
-    }
+    run.assert_ok(&gateway_logs);
+}
+
+/// Two pages on two nodes joined through Redis (`--broker`): the room works across them.
+#[test]
+fn chat_room_across_two_nodes_in_headless_chromium() {
+    let redis = Redis::start();
+    let nodes: Vec<_> = [1, 2]
+        .iter()
+        .map(|id: &u16| {
+            let gw = gateway()
+                .args(["--threads", "2"])
+                .args(["--broker", &redis.url(), "--node-id", &id.to_string()])
+                .start();
+            redis.wait_numsub(&format!("gw:n:{id}"), 1);
+            gw
+        })
+        .collect();
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-nodes");
+    let args = [
+        format!("http://{}", nodes[0].addr()),
+        out_dir.display().to_string(),
+        format!("http://{}", nodes[1].addr()),
+    ];
+    let run = run_script(&args, |_| None);
+    let logs: String = nodes.iter().map(|g| g.stderr()).collect();
+    run.assert_ok(&logs);
 }

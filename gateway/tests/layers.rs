@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("driver", &["conn", "metrics"]),
     ("auth", &["conn", "json", "query", "names"]),
     ("router", &["conn", "json", "names", "auth"]),
+    ("broker", &["conn", "router"]),
     ("app", &["conn", "json", "query", "names", "auth", "router"]),
     (
         "api",
@@ -24,7 +25,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "conn", "json", "query", "names", "metrics", "auth", "router",
         ],
     ),
-    ("config", &["conn", "driver", "auth", "api", "router"]),
+    (
+        "config",
+        &["conn", "driver", "auth", "api", "router", "broker"],
+    ),
     ("check", &["config"]),
     (
         "shard",

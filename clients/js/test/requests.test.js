@@ -105,8 +105,8 @@ test('refused requests reject with the error code', async () => {
   };
   assert.equal(await code(c.publish('bad channel', 1)), 'bad_channel');
   assert.equal(await code(c.history(channel('plain:nohist-'))), 'no_history');
-  // Our slot's next generation (bits 32..56 of the id): not issued yet, so no live connection.
-  const stale = `${BigInt(conn) + (1n << 32n)}`;
+  // Our slot's next generation (bits 24..40 of the id): not issued yet, so no live connection.
+  const stale = `${BigInt(conn) + (1n << 24n)}`;
   assert.equal(await code(c.send(stale, 'x')), 'unknown_connection');
   assert.equal(await code(c.request('nope')), 'unknown_op');
 

@@ -36,6 +36,7 @@ pub fn seeds(target: &str) -> Vec<Seed> {
         "api_request" => api_request(&mut add),
         "token" => token(&mut add),
         "query" => query(&mut add),
+        "broker" => broker(&mut add),
         _ => {}
     }
     out
@@ -638,4 +639,78 @@ fn query(add: Add<'_>) {
         data.extend_from_slice(text.as_bytes());
         add(name, data);
     }
+}
+
+fn broker(add: Add<'_>) {
+    use gateway::broker::wire::{encode, Msg};
+    use gateway::conn::ConnId;
+    let resp: [(&str, &[u8]); 7] = [
+        (
+            "message",
+            b"*3\r\n$7\r\nmessage\r\n$7\r\ngw:c:ab\r\n$2\r\nhi\r\n",
+        ),
+        ("pong", b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"),
+        (
+            "subscribe-ack",
+            b"*3\r\n$9\r\nsubscribe\r\n$6\r\ngw:all\r\n:2\r\n",
+        ),
+        ("integer", b":12\r\n"),
+        ("error", b"-ERR unknown command\r\n"),
+        ("nulls", b"*2\r\n$-1\r\n*-1\r\n"),
+        ("push", b">2\r\n+a\r\n:-1\r\n"),
+    ];
+    for (name, bytes) in resp {
+        add(&format!("resp-{name}"), bytes.to_vec());
+    }
+    let c = ConnId::on_node(7, 1, 2, 3);
+    let msgs = [
+        (
+            "publish",
+            Msg::Publish {
+                origin: 7,
+                from: Some(c),
+                user: Some("ann"),
+                data: b"{\"a\":1}",
+                bare: b"x",
+            },
+        ),
+        (
+            "direct",
+            Msg::Direct {
+                to: c,
+                reply: Some((c, b"12345678")),
+                frame: b"\x81\x01x",
+            },
+        ),
+        (
+            "outcome",
+            Msg::Outcome {
+                conn: c,
+                tag: b"12345678",
+                delivered: true,
+            },
+        ),
+        (
+            "close-user",
+            Msg::CloseUser {
+                origin: 2,
+                user: "bob",
+                code: 4000,
+                reason: "bye",
+            },
+        ),
+        (
+            "heartbeat",
+            Msg::Heartbeat {
+                origin: 9,
+                instance: 42,
+            },
+        ),
+    ];
+    for (name, msg) in msgs {
+        let mut data = Vec::new();
+        encode(&msg, &mut data);
+        add(&format!("wire-{name}"), data);
+    }
+    add("args", b"PUBLISH\xffgw:c:a\xff\r\n".to_vec());
 }

@@ -103,6 +103,8 @@ pub enum Outcome {
     UnknownConnection,
     /// A queue on the way is full (429, `Retry-After: 1`).
     Busy,
+    /// Other nodes could not be reached: the broker is down (503, `Retry-After: 1`).
+    BrokerDown,
     /// Channels and subscriber counts, in any order (sorted by name when written).
     Channels(Vec<(Arc<str>, u64)>),
     /// A channel's members: connection ids and their users.
@@ -147,6 +149,21 @@ pub struct Stats {
     pub closed: u64,
     /// Close frames sent, by `gateway_closes_total` label, in [`CloseLabel::ALL`] order.
     pub closes: Vec<(&'static str, u64)>,
+    /// The broker's view (`None` with `--broker memory`).
+    pub broker: Option<BrokerStats>,
+}
+
+/// The `broker` part of [`Stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BrokerStats {
+    /// This node's id.
+    pub node: u16,
+    /// The broker is reachable.
+    pub connected: bool,
+    /// Nodes alive according to heartbeats, this one included, ascending.
+    pub nodes: Vec<u16>,
+    /// Channels this node is subscribed to on the broker.
+    pub channels: u64,
 }
 
 /// One shard's line in [`Stats`].

@@ -42,6 +42,8 @@ pub enum ApiError {
     AdminUnauthorized,
     /// An `/admin/api/...` request without `X-Gateway-Admin` (what a cross-site form would send).
     AdminHeaderMissing,
+    /// The request needs other nodes and the broker is unreachable (503).
+    BrokerDown,
 }
 
 impl ApiError {
@@ -56,6 +58,7 @@ impl ApiError {
             Self::TooLarge { .. } => (413, "Payload Too Large"),
             Self::HeadTooLarge => (431, "Request Header Fields Too Large"),
             Self::Busy => (429, "Too Many Requests"),
+            Self::BrokerDown => (503, "Service Unavailable"),
             Self::MalformedRequest(_)
             | Self::BadJson
             | Self::TooDeep
@@ -83,6 +86,7 @@ impl ApiError {
             Self::UnknownConnection => "unknown_connection",
             Self::Busy => "busy",
             Self::NoHistory => "no_history",
+            Self::BrokerDown => "broker_unavailable",
         }
     }
 
@@ -95,7 +99,7 @@ impl ApiError {
                 r#"Basic realm="gateway admin", charset="UTF-8""#,
             )],
             Self::MethodNotAllowed(allow) => vec![("Allow", allow)],
-            Self::Busy => vec![("Retry-After", "1")],
+            Self::Busy | Self::BrokerDown => vec![("Retry-After", "1")],
             _ => Vec::new(),
         }
     }
@@ -142,6 +146,9 @@ impl fmt::Display for ApiError {
             Self::AdminHeaderMissing => {
                 f.write_str("admin API requests need the X-Gateway-Admin header")
             }
+            Self::BrokerDown => f.write_str(
+                "the broker is unreachable: only this node's connections were served; retry later",
+            ),
         }
     }
 }

@@ -20,6 +20,8 @@ pub mod nodes;
 pub mod response;
 pub mod routes;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth::ApiKey;
@@ -56,6 +58,9 @@ pub struct ApiSettings {
     pub close_timeout: Duration,
     /// The admin page's password (`None`: the API key is).
     pub admin_secret: Option<ApiKey>,
+    /// Whether the broker is reachable (`None`: a single node, which needs none); `/healthz`
+    /// answers 503 `degraded` while it is not.
+    pub broker_up: Option<Arc<AtomicBool>>,
 }
 
 impl ApiSettings {
@@ -70,6 +75,7 @@ impl ApiSettings {
             idle_timeout: Duration::from_secs(60),
             close_timeout: Duration::from_secs(5),
             admin_secret: None,
+            broker_up: None,
         }
     }
 }
@@ -286,7 +292,7 @@ impl ApiConn {
             if pending.len() < total {
                 break;
             }
-            let handled = self.handle(self.start, &head, metrics, out);
+            let handled = self.handle(self.start, &head, s, metrics, out);
             self.start += total;
             self.scanned = 0;
             self.mark = now;
@@ -319,6 +325,7 @@ impl ApiConn {
         &mut self,
         at: usize,
         head: &Head,
+        s: &ApiSettings,
         metrics: &ShardMetrics,
         out: &mut Vec<u8>,
     ) -> Handled {
@@ -347,8 +354,20 @@ impl ApiConn {
         match parse_command(route, &head.query, body) {
             Ok(Some(c)) => Handled::Command(c),
             Ok(None) => {
-                write_response(out, (200, "OK"), "text/plain", &[], b"ok\n", close);
-                metrics.api_answered(200);
+                let up = s
+                    .broker_up
+                    .as_ref()
+                    .is_none_or(|up| up.load(Ordering::Acquire));
+                let (status, body): ((u16, &str), &[u8]) = if up {
+                    ((200, "OK"), b"ok\n")
+                } else {
+                    (
+                        (503, "Service Unavailable"),
+                        b"degraded: the broker is unreachable\n",
+                    )
+                };
+                write_response(out, status, "text/plain", &[], body, close);
+                metrics.api_answered(status.0);
                 Handled::Answered
             }
             Err(e) => {

@@ -5,7 +5,7 @@ use std::io::Write as _;
 
 use super::command::{Outcome, Stats};
 use super::error::ApiError;
-use super::nodes::{known_nodes, BROKER_KIND, BROKER_STATE};
+use super::nodes::{broker_kind, broker_state, known_nodes};
 use crate::conn::http::{end_head, write_head};
 use crate::json::{write_opt_str, write_str};
 
@@ -57,6 +57,7 @@ pub fn write_outcome(out: &mut Vec<u8>, outcome: Outcome, close: bool) -> u16 {
         }
         Outcome::UnknownConnection => write_error(out, &ApiError::UnknownConnection, close),
         Outcome::Busy => write_error(out, &ApiError::Busy, close),
+        Outcome::BrokerDown => write_error(out, &ApiError::BrokerDown, close),
         Outcome::Channels(mut list) => {
             list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             let mut body = Vec::from(&br#"{"channels":["#[..]);
@@ -183,9 +184,20 @@ fn stats_json(s: &Stats) -> Vec<u8> {
         let _ = write!(body, ":{n}");
     }
     body.extend_from_slice(br#"},"broker":{"kind":"#);
-    write_str(&mut body, BROKER_KIND);
+    write_str(&mut body, broker_kind(s));
     body.extend_from_slice(br#","state":"#);
-    write_str(&mut body, BROKER_STATE);
+    write_str(&mut body, broker_state(s));
+    if let Some(b) = &s.broker {
+        let nodes: Vec<String> = b.nodes.iter().map(u16::to_string).collect();
+        let _ = write!(
+            body,
+            r#","node":{},"connected":{},"nodes":[{}],"channels":{}"#,
+            b.node,
+            b.connected,
+            nodes.join(","),
+            b.channels
+        );
+    }
     body.extend_from_slice(br#"},"nodes":["#);
     for (i, n) in known_nodes(s).iter().enumerate() {
         if i > 0 {
@@ -193,11 +205,21 @@ fn stats_json(s: &Stats) -> Vec<u8> {
         }
         body.extend_from_slice(br#"{"node":"#);
         write_str(&mut body, &n.name);
-        let _ = write!(
-            body,
-            r#","self":{},"connections":{},"shards":{},"broker":"#,
-            n.this, n.connections, n.shards
-        );
+        let _ = write!(body, r#","self":{},"connections":"#, n.this);
+        match n.connections {
+            Some(c) => {
+                let _ = write!(body, "{c}");
+            }
+            None => body.extend_from_slice(b"null"),
+        }
+        body.extend_from_slice(br#","shards":"#);
+        match n.shards {
+            Some(c) => {
+                let _ = write!(body, "{c}");
+            }
+            None => body.extend_from_slice(b"null"),
+        }
+        body.extend_from_slice(br#","broker":"#);
         write_str(&mut body, n.broker);
         body.push(b'}');
     }

@@ -1,39 +1,62 @@
-//! `ConnId`: the name of one connection anywhere in the process, and the slab that hands them out.
+//! `ConnId`: the name of one connection anywhere in a cluster of nodes, and the slab that hands
+//! them out.
 //!
-//! An id packs the shard index (8 bits), a generation (24 bits) and the slab slot (32 bits) into a
-//! `u64`. Finding a connection is one index into its shard's slab; an id whose generation no longer
-//! matches the slot's (the connection closed and the slot was reused) is stale and finds nothing.
+//! An id packs, from the top, the shard index (8 bits), the node id (16 bits, `--node-id`), a
+//! generation (16 bits) and the slab slot (24 bits) into a `u64`. Any node routes an id in O(1):
+//! the node bits name the node (reached through the broker), the shard bits the shard, and the
+//! slot is one index into that shard's slab; an id whose generation no longer matches the slot's
+//! (the connection closed and the slot was reused) is stale and finds nothing.
 
-/// A connection id: shard, generation and slot packed into one `u64`.
+/// A connection id: shard, node, generation and slot packed into one `u64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(u64);
 
-/// Bits of the generation counter; it wraps after 2^24 reuses of one slot.
-const GEN_BITS: u32 = 24;
+/// Bits of the generation counter; it wraps after 2^16 reuses of one slot.
+const GEN_BITS: u32 = 16;
 const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
-const SLOT_BITS: u32 = 32;
+/// Bits of the slot: 2^24 connections per shard.
+const SLOT_BITS: u32 = 24;
+const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
+/// Bits of the node id.
+const NODE_BITS: u32 = 16;
+const NODE_SHIFT: u32 = GEN_BITS + SLOT_BITS;
+const SHARD_SHIFT: u32 = NODE_SHIFT + NODE_BITS;
+
+/// Slots one shard's slab can hand out (the slot field's range).
+pub const MAX_SLOTS: usize = 1 << SLOT_BITS;
 
 impl ConnId {
     /// Shard index reserved for ids that name no connection (listeners, wakers).
     pub const RESERVED_SHARD: u8 = u8::MAX;
 
-    /// Pack an id. `gen` is truncated to 24 bits.
+    /// Pack an id on node 0. `gen` is truncated to 16 bits, `slot` to 24.
     pub fn new(shard: u8, slot: u32, gen: u32) -> ConnId {
+        ConnId::on_node(0, shard, slot, gen)
+    }
+
+    /// Pack an id on node `node`. `gen` is truncated to 16 bits, `slot` to 24.
+    pub fn on_node(node: u16, shard: u8, slot: u32, gen: u32) -> ConnId {
         ConnId(
-            (u64::from(shard) << (GEN_BITS + SLOT_BITS))
+            (u64::from(shard) << SHARD_SHIFT)
+                | (u64::from(node) << NODE_SHIFT)
                 | (u64::from(gen & GEN_MASK) << SLOT_BITS)
-                | u64::from(slot),
+                | u64::from(slot & SLOT_MASK),
         )
     }
 
     /// The shard that owns the connection.
     pub fn shard(self) -> u8 {
-        (self.0 >> (GEN_BITS + SLOT_BITS)) as u8
+        (self.0 >> SHARD_SHIFT) as u8
+    }
+
+    /// The node that owns the connection.
+    pub fn node(self) -> u16 {
+        (self.0 >> NODE_SHIFT) as u16
     }
 
     /// The slot in the shard's slab.
     pub fn slot(self) -> u32 {
-        self.0 as u32
+        self.0 as u32 & SLOT_MASK
     }
 
     /// The slot's generation when the id was issued.
@@ -71,10 +94,17 @@ impl std::str::FromStr for ConnId {
     }
 }
 
-/// The log form, `shard:slot.generation` (the wire form is [`ConnId::to_bits`] in decimal).
+/// The log form, `node/shard:slot.generation` (the wire form is [`ConnId::to_bits`] in decimal).
 impl std::fmt::Display for ConnId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}.{}", self.shard(), self.slot(), self.generation())
+        write!(
+            f,
+            "{}/{}:{}.{}",
+            self.node(),
+            self.shard(),
+            self.slot(),
+            self.generation()
+        )
     }
 }
 
@@ -86,6 +116,7 @@ struct Entry<T> {
 /// A slab of connections addressed by [`ConnId`]: O(1) insert, lookup and removal, with stale ids
 /// detected by generation. Freed slots are reused last-in first-out (their memory is warm).
 pub struct Slab<T> {
+    node: u16,
     shard: u8,
     entries: Vec<Entry<T>>,
     free: Vec<u32>,
@@ -93,9 +124,15 @@ pub struct Slab<T> {
 }
 
 impl<T> Slab<T> {
-    /// An empty slab for shard `shard`.
+    /// An empty slab for shard `shard` on node 0.
     pub fn new(shard: u8) -> Slab<T> {
+        Slab::on_node(0, shard)
+    }
+
+    /// An empty slab for shard `shard` of node `node`.
+    pub fn on_node(node: u16, shard: u8) -> Slab<T> {
         Slab {
+            node,
             shard,
             entries: Vec::new(),
             free: Vec::new(),
@@ -113,27 +150,37 @@ impl<T> Slab<T> {
         self.len == 0
     }
 
-    /// Store `value`; returns its id.
-    pub fn insert(&mut self, value: T) -> ConnId {
-        self.len += 1;
+    /// Store `value`; returns its id, or gives the value back when every one of the
+    /// [`MAX_SLOTS`] slots is live.
+    pub fn insert(&mut self, value: T) -> Result<ConnId, T> {
         if let Some(slot) = self.free.pop() {
             if let Some(e) = self.entries.get_mut(slot as usize) {
+                self.len += 1;
                 e.generation = e.generation.wrapping_add(1) & GEN_MASK;
                 e.value = Some(value);
-                return ConnId::new(self.shard, slot, e.generation);
+                return Ok(ConnId::on_node(self.node, self.shard, slot, e.generation));
             }
         }
+        if self.entries.len() >= MAX_SLOTS {
+            return Err(value);
+        }
+        self.len += 1;
         let slot = self.entries.len() as u32;
         self.entries.push(Entry {
             generation: 0,
             value: Some(value),
         });
-        ConnId::new(self.shard, slot, 0)
+        Ok(ConnId::on_node(self.node, self.shard, slot, 0))
+    }
+
+    /// Whether `id` names this slab's node and shard.
+    fn owns(&self, id: ConnId) -> bool {
+        id.shard() == self.shard && id.node() == self.node
     }
 
     /// The entry `id` names, or `None` if it is stale or from another shard.
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut T> {
-        if id.shard() != self.shard {
+        if !self.owns(id) {
             return None;
         }
         let e = self.entries.get_mut(id.slot() as usize)?;
@@ -145,7 +192,7 @@ impl<T> Slab<T> {
 
     /// Whether `id` names a live entry.
     pub fn contains(&self, id: ConnId) -> bool {
-        id.shard() == self.shard
+        self.owns(id)
             && self
                 .entries
                 .get(id.slot() as usize)
@@ -154,7 +201,7 @@ impl<T> Slab<T> {
 
     /// Remove and return the entry `id` names, if live.
     pub fn remove(&mut self, id: ConnId) -> Option<T> {
-        if id.shard() != self.shard {
+        if !self.owns(id) {
             return None;
         }
         let e = self.entries.get_mut(id.slot() as usize)?;
@@ -173,7 +220,7 @@ impl<T> Slab<T> {
             .iter()
             .enumerate()
             .filter(|(_, e)| e.value.is_some())
-            .map(|(slot, e)| ConnId::new(self.shard, slot as u32, e.generation))
+            .map(|(slot, e)| ConnId::on_node(self.node, self.shard, slot as u32, e.generation))
             .collect()
     }
 }
@@ -184,27 +231,41 @@ mod tests {
 
     #[test]
     fn id_round_trips_its_fields() {
-        let id = ConnId::new(7, 123_456, 0xAB_CDEF);
+        let id = ConnId::on_node(0xBEEF, 7, 0xAB_CDEF, 0xCDEF);
         assert_eq!(
-            (id.shard(), id.slot(), id.generation()),
-            (7, 123_456, 0xAB_CDEF)
+            (id.node(), id.shard(), id.slot(), id.generation()),
+            (0xBEEF, 7, 0xAB_CDEF, 0xCDEF)
         );
         assert_eq!(ConnId::from_bits(id.to_bits()), id);
+        assert_eq!(id.to_bits() >> 56, 7, "the shard is the top byte");
     }
 
     #[test]
-    fn generation_is_truncated_to_24_bits() {
-        let id = ConnId::new(1, 2, 0x1FF_FFFF);
-        assert_eq!(id.generation(), 0xFF_FFFF);
-        assert_eq!(id.shard(), 1);
+    fn fields_are_truncated_to_their_widths() {
+        let id = ConnId::on_node(u16::MAX, 1, 0x1FF_FFFF, 0x1_FFFF);
+        assert_eq!(id.generation(), 0xFFFF);
+        assert_eq!(id.slot(), 0xFF_FFFF);
+        assert_eq!((id.shard(), id.node()), (1, u16::MAX));
+    }
+
+    #[test]
+    fn an_id_of_another_node_finds_nothing() {
+        let mut slab = Slab::on_node(5, 0);
+        let a = slab.insert(1).unwrap();
+        assert_eq!(a.node(), 5);
+        let foreign = ConnId::on_node(6, 0, a.slot(), a.generation());
+        assert_eq!(slab.get_mut(foreign), None);
+        assert!(!slab.contains(foreign));
+        assert_eq!(slab.remove(foreign), None);
+        assert_eq!(slab.ids(), vec![a]);
     }
 
     #[test]
     fn reused_slot_makes_old_id_stale() {
         let mut slab = Slab::new(3);
-        let a = slab.insert("a");
+        let a = slab.insert("a").unwrap();
         assert_eq!(slab.remove(a), Some("a"));
-        let b = slab.insert("b");
+        let b = slab.insert("b").unwrap();
         assert_eq!(a.slot(), b.slot(), "the freed slot is reused");
         assert_ne!(a, b);
         assert_eq!(slab.get_mut(a), None, "stale id finds nothing");
@@ -217,7 +278,7 @@ mod tests {
     #[test]
     fn id_from_another_shard_finds_nothing() {
         let mut slab = Slab::new(0);
-        let a = slab.insert(1);
+        let a = slab.insert(1).unwrap();
         let foreign = ConnId::new(1, a.slot(), a.generation());
         assert_eq!(slab.get_mut(foreign), None);
         assert_eq!(slab.ids(), vec![a]);

@@ -27,6 +27,85 @@ pub struct Delivery {
     pub offset: Option<u64>,
 }
 
+/// What a publication's delivery is encoded from.
+#[derive(Clone, Copy, Debug)]
+pub struct Parts<'a> {
+    /// The data as JSON text.
+    pub data: &'a [u8],
+    /// What bare subscribers get.
+    pub bare: &'a [u8],
+    /// The publishing connection (`None`: the API).
+    pub from: Option<ConnId>,
+    /// The publisher's user.
+    pub user: Option<&'a str>,
+}
+
+impl Delivery {
+    /// A publication's delivery to `channel`, both frames encoded once in `scratch`: the
+    /// `message` envelope (with `offset` on a channel with history) and the bare data.
+    pub fn publication(
+        scratch: &mut Vec<u8>,
+        channel: Arc<str>,
+        p: Parts<'_>,
+        skip: Option<ConnId>,
+        offset: Option<u64>,
+    ) -> Arc<Delivery> {
+        let json = text_frame(scratch, |out| {
+            encode_message(out, &channel, p.data, p.from, p.user, offset)
+        });
+        let bare = Some(text_frame(scratch, |out| out.extend_from_slice(p.bare)));
+        Arc::new(Delivery {
+            channel,
+            json,
+            bare,
+            skip,
+            offset,
+        })
+    }
+}
+
+impl Delivery {
+    /// A presence event (`join`, or `leave`) of `conn` on `channel`, for its JSON subscribers
+    /// (not `conn` itself), encoded once in `scratch`.
+    pub fn presence(
+        scratch: &mut Vec<u8>,
+        channel: Arc<str>,
+        join: bool,
+        conn: ConnId,
+        user: Option<&str>,
+    ) -> Arc<Delivery> {
+        let json = text_frame(scratch, |out| {
+            encode_presence_event(out, join, &channel, conn, user)
+        });
+        Arc::new(Delivery {
+            channel,
+            json,
+            bare: None,
+            skip: Some(conn),
+            offset: None,
+        })
+    }
+}
+
+impl Delivery {
+    /// `{"type":"gap","channel":..}` for the JSON subscribers of `channel`: publications for
+    /// them were lost on the way (a full queue), so their stream has a hole.
+    pub fn gap(scratch: &mut Vec<u8>, channel: Arc<str>) -> Arc<Delivery> {
+        let json = text_frame(scratch, |out| {
+            out.extend_from_slice(b"{\"type\":\"gap\",\"channel\":");
+            write_str(out, &channel);
+            out.push(b'}');
+        });
+        Arc::new(Delivery {
+            channel,
+            json,
+            bare: None,
+            skip: None,
+            offset: None,
+        })
+    }
+}
+
 /// Build a final text frame whose payload `write` appends, reusing `scratch`.
 pub fn text_frame(scratch: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> Arc<[u8]> {
     scratch.clear();

@@ -33,6 +33,7 @@ pub mod outbound;
 pub mod recovery;
 pub mod registry;
 pub mod session;
+pub mod uplink;
 pub mod users;
 
 use std::io::Write as _;
@@ -44,9 +45,7 @@ use frame_simd::CloseCode;
 use crate::conn::ConnId;
 
 use self::channels::{ChanKey, ChannelTable, Kind};
-use self::fanout::{
-    encode_direct, encode_message, encode_presence_event, frame_payload, text_frame, Delivery,
-};
+use self::fanout::{encode_direct, frame_payload, text_frame, Delivery, Parts};
 use self::gather::{ChannelGather, ConnGather, Gather, Gathers};
 use self::history::{Answer, Epoch, Histories, HistoryPolicy, Want};
 use self::inbox::{ConnInfo, Lookup, Mesh, Publication, ReplyTo, ShardMsg};
@@ -55,6 +54,7 @@ use self::outbound::Outbound;
 use self::recovery::{Queries, Query};
 use self::registry::Registry;
 use self::session::Session;
+use self::uplink::{Refused, Up, Uplink};
 use self::users::Users;
 
 /// A presence member: a connection and its user.
@@ -72,6 +72,9 @@ pub enum RouterError {
     TooManyChannels,
     /// Unsubscribing from a channel the connection is not subscribed to.
     NotSubscribed,
+    /// The request needs other nodes and the broker is unreachable (this node's own
+    /// subscribers were served).
+    BrokerDown,
 }
 
 /// Live deliveries held for one subscription while its position query is out, at least.
@@ -155,6 +158,10 @@ pub struct RouterConfig {
     pub history: Arc<HistoryPolicy>,
     /// Publications one resubscribe may replay (`--max-recovery`).
     pub max_recovery: usize,
+    /// This node's id (`--node-id`), part of every connection id it hands out.
+    pub node: u16,
+    /// The way to the other nodes (`--broker`); `None` for a single node.
+    pub uplink: Option<Arc<Uplink>>,
 }
 
 impl Default for RouterConfig {
@@ -164,6 +171,8 @@ impl Default for RouterConfig {
             max_backlog: 1 << 16,
             history: Arc::default(),
             max_recovery: 300,
+            node: 0,
+            uplink: None,
         }
     }
 }
@@ -270,6 +279,7 @@ impl Router {
     }
 
     fn build(outbound: Outbound, cfg: RouterConfig) -> Router {
+        let outbound = outbound.with_uplink(cfg.uplink.clone());
         Router {
             cfg,
             channels: ChannelTable::default(),
@@ -295,6 +305,32 @@ impl Router {
         &self.cfg
     }
 
+    /// This router's node.
+    pub fn node(&self) -> u16 {
+        self.cfg.node
+    }
+
+    /// Whether this node reaches others through a broker.
+    pub fn has_broker(&self) -> bool {
+        self.outbound.uplink().is_some()
+    }
+
+    /// Hand `up` to the broker thread: `BrokerDown` or `Busy` when it refused.
+    fn up(&mut self, up: Up) -> Result<(), RouterError> {
+        self.outbound.up(up).map_err(|r| match r {
+            Refused::Down => RouterError::BrokerDown,
+            Refused::Full => {
+                self.stats.busy += 1;
+                RouterError::Busy
+            }
+        })
+    }
+
+    /// Tell the requester `reply`, on another node, whether its target existed.
+    pub fn outcome_up(&mut self, reply: ReplyTo, delivered: bool) {
+        let _ = self.outbound.up(Up::Outcome { reply, delivered });
+    }
+
     /// Publish `data` (JSON text) to `channel` (a valid name). `bare` is what `/raw` and
     /// `/broadcast` subscribers get (the string's text when `data` is a JSON string, else the
     /// JSON text); `from`/`user` name the publisher (`None` for the API); `skip` is not
@@ -302,6 +338,9 @@ impl Router {
     ///
     /// On a channel with history the publication goes to the channel's owner shard first
     /// ([`Router::on_publication`] there), which numbers, keeps and fans it out.
+    ///
+    /// With a broker, the publication also goes to the other nodes (one copy on the broker);
+    /// `BrokerDown` when it could not, this node's subscribers being served all the same.
     pub fn publish(
         &mut self,
         channel: &str,
@@ -312,6 +351,24 @@ impl Router {
         skip: Option<ConnId>,
     ) -> Result<(), RouterError> {
         self.stats.publishes += 1;
+        let local = self.publish_here(channel, data, bare, from, user, skip);
+        if self.has_broker() {
+            let p = Publication::new(channel, data, bare, from, user, None);
+            self.up(Up::Publish(Box::new(p)))?;
+        }
+        local
+    }
+
+    /// [`Router::publish`] on this node.
+    fn publish_here(
+        &mut self,
+        channel: &str,
+        data: &[u8],
+        bare: &[u8],
+        from: Option<ConnId>,
+        user: Option<&str>,
+        skip: Option<ConnId>,
+    ) -> Result<(), RouterError> {
         if self.has_history(channel) {
             let p = Publication::new(channel, data, bare, from, user, skip);
             return self.data(self.owner(channel), ShardMsg::Publish(Box::new(p)));
@@ -319,19 +376,13 @@ impl Router {
         let Some((name, shards)) = self.registry.lookup(channel) else {
             return Ok(());
         };
-        let json = text_frame(&mut self.scratch, |out| {
-            encode_message(out, channel, data, from, user, None)
-        });
-        let bare = Some(text_frame(&mut self.scratch, |out| {
-            out.extend_from_slice(bare)
-        }));
-        let d = Arc::new(Delivery {
-            channel: name,
-            json,
+        let parts = Parts {
+            data,
             bare,
-            skip,
-            offset: None,
-        });
+            from,
+            user,
+        };
+        let d = Delivery::publication(&mut self.scratch, name, parts, skip, None);
         self.on_shards(shards.iter(), || ShardMsg::Deliver(Arc::clone(&d)))
     }
 
@@ -343,12 +394,7 @@ impl Router {
     /// The shard that owns `channel`'s history: a hash of the name over the shards, the same on
     /// every shard for the life of the process.
     pub fn owner(&self, channel: &str) -> u8 {
-        // FNV-1a: stable across processes and runs, unlike the std hasher's random keys.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in channel.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.outbound.pick(h)
+        self.outbound.pick(owner_hash(channel))
     }
 
     /// Owner side: number `p`, keep it in its channel's stream, encode its delivery once and
@@ -366,19 +412,14 @@ impl Router {
             .history
             .stream(channel, retention, now, !shards.is_empty());
         let offset = stream.next_offset();
-        let json = text_frame(&mut self.scratch, |out| {
-            encode_message(out, channel, p.data(), p.from, p.user(), Some(offset))
-        });
-        let bare = Some(text_frame(&mut self.scratch, |out| {
-            out.extend_from_slice(p.bare())
-        }));
-        let d = Arc::new(Delivery {
-            channel: Arc::clone(stream.name()),
-            json,
-            bare,
-            skip: p.skip,
-            offset: Some(offset),
-        });
+        let parts = Parts {
+            data: p.data(),
+            bare: p.bare(),
+            from: p.from,
+            user: p.user(),
+        };
+        let name = Arc::clone(stream.name());
+        let d = Delivery::publication(&mut self.scratch, name, parts, p.skip, Some(offset));
         stream.push(now, Arc::clone(&d));
         // A full queue loses this publication for that shard's subscribers; they see the gap
         // in the offsets.
@@ -526,19 +567,19 @@ impl Router {
 
     /// Announce a presence event (`join`/`leave`) to the JSON subscribers of `channel`.
     fn presence_event(&mut self, channel: &Arc<str>, join: bool, conn: ConnId, user: Option<&str>) {
+        if self.has_broker() {
+            // Lost (like any publication) while the broker is down.
+            let _ = self.outbound.up(Up::PresenceEvent {
+                channel: Arc::clone(channel),
+                join,
+                conn,
+                user: user.map(Arc::from),
+            });
+        }
         let Some((name, shards)) = self.registry.lookup(channel) else {
             return;
         };
-        let json = text_frame(&mut self.scratch, |out| {
-            encode_presence_event(out, join, channel, conn, user)
-        });
-        let d = Arc::new(Delivery {
-            channel: name,
-            json,
-            bare: None,
-            skip: Some(conn),
-            offset: None,
-        });
+        let d = Delivery::presence(&mut self.scratch, name, join, conn, user);
         let _ = self.on_shards(shards.iter(), || ShardMsg::Deliver(Arc::clone(&d)));
     }
 
@@ -552,12 +593,16 @@ impl Router {
         user: Option<&str>,
         reply: Option<ReplyTo>,
     ) -> Result<(), RouterError> {
-        if !self.outbound.has_shard(to.shard()) {
+        let remote = to.node() != self.cfg.node;
+        if (remote && !self.has_broker()) || !self.outbound.has_shard(to.shard()) && !remote {
             return Err(RouterError::UnknownConnection);
         }
         let frame = text_frame(&mut self.scratch, |out| {
             encode_direct(out, data, from, user)
         });
+        if remote {
+            return self.up(Up::Direct { to, frame, reply });
+        }
         self.data(to.shard(), ShardMsg::Direct { to, frame, reply })
     }
 
@@ -570,8 +615,18 @@ impl Router {
         reason: &str,
         reply: Option<ReplyTo>,
     ) -> Result<(), RouterError> {
-        if !self.outbound.has_shard(conn.shard()) {
+        let remote = conn.node() != self.cfg.node;
+        if (remote && !self.has_broker()) || !self.outbound.has_shard(conn.shard()) && !remote {
             return Err(RouterError::UnknownConnection);
+        }
+        if remote {
+            let reason = Box::from(reason);
+            return self.up(Up::Close {
+                conn,
+                code,
+                reason,
+                reply,
+            });
         }
         let msg = ShardMsg::Close {
             conn,
@@ -591,10 +646,14 @@ impl Router {
         });
         let user: Arc<str> = Arc::from(user);
         let all: Vec<u8> = self.outbound.all().collect();
-        self.on_shards(all.into_iter(), || ShardMsg::DirectUser {
+        let local = self.on_shards(all.into_iter(), || ShardMsg::DirectUser {
             user: Arc::clone(&user),
             frame: Arc::clone(&frame),
-        })
+        });
+        if self.has_broker() {
+            self.up(Up::User { user, frame })?;
+        }
+        local
     }
 
     /// Close every connection of `user`, on every shard, with `code` and `reason`.
@@ -606,11 +665,16 @@ impl Router {
     ) -> Result<(), RouterError> {
         let user: Arc<str> = Arc::from(user);
         let all: Vec<u8> = self.outbound.all().collect();
-        self.on_shards(all.into_iter(), || ShardMsg::CloseUser {
+        let local = self.on_shards(all.into_iter(), || ShardMsg::CloseUser {
             user: Arc::clone(&user),
             code,
             reason: Box::from(reason),
-        })
+        });
+        if self.has_broker() {
+            let reason = Box::from(reason);
+            self.up(Up::CloseUser { user, code, reason })?;
+        }
+        local
     }
 
     /// List the members of `channel` across shards; the answer goes to `reply`. Every shard with
@@ -619,8 +683,18 @@ impl Router {
         let me = self.shard();
         let mut shards = self.registry.shards(channel);
         shards.insert(me);
-        let tag = self.gathers.start_presence(reply, shards.iter().count());
+        // With a reachable broker, the other nodes' members are one more part of the answer.
+        let nodes = self.outbound.uplink().is_some_and(|u| u.connected());
+        let parts = shards.iter().count() + usize::from(nodes);
+        let tag = self.gathers.start_presence(reply, parts);
         let channel: Arc<str> = Arc::from(channel);
+        if nodes {
+            let _ = self.outbound.up(Up::PresenceQuery {
+                channel: Arc::clone(&channel),
+                from: me,
+                tag,
+            });
+        }
         for s in shards.iter() {
             let query = ShardMsg::PresenceQuery {
                 channel: Arc::clone(&channel),
@@ -774,6 +848,7 @@ impl Router {
         let kind = session.kind.unwrap_or(Kind::Json);
         let s = self.channels.subscribe(channel, id, kind);
         session.channels.push(s.key);
+        self.member_up(&s.name, id, session, true);
         if s.first {
             self.announce(&s.name, true);
         }
@@ -813,12 +888,26 @@ impl Router {
             self.queries.take(tag);
         }
         if let Some((name, gone)) = self.channels.unsubscribe(key, id) {
+            self.member_up(&name, id, session, false);
             if session.kind == Some(Kind::Json) {
                 self.presence_event(&name, false, id, session.user.as_deref());
             }
             if gone {
                 self.announce(&name, false);
             }
+        }
+    }
+
+    /// Tell the broker thread (if any) that `id` joined or left `channel`, for presence across
+    /// nodes.
+    fn member_up(&mut self, channel: &Arc<str>, id: ConnId, session: &Session, on: bool) {
+        if self.has_broker() {
+            let _ = self.outbound.up(Up::Member {
+                channel: Arc::clone(channel),
+                conn: id,
+                user: session.user.clone(),
+                on,
+            });
         }
     }
 
@@ -835,7 +924,25 @@ impl Router {
             };
             self.outbound.control(s, msg);
         }
+        if self.has_broker() {
+            let channel = Arc::clone(channel);
+            let _ = self.outbound.up(Up::Interest {
+                channel,
+                shard: me,
+                on,
+            });
+        }
     }
+}
+
+/// The hash that picks a channel's history owner among a node's shards: FNV-1a, stable across
+/// processes and runs, unlike the std hasher's random keys.
+pub fn owner_hash(channel: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in channel.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::inbox::{Mesh, ShardMsg};
 use super::registry::ShardSet;
+use super::uplink::{Refused, Up, Uplink};
 
 /// Past this many messages waiting, even control messages are dropped (counted): the
 /// destination has stalled.
@@ -38,6 +39,10 @@ pub struct Outbound {
     wake: ShardSet,
     /// Control messages dropped because a destination stopped draining.
     pub control_dropped: u64,
+    /// The way to the node's broker thread (`None`: a single node).
+    uplink: Option<Arc<Uplink>>,
+    /// Something went up this turn: wake the broker thread.
+    wake_up: bool,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -63,7 +68,31 @@ impl Outbound {
             max_backlog,
             wake: ShardSet::default(),
             control_dropped: 0,
+            uplink: None,
+            wake_up: false,
         }
+    }
+
+    /// Send to other nodes through `uplink` too.
+    pub fn with_uplink(mut self, uplink: Option<Arc<Uplink>>) -> Outbound {
+        self.uplink = uplink;
+        self
+    }
+
+    /// The way to the broker thread, if this node has one.
+    pub fn uplink(&self) -> Option<&Arc<Uplink>> {
+        self.uplink.as_ref()
+    }
+
+    /// Hand `up` to the broker thread (woken at the end of the turn). `Err` when it was refused
+    /// or this node has no broker.
+    pub fn up(&mut self, up: Up) -> Result<(), Refused> {
+        let Some(uplink) = &self.uplink else {
+            return Err(Refused::Down);
+        };
+        uplink.push(up)?;
+        self.wake_up = true;
+        Ok(())
     }
 
     /// This shard.
@@ -174,6 +203,11 @@ impl Outbound {
         let wake = std::mem::take(&mut self.wake);
         for s in wake.iter() {
             self.mesh.wake(s);
+        }
+        if std::mem::take(&mut self.wake_up) {
+            if let Some(uplink) = &self.uplink {
+                uplink.wake();
+            }
         }
     }
 

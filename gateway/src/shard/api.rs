@@ -3,13 +3,15 @@
 //! shards give later (a `send`'s outcome, a presence gather, a channel count) come back as
 //! router completions and are handed to the waiting connection.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::api::command::BrokerStats;
 use crate::api::{ApiConn, Command, Outcome, Stats, Target};
 use crate::conn::ConnId;
 use crate::driver::Driver;
-use crate::metrics::{self, ShardMetrics};
+use crate::metrics::{self, BrokerCounters, ShardMetrics};
 use crate::router::inbox::{Lookup, ReplyTo};
 use crate::router::{Completion, RouterError};
 
@@ -152,14 +154,45 @@ impl<D: Driver> Shard<D> {
             }
             Command::Stats => {
                 let all = self.all_metrics();
-                Some(Outcome::Stats(Stats::from_metrics(&all)))
+                let mut stats = Stats::from_metrics(&all);
+                stats.broker = self.router.outbound.uplink().map(|u| BrokerStats {
+                    node: u.node(),
+                    connected: u.connected(),
+                    nodes: u.stats.nodes.lock().map(|n| n.clone()).unwrap_or_default(),
+                    channels: u.stats.channels.load(Ordering::Relaxed),
+                });
+                Some(Outcome::Stats(stats))
             }
             Command::Metrics => {
                 let all = self.all_metrics();
                 let mut text = String::with_capacity(8 * 1024);
                 metrics::render(&all, &mut text);
+                metrics::render_broker(&self.broker_counters(), &mut text);
                 Some(Outcome::Metrics(text))
             }
+        }
+    }
+
+    /// The broker thread's numbers (a single node: connected, zeros).
+    fn broker_counters(&self) -> BrokerCounters {
+        let Some(u) = self.router.outbound.uplink() else {
+            return BrokerCounters {
+                connected: true,
+                nodes: 1,
+                ..BrokerCounters::default()
+            };
+        };
+        let s = &u.stats;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        BrokerCounters {
+            connected: u.connected(),
+            reconnects: get(&s.reconnects),
+            resubscribes: get(&s.resubscribes),
+            dropped: get(&s.dropped),
+            published: get(&s.published),
+            received: get(&s.received),
+            channels: get(&s.channels),
+            nodes: s.nodes.lock().map_or(1, |n| n.len() as u64),
         }
     }
 
@@ -217,6 +250,7 @@ impl<D: Driver> Shard<D> {
 fn outcome_of(e: RouterError) -> Outcome {
     match e {
         RouterError::UnknownConnection => Outcome::UnknownConnection,
+        RouterError::BrokerDown => Outcome::BrokerDown,
         _ => Outcome::Busy,
     }
 }

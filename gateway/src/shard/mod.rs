@@ -257,6 +257,8 @@ impl<D: Driver> Shard<D> {
 
     /// Use `router` (joined to the other shards' mesh) instead of a single-shard one.
     pub fn with_router(mut self, router: Router) -> Shard<D> {
+        // Ids name the router's node (the slab is still empty here).
+        self.conns = Slab::on_node(router.config().node, router.shard());
         self.router = router;
         self
     }
@@ -419,7 +421,7 @@ impl<D: Driver> Shard<D> {
                 client: ClientState::default(),
             }
         };
-        let id = self.conns.insert(Entry {
+        let entry = Entry {
             peer,
             outbox: Outbox::default(),
             armed: UNARMED,
@@ -429,7 +431,17 @@ impl<D: Driver> Shard<D> {
             counted: !over,
             dirty: false,
             tls,
-        });
+        };
+        let Ok(id) = self.conns.insert(entry) else {
+            // Every slot an id can name is live: drop the socket (it closes).
+            if !over {
+                self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+            } else {
+                self.rejecting -= 1;
+            }
+            warn!("shard slab full: refusing a connection");
+            return;
+        };
         if let Err(e) = self.driver.attach(id, socket) {
             warn!(error = %e, "cannot watch an accepted socket");
             self.out.clear();

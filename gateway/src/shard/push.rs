@@ -384,6 +384,9 @@ impl<D: Driver> Shard<D> {
     }
 
     fn answer_sent(&mut self, reply: ReplyTo, delivered: bool, now: Instant) {
+        if reply.conn.node() != self.router.node() {
+            return self.router.outcome_up(reply, delivered);
+        }
         if reply.conn.shard() != self.router.shard() {
             let to = reply.conn.shard();
             return self

@@ -2,6 +2,10 @@
 // interop clients in ../interop/node_modules).
 //
 //   node chat.test.mjs http://127.0.0.1:PORT OUT_DIR
+//   node chat.test.mjs http://127.0.0.1:PORT OUT_DIR http://127.0.0.1:OTHER_PORT
+//
+// With a second address (another node of the same deployment), two pages on the two nodes join
+// one room instead: members, room and private messages and a departure must cross nodes.
 //
 // Three pages (a, b, c) join one room; messages, a private message and a departure are checked
 // on every page. The gateway is restarted in the middle by the parent process: this script
@@ -17,7 +21,7 @@ import readline from 'node:readline';
 const require = createRequire(new URL('../interop/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
 
-const [base, outDir] = process.argv.slice(2);
+const [base, outDir, otherBase] = process.argv.slice(2);
 if (!base || !outDir) {
   console.error('usage: node chat.test.mjs BASE_URL OUT_DIR');
   process.exit(2);
@@ -88,7 +92,7 @@ let gatewayDown = false;
 /** Per page: the Sec-WebSocket-Extensions of each WebSocket handshake (request and response). */
 const handshakes = {};
 
-async function openPage(ctxOptions, name) {
+async function openPage(ctxOptions, name, url = base) {
   const context = await browser.newContext(ctxOptions);
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
@@ -126,7 +130,7 @@ async function openPage(ctxOptions, name) {
       problems.push(`${name}: request failed: ${r.url()} ${r.failure()?.errorText}`);
     }
   });
-  const response = await page.goto(`${base}/`, { timeout: WAIT_MS });
+  const response = await page.goto(`${url}/`, { timeout: WAIT_MS });
   check(response && response.status() === 200, `${name}: GET / answered 200`);
   check(
     (response.headers()['content-security-policy'] ?? '').includes("default-src 'none'"),
@@ -227,7 +231,7 @@ async function checkLabels(p) {
 
 // ---- the scenario ---------------------------------------------------------------------------
 
-async function main() {
+async function launch() {
   mkdirSync(outDir, { recursive: true });
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -235,6 +239,53 @@ async function main() {
       '--disable-component-update', '--disable-sync', '--no-first-run'],
     timeout: WAIT_MS * 3,
   });
+}
+
+async function finish() {
+  check(problems.length === 0, `problems on the pages:\n  ${problems.join('\n  ')}`);
+  await browser.close();
+  browser = null;
+  clearTimeout(overall);
+  stdinLines.close();
+  console.log('ok');
+}
+
+/** Two pages on two nodes of one deployment: everything the room does crosses nodes. */
+async function twoNodes() {
+  await launch();
+  const desktop = { viewport: { width: 1200, height: 900 } };
+  const a = await openPage(desktop, 'a', base);
+  const b = await openPage(desktop, 'b', otherBase);
+  await join(a, 'a');
+  await join(b, 'b');
+  for (const p of [a, b]) await waitMembers(p, ['a', 'b']);
+
+  await say(a, 'hello from the first node');
+  await waitEntry(b, 'room', 'hello from the first node', 'a');
+  await waitEntry(a, 'room', 'hello from the first node', 'a');
+  await say(b, 'hello from the second node', { enter: true });
+  await waitEntry(a, 'room', 'hello from the second node', 'b');
+  const mine = (await entries(a, 'room')).filter((e) => e.text === 'hello from the first node');
+  check(mine.length === 1, `a: its own message shows ${mine.length} times: ${JSON.stringify(await entries(a, 'room'))}`);
+
+  // A private message to a connection on the other node.
+  await a.page.click('#members li[data-user="b"] button');
+  const secret = 'psst b, across nodes';
+  await say(a, secret, { enter: true });
+  await waitEntry(a, 'private', secret, 'you \u2192 b');
+  await waitEntry(b, 'private', secret, 'a \u2192 you');
+  await a.page.click('#target-clear');
+
+  // B leaves: gone from A's list, and A says so.
+  await b.page.click('#leave');
+  await waitState(b, 'closed');
+  await waitMembers(a, ['a']);
+  await waitEntry(a, 'system', 'b left', null);
+  await finish();
+}
+
+async function main() {
+  await launch();
   const desktop = { viewport: { width: 1200, height: 900 } };
   const phone = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true };
   const a = await openPage(desktop, 'a');
@@ -367,12 +418,7 @@ async function main() {
     }
   }
 
-  check(problems.length === 0, `problems on the pages:\n  ${problems.join('\n  ')}`);
-  await browser.close();
-  browser = null;
-  clearTimeout(overall);
-  stdinLines.close();
-  console.log('ok');
+  await finish();
 }
 
-main().catch(fail);
+(otherBase ? twoNodes() : main()).catch(fail);

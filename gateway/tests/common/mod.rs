@@ -9,12 +9,14 @@
 
 use std::time::Duration;
 
+pub mod api;
 mod client;
 mod command;
 mod frames;
 mod http;
 mod payload;
 mod process;
+pub mod redis;
 pub mod ws;
 
 pub use client::*;

@@ -124,8 +124,9 @@ function render(stats, s) {
   }
   fill($('nodes').tBodies[0], stats.nodes, (tr, n) => {
     cell(tr, n.self ? `${n.node} (this node)` : n.node);
-    cell(tr, n.connections);
-    cell(tr, n.shards);
+    // Another node's totals are read from that node; this one knows only its own.
+    cell(tr, n.connections ?? '-');
+    cell(tr, n.shards ?? '-');
     cell(tr, n.broker);
     tr.dataset.node = n.node;
   });

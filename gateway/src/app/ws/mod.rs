@@ -303,6 +303,10 @@ fn protocol_error(e: RouterError) -> ProtocolError {
         RouterError::NotSubscribed => {
             ProtocolError::new(ErrorCode::NotSubscribed, "not subscribed to this channel")
         }
+        RouterError::BrokerDown => ProtocolError::new(
+            ErrorCode::BrokerUnavailable,
+            "the broker is unreachable: only this node's subscribers were served",
+        ),
     }
 }
 

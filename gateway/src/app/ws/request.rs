@@ -43,6 +43,8 @@ pub enum ErrorCode {
     TokenExpired,
     /// `recover` or `history` on a channel that keeps no history.
     NoHistory,
+    /// The request needs other nodes and the broker is unreachable.
+    BrokerUnavailable,
 }
 
 impl ErrorCode {
@@ -62,6 +64,7 @@ impl ErrorCode {
             Self::BadToken => "bad_token",
             Self::TokenExpired => "token_expired",
             Self::NoHistory => "no_history",
+            Self::BrokerUnavailable => "broker_unavailable",
         }
     }
 }

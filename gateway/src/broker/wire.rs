@@ -1,0 +1,476 @@
+//! The gateway's messages between nodes, as they travel in the payload of a broker publish.
+//! Sans-IO: [`encode`] appends one message to a buffer, [`decode`] reads one back and refuses
+//! anything malformed (`None`) without panicking, since any client of the broker could publish.
+//!
+//! Layout: a version byte, a kind byte, then the kind's fields in order; integers are
+//! little-endian, byte strings a `u32` length then the bytes, an optional id a flag byte then
+//! the id. A publication carries its parts, not a frame: the receiving node encodes its
+//! delivery once, as for a local publish. Its bare text (what `/raw` subscribers get) follows a
+//! flag byte and is left out when it equals the data (any JSON but a string), so it never
+//! travels twice for nothing; the layout stays canonical (one encoding per message).
+
+use crate::conn::ConnId;
+
+/// The layout's version (the first byte).
+const VERSION: u8 = 1;
+
+/// One message between nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Msg<'a> {
+    /// A publication to a channel (the broker channel names it).
+    Publish {
+        /// The publishing node (which served its own subscribers).
+        origin: u16,
+        /// The publishing connection (`None`: the API).
+        from: Option<ConnId>,
+        /// The publisher's user.
+        user: Option<&'a str>,
+        /// The data as JSON text.
+        data: &'a [u8],
+        /// What bare subscribers get.
+        bare: &'a [u8],
+    },
+    /// A connection joined or left a channel (the broker channel names it).
+    Presence {
+        /// The node of the connection.
+        origin: u16,
+        /// Joined (true) or left.
+        join: bool,
+        /// The connection.
+        conn: ConnId,
+        /// Its user.
+        user: Option<&'a str>,
+    },
+    /// A private frame for one connection of the receiving node.
+    Direct {
+        /// The target.
+        to: ConnId,
+        /// The requester and its tag on its node.
+        reply: Option<(ConnId, &'a [u8])>,
+        /// The complete frame.
+        frame: &'a [u8],
+    },
+    /// The outcome of a `Direct` or `Close` for a requester of the receiving node.
+    Outcome {
+        /// The requester.
+        conn: ConnId,
+        /// The tag its node gave the request.
+        tag: &'a [u8],
+        /// The target was live.
+        delivered: bool,
+    },
+    /// Close one connection of the receiving node.
+    Close {
+        /// The target.
+        conn: ConnId,
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: &'a str,
+        /// The requester and its tag on its node.
+        reply: Option<(ConnId, &'a [u8])>,
+    },
+    /// Deliver a frame to every connection of a user.
+    User {
+        /// The sending node (which served its own connections).
+        origin: u16,
+        /// The user.
+        user: &'a str,
+        /// The complete frame.
+        frame: &'a [u8],
+    },
+    /// Close every connection of a user.
+    CloseUser {
+        /// The sending node.
+        origin: u16,
+        /// The user.
+        user: &'a str,
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: &'a str,
+    },
+    /// A node is alive.
+    Heartbeat {
+        /// The node.
+        origin: u16,
+        /// A number drawn at start: two processes with one node id tell each other apart.
+        instance: u64,
+    },
+}
+
+const PUBLISH: u8 = b'P';
+const DIRECT: u8 = b'D';
+const OUTCOME: u8 = b'O';
+const CLOSE: u8 = b'C';
+const USER: u8 = b'U';
+const CLOSE_USER: u8 = b'K';
+const HEARTBEAT: u8 = b'H';
+const PRESENCE: u8 = b'E';
+
+struct Writer<'o>(&'o mut Vec<u8>);
+
+impl Writer<'_> {
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn u16(&mut self, v: u16) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        // Broker payloads are far below 4 GiB (the API and frame limits see to it).
+        self.0
+            .extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes());
+        self.0.extend_from_slice(b);
+        self
+    }
+    fn conn(&mut self, c: Option<ConnId>) -> &mut Self {
+        match c {
+            Some(c) => self.u8(1).u64(c.to_bits()),
+            None => self.u8(0),
+        }
+    }
+    fn reply(&mut self, r: Option<(ConnId, &[u8])>) -> &mut Self {
+        match r {
+            Some((c, tag)) => self.u8(1).u64(c.to_bits()).bytes(tag),
+            None => self.u8(0),
+        }
+    }
+}
+
+/// Append `msg` to `out`.
+pub fn encode(msg: &Msg<'_>, out: &mut Vec<u8>) {
+    let mut w = Writer(out);
+    w.u8(VERSION);
+    match *msg {
+        Msg::Publish {
+            origin,
+            from,
+            user,
+            data,
+            bare,
+        } => {
+            w.u8(PUBLISH).u16(origin).conn(from);
+            match user {
+                Some(u) => w.u8(1).bytes(u.as_bytes()),
+                None => w.u8(0),
+            };
+            w.bytes(data);
+            if bare == data {
+                w.u8(0);
+            } else {
+                w.u8(1).bytes(bare);
+            }
+        }
+        Msg::Presence {
+            origin,
+            join,
+            conn,
+            user,
+        } => {
+            w.u8(PRESENCE)
+                .u16(origin)
+                .u8(u8::from(join))
+                .u64(conn.to_bits());
+            match user {
+                Some(u) => w.u8(1).bytes(u.as_bytes()),
+                None => w.u8(0),
+            };
+        }
+        Msg::Direct { to, reply, frame } => {
+            w.u8(DIRECT).u64(to.to_bits()).reply(reply).bytes(frame);
+        }
+        Msg::Outcome {
+            conn,
+            tag,
+            delivered,
+        } => {
+            w.u8(OUTCOME)
+                .u64(conn.to_bits())
+                .bytes(tag)
+                .u8(u8::from(delivered));
+        }
+        Msg::Close {
+            conn,
+            code,
+            reason,
+            reply,
+        } => {
+            w.u8(CLOSE)
+                .u64(conn.to_bits())
+                .u16(code)
+                .bytes(reason.as_bytes())
+                .reply(reply);
+        }
+        Msg::User {
+            origin,
+            user,
+            frame,
+        } => {
+            w.u8(USER).u16(origin).bytes(user.as_bytes()).bytes(frame);
+        }
+        Msg::CloseUser {
+            origin,
+            user,
+            code,
+            reason,
+        } => {
+            w.u8(CLOSE_USER)
+                .u16(origin)
+                .bytes(user.as_bytes())
+                .u16(code)
+                .bytes(reason.as_bytes());
+        }
+        Msg::Heartbeat { origin, instance } => {
+            w.u8(HEARTBEAT).u16(origin).u64(instance);
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.u32()?).ok()?;
+        self.take(n)
+    }
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+    fn flag(&mut self) -> Option<bool> {
+        match self.u8()? {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }
+    }
+    fn conn(&mut self) -> Option<ConnId> {
+        Some(ConnId::from_bits(self.u64()?))
+    }
+    fn opt_conn(&mut self) -> Option<Option<ConnId>> {
+        Some(if self.flag()? {
+            Some(self.conn()?)
+        } else {
+            None
+        })
+    }
+    fn reply(&mut self) -> Option<Option<(ConnId, &'a [u8])>> {
+        Some(if self.flag()? {
+            Some((self.conn()?, self.bytes()?))
+        } else {
+            None
+        })
+    }
+}
+
+/// The message `bytes` hold, or `None` when they are not one (every byte must be used).
+pub fn decode(bytes: &[u8]) -> Option<Msg<'_>> {
+    let mut r = Reader(bytes);
+    if r.u8()? != VERSION {
+        return None;
+    }
+    let msg = match r.u8()? {
+        PUBLISH => {
+            let origin = r.u16()?;
+            let from = r.opt_conn()?;
+            let user = if r.flag()? { Some(r.str()?) } else { None };
+            let data = r.bytes()?;
+            let bare = if r.flag()? {
+                let bare = r.bytes()?;
+                // Canonical: a bare text equal to the data is written as the flag alone.
+                if bare == data {
+                    return None;
+                }
+                bare
+            } else {
+                data
+            };
+            Msg::Publish {
+                origin,
+                from,
+                user,
+                data,
+                bare,
+            }
+        }
+        PRESENCE => Msg::Presence {
+            origin: r.u16()?,
+            join: r.flag()?,
+            conn: r.conn()?,
+            user: if r.flag()? { Some(r.str()?) } else { None },
+        },
+        DIRECT => Msg::Direct {
+            to: r.conn()?,
+            reply: r.reply()?,
+            frame: r.bytes()?,
+        },
+        OUTCOME => Msg::Outcome {
+            conn: r.conn()?,
+            tag: r.bytes()?,
+            delivered: r.flag()?,
+        },
+        CLOSE => Msg::Close {
+            conn: r.conn()?,
+            code: r.u16()?,
+            reason: r.str()?,
+            reply: r.reply()?,
+        },
+        USER => Msg::User {
+            origin: r.u16()?,
+            user: r.str()?,
+            frame: r.bytes()?,
+        },
+        CLOSE_USER => Msg::CloseUser {
+            origin: r.u16()?,
+            user: r.str()?,
+            code: r.u16()?,
+            reason: r.str()?,
+        },
+        HEARTBEAT => Msg::Heartbeat {
+            origin: r.u16()?,
+            instance: r.u64()?,
+        },
+        _ => return None,
+    };
+    r.0.is_empty().then_some(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Msg<'static>> {
+        let c = ConnId::on_node(7, 1, 2, 3);
+        vec![
+            Msg::Publish {
+                origin: 7,
+                from: Some(c),
+                user: Some("ann"),
+                data: b"{\"a\":1}",
+                bare: b"x",
+            },
+            Msg::Publish {
+                origin: 0,
+                from: None,
+                user: None,
+                data: b"\"\"",
+                bare: b"",
+            },
+            Msg::Presence {
+                origin: 7,
+                join: true,
+                conn: c,
+                user: Some("ann"),
+            },
+            Msg::Presence {
+                origin: 7,
+                join: false,
+                conn: c,
+                user: None,
+            },
+            Msg::Direct {
+                to: c,
+                reply: Some((c, b"tag")),
+                frame: b"\x81\x01x",
+            },
+            Msg::Direct {
+                to: c,
+                reply: None,
+                frame: b"",
+            },
+            Msg::Outcome {
+                conn: c,
+                tag: b"12345678",
+                delivered: true,
+            },
+            Msg::Close {
+                conn: c,
+                code: 4000,
+                reason: "bye",
+                reply: None,
+            },
+            Msg::User {
+                origin: 9,
+                user: "bob",
+                frame: b"f",
+            },
+            Msg::CloseUser {
+                origin: 9,
+                user: "bob",
+                code: 4001,
+                reason: "",
+            },
+            Msg::Heartbeat {
+                origin: 65535,
+                instance: u64::MAX,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for msg in all() {
+            let mut out = Vec::new();
+            encode(&msg, &mut out);
+            assert_eq!(decode(&out), Some(msg.clone()), "{msg:?}");
+        }
+    }
+
+    #[test]
+    fn truncated_extended_or_foreign_bytes_are_refused() {
+        for msg in all() {
+            let mut out = Vec::new();
+            encode(&msg, &mut out);
+            for cut in 0..out.len() {
+                assert_eq!(decode(&out[..cut]), None, "{msg:?} cut at {cut}");
+            }
+            out.push(0);
+            assert_eq!(decode(&out), None, "trailing byte");
+        }
+        // Data and bare text equal: written once, and the long form is refused.
+        let msg = Msg::Publish {
+            origin: 1,
+            from: None,
+            user: None,
+            data: b"{\"a\":1}",
+            bare: b"{\"a\":1}",
+        };
+        let mut short = Vec::new();
+        encode(&msg, &mut short);
+        assert_eq!(decode(&short), Some(msg));
+        let mut long = short[..short.len() - 1].to_vec();
+        long.push(1);
+        long.extend_from_slice(&7u32.to_le_bytes());
+        long.extend_from_slice(b"{\"a\":1}");
+        assert_eq!(decode(&long), None);
+        assert_eq!(decode(b"\x02P"), None, "another version");
+        assert_eq!(decode(b"\x01Z"), None, "unknown kind");
+        assert_eq!(decode(b"hello"), None);
+    }
+}

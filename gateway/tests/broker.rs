@@ -1,0 +1,622 @@
+//! Many nodes through one Redis (`--broker redis://`): real `redis-server` and gateway
+//! processes on loopback. Channels are subscribed on the broker only while a node has a
+//! subscriber (`PUBSUB NUMSUB`), every publish reaches every subscriber on every node exactly
+//! once and in per-publisher order, private messages, publishes to users and disconnects cross
+//! nodes, the node list comes from heartbeats, and broker outages (a stall, a crash) are
+//! survived: 503 and `degraded` meanwhile, local delivery on, delivery back within 5 s.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use common::api::{json_of, text, Api, API_KEY};
+use common::redis::Redis;
+use common::ws::{read_json, spread, Ws};
+use common::*;
+
+/// How soon delivery must resume after the broker is back.
+const RESUME: Duration = Duration::from_secs(5);
+
+/// A gateway node on `redis` with id `id` (two shards), once it listens on the broker.
+fn node(redis: &Redis, id: u16) -> Gateway {
+    let gw = gateway()
+        .args([
+            "--api-key",
+            API_KEY,
+            "--threads",
+            "2",
+            "--log-level",
+            "info",
+        ])
+        .args(["--broker", &redis.url(), "--node-id", &id.to_string()])
+        .start();
+    redis.wait_numsub(&format!("gw:n:{id}"), 1);
+    gw
+}
+
+/// The node bits of a connection id.
+fn node_of(ws: &Ws) -> u64 {
+    (ws.id.parse::<u64>().unwrap() >> 40) & 0xffff
+}
+
+#[test]
+fn channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_order() {
+    let redis = Redis::start();
+    let (a, b, c) = (node(&redis, 1), node(&redis, 2), node(&redis, 3));
+    assert_eq!(redis.numsub("gw:c:room"), 0, "no subscriber anywhere");
+
+    // Subscribers on both shards of nodes 1 and 2; node 3 has none.
+    let mut subs = spread(a.addr(), 2, "");
+    subs.extend(spread(b.addr(), 2, ""));
+    for s in &subs {
+        assert!(
+            [1, 2].contains(&node_of(s)),
+            "ids name their node: {}",
+            s.id
+        );
+    }
+    subs[0].subscribe("room");
+    redis.wait_numsub("gw:c:room", 1);
+    for s in &mut subs[1..] {
+        s.subscribe("room");
+    }
+    redis.wait_numsub("gw:c:room", 2);
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(redis.numsub("gw:c:room"), 2, "one subscription per node");
+
+    // Publishers: each node's API, a client on node 3 and a subscribed client on node 1.
+    let mut apis: Vec<Api> = [&a, &b, &c].iter().map(|g| Api::connect(g)).collect();
+    let mut carol = Ws::open(c.addr(), "?user=carol");
+    const N: u64 = 25;
+    let published = redis.info_stat("total_commands_processed");
+    for n in 0..N {
+        for (i, api) in apis.iter_mut().enumerate() {
+            let data = json!({"p": format!("api{}", i + 1), "n": n});
+            api.accepted("/api/publish", json!({"channel":"room","data":data}));
+        }
+        carol.ok(json!({"op":"publish","channel":"room","data":{"p":"carol","n":n},"id":n}));
+        let data = json!({"p":"dan","n":n});
+        subs[0].send(json!({"op":"publish","channel":"room","data":data}));
+    }
+    let commands = redis.info_stat("total_commands_processed") - published;
+    assert!(
+        commands < 5 * N + 100,
+        "one PUBLISH per publish (plus pings), not one per node or subscriber: {commands}"
+    );
+
+    let want: Vec<u64> = (0..N).collect();
+    for (i, s) in subs.iter_mut().enumerate() {
+        let extra = if i == 0 { N as usize } else { 0 }; // dan's replies
+        let mut got = BTreeMap::new();
+        let mut seen = 0;
+        while seen < 5 * N as usize + extra {
+            let m = s.next();
+            seen += 1;
+            if m["type"] == "reply" {
+                continue;
+            }
+            assert_eq!(m["type"], "message", "{m}");
+            let p = m["data"]["p"].as_str().unwrap().to_owned();
+            got.entry(p)
+                .or_insert_with(Vec::new)
+                .push(m["data"]["n"].as_u64().unwrap());
+        }
+        for p in ["api1", "api2", "api3", "carol", "dan"] {
+            assert_eq!(got.get(p), Some(&want), "subscriber {i} from {p}");
+        }
+        assert!(s.sync().is_empty(), "subscriber {i}: nothing twice");
+    }
+
+    // The last subscriber of a node leaving ends that node's subscription.
+    let (on_a, on_b): (Vec<Ws>, Vec<Ws>) = subs.into_iter().partition(|s| node_of(s) == 1);
+    for mut s in on_a {
+        s.ok(json!({"op":"unsubscribe","channel":"room","id":"u"}));
+    }
+    redis.wait_numsub("gw:c:room", 1);
+    drop(on_b);
+    redis.wait_numsub("gw:c:room", 0);
+    for g in [a, b, c].iter_mut() {
+        g.assert_running();
+    }
+}
+
+#[test]
+fn private_messages_users_and_disconnects_cross_nodes() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, 11), node(&redis, 12));
+    let mut api_a = Api::connect(&a);
+    let mut ann_a = Ws::open(a.addr(), "?user=ann");
+    let mut ann_b = Ws::open(b.addr(), "?user=ann");
+    let mut bob_b = Ws::open(b.addr(), "?user=bob");
+    assert_eq!((node_of(&ann_a), node_of(&ann_b)), (11, 12));
+
+    // The API of node 11 sends to a connection of node 12.
+    api_a.accepted("/api/send", json!({"conn":bob_b.id,"data":{"hi":1}}));
+    let m = bob_b.next();
+    assert_eq!(
+        m,
+        json!({"type":"direct","from":null,"user":null,"data":{"hi":1}})
+    );
+
+    // A client of node 11 sends to one of node 12: the reply waits for node 12's answer.
+    ann_a.ok(json!({"op":"send","conn":bob_b.id,"data":"psst","id":1}));
+    let m = bob_b.next();
+    assert_eq!(
+        (m["type"].clone(), m["from"].clone()),
+        (json!("direct"), json!(ann_a.id))
+    );
+    assert_eq!(
+        (m["user"].clone(), m["data"].clone()),
+        (json!("ann"), json!("psst"))
+    );
+
+    // A stale id of node 12 is unknown there: 404, answered by node 12.
+    let mut gone = Ws::open(b.addr(), "");
+    let gone_id = gone.id.clone();
+    gone.c.close_cleanly();
+    thread::sleep(Duration::from_millis(100));
+    let r = api_a.post("/api/send", json!({"conn":gone_id,"data":1}));
+    assert_eq!(r.status, 404, "{}", text(&r));
+    assert_eq!(
+        ann_a.err(json!({"op":"send","conn":gone_id,"data":1,"id":2})),
+        "unknown_connection"
+    );
+    // A node that does not exist never answers: 404 after the answer timeout.
+    let nowhere = ((1u64 << 40) * 999).to_string();
+    let t = Instant::now();
+    let r = api_a.post("/api/send", json!({"conn":nowhere,"data":1}));
+    assert_eq!(r.status, 404, "{}", text(&r));
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "answered in bounded time"
+    );
+
+    // A publish to a user reaches its connections on both nodes, once each.
+    api_a.accepted("/api/publish/user", json!({"user":"ann","data":{"u":1}}));
+    for w in [&mut ann_a, &mut ann_b] {
+        let m = w.next();
+        assert_eq!(
+            (m["type"].clone(), m["data"].clone()),
+            (json!("direct"), json!({"u":1}))
+        );
+        assert!(w.sync().is_empty(), "once");
+    }
+
+    // Disconnect a connection of the other node, then a user everywhere.
+    let mut carl = Ws::open(b.addr(), "");
+    api_a.accepted(
+        "/api/disconnect",
+        json!({"conn":carl.id,"code":4321,"reason":"bye"}),
+    );
+    assert_eq!(carl.c.expect_close(4321), "bye");
+    api_a.accepted("/api/disconnect", json!({"user":"ann","code":4403}));
+    assert_eq!(ann_a.c.expect_close(4403), "disconnected");
+    assert_eq!(ann_b.c.expect_close(4403), "disconnected");
+    assert!(bob_b.sync().is_empty(), "bob stays");
+
+    // The node list comes from heartbeats, in /api/stats.
+    let r = api_a.get("/api/stats");
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let stats = json_of(&r);
+    assert_eq!(stats["broker"]["node"], 11, "{stats}");
+    assert_eq!(stats["broker"]["nodes"], json!([11, 12]), "{stats}");
+    assert_eq!(stats["broker"]["connected"], true, "{stats}");
+}
+
+/// Publish through `api` until `sub` gets it (the broker path is back), within [`RESUME`].
+fn await_delivery(api: &mut Api, sub: &mut Ws, tag: &str) {
+    let deadline = Instant::now() + RESUME;
+    let mut n = 0u64;
+    loop {
+        let r = api.post(
+            "/api/publish",
+            json!({"channel":"room","data":{"p":tag,"n":n}}),
+        );
+        if r.status == 202 {
+            sub.c.set_timeout(Duration::from_millis(300));
+            let got = sub.c.try_read_frame();
+            sub.c.set_timeout(IO_TIMEOUT);
+            if let Ok(Some(f)) = got {
+                let m: Value = serde_json::from_slice(&f.payload).unwrap();
+                if m["data"]["p"] == tag {
+                    // Drain what else this attempt sent.
+                    sub.sync();
+                    return;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{tag}: no delivery within {RESUME:?}"
+        );
+        n += 1;
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn health(gw: &Gateway) -> (u16, String) {
+    let mut api = Api::connect(gw);
+    let r = api.get("/healthz");
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
+}
+
+#[test]
+fn broker_stalls_and_crashes_are_survived() {
+    let mut redis = Redis::start();
+    let (a, b) = (node(&redis, 21), node(&redis, 22));
+    let mut api_a = Api::connect(&a);
+    let mut far = Ws::open(b.addr(), "");
+    far.subscribe("room");
+    let mut near = Ws::open(a.addr(), "");
+    near.subscribe("room");
+    redis.wait_numsub("gw:c:room", 2);
+    await_delivery(&mut api_a, &mut far, "before");
+    near.sync();
+    assert_eq!(health(&a).0, 200);
+
+    // A stall: the broker stops answering. Within about a second publishes that need it are
+    // refused (503), clients get an error reply, health says degraded; local delivery goes on.
+    redis.process.signal(Signal::SIGSTOP);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let refused = loop {
+        let r = api_a.post(
+            "/api/publish",
+            json!({"channel":"room","data":{"p":"stall"}}),
+        );
+        if r.status == 503 {
+            break r;
+        }
+        assert_eq!(r.status, 202, "{}", text(&r));
+        assert!(
+            Instant::now() < deadline,
+            "no 503 while the broker is stopped"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(json_of(&refused)["error"]["code"], "broker_unavailable");
+    assert_eq!(refused.header("Retry-After"), Some("1"));
+    let (status, h) = health(&a);
+    assert_eq!(status, 503, "{h}");
+    assert!(h.starts_with("degraded"), "{h}");
+    let mut pubc = Ws::open(a.addr(), "");
+    assert_eq!(
+        pubc.err(json!({"op":"publish","channel":"room","data":{"p":"local"},"id":1})),
+        "broker_unavailable"
+    );
+    // ... but the subscriber on the same node got everything published meanwhile.
+    let local: Vec<Value> = near.sync();
+    assert!(
+        local.iter().any(|m| m["data"]["p"] == "local"),
+        "local delivery goes on: {local:?}"
+    );
+    redis.process.signal(Signal::SIGCONT);
+    await_delivery(&mut api_a, &mut far, "after-stall");
+    assert_eq!(health(&a).0, 200);
+
+    // A crash and a restart on the same port: the nodes reconnect and subscribe again.
+    redis.process.signal(Signal::SIGKILL);
+    let port = redis.port;
+    let _ = redis.process.wait_exit(IO_TIMEOUT);
+    thread::sleep(Duration::from_millis(300));
+    redis = Redis::start_on(port);
+    let started = Instant::now();
+    redis.wait_numsub("gw:c:room", 2);
+    assert!(
+        started.elapsed() < RESUME,
+        "resubscribed in {:?}",
+        started.elapsed()
+    );
+    await_delivery(&mut api_a, &mut far, "after-crash");
+
+    let metrics = String::from_utf8_lossy(&api_a.get("/metrics").body).into_owned();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    assert_eq!(value("gateway_broker_connected"), 1.0);
+    assert!(
+        value("gateway_broker_reconnects_total") >= 2.0,
+        "stall and crash"
+    );
+    assert!(value("gateway_broker_resubscribes_total") >= 2.0);
+    assert_eq!(value("gateway_broker_dropped_total"), 0.0);
+
+    // A node killed while the others serve: its subscription goes, the rest carries on.
+    let mut b = b;
+    b.signal(Signal::SIGKILL);
+    let _ = b.wait_exit(IO_TIMEOUT);
+    redis.wait_numsub("gw:c:room", 1);
+    let c = node(&redis, 23);
+    let mut far = Ws::open(c.addr(), "");
+    far.subscribe("room");
+    redis.wait_numsub("gw:c:room", 2);
+    await_delivery(&mut api_a, &mut far, "new-node");
+    let mut a = a;
+    a.assert_running();
+}
+
+/// `(conn, user)` of every member in a presence answer's `key` list, sorted.
+fn members(v: &Value, key: &str) -> Vec<(String, Option<String>)> {
+    let mut m: Vec<(String, Option<String>)> = v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} in {v}"))
+        .iter()
+        .map(|m| {
+            let user = m["user"].as_str().map(str::to_owned);
+            (m["conn"].as_str().unwrap().to_owned(), user)
+        })
+        .collect();
+    m.sort();
+    m
+}
+
+/// Wait (bounded) until `api`'s node lists `nodes` in `/api/stats`.
+fn await_nodes(api: &mut Api, nodes: Value) {
+    let deadline = Instant::now() + RESUME;
+    loop {
+        let stats = json_of(&api.get("/api/stats"));
+        if stats["broker"]["nodes"] == nodes {
+            return;
+        }
+        assert!(Instant::now() < deadline, "node list {stats}, want {nodes}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn presence_lists_every_nodes_members_and_forgets_a_crashed_node() {
+    let redis = Redis::start();
+    let (a, mut b) = (node(&redis, 31), node(&redis, 32));
+    let mut api_a = Api::connect(&a);
+    await_nodes(&mut api_a, json!([31, 32]));
+    await_nodes(&mut Api::connect(&b), json!([31, 32]));
+    let mut ann = Ws::open(a.addr(), "?user=ann");
+    let mut bob = Ws::open(b.addr(), "?user=bob");
+    let mut anon = Ws::open(b.addr(), "");
+    ann.subscribe("lobby");
+    redis.wait_numsub("gw:c:lobby", 1);
+    bob.subscribe("lobby");
+    anon.subscribe("lobby");
+    // Joins on node 32 reach ann's page on node 31 as events.
+    let joins: Vec<(Value, Value)> = (0..2)
+        .map(|_| {
+            let m = read_json(&mut ann.c);
+            assert_eq!(m["type"], "join", "{m}");
+            (m["conn"].clone(), m["user"].clone())
+        })
+        .collect();
+    assert_eq!(
+        joins,
+        vec![(json!(bob.id), json!("bob")), (json!(anon.id), Value::Null)]
+    );
+    let mut want = vec![
+        (ann.id.clone(), Some("ann".to_owned())),
+        (bob.id.clone(), Some("bob".to_owned())),
+        (anon.id.clone(), None),
+    ];
+    want.sort();
+
+    // The API of one node and a client of the other both see all three (a join reaches the
+    // broker a moment after its reply).
+    await_presence(&mut api_a, &want);
+    let (r, _) = bob.request(json!({"op":"presence","channel":"lobby","id":"who"}));
+    assert_eq!(members(&r, "members"), want, "{r}");
+
+    // Leaving is seen on the other node too.
+    anon.ok(json!({"op":"unsubscribe","channel":"lobby","id":"u"}));
+    want.retain(|m| m.0 != anon.id);
+    let m = read_json(&mut ann.c);
+    assert_eq!(
+        (m["type"].clone(), m["conn"].clone()),
+        (json!("leave"), json!(anon.id))
+    );
+    await_presence(&mut api_a, &want);
+
+    // Node 32's part lives in a hash that expires unless refreshed.
+    let ttl = match redis.command(&["TTL", "gw:p:lobby:32"]) {
+        gateway::broker::resp::Value::Int(t) => t,
+        other => panic!("TTL answer {other:?}"),
+    };
+    assert!((1..=15).contains(&ttl), "presence hash TTL {ttl}");
+
+    // A crashed node's members leave the answers once it misses its heartbeats (3 s).
+    b.signal(Signal::SIGKILL);
+    let _ = b.wait_exit(IO_TIMEOUT);
+    await_nodes(&mut api_a, json!([31]));
+    let v = json_of(&api_a.get("/api/presence?channel=lobby"));
+    assert_eq!(
+        members(&v, "connections"),
+        vec![(ann.id.clone(), Some("ann".to_owned()))],
+        "{v}"
+    );
+}
+
+/// Wait (bounded) until `/api/presence?channel=lobby` on `api`'s node lists `want`.
+fn await_presence(api: &mut Api, want: &[(String, Option<String>)]) {
+    let deadline = Instant::now() + RESUME;
+    loop {
+        let v = json_of(&api.get("/api/presence?channel=lobby"));
+        if members(&v, "connections") == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "presence {v}, want {want:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// 3 nodes, 300 clients on 30 channels: publishes through every node's API and from clients
+/// reach every subscriber once and in per-publisher order; publishes to users and private
+/// messages cross nodes; presence lists every node's members.
+#[test]
+fn three_nodes_three_hundred_clients_thirty_channels() {
+    const CLIENTS: usize = 300;
+    const CHANNELS: usize = 30;
+    const M: u64 = 3;
+    let redis = Redis::start();
+    let nodes = [node(&redis, 41), node(&redis, 42), node(&redis, 43)];
+    let mut apis: Vec<Api> = nodes.iter().map(Api::connect).collect();
+    for api in &mut apis {
+        await_nodes(api, json!([41, 42, 43]));
+    }
+    // Client i: on node (i / 30) % 3, channel i % 30, user u(i % 7): every channel has
+    // subscribers on every node.
+    let node_of_client = |i: usize| (i / CHANNELS) % 3;
+    let mut clients: Vec<Ws> = (0..CLIENTS)
+        .map(|i| {
+            let query = format!("?user=u{}", i % 7);
+            Ws::open(nodes[node_of_client(i)].addr(), &query)
+        })
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.subscribe(&format!("ch{}", i % CHANNELS));
+    }
+    for ch in 0..CHANNELS {
+        redis.wait_numsub(&format!("gw:c:ch{ch}"), 3);
+    }
+
+    // Publishers: every node's API on every channel, and one client per channel (on the node
+    // (c % 3)) on its own channel.
+    let publisher = |c: usize| CHANNELS * (c % 3) + c;
+    for n in 0..M {
+        for (k, api) in apis.iter_mut().enumerate() {
+            for ch in 0..CHANNELS {
+                let data = json!({"p": format!("api{k}"), "n": n});
+                api.accepted(
+                    "/api/publish",
+                    json!({"channel":format!("ch{ch}"),"data":data}),
+                );
+            }
+        }
+        for ch in 0..CHANNELS {
+            let i = publisher(ch);
+            let data = json!({"p": format!("ws{i}"), "n": n});
+            clients[i].send(json!({"op":"publish","channel":format!("ch{ch}"),"data":data}));
+        }
+    }
+    // A publish to user u3 from node 41, and a private message from node 42's API to every
+    // tenth client, wherever it is.
+    apis[0].accepted("/api/publish/user", json!({"user":"u3","data":"to-u3"}));
+    for i in (0..CLIENTS).step_by(10) {
+        let conn = clients[i].id.clone();
+        apis[1].accepted("/api/send", json!({"conn":conn,"data":{"to":i}}));
+    }
+
+    let want: Vec<u64> = (0..M).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let ch = i % CHANNELS;
+        let is_publisher = publisher(ch) == i;
+        let mut directs = Vec::new();
+        let mut by: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let messages = 4 * M as usize;
+        let want_directs = usize::from(i % 7 == 3) + usize::from(i % 10 == 0);
+        // A publisher also gets the reply to each of its publishes.
+        let replies = if is_publisher { M as usize } else { 0 };
+        let mut got = 0;
+        while got < messages + want_directs + replies {
+            let m = c.next();
+            match m["type"].as_str() {
+                Some("message") => {
+                    assert_eq!(m["channel"], format!("ch{ch}"), "client {i}: {m}");
+                    let p = m["data"]["p"].as_str().unwrap().to_owned();
+                    by.entry(p)
+                        .or_default()
+                        .push(m["data"]["n"].as_u64().unwrap());
+                }
+                Some("direct") => directs.push(m["data"].clone()),
+                Some("reply") if is_publisher => assert_eq!(m["ok"], true, "{m}"),
+                _ => panic!("client {i}: unexpected {m}"),
+            }
+            got += 1;
+        }
+        assert!(c.sync().is_empty(), "client {i}: nothing more");
+        let ws = format!("ws{}", publisher(ch));
+        for p in ["api0", "api1", "api2", ws.as_str()] {
+            assert_eq!(by.get(p), Some(&want), "client {i} from {p}");
+        }
+        assert_eq!(by.len(), 4, "client {i}: {by:?}");
+        let mut want_d = Vec::new();
+        if i % 7 == 3 {
+            want_d.push(json!("to-u3"));
+        }
+        if i % 10 == 0 {
+            want_d.push(json!({"to": i}));
+        }
+        directs.sort_by_key(|d| d.to_string());
+        want_d.sort_by_key(|d| d.to_string());
+        assert_eq!(directs, want_d, "client {i}");
+    }
+
+    // Presence of a channel lists its ten members, on all three nodes.
+    let mut want_members: Vec<(String, Option<String>)> = (0..CLIENTS)
+        .filter(|i| i % CHANNELS == 5)
+        .map(|i| (clients[i].id.clone(), Some(format!("u{}", i % 7))))
+        .collect();
+    want_members.sort();
+    let v = json_of(&apis[2].get("/api/presence?channel=ch5"));
+    assert_eq!(members(&v, "connections"), want_members, "{v}");
+}
+
+/// A node whose Redis is not there yet starts and serves its own clients (degraded), and joins
+/// the others once Redis comes up; a bad `--broker` is refused with exit code 2.
+#[test]
+fn a_node_starts_without_its_broker_and_joins_when_it_comes_up() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let a = gateway()
+        .args([
+            "--api-key",
+            API_KEY,
+            "--threads",
+            "2",
+            "--broker",
+            &url,
+            "--node-id",
+            "51",
+        ])
+        .start();
+    let mut api = Api::connect(&a);
+    assert_eq!(health(&a).0, 503, "degraded without Redis");
+    let mut near = Ws::open(a.addr(), "");
+    near.subscribe("room");
+    let r = api.post(
+        "/api/publish",
+        json!({"channel":"room","data":{"p":"local"}}),
+    );
+    assert_eq!(r.status, 503, "{}", text(&r));
+    let m = near.next();
+    assert_eq!(m["data"]["p"], "local", "served locally all the same: {m}");
+
+    let redis = Redis::start_on(port);
+    let b = node(&redis, 52);
+    let mut far = Ws::open(b.addr(), "");
+    far.subscribe("room");
+    redis.wait_numsub("gw:c:room", 2);
+    await_delivery(&mut api, &mut far, "joined");
+    assert_eq!(health(&a).0, 200);
+
+    for bad in ["kafka://127.0.0.1:9092", "redis://", "redis://h:99999"] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
+        cmd.args([
+            "--broker",
+            bad,
+            "--listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ]);
+        let (code, _, stderr) = run_bounded(cmd, IO_TIMEOUT);
+        assert_eq!(code, Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("--broker"), "{bad}: {stderr}");
+    }
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.args(["--node-id", "70000", "--listen", "127.0.0.1:0"]);
+    let (code, _, stderr) = run_bounded(cmd, IO_TIMEOUT);
+    assert_eq!(code, Some(2), "{stderr}");
+}
