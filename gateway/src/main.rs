@@ -21,7 +21,7 @@ use gateway::app::AppState;
 use gateway::auth::upgrade::ClientAuth;
 use gateway::auth::ApiKey;
 use gateway::auth::Verifier;
-use gateway::config::{Config, DriverChoice};
+use gateway::config::{Config, DriverChoice, LogFormat};
 use gateway::driver::mio::{bind_reuseport, MioDriver};
 use gateway::driver::uring::{self, UringDriver};
 use gateway::driver::{allowed_cpus, pin_current_thread, raise_nofile_limit, ShardDriver};
@@ -53,11 +53,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match cfg.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Fields at the top level, as log shippers index them.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let use_uring = match choose_driver(cfg.driver) {
         Ok(u) => u,
         Err(e) => {

@@ -53,6 +53,9 @@ pub struct Output {
     /// A close frame was appended during the call, with this code (`None`: an empty close; for
     /// metrics).
     pub close_sent: Option<Option<CloseCode>>,
+    /// That close frame's payload (code and reason), for the log line.
+    close_payload: [u8; 125],
+    close_len: u8,
 }
 
 impl Default for Output {
@@ -65,6 +68,8 @@ impl Default for Output {
             messages_out: 0,
             refused: None,
             close_sent: None,
+            close_payload: [0; 125],
+            close_len: 0,
         }
     }
 }
@@ -98,6 +103,14 @@ impl Output {
         };
         self.frame(Opcode::Close, &p[..n]);
         self.close_sent = Some(code);
+        self.close_payload = p;
+        self.close_len = u8::try_from(n).unwrap_or(0);
+    }
+
+    /// The reason text of the close frame appended during the call (empty if none).
+    pub fn close_reason(&self) -> &str {
+        let payload = &self.close_payload[..usize::from(self.close_len)];
+        std::str::from_utf8(payload.get(2..).unwrap_or_default()).unwrap_or("")
     }
 
     /// Before an input call: the connection's queue may take `room_bytes` more bytes under its
@@ -157,5 +170,6 @@ impl Output {
         self.messages_out = 0;
         self.refused = None;
         self.close_sent = None;
+        self.close_len = 0;
     }
 }
