@@ -12,6 +12,8 @@ const RING = 600;
 const POLL_MS = 1000;
 /** Channels listed as the busiest. */
 const TOP_CHANNELS = 20;
+/** How often the busiest channels are listed again. */
+const CHANNELS_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -170,7 +172,7 @@ async function poll() {
 // ---- channels -------------------------------------------------------------------------------
 
 async function refreshChannels() {
-  const res = await call('/channels');
+  const res = await call('/channels').catch((e) => ({ status: 0, body: { error: { code: 'network', message: e.message } } }));
   if (res.status !== 200) {
     showError('channel-error', `channels: ${errorText(res)}`);
     return;
@@ -298,4 +300,7 @@ $('lookup-form').addEventListener('submit', lookup);
 $('disconnect-form').addEventListener('submit', disconnect);
 $('publish-form').addEventListener('submit', publish);
 poll();
-refreshChannels();
+(async function channelsLoop() {
+  await refreshChannels();
+  setTimeout(channelsLoop, CHANNELS_MS);
+})();
