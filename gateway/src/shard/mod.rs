@@ -455,7 +455,8 @@ impl<D: Driver> Shard<D> {
                 debug!(target: CONN_LOG, conn = %conn, remote = %remote, reason = "over_limit",
                     "refused: over --max-connections (503)");
             } else {
-                debug!(target: CONN_LOG, conn = %conn, shard = id.shard(), remote = %remote, api, "accepted");
+                debug!(target: CONN_LOG, conn = %conn, shard = id.shard(), remote = %remote, api,
+                    "accepted");
             }
         }
         self.settle(id, now);
@@ -636,7 +637,8 @@ impl<D: Driver> Shard<D> {
         if let Some(reason) = self.out.refused {
             self.metrics.handshake_failed(reason);
             if tracing::enabled!(target: CONN_LOG, Level::DEBUG) {
-                debug!(target: CONN_LOG, conn = %id.to_bits(), remote = %remote(&self.remotes, &self.driver, id),
+                let remote = remote(&self.remotes, &self.driver, id);
+                debug!(target: CONN_LOG, conn = %id.to_bits(), remote = %remote,
                     reason = reason.label(), "refused: upgrade");
             }
         }
@@ -647,7 +649,8 @@ impl<D: Driver> Shard<D> {
                     "" => "echo of the peer's close",
                     r => r,
                 };
-                debug!(target: CONN_LOG, conn = %id.to_bits(), remote = %remote(&self.remotes, &self.driver, id),
+                let remote = remote(&self.remotes, &self.driver, id);
+                debug!(target: CONN_LOG, conn = %id.to_bits(), remote = %remote,
                     code = code.map(|c| c.0), reason, "closing");
             }
         }
@@ -705,8 +708,9 @@ impl<D: Driver> Shard<D> {
             return;
         }
         if tracing::enabled!(target: CONN_LOG, Level::DEBUG) {
-            debug!(target: CONN_LOG, conn = %id.to_bits(), remote = %remote(&self.remotes, &self.driver, id),
-                reason = why, "closed");
+            let remote = remote(&self.remotes, &self.driver, id);
+            debug!(target: CONN_LOG, conn = %id.to_bits(), remote = %remote, reason = why,
+                "closed");
             self.remotes.remove(&id);
         }
         let Some(mut e) = self.conns.remove(id) else {
