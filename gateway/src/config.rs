@@ -60,6 +60,11 @@ pub struct Cli {
     #[arg(long, env = "GATEWAY_LOG_LEVEL")]
     pub log_level: Option<String>,
 
+    /// Log line format on stderr: `text`, or `json` (one object per line, for log shippers)
+    /// [default: text]
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
     /// Request line plus headers, in bytes; a longer request line gets 414, longer headers 431
     /// [default: 8192]
     #[arg(long, env = "GATEWAY_MAX_HEADER_BYTES")]
@@ -287,6 +292,17 @@ fn random_node_id() -> u16 {
     h.finish() as u16
 }
 
+/// How log lines are written (`--log-format`).
+#[derive(clap::ValueEnum, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
+}
+
 /// Which event driver the shards run on (`--driver`).
 #[derive(clap::ValueEnum, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -347,6 +363,7 @@ struct FileConfig {
     listen: Option<List>,
     threads: Option<usize>,
     log_level: Option<String>,
+    log_format: Option<LogFormat>,
     max_header_bytes: Option<usize>,
     max_headers: Option<usize>,
     max_frame_bytes: Option<u64>,
@@ -470,6 +487,8 @@ pub struct Config {
     pub threads: usize,
     /// Tracing filter.
     pub log_level: String,
+    /// Log line format.
+    pub log_format: LogFormat,
     /// Per-connection settings.
     pub settings: Settings,
     /// Outbound queue limit per connection.
@@ -753,6 +772,7 @@ impl Config {
                 .log_level
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".to_owned()),
+            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
             settings,
             max_outbound_bytes: cli
                 .max_outbound_bytes
@@ -833,6 +853,7 @@ impl Config {
                 .as_ref()
                 .map_or("(none)".to_owned(), |p| p.display().to_string()),
             "log-level" => self.log_level.clone(),
+            "log-format" => format!("{:?}", self.log_format).to_lowercase(),
             "max-header-bytes" => s.max_header_bytes.to_string(),
             "max-headers" => s.max_headers.to_string(),
             "max-frame-bytes" => s.limits.max_frame_bytes.to_string(),
@@ -941,6 +962,7 @@ mod tests {
         assert_eq!(c.settings.close_timeout, Duration::from_secs(5));
         assert_eq!(c.drain_timeout, Duration::from_secs(10));
         assert_eq!(c.log_level, "info");
+        assert_eq!(c.log_format, LogFormat::Text);
         assert!(c.settings.policy.allowed_origins.is_empty());
         assert!(c.max_connections.is_none());
         assert_eq!(c.max_channels_per_conn, 128);
@@ -1099,6 +1121,10 @@ mod tests {
         assert!(Config::from_parts(cli(&["--allow-anonymous", "false"]), "").is_err());
         assert!(Config::from_parts(cli(&["--api-key", ""]), "").is_err());
         assert!(Config::from_parts(cli(&["--admin-secret", ""]), "").is_err());
+        let c = Config::from_parts(cli(&[]), "log-format = \"json\"").unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(Config::from_parts(cli(&[]), "log-format = \"xml\"").is_err());
+        assert!(Cli::try_parse_from(["gateway", "--log-format", "xml"]).is_err());
         let c = Config::from_parts(cli(&[]), "admin-secret = \"s\"").unwrap();
         assert_eq!(c.api.admin_secret.as_deref(), Some("s"));
     }

@@ -22,7 +22,7 @@ use gateway::auth::upgrade::ClientAuth;
 use gateway::auth::ApiKey;
 use gateway::auth::Verifier;
 use gateway::broker;
-use gateway::config::{Config, DriverChoice, TlsFiles};
+use gateway::config::{Config, DriverChoice, LogFormat, TlsFiles};
 use gateway::conn::tls::TlsServer;
 use gateway::driver::mio::{bind_reuseport, MioDriver};
 use gateway::driver::uring::{self, UringDriver};
@@ -55,11 +55,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match cfg.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Fields at the top level, as log shippers index them.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let use_uring = match choose_driver(cfg.driver) {
         Ok(u) => u,
         Err(e) => {

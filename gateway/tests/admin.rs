@@ -343,7 +343,9 @@ fn connections_are_looked_up_by_id_or_user_with_their_channels() {
     let r = get(&format!("/api/connections?conn={}", bob.id));
     assert_eq!(
         json_of(&r),
-        json!({"connections":[{"conn": bob.id, "shard": bob.shard(), "user": "bob", "channels": ["a:1"]}]})
+        json!({"connections": [
+            {"conn": bob.id, "shard": bob.shard(), "user": "bob", "channels": ["a:1"]}
+        ]})
     );
     let r = get("/api/connections?user=nobody");
     assert_eq!(json_of(&r), json!({"connections": []}));

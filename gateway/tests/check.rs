@@ -46,7 +46,8 @@ fn line<'a>(out: &'a str, flag: &str) -> &'a str {
 fn settings_show_value_and_source() {
     let file = config_file(
         "good.toml",
-        "max-frame-bytes = 4096\nping_interval = \"7s\"\nthreads = 9\napi-key = \"file-key-secret\"\n",
+        "max-frame-bytes = 4096\nping_interval = \"7s\"\nthreads = 9\n\
+         api-key = \"file-key-secret\"\n",
     );
     let file = file.to_str().expect("UTF-8 path");
     let (code, out, err) = gateway(
@@ -104,7 +105,8 @@ fn limits_come_from_the_open_files_limit_and_the_measured_idle_cost() {
 
     // More connections than descriptors: the server would start, and fail under load.
     let script = format!(
-        "ulimit -Sn 1064 && ulimit -Hn 1064 && exec {GATEWAY} check --driver epoll --max-connections 5000"
+        "ulimit -Sn 1064 && ulimit -Hn 1064 && \
+         exec {GATEWAY} check --driver epoll --max-connections 5000"
     );
     let mut cmd = Command::new("bash");
     cmd.args(["-c", &script]);

@@ -59,6 +59,9 @@ pub struct Output {
     pub deflate: Option<SendDeflate>,
     /// The shard's compressor (reset per message, shared by every connection).
     pub deflater: Deflater,
+    /// That close frame's payload (code and reason), for the log line.
+    close_payload: [u8; 125],
+    close_len: u8,
 }
 
 impl Default for Output {
@@ -73,6 +76,8 @@ impl Default for Output {
             close_sent: None,
             deflate: None,
             deflater: Deflater::default(),
+            close_payload: [0; 125],
+            close_len: 0,
         }
     }
 }
@@ -114,6 +119,14 @@ impl Output {
         };
         self.frame(Opcode::Close, &p[..n]);
         self.close_sent = Some(code);
+        self.close_payload = p;
+        self.close_len = u8::try_from(n).unwrap_or(0);
+    }
+
+    /// The reason text of the close frame appended during the call (empty if none).
+    pub fn close_reason(&self) -> &str {
+        let payload = &self.close_payload[..usize::from(self.close_len)];
+        std::str::from_utf8(payload.get(2..).unwrap_or_default()).unwrap_or("")
     }
 
     /// Before an input call: the connection's queue may take `room_bytes` more bytes under its
@@ -174,5 +187,6 @@ impl Output {
         self.refused = None;
         self.close_sent = None;
         self.deflate = None;
+        self.close_len = 0;
     }
 }

@@ -197,6 +197,14 @@ impl Driver for MioDriver {
         }
     }
 
+    fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        self.streams
+            .get(id.slot() as usize)?
+            .as_ref()?
+            .peer_addr()
+            .ok()
+    }
+
     fn stop_accepting(&mut self) {
         for l in self.listeners.iter_mut() {
             if let Some(mut l) = l.take() {

@@ -85,6 +85,13 @@ pub trait Driver {
     /// Close every listener: no new connections.
     fn stop_accepting(&mut self);
 
+    /// The remote address of connection `id` (for log lines; a `getpeername`, so call it only
+    /// when the line is written). `None` when unknown: the peer reset the connection, or the
+    /// driver has no addresses (the in-memory one).
+    fn peer_addr(&self, _id: ConnId) -> Option<std::net::SocketAddr> {
+        None
+    }
+
     /// The current time on this driver's clock (the OS's monotonic clock unless simulated).
     #[inline]
     fn now(&self) -> Instant {
@@ -165,6 +172,13 @@ impl Driver for ShardDriver {
         match self {
             ShardDriver::Epoll(d) => d.close(id),
             ShardDriver::Uring(d) => d.close(id),
+        }
+    }
+
+    fn peer_addr(&self, id: ConnId) -> Option<std::net::SocketAddr> {
+        match self {
+            ShardDriver::Epoll(d) => d.peer_addr(id),
+            ShardDriver::Uring(d) => d.peer_addr(id),
         }
     }
 

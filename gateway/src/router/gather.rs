@@ -1,7 +1,7 @@
 //! Scatter/gather queries over shards: a presence list (who is subscribed to a channel), a
 //! channel list (every channel with its subscriber count) and a connection lookup (one
-//! connection, or every connection of a user, with its channels). The asking shard sends a query with a
-//! fresh tag to every shard that may know (itself included, through its local list), counts the
+//! connection, or every connection of a user, with its channels). The asking shard sends a
+//! query with a fresh tag to every shard that may know (itself included, through its local list), counts the
 //! parts as they come back, and hands the finished answer to its requester.
 
 use std::collections::HashMap;

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use frame_simd::Kernels;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Level};
 
 use crate::api::{ApiConn, ApiSettings, ApiState};
 use crate::app::{AppState, ClientState, Dispatch};
@@ -215,6 +215,29 @@ pub struct Shard<D: Driver> {
     dirty: Vec<ConnId>,
     /// TLS listeners and the plaintext buffer.
     tls: tls::ShardTls,
+    /// A timer is being handled: a connection dropped now is dropped at its deadline.
+    on_deadline: bool,
+    /// Remote addresses for the connection log lines, kept only while they are enabled (the
+    /// kernel forgets the address of a connection the peer has reset).
+    remotes: std::collections::HashMap<ConnId, std::net::SocketAddr>,
+}
+
+/// Target of the per-connection log lines (accepted, refused, closing, closed), each naming the
+/// connection id, the remote address and the reason; at debug level, so operators turn them on
+/// with `--log-level info,gateway::connections=debug`.
+pub const CONN_LOG: &str = "gateway::connections";
+
+/// The remote address of `id` for a log line: as seen at accept, else asked now.
+fn remote<D: Driver>(
+    remotes: &std::collections::HashMap<ConnId, std::net::SocketAddr>,
+    driver: &D,
+    id: ConnId,
+) -> String {
+    remotes
+        .get(&id)
+        .copied()
+        .or_else(|| driver.peer_addr(id))
+        .map_or_else(|| "unknown".to_owned(), |a| a.to_string())
 }
 
 impl<D: Driver> Shard<D> {
@@ -252,6 +275,8 @@ impl<D: Driver> Shard<D> {
             app: AppState::default(),
             dirty: Vec::new(),
             tls: tls::ShardTls::default(),
+            on_deadline: false,
+            remotes: std::collections::HashMap::new(),
         }
     }
 
@@ -339,7 +364,7 @@ impl<D: Driver> Shard<D> {
             if self.conns.is_empty() || now >= deadline {
                 let left = self.conns.len();
                 for id in self.conns.ids() {
-                    self.remove(id);
+                    self.remove(id, "drain deadline passed");
                 }
                 debug!(left, "shard drained");
                 return Ok(Turn::Drained);
@@ -445,11 +470,24 @@ impl<D: Driver> Shard<D> {
         if let Err(e) = self.driver.attach(id, socket) {
             warn!(error = %e, "cannot watch an accepted socket");
             self.out.clear();
-            self.remove(id);
+            self.remove(id, "cannot watch the socket");
             return;
         }
         self.metrics.accepted.add(1);
-        debug!(shard = id.shard(), conn = %id, over_limit = over, "accepted");
+        if tracing::enabled!(target: CONN_LOG, Level::DEBUG) {
+            if let Some(addr) = self.driver.peer_addr(id) {
+                self.remotes.insert(id, addr);
+            }
+            let remote = remote(&self.remotes, &self.driver, id);
+            let conn = id.to_bits();
+            if over {
+                debug!(target: CONN_LOG, conn = %conn, remote = %remote, reason = "over_limit",
+                    "refused: over --max-connections (503)");
+            } else {
+                debug!(target: CONN_LOG, conn = %conn, shard = id.shard(), remote = %remote, api,
+                    "accepted");
+            }
+        }
         self.settle(id, now);
     }
 
@@ -511,7 +549,7 @@ impl<D: Driver> Shard<D> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.remove(id);
+                    self.remove(id, "read error");
                     return;
                 }
             }
@@ -576,7 +614,7 @@ impl<D: Driver> Shard<D> {
             match flushed {
                 (Ok(_), n) => self.metrics.bytes_out.add(n as u64),
                 (Err(_), _) => {
-                    self.remove(id);
+                    self.remove(id, "write error");
                     return;
                 }
             }
@@ -602,7 +640,9 @@ impl<D: Driver> Shard<D> {
         if e.peer.must_drop() {
             self.metrics.timeouts.add(1);
         }
+        self.on_deadline = true;
         self.settle(id, now);
+        self.on_deadline = false;
         if let Some(e) = self.conns.get_mut(id) {
             // A timer fires only after a silence (a ping is due or a deadline passed): the
             // connection is idle, an emptied write queue gives its memory back.
@@ -653,9 +693,23 @@ impl<D: Driver> Shard<D> {
         self.metrics.messages_out.add(self.out.messages_out);
         if let Some(reason) = self.out.refused {
             self.metrics.handshake_failed(reason);
+            if tracing::enabled!(target: CONN_LOG, Level::DEBUG) {
+                let remote = remote(&self.remotes, &self.driver, id);
+                debug!(target: CONN_LOG, conn = %id.to_bits(), remote = %remote,
+                    reason = reason.label(), "refused: upgrade");
+            }
         }
         if let Some(code) = self.out.close_sent {
             self.metrics.close_sent(code);
+            if tracing::enabled!(target: CONN_LOG, Level::DEBUG) {
+                let reason = match self.out.close_reason() {
+                    "" => "echo of the peer's close",
+                    r => r,
+                };
+                let remote = remote(&self.remotes, &self.driver, id);
+                debug!(target: CONN_LOG, conn = %id.to_bits(), remote = %remote,
+                    code = code.map(|c| c.0), reason, "closing");
+            }
         }
         self.out.clear();
         if self.out.bytes.capacity() > OUTPUT_KEEP_BYTES {
@@ -667,8 +721,16 @@ impl<D: Driver> Shard<D> {
                 self.router.on_disconnect(id, &mut client.session);
             }
         }
-        if broken || e.peer.must_drop() {
-            return self.remove(id);
+        if broken {
+            return self.remove(id, "write error");
+        }
+        if e.peer.must_drop() {
+            let why = if self.on_deadline {
+                "deadline passed"
+            } else {
+                "dropped after its answer"
+            };
+            return self.remove(id, why);
         }
         if e.peer.is_closed() && e.outbox.is_empty() {
             if let Some(t) = e.tls.as_deref_mut() {
@@ -687,7 +749,12 @@ impl<D: Driver> Shard<D> {
             if e.peer_eof || self.draining.is_some() {
                 // Nothing more to say or hear (when draining, the closing handshake is done:
                 // no reason to wait for the peer's FIN before exiting).
-                return self.remove(id);
+                let why = if e.peer_eof {
+                    "peer closed"
+                } else {
+                    "closed while draining"
+                };
+                return self.remove(id, why);
             }
             if !e.write_shut {
                 self.driver.shutdown_write(id);
@@ -705,7 +772,17 @@ impl<D: Driver> Shard<D> {
         }
     }
 
-    fn remove(&mut self, id: ConnId) {
+    /// Drop connection `id`; `why` goes to its log line.
+    fn remove(&mut self, id: ConnId, why: &'static str) {
+        if !self.conns.contains(id) {
+            return;
+        }
+        if tracing::enabled!(target: CONN_LOG, Level::DEBUG) {
+            let remote = remote(&self.remotes, &self.driver, id);
+            debug!(target: CONN_LOG, conn = %id.to_bits(), remote = %remote, reason = why,
+                "closed");
+            self.remotes.remove(&id);
+        }
         let Some(mut e) = self.conns.remove(id) else {
             return;
         };

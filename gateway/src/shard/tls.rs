@@ -96,7 +96,7 @@ impl<D: Driver> Shard<D> {
                 debug!(conn = %id, %error, "TLS refused");
                 self.metrics.tls_refused.add(1);
                 self.tls_flush(id);
-                self.remove(id);
+                self.remove(id, "TLS refused");
                 break;
             }
             // Handshake messages (or alerts) the input produced.
@@ -135,7 +135,7 @@ impl<D: Driver> Shard<D> {
                 true
             }
             Err(_) => {
-                self.remove(id);
+                self.remove(id, "write error");
                 false
             }
         }
@@ -146,6 +146,6 @@ impl<D: Driver> Shard<D> {
         self.metrics.tls_refused.add(1);
         let _ = self.driver.send(id, &[IoSlice::new(PLAIN_HTTP_REFUSAL)]);
         self.driver.shutdown_write(id);
-        self.remove(id);
+        self.remove(id, "plain HTTP on a TLS port");
     }
 }

@@ -7,11 +7,15 @@
 
 const API = '/admin/api';
 const HEADERS = { 'X-Gateway-Admin': '1' };
-/** Samples kept: one a second for 10 minutes. */
+/** What the charts span. */
+const WINDOW_MS = 600_000;
+/** Samples kept at most: one a second for 10 minutes. */
 const RING = 600;
 const POLL_MS = 1000;
 /** Channels listed as the busiest. */
 const TOP_CHANNELS = 20;
+/** How often the busiest channels are listed again. */
+const CHANNELS_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -100,16 +104,19 @@ function sample(stats, t) {
   }
   previous = { t, stats };
   ring.push(s);
-  if (ring.length > RING) ring.shift();
+  while (ring.length > RING || ring[0].t < t - WINDOW_MS) ring.shift();
   return s;
 }
 
+/** Chart `key` over the window: x is seconds (600 = now), y the value scaled to the peak. */
 function draw(tile, key) {
   const line = tile.querySelector('polyline');
-  const values = ring.map((s) => s[key]);
-  const max = Math.max(1, ...values);
-  const start = RING - values.length;
-  const points = values.map((v, i) => `${start + i},${(60 - (v / max) * 56 - 2).toFixed(1)}`);
+  const now = ring[ring.length - 1].t;
+  const max = Math.max(1, ...ring.map((s) => s[key]));
+  const points = ring.map((s) => {
+    const x = (WINDOW_MS - (now - s.t)) / 1000;
+    return `${x.toFixed(1)},${(60 - (s[key] / max) * 56 - 2).toFixed(1)}`;
+  });
   line.setAttribute('points', points.join(' '));
   tile.querySelector('.spark').setAttribute('data-max', String(max));
 }
@@ -171,7 +178,7 @@ async function poll() {
 // ---- channels -------------------------------------------------------------------------------
 
 async function refreshChannels() {
-  const res = await call('/channels');
+  const res = await call('/channels').catch((e) => ({ status: 0, body: { error: { code: 'network', message: e.message } } }));
   if (res.status !== 200) {
     showError('channel-error', `channels: ${errorText(res)}`);
     return;
@@ -299,4 +306,7 @@ $('lookup-form').addEventListener('submit', lookup);
 $('disconnect-form').addEventListener('submit', disconnect);
 $('publish-form').addEventListener('submit', publish);
 poll();
-refreshChannels();
+(async function channelsLoop() {
+  await refreshChannels();
+  setTimeout(channelsLoop, CHANNELS_MS);
+})();

@@ -770,6 +770,13 @@ impl Driver for UringDriver {
         }
     }
 
+    fn peer_addr(&self, id: ConnId) -> Option<std::net::SocketAddr> {
+        match self.streams.get(id.slot() as usize)? {
+            Some(s) if s.id == id => s.socket.peer_addr().ok(),
+            _ => None,
+        }
+    }
+
     fn close(&mut self, id: ConnId) {
         let slot = id.slot();
         let Some(entry) = self.streams.get_mut(slot as usize) else {
