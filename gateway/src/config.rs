@@ -947,6 +947,30 @@ mod tests {
     }
 
     #[test]
+    fn compression_is_on_by_default_and_switched_by_flag_or_file() {
+        let c = Config::from_parts(cli(&[]), "").unwrap();
+        assert!(c.settings.deflate.enabled);
+        assert_eq!(c.settings.deflate.threshold_bytes, 128);
+        let c = Config::from_parts(
+            cli(&["--compression", "off", "--compression-threshold", "0"]),
+            "",
+        )
+        .unwrap();
+        assert!(!c.settings.deflate.enabled);
+        assert_eq!(c.settings.deflate.threshold_bytes, 0);
+        let file = "compression = \"off\"\ncompression_threshold = 512\n";
+        let c = Config::from_parts(cli(&[]), file).unwrap();
+        assert!(!c.settings.deflate.enabled);
+        assert_eq!(c.settings.deflate.threshold_bytes, 512);
+        // The flag wins over the file.
+        let c = Config::from_parts(cli(&["--compression", "on"]), file).unwrap();
+        assert!(c.settings.deflate.enabled);
+        assert!(Config::from_parts(cli(&[]), "compression = \"maybe\"").is_err());
+        let mut argv = vec!["gateway", "--compression", "yes"];
+        assert!(Cli::try_parse_from(argv.drain(..)).is_err());
+    }
+
+    #[test]
     fn defaults_match_the_contract() {
         let c = Config::from_parts(cli(&[]), "").unwrap();
         assert_eq!(c.listen, vec![DEFAULT_LISTEN]);

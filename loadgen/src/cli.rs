@@ -151,6 +151,11 @@ pub struct Common {
     /// Which share of a `--processes` run this process carries (set by the parent process).
     #[arg(long, hide = true)]
     pub process_index: Option<u32>,
+    /// Offer permessage-deflate (RFC 7692, both sides without context takeover); where the
+    /// server accepts, messages of 128 bytes or more are sent compressed and compressed ones
+    /// inflated.
+    #[arg(long)]
+    pub deflate: bool,
 }
 
 /// `connect` and `idle`.

@@ -1,7 +1,11 @@
 //! The stamp a broadcast message carries so every delivery can be checked and timed: the
 //! INTENDED publish time (Unix ns), the publisher id and its sequence number, as 40 ASCII hex
-//! digits (valid UTF-8 for text frames), padded to the requested size. `SeqTrack` turns the
-//! sequence numbers one subscriber sees from one publisher into loss, duplicate and reorder counts.
+//! digits (valid UTF-8 for text frames), padded to the requested size with chat-like text (words
+//! in a non-repeating order, so a compressed message is about as large as a real chat message
+//! of that size; dots would compress to nothing). `SeqTrack` turns the sequence numbers one
+//! subscriber sees from one publisher into loss, duplicate and reorder counts.
+
+use std::sync::OnceLock;
 
 /// Bytes taken by the stamp; payloads are at least this long.
 pub const STAMP_LEN: usize = 40;
@@ -37,14 +41,45 @@ fn get_hex(digits: &[u8]) -> Option<u64> {
     })
 }
 
+/// The padding text: 64 KiB of words, then repeated for longer payloads.
+fn padding() -> &'static [u8] {
+    static PAD: OnceLock<Vec<u8>> = OnceLock::new();
+    PAD.get_or_init(|| {
+        const WORDS: [&str; 24] = [
+            "hello", "team", "the", "build", "is", "green", "again", "after", "we", "fixed",
+            "that", "flaky", "test", "meeting", "moved", "to", "three", "pm", "bring", "slides",
+            "coffee", "thanks", "see", "you",
+        ];
+        let mut x = 0x2545_f491u32;
+        let mut pad = Vec::with_capacity(64 << 10);
+        while pad.len() < 64 << 10 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            pad.extend_from_slice(WORDS[x as usize % WORDS.len()].as_bytes());
+            pad.push(if x % 7 == 0 { b'.' } else { b' ' });
+        }
+        pad.truncate(64 << 10);
+        pad
+    })
+}
+
+/// Fill `out` with the padding text (echo payloads, and what follows a stamp).
+pub fn fill(out: &mut [u8]) {
+    for chunk in out.chunks_mut(padding().len()) {
+        chunk.copy_from_slice(&padding()[..chunk.len()]);
+    }
+}
+
 impl Stamp {
-    /// Write the stamp and `.` padding into `out` (its whole length; at least [`STAMP_LEN`]).
+    /// Write the stamp and the padding text into `out` (its whole length; at least
+    /// [`STAMP_LEN`]).
     pub fn write(&self, out: &mut [u8]) {
         let (stamp, pad) = out.split_at_mut(STAMP_LEN);
         put_hex(&mut stamp[0..16], self.intended_unix_ns);
         put_hex(&mut stamp[16..24], u64::from(self.publisher));
         put_hex(&mut stamp[24..40], self.seq);
-        pad.fill(b'.');
+        fill(pad);
     }
 
     /// Read a stamp from the front of a payload; `None` if it carries none.
@@ -117,7 +152,9 @@ mod tests {
         let mut buf = [0u8; 64];
         s.write(&mut buf);
         assert!(std::str::from_utf8(&buf).is_ok());
-        assert_eq!(buf[63], b'.');
+        assert!(buf[40..]
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b" .".contains(b)));
         assert_eq!(Stamp::read(&buf), Some(s));
         assert_eq!(Stamp::read(b"pub:hello"), None);
     }

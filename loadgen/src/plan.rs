@@ -126,6 +126,8 @@ pub struct Plan {
     pub threads: usize,
     /// Pin threads.
     pub pin: bool,
+    /// Offer permessage-deflate.
+    pub deflate: bool,
 }
 
 impl Plan {
@@ -290,6 +292,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
         api_key: String::new(),
         threads,
         pin: !common.no_pin,
+        deflate: common.deflate,
     };
     let source_of = |i: usize| (!sources.is_empty()).then(|| sources[i % sources.len()]);
     let ntargets = base_targets.len() as u32;

@@ -222,3 +222,71 @@ fn connect_phase_runs_from_the_first_syn_to_the_last_101() {
     assert!(secs >= 0.198, "connect phase {secs}s");
     assert_eq!(gw.metric("gateway_upgrades_total"), 200);
 }
+
+#[test]
+fn deflate_echo_and_fanout_are_exact_and_compressed_on_the_wire() {
+    let gw = gateway::start(2);
+    let dir = temp_dir("gw-deflate");
+    // Echo of 2 KiB chat-like messages, compressed both ways.
+    let r = loadgen_json(
+        &[
+            "echo",
+            "--deflate",
+            "--url",
+            &gw.url("/echo"),
+            "-c",
+            "8",
+            "-w",
+            "2",
+            "-s",
+            "2048",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("echo.json"),
+    );
+    let sent = num(&r, "/results/all/sent");
+    assert!(sent > 50, "only {sent} sent");
+    assert_eq!(num(&r, "/results/all/received"), sent);
+    assert_eq!(num(&r, "/results/unanswered"), 0);
+    assert_eq!(gw.metric("gateway_messages_in_total"), sent);
+    // Uncompressed, every echo would be 2,052 bytes each way (plus the handshakes).
+    let (bytes_in, bytes_out) = (
+        gw.metric("gateway_bytes_in_total"),
+        gw.metric("gateway_bytes_out_total"),
+    );
+    assert!(bytes_out < sent * 2048 / 2, "out {bytes_out} for {sent}");
+    assert!(bytes_in < sent * 2048 / 2, "in {bytes_in} for {sent}");
+
+    // Broadcast of 2 KiB publishes to 20 subscribers: compressed once, delivered exactly.
+    let before = gw.metric("gateway_bytes_out_total");
+    let r = loadgen_json(
+        &[
+            "fanout",
+            "--deflate",
+            "--adapter",
+            "pub",
+            "--url",
+            &gw.url("/broadcast"),
+            "--subscribers",
+            "20",
+            "--publishers",
+            "1",
+            "-s",
+            "2048",
+            "--rate",
+            "50",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("fanout.json"),
+    );
+    assert_exact_delivery(&r, 20);
+    let deliveries = 20 * num(&r, "/results/all/sent");
+    let out = gw.metric("gateway_bytes_out_total") - before;
+    assert!(out < deliveries * 2048 / 2, "out {out} for {deliveries}");
+}

@@ -7,9 +7,12 @@
 //! frames are parsed in place from the read slice; only a partial frame is kept between reads.
 
 pub mod api;
+pub mod deflate;
 pub mod handshake;
 
-use frame_simd::{encode_client_frame, parse_header, MaskKey, Opcode, ParseConfig, Parsed, Role};
+use frame_simd::{
+    encode_client_frame, parse_header, MaskKey, Opcode, ParseConfig, Parsed, Role, RSV1,
+};
 
 pub use handshake::HandshakeError;
 
@@ -154,12 +157,24 @@ pub struct Conn {
     /// Reassembly of a fragmented message (rare: servers under test send whole frames).
     frag: Vec<u8>,
     frag_opcode: Option<Opcode>,
+    /// The fragmented message is compressed.
+    frag_compressed: bool,
+    /// permessage-deflate: offered, and accepted by the server.
+    deflate_offered: bool,
+    deflate: bool,
+    /// Scratch for a compressed outgoing payload.
+    packed: Vec<u8>,
 }
 
 const PARSE: ParseConfig = ParseConfig {
     role: Role::Client,
     rsv_allowed: 0,
     max_payload: MAX_SERVER_PAYLOAD,
+};
+
+const PARSE_DEFLATE: ParseConfig = ParseConfig {
+    rsv_allowed: RSV1,
+    ..PARSE
 };
 
 impl Conn {
@@ -177,7 +192,26 @@ impl Conn {
             mask,
             frag: Vec::new(),
             frag_opcode: None,
+            frag_compressed: false,
+            deflate_offered: false,
+            deflate: false,
+            packed: Vec::new(),
         }
+    }
+
+    /// Offer permessage-deflate in the (still unsent) upgrade request.
+    pub fn offer_deflate(&mut self) {
+        if self.state == State::AwaitResponse && self.tx_at == 0 && self.tx.ends_with(b"\r\n\r\n") {
+            self.tx.truncate(self.tx.len() - 2);
+            self.tx.extend_from_slice(deflate::OFFER.as_bytes());
+            self.tx.extend_from_slice(b"\r\n");
+            self.deflate_offered = true;
+        }
+    }
+
+    /// The server accepted permessage-deflate.
+    pub fn deflate(&self) -> bool {
+        self.deflate
     }
 
     /// The current state.
@@ -203,8 +237,17 @@ impl Conn {
         }
     }
 
-    /// Queue one masked data frame.
+    /// Queue one masked data frame (compressed when permessage-deflate was accepted and the
+    /// payload is long enough).
     pub fn send(&mut self, opcode: Opcode, payload: &[u8]) {
+        if self.deflate && payload.len() >= deflate::THRESHOLD_BYTES {
+            self.packed.clear();
+            deflate::compress(payload, &mut self.packed);
+            let at = self.tx.len();
+            encode_client_frame(&mut self.tx, opcode, &self.packed, self.mask);
+            self.tx[at] |= RSV1;
+            return;
+        }
         encode_client_frame(&mut self.tx, opcode, payload, self.mask);
     }
 
@@ -255,6 +298,7 @@ impl Conn {
                 Ok(None) => return Ok(0),
                 Ok(Some(len)) => {
                     at = len;
+                    self.deflate = self.deflate_offered && deflate::accepted(&buf[..len]);
                     self.state = State::Open;
                     on_event(Event::Open);
                 }
@@ -266,7 +310,8 @@ impl Conn {
         }
         while self.state != State::Closed {
             let rest = &buf[at..];
-            let (header, len) = match parse_header(rest, &PARSE) {
+            let cfg = if self.deflate { &PARSE_DEFLATE } else { &PARSE };
+            let (header, len) = match parse_header(rest, cfg) {
                 Ok(Parsed::Header { header, len }) => (header, len),
                 Ok(Parsed::Need(_)) => break,
                 Err(e) => {
@@ -282,7 +327,8 @@ impl Conn {
                 break;
             };
             at += len + payload_len;
-            self.on_frame(header.opcode, header.fin, payload, on_event)?;
+            let rsv1 = header.rsv & RSV1 != 0;
+            self.on_frame(header.opcode, header.fin, rsv1, payload, on_event)?;
         }
         Ok(at)
     }
@@ -291,9 +337,15 @@ impl Conn {
         &mut self,
         opcode: Opcode,
         fin: bool,
+        rsv1: bool,
         payload: &[u8],
         on_event: &mut impl FnMut(Event<'_>),
     ) -> Result<(), ConnError> {
+        let inflate = |p: &[u8]| {
+            // At most MAX_SERVER_PAYLOAD, which fits usize where loadgen runs.
+            deflate::inflate(p, MAX_SERVER_PAYLOAD as usize)
+                .ok_or_else(|| ConnError::Frame("bad compressed message".into()))
+        };
         match opcode {
             Opcode::Text | Opcode::Binary => {
                 if self.frag_opcode.is_some() {
@@ -304,10 +356,17 @@ impl Conn {
                 if self.state != State::Open {
                     return Ok(());
                 }
-                if fin {
+                if fin && rsv1 {
+                    let msg = inflate(payload)?;
+                    on_event(Event::Message {
+                        opcode,
+                        payload: &msg,
+                    });
+                } else if fin {
                     on_event(Event::Message { opcode, payload });
                 } else {
                     self.frag_opcode = Some(opcode);
+                    self.frag_compressed = rsv1;
                     self.frag.extend_from_slice(payload);
                 }
             }
@@ -318,7 +377,10 @@ impl Conn {
                 self.frag.extend_from_slice(payload);
                 if fin {
                     self.frag_opcode = None;
-                    let msg = std::mem::take(&mut self.frag);
+                    let mut msg = std::mem::take(&mut self.frag);
+                    if std::mem::take(&mut self.frag_compressed) {
+                        msg = inflate(&msg)?;
+                    }
                     if self.state == State::Open {
                         on_event(Event::Message {
                             opcode: first,

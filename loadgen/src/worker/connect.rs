@@ -64,7 +64,11 @@ impl Worker {
             conn: if s.via_api {
                 Proto::Api(ApiConn::new(&target.host_header, &self.plan.api_key))
             } else {
-                Proto::Ws(Conn::new(&target.host_header, &target.path, nonce, mask))
+                let mut c = Conn::new(&target.host_header, &target.path, nonce, mask);
+                if self.plan.deflate {
+                    c.offer_deflate();
+                }
+                Proto::Ws(c)
             },
             spec,
             gen: self.next_gen,

@@ -24,7 +24,8 @@ impl Worker {
         }
         if self.scratch.len() != self.plan.size {
             self.scratch.clear();
-            self.scratch.resize(self.plan.size, b'x');
+            self.scratch.resize(self.plan.size, 0);
+            crate::payload::fill(&mut self.scratch);
         }
         slot.conn.send(self.plan.opcode, &self.scratch);
         slot.inflight.push_back(intended);
