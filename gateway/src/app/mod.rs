@@ -13,6 +13,7 @@ pub mod broadcast;
 pub mod page;
 pub mod raw;
 pub mod routes;
+pub mod sio;
 pub mod ws;
 
 use std::sync::Arc;
