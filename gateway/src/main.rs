@@ -319,7 +319,7 @@ fn spawn_shards(
             shard_metrics,
         )
         .with_router(router)
-        .with_app(AppState::new(client_auth.clone()));
+        .with_app(AppState::new(client_auth.clone()).with_sio(Arc::clone(&cfg.sio)));
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
         let done = done_tx.clone();
         thread::Builder::new()

@@ -24,7 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "conn", "json", "query", "names", "metrics", "auth", "router",
         ],
     ),
-    ("config", &["conn", "driver", "api", "router"]),
+    ("config", &["conn", "driver", "api", "router", "app"]),
     (
         "shard",
         &[

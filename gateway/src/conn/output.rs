@@ -50,6 +50,9 @@ pub struct Output {
     pub messages_out: u64,
     /// Why an upgrade was refused during the call (for metrics).
     pub refused: Option<HandshakeFailure>,
+    /// The app asks to close the connection with this code and reason after what it wrote
+    /// (its protocol failed, or its own timer ran out); the connection honours it.
+    pub close_request: Option<(CloseCode, &'static str)>,
 }
 
 impl Default for Output {
@@ -61,6 +64,7 @@ impl Default for Output {
             messages_in: 0,
             messages_out: 0,
             refused: None,
+            close_request: None,
         }
     }
 }
@@ -151,5 +155,6 @@ impl Output {
         self.messages_in = 0;
         self.messages_out = 0;
         self.refused = None;
+        self.close_request = None;
     }
 }

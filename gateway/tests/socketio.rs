@@ -1,0 +1,78 @@
+//! Socket.IO clients connect unchanged: the real `socket.io-client` 4.8 from npm
+//! (`tests/socketio/node_modules`, installed by `scripts/test.sh`) runs its `node:test` suite
+//! (`tests/socketio/*.test.mjs`) against a real gateway with two shards, so rooms, broadcasts and
+//! private messages cross shards. Also: the Engine.IO handshake errors over plain HTTP.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{gateway, run_node_suite, Client, Gateway, Response};
+
+/// Bound for the whole Node run (each of its waits gives up after 5 s).
+const NODE_TIMEOUT: Duration = Duration::from_secs(90);
+const TOKEN_SECRET: &str = "socketio-test-secret";
+
+fn suite_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/socketio")
+}
+
+fn start() -> Gateway {
+    gateway()
+        .args([
+            "--threads",
+            "2",
+            "--token-secret",
+            TOKEN_SECRET,
+            "--socketio-namespace",
+            "/,/admin=token",
+            "--socketio-event",
+            "shout=broadcast-others",
+            "--socketio-event",
+            "ping=ack:{\"pong\":true}",
+            "--socketio-event",
+            "whisper=to-room-others",
+        ])
+        .start()
+}
+
+fn get(gw: &Gateway, target: &str) -> Response {
+    let mut c = Client::connect(gw.addr());
+    c.send_raw(format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes());
+    c.read_response()
+}
+
+#[test]
+fn socket_io_client_suite_passes() {
+    let gw = start();
+    let env = [
+        ("GATEWAY_URL", format!("http://{}", gw.addr())),
+        ("GATEWAY_API_URL", format!("http://{}", gw.api_addr())),
+        ("GATEWAY_TOKEN_SECRET", TOKEN_SECRET.to_owned()),
+    ];
+    run_node_suite(&gw, &suite_dir(), ".test.mjs", &env, NODE_TIMEOUT);
+}
+
+#[test]
+fn engine_io_handshake_errors_are_json_400s() {
+    let gw = start();
+    for (target, code) in [
+        ("/socket.io/?EIO=3&transport=websocket", 5),
+        ("/socket.io/?transport=websocket", 5),
+        ("/socket.io/?EIO=4&transport=carrier-pigeon", 0),
+        ("/socket.io/?EIO=4", 0),
+        ("/socket.io/?EIO=4&transport=websocket&sid=nope", 1),
+    ] {
+        let r = get(&gw, target);
+        assert_eq!(r.status, 400, "{target}: {r:#?}");
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("application/json"),
+            "{target}"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON body");
+        assert_eq!(body["code"], code, "{target}: {body}");
+        assert!(body["message"].is_string(), "{target}: {body}");
+    }
+}
