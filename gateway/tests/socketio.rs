@@ -13,6 +13,7 @@ use common::{gateway, run_node_suite, Client, Gateway, Response};
 /// Bound for the whole Node run (each of its waits gives up after 5 s).
 const NODE_TIMEOUT: Duration = Duration::from_secs(90);
 const TOKEN_SECRET: &str = "socketio-test-secret";
+const API_KEY: &str = "socketio-test-key";
 
 fn suite_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/socketio")
@@ -25,6 +26,8 @@ fn start() -> Gateway {
             "2",
             "--token-secret",
             TOKEN_SECRET,
+            "--api-key",
+            API_KEY,
             "--socketio-namespace",
             "/,/admin=token",
             "--socketio-event",
@@ -50,8 +53,23 @@ fn socket_io_client_suite_passes() {
         ("GATEWAY_URL", format!("http://{}", gw.addr())),
         ("GATEWAY_API_URL", format!("http://{}", gw.api_addr())),
         ("GATEWAY_TOKEN_SECRET", TOKEN_SECRET.to_owned()),
+        ("GATEWAY_API_KEY", API_KEY.to_owned()),
     ];
     run_node_suite(&gw, &suite_dir(), ".test.mjs", &env, NODE_TIMEOUT);
+
+    let mut c = Client::connect(gw.api_addr());
+    c.send_raw(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let text = String::from_utf8(c.read_response().body).expect("metrics text");
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} in\n{text}"))
+    };
+    assert!(value("gateway_socketio_sessions_total") >= 20);
+    assert!(value("gateway_socketio_connects_total{result=\"accepted\"}") >= 20);
+    assert!(value("gateway_socketio_connects_total{result=\"refused\"}") >= 3);
+    assert!(value("gateway_socketio_events_total{outcome=\"handled\"}") >= 10);
+    assert!(value("gateway_socketio_events_total{outcome=\"dropped\"}") >= 2);
 }
 
 #[test]

@@ -25,6 +25,8 @@ pub enum Route {
     History,
     /// `GET /api/stats`.
     Stats,
+    /// `POST /api/socketio/emit`.
+    SocketIoEmit,
 }
 
 impl Route {
@@ -41,6 +43,7 @@ impl Route {
             "/api/presence" => Route::Presence,
             "/api/history" => Route::History,
             "/api/stats" => Route::Stats,
+            "/api/socketio/emit" => Route::SocketIoEmit,
             _ => return None,
         })
     }
@@ -48,7 +51,11 @@ impl Route {
     /// The one method this route answers.
     pub fn method(self) -> &'static str {
         match self {
-            Route::Publish | Route::PublishUser | Route::Send | Route::Disconnect => "POST",
+            Route::Publish
+            | Route::PublishUser
+            | Route::Send
+            | Route::Disconnect
+            | Route::SocketIoEmit => "POST",
             Route::Healthz
             | Route::Metrics
             | Route::Channels
@@ -98,6 +105,7 @@ mod tests {
             ("GET", "/api/presence", Route::Presence),
             ("GET", "/api/history", Route::History),
             ("GET", "/api/stats", Route::Stats),
+            ("POST", "/api/socketio/emit", Route::SocketIoEmit),
         ];
         for (method, path, r) in cases {
             assert_eq!(route(method, path, true), Ok(r), "{method} {path}");

@@ -11,6 +11,8 @@ import { io } from "socket.io-client";
 
 const URL = process.env.GATEWAY_URL;
 const SECRET = process.env.GATEWAY_TOKEN_SECRET;
+const API = process.env.GATEWAY_API_URL;
+const API_KEY = process.env.GATEWAY_API_KEY;
 const WAIT_MS = 5000;
 const opened = [];
 
@@ -199,4 +201,44 @@ test("a namespace with auth admits a valid token only", async () => {
   good.emit("chat message", "admins only");
   const got = await r.finish();
   assert.deepEqual(got, [[["admins only"]], [["admins only"]]]);
+});
+
+async function emit(body) {
+  const r = await fetch(`${API}/api/socketio/emit`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${API_KEY}`, "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: r.status, body: await r.json() };
+}
+
+test("the backend emits to a namespace, a room except one socket, and one socket", async () => {
+  const clients = await Promise.all([connect(), connect(), connect()].map(connected));
+  const [a, b, c] = clients;
+  const room = "api-room-" + Date.now();
+  await a.emitWithAck("join", room);
+  await b.emitWithAck("join", room);
+
+  let r = await receivedUntilSentinel(clients, "news", c);
+  assert.equal((await emit({ event: "news", args: ["all", { n: 1 }] })).status, 202);
+  let got = await r.finish();
+  // Other tests' sockets may be connected too: only these three are looked at.
+  assert.deepEqual(got, [[["all", { n: 1 }]], [["all", { n: 1 }]], [["all", { n: 1 }]]]);
+
+  r = await receivedUntilSentinel(clients, "news", c);
+  assert.equal((await emit({ room, except: a.id, event: "news", args: ["room"] })).status, 202);
+  got = await r.finish();
+  assert.deepEqual(got, [[], [["room"]], []]);
+
+  r = await receivedUntilSentinel(clients, "news", c);
+  assert.equal((await emit({ socket: c.id, event: "news" })).status, 202);
+  got = await r.finish();
+  assert.deepEqual(got, [[], [], [[]]]);
+
+  const bad = await emit({ room: "a b", event: "news" });
+  assert.equal(bad.status, 400);
+  assert.match(bad.body.error.message ?? JSON.stringify(bad.body), /channel/);
+  assert.equal((await emit({ args: [] })).status, 400, "an event name is required");
+  assert.equal((await emit({ namespace: "nope", event: "x" })).status, 400);
+  assert.equal((await emit({ event: "x", except: "not-an-id" })).status, 400);
 });

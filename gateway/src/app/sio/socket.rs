@@ -275,8 +275,9 @@ impl SioConn {
                 );
             }
         }
-        let prefix = d.app.sio.ids.next_u64();
-        let id = d.app.sio.ids.id(prefix);
+        // Like the sid, it starts with the connection's id (the API's `except` reads it back)
+        // and ends with 8 unpredictable bytes of its own.
+        let id = d.app.sio.ids.id(d.id.to_bits());
         let mut socket = Socket {
             nsp: Box::from(p.nsp),
             id,
