@@ -5,10 +5,13 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-use common::{gateway, run_node_suite, Client, Gateway, Response};
+use common::{free_port, gateway, no_proxy, run_node_suite, Client, Gateway, Response};
+use test_support::Process;
 
 /// Bound for the whole Node run (each of its waits gives up after 5 s).
 const NODE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -93,4 +96,40 @@ fn engine_io_handshake_errors_are_json_400s() {
         assert_eq!(body["code"], code, "{target}: {body}");
         assert!(body["message"].is_string(), "{target}: {body}");
     }
+}
+
+#[test]
+fn a_client_reconnects_after_a_gateway_restart() {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("an address");
+    let mut gw = gateway().listen(addr).start();
+    let mut cmd = Command::new("node");
+    cmd.current_dir(suite_dir())
+        .arg("reconnect.mjs")
+        .env("GATEWAY_URL", format!("http://{addr}"));
+    no_proxy(&mut cmd);
+    let node = Process::spawn(cmd);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let expect = |prefix: &str| -> String {
+        let line = node.next_line(deadline).unwrap_or_else(|| {
+            panic!(
+                "no `{prefix}` from the client\nnode stderr:\n{}",
+                node.stderr()
+            )
+        });
+        assert!(line.starts_with(prefix), "want `{prefix}`, got `{line}`");
+        line
+    };
+    let first = expect("connected ");
+    gw.terminate();
+    assert!(
+        gw.wait_exit(Duration::from_secs(10)).is_some(),
+        "the gateway stops"
+    );
+    expect("disconnected ");
+    let _gw = gateway().listen(addr).start();
+    let again = expect("reconnected ");
+    assert_ne!(first[10..], again[12..], "a new session, a new socket id");
+    expect("echo");
 }
