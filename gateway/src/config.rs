@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::app::sio::client_files::ClientFiles;
 use crate::app::sio::events::EventMap;
 use crate::app::sio::{Namespace, SioConfig};
 use crate::conn::frames::Limits;
@@ -219,6 +220,12 @@ pub struct Cli {
     /// 1009 [default: 1000000]
     #[arg(long, env = "GATEWAY_SOCKETIO_MAX_PAYLOAD")]
     pub socketio_max_payload: Option<usize>,
+
+    /// Folder holding the browser builds of the npm package socket.io-client (its `dist`), served
+    /// at `/socket.io/socket.io.js`, `.min.js` and `.esm.min.js` [default: none; those paths
+    /// answer 404 with a hint]
+    #[arg(long, env = "GATEWAY_SOCKETIO_CLIENT_DIR")]
+    pub socketio_client_dir: Option<PathBuf>,
 }
 
 /// Which event driver the shards run on (`--driver`).
@@ -315,6 +322,7 @@ struct FileConfig {
     socketio_ping_timeout: Option<String>,
     socketio_connect_timeout: Option<String>,
     socketio_max_payload: Option<usize>,
+    socketio_client_dir: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -652,7 +660,20 @@ fn resolve_sio(cli: &Cli, file: &mut FileConfig) -> anyhow::Result<SioConfig> {
     if max_payload == 0 {
         bail!("--socketio-max-payload must be more than 0");
     }
+    let client_files = match cli
+        .socketio_client_dir
+        .clone()
+        .or(file.socketio_client_dir.take())
+    {
+        None => None,
+        Some(dir) => {
+            Some(Arc::new(ClientFiles::read(&dir).map_err(|e| {
+                anyhow::anyhow!("--socketio-client-dir: {e}")
+            })?))
+        }
+    };
     Ok(SioConfig {
+        client_files,
         ping_interval: positive(
             duration(
                 cli.socketio_ping_interval,
@@ -881,6 +902,7 @@ mod tests {
             &["--socketio-namespace", "/a=password"],
             &["--socketio-ping-interval", "0s"],
             &["--socketio-max-payload", "0"],
+            &["--socketio-client-dir", "/nonexistent/dist"],
         ] {
             let e = Config::from_parts(cli(bad), "").expect_err(&format!("{bad:?}"));
             assert!(e.to_string().contains("--socketio-"), "{bad:?}: {e}");

@@ -133,3 +133,52 @@ fn a_client_reconnects_after_a_gateway_restart() {
     assert_ne!(first[10..], again[12..], "a new session, a new socket id");
     expect("echo");
 }
+
+/// The npm package's browser builds, installed with the test clients.
+fn client_dist() -> PathBuf {
+    suite_dir().join("node_modules/socket.io-client/dist")
+}
+
+#[test]
+fn socket_io_js_is_served_from_the_configured_folder_or_a_hint_is_given() {
+    let gw = gateway()
+        .arg("--socketio-client-dir")
+        .arg(client_dist())
+        .start();
+    for name in ["socket.io.js", "socket.io.min.js", "socket.io.esm.min.js"] {
+        let r = get(&gw, &format!("/socket.io/{name}"));
+        assert_eq!(r.status, 200, "{name}");
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("text/javascript; charset=utf-8")
+        );
+        let on_disk = std::fs::read(client_dist().join(name)).expect("the package's file");
+        assert_eq!(r.body, on_disk, "{name} is the package's file");
+    }
+    let plain = gateway().start();
+    let r = get(&plain, "/socket.io/socket.io.js");
+    assert_eq!(r.status, 404);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("--socketio-client-dir"),
+        "a hint: {r:#?}"
+    );
+}
+
+#[test]
+fn the_classic_chat_page_runs_in_headless_chromium() {
+    let gw = gateway()
+        .args(["--threads", "2", "--socketio-client-dir"])
+        .arg(client_dist())
+        .start();
+    let mut cmd = Command::new("node");
+    cmd.current_dir(suite_dir())
+        .arg("browser.mjs")
+        .arg(format!("http://{}", gw.addr()));
+    let (code, out, err) = common::run_bounded(cmd, Duration::from_secs(90));
+    assert!(
+        code == Some(0) && out.trim_end().ends_with("ok"),
+        "browser run failed (exit {code:?})\nstdout:\n{out}\nstderr:\n{err}\n\
+         gateway stderr:\n{}",
+        gw.stderr()
+    );
+}

@@ -111,6 +111,12 @@ pub struct Dispatch<'a> {
 
 impl App for Dispatch<'_> {
     fn on_request(&mut self, req: &httparse::Request<'_, '_>, out: &mut Output) -> Handling {
+        let path = req.path.unwrap_or("/");
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        let files = self.app.sio.cfg.client_files.as_deref();
+        if let Some(handling) = sio::client_files::serve(path, files, req, out) {
+            return handling;
+        }
         match routes::route(req, out) {
             Ok(route) => {
                 self.client.route = route;

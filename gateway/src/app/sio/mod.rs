@@ -10,6 +10,7 @@
 //! complete WebSocket frames ([`Router::publish_frames`]) and fanned out like any publication.
 //! A malformed packet closes that session only (1002, or 1009 over `max_payload`).
 
+pub mod client_files;
 pub mod emit;
 pub mod engine;
 pub mod events;
@@ -92,6 +93,8 @@ pub struct SioConfig {
     pub namespaces: Vec<Namespace>,
     /// What events do.
     pub events: EventMap,
+    /// The browser builds of `socket.io-client` (`--socketio-client-dir`).
+    pub client_files: Option<Arc<client_files::ClientFiles>>,
 }
 
 impl Default for SioConfig {
@@ -108,6 +111,7 @@ impl Default for SioConfig {
             }],
             // UNWRAP: "chat" is a preset `EventMap::preset` knows.
             events: EventMap::preset("chat").unwrap_or_default(),
+            client_files: None,
         }
     }
 }
