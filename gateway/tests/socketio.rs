@@ -182,3 +182,33 @@ fn the_classic_chat_page_runs_in_headless_chromium() {
         gw.stderr()
     );
 }
+
+#[test]
+fn conformance_suite_passes_over_websocket() {
+    let gw = gateway()
+        .args([
+            "--threads",
+            "2",
+            "--token-secret",
+            TOKEN_SECRET,
+            "--socketio-namespace",
+            "/,/admin=token",
+            "--socketio-event",
+            "shout=broadcast-others",
+            "--socketio-event",
+            "ping=ack:{\"pong\":true}",
+            "--socketio-ping-interval",
+            "300ms",
+            "--socketio-ping-timeout",
+            "200ms",
+            "--socketio-connect-timeout",
+            "500ms",
+        ])
+        .start();
+    let env = [
+        ("GATEWAY_URL", format!("http://{}", gw.addr())),
+        ("GATEWAY_TOKEN_SECRET", TOKEN_SECRET.to_owned()),
+    ];
+    let dir = suite_dir().join("conformance");
+    run_node_suite(&gw, &dir, ".test.mjs", &env, NODE_TIMEOUT);
+}
