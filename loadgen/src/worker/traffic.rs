@@ -137,6 +137,8 @@ pub(super) struct Member<'a> {
     pub subscriber: bool,
     /// Its subscribe request is not answered yet.
     pub awaiting_ack: &'a mut bool,
+    /// Heartbeat answers owed to the server (sent after the read).
+    pub answers: &'a mut Vec<&'static [u8]>,
 }
 
 /// A group member got a message: a delivery (checked and timed when it subscribes), or the reply
@@ -171,6 +173,10 @@ pub(super) fn on_member_message(
             std::mem::replace(member.awaiting_ack, false)
         }
         Received::Ignore => false,
+        Received::Answer(text) => {
+            member.answers.push(text);
+            false
+        }
     }
 }
 
