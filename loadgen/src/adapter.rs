@@ -49,6 +49,9 @@ pub enum Delivery<'a> {
     Ignore,
     /// A heartbeat the client must answer with this text message (a Socket.IO ping).
     Answer(&'static [u8]),
+    /// The server admitted the member (Socket.IO CONNECT answered): a listening member now
+    /// sends [`Adapter::join_message`] (a server may refuse packets sent before this).
+    Connected,
 }
 
 /// The gateway channel name of a group.
@@ -88,15 +91,18 @@ impl Adapter {
         matches!(self, Adapter::Gateway | Adapter::SocketIo)
     }
 
+    /// The message a listening member sends once [`Delivery::Connected`] (Socket.IO: an acked
+    /// join of its group's room).
+    pub fn join_message(self, group: u32) -> String {
+        format!(r#"420["join","{}"]"#, channel(group))
+    }
+
     /// The text messages a member sends once open, in order: what a member that `publishes`
-    /// and/or `listens` needs to join its group. When the adapter's subscribe is acked
-    /// ([`Adapter::subscribe_is_acked`]) and the member listens, the last one is answered.
+    /// and/or `listens` needs to join its group (Socket.IO: CONNECT; the join follows on
+    /// [`Delivery::Connected`]). A listening member of an adapter whose subscribe is acked
+    /// ([`Adapter::subscribe_is_acked`]) is ready once that answer arrives.
     pub fn open_messages(self, group: u32, publishes: bool, listens: bool) -> Vec<String> {
         match self {
-            Adapter::SocketIo if listens => vec![
-                "40".to_string(),
-                format!(r#"420["join","{}"]"#, channel(group)),
-            ],
             Adapter::SocketIo => vec!["40".to_string()],
             _ if publishes && listens => self.subscribe_message(group).into_iter().collect(),
             _ => Vec::new(),
@@ -235,6 +241,9 @@ fn socketio_delivery(payload: &[u8]) -> Delivery<'_> {
             Some(_) => Delivery::Reply(Err(b"error")),
         };
     }
+    if payload.starts_with(b"40") {
+        return Delivery::Connected;
+    }
     if payload.starts_with(b"44") {
         return Delivery::Reply(Err(b"connect_error"));
     }
@@ -305,10 +314,8 @@ mod tests {
     #[test]
     fn socketio_members_connect_join_publish_and_answer_pings() {
         let a = Adapter::SocketIo;
-        assert_eq!(
-            a.open_messages(3, true, true),
-            ["40", r#"420["join","loadgen.3"]"#]
-        );
+        assert_eq!(a.open_messages(3, true, true), ["40"]);
+        assert_eq!(a.join_message(3), r#"420["join","loadgen.3"]"#);
         assert_eq!(a.open_messages(3, true, false), ["40"]);
         assert!(Adapter::Gateway.open_messages(3, true, false).is_empty());
         assert_eq!(Adapter::Gateway.open_messages(3, true, true).len(), 1);
@@ -326,7 +333,7 @@ mod tests {
             Delivery::Reply(Err(b"error"))
         );
         assert_eq!(a.delivery(br#"0{"sid":"x"}"#), Delivery::Ignore);
-        assert_eq!(a.delivery(br#"40{"sid":"y"}"#), Delivery::Ignore);
+        assert_eq!(a.delivery(br#"40{"sid":"y"}"#), Delivery::Connected);
         assert!(a.names_groups() && a.subscribe_is_acked() && a.delivers_to_others());
     }
 }

@@ -463,7 +463,7 @@ impl Worker {
         let mut replies = 0u32;
         let mut opened = false;
         let mut acked = false;
-        let mut answers: Vec<&'static [u8]> = Vec::new();
+        let mut answers: Vec<Vec<u8>> = Vec::new();
         let mut outcome: Option<Close> = None;
         {
             let Worker {
@@ -549,7 +549,7 @@ impl Worker {
         if !answers.is_empty() {
             if let Some(slot) = self.slots[idx].as_mut() {
                 for a in answers.drain(..) {
-                    slot.conn.send(frame_simd::Opcode::Text, a);
+                    slot.conn.send(frame_simd::Opcode::Text, &a);
                 }
                 if !slot.dirty {
                     slot.dirty = true;

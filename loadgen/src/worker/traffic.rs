@@ -137,8 +137,8 @@ pub(super) struct Member<'a> {
     pub subscriber: bool,
     /// Its subscribe request is not answered yet.
     pub awaiting_ack: &'a mut bool,
-    /// Heartbeat answers owed to the server (sent after the read).
-    pub answers: &'a mut Vec<&'static [u8]>,
+    /// Messages owed to the server (heartbeat answers, a join), sent after the read.
+    pub answers: &'a mut Vec<Vec<u8>>,
 }
 
 /// A group member got a message: a delivery (checked and timed when it subscribes), or the reply
@@ -174,7 +174,15 @@ pub(super) fn on_member_message(
         }
         Received::Ignore => false,
         Received::Answer(text) => {
-            member.answers.push(text);
+            member.answers.push(text.to_vec());
+            false
+        }
+        Received::Connected => {
+            if member.subscriber {
+                member
+                    .answers
+                    .push(plan.adapter.join_message(member.group).into_bytes());
+            }
             false
         }
     }
