@@ -21,8 +21,15 @@ function open(url = WS) {
   const ws = new WebSocket(url);
   const queue = [];
   const waiters = [];
+  // Pings are answered as they come (a session idle in a test must not time out), unless a
+  // test looks at the heartbeat itself.
+  ws.autoPong = true;
   ws.on("message", (data, isBinary) => {
     const m = isBinary ? Buffer.from(data) : data.toString();
+    if (m === "2" && ws.autoPong) {
+      ws.send("3");
+      return;
+    }
     const w = waiters.shift();
     if (w) w(m);
     else queue.push(m);
@@ -107,18 +114,21 @@ test("handshake: bad requests get Engine.IO's JSON errors", async () => {
 
 test("heartbeat: pings every interval while pongs come", async () => {
   const { ws } = await joined();
+  ws.autoPong = false;
   const start = Date.now();
   for (let i = 0; i < 3; i++) {
     assert.equal(await ws.next(), "2");
     ws.send("3");
   }
   const took = Date.now() - start;
-  assert.ok(took >= 800 && took < 2000, `three pings ${took} ms`);
+  // Not faster than the interval (an upper bound would only measure the machine's load).
+  assert.ok(took >= 800, `three pings ${took} ms`);
   ws.close();
 });
 
 test("heartbeat: no pong closes the session after the ping timeout", async () => {
   const { ws } = await joined();
+  ws.autoPong = false;
   assert.equal(await ws.next(), "2");
   const sent = Date.now();
   const { code } = await ws.closed;
