@@ -65,6 +65,14 @@ fi
 if [ ! -d bench/peers/node/node_modules/ws ]; then
   (cd bench/peers/node && npm ci --no-audit --no-fund --silent)
 fi
+# The unchanged socket.io-client for the Socket.IO tests (gateway/tests/socketio.rs).
+if [ ! -d gateway/tests/socketio/node_modules/socket.io-client ]; then
+  (cd gateway/tests/socketio && npm ci --no-audit --no-fund --silent)
+fi
+# The official Node Socket.IO server, a peer in the bench comparisons (bench/peers/socketio).
+if [ ! -d bench/peers/socketio/node_modules/socket.io ]; then
+  (cd bench/peers/socketio && npm ci --no-audit --no-fund --silent)
+fi
 # cargo-deny for the supply-chain policy (deny.toml).
 if ! cargo deny --version >/dev/null 2>&1; then
   cargo install cargo-deny --locked -q

@@ -67,6 +67,7 @@ fn gateway_accept(
         client: &mut client,
         router: &mut side.router,
         app: &mut side.app,
+        now,
     };
     conn.on_read(request, now, cx, out, &mut app);
     conn

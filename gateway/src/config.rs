@@ -17,6 +17,9 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
 
+use crate::app::sio::client_files::ClientFiles;
+use crate::app::sio::events::EventMap;
+use crate::app::sio::{Namespace, SioConfig};
 use crate::auth::upgrade::BEARER_PROTOCOL;
 use crate::broker::BrokerUrl;
 use crate::conn::deflate::DeflateConfig;
@@ -24,6 +27,7 @@ use crate::conn::frames::Limits;
 use crate::conn::handshake::Policy;
 use crate::conn::Settings;
 use crate::router::history::{HistoryPolicy, HistoryRule, MAX_SIZE};
+use std::sync::Arc;
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
@@ -243,6 +247,47 @@ pub struct Cli {
     /// deployment needs its own [default: random at start, logged]
     #[arg(long, env = "GATEWAY_NODE_ID")]
     pub node_id: Option<u16>,
+
+    // --- Socket.IO (`/socket.io/`) ---
+    /// What client events do without other rules: `chat` (the classic Socket.IO chat:
+    /// `chat message` to everyone, `join`/`leave` a room, `room message` to a room,
+    /// `private message` to one socket id) or `none` [default: chat]
+    #[arg(long, env = "GATEWAY_SOCKETIO_PRESET")]
+    pub socketio_preset: Option<String>,
+
+    /// What an event does, as EVENT=ACTION, added to the preset; ACTION is `broadcast`,
+    /// `broadcast-others`, `join`, `leave`, `to-room`, `to-room-others`, `to-socket`,
+    /// `ack:<JSON>` or `drop`; repeat for more events [default: none]
+    #[arg(long, env = "GATEWAY_SOCKETIO_EVENT")]
+    pub socketio_event: Vec<String>,
+
+    /// Namespaces sockets may join, as NAME or NAME=token (the CONNECT's `auth.token` must be
+    /// a valid client token); repeat or comma-separate [default: /]
+    #[arg(long, env = "GATEWAY_SOCKETIO_NAMESPACE", value_delimiter = ',')]
+    pub socketio_namespace: Vec<String>,
+
+    /// How often the server pings a Socket.IO session [default: 25s]
+    #[arg(long, env = "GATEWAY_SOCKETIO_PING_INTERVAL", value_parser = humantime::parse_duration)]
+    pub socketio_ping_interval: Option<Duration>,
+
+    /// How late the pong may be before the session closes [default: 20s]
+    #[arg(long, env = "GATEWAY_SOCKETIO_PING_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub socketio_ping_timeout: Option<Duration>,
+
+    /// How long a session may stay without joining a namespace [default: 45s]
+    #[arg(long, env = "GATEWAY_SOCKETIO_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub socketio_connect_timeout: Option<Duration>,
+
+    /// Largest Engine.IO packet a client may send, in bytes; larger closes the session with
+    /// 1009 [default: 1000000]
+    #[arg(long, env = "GATEWAY_SOCKETIO_MAX_PAYLOAD")]
+    pub socketio_max_payload: Option<usize>,
+
+    /// Folder holding the browser builds of the npm package socket.io-client (its `dist`), served
+    /// at `/socket.io/socket.io.js`, `.min.js` and `.esm.min.js` [default: none; those paths
+    /// answer 404 with a hint]
+    #[arg(long, env = "GATEWAY_SOCKETIO_CLIENT_DIR")]
+    pub socketio_client_dir: Option<PathBuf>,
 }
 
 /// A TLS certificate chain and its key, as PEM files (`--tls-cert`/`--tls-key`).
@@ -400,6 +445,14 @@ struct FileConfig {
     compression_threshold: Option<usize>,
     broker: Option<String>,
     node_id: Option<u16>,
+    socketio_preset: Option<String>,
+    socketio_event: Option<Vec<String>>,
+    socketio_namespace: Option<List>,
+    socketio_ping_interval: Option<String>,
+    socketio_ping_timeout: Option<String>,
+    socketio_connect_timeout: Option<String>,
+    socketio_max_payload: Option<usize>,
+    socketio_client_dir: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -525,6 +578,8 @@ pub struct Config {
     pub node_id: u16,
     /// Whether the node id was drawn at start (to log it).
     pub node_id_random: bool,
+    /// The Socket.IO endpoint.
+    pub sio: Arc<SioConfig>,
 }
 
 /// The default backend API address.
@@ -646,10 +701,11 @@ impl Config {
         Config::resolve(cli, FileConfig::parse(file_text)?)
     }
 
-    fn resolve(cli: Cli, file: FileConfig) -> anyhow::Result<Config> {
+    fn resolve(cli: Cli, mut file: FileConfig) -> anyhow::Result<Config> {
         let d = Settings::default();
         let config_file = cli.config.clone();
         let api = ApiConfig::resolve(&cli, &file)?;
+        let sio = Arc::new(resolve_sio(&cli, &mut file)?);
         let listen = if !cli.listen.is_empty() {
             cli.listen
         } else if let Some(list) = file.listen {
@@ -814,6 +870,7 @@ impl Config {
                 "api-tls",
             )?,
             file: config_file,
+            sio,
         })
     }
 
@@ -892,6 +949,26 @@ impl Config {
             "admin-secret" => secret(&self.api.admin_secret, "(none: the API key)"),
             "driver" => format!("{:?}", self.driver).to_lowercase(),
             "uring-buffers" => self.uring_buffers.to_string(),
+            "socketio-preset" | "socketio-event" => {
+                format!("events mapped: {}", list(&self.sio.events.mapped()))
+            }
+            "socketio-namespace" => {
+                let names: Vec<String> = self
+                    .sio
+                    .namespaces
+                    .iter()
+                    .map(|n| n.name.to_string())
+                    .collect();
+                list(&names)
+            }
+            "socketio-ping-interval" => d(self.sio.ping_interval),
+            "socketio-ping-timeout" => d(self.sio.ping_timeout),
+            "socketio-connect-timeout" => d(self.sio.connect_timeout),
+            "socketio-max-payload" => self.sio.max_payload.to_string(),
+            "socketio-client-dir" => match &self.sio.client_files {
+                Some(_) => "(set: the socket.io-client files were read)".to_owned(),
+                None => "(none: /socket.io/socket.io.js answers 404)".to_owned(),
+            },
             "broker" => self.broker.to_string(),
             "node-id" if self.node_id_random => format!("{} (random at start)", self.node_id),
             "node-id" => self.node_id.to_string(),
@@ -934,6 +1011,100 @@ fn with_bearer(mut subprotocols: Vec<String>, tokens: bool) -> Vec<String> {
         subprotocols.push(BEARER_PROTOCOL.to_owned());
     }
     subprotocols
+}
+
+/// The Socket.IO endpoint's settings from the flags, else the file, else the defaults.
+fn resolve_sio(cli: &Cli, file: &mut FileConfig) -> anyhow::Result<SioConfig> {
+    let d = SioConfig::default();
+    let preset = cli
+        .socketio_preset
+        .clone()
+        .or(file.socketio_preset.take())
+        .unwrap_or_else(|| "chat".to_owned());
+    let mut events =
+        EventMap::preset(&preset).map_err(|e| anyhow::anyhow!("--socketio-preset: {e}"))?;
+    let rules = if cli.socketio_event.is_empty() {
+        file.socketio_event.take().unwrap_or_default()
+    } else {
+        cli.socketio_event.clone()
+    };
+    for rule in &rules {
+        events
+            .add_rule(rule)
+            .map_err(|e| anyhow::anyhow!("--socketio-event: {e}"))?;
+    }
+    let names = if cli.socketio_namespace.is_empty() {
+        file.socketio_namespace
+            .take()
+            .map(List::items)
+            .unwrap_or_else(|| vec!["/".to_owned()])
+    } else {
+        cli.socketio_namespace.clone()
+    };
+    let namespaces = names
+        .iter()
+        .map(|n| Namespace::parse(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--socketio-namespace: {e}"))?;
+    let positive = |d: Duration, name: &str| {
+        if d.is_zero() {
+            bail!("--{name} must be more than 0");
+        }
+        Ok(d)
+    };
+    let max_payload = cli
+        .socketio_max_payload
+        .or(file.socketio_max_payload)
+        .unwrap_or(d.max_payload);
+    if max_payload == 0 {
+        bail!("--socketio-max-payload must be more than 0");
+    }
+    let client_files = match cli
+        .socketio_client_dir
+        .clone()
+        .or(file.socketio_client_dir.take())
+    {
+        None => None,
+        Some(dir) => {
+            Some(Arc::new(ClientFiles::read(&dir).map_err(|e| {
+                anyhow::anyhow!("--socketio-client-dir: {e}")
+            })?))
+        }
+    };
+    Ok(SioConfig {
+        client_files,
+        ping_interval: positive(
+            duration(
+                cli.socketio_ping_interval,
+                file.socketio_ping_interval.take(),
+                "socketio-ping-interval",
+                d.ping_interval,
+            )?,
+            "socketio-ping-interval",
+        )?,
+        ping_timeout: positive(
+            duration(
+                cli.socketio_ping_timeout,
+                file.socketio_ping_timeout.take(),
+                "socketio-ping-timeout",
+                d.ping_timeout,
+            )?,
+            "socketio-ping-timeout",
+        )?,
+        connect_timeout: positive(
+            duration(
+                cli.socketio_connect_timeout,
+                file.socketio_connect_timeout.take(),
+                "socketio-connect-timeout",
+                d.connect_timeout,
+            )?,
+            "socketio-connect-timeout",
+        )?,
+        max_payload,
+        limits: d.limits,
+        namespaces,
+        events,
+    })
 }
 
 #[cfg(test)]
@@ -1212,5 +1383,52 @@ mod tests {
         assert!(Config::from_parts(cli(&[]), "close-timeout = \"x\"").is_err());
         assert!(Config::from_parts(cli(&["--threads", "0"]), "").is_err());
         assert!(Config::from_parts(cli(&["--ping-interval", "1000y"]), "").is_err());
+    }
+
+    #[test]
+    fn socketio_defaults_flags_and_file() {
+        let c = Config::from_parts(cli(&[]), "").unwrap();
+        assert_eq!(c.sio.ping_interval, Duration::from_secs(25));
+        assert_eq!(c.sio.ping_timeout, Duration::from_secs(20));
+        assert_eq!(c.sio.max_payload, 1_000_000);
+        assert_eq!(c.sio.namespaces.len(), 1);
+        assert_eq!(c.sio.events.action("chat message").to_string(), "broadcast");
+        let c = Config::from_parts(
+            cli(&[
+                "--socketio-preset",
+                "none",
+                "--socketio-event",
+                "hi=ack:1",
+                "--socketio-namespace",
+                "/,/admin=token",
+                "--socketio-ping-interval",
+                "2s",
+            ]),
+            "socketio-ping-timeout = \"1s\"\nsocketio-event = [\"ignored=drop\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.sio.events.action("chat message").to_string(), "drop");
+        assert_eq!(c.sio.events.action("hi").to_string(), "ack:1");
+        assert_eq!(
+            c.sio.namespaces[1].auth,
+            crate::app::sio::NamespaceAuth::Token
+        );
+        assert_eq!(c.sio.ping_interval, Duration::from_secs(2));
+        assert_eq!(c.sio.ping_timeout, Duration::from_secs(1));
+        let c = Config::from_parts(cli(&[]), "socketio-namespace = \"/a,/b\"").unwrap();
+        assert_eq!(&*c.sio.namespaces[1].name, "/b");
+        for bad in [
+            &["--socketio-preset", "party"][..],
+            &["--socketio-event", "x=shout"],
+            &["--socketio-event", "noaction"],
+            &["--socketio-namespace", "admin"],
+            &["--socketio-namespace", "/a=password"],
+            &["--socketio-ping-interval", "0s"],
+            &["--socketio-max-payload", "0"],
+            &["--socketio-client-dir", "/nonexistent/dist"],
+        ] {
+            let e = Config::from_parts(cli(bad), "").expect_err(&format!("{bad:?}"));
+            assert!(e.to_string().contains("--socketio-"), "{bad:?}: {e}");
+        }
     }
 }

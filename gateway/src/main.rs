@@ -397,7 +397,7 @@ fn spawn_shards(
             shard_metrics,
         )
         .with_router(router)
-        .with_app(AppState::new(client_auth.clone()));
+        .with_app(AppState::new(client_auth.clone()).with_sio(Arc::clone(&cfg.sio)));
         let shard = tls.attach(shard, cfg.listen.len());
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
         let done = done_tx.clone();

@@ -62,6 +62,27 @@ pub struct ShardMetrics {
     /// Close frames sent (our own closes and echoes of the peer's), by code (indexed by
     /// [`CloseLabel`]).
     pub closes: [Counter; CloseLabel::ALL.len()],
+    /// Socket.IO counters.
+    pub sio: SioMetrics,
+}
+
+/// The Socket.IO endpoint's counters (`gateway_socketio_*`).
+#[derive(Debug, Default)]
+pub struct SioMetrics {
+    /// Engine.IO sessions opened.
+    pub sessions: Counter,
+    /// Sockets admitted to a namespace.
+    pub connects: Counter,
+    /// CONNECTs refused.
+    pub connect_errors: Counter,
+    /// Events received.
+    pub events: Counter,
+    /// Events dropped (mapped to `drop`, unmapped, or their action failed).
+    pub dropped: Counter,
+    /// Sessions closed for a malformed packet or a limit.
+    pub malformed: Counter,
+    /// Sessions closed for a missing pong or no CONNECT in time.
+    pub timeouts: Counter,
 }
 
 impl ShardMetrics {
@@ -376,6 +397,7 @@ pub fn render(shards: &[&ShardMetrics], out: &mut String) {
         &[],
         sum(&|m| m.history_streams.get()),
     );
+    render_sio(shards, out);
     family(
         out,
         "gateway_upgrades_total",
@@ -615,6 +637,79 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
     let _ = writeln!(out, " {value}");
 }
 
+/// The `gateway_socketio_*` families.
+fn render_sio(shards: &[&ShardMetrics], out: &mut String) {
+    let sum = |f: &dyn Fn(&SioMetrics) -> u64| shards.iter().map(|m| f(&m.sio)).sum::<u64>();
+    family(
+        out,
+        "gateway_socketio_sessions_total",
+        "counter",
+        "Socket.IO (Engine.IO) sessions opened at /socket.io/.",
+    );
+    sample(
+        out,
+        "gateway_socketio_sessions_total",
+        &[],
+        sum(&|m| m.sessions.get()),
+    );
+    family(
+        out,
+        "gateway_socketio_connects_total",
+        "counter",
+        "Socket.IO namespace CONNECTs, by result: accepted, or refused (unknown namespace, \
+         missing or bad auth token).",
+    );
+    for (result, n) in [
+        ("accepted", sum(&|m| m.connects.get())),
+        ("refused", sum(&|m| m.connect_errors.get())),
+    ] {
+        sample(
+            out,
+            "gateway_socketio_connects_total",
+            &[("result", result)],
+            n,
+        );
+    }
+    family(
+        out,
+        "gateway_socketio_events_total",
+        "counter",
+        "Socket.IO events from clients, by outcome: handled by their action, or dropped \
+         (mapped to drop, not in the event map, or the action failed).",
+    );
+    let events = sum(&|m| m.events.get());
+    let dropped = sum(&|m| m.dropped.get());
+    for (outcome, n) in [
+        ("handled", events.saturating_sub(dropped)),
+        ("dropped", dropped),
+    ] {
+        sample(
+            out,
+            "gateway_socketio_events_total",
+            &[("outcome", outcome)],
+            n,
+        );
+    }
+    family(
+        out,
+        "gateway_socketio_session_closes_total",
+        "counter",
+        "Socket.IO sessions the gateway closed, by reason: malformed (a bad packet or over a \
+         limit) or timeout (a missing pong, no CONNECT in time).",
+    );
+    for (reason, n) in [
+        ("malformed", sum(&|m| m.malformed.get())),
+        ("timeout", sum(&|m| m.timeouts.get())),
+    ] {
+        sample(
+            out,
+            "gateway_socketio_session_closes_total",
+            &[("reason", reason)],
+            n,
+        );
+    }
+}
+
 /// Every shard's counters added up (a snapshot; each counter is read once).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -689,6 +784,10 @@ mod tests {
             "gateway_recoveries_total",
             "gateway_history_streams",
             "gateway_closes_total",
+            "gateway_socketio_sessions_total",
+            "gateway_socketio_connects_total",
+            "gateway_socketio_events_total",
+            "gateway_socketio_session_closes_total",
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name} help");
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} type");

@@ -112,6 +112,11 @@ fn query_inputs_pass_the_query_check() {
 }
 
 #[test]
+fn sio_packet_inputs_pass_the_sio_packet_check() {
+    replay("sio_packet");
+}
+
+#[test]
 fn every_target_is_replayed_and_every_folder_is_a_target() {
     let mut targets: Vec<String> = files_in(&fuzz_dir().join("fuzz_targets"))
         .expect("fuzz/fuzz_targets/")

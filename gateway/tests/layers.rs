@@ -27,7 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "config",
-        &["conn", "driver", "auth", "api", "router", "broker"],
+        &["conn", "driver", "auth", "api", "router", "broker", "app"],
     ),
     ("check", &["config"]),
     (

@@ -27,6 +27,14 @@ pub enum Adapter {
     /// `{"op":"subscribe",..}` when they also listen, and publish with `{"op":"publish",..}`
     /// (`skip_self` for chat). Deliveries on `/ws` are JSON `message` objects.
     Gateway,
+    /// Socket.IO over WebSocket (`/socket.io/?EIO=4&transport=websocket`): every member sends
+    /// CONNECT (`40`); a listening member joins its group's room with an acked
+    /// `["join","loadgen.N"]`; a publish is `["loadgen","loadgen.N","<payload>"]`, which the
+    /// server must emit to the room's other sockets as `["loadgen","<payload>"]` (on the
+    /// gateway: `--socketio-event loadgen=to-room-others`). Server pings are answered.
+    #[value(name = "socketio")]
+    #[serde(rename = "socketio")]
+    SocketIo,
 }
 
 /// What a received message is, for a member of a group.
@@ -39,6 +47,11 @@ pub enum Delivery<'a> {
     Reply(Result<(), &'a [u8]>),
     /// Protocol chatter (welcome, presence): neither a delivery nor foreign.
     Ignore,
+    /// A heartbeat the client must answer with this text message (a Socket.IO ping).
+    Answer(&'static [u8]),
+    /// The server admitted the member (Socket.IO CONNECT answered): a listening member now
+    /// sends [`Adapter::join_message`] (a server may refuse packets sent before this).
+    Connected,
 }
 
 /// The gateway channel name of a group.
@@ -64,6 +77,35 @@ impl Adapter {
                 t.url = format!("ws://{}{}", t.host_header, t.path);
                 t
             }
+            Adapter::SocketIo => {
+                let mut t = base.clone();
+                t.path = "/socket.io/?EIO=4&transport=websocket".to_string();
+                t.url = format!("ws://{}{}", t.host_header, t.path);
+                t
+            }
+        }
+    }
+
+    /// True when the adapter names each group itself (no `{channel}` needed in the URL).
+    pub fn names_groups(self) -> bool {
+        matches!(self, Adapter::Gateway | Adapter::SocketIo)
+    }
+
+    /// The message a listening member sends once [`Delivery::Connected`] (Socket.IO: an acked
+    /// join of its group's room).
+    pub fn join_message(self, group: u32) -> String {
+        format!(r#"420["join","{}"]"#, channel(group))
+    }
+
+    /// The text messages a member sends once open, in order: what a member that `publishes`
+    /// and/or `listens` needs to join its group (Socket.IO: CONNECT; the join follows on
+    /// [`Delivery::Connected`]). A listening member of an adapter whose subscribe is acked
+    /// ([`Adapter::subscribe_is_acked`]) is ready once that answer arrives.
+    pub fn open_messages(self, group: u32, publishes: bool, listens: bool) -> Vec<String> {
+        match self {
+            Adapter::SocketIo => vec!["40".to_string()],
+            _ if publishes && listens => self.subscribe_message(group).into_iter().collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -93,6 +135,9 @@ impl Adapter {
         match self {
             Adapter::Echo => {}
             Adapter::Pub => out.extend_from_slice(b"pub:"),
+            Adapter::SocketIo => {
+                let _ = write!(out, r#"42["loadgen","{}",""#, channel(group));
+            }
             Adapter::Gateway => {
                 let _ = write!(
                     out,
@@ -109,8 +154,10 @@ impl Adapter {
         let at = out.len();
         out.resize(at + size, 0);
         fill(&mut out[at..]);
-        if self == Adapter::Gateway {
-            out.extend_from_slice(b"\"}");
+        match self {
+            Adapter::Gateway => out.extend_from_slice(b"\"}"),
+            Adapter::SocketIo => out.extend_from_slice(b"\"]"),
+            Adapter::Echo | Adapter::Pub => {}
         }
     }
 
@@ -139,6 +186,7 @@ impl Adapter {
     pub fn delivery(self, payload: &[u8]) -> Delivery<'_> {
         match self {
             Adapter::Echo | Adapter::Pub => Delivery::Payload(payload),
+            Adapter::SocketIo => socketio_delivery(payload),
             Adapter::Gateway => {
                 if payload.first() != Some(&b'{') {
                     // Raw mode: the bare data.
@@ -168,13 +216,38 @@ impl Adapter {
     /// True when a member's group membership is confirmed by a reply (it sent
     /// [`Adapter::subscribe_message`]): deliveries are only due once that reply arrived.
     pub fn subscribe_is_acked(self) -> bool {
-        matches!(self, Adapter::Gateway)
+        matches!(self, Adapter::Gateway | Adapter::SocketIo)
     }
 
     /// True when a publish reaches every other member of its group; false when only its sender.
     pub fn delivers_to_others(self) -> bool {
         !matches!(self, Adapter::Echo)
     }
+}
+
+/// What a Socket.IO member received: the server's ping (answered `3`), the join's ack, a
+/// `loadgen` event (its payload), or chatter (the open packet, CONNECT accepted).
+fn socketio_delivery(payload: &[u8]) -> Delivery<'_> {
+    const EVENT: &[u8] = br#"42["loadgen",""#;
+    if payload == b"2" {
+        return Delivery::Answer(b"3");
+    }
+    if let Some(body) = payload.strip_prefix(EVENT) {
+        return Delivery::Payload(body);
+    }
+    if let Some(ack) = payload.strip_prefix(b"43") {
+        return match find(ack, br#""error":""#) {
+            None => Delivery::Reply(Ok(())),
+            Some(_) => Delivery::Reply(Err(b"error")),
+        };
+    }
+    if payload.starts_with(b"40") {
+        return Delivery::Connected;
+    }
+    if payload.starts_with(b"44") {
+        return Delivery::Reply(Err(b"connect_error"));
+    }
+    Delivery::Ignore
 }
 
 /// Offset just past the first occurrence of `needle`.
@@ -236,5 +309,31 @@ mod tests {
             Adapter::Gateway.delivery(br#"{"type":"join","channel":"loadgen.1","conn":"2"}"#),
             Delivery::Ignore
         );
+    }
+
+    #[test]
+    fn socketio_members_connect_join_publish_and_answer_pings() {
+        let a = Adapter::SocketIo;
+        assert_eq!(a.open_messages(3, true, true), ["40"]);
+        assert_eq!(a.join_message(3), r#"420["join","loadgen.3"]"#);
+        assert_eq!(a.open_messages(3, true, false), ["40"]);
+        assert!(Adapter::Gateway.open_messages(3, true, false).is_empty());
+        assert_eq!(Adapter::Gateway.open_messages(3, true, true).len(), 1);
+        let mut out = Vec::new();
+        a.write_publish(&mut out, 3, true, 4, |b| b.copy_from_slice(b"abcd"));
+        assert_eq!(out, br#"42["loadgen","loadgen.3","abcd"]"#);
+        assert_eq!(
+            a.delivery(br#"42["loadgen","abcd"]"#),
+            Delivery::Payload(b"abcd\"]")
+        );
+        assert_eq!(a.delivery(b"2"), Delivery::Answer(b"3"));
+        assert_eq!(a.delivery(b"430[]"), Delivery::Reply(Ok(())));
+        assert_eq!(
+            a.delivery(br#"430[{"error":"busy"}]"#),
+            Delivery::Reply(Err(b"error"))
+        );
+        assert_eq!(a.delivery(br#"0{"sid":"x"}"#), Delivery::Ignore);
+        assert_eq!(a.delivery(br#"40{"sid":"y"}"#), Delivery::Connected);
+        assert!(a.names_groups() && a.subscribe_is_acked() && a.delivers_to_others());
     }
 }

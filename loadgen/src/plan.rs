@@ -358,7 +358,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
             plan.send = SendMode::OpenLoop { rate: a.rate };
             let channels = a.channels.max(1);
             let templated = base_targets.iter().any(|t| t.has_param("channel"));
-            if channels > 1 && !templated && a.adapter != Adapter::Gateway {
+            if channels > 1 && !templated && !a.adapter.names_groups() {
                 bail!("--channels {channels} needs `{{channel}}` in --url so channels differ");
             }
             // Per channel: the listening subscribers' targets, then the publishers'.
@@ -387,7 +387,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
                 |ch: u32, i: u32| api_target.unwrap_or((2 * ch + 1) * ntargets + i % ntargets);
             let mut n = 0usize;
             match a.adapter {
-                Adapter::Pub | Adapter::Gateway => {
+                Adapter::Pub | Adapter::Gateway | Adapter::SocketIo => {
                     for p in 0..a.publishers {
                         let ch = p % channels;
                         let local = plan.groups[ch as usize].publishers.len() as u32;

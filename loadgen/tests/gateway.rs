@@ -290,3 +290,68 @@ fn deflate_echo_and_fanout_are_exact_and_compressed_on_the_wire() {
     let out = gw.metric("gateway_bytes_out_total") - before;
     assert!(out < deliveries * 2048 / 2, "out {out} for {deliveries}");
 }
+
+#[test]
+fn socketio_fanout_and_chat_rooms_deliver_exactly_across_shards() {
+    let gw = test_support::Gateway::builder(test_support::gateway_binary())
+        .threads(2)
+        .args([
+            "--api-key",
+            API_KEY,
+            "--log-level",
+            "warn",
+            "--socketio-event",
+            "loadgen=to-room-others",
+        ])
+        .start();
+    let dir = temp_dir("gw-socketio");
+    // The adapter picks the path: /socket.io/?EIO=4&transport=websocket.
+    let url = gw.url("/");
+    let r = loadgen_json(
+        &[
+            "fanout",
+            "--adapter",
+            "socketio",
+            "--url",
+            &url,
+            "--subscribers",
+            "30",
+            "--publishers",
+            "3",
+            "--channels",
+            "3",
+            "--rate",
+            "150",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("fanout.json"),
+    );
+    // 3 rooms of 10 sockets; publishers are not in their room.
+    assert_exact_delivery(&r, 10);
+    let r = loadgen_json(
+        &[
+            "chat",
+            "--adapter",
+            "socketio",
+            "--url",
+            &url,
+            "--users",
+            "40",
+            "--room-size",
+            "8",
+            "--msg-rate",
+            "4",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        &dir.join("chat.json"),
+    );
+    // Rooms of 8, the sender left out (to-room-others): 7 deliveries per message.
+    assert_exact_delivery(&r, 7);
+    assert_eq!(num(&r, "/results/all/connected"), 40);
+}

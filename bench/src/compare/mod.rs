@@ -101,17 +101,19 @@ fn run(opts: &Options) -> io::Result<()> {
 
     let load_before = machine::load_average();
     let mut results = Results::new();
-    let cells_per_scenario: usize = opts
-        .threads
-        .iter()
-        .map(|&t| {
-            servers
-                .iter()
-                .filter(|s| t == 1 || s.multi_threaded)
-                .count()
-        })
-        .sum();
-    let total = opts.reps * scenarios.len() * cells_per_scenario;
+    let cells = |scenario: &Scenario| -> usize {
+        opts.threads
+            .iter()
+            .map(|&t| {
+                servers
+                    .iter()
+                    .filter(|s| t == 1 || s.multi_threaded)
+                    .filter(|s| s.protocols.contains(&scenario.protocol))
+                    .count()
+            })
+            .sum()
+    };
+    let total = opts.reps * scenarios.iter().map(cells).sum::<usize>();
     let mut done = 0;
     for rep in 0..opts.reps {
         for scenario in &scenarios {
@@ -119,6 +121,9 @@ fn run(opts: &Options) -> io::Result<()> {
                 for server in &servers {
                     if threads > 1 && !server.multi_threaded {
                         // One event loop whatever --threads says: its 1-thread row is the figure.
+                        continue;
+                    }
+                    if !server.protocols.contains(&scenario.protocol) {
                         continue;
                     }
                     done += 1;

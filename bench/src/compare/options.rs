@@ -77,9 +77,11 @@ pub const USAGE: &str = "usage: bench compare [flags]
   --reps N             repetitions of every cell, servers alternating A B A B (default 3)
   --threads LIST       server thread counts, comma separated (default 1,2)
   --servers LIST       only these servers (gateway, gateway-uring, tokio-tungstenite,
-                       fastwebsockets, raw-writer, node-ws, python-websockets)
+                       fastwebsockets, raw-writer, node-ws, python-websockets,
+                       node-socketio)
   --scenarios LIST     only these scenarios (echo-32b-w1, echo-32b-w16, echo-16kib,
-                       fanout-1k, fanout-10k, connect, idle-10k, idle-50k)
+                       fanout-1k, fanout-10k, connect, idle-10k, idle-50k, sio-fanout-1k,
+                       sio-idle-1k; a sio- scenario runs on the servers that speak Socket.IO)
   --server-cpus CPUS   cores the server is pinned to, taskset syntax (default: upper half);
                        a server with more threads than these cores gets every core
   --loadgen-cpus CPUS  cores loadgen is pinned to (default: lower half)

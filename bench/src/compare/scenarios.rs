@@ -22,6 +22,17 @@ pub struct Scenario {
     pub connections: u32,
     /// Run as a `loadgen capacity` search over the publish rate instead of one fixed load.
     pub capacity: Option<Capacity>,
+    /// What clients speak: only servers that speak it run the scenario.
+    pub protocol: Protocol,
+}
+
+/// The client protocol of a scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// `bench/PROTOCOL.md`: `/echo` and `/broadcast` with `pub:`.
+    Bench,
+    /// Socket.IO over WebSocket, loadgen's `--adapter socketio` convention.
+    SocketIo,
 }
 
 /// A fixed offered load says nothing once every server meets it, so fan-out steps the publish
@@ -215,6 +226,7 @@ pub fn all() -> Vec<Scenario> {
         metrics: &[MESSAGES_PER_S, P50, P99, P999, CPU_PER_MESSAGE],
         connections,
         capacity: None,
+        protocol: Protocol::Bench,
     };
     // Both sizes start at 200,000 deliveries/s and double up to 1.6 M/s (four steps): the
     // slowest servers miss the first step, and one loadgen core still keeps time at the top.
@@ -243,6 +255,7 @@ pub fn all() -> Vec<Scenario> {
             max_steps: 4,
             objective: FANOUT_OBJECTIVE,
         }),
+        protocol: Protocol::Bench,
     };
     let idle = |id, title, connections: u32| Scenario {
         id,
@@ -259,6 +272,7 @@ pub fn all() -> Vec<Scenario> {
         metrics: &[RSS_PER_CONN, CPU_PER_CONNECTION_SECOND],
         connections,
         capacity: None,
+        protocol: Protocol::Bench,
     };
     vec![
         echo(
@@ -302,10 +316,55 @@ pub fn all() -> Vec<Scenario> {
             metrics: &[CONNECTS_PER_S, CONNECT_P99],
             connections: 10_000,
             capacity: None,
+            protocol: Protocol::Bench,
         },
         idle("idle-10k", "idle memory, 10,000 connections", 10_000),
         idle("idle-50k", "idle memory, 50,000 connections", 50_000),
+        // Socket.IO: every subscriber joins one room, the publisher emits to it.
+        Scenario {
+            id: "sio-fanout-1k",
+            title: "Socket.IO fan-out to a room of 1,000 sockets, 64 B: most deliveries/s held \
+                    with p99 < 1 s and no loss",
+            path: "/socket.io/",
+            loadgen_args: socketio_fanout(1_000, 200),
+            metrics: &[DELIVERIES_PER_S, P50, P99, P999, CPU_PER_MESSAGE],
+            connections: 1_001,
+            capacity: Some(Capacity {
+                start: 200.0,
+                factor: 2.0,
+                max_steps: 4,
+                objective: FANOUT_OBJECTIVE,
+            }),
+            protocol: Protocol::SocketIo,
+        },
+        Scenario {
+            id: "sio-idle-1k",
+            title: "Socket.IO memory per idle socket: 1,000 sockets in a room, one message/s",
+            path: "/socket.io/",
+            loadgen_args: socketio_fanout(1_000, 1),
+            metrics: &[RSS_PER_CONN],
+            connections: 1_001,
+            capacity: None,
+            protocol: Protocol::SocketIo,
+        },
     ]
+}
+
+/// loadgen's Socket.IO fan-out: `subscribers` sockets in one room, one publisher at `rate`.
+fn socketio_fanout(subscribers: u32, rate: u32) -> Vec<String> {
+    args(&[
+        "fanout",
+        "--adapter",
+        "socketio",
+        "--subscribers",
+        &subscribers.to_string(),
+        "--publishers",
+        "1",
+        "--rate",
+        &rate.to_string(),
+        "-s",
+        "64",
+    ])
 }
 
 fn args(list: &[&str]) -> Vec<String> {

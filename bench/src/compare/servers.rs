@@ -13,6 +13,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::scenarios::Protocol;
+
 /// How long a server may take to print its `listening on` line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a server may take to exit after SIGTERM before it is killed.
@@ -31,7 +33,11 @@ pub struct ServerSpec {
     pub multi_threaded: bool,
     /// What it is built on, for the report.
     pub library: &'static str,
+    /// The client protocols it speaks (scenarios of other protocols skip it).
+    pub protocols: &'static [Protocol],
 }
+
+const BENCH: &[Protocol] = &[Protocol::Bench];
 
 /// Every server, the gateway first (ratios are taken against it).
 pub fn all(bins: &Path, bench_dir: &Path) -> Vec<ServerSpec> {
@@ -43,42 +49,56 @@ pub fn all(bins: &Path, bench_dir: &Path) -> Vec<ServerSpec> {
             command: gateway(&bin("gateway"), "epoll"),
             multi_threaded: true,
             library: "this project, epoll driver",
+            protocols: &[Protocol::Bench, Protocol::SocketIo],
         },
         ServerSpec {
             name: "gateway-uring",
             command: gateway(&bin("gateway"), "uring"),
             multi_threaded: true,
             library: "this project, io_uring driver",
+            protocols: &[Protocol::Bench, Protocol::SocketIo],
         },
         ServerSpec {
             name: "tokio-tungstenite",
             command: vec![bin("peer-tokio-tungstenite")],
             multi_threaded: true,
             library: "tokio-tungstenite",
+            protocols: BENCH,
         },
         ServerSpec {
             name: "fastwebsockets",
             command: vec![bin("peer-fastwebsockets")],
             multi_threaded: true,
             library: "fastwebsockets",
+            protocols: BENCH,
         },
         ServerSpec {
             name: "raw-writer",
             command: vec![bin("peer-raw-writer")],
             multi_threaded: true,
             library: "mio + write(2), the ceiling",
+            protocols: BENCH,
         },
         ServerSpec {
             name: "node-ws",
             command: vec!["node".into(), script("peers/node/server.js")],
             multi_threaded: false,
             library: "ws (Node)",
+            protocols: BENCH,
         },
         ServerSpec {
             name: "python-websockets",
             command: vec!["python3".into(), script("peers/python/server.py")],
             multi_threaded: false,
             library: "websockets (Python)",
+            protocols: BENCH,
+        },
+        ServerSpec {
+            name: "node-socketio",
+            command: vec!["node".into(), script("peers/socketio/server.js")],
+            multi_threaded: false,
+            library: "socket.io (Node), the official server",
+            protocols: &[Protocol::SocketIo],
         },
     ]
 }
@@ -86,9 +106,18 @@ pub fn all(bins: &Path, bench_dir: &Path) -> Vec<ServerSpec> {
 /// The gateway on one event driver, its backend API on a free port (the default, 8081, may be
 /// taken on a shared machine).
 fn gateway(program: &str, driver: &str) -> Vec<String> {
-    [program, "--driver", driver, "--api-listen", "127.0.0.1:0"]
-        .map(String::from)
-        .to_vec()
+    // loadgen's Socket.IO convention: a `loadgen` event goes to the room's other sockets.
+    [
+        program,
+        "--driver",
+        driver,
+        "--api-listen",
+        "127.0.0.1:0",
+        "--socketio-event",
+        "loadgen=to-room-others",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// A started server.

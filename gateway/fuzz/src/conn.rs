@@ -98,6 +98,7 @@ pub fn check(data: &[u8]) {
                     client: &mut client,
                     router: &mut router,
                     app: &mut app,
+                    now,
                 };
                 conn.on_read(&mut stream[at..end], now, &cx, &mut out, &mut dispatch);
                 at = end;

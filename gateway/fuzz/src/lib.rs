@@ -14,12 +14,13 @@ pub mod http_head;
 pub mod input;
 pub mod query;
 pub mod seeds;
+pub mod sio_packet;
 pub mod token;
 pub mod wire;
 pub mod ws_request;
 
 /// The fuzz targets, named as their files in `fuzz_targets/` and their folders of inputs.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "http_head",
     "conn",
     "ws_request",
@@ -27,6 +28,7 @@ pub const TARGETS: [&str; 7] = [
     "token",
     "query",
     "broker",
+    "sio_packet",
 ];
 
 /// Run the check for `target` on `data`; false if there is no such target.
@@ -39,6 +41,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "token" => token::check(data),
         "query" => query::check(data),
         "broker" => broker::check(data),
+        "sio_packet" => sio_packet::check(data),
         _ => return false,
     }
     true

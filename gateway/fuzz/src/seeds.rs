@@ -37,6 +37,7 @@ pub fn seeds(target: &str) -> Vec<Seed> {
         "token" => token(&mut add),
         "query" => query(&mut add),
         "broker" => broker(&mut add),
+        "sio_packet" => sio_packet(&mut add),
         _ => {}
     }
     out
@@ -713,4 +714,29 @@ fn broker(add: Add<'_>) {
         add(&format!("wire-{name}"), data);
     }
     add("args", b"PUBLISH\xffgw:c:a\xff\r\n".to_vec());
+}
+
+fn sio_packet(add: Add<'_>) {
+    let texts: [(&str, &str); 12] = [
+        ("connect", "40"),
+        ("connect-auth-nsp", "40/admin,{\"token\":\"abc\"}"),
+        ("event", "42[\"chat message\",\"hi\"]"),
+        ("event-ack-nsp", "42/chat,17[\"join\",\"room-1\"]"),
+        ("ack", "43/chat,17[true,{\"a\":[1,2]}]"),
+        (
+            "binary-event",
+            "451-[\"up\",{\"_placeholder\":true,\"num\":0}]\x1ebAQID",
+        ),
+        ("binary-ack", "462-/x,3[{\"_placeholder\":true,\"num\":0}]"),
+        ("batch", "2\x1e3\x1e41/admin,\x1e6\x1e5"),
+        ("probe", "2probe"),
+        ("too-many-attachments", "4511-[\"e\"]"),
+        ("bad-base64", "b!!!"),
+        ("disconnect", "41"),
+    ];
+    for (i, (name, text)) in texts.into_iter().enumerate() {
+        let mut data = vec![10 + i as u8 % 2];
+        data.extend_from_slice(text.as_bytes());
+        add(name, data);
+    }
 }

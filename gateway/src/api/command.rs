@@ -77,6 +77,8 @@ pub enum Command {
         /// How many (`None`: all it keeps).
         limit: Option<usize>,
     },
+    /// Emit a Socket.IO event to a namespace, a room or one socket.
+    SocketIoEmit(SocketIoEmit),
     /// Connection and message totals.
     Stats,
     /// Describe one connection or every connection of a user.
@@ -84,6 +86,26 @@ pub enum Command {
     /// The Prometheus text.
     Metrics,
 }
+
+/// A Socket.IO emit from the backend (`POST /api/socketio/emit`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketIoEmit {
+    /// The namespace (`/` by default).
+    pub namespace: Box<str>,
+    /// The channel of the target: the namespace's, a room's or a socket's own room.
+    pub channel: Arc<str>,
+    /// The connection of the socket not to deliver to (from `except`).
+    pub except: Option<ConnId>,
+    /// The event name.
+    pub event: Box<str>,
+    /// The arguments, each as JSON text.
+    pub args: Vec<Box<str>>,
+}
+
+/// Longest Socket.IO namespace or event name from the API, in bytes (as from clients).
+pub const MAX_SOCKETIO_NAME_BYTES: usize = 128;
+/// Arguments one Socket.IO emit may carry.
+pub const MAX_SOCKETIO_ARGS: usize = 64;
 
 /// Whom a disconnect closes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -324,6 +346,7 @@ pub fn parse_command(
                 data,
             }
         }
+        Route::SocketIoEmit => Command::SocketIoEmit(socketio_emit(&json_object(body)?)?),
         Route::Disconnect => {
             let value = json_object(body)?;
             let target = match (conn_field(&value)?, user_field(&value)?) {
@@ -368,6 +391,80 @@ pub fn parse_command(
             }
         }
     }))
+}
+
+/// `{"namespace"?, "room"? | "socket"?, "except"?, "event", "args"?}`.
+fn socketio_emit(value: &BorrowedValue<'_>) -> Result<SocketIoEmit, ApiError> {
+    let text = |name: &'static str| -> Result<Option<&str>, ApiError> {
+        match field(value, name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or(ApiError::BadField(name, "is not a string")),
+        }
+    };
+    let namespace = text("namespace")?.unwrap_or("/");
+    let ok_namespace = namespace.starts_with('/')
+        && namespace.len() <= MAX_SOCKETIO_NAME_BYTES
+        && namespace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'/' | b'-'));
+    if !ok_namespace {
+        return Err(ApiError::BadField(
+            "namespace",
+            "is not / followed by A-Z a-z 0-9 _ . @ / - (at most 128 bytes)",
+        ));
+    }
+    let channel = match (text("room")?, text("socket")?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadField(
+                "socket",
+                "may not be given together with room",
+            ))
+        }
+        (Some(target), None) | (None, Some(target)) => {
+            channel_name(&format!("sio:{namespace}:{target}"))?
+        }
+        (None, None) => channel_name(&format!("sio:{namespace}"))?,
+    };
+    let except = match text("except")? {
+        None => None,
+        Some(id) => Some(socket_conn(id).ok_or(ApiError::BadField(
+            "except",
+            "is not a socket id of this gateway",
+        ))?),
+    };
+    let event = text("event")?.ok_or(ApiError::MissingField("event"))?;
+    if event.len() > MAX_SOCKETIO_NAME_BYTES {
+        return Err(ApiError::BadField("event", "is longer than 128 bytes"));
+    }
+    let args = match field(value, "args") {
+        None => Vec::new(),
+        Some(a) => {
+            let list = a
+                .as_array()
+                .ok_or(ApiError::BadField("args", "is not an array"))?;
+            if list.len() > MAX_SOCKETIO_ARGS {
+                return Err(ApiError::BadField("args", "holds more than 64 arguments"));
+            }
+            list.iter().map(|v| v.encode().into_boxed_str()).collect()
+        }
+    };
+    Ok(SocketIoEmit {
+        namespace: namespace.into(),
+        channel,
+        except,
+        event: event.into(),
+        args,
+    })
+}
+
+/// The connection a socket id names: its first 8 bytes (unpadded base64url of 16).
+pub fn socket_conn(id: &str) -> Option<ConnId> {
+    let bytes = base64_simd::URL_SAFE_NO_PAD.decode_to_vec(id).ok()?;
+    let head: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    (bytes.len() == 16).then(|| ConnId::from_bits(u64::from_be_bytes(head)))
 }
 
 fn json_object(body: &mut [u8]) -> Result<BorrowedValue<'_>, ApiError> {

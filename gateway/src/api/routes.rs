@@ -30,6 +30,8 @@ pub enum Route {
     Connections,
     /// `GET /admin...`: one of the admin page's files (routed by `super::admin`).
     Admin(AdminFile),
+    /// `POST /api/socketio/emit`.
+    SocketIoEmit,
 }
 
 impl Route {
@@ -47,6 +49,7 @@ impl Route {
             "/api/history" => Route::History,
             "/api/stats" => Route::Stats,
             "/api/connections" => Route::Connections,
+            "/api/socketio/emit" => Route::SocketIoEmit,
             _ => return None,
         })
     }
@@ -54,7 +57,11 @@ impl Route {
     /// The one method this route answers.
     pub fn method(self) -> &'static str {
         match self {
-            Route::Publish | Route::PublishUser | Route::Send | Route::Disconnect => "POST",
+            Route::Publish
+            | Route::PublishUser
+            | Route::Send
+            | Route::Disconnect
+            | Route::SocketIoEmit => "POST",
             Route::Healthz
             | Route::Metrics
             | Route::Channels
@@ -107,6 +114,7 @@ mod tests {
             ("GET", "/api/history", Route::History),
             ("GET", "/api/stats", Route::Stats),
             ("GET", "/api/connections", Route::Connections),
+            ("POST", "/api/socketio/emit", Route::SocketIoEmit),
         ];
         for (method, path, r) in cases {
             assert_eq!(route(method, path, true), Ok(r), "{method} {path}");

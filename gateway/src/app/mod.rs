@@ -13,9 +13,11 @@ pub mod broadcast;
 pub mod page;
 pub mod raw;
 pub mod routes;
+pub mod sio;
 pub mod ws;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use frame_simd::Opcode;
 
@@ -39,6 +41,15 @@ pub struct ClientState {
     pub route: Route,
     /// Its channels, user and rights, as the router sees them.
     pub session: Session,
+    /// Its Socket.IO session (`/socket.io/` only).
+    pub sio: Option<Box<sio::SioConn>>,
+}
+
+impl ClientState {
+    /// When the app needs [`Dispatch::on_deadline`] (a Socket.IO heartbeat), if ever.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.sio.as_ref().map(|s| s.deadline())
+    }
 }
 
 /// The application state of one shard: shared by its connections, used by one at a time.
@@ -54,6 +65,8 @@ pub struct AppState {
     pub(crate) text: Vec<u8>,
     /// Reused for request ids as JSON text.
     id_text: Vec<u8>,
+    /// The Socket.IO endpoint.
+    pub sio: sio::SioState,
 }
 
 impl AppState {
@@ -65,7 +78,14 @@ impl AppState {
             parser: Some(Parser::default()),
             text: Vec::new(),
             id_text: Vec::new(),
+            sio: sio::SioState::default(),
         }
+    }
+
+    /// Serve Socket.IO with `cfg`.
+    pub fn with_sio(mut self, cfg: Arc<sio::SioConfig>) -> AppState {
+        self.sio = sio::SioState::new(cfg);
+        self
     }
 }
 
@@ -85,10 +105,18 @@ pub struct Dispatch<'a> {
     pub router: &'a mut Router,
     /// The shard's application state.
     pub app: &'a mut AppState,
+    /// The time of the input call.
+    pub now: Instant,
 }
 
 impl App for Dispatch<'_> {
     fn on_request(&mut self, req: &httparse::Request<'_, '_>, out: &mut Output) -> Handling {
+        let path = req.path.unwrap_or("/");
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        let files = self.app.sio.cfg.client_files.as_deref();
+        if let Some(handling) = sio::client_files::serve(path, files, req, out) {
+            return handling;
+        }
         match routes::route(req, out) {
             Ok(route) => {
                 self.client.route = route;
@@ -142,6 +170,10 @@ impl App for Dispatch<'_> {
             }
             Route::Raw => raw::open(self, query),
             Route::Broadcast => broadcast::open(self),
+            Route::SocketIo => {
+                sio::open(self, out);
+                Ok(())
+            }
         }
     }
 
@@ -151,6 +183,16 @@ impl App for Dispatch<'_> {
             Route::Ws => ws::on_message(self, opcode, payload, out),
             Route::Raw => self.router.stats.raw_ignored += 1,
             Route::Broadcast => broadcast::on_message(self, opcode, payload),
+            Route::SocketIo => sio::on_message(self, opcode, payload, out),
+        }
+    }
+}
+
+impl Dispatch<'_> {
+    /// The time given by [`ClientState::deadline`] has come (the connection is open).
+    pub fn on_deadline(&mut self, out: &mut Output) {
+        if self.client.route == Route::SocketIo {
+            sio::on_deadline(self, out);
         }
     }
 }

@@ -19,6 +19,8 @@ pub enum Route {
     Raw,
     /// `/broadcast`: the bench protocol (`pub:<text>` publishes to every other subscriber).
     Broadcast,
+    /// `/socket.io/`: Engine.IO 4 and Socket.IO 5 ([`super::sio`]).
+    SocketIo,
 }
 
 impl Route {
@@ -41,6 +43,9 @@ pub fn route(req: &httparse::Request<'_, '_>, out: &mut Output) -> Result<Route,
     let path = target.split_once('?').map_or(target, |(p, _)| p);
     if let Some(route) = Route::from_path(path) {
         return Ok(route);
+    }
+    if path == super::sio::PATH || path == "/socket.io" {
+        return super::sio::on_request(req, out).map(|()| Route::SocketIo);
     }
     Err(match path {
         "/healthz" => healthz(req, out),

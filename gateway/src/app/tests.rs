@@ -60,6 +60,7 @@ impl Peer {
             client: &mut self.client,
             router: &mut self.router,
             app: &mut self.app,
+            now: Instant::now(),
         };
         self.conn
             .on_read(&mut bytes, Instant::now(), &cx, &mut out, &mut app);

@@ -289,6 +289,14 @@ impl Conn {
         }
     }
 
+    /// The app asked to close (see [`Output::close_request`]) outside a read, e.g. when its own
+    /// timer ran out: honour it.
+    pub fn on_app_close(&mut self, now: Instant, out: &mut Output) {
+        if let Some((code, reason)) = out.close_request.take() {
+            self.on_close_request(code, reason, now, out);
+        }
+    }
+
     /// The server is shutting down: open connections are sent close 1001, unfinished requests
     /// are dropped.
     pub fn on_shutdown(&mut self, now: Instant, out: &mut Output) {
@@ -458,7 +466,12 @@ impl Conn {
                 match m {
                     Message::Data { opcode, payload } if state == State::Open => {
                         out.messages_in += 1;
-                        app.on_message(opcode, payload, out)
+                        app.on_message(opcode, payload, out);
+                        if let Some((code, reason)) = out.close_request.take() {
+                            // The app's protocol failed: close like a violation.
+                            out.close(Some(code), reason);
+                            state = State::Closing;
+                        }
                     }
                     Message::Ping(payload) if state == State::Open => out.pong(payload),
                     Message::Violation(e) if state == State::Open => {

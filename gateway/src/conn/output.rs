@@ -62,6 +62,9 @@ pub struct Output {
     /// That close frame's payload (code and reason), for the log line.
     close_payload: [u8; 125],
     close_len: u8,
+    /// The app asks to close the connection with this code and reason after what it wrote
+    /// (its protocol failed, or its own timer ran out); the connection honours it.
+    pub close_request: Option<(CloseCode, &'static str)>,
 }
 
 impl Default for Output {
@@ -78,6 +81,7 @@ impl Default for Output {
             deflater: Deflater::default(),
             close_payload: [0; 125],
             close_len: 0,
+            close_request: None,
         }
     }
 }
@@ -188,5 +192,6 @@ impl Output {
         self.close_sent = None;
         self.deflate = None;
         self.close_len = 0;
+        self.close_request = None;
     }
 }

@@ -386,6 +386,30 @@ impl Router {
         self.on_shards(shards.iter(), || ShardMsg::Deliver(Arc::clone(&d)))
     }
 
+    /// Deliver `frames` (complete WebSocket frames the caller encoded once, e.g. a Socket.IO
+    /// event and its attachments) to every subscriber of `channel` on every shard, but `skip`.
+    /// Subscribers of both kinds get the frames as they are; no history is kept. `Busy` when a
+    /// shard's queue was full (that shard misses it).
+    pub fn publish_frames(
+        &mut self,
+        channel: &str,
+        frames: Arc<[u8]>,
+        skip: Option<ConnId>,
+    ) -> Result<(), RouterError> {
+        self.stats.publishes += 1;
+        let Some((name, shards)) = self.registry.lookup(channel) else {
+            return Ok(());
+        };
+        let d = Arc::new(Delivery {
+            channel: name,
+            json: Arc::clone(&frames),
+            bare: Some(frames),
+            skip,
+            offset: None,
+        });
+        self.on_shards(shards.iter(), || ShardMsg::Deliver(Arc::clone(&d)))
+    }
+
     /// Whether `channel` keeps history (`--history`).
     pub fn has_history(&self, channel: &str) -> bool {
         !self.cfg.history.is_empty() && self.cfg.history.retention(channel).is_some()

@@ -152,6 +152,21 @@ impl<D: Driver> Shard<D> {
                 self.router.lookup_conns(lookup, reply(""));
                 None
             }
+            Command::SocketIoEmit(e) => {
+                let args: Vec<&[u8]> = e.args.iter().map(|a| a.as_bytes()).collect();
+                let frames = crate::app::sio::emit::event_frames(
+                    &mut self.app.sio.text,
+                    &e.namespace,
+                    &e.event,
+                    &args,
+                    None,
+                );
+                Some(
+                    self.router
+                        .publish_frames(&e.channel, frames, e.except)
+                        .map_or_else(outcome_of, |()| Outcome::Accepted),
+                )
+            }
             Command::Stats => {
                 let all = self.all_metrics();
                 let mut stats = Stats::from_metrics(&all);

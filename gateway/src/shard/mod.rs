@@ -130,7 +130,13 @@ impl Peer {
 
     fn deadline(&self, cfg: &ShardConfig) -> Instant {
         match self {
-            Peer::Client { conn, .. } => conn.deadline(&cfg.settings),
+            Peer::Client { conn, client } => {
+                let at = conn.deadline(&cfg.settings);
+                match client.deadline() {
+                    Some(app) if conn.state() == State::Open => at.min(app),
+                    _ => at,
+                }
+            }
             Peer::Api(a) => a.deadline(&cfg.api),
         }
     }
@@ -575,6 +581,7 @@ impl<D: Driver> Shard<D> {
                     client,
                     router: &mut self.router,
                     app: &mut self.app,
+                    now,
                 };
                 let limit = self.cfg.max_outbound_bytes;
                 let room = limit.saturating_sub(e.outbox.queued_bytes());
@@ -635,6 +642,20 @@ impl<D: Driver> Shard<D> {
             return;
         }
         e.armed = UNARMED;
+        if let Peer::Client { conn, client } = &mut e.peer {
+            if conn.state() == State::Open && client.deadline().is_some_and(|t| t <= now) {
+                // The app's own timer (a Socket.IO heartbeat).
+                let mut app = Dispatch {
+                    id,
+                    client,
+                    router: &mut self.router,
+                    app: &mut self.app,
+                    now,
+                };
+                app.on_deadline(&mut self.out);
+                conn.on_app_close(now, &mut self.out);
+            }
+        }
         e.peer
             .on_deadline(now, &self.cfg, &self.kernels, &mut self.out);
         if e.peer.must_drop() {

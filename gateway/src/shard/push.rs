@@ -133,6 +133,15 @@ impl<D: Driver> Shard<D> {
             .slow_consumer_disconnects
             .add(s.slow_consumer_disconnects);
         self.metrics.recovered.add(s.recovered);
+        let sio = std::mem::take(&mut self.app.sio.stats);
+        let m = &self.metrics.sio;
+        m.sessions.add(sio.sessions);
+        m.connects.add(sio.connects);
+        m.connect_errors.add(sio.connect_errors);
+        m.events.add(sio.events);
+        m.dropped.add(sio.dropped);
+        m.malformed.add(sio.malformed);
+        m.timeouts.add(sio.timeouts);
         self.metrics.recovery_misses.add(s.recovery_misses);
         self.metrics
             .history_streams

@@ -50,3 +50,34 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<i32>, String, S
         Some(s) => (s.code(), out, err),
     }
 }
+
+/// Run every `node:test` file in `dir` whose name ends with `suffix` (`node --test`, with `env`)
+/// against `gw`, bounded by `limit`; fail with Node's output and the gateway's log unless all
+/// pass.
+pub fn run_node_suite(
+    gw: &super::Gateway,
+    dir: &std::path::Path,
+    suffix: &str,
+    env: &[(&str, String)],
+    limit: Duration,
+) {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(suffix))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no *{suffix} files in {}", dir.display());
+    let mut cmd = Command::new("node");
+    cmd.current_dir(dir).arg("--test").args(&files);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let (code, out, err) = run_bounded(cmd, limit);
+    assert!(
+        code == Some(0),
+        "node --test failed (exit {code:?})\nstdout:\n{out}\nstderr:\n{err}\n\
+         gateway stderr:\n{}",
+        gw.stderr()
+    );
+}

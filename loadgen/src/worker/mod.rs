@@ -463,6 +463,7 @@ impl Worker {
         let mut replies = 0u32;
         let mut opened = false;
         let mut acked = false;
+        let mut answers: Vec<Vec<u8>> = Vec::new();
         let mut outcome: Option<Close> = None;
         {
             let Worker {
@@ -496,6 +497,7 @@ impl Worker {
                 let intended_connect = slot.intended;
                 let inflight = &mut slot.inflight;
                 let awaiting_ack = &mut slot.awaiting_ack;
+                let answers = &mut answers;
                 let result = slot.conn.on_read(&buf[..n], |ev| match ev {
                     Event::Open => {
                         opened = true;
@@ -515,6 +517,7 @@ impl Worker {
                                 group,
                                 subscriber,
                                 awaiting_ack,
+                                answers,
                             };
                             acked |= traffic::on_member_message(
                                 plan, clock, meter, spec_state, member, payload, now,
@@ -540,6 +543,17 @@ impl Worker {
                 }
                 if outcome.is_some() {
                     break;
+                }
+            }
+        }
+        if !answers.is_empty() {
+            if let Some(slot) = self.slots[idx].as_mut() {
+                for a in answers.drain(..) {
+                    slot.conn.send(frame_simd::Opcode::Text, &a);
+                }
+                if !slot.dirty {
+                    slot.dirty = true;
+                    self.dirty.push(idx);
                 }
             }
         }
@@ -586,16 +600,22 @@ impl Worker {
         let mut ready = true;
         if let Role::Member {
             group,
-            publisher: Some(_),
-            subscriber: true,
+            publisher,
+            subscriber,
         } = self.specs[spec].role
         {
-            if let Some(msg) = self.plan.adapter.subscribe_message(group) {
+            let msgs = self
+                .plan
+                .adapter
+                .open_messages(group, publisher.is_some(), subscriber);
+            if !msgs.is_empty() {
                 if let Some(slot) = self.slots[idx].as_mut() {
-                    slot.conn.send(frame_simd::Opcode::Text, msg.as_bytes());
+                    for msg in &msgs {
+                        slot.conn.send(frame_simd::Opcode::Text, msg.as_bytes());
+                    }
                     // Publishes start once every member is ready: a member is subscribed when
                     // its reply arrives, not when its request leaves.
-                    slot.awaiting_ack = self.plan.adapter.subscribe_is_acked();
+                    slot.awaiting_ack = subscriber && self.plan.adapter.subscribe_is_acked();
                     ready = !slot.awaiting_ack;
                     if !slot.dirty {
                         slot.dirty = true;

@@ -138,6 +138,8 @@ pub(super) struct Member<'a> {
     pub subscriber: bool,
     /// Its subscribe request is not answered yet.
     pub awaiting_ack: &'a mut bool,
+    /// Messages owed to the server (heartbeat answers, a join), sent after the read.
+    pub answers: &'a mut Vec<Vec<u8>>,
 }
 
 /// A group member got a message: a delivery (checked and timed when it subscribes), or the reply
@@ -172,6 +174,18 @@ pub(super) fn on_member_message(
             std::mem::replace(member.awaiting_ack, false)
         }
         Received::Ignore => false,
+        Received::Answer(text) => {
+            member.answers.push(text.to_vec());
+            false
+        }
+        Received::Connected => {
+            if member.subscriber {
+                member
+                    .answers
+                    .push(plan.adapter.join_message(member.group).into_bytes());
+            }
+            false
+        }
     }
 }
 
