@@ -16,20 +16,24 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("metrics", &["conn"]),
     ("driver", &["conn", "metrics"]),
     ("auth", &["conn", "json", "query", "names"]),
-    ("router", &["conn", "json", "names", "auth"]),
-    ("app", &["conn", "json", "query", "names", "auth", "router"]),
+    ("hooks", &["conn", "metrics"]),
+    ("router", &["conn", "json", "names", "auth", "hooks"]),
+    (
+        "app",
+        &["conn", "json", "query", "names", "auth", "hooks", "router"],
+    ),
     (
         "api",
         &[
             "conn", "json", "query", "names", "metrics", "auth", "router",
         ],
     ),
-    ("config", &["conn", "driver", "api", "router"]),
+    ("config", &["conn", "driver", "hooks", "api", "router"]),
     (
         "shard",
         &[
-            "conn", "json", "query", "names", "outbox", "metrics", "driver", "auth", "router",
-            "app", "api",
+            "conn", "json", "query", "names", "outbox", "metrics", "driver", "auth", "hooks",
+            "router", "app", "api",
         ],
     ),
 ];
