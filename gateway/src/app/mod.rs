@@ -10,12 +10,14 @@
 //! [`Output`]; effects on other connections go through the [`Router`].
 
 pub mod broadcast;
+pub mod calls;
 pub mod page;
 pub mod raw;
 pub mod routes;
 pub mod ws;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use frame_simd::Opcode;
 
@@ -29,6 +31,7 @@ use crate::router::channels::Kind;
 use crate::router::session::Session;
 use crate::router::Router;
 
+use self::calls::{Calls, ConnectState};
 pub use self::routes::Route;
 use self::ws::request::Parser;
 
@@ -39,6 +42,12 @@ pub struct ClientState {
     pub route: Route,
     /// Its channels, user and rights, as the router sees them.
     pub session: Session,
+    /// Its backend calls not yet answered.
+    pub hook_calls: u16,
+    /// Where the connect hook stands (`None`: not asked).
+    pub connect: Option<Box<ConnectState>>,
+    /// When the upgrade completed (for the disconnect hook's duration).
+    pub opened_at: Option<Instant>,
 }
 
 /// The application state of one shard: shared by its connections, used by one at a time.
@@ -54,6 +63,10 @@ pub struct AppState {
     pub(crate) text: Vec<u8>,
     /// Reused for request ids as JSON text.
     id_text: Vec<u8>,
+    /// Backend hooks (`None`: none configured).
+    pub calls: Option<Calls>,
+    /// The connect hook's `data` for the welcome being written.
+    welcome_data: Option<Box<str>>,
 }
 
 impl AppState {
@@ -65,7 +78,15 @@ impl AppState {
             parser: Some(Parser::default()),
             text: Vec::new(),
             id_text: Vec::new(),
+            calls: None,
+            welcome_data: None,
         }
+    }
+
+    /// Call the backends configured in `calls`.
+    pub fn with_calls(mut self, calls: Calls) -> AppState {
+        self.calls = Some(calls);
+        self
     }
 }
 
@@ -92,6 +113,9 @@ impl App for Dispatch<'_> {
         match routes::route(req, out) {
             Ok(route) => {
                 self.client.route = route;
+                if route != Route::Echo && self.ask_connect(req) {
+                    return Handling::Pending;
+                }
                 Handling::Upgrade
             }
             Err(handling) => handling,
@@ -115,24 +139,21 @@ impl App for Dispatch<'_> {
         });
         let target = req.path.unwrap_or("/");
         let query = target.split_once('?').map_or("", |(_, q)| q);
-        match self.app.auth.authenticate(query, req.headers, unix_now()) {
-            Ok(Identity::Token(claims)) => self.set_claims(claims),
-            Ok(Identity::Anonymous { user: Some(user) }) => {
-                check_user(&user).map_err(|e| Refusal {
-                    status: (400, "Bad Request"),
-                    message: format!("user {}\n", e.message()),
-                })?;
-                self.router
-                    .set_user(self.id, &mut self.client.session, Arc::from(user));
+        // A connect hook's answer replaces token authentication.
+        let decided = self.open_connected(out);
+        match decided {
+            Some(Err(refusal)) => return Err(refusal),
+            Some(Ok(()))
+                if matches!(
+                    self.client.connect.as_deref(),
+                    Some(ConnectState::Close(..))
+                ) =>
+            {
+                // Denied with a close code: no welcome; the shard closes it at once.
+                return Ok(());
             }
-            Ok(Identity::Anonymous { user: None }) => {}
-            Err(e) => {
-                out.refused = Some(token_failure(&e));
-                return Err(Refusal {
-                    status: (401, "Unauthorized"),
-                    message: format!("{e}\n"),
-                });
-            }
+            Some(Ok(())) => {}
+            None => self.authenticate(req, query, out)?,
         }
         match route {
             Route::Echo => Ok(()),
@@ -156,6 +177,35 @@ impl App for Dispatch<'_> {
 }
 
 impl Dispatch<'_> {
+    /// Token or anonymous authentication of an upgrade.
+    fn authenticate(
+        &mut self,
+        req: &httparse::Request<'_, '_>,
+        query: &str,
+        out: &mut Output,
+    ) -> Result<(), Refusal> {
+        match self.app.auth.authenticate(query, req.headers, unix_now()) {
+            Ok(Identity::Token(claims)) => self.set_claims(claims),
+            Ok(Identity::Anonymous { user: Some(user) }) => {
+                check_user(&user).map_err(|e| Refusal {
+                    status: (400, "Bad Request"),
+                    message: format!("user {}\n", e.message()),
+                })?;
+                self.router
+                    .set_user(self.id, &mut self.client.session, Arc::from(user));
+            }
+            Ok(Identity::Anonymous { user: None }) => {}
+            Err(e) => {
+                out.refused = Some(token_failure(&e));
+                return Err(Refusal {
+                    status: (401, "Unauthorized"),
+                    message: format!("{e}\n"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Give the connection verified `claims`: its user, its rights, its expiry.
     pub(crate) fn set_claims(&mut self, claims: Arc<Claims>) {
         let session = &mut self.client.session;

@@ -154,6 +154,7 @@ impl<D: Driver> Shard<D> {
                 let all = self.all_metrics();
                 let mut text = String::with_capacity(8 * 1024);
                 metrics::render(&all, &mut text);
+                metrics::render_hooks(self.shared.hook_metrics.get().map(|m| &**m), &mut text);
                 Some(Outcome::Metrics(text))
             }
         }
