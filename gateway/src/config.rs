@@ -218,6 +218,11 @@ pub struct Cli {
     #[arg(long, env = "GATEWAY_HOOK_DISCONNECT")]
     pub hook_disconnect: Option<String>,
 
+    /// Forward hook: every client message on /raw is POSTed here (batched per read); the
+    /// answer may send messages back and subscribe, unsubscribe, publish or close [default: none]
+    #[arg(long, env = "GATEWAY_HOOK_FORWARD")]
+    pub hook_forward: Option<String>,
+
     /// Key that signs every hook request (HMAC-SHA256); required when any hook is set
     #[arg(long, env = "GATEWAY_HOOK_SECRET", hide_env_values = true)]
     pub hook_secret: Option<String>,
@@ -344,6 +349,7 @@ struct FileConfig {
     hook_publish: Option<List>,
     hook_rpc: Option<String>,
     hook_disconnect: Option<String>,
+    hook_forward: Option<String>,
     hook_secret: Option<String>,
     hook_timeout: Option<String>,
     hook_max_in_flight: Option<usize>,
@@ -758,6 +764,9 @@ fn resolve_hooks(cli: &mut Cli, file: &mut FileConfig) -> anyhow::Result<HookSet
     }
     if let Some(u) = cli.hook_disconnect.take().or(file.hook_disconnect.take()) {
         h.disconnect = Some(url(&mut h, "hook-disconnect", &u)?);
+    }
+    if let Some(u) = cli.hook_forward.take().or(file.hook_forward.take()) {
+        h.forward = Some(url(&mut h, "hook-forward", &u)?);
     }
     let secret = cli
         .hook_secret

@@ -434,7 +434,14 @@ impl Totals {
 }
 
 /// The hooks a backend can serve (the `hook` label), in index order.
-pub const HOOK_KINDS: [&str; 5] = ["connect", "subscribe", "publish", "rpc", "disconnect"];
+pub const HOOK_KINDS: [&str; 6] = [
+    "connect",
+    "subscribe",
+    "publish",
+    "rpc",
+    "disconnect",
+    "forward",
+];
 
 /// Why a backend call failed (the `kind` label of `gateway_hook_errors_total`), in index order.
 pub const HOOK_ERRORS: [&str; 7] = [
@@ -520,7 +527,7 @@ pub fn render_hooks(m: Option<&HookMetrics>, out: &mut String) {
         out,
         "gateway_hook_calls_total",
         "counter",
-        "Calls to backend hooks (connect, subscribe, publish, rpc, disconnect).",
+        "Calls to backend hooks (connect, subscribe, publish, rpc, disconnect, forward).",
     );
     family(
         out,

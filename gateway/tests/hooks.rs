@@ -456,3 +456,31 @@ fn a_client_faster_than_its_backend_is_paused_not_buffered() {
         replies += 1;
     }
 }
+
+#[test]
+fn raw_messages_are_forwarded_per_read_and_the_answer_acts() {
+    let be = Backend::start();
+    let gw = hooked(&["--hook-forward".into(), be.url("/forward")]);
+    let mut c = Client::connect(gw.addr());
+    let resp = c.handshake("/raw", &[]);
+    assert_eq!(resp.status, 101);
+    // Two messages in one write arrive in one read: one call carries both.
+    let mut both = c.frame_bytes(true, 0, op::TEXT, b"hello", Some(KEY));
+    both.extend(c.frame_bytes(true, 0, op::BINARY, &[0, 1, 2], Some(KEY)));
+    c.send_raw(&both);
+    let call = be.call("/forward");
+    assert_eq!(
+        call["messages"],
+        json!([{"type":"text","data":"hello"},{"type":"binary","data":"AAEC"}])
+    );
+    c.expect_frame(op::TEXT, b"HELLO");
+    c.expect_frame(op::TEXT, br#"{"binary_bytes":3}"#);
+    // Actions: subscribe, then publish to that channel as this connection.
+    c.send_text(b"sub:news");
+    be.call("/forward");
+    c.send_text(b"pub:news:fresh");
+    be.call("/forward");
+    c.expect_frame(op::TEXT, b"fresh");
+    c.send_text(b"bye");
+    assert_eq!(c.expect_close(4000), "backend says bye");
+}

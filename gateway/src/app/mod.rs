@@ -67,6 +67,8 @@ pub struct AppState {
     pub calls: Option<Calls>,
     /// The connect hook's `data` for the welcome being written.
     welcome_data: Option<Box<str>>,
+    /// Messages of the current read for the forward hook (JSON objects, comma-separated).
+    forward_batch: Vec<u8>,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl AppState {
             id_text: Vec::new(),
             calls: None,
             welcome_data: None,
+            forward_batch: Vec::new(),
         }
     }
 
@@ -170,6 +173,7 @@ impl App for Dispatch<'_> {
         match self.client.route {
             Route::Echo => out.frame(opcode, payload),
             Route::Ws => ws::on_message(self, opcode, payload, out),
+            Route::Raw if self.forwarding() => self.forward(opcode, payload),
             Route::Raw => self.router.stats.raw_ignored += 1,
             Route::Broadcast => broadcast::on_message(self, opcode, payload),
         }

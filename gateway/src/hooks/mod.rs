@@ -40,16 +40,19 @@ pub enum HookKind {
     Rpc = 3,
     /// Connections that went away (fire-and-forget, batched).
     Disconnect = 4,
+    /// A `/raw` connection's messages from one read, forwarded.
+    Forward = 5,
 }
 
 impl HookKind {
     /// Every hook, in index order (the order of `metrics::HOOK_KINDS`).
-    pub const ALL: [HookKind; 5] = [
+    pub const ALL: [HookKind; 6] = [
         HookKind::Connect,
         HookKind::Subscribe,
         HookKind::Publish,
         HookKind::Rpc,
         HookKind::Disconnect,
+        HookKind::Forward,
     ];
 
     /// Whether repeating the call is harmless: only decisions are retried, never a call that
@@ -176,6 +179,8 @@ pub struct HookSettings {
     pub rpc: Option<Endpoint>,
     /// Disconnect events.
     pub disconnect: Option<Endpoint>,
+    /// Every client message on `/raw`, batched per read.
+    pub forward: Option<Endpoint>,
     /// The HMAC key requests are signed with.
     pub key: Vec<u8>,
     /// Per call, from submission to answer.
@@ -200,6 +205,7 @@ impl HookSettings {
             || !self.publish.is_empty()
             || self.rpc.is_some()
             || self.disconnect.is_some()
+            || self.forward.is_some()
     }
 
     /// The endpoint of the longest prefix in `rules` that `channel` starts with.
@@ -242,6 +248,7 @@ impl Default for HookSettings {
             publish: Vec::new(),
             rpc: None,
             disconnect: None,
+            forward: None,
             key: Vec::new(),
             timeout: Duration::from_secs(5),
             max_in_flight: 64,

@@ -49,6 +49,9 @@ impl<D: Driver> Shard<D> {
             d.on_hook_answer(a, &mut Output::new())
         };
         let mut read_again = was_waiting;
+        if let AfterAnswer::Close(code, reason) = &after {
+            conn.on_close_request(*code, reason, now, &mut self.out);
+        }
         if after == AfterAnswer::Resume && conn.state() == State::AwaitApp {
             conn.on_resume(now, &cx, &mut self.out, &mut d);
             if conn.state() == State::Open {

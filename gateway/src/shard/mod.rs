@@ -493,6 +493,9 @@ impl<D: Driver> Shard<D> {
                             let room = limit.saturating_sub(e.outbox.queued_bytes());
                             self.out.set_room(room);
                             conn.on_read(&mut self.rbuf[..n], now, &cx, &mut self.out, &mut app);
+                            if let Some((code, reason)) = app.flush_forward() {
+                                conn.on_close_request(code, &reason, now, &mut self.out);
+                            }
                             if was_awaiting && conn.state() == State::Open {
                                 self.metrics.upgrades.add(1);
                                 app.client.opened_at = Some(now);

@@ -6,6 +6,7 @@ line per call on stdout (`CALL <path> <json body>`) so the test sees what the ba
 Usage: backend.py SECRET   (prints `listening on <port>`, serves until killed)
 """
 
+import base64
 import hashlib
 import hmac
 import json
@@ -75,7 +76,26 @@ def rpc(req):
     return {"error": {"code": "no_method", "message": "unknown method " + req["method"]}}
 
 
-ROUTES = {"/connect": connect, "/subscribe": subscribe, "/publish": publish, "/rpc": rpc,
+def forward(req):
+    """Echo each message upper-cased; `sub:C` subscribes, `pub:C:TEXT` publishes, `bye` closes."""
+    answer = {"send": [], "subscribe": [], "publish": []}
+    for m in req["messages"]:
+        data = m["data"]
+        if m["type"] == "binary":
+            answer["send"].append({"binary_bytes": len(base64.b64decode(data))})
+        elif data.startswith("sub:"):
+            answer["subscribe"].append(data[4:])
+        elif data.startswith("pub:"):
+            _, channel, text = data.split(":", 2)
+            answer["publish"].append({"channel": channel, "data": text})
+        elif data == "bye":
+            answer["close"] = {"code": 4000, "reason": "backend says bye"}
+        else:
+            answer["send"].append(data.upper())
+    return answer
+
+
+ROUTES = {"/forward": forward, "/connect": connect, "/subscribe": subscribe, "/publish": publish, "/rpc": rpc,
           "/disconnect": lambda req: {}}
 
 

@@ -70,6 +70,21 @@ pub enum RpcAnswer {
     },
 }
 
+/// What the backend does with forwarded messages.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ForwardAnswer {
+    /// Text messages to send back to the client.
+    pub send: Vec<String>,
+    /// Channels to subscribe the connection to.
+    pub subscribe: Vec<String>,
+    /// Channels to unsubscribe it from.
+    pub unsubscribe: Vec<String>,
+    /// Publications as the connection: channel and data (JSON text).
+    pub publish: Vec<(String, String)>,
+    /// Close the connection with this code (4000-4999) and reason.
+    pub close: Option<(u16, String)>,
+}
+
 /// The body is not what the hook's format says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadAnswer(pub &'static str);
@@ -179,6 +194,73 @@ pub fn parse_decision(body: &[u8]) -> Result<Decision, BadAnswer> {
             reason: reason(&m)?,
         })
     }
+}
+
+fn channels(m: &Map<String, Value>, key: &str) -> Result<Vec<String>, BadAnswer> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(list)) if list.len() <= MAX_CONNECT_CHANNELS => list
+            .iter()
+            .map(|c| match c {
+                Value::String(c) if check_channel(c).is_ok() => Ok(c.clone()),
+                _ => Err(BadAnswer("channel lists hold valid channel names")),
+            })
+            .collect(),
+        Some(_) => Err(BadAnswer("channel lists hold valid channel names")),
+    }
+}
+
+/// `{"send":[..],"subscribe":[..],"unsubscribe":[..],"publish":[{"channel":..,"data":..}],
+/// "close":{"code":4000,"reason":..}}`, every key optional; a string in `send` goes out as its
+/// text, any other value as its JSON.
+pub fn parse_forward(body: &[u8]) -> Result<ForwardAnswer, BadAnswer> {
+    let m = object(body)?;
+    let send = match m.get("send") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        Some(_) => return Err(BadAnswer("send must be a list")),
+    };
+    let publish = match m.get("publish") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|p| {
+                let channel = p.get("channel").and_then(Value::as_str);
+                match (channel, p.get("data")) {
+                    (Some(c), Some(d)) if check_channel(c).is_ok() => {
+                        Ok((c.to_owned(), d.to_string()))
+                    }
+                    _ => Err(BadAnswer("publish entries are {channel, data}")),
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(BadAnswer("publish must be a list")),
+    };
+    let close = match m.get("close") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(c)) => {
+            let code = c
+                .get("code")
+                .and_then(Value::as_u64)
+                .filter(|c| (4000..=4999).contains(c))
+                .ok_or(BadAnswer("close.code must be 4000..=4999"))?;
+            Some((code as u16, reason(c)?))
+        }
+        Some(_) => return Err(BadAnswer("close must be {code, reason}")),
+    };
+    Ok(ForwardAnswer {
+        send,
+        subscribe: channels(&m, "subscribe")?,
+        unsubscribe: channels(&m, "unsubscribe")?,
+        publish,
+        close,
+    })
 }
 
 /// `{"result":..}`, or `{"error":{"code":..,"message":..}}`.
@@ -293,6 +375,35 @@ mod tests {
                 message: "m".into()
             })
         );
+    }
+
+    #[test]
+    fn forward_answers_carry_messages_and_actions() {
+        let a = parse_forward(
+            br#"{"send":["hi",{"n":1}],"subscribe":["a"],"unsubscribe":["b"],
+                "publish":[{"channel":"c","data":[1]}],"close":{"code":4000,"reason":"r"}}"#,
+        )
+        .unwrap();
+        assert_eq!(a.send, vec!["hi".to_owned(), "{\"n\":1}".to_owned()]);
+        assert_eq!(
+            (a.subscribe, a.unsubscribe),
+            (vec!["a".into()], vec!["b".into()])
+        );
+        assert_eq!(a.publish, vec![("c".into(), "[1]".into())]);
+        assert_eq!(a.close, Some((4000, "r".into())));
+        assert_eq!(parse_forward(b"{}"), Ok(ForwardAnswer::default()));
+        for bad in [
+            &br#"{"send":"x"}"#[..],
+            br#"{"publish":[{"channel":"c"}]}"#,
+            br#"{"close":{"code":1000}}"#,
+            br#"{"subscribe":["bad channel"]}"#,
+        ] {
+            assert!(
+                parse_forward(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::hooks::{Answer, Call, Caller, Endpoint, HookError, HookKind, HookSett
 use crate::json::{write_conn, write_opt_str, write_str};
 
 use self::answer::{parse_connect, parse_decision, parse_rpc, Allowed, ConnectAnswer, Decision};
-use self::answer::{BadAnswer, RpcAnswer};
+use self::answer::{parse_forward, BadAnswer, ForwardAnswer, RpcAnswer};
 use super::ws::reply;
 use super::ws::request::{ErrorCode, ProtocolError};
 use super::{AppState, ClientState, Dispatch};
@@ -76,6 +76,8 @@ enum Pending {
     },
     /// Reply to `id` with the result.
     Rpc { id: Box<[u8]> },
+    /// Apply what the backend says to do with forwarded messages.
+    Forward,
 }
 
 /// Where a connection's connect hook stands.
@@ -90,12 +92,14 @@ pub enum ConnectState {
 }
 
 /// What the shard does after an answer was applied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AfterAnswer {
     /// Nothing more (replies, if any, are in the output).
     Done,
     /// Resume the held request ([`crate::conn::Conn::on_resume`]).
     Resume,
+    /// Close the connection with this code and reason.
+    Close(CloseCode, Box<str>),
 }
 
 /// How a connection ended, for the disconnect hook.
@@ -209,8 +213,14 @@ impl Dispatch<'_> {
             reply: Some(Caller { conn: self.id, tag }),
             submitted: Instant::now(),
         };
-        if usize::from(self.client.hook_calls) >= calls.hooks.settings.max_calls_per_conn {
-            // At the limit: this read's further calls wait their turn (reading has stopped).
+        // Forwarded messages keep their order: one forward call in flight per connection.
+        let limit = match hook {
+            HookKind::Forward => 1,
+            _ => calls.hooks.settings.max_calls_per_conn,
+        };
+        if usize::from(self.client.hook_calls) >= limit {
+            // At the limit: further calls wait their turn (at the connection's limit, reading
+            // stops, so what waits is bounded).
             calls.held.entry(self.id).or_default().push_back(call);
         } else {
             calls.hooks.submit(call).map_err(|_| HookError::Busy)?;
@@ -452,6 +462,12 @@ impl Dispatch<'_> {
                 };
                 self.finish(out, &id, result)
             }
+            Pending::Forward => match a.result.and_then(|b| parse_forward(&b).map_err(bad)) {
+                Ok(answer) => self.apply_forward(answer, out),
+                Err(e) => {
+                    AfterAnswer::Close(CloseCode::INTERNAL_ERROR, unavailable(e).message.into())
+                }
+            },
             Pending::Rpc { id } => {
                 let text = &mut self.app.text;
                 text.clear();
@@ -465,6 +481,73 @@ impl Dispatch<'_> {
                 out.frame(Opcode::Text, text);
                 AfterAnswer::Done
             }
+        }
+    }
+
+    /// Whether this connection's messages go to the forward hook.
+    pub(super) fn forwarding(&self) -> bool {
+        self.app
+            .calls
+            .as_ref()
+            .is_some_and(|c| c.settings().forward.is_some())
+    }
+
+    /// One client message for the forward hook: added to this read's batch.
+    pub(super) fn forward(&mut self, opcode: Opcode, payload: &[u8]) {
+        let batch = &mut self.app.forward_batch;
+        if !batch.is_empty() {
+            batch.push(b',');
+        }
+        match std::str::from_utf8(payload) {
+            Ok(text) if opcode == Opcode::Text => {
+                batch.extend_from_slice(b"{\"type\":\"text\",\"data\":");
+                write_str(batch, text);
+            }
+            _ => {
+                batch.extend_from_slice(b"{\"type\":\"binary\",\"data\":\"");
+                batch.extend_from_slice(base64_simd::STANDARD.encode_to_string(payload).as_bytes());
+                batch.push(b'"');
+            }
+        }
+        batch.push(b'}');
+    }
+
+    /// After a read: send the messages it brought to the forward hook, in one call. A failed
+    /// submission closes the connection (its messages cannot be delivered).
+    pub fn flush_forward(&mut self) -> Option<(CloseCode, Box<str>)> {
+        if self.app.forward_batch.is_empty() {
+            return None;
+        }
+        let endpoint = self.app.calls.as_ref()?.settings().forward.clone()?;
+        let mut body = self.body(("route", "/raw"), None);
+        body.pop();
+        body.extend_from_slice(b",\"messages\":[");
+        body.extend_from_slice(&self.app.forward_batch);
+        body.extend_from_slice(b"]}");
+        self.app.forward_batch.clear();
+        match self.ask(HookKind::Forward, endpoint, body, Pending::Forward) {
+            Ok(()) => None,
+            Err(e) => Some((CloseCode::INTERNAL_ERROR, unavailable(e).message.into())),
+        }
+    }
+
+    fn apply_forward(&mut self, a: ForwardAnswer, out: &mut Output) -> AfterAnswer {
+        for text in &a.send {
+            out.frame(Opcode::Text, text.as_bytes());
+        }
+        let session = &mut self.client.session;
+        for channel in &a.subscribe {
+            let _ = self.router.subscribe(self.id, session, channel);
+        }
+        for channel in &a.unsubscribe {
+            let _ = self.router.unsubscribe(self.id, session, channel);
+        }
+        for (channel, data) in &a.publish {
+            let _ = self.publish_json(channel, data.as_bytes(), false);
+        }
+        match a.close {
+            Some((code, reason)) => AfterAnswer::Close(CloseCode(code), reason.into()),
+            None => AfterAnswer::Done,
         }
     }
 
