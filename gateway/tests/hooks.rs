@@ -32,6 +32,11 @@ impl Backend {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hooks/backend.py");
         let mut cmd = Command::new("python3");
         cmd.arg("-u").arg(script).arg(SECRET).arg(port.to_string());
+        Backend::spawn(cmd)
+    }
+
+    /// Start `cmd`, a server that prints `listening on <port>` first.
+    fn spawn(cmd: Command) -> Backend {
         let process = Process::spawn(cmd);
         let line = process
             .next_line(Instant::now() + Duration::from_secs(10))
@@ -483,4 +488,105 @@ fn raw_messages_are_forwarded_per_read_and_the_answer_acts() {
     c.expect_frame(op::TEXT, b"fresh");
     c.send_text(b"bye");
     assert_eq!(c.expect_close(4000), "backend says bye");
+}
+
+/// One HTTP/1.1 request to the example backend; the response's status, headers and body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the backend");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let status = head[9..12].parse().expect("a status");
+    (status, head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn the_example_backend_authenticates_moderates_and_answers() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/examples/hooks-backend/app.py"
+    );
+    let mut cmd = Command::new("python3");
+    cmd.args(["-u", script, "--port", "0", "--secret", SECRET]);
+    let be = Backend::spawn(cmd);
+    let origin = "http://app.example";
+    let gw = hooked(&[
+        "--hook-connect".into(),
+        be.url("/hooks/connect"),
+        "--hook-connect-cookies".into(),
+        "session".into(),
+        "--allowed-origins".into(),
+        origin.into(),
+        "--hook-publish".into(),
+        format!("chat:={}", be.url("/hooks/publish")),
+        "--hook-rpc".into(),
+        be.url("/hooks/rpc"),
+        "--hook-disconnect".into(),
+        be.url("/hooks/disconnect"),
+    ]);
+    let mut c = Client::connect(gw.addr());
+    c.handshake("/ws", &[("Origin", origin)]).assert_error(401);
+
+    let (status, head, _) = http(be.port, "POST", "/login", r#"{"user":"ann"}"#);
+    assert_eq!(status, 200);
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Set-Cookie: "))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let mut c = Client::connect(gw.addr());
+    let resp = c.handshake("/ws", &[("Origin", origin), ("Cookie", &cookie)]);
+    assert_eq!(resp.status, 101);
+    let welcome = read_json(&mut c);
+    assert_eq!(welcome["user"], "ann");
+    assert_eq!(welcome["data"]["greeting"], "welcome back, ann");
+    let mut ws = Ws {
+        id: welcome["conn"].as_str().unwrap().to_owned(),
+        c,
+    };
+    ws.subscribe("chat:lobby");
+    let (r, _) = ws.request(
+        json!({"op":"publish","channel":"chat:lobby","data":{"text":"cheap spam here"},"id":1}),
+    );
+    assert_eq!(
+        r["error"]["message"], "message refused by moderation",
+        "{r}"
+    );
+    let mut got =
+        ws.ok(json!({"op":"publish","channel":"chat:lobby","data":{"text":"  hi all "},"id":2}));
+    got.extend(ws.sync());
+    let m = got
+        .iter()
+        .find(|m| m["type"] == "message")
+        .expect("the publication");
+    assert_eq!(m["data"], json!({"text": "hi all", "by": "ann"}));
+    let (r, _) = ws.request(json!({"op":"rpc","method":"whoami","id":3}));
+    assert_eq!(r["data"], json!({"user": "ann", "conn": ws.id}));
+    let (r, _) =
+        ws.request(json!({"op":"rpc","method":"room_size","data":{"channel":"chat:lobby"},"id":4}));
+    assert_eq!(r["data"]["messages"], 1);
+    ws.c.send_close(1000, b"");
+    ws.c.expect_close(1000);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let (_, _, events) = http(be.port, "GET", "/events", "");
+        let events: Value = serde_json::from_str(&events).unwrap();
+        if let Some(e) = events.as_array().and_then(|a| a.first()) {
+            assert_eq!((&e["user"], &e["why"]), (&json!("ann"), &json!("client")));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no disconnect event reached the backend"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
