@@ -112,6 +112,11 @@ fn query_inputs_pass_the_query_check() {
 }
 
 #[test]
+fn hook_answer_inputs_pass_the_hook_answer_check() {
+    replay("hook_answer");
+}
+
+#[test]
 fn every_target_is_replayed_and_every_folder_is_a_target() {
     let mut targets: Vec<String> = files_in(&fuzz_dir().join("fuzz_targets"))
         .expect("fuzz/fuzz_targets/")

@@ -9,6 +9,7 @@
 
 pub mod api_request;
 pub mod conn;
+pub mod hook_answer;
 pub mod http_head;
 pub mod input;
 pub mod query;
@@ -18,13 +19,14 @@ pub mod wire;
 pub mod ws_request;
 
 /// The fuzz targets, named as their files in `fuzz_targets/` and their folders of inputs.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "http_head",
     "conn",
     "ws_request",
     "api_request",
     "token",
     "query",
+    "hook_answer",
 ];
 
 /// Run the check for `target` on `data`; false if there is no such target.
@@ -36,6 +38,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "api_request" => api_request::check(data),
         "token" => token::check(data),
         "query" => query::check(data),
+        "hook_answer" => hook_answer::check(data),
         _ => return false,
     }
     true
