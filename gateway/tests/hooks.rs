@@ -590,3 +590,59 @@ fn the_example_backend_authenticates_moderates_and_answers() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn the_chat_page_works_with_the_connect_hook_in_chromium() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/examples/hooks-backend/app.py"
+    );
+    let mut cmd = Command::new("python3");
+    cmd.args(["-u", script, "--port", "0", "--secret", SECRET]);
+    let be = Backend::spawn(cmd);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw = gateway()
+        .listen(addr)
+        .args(["--hook-secret", SECRET, "--threads", "2"])
+        .args(["--hook-connect", &be.url("/hooks/connect")])
+        .args(["--hook-connect-cookies", "session"])
+        .args(["--allowed-origins", &format!("http://{addr}")])
+        .start();
+    let mut cmd = Command::new("node");
+    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser"))
+        .arg("hooks.test.mjs")
+        .arg(format!("http://{addr}"))
+        .arg(format!("http://127.0.0.1:{}", be.port));
+    no_proxy(&mut cmd);
+    let (mut node, mut answer) = Process::spawn_with_stdin(cmd);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = String::new();
+    while let Some(line) = node.next_line(deadline) {
+        if line == "checkpoint" {
+            // The foreign page was refused before the backend heard of it.
+            let text = metrics(&gw);
+            assert!(
+                metric(&text, "gateway_handshake_failures_total{reason=\"origin\"}") >= 1,
+                "{}",
+                text.lines()
+                    .filter(|l| l.contains("handshake") || l.contains("hook_calls"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            assert_eq!(
+                metric(&text, "gateway_hook_calls_total{hook=\"connect\"}"),
+                0
+            );
+            answer
+                .write_all(b"checked\n")
+                .expect("answer the browser script");
+        }
+        last = line;
+    }
+    let status = node.wait_exit(Duration::from_secs(10));
+    assert!(
+        last == "ok" && status.is_some_and(|s| s.success()),
+        "browser run failed ({status:?}, last line {last:?}):\n{}",
+        node.stderr()
+    );
+}
