@@ -130,6 +130,15 @@ fn connect_hook_allows_with_user_channels_and_data_or_denies_two_ways() {
         "only chosen headers"
     );
     assert_eq!(asked["subprotocols"], json!(["chat"]));
+    let remote = asked["remote"].as_str().expect("the client's address");
+    assert_eq!(
+        remote
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.port())
+            .ok(),
+        c.stream().local_addr().map(|a| a.port()).ok(),
+        "remote is the client's address"
+    );
     let welcome = read_json(&mut c);
     assert_eq!(welcome["type"], "welcome");
     assert_eq!(welcome["user"], "ann");

@@ -69,6 +69,9 @@ pub struct AppState {
     welcome_data: Option<Box<str>>,
     /// Messages of the current read for the forward hook (JSON objects, comma-separated).
     forward_batch: Vec<u8>,
+    /// The peer address of the connection whose request is being read, when the connect hook
+    /// wants it (set by the shard, see [`AppState::wants_remote`]).
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 impl AppState {
@@ -83,6 +86,7 @@ impl AppState {
             calls: None,
             welcome_data: None,
             forward_batch: Vec::new(),
+            remote: None,
         }
     }
 

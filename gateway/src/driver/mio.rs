@@ -189,6 +189,10 @@ impl Driver for MioDriver {
         }
     }
 
+    fn peer_addr(&mut self, id: ConnId) -> Option<SocketAddr> {
+        self.stream(id).ok()?.peer_addr().ok()
+    }
+
     fn close(&mut self, id: ConnId) {
         if let Some(slot) = self.streams.get_mut(id.slot() as usize) {
             if let Some(mut s) = slot.take() {

@@ -33,6 +33,7 @@ pub mod mio;
 pub mod uring;
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::conn::ConnId;
@@ -84,6 +85,12 @@ pub trait Driver {
 
     /// Close every listener: no new connections.
     fn stop_accepting(&mut self);
+
+    /// The address of the peer of connection `id`, if the driver knows one (a real socket).
+    fn peer_addr(&mut self, id: ConnId) -> Option<SocketAddr> {
+        let _ = id;
+        None
+    }
 
     /// The current time on this driver's clock (the OS's monotonic clock unless simulated).
     #[inline]
@@ -172,6 +179,13 @@ impl Driver for ShardDriver {
         match self {
             ShardDriver::Epoll(d) => d.stop_accepting(),
             ShardDriver::Uring(d) => d.stop_accepting(),
+        }
+    }
+
+    fn peer_addr(&mut self, id: ConnId) -> Option<SocketAddr> {
+        match self {
+            ShardDriver::Epoll(d) => d.peer_addr(id),
+            ShardDriver::Uring(d) => d.peer_addr(id),
         }
     }
 }

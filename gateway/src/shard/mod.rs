@@ -483,6 +483,9 @@ impl<D: Driver> Shard<D> {
                                 kernels: &self.kernels,
                             };
                             let was_awaiting = conn.state() == State::AwaitRequest;
+                            if was_awaiting && self.app.wants_remote() {
+                                self.app.remote = self.driver.peer_addr(id);
+                            }
                             let mut app = Dispatch {
                                 id,
                                 client,

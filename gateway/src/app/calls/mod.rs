@@ -10,6 +10,7 @@
 pub mod answer;
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -133,6 +134,14 @@ impl Ending {
 }
 
 impl AppState {
+    /// Whether the connect hook is configured (it sends the client's address: the shard sets
+    /// [`AppState::remote`] before a request is read).
+    pub fn wants_remote(&self) -> bool {
+        self.calls
+            .as_ref()
+            .is_some_and(|c| c.settings().connect.endpoint.is_some())
+    }
+
     /// Forget the call `tag` of a connection that is gone.
     pub fn forget_call(&mut self, tag: u64) {
         if let Some(c) = self.calls.as_mut() {
@@ -246,7 +255,7 @@ impl Dispatch<'_> {
             // without the backend hearing of it).
             return false;
         }
-        let body = connect_body(self.id, req, &hook.headers, &hook.cookies);
+        let body = connect_body(self.id, req, self.app.remote, &hook.headers, &hook.cookies);
         let state = match self.ask(HookKind::Connect, endpoint, body, Pending::Connect) {
             Ok(()) => ConnectState::Asked,
             Err(e) => ConnectState::Answered(Err(e)),
@@ -615,6 +624,7 @@ fn unavailable(e: HookError) -> ProtocolError {
 fn connect_body(
     id: ConnId,
     req: &httparse::Request<'_, '_>,
+    remote: Option<SocketAddr>,
     headers: &[String],
     cookies: &[String],
 ) -> Vec<u8> {
@@ -633,6 +643,8 @@ fn connect_body(
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
     };
+    body.extend_from_slice(b",\"remote\":");
+    write_opt_str(&mut body, remote.map(|a| a.to_string()).as_deref());
     body.extend_from_slice(b",\"origin\":");
     write_opt_str(
         &mut body,
@@ -728,6 +740,7 @@ mod tests {
         let body = connect_body(
             ConnId::from_bits(5),
             &req,
+            "10.0.0.7:5555".parse().ok(),
             &["authorization".into()],
             &["session".into()],
         );
@@ -742,5 +755,6 @@ mod tests {
         );
         assert_eq!(v["cookies"], serde_json::json!({"session": "abc"}));
         assert_eq!(v["conn"], "5");
+        assert_eq!(v["remote"], "10.0.0.7:5555");
     }
 }

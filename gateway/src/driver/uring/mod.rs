@@ -770,6 +770,11 @@ impl Driver for UringDriver {
         }
     }
 
+    fn peer_addr(&mut self, id: ConnId) -> Option<std::net::SocketAddr> {
+        let s = self.streams.get(id.slot() as usize)?.as_ref()?;
+        (s.id == id).then(|| s.socket.peer_addr().ok())?
+    }
+
     fn close(&mut self, id: ConnId) {
         let slot = id.slot();
         let Some(entry) = self.streams.get_mut(slot as usize) else {
