@@ -339,12 +339,13 @@ fn failing_backends_give_their_error_at_once_and_leak_nothing() {
         "--hook-timeout".into(),
         "500ms".into(),
         "--hook-breaker-failures".into(),
-        "100".into(),
+        "10000".into(),
     ]);
     let mut ws = Ws::open(gw.addr(), "");
     // Warm the keep-alive pool, then take the baseline.
     ws.ok(json!({"op":"publish","channel":"room:1","data":"x","id":0}));
     let baseline = gw.open_fds();
+    let rss_before = gw.rss_bytes();
     for (channel, kind) in [
         ("slow:1", "timeout"),
         ("garbage:1", "bad_response"),
@@ -367,6 +368,19 @@ fn failing_backends_give_their_error_at_once_and_leak_nothing() {
         // Other clients are served meanwhile.
         gw.assert_serves();
     }
+    // Many more of the quick failures: memory stays where it was.
+    for round in 0..100 {
+        for channel in ["garbage:1", "500:1", "cut:1", "down:1"] {
+            let (r, _) =
+                ws.request(json!({"op":"publish","channel":channel,"data":"x","id":round}));
+            assert_eq!(r["error"]["code"], "backend_unavailable", "{r}");
+        }
+    }
+    let rss_after = gw.rss_bytes();
+    assert!(
+        rss_after <= rss_before + (4 << 20),
+        "RSS grew from {rss_before} to {rss_after} over 400 failed calls"
+    );
     ws.ok(json!({"op":"publish","channel":"room:1","data":"y","id":9}));
     let text = metrics(&gw);
     assert_eq!(
@@ -381,7 +395,7 @@ fn failing_backends_give_their_error_at_once_and_leak_nothing() {
             &text,
             "gateway_hook_errors_total{hook=\"publish\",kind=\"unreachable\"}"
         ),
-        1
+        101
     );
     assert!(
         metric(
