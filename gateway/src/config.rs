@@ -26,6 +26,7 @@ use crate::conn::deflate::DeflateConfig;
 use crate::conn::frames::Limits;
 use crate::conn::handshake::Policy;
 use crate::conn::Settings;
+use crate::hooks::HookSettings;
 use crate::router::history::{HistoryPolicy, HistoryRule, MAX_SIZE};
 use std::sync::Arc;
 
@@ -288,6 +289,77 @@ pub struct Cli {
     /// answer 404 with a hint]
     #[arg(long, env = "GATEWAY_SOCKETIO_CLIENT_DIR")]
     pub socketio_client_dir: Option<PathBuf>,
+
+    // --- Backend hooks (gateway/docs/hooks.md) ---
+    /// Connect hook: before each upgrade on /ws, /raw and /broadcast, POST what the client
+    /// presented to this URL (http://host:port/path); its answer allows or denies
+    /// [default: none]
+    #[arg(long, env = "GATEWAY_HOOK_CONNECT")]
+    pub hook_connect: Option<String>,
+
+    /// Request headers the connect hook forwards (comma list, case-insensitive) [default: none]
+    #[arg(long, env = "GATEWAY_HOOK_CONNECT_HEADERS", value_delimiter = ',')]
+    pub hook_connect_headers: Vec<String>,
+
+    /// Cookies the connect hook forwards (comma list of names); needs --allowed-origins
+    /// [default: none]
+    #[arg(long, env = "GATEWAY_HOOK_CONNECT_COOKIES", value_delimiter = ',')]
+    pub hook_connect_cookies: Vec<String>,
+
+    /// Subscribe hook per channel prefix, as PREFIX=URL (an empty prefix matches every
+    /// channel; the longest matching prefix wins); repeat or comma-separate [default: none]
+    #[arg(long, env = "GATEWAY_HOOK_SUBSCRIBE", value_delimiter = ',')]
+    pub hook_subscribe: Vec<String>,
+
+    /// Publish hook per channel prefix, as PREFIX=URL; the answer may rewrite the data
+    /// [default: none]
+    #[arg(long, env = "GATEWAY_HOOK_PUBLISH", value_delimiter = ',')]
+    pub hook_publish: Vec<String>,
+
+    /// RPC hook: `{"op":"rpc"}` requests are POSTed here [default: none; rpc is unknown_op]
+    #[arg(long, env = "GATEWAY_HOOK_RPC")]
+    pub hook_rpc: Option<String>,
+
+    /// Disconnect hook: batches of disconnect events are POSTed here (fire-and-forget)
+    /// [default: none]
+    #[arg(long, env = "GATEWAY_HOOK_DISCONNECT")]
+    pub hook_disconnect: Option<String>,
+
+    /// Forward hook: every client message on /raw is POSTed here (batched per read); the
+    /// answer may send messages back and subscribe, unsubscribe, publish or close [default: none]
+    #[arg(long, env = "GATEWAY_HOOK_FORWARD")]
+    pub hook_forward: Option<String>,
+
+    /// Key that signs every hook request (HMAC-SHA256); required when any hook is set
+    #[arg(long, env = "GATEWAY_HOOK_SECRET", hide_env_values = true)]
+    pub hook_secret: Option<String>,
+
+    /// Per hook call, from submission to answer [default: 5s]
+    #[arg(long, env = "GATEWAY_HOOK_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub hook_timeout: Option<Duration>,
+
+    /// Calls in flight per backend (one keep-alive connection each) [default: 64]
+    #[arg(long, env = "GATEWAY_HOOK_MAX_IN_FLIGHT")]
+    pub hook_max_in_flight: Option<usize>,
+
+    /// Calls waiting per backend beyond those in flight; more fail `busy` at once
+    /// [default: 1024]
+    #[arg(long, env = "GATEWAY_HOOK_MAX_QUEUED")]
+    pub hook_max_queued: Option<usize>,
+
+    /// Failed calls in a row that open a backend's circuit breaker [default: 5]
+    #[arg(long, env = "GATEWAY_HOOK_BREAKER_FAILURES")]
+    pub hook_breaker_failures: Option<u32>,
+
+    /// How long an open breaker fails calls at once before it tries the backend again
+    /// [default: 5s]
+    #[arg(long, env = "GATEWAY_HOOK_BREAKER_COOLDOWN", value_parser = humantime::parse_duration)]
+    pub hook_breaker_cooldown: Option<Duration>,
+
+    /// Unanswered hook calls per client connection before the gateway stops reading it
+    /// (TCP backpressure) [default: 16]
+    #[arg(long, env = "GATEWAY_HOOK_MAX_CALLS_PER_CONN")]
+    pub hook_max_calls_per_conn: Option<usize>,
 }
 
 /// A TLS certificate chain and its key, as PEM files (`--tls-cert`/`--tls-key`).
@@ -453,6 +525,21 @@ struct FileConfig {
     socketio_connect_timeout: Option<String>,
     socketio_max_payload: Option<usize>,
     socketio_client_dir: Option<PathBuf>,
+    hook_connect: Option<String>,
+    hook_connect_headers: Option<List>,
+    hook_connect_cookies: Option<List>,
+    hook_subscribe: Option<List>,
+    hook_publish: Option<List>,
+    hook_rpc: Option<String>,
+    hook_disconnect: Option<String>,
+    hook_forward: Option<String>,
+    hook_secret: Option<String>,
+    hook_timeout: Option<String>,
+    hook_max_in_flight: Option<usize>,
+    hook_max_queued: Option<usize>,
+    hook_breaker_failures: Option<u32>,
+    hook_breaker_cooldown: Option<String>,
+    hook_max_calls_per_conn: Option<usize>,
 }
 
 impl FileConfig {
@@ -580,6 +667,8 @@ pub struct Config {
     pub node_id_random: bool,
     /// The Socket.IO endpoint.
     pub sio: Arc<SioConfig>,
+    /// Backend hooks.
+    pub hooks: HookSettings,
 }
 
 /// The default backend API address.
@@ -701,11 +790,12 @@ impl Config {
         Config::resolve(cli, FileConfig::parse(file_text)?)
     }
 
-    fn resolve(cli: Cli, mut file: FileConfig) -> anyhow::Result<Config> {
+    fn resolve(mut cli: Cli, mut file: FileConfig) -> anyhow::Result<Config> {
         let d = Settings::default();
         let config_file = cli.config.clone();
         let api = ApiConfig::resolve(&cli, &file)?;
         let sio = Arc::new(resolve_sio(&cli, &mut file)?);
+        let hooks = resolve_hooks(&mut cli, &mut file)?;
         let listen = if !cli.listen.is_empty() {
             cli.listen
         } else if let Some(list) = file.listen {
@@ -871,7 +961,9 @@ impl Config {
             )?,
             file: config_file,
             sio,
+            hooks,
         })
+        .and_then(Config::check_hooks)
     }
 
     /// The connection limit with `nofile` descriptors: `--max-connections`, else the
@@ -969,6 +1061,36 @@ impl Config {
                 Some(_) => "(set: the socket.io-client files were read)".to_owned(),
                 None => "(none: /socket.io/socket.io.js answers 404)".to_owned(),
             },
+            "hook-connect" => self.hook_url(self.hooks.connect.endpoint.as_ref()),
+            "hook-connect-headers" => list(&self.hooks.connect.headers),
+            "hook-connect-cookies" => list(&self.hooks.connect.cookies),
+            "hook-subscribe" | "hook-publish" => {
+                let rules = if flag == "hook-subscribe" {
+                    &self.hooks.subscribe
+                } else {
+                    &self.hooks.publish
+                };
+                let rules: Vec<String> = rules
+                    .iter()
+                    .map(|(prefix, e)| format!("{prefix}={}", self.hook_url(Some(e))))
+                    .collect();
+                list(&rules)
+            }
+            "hook-rpc" => self.hook_url(self.hooks.rpc.as_ref()),
+            "hook-disconnect" => self.hook_url(self.hooks.disconnect.as_ref()),
+            "hook-forward" => self.hook_url(self.hooks.forward.as_ref()),
+            "hook-secret" => if self.hooks.key.is_empty() {
+                "(none)"
+            } else {
+                "(set)"
+            }
+            .to_owned(),
+            "hook-timeout" => d(self.hooks.timeout),
+            "hook-max-in-flight" => self.hooks.max_in_flight.to_string(),
+            "hook-max-queued" => self.hooks.max_queued.to_string(),
+            "hook-breaker-failures" => self.hooks.breaker_failures.to_string(),
+            "hook-breaker-cooldown" => d(self.hooks.breaker_cooldown),
+            "hook-max-calls-per-conn" => self.hooks.max_calls_per_conn.to_string(),
             "broker" => self.broker.to_string(),
             "node-id" if self.node_id_random => format!("{} (random at start)", self.node_id),
             "node-id" => self.node_id.to_string(),
@@ -991,6 +1113,27 @@ impl Config {
             }
             _ => return None,
         })
+    }
+    /// A hook's URL as configured, or `(none)`.
+    fn hook_url(&self, e: Option<&crate::hooks::Endpoint>) -> String {
+        e.and_then(|e| {
+            let b = self.hooks.backends.get(e.backend)?;
+            Some(format!("http://{}{}", b.host, e.path))
+        })
+        .unwrap_or_else(|| "(none)".to_owned())
+    }
+
+    /// Cookies make cross-site WebSocket hijacking possible: a connect hook that forwards
+    /// them needs an Origin allow-list.
+    fn check_hooks(self) -> anyhow::Result<Config> {
+        if !self.hooks.connect.cookies.is_empty() && self.settings.policy.allowed_origins.is_empty()
+        {
+            bail!(
+                "--hook-connect-cookies needs --allowed-origins: a page on any other site could \
+                 otherwise open connections with the user's cookies"
+            );
+        }
+        Ok(self)
     }
 }
 
@@ -1105,6 +1248,133 @@ fn resolve_sio(cli: &Cli, file: &mut FileConfig) -> anyhow::Result<SioConfig> {
         namespaces,
         events,
     })
+}
+
+/// The `--hook-*` settings (flags win over the file).
+fn resolve_hooks(cli: &mut Cli, file: &mut FileConfig) -> anyhow::Result<HookSettings> {
+    let d = HookSettings::default();
+    let list = |flag: &mut Vec<String>, file: Option<List>| {
+        if flag.is_empty() {
+            file.map(List::items).unwrap_or_default()
+        } else {
+            std::mem::take(flag)
+        }
+    };
+    let mut h = HookSettings {
+        timeout: duration(
+            cli.hook_timeout,
+            file.hook_timeout.take(),
+            "hook-timeout",
+            d.timeout,
+        )?,
+        max_in_flight: cli
+            .hook_max_in_flight
+            .or(file.hook_max_in_flight)
+            .unwrap_or(d.max_in_flight),
+        max_queued: cli
+            .hook_max_queued
+            .or(file.hook_max_queued)
+            .unwrap_or(d.max_queued),
+        breaker_failures: cli
+            .hook_breaker_failures
+            .or(file.hook_breaker_failures)
+            .unwrap_or(d.breaker_failures),
+        breaker_cooldown: duration(
+            cli.hook_breaker_cooldown,
+            file.hook_breaker_cooldown.take(),
+            "hook-breaker-cooldown",
+            d.breaker_cooldown,
+        )?,
+        max_calls_per_conn: cli
+            .hook_max_calls_per_conn
+            .or(file.hook_max_calls_per_conn)
+            .unwrap_or(d.max_calls_per_conn),
+        ..d
+    };
+    if h.max_in_flight == 0 || h.max_calls_per_conn == 0 || h.breaker_failures == 0 {
+        bail!("--hook-max-in-flight, --hook-max-calls-per-conn and --hook-breaker-failures must be at least 1");
+    }
+    if h.max_calls_per_conn > usize::from(u16::MAX) {
+        bail!("--hook-max-calls-per-conn must be at most {}", u16::MAX);
+    }
+    let url = |h: &mut HookSettings, flag: &str, url: &str| {
+        h.endpoint(url.trim())
+            .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+    };
+    if let Some(u) = cli.hook_connect.take().or(file.hook_connect.take()) {
+        h.connect.endpoint = Some(url(&mut h, "hook-connect", &u)?);
+    }
+    h.connect.headers = list(
+        &mut cli.hook_connect_headers,
+        file.hook_connect_headers.take(),
+    )
+    .into_iter()
+    .map(|n| n.trim().to_ascii_lowercase())
+    .collect();
+    h.connect.cookies = list(
+        &mut cli.hook_connect_cookies,
+        file.hook_connect_cookies.take(),
+    )
+    .into_iter()
+    .map(|n| n.trim().to_owned())
+    .collect();
+    for (flag, rules, file_rules) in [
+        (
+            "hook-subscribe",
+            &mut cli.hook_subscribe,
+            file.hook_subscribe.take(),
+        ),
+        (
+            "hook-publish",
+            &mut cli.hook_publish,
+            file.hook_publish.take(),
+        ),
+    ] {
+        for rule in list(rules, file_rules) {
+            let Some((prefix, u)) = rule.split_once('=') else {
+                bail!("--{flag}: {rule:?} is not PREFIX=URL");
+            };
+            let endpoint = url(&mut h, flag, u)?;
+            let prefix = prefix.trim().to_owned();
+            let table = if flag == "hook-subscribe" {
+                &mut h.subscribe
+            } else {
+                &mut h.publish
+            };
+            if table.iter().any(|(p, _)| *p == prefix) {
+                bail!("--{flag}: prefix {prefix:?} is given twice");
+            }
+            table.push((prefix, endpoint));
+        }
+    }
+    if let Some(u) = cli.hook_rpc.take().or(file.hook_rpc.take()) {
+        h.rpc = Some(url(&mut h, "hook-rpc", &u)?);
+    }
+    if let Some(u) = cli.hook_disconnect.take().or(file.hook_disconnect.take()) {
+        h.disconnect = Some(url(&mut h, "hook-disconnect", &u)?);
+    }
+    if let Some(u) = cli.hook_forward.take().or(file.hook_forward.take()) {
+        h.forward = Some(url(&mut h, "hook-forward", &u)?);
+    }
+    let secret = cli
+        .hook_secret
+        .take()
+        .or(file.hook_secret.take())
+        .filter(|s| !s.is_empty());
+    match secret {
+        Some(s) => h.key = s.into_bytes(),
+        None if h.any() => bail!(
+            "backend hooks need --hook-secret: every call is signed so the backend can tell it \
+             comes from the gateway"
+        ),
+        None => {}
+    }
+    if h.connect.endpoint.is_none()
+        && (!h.connect.headers.is_empty() || !h.connect.cookies.is_empty())
+    {
+        bail!("--hook-connect-headers and --hook-connect-cookies need --hook-connect");
+    }
+    Ok(h)
 }
 
 #[cfg(test)]
@@ -1308,6 +1578,61 @@ mod tests {
         assert!(c.api.require_token);
         let c = Config::from_parts(cli(&["--require-token", "false"]), "").unwrap();
         assert!(!c.api.require_token);
+    }
+
+    #[test]
+    fn hooks_come_from_flags_or_the_file_and_share_backends() {
+        let c = Config::from_parts(
+            cli(&[
+                "--hook-secret",
+                "k",
+                "--hook-rpc",
+                "http://127.0.0.1:9000/rpc",
+                "--hook-subscribe",
+                "chat:=http://127.0.0.1:9000/sub,=http://127.0.0.1:9001/all",
+            ]),
+            "hook-timeout = \"2s\"\nhook-disconnect = \"http://127.0.0.1:9001/gone\"\n",
+        )
+        .unwrap();
+        let h = &c.hooks;
+        assert_eq!(h.backends.len(), 2);
+        assert_eq!(h.timeout, Duration::from_secs(2));
+        assert_eq!(
+            h.rpc.as_ref().map(|e| (e.backend, &*e.path)),
+            Some((0, "/rpc"))
+        );
+        assert_eq!(h.subscribe.len(), 2);
+        assert_eq!(h.disconnect.as_ref().map(|e| e.backend), Some(1));
+        assert_eq!(h.key, b"k");
+        assert!(!Config::from_parts(cli(&[]), "").unwrap().hooks.any());
+    }
+
+    #[test]
+    fn hooks_need_a_secret_and_cookies_need_an_origin_list() {
+        let rpc = ["--hook-rpc", "http://127.0.0.1:9000/rpc"];
+        let e = Config::from_parts(cli(&rpc), "").unwrap_err();
+        assert!(e.to_string().contains("--hook-secret"), "{e}");
+        let cookies = [
+            "--hook-secret",
+            "k",
+            "--hook-connect",
+            "http://127.0.0.1:9000/c",
+            "--hook-connect-cookies",
+            "session",
+        ];
+        let e = Config::from_parts(cli(&cookies), "").unwrap_err();
+        assert!(e.to_string().contains("--allowed-origins"), "{e}");
+        let mut with_origins = cookies.to_vec();
+        with_origins.extend(["--allowed-origins", "https://app.example"]);
+        assert!(Config::from_parts(cli(&with_origins), "").is_ok());
+        for bad in [
+            &["--hook-secret", "k", "--hook-rpc", "https://a/b"][..],
+            &["--hook-secret", "k", "--hook-publish", "chat:"],
+            &["--hook-secret", "k", "--hook-connect-cookies", "s"],
+            &["--hook-secret", "k", "--hook-max-in-flight", "0"],
+        ] {
+            assert!(Config::from_parts(cli(bad), "").is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod config;
 pub mod conn;
 #[allow(unsafe_code)]
 pub mod driver;
+pub mod hooks;
 pub mod json;
 pub mod metrics;
 pub mod names;

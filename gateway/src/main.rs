@@ -17,6 +17,7 @@ use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
 use gateway::api::ApiSettings;
+use gateway::app::calls::Calls;
 use gateway::app::AppState;
 use gateway::auth::upgrade::ClientAuth;
 use gateway::auth::ApiKey;
@@ -27,8 +28,10 @@ use gateway::conn::tls::TlsServer;
 use gateway::driver::mio::{bind_reuseport, MioDriver};
 use gateway::driver::uring::{self, UringDriver};
 use gateway::driver::{allowed_cpus, pin_current_thread, raise_nofile_limit, ShardDriver};
+use gateway::hooks::{Answer, Hooks};
+use gateway::metrics::HookMetrics;
 use gateway::metrics::{ShardMetrics, Totals};
-use gateway::router::inbox::Mesh;
+use gateway::router::inbox::{Mesh, ShardMsg};
 use gateway::router::{Router, RouterConfig};
 use gateway::shard::{Shard, ShardConfig, Shared};
 
@@ -383,6 +386,7 @@ fn spawn_shards(
             .map(|s| Verifier::new(s.as_bytes())),
         require_token: cfg.api.require_token,
     };
+    let hooks = start_hooks(cfg, &mesh, shared)?;
     let cpus = allowed_cpus();
     let (done_tx, done_rx) = mpsc::channel();
     for (index, (driver, n, shard_metrics)) in drivers.shards.into_iter().enumerate() {
@@ -397,7 +401,13 @@ fn spawn_shards(
             shard_metrics,
         )
         .with_router(router)
-        .with_app(AppState::new(client_auth.clone()).with_sio(Arc::clone(&cfg.sio)));
+        .with_app({
+            let app = AppState::new(client_auth.clone()).with_sio(Arc::clone(&cfg.sio));
+            match &hooks {
+                Some(h) => app.with_calls(Calls::new(h.clone(), cfg.settings.policy.clone())),
+                None => app,
+            }
+        });
         let shard = tls.attach(shard, cfg.listen.len());
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
         let done = done_tx.clone();
@@ -414,6 +424,42 @@ fn spawn_shards(
             .context("cannot start a shard thread")?;
     }
     Ok(done_rx)
+}
+
+/// Start the hooks thread when any hook is configured; its answers reach the calling
+/// connection's shard through that shard's inbox.
+fn start_hooks(
+    cfg: &Config,
+    mesh: &Arc<Mesh>,
+    shared: &Arc<Shared>,
+) -> anyhow::Result<Option<Hooks>> {
+    if !cfg.hooks.any() {
+        return Ok(None);
+    }
+    let backends = cfg.hooks.backends.iter().map(|b| b.host.clone()).collect();
+    let metrics = Arc::new(HookMetrics::new(backends));
+    let _ = shared.hook_metrics.set(Arc::clone(&metrics));
+    let mesh = Arc::clone(mesh);
+    let deliver = Box::new(move |a: Answer| {
+        let shard = a.caller.conn.shard();
+        match mesh.push(shard, ShardMsg::Hook(Box::new(a))) {
+            Ok(()) => {
+                mesh.wake(shard);
+                Ok(())
+            }
+            // The refused message is the one pushed: a `Hook`.
+            Err(ShardMsg::Hook(a)) => Err(*a),
+            Err(_) => Ok(()),
+        }
+    });
+    let hooks = Hooks::start(cfg.hooks.clone(), metrics, deliver)
+        .context("cannot start the hooks thread")?;
+    info!(
+        backends = ?cfg.hooks.backends.iter().map(|b| &b.host).collect::<Vec<_>>(),
+        timeout = ?cfg.hooks.timeout,
+        "backend hooks"
+    );
+    Ok(Some(hooks))
 }
 
 /// The first SIGINT/SIGTERM starts the drain on every shard; a second one exits at once.

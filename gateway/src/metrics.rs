@@ -750,6 +750,193 @@ impl Totals {
     }
 }
 
+/// The hooks a backend can serve (the `hook` label), in index order.
+pub const HOOK_KINDS: [&str; 6] = [
+    "connect",
+    "subscribe",
+    "publish",
+    "rpc",
+    "disconnect",
+    "forward",
+];
+
+/// Why a backend call failed (the `kind` label of `gateway_hook_errors_total`), in index order.
+pub const HOOK_ERRORS: [&str; 7] = [
+    "busy",
+    "circuit_open",
+    "timeout",
+    "unreachable",
+    "closed",
+    "bad_response",
+    "status",
+];
+
+/// Upper bounds (seconds) of the `gateway_hook_latency_seconds` buckets.
+pub const HOOK_LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// A latency histogram with a single writer (the hooks thread).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative; the last one is `+Inf`).
+    buckets: [Counter; HOOK_LATENCY_BUCKETS.len() + 1],
+    count: Counter,
+    /// Sum of observations in microseconds.
+    sum_micros: Counter,
+}
+
+impl Histogram {
+    /// Record one observation.
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = HOOK_LATENCY_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(HOOK_LATENCY_BUCKETS.len());
+        self.buckets[i].add(1);
+        self.count.add(1);
+        self.sum_micros
+            .add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.get()
+    }
+}
+
+/// The hooks thread's metrics: calls, errors and latency per hook, breaker state per backend.
+#[derive(Debug)]
+pub struct HookMetrics {
+    /// Calls started (or refused at once), per hook.
+    pub calls: [Counter; HOOK_KINDS.len()],
+    /// Failed calls, per hook and error kind.
+    pub errors: [[Counter; HOOK_ERRORS.len()]; HOOK_KINDS.len()],
+    /// Time from the call's submission to its answer, per hook.
+    pub latency: [Histogram; HOOK_KINDS.len()],
+    /// Per backend (`host:port`): its breaker state (0 closed, 1 open, 2 half-open).
+    pub breakers: Vec<(String, Gauge)>,
+    /// Disconnect events dropped because the batch buffer was full.
+    pub events_dropped: Counter,
+}
+
+impl HookMetrics {
+    /// Metrics for the backends named `backends`.
+    pub fn new(backends: Vec<String>) -> HookMetrics {
+        HookMetrics {
+            calls: Default::default(),
+            errors: Default::default(),
+            latency: Default::default(),
+            breakers: backends
+                .into_iter()
+                .map(|b| (b, Gauge::default()))
+                .collect(),
+            events_dropped: Counter::default(),
+        }
+    }
+}
+
+/// The Prometheus text of the hook metrics (family heads always, samples for each hook).
+pub fn render_hooks(m: Option<&HookMetrics>, out: &mut String) {
+    use std::fmt::Write;
+    family(
+        out,
+        "gateway_hook_calls_total",
+        "counter",
+        "Calls to backend hooks (connect, subscribe, publish, rpc, disconnect, forward).",
+    );
+    family(
+        out,
+        "gateway_hook_errors_total",
+        "counter",
+        "Failed backend hook calls, by hook and kind (busy, circuit_open, timeout, \
+         unreachable, closed, bad_response, status).",
+    );
+    family(
+        out,
+        "gateway_hook_latency_seconds",
+        "histogram",
+        "Time from a hook call's submission to its answer.",
+    );
+    family(
+        out,
+        "gateway_hook_breaker_state",
+        "gauge",
+        "Each backend's circuit breaker: 0 closed, 1 open, 2 half-open.",
+    );
+    family(
+        out,
+        "gateway_hook_events_dropped_total",
+        "counter",
+        "Disconnect events dropped because the batch waiting for the backend was full.",
+    );
+    let Some(m) = m else {
+        return;
+    };
+    for (k, hook) in HOOK_KINDS.iter().enumerate() {
+        sample(
+            out,
+            "gateway_hook_calls_total",
+            &[("hook", hook)],
+            m.calls[k].get(),
+        );
+        for (e, kind) in HOOK_ERRORS.iter().enumerate() {
+            sample(
+                out,
+                "gateway_hook_errors_total",
+                &[("hook", hook), ("kind", kind)],
+                m.errors[k][e].get(),
+            );
+        }
+        let h = &m.latency[k];
+        let mut cumulative = 0;
+        for (i, bound) in HOOK_LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += h.buckets[i].get();
+            let le = bound.to_string();
+            sample(
+                out,
+                "gateway_hook_latency_seconds_bucket",
+                &[("hook", hook), ("le", &le)],
+                cumulative,
+            );
+        }
+        cumulative += h.buckets[HOOK_LATENCY_BUCKETS.len()].get();
+        sample(
+            out,
+            "gateway_hook_latency_seconds_bucket",
+            &[("hook", hook), ("le", "+Inf")],
+            cumulative,
+        );
+        let _ = writeln!(
+            out,
+            "gateway_hook_latency_seconds_sum{{hook=\"{hook}\"}} {}",
+            h.sum_micros.get() as f64 / 1e6
+        );
+        sample(
+            out,
+            "gateway_hook_latency_seconds_count",
+            &[("hook", hook)],
+            h.count(),
+        );
+    }
+    for (backend, state) in &m.breakers {
+        // Backend names are `host:port` from the configuration: no quotes or backslashes.
+        sample(
+            out,
+            "gateway_hook_breaker_state",
+            &[("backend", backend)],
+            state.get(),
+        );
+    }
+    sample(
+        out,
+        "gateway_hook_events_dropped_total",
+        &[],
+        m.events_dropped.get(),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

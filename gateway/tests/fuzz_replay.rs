@@ -117,6 +117,11 @@ fn sio_packet_inputs_pass_the_sio_packet_check() {
 }
 
 #[test]
+fn hook_answer_inputs_pass_the_hook_answer_check() {
+    replay("hook_answer");
+}
+
+#[test]
 fn every_target_is_replayed_and_every_folder_is_a_target() {
     let mut targets: Vec<String> = files_in(&fuzz_dir().join("fuzz_targets"))
         .expect("fuzz/fuzz_targets/")

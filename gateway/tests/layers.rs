@@ -16,9 +16,13 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("metrics", &["conn"]),
     ("driver", &["conn", "metrics"]),
     ("auth", &["conn", "json", "query", "names"]),
-    ("router", &["conn", "json", "names", "auth"]),
+    ("hooks", &["conn", "metrics"]),
+    ("router", &["conn", "json", "names", "auth", "hooks"]),
     ("broker", &["conn", "router"]),
-    ("app", &["conn", "json", "query", "names", "auth", "router"]),
+    (
+        "app",
+        &["conn", "json", "query", "names", "auth", "hooks", "router"],
+    ),
     (
         "api",
         &[
@@ -27,14 +31,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "config",
-        &["conn", "driver", "auth", "api", "router", "broker", "app"],
+        &[
+            "conn", "driver", "auth", "hooks", "api", "router", "broker", "app",
+        ],
     ),
     ("check", &["config"]),
     (
         "shard",
         &[
-            "conn", "json", "query", "names", "outbox", "metrics", "driver", "auth", "router",
-            "app", "api",
+            "conn", "json", "query", "names", "outbox", "metrics", "driver", "auth", "hooks",
+            "router", "app", "api",
         ],
     ),
 ];

@@ -71,6 +71,10 @@ fn held(s: &Scenario, r: &crate::report::Results) -> String {
             fmt_count(f64::from(a.users)),
             fmt_count(r.send_rate)
         ),
+        Scenario::Rpc(_) => format!(
+            "{} connections at {rate} RPC replies/s",
+            fmt_count(r.all.connected as f64)
+        ),
         Scenario::Echo(_) => format!(
             "{} connections at {rate} messages/s received",
             fmt_count(r.all.connected as f64)
@@ -117,6 +121,8 @@ fn get_set(s: &mut Scenario, vary: &str, set: Option<f64>) -> Result<f64> {
         (Scenario::Churn(a), "rate") => rate(&mut a.rate, set),
         (Scenario::Chat(a), "connections") => count(&mut a.users, set),
         (Scenario::Chat(a), "rate") => rate(&mut a.msg_rate, set),
+        (Scenario::Rpc(a), "connections") => count(&mut a.connections, set),
+        (Scenario::Rpc(a), "rate") => rate(&mut a.rate, set),
         (_, other) => bail!("--vary {other}: expected `connections` or `rate`"),
     })
 }

@@ -49,6 +49,9 @@ pub enum Scenario {
     Churn(ChurnArgs),
     /// Rooms of a size distribution, every member sending at a rate.
     Chat(ChatArgs),
+    /// RPCs through the gateway's rpc hook (`{"op":"rpc"}` on `/ws`) at an open-loop rate;
+    /// latency from each call's intended send time to its reply (matched by id).
+    Rpc(RpcArgs),
 }
 
 impl Scenario {
@@ -60,6 +63,7 @@ impl Scenario {
             Scenario::Fanout(a) => &a.common,
             Scenario::Churn(a) => &a.common,
             Scenario::Chat(a) => &a.common,
+            Scenario::Rpc(a) => &a.common,
         }
     }
 
@@ -71,6 +75,7 @@ impl Scenario {
             Scenario::Fanout(a) => &mut a.common,
             Scenario::Churn(a) => &mut a.common,
             Scenario::Chat(a) => &mut a.common,
+            Scenario::Rpc(a) => &mut a.common,
         }
     }
 
@@ -82,6 +87,7 @@ impl Scenario {
             Scenario::Echo(_) => "echo",
             Scenario::Fanout(_) => "fanout",
             Scenario::Churn(_) => "churn",
+            Scenario::Rpc(_) => "rpc",
             Scenario::Chat(_) => "chat",
         }
     }
@@ -274,6 +280,26 @@ pub struct ChatArgs {
     /// Seed for room sizes (same seed, same rooms).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// `rpc`.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct RpcArgs {
+    /// Connections (to a `/ws` URL of the gateway, which needs `--hook-rpc`).
+    #[arg(long, short = 'c', default_value_t = 50)]
+    pub connections: u32,
+    /// Calls/s over all connections (open loop).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Bytes of the string sent as each call's `data`.
+    #[arg(long, short = 's', default_value_t = 64)]
+    pub size: usize,
+    /// The `method` of each call.
+    #[arg(long, default_value = "echo")]
+    pub method: String,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,

@@ -20,6 +20,8 @@ pub enum Role {
     Plain,
     /// Sends payloads and times their echoes (FIFO per connection).
     Echo,
+    /// Sends `rpc` requests on `/ws` whose id is the intended send time, and times the replies.
+    Rpc,
     /// Member of a broadcast group: publishes (with a global publisher id) and/or subscribes.
     Member {
         /// Group index.
@@ -110,6 +112,8 @@ pub struct Plan {
     pub size: usize,
     /// Opcode of echo messages.
     pub opcode: Opcode,
+    /// The `method` of `rpc` calls.
+    pub rpc_method: String,
     /// Broadcast convention.
     pub adapter: Adapter,
     /// Churn, for `churn`.
@@ -147,7 +151,17 @@ impl Plan {
 }
 
 fn targets(common: &Common) -> Result<Vec<Target>> {
-    common.urls.iter().map(|u| Target::parse(u)).collect()
+    common
+        .urls
+        .iter()
+        .map(|u| {
+            if u.starts_with("http://") {
+                Target::parse_http(u)
+            } else {
+                Target::parse(u)
+            }
+        })
+        .collect()
 }
 
 fn check_size(size: usize) -> Result<()> {
@@ -194,6 +208,7 @@ pub fn planned_count(scenario: &Scenario) -> u64 {
         Scenario::Fanout(a) => a.subscribers.saturating_add(a.publishers),
         Scenario::Churn(a) => a.connections,
         Scenario::Chat(a) => a.users,
+        Scenario::Rpc(a) => a.connections,
     })
 }
 
@@ -219,6 +234,11 @@ pub fn process_share(scenario: &Scenario, index: u32, n: u32) -> Result<Scenario
             a.common.connect_rate /= div;
         }
         Scenario::Churn(a) => {
+            a.connections = share_of(a.connections, index, n);
+            a.rate /= div;
+            a.common.connect_rate /= div;
+        }
+        Scenario::Rpc(a) => {
             a.connections = share_of(a.connections, index, n);
             a.rate /= div;
             a.common.connect_rate /= div;
@@ -284,6 +304,7 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
         send: SendMode::None,
         size: 0,
         opcode: Opcode::Binary,
+        rpc_method: String::new(),
         adapter: Adapter::Echo,
         churn: None,
         warmup: common.warmup,
@@ -328,6 +349,26 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
                 storm_every: a.storm_every.filter(|d| !d.is_zero()),
             });
             plain(a.connections, &mut plan);
+        }
+        Scenario::Rpc(a) => {
+            if a.rate.is_nan() || a.rate <= 0.0 {
+                bail!("--rate must be positive");
+            }
+            plan.size = a.size;
+            plan.opcode = Opcode::Text;
+            plan.rpc_method = a.method.clone();
+            plan.send = SendMode::OpenLoop { rate: a.rate };
+            for i in 0..a.connections {
+                let target = i % ntargets;
+                plan.conns.push(ConnSpec {
+                    // An http:// URL is the backend itself: calls go to it directly (the
+                    // baseline the gateway's overhead is measured against).
+                    via_api: base_targets[target as usize].url.starts_with("http://"),
+                    target,
+                    source: source_of(i as usize),
+                    role: Role::Rpc,
+                });
+            }
         }
         Scenario::Echo(a) => {
             if a.size == 0 {

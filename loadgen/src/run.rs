@@ -390,6 +390,7 @@ fn spawn_workers(
         matches!(
             s.role,
             crate::plan::Role::Echo
+                | crate::plan::Role::Rpc
                 | crate::plan::Role::Member {
                     publisher: Some(_),
                     ..

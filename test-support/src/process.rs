@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -34,9 +34,22 @@ pub struct Process {
 impl Process {
     /// Start `cmd` with stdin closed and stdout and stderr piped.
     pub fn spawn(mut cmd: Command) -> Process {
+        cmd.stdin(Stdio::null());
+        Process::start(cmd)
+    }
+
+    /// Start `cmd` with stdin, stdout and stderr piped; stdin is handed back for the test to
+    /// answer the process (a script that asks its parent to act and waits for the answer).
+    pub fn spawn_with_stdin(mut cmd: Command) -> (Process, ChildStdin) {
+        cmd.stdin(Stdio::piped());
+        let mut process = Process::start(cmd);
+        let stdin = process.child.stdin.take().expect("stdin is piped");
+        (process, stdin)
+    }
+
+    fn start(mut cmd: Command) -> Process {
         let name = describe(&cmd);
         let mut child = cmd
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

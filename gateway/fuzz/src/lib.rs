@@ -10,6 +10,7 @@
 pub mod api_request;
 pub mod broker;
 pub mod conn;
+pub mod hook_answer;
 pub mod http_head;
 pub mod input;
 pub mod query;
@@ -20,7 +21,7 @@ pub mod wire;
 pub mod ws_request;
 
 /// The fuzz targets, named as their files in `fuzz_targets/` and their folders of inputs.
-pub const TARGETS: [&str; 8] = [
+pub const TARGETS: [&str; 9] = [
     "http_head",
     "conn",
     "ws_request",
@@ -29,6 +30,7 @@ pub const TARGETS: [&str; 8] = [
     "query",
     "broker",
     "sio_packet",
+    "hook_answer",
 ];
 
 /// Run the check for `target` on `data`; false if there is no such target.
@@ -42,6 +44,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "query" => query::check(data),
         "broker" => broker::check(data),
         "sio_packet" => sio_packet::check(data),
+        "hook_answer" => hook_answer::check(data),
         _ => return false,
     }
     true

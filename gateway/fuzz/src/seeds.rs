@@ -38,6 +38,7 @@ pub fn seeds(target: &str) -> Vec<Seed> {
         "query" => query(&mut add),
         "broker" => broker(&mut add),
         "sio_packet" => sio_packet(&mut add),
+        "hook_answer" => hook_answer(&mut add),
         _ => {}
     }
     out
@@ -737,6 +738,65 @@ fn sio_packet(add: Add<'_>) {
     for (i, (name, text)) in texts.into_iter().enumerate() {
         let mut data = vec![10 + i as u8 % 2];
         data.extend_from_slice(text.as_bytes());
+        add(name, data);
+    }
+}
+
+/// `hook_answer` inputs: a read size, then a backend's answer.
+fn hook_answer(add: Add<'_>) {
+    let answer = |body: &str| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let bodies = [
+        (
+            "connect-allow",
+            r#"{"allow":true,"user":"ann","channels":["user:ann"],"data":{"n":1},"expires_at":4000000000}"#,
+        ),
+        (
+            "connect-deny-status",
+            r#"{"allow":false,"status":401,"reason":"no session"}"#,
+        ),
+        (
+            "connect-deny-close",
+            r#"{"allow":false,"close_code":4403,"reason":"banned"}"#,
+        ),
+        ("decision-rewrite", r#"{"allow":true,"data":"HELLO"}"#),
+        ("rpc-result", r#"{"result":{"sum":3}}"#),
+        (
+            "rpc-error",
+            r#"{"error":{"code":"nope","message":"no such method"}}"#,
+        ),
+        (
+            "forward",
+            r#"{"send":["hi",{"a":1}],"subscribe":["news"],"unsubscribe":["old"],"publish":[{"channel":"news","data":"x"}],"close":{"code":4000,"reason":"bye"}}"#,
+        ),
+    ];
+    for (name, body) in bodies {
+        let mut data = vec![3];
+        data.extend_from_slice(answer(body).as_bytes());
+        add(name, data);
+    }
+    for (name, raw) in [
+        (
+            "status-500",
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}",
+        ),
+        (
+            "chunked",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        ),
+        ("close-delimited", "HTTP/1.0 200 OK\r\n\r\n{\"allow\":true}"),
+        (
+            "cut",
+            "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"res",
+        ),
+        ("garbage", "this is not HTTP at all\r\n\r\n"),
+    ] {
+        let mut data = vec![1];
+        data.extend_from_slice(raw.as_bytes());
         add(name, data);
     }
 }

@@ -49,6 +49,11 @@ pub fn check(data: &[u8]) {
                 write_back(data);
             }
             Some(Op::Send { data, .. }) => write_back(data),
+            Some(Op::Rpc { data, .. }) => {
+                if let Some(data) = data {
+                    write_back(data);
+                }
+            }
             Some(Op::Refresh { .. } | Op::Ping) | None => {}
         }
     });

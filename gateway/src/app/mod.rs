@@ -10,6 +10,7 @@
 //! [`Output`]; effects on other connections go through the [`Router`].
 
 pub mod broadcast;
+pub mod calls;
 pub mod page;
 pub mod raw;
 pub mod routes;
@@ -31,6 +32,7 @@ use crate::router::channels::Kind;
 use crate::router::session::Session;
 use crate::router::Router;
 
+use self::calls::{Calls, ConnectState};
 pub use self::routes::Route;
 use self::ws::request::Parser;
 
@@ -43,6 +45,12 @@ pub struct ClientState {
     pub session: Session,
     /// Its Socket.IO session (`/socket.io/` only).
     pub sio: Option<Box<sio::SioConn>>,
+    /// Its backend calls not yet answered.
+    pub hook_calls: u16,
+    /// Where the connect hook stands (`None`: not asked).
+    pub connect: Option<Box<ConnectState>>,
+    /// When the upgrade completed (for the disconnect hook's duration).
+    pub opened_at: Option<Instant>,
 }
 
 impl ClientState {
@@ -67,6 +75,15 @@ pub struct AppState {
     id_text: Vec<u8>,
     /// The Socket.IO endpoint.
     pub sio: sio::SioState,
+    /// Backend hooks (`None`: none configured).
+    pub calls: Option<Calls>,
+    /// The connect hook's `data` for the welcome being written.
+    welcome_data: Option<Box<str>>,
+    /// Messages of the current read for the forward hook (JSON objects, comma-separated).
+    forward_batch: Vec<u8>,
+    /// The peer address of the connection whose request is being read, when the connect hook
+    /// wants it (set by the shard, see [`AppState::wants_remote`]).
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 impl AppState {
@@ -79,12 +96,22 @@ impl AppState {
             text: Vec::new(),
             id_text: Vec::new(),
             sio: sio::SioState::default(),
+            calls: None,
+            welcome_data: None,
+            forward_batch: Vec::new(),
+            remote: None,
         }
     }
 
     /// Serve Socket.IO with `cfg`.
     pub fn with_sio(mut self, cfg: Arc<sio::SioConfig>) -> AppState {
         self.sio = sio::SioState::new(cfg);
+        self
+    }
+
+    /// Call the backends configured in `calls`.
+    pub fn with_calls(mut self, calls: Calls) -> AppState {
+        self.calls = Some(calls);
         self
     }
 }
@@ -120,6 +147,9 @@ impl App for Dispatch<'_> {
         match routes::route(req, out) {
             Ok(route) => {
                 self.client.route = route;
+                if route != Route::Echo && self.ask_connect(req) {
+                    return Handling::Pending;
+                }
                 Handling::Upgrade
             }
             Err(handling) => handling,
@@ -143,24 +173,21 @@ impl App for Dispatch<'_> {
         });
         let target = req.path.unwrap_or("/");
         let query = target.split_once('?').map_or("", |(_, q)| q);
-        match self.app.auth.authenticate(query, req.headers, unix_now()) {
-            Ok(Identity::Token(claims)) => self.set_claims(claims),
-            Ok(Identity::Anonymous { user: Some(user) }) => {
-                check_user(&user).map_err(|e| Refusal {
-                    status: (400, "Bad Request"),
-                    message: format!("user {}\n", e.message()),
-                })?;
-                self.router
-                    .set_user(self.id, &mut self.client.session, Arc::from(user));
+        // A connect hook's answer replaces token authentication.
+        let decided = self.open_connected(out);
+        match decided {
+            Some(Err(refusal)) => return Err(refusal),
+            Some(Ok(()))
+                if matches!(
+                    self.client.connect.as_deref(),
+                    Some(ConnectState::Close(..))
+                ) =>
+            {
+                // Denied with a close code: no welcome; the shard closes it at once.
+                return Ok(());
             }
-            Ok(Identity::Anonymous { user: None }) => {}
-            Err(e) => {
-                out.refused = Some(token_failure(&e));
-                return Err(Refusal {
-                    status: (401, "Unauthorized"),
-                    message: format!("{e}\n"),
-                });
-            }
+            Some(Ok(())) => {}
+            None => self.authenticate(req, query, out)?,
         }
         match route {
             Route::Echo => Ok(()),
@@ -181,10 +208,42 @@ impl App for Dispatch<'_> {
         match self.client.route {
             Route::Echo => out.frame(opcode, payload),
             Route::Ws => ws::on_message(self, opcode, payload, out),
+            Route::Raw if self.forwarding() => self.forward(opcode, payload),
             Route::Raw => self.router.stats.raw_ignored += 1,
             Route::Broadcast => broadcast::on_message(self, opcode, payload),
             Route::SocketIo => sio::on_message(self, opcode, payload, out),
         }
+    }
+}
+
+impl Dispatch<'_> {
+    /// Token or anonymous authentication of an upgrade.
+    fn authenticate(
+        &mut self,
+        req: &httparse::Request<'_, '_>,
+        query: &str,
+        out: &mut Output,
+    ) -> Result<(), Refusal> {
+        match self.app.auth.authenticate(query, req.headers, unix_now()) {
+            Ok(Identity::Token(claims)) => self.set_claims(claims),
+            Ok(Identity::Anonymous { user: Some(user) }) => {
+                check_user(&user).map_err(|e| Refusal {
+                    status: (400, "Bad Request"),
+                    message: format!("user {}\n", e.message()),
+                })?;
+                self.router
+                    .set_user(self.id, &mut self.client.session, Arc::from(user));
+            }
+            Ok(Identity::Anonymous { user: None }) => {}
+            Err(e) => {
+                out.refused = Some(token_failure(&e));
+                return Err(Refusal {
+                    status: (401, "Unauthorized"),
+                    message: format!("{e}\n"),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

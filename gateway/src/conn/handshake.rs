@@ -233,17 +233,20 @@ pub enum HandshakeFailure {
     TokenInvalid,
     /// An expired token (401).
     TokenExpired,
+    /// Denied by the connect hook, or the hook failed (its status, or 503).
+    Hook,
 }
 
 impl HandshakeFailure {
     /// Every reason, in index order.
-    pub const ALL: [HandshakeFailure; 6] = [
+    pub const ALL: [HandshakeFailure; 7] = [
         HandshakeFailure::BadRequest,
         HandshakeFailure::Origin,
         HandshakeFailure::Timeout,
         HandshakeFailure::TokenMissing,
         HandshakeFailure::TokenInvalid,
         HandshakeFailure::TokenExpired,
+        HandshakeFailure::Hook,
     ];
 
     /// The label value.
@@ -255,6 +258,7 @@ impl HandshakeFailure {
             HandshakeFailure::TokenMissing => "token_missing",
             HandshakeFailure::TokenInvalid => "token_invalid",
             HandshakeFailure::TokenExpired => "token_expired",
+            HandshakeFailure::Hook => "hook",
         }
     }
 }

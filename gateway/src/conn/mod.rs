@@ -13,6 +13,10 @@
 //!    output is flushed and dropped when the peer closes or at the deadline; when
 //!    [`Conn::must_drop`] is true it is dropped right after the flush attempt;
 //! 4. re-arm the timer at [`Conn::deadline`].
+//!
+//! A request the app cannot decide at once ([`Handling::Pending`]: a backend is asked) leaves
+//! the connection in [`State::AwaitApp`]: the shard stops reading it, and once the answer is
+//! in, [`Conn::on_resume`] hands the same request to the app again.
 
 pub mod deflate;
 pub mod frames;
@@ -48,6 +52,10 @@ pub enum Handling {
     },
     /// Answer with this error and close.
     Refuse(HttpError),
+    /// Hold the request: something asynchronous (a backend call) decides it. The connection
+    /// waits in [`State::AwaitApp`], reading nothing more, until [`Conn::on_resume`] hands the
+    /// same request to [`App::on_request`] again; the handshake deadline still applies.
+    Pending,
 }
 
 /// A refused upgrade: the HTTP status and a text body saying why.
@@ -125,12 +133,23 @@ impl Default for Settings {
 pub enum State {
     /// The HTTP request (an upgrade, or a plain request such as `/healthz`).
     AwaitRequest,
+    /// The app's decision on a held request ([`Handling::Pending`]); nothing is read.
+    AwaitApp,
     /// WebSocket frames.
     Open,
     /// The peer's close frame: we sent ours.
     Closing,
     /// Nothing more: flush, shut down, and drop when the peer closes or at the deadline.
     Closed,
+}
+
+/// Who started a connection's closing handshake, and with which code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CloseRecord {
+    /// The close code (1005 when the peer's close frame carried none).
+    pub code: u16,
+    /// The peer sent its close frame first.
+    pub by_peer: bool,
 }
 
 /// One connection's protocol state. See the module doc for the calling contract.
@@ -141,8 +160,13 @@ pub struct Conn {
     drop_now: bool,
     /// A ping was sent and nothing has arrived since.
     pinged: bool,
-    /// The unfinished request head (empty and unallocated otherwise).
+    /// The unfinished request head (empty and unallocated otherwise); in `AwaitApp`, the held
+    /// head followed by any bytes that came behind it.
     request: Vec<u8>,
+    /// In `AwaitApp`: the length of the held head at the start of `request`.
+    held_head: usize,
+    /// The first close frame, sent or received.
+    close: Option<CloseRecord>,
     frames: FrameReader,
     /// When the last byte arrived.
     last_rx: Instant,
@@ -170,6 +194,8 @@ impl Conn {
             drop_now: false,
             pinged: false,
             request: Vec::new(),
+            held_head: 0,
+            close: None,
             frames: FrameReader::default(),
             last_rx: now,
             mark: now,
@@ -205,17 +231,28 @@ impl Conn {
         out: &mut Output,
     ) {
         match self.state {
-            State::AwaitRequest => {
+            State::AwaitRequest | State::AwaitApp => {
                 self.enter(State::Closed, now);
                 self.drop_now = true;
             }
             State::Open => {
                 out.close(Some(code), reason);
+                self.record_close(code.0, false);
                 self.frames.skip_data();
                 self.enter(State::Closing, now);
             }
             State::Closing | State::Closed => {}
         }
+    }
+
+    /// Who started the closing handshake and with which code (`None`: no close frame was
+    /// sent or received, e.g. the TCP connection ended first).
+    pub fn close_record(&self) -> Option<CloseRecord> {
+        self.close
+    }
+
+    fn record_close(&mut self, code: u16, by_peer: bool) {
+        self.close.get_or_insert(CloseRecord { code, by_peer });
     }
 
     /// True when the socket should be dropped right after flushing.
@@ -232,7 +269,7 @@ impl Conn {
     pub fn deadline(&self, s: &Settings) -> Instant {
         match self.state {
             _ if self.drop_now => self.mark,
-            State::AwaitRequest => self.mark + s.handshake_timeout,
+            State::AwaitRequest | State::AwaitApp => self.mark + s.handshake_timeout,
             State::Open if self.pinged => self.mark + s.pong_timeout,
             State::Open => self.last_rx + s.ping_interval,
             State::Closing | State::Closed => self.mark + s.close_timeout,
@@ -257,8 +294,34 @@ impl Conn {
         match self.state {
             State::AwaitRequest => self.read_request(bytes, now, cx, out, app),
             State::Open | State::Closing => self.read_frames(bytes, now, cx, out, app),
+            State::AwaitApp => self.hold(bytes, now, cx, out),
             State::Closed => {}
         }
+    }
+
+    /// The app can now decide the held request: it gets [`App::on_request`] again (and the
+    /// upgrade proceeds as usual), then whatever came behind the request is read.
+    pub fn on_resume(&mut self, now: Instant, cx: &Ctx<'_>, out: &mut Output, app: &mut dyn App) {
+        if self.state != State::AwaitApp {
+            return;
+        }
+        let mut held = std::mem::take(&mut self.request);
+        let head_len = std::mem::take(&mut self.held_head).min(held.len());
+        self.state = State::AwaitRequest;
+        let (head, tail) = held.split_at_mut(head_len);
+        self.on_request(head, now, cx, out, app);
+        if !tail.is_empty() {
+            self.read_request(tail, now, cx, out, app);
+        }
+    }
+
+    /// Bytes that arrived while the app decides (a shard stops reading, so only a peer that
+    /// did not wait for the answer sends them): kept, up to the header byte limit.
+    fn hold(&mut self, bytes: &[u8], now: Instant, cx: &Ctx<'_>, out: &mut Output) {
+        if self.request.len() + bytes.len() > self.held_head + cx.settings.max_header_bytes {
+            return self.http_error(HttpError::HeadersTooLarge, now, out);
+        }
+        self.request.extend_from_slice(bytes);
     }
 
     /// The deadline passed: ping, time out, or give up on the peer.
@@ -267,13 +330,14 @@ impl Conn {
             return;
         }
         match self.state {
-            State::AwaitRequest => {
+            State::AwaitRequest | State::AwaitApp => {
                 out.refused = Some(HandshakeFailure::Timeout);
                 self.http_error(HttpError::Timeout, now, out);
                 self.drop_now = true;
             }
             State::Open if self.pinged => {
                 out.close(Some(CloseCode::GOING_AWAY), "ping timeout");
+                self.record_close(CloseCode::GOING_AWAY.0, false);
                 self.enter(State::Closed, now);
                 self.drop_now = true;
             }
@@ -301,12 +365,13 @@ impl Conn {
     /// are dropped.
     pub fn on_shutdown(&mut self, now: Instant, out: &mut Output) {
         match self.state {
-            State::AwaitRequest => {
+            State::AwaitRequest | State::AwaitApp => {
                 self.enter(State::Closed, now);
                 self.drop_now = true;
             }
             State::Open => {
                 out.close(Some(CloseCode::GOING_AWAY), "server shutting down");
+                self.record_close(CloseCode::GOING_AWAY.0, false);
                 self.frames.skip_data();
                 self.enter(State::Closing, now);
             }
@@ -358,6 +423,7 @@ impl Conn {
         while !input.is_empty() {
             match self.state {
                 State::AwaitRequest => {}
+                State::AwaitApp => return self.request.extend_from_slice(input),
                 State::Open => return self.read_frames(input, now, cx, out, app),
                 State::Closing | State::Closed => return,
             }
@@ -419,6 +485,12 @@ impl Conn {
             Err(_) => return self.http_error(HttpError::Malformed, now, out),
         }
         match app.on_request(&req, out) {
+            Handling::Pending => {
+                // Keep the head (and, through `read_request`, what follows) for the resume.
+                self.request = head.to_vec();
+                self.held_head = head.len();
+                self.state = State::AwaitApp;
+            }
             Handling::Answered { keep_alive } => self.answered(keep_alive, now),
             Handling::Refuse(e) => self.http_error(e, now, out),
             Handling::Upgrade => match check_upgrade(&req, &s.policy) {
@@ -461,6 +533,7 @@ impl Conn {
         app: &mut dyn App,
     ) {
         let mut state = self.state;
+        let mut record = None;
         self.frames
             .on_read(bytes, cx.kernels, &cx.settings.limits, |m| {
                 match m {
@@ -477,15 +550,26 @@ impl Conn {
                     Message::Violation(e) if state == State::Open => {
                         // Fail the connection (§7.1.7), then wait for the peer's close.
                         out.close(Some(e.close_code()), e.reason());
+                        record = Some((e.close_code().0, false));
                         state = State::Closing;
                     }
                     Message::Close(payload) => {
                         if state == State::Open {
-                            match parse_close_payload(payload) {
-                                Ok(None) => out.close(None, ""),
-                                Ok(Some((code, _))) => out.close(Some(code), ""),
-                                Err(e) => out.close(Some(e.close_code()), "bad close frame"),
-                            }
+                            let code = match parse_close_payload(payload) {
+                                Ok(None) => {
+                                    out.close(None, "");
+                                    CloseCode::NO_STATUS.0
+                                }
+                                Ok(Some((code, _))) => {
+                                    out.close(Some(code), "");
+                                    code.0
+                                }
+                                Err(e) => {
+                                    out.close(Some(e.close_code()), "bad close frame");
+                                    e.close_code().0
+                                }
+                            };
+                            record = Some((code, true));
                         }
                         state = State::Closed;
                         return Flow::Stop;
@@ -494,6 +578,9 @@ impl Conn {
                 }
                 Flow::Continue
             });
+        if let Some((code, by_peer)) = record {
+            self.record_close(code, by_peer);
+        }
         if state != self.state {
             self.enter(state, now);
         }

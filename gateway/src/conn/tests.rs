@@ -632,3 +632,130 @@ fn idle_conn_is_small() {
         std::mem::size_of::<Conn>()
     );
 }
+
+/// An app that holds `/wait` until told: `decided` is `None` while the backend thinks.
+struct Deferring {
+    decided: Option<bool>,
+    asked: usize,
+}
+
+impl App for Deferring {
+    fn on_request(&mut self, req: &httparse::Request<'_, '_>, out: &mut Output) -> Handling {
+        if req.path != Some("/wait") {
+            return Fixture.on_request(req, out);
+        }
+        self.asked += 1;
+        match self.decided {
+            None => Handling::Pending,
+            Some(true) => Handling::Upgrade,
+            Some(false) => Handling::Refuse(HttpError::NotFound),
+        }
+    }
+
+    fn on_open(&mut self, _: &httparse::Request<'_, '_>, _: &mut Output) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn on_message(&mut self, opcode: Opcode, payload: &mut [u8], out: &mut Output) {
+        out.frame(opcode, payload);
+    }
+}
+
+/// A connection holding `/wait` (followed by `early` bytes) for the app's decision.
+struct Held {
+    conn: Conn,
+    app: Deferring,
+    settings: Settings,
+    kernels: Kernels,
+    t0: Instant,
+}
+
+fn held(early: &[u8]) -> Held {
+    let t0 = Instant::now();
+    let mut h = Held {
+        conn: Conn::new(t0),
+        app: Deferring {
+            decided: None,
+            asked: 0,
+        },
+        settings: Settings::default(),
+        kernels: Kernels::detect(),
+        t0,
+    };
+    let cx = Ctx {
+        settings: &h.settings,
+        kernels: &h.kernels,
+    };
+    let mut out = Output::new();
+    let mut bytes = UPGRADE.replace("/echo", "/wait").into_bytes();
+    bytes.extend_from_slice(early);
+    h.conn.on_read(&mut bytes, h.t0, &cx, &mut out, &mut h.app);
+    assert_eq!(h.conn.state(), State::AwaitApp);
+    assert!(
+        out.bytes.is_empty(),
+        "nothing is answered while the app decides"
+    );
+    h
+}
+
+/// Hold a request, then let the app decide and resume: the connection, its output, and how
+/// often the app saw the request.
+fn deferred_run(decision: bool, early: &[u8]) -> (Conn, Vec<u8>, usize) {
+    let mut h = held(early);
+    let cx = Ctx {
+        settings: &h.settings,
+        kernels: &h.kernels,
+    };
+    let mut out = Output::new();
+    h.app.decided = Some(decision);
+    h.conn.on_resume(h.t0, &cx, &mut out, &mut h.app);
+    out.finish();
+    (h.conn, out.bytes, h.app.asked)
+}
+
+#[test]
+fn a_pending_request_is_handed_to_the_app_again_on_resume() {
+    let (conn, out, asked) = deferred_run(true, b"");
+    assert_eq!(asked, 2);
+    assert_eq!(conn.state(), State::Open);
+    assert!(out.starts_with(b"HTTP/1.1 101 "));
+    let (conn, out, _) = deferred_run(false, b"");
+    assert_eq!(conn.state(), State::Closed);
+    assert!(out.starts_with(b"HTTP/1.1 404 "));
+}
+
+#[test]
+fn bytes_behind_a_pending_request_are_read_after_the_upgrade() {
+    let early = client_frame(true, Opcode::Text, b"hi");
+    let (conn, out, _) = deferred_run(true, &early);
+    assert_eq!(conn.state(), State::Open);
+    let at = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    assert_eq!(
+        server_frames(&out[at..]),
+        vec![(Opcode::Text, b"hi".to_vec())]
+    );
+}
+
+#[test]
+fn a_pending_request_times_out_like_any_handshake() {
+    let mut h = held(b"");
+    let cx = Ctx {
+        settings: &h.settings,
+        kernels: &h.kernels,
+    };
+    let timeout = h.settings.handshake_timeout;
+    assert_eq!(h.conn.deadline(&h.settings), h.t0 + timeout);
+    let mut out = Output::new();
+    h.conn.on_deadline(h.t0 + timeout, &cx, &mut out);
+    assert!(out.bytes.starts_with(b"HTTP/1.1 408 "));
+    assert!(h.conn.must_drop());
+    // A late answer finds nothing to resume.
+    h.app.decided = Some(true);
+    let mut late = Output::new();
+    h.conn.on_resume(h.t0, &cx, &mut late, &mut h.app);
+    assert!(late.bytes.is_empty());
+}

@@ -117,9 +117,11 @@ pub struct ConnInfo {
     pub channels: Vec<Arc<str>>,
 }
 
-/// A message between shards.
+/// A message between shards (or from the hooks thread).
 #[derive(Debug)]
 pub enum ShardMsg {
+    /// A backend call's answer, for the connection that made the call.
+    Hook(Box<crate::hooks::Answer>),
     /// A publication for the owner of its channel's history.
     Publish(Box<Publication>),
     /// Ask the owner of `channel`'s history for `want`.

@@ -183,6 +183,7 @@ impl<D: Driver> Shard<D> {
                 let mut text = String::with_capacity(8 * 1024);
                 metrics::render(&all, &mut text);
                 metrics::render_broker(&self.broker_counters(), &mut text);
+                metrics::render_hooks(self.shared.hook_metrics.get().map(|m| &**m), &mut text);
                 Some(Outcome::Metrics(text))
             }
         }

@@ -8,6 +8,7 @@
 //! budgeted per connection per turn so one busy peer cannot starve the rest.
 
 mod api;
+mod hooks;
 mod push;
 pub mod timers;
 mod tls;
@@ -21,12 +22,13 @@ use frame_simd::Kernels;
 use tracing::{debug, error, info, warn, Level};
 
 use crate::api::{ApiConn, ApiSettings, ApiState};
+use crate::app::calls::Ending;
 use crate::app::{AppState, ClientState, Dispatch};
 use crate::conn::id::Slab;
 use crate::conn::tls::TlsSession;
 use crate::conn::{Conn, ConnId, Ctx, Output, Settings, State};
 use crate::driver::{is_resource_exhaustion, Driver, Ready};
-use crate::metrics::ShardMetrics;
+use crate::metrics::{HookMetrics, ShardMetrics};
 use crate::router::Router;
 
 use self::timers::TimerWheel;
@@ -74,6 +76,8 @@ pub struct Shared {
     /// Every shard's metrics in shard order (for `/metrics` and `/api/stats`), set once before
     /// the addresses are announced.
     pub all_metrics: OnceLock<Vec<Arc<ShardMetrics>>>,
+    /// The hooks thread's metrics (set once at start when hooks are configured).
+    pub hook_metrics: OnceLock<Arc<HookMetrics>>,
 }
 
 /// One accepted socket: who is on the other end, and the shard's bookkeeping for it.
@@ -523,6 +527,13 @@ impl<D: Driver> Shard<D> {
                 // Resumed by `on_writable` once the outbox drains.
                 return;
             }
+            if let Peer::Client { conn, client } = &e.peer {
+                if conn.state() == State::AwaitApp || self.app.must_wait(client) {
+                    // A backend decides first (the request, or the calls already in flight):
+                    // the socket keeps the bytes (TCP backpressure). Read again on the answer.
+                    return;
+                }
+            }
             if self.router.outbound.backlog_len() >= push::BACKLOG_PAUSE_READS {
                 // Other shards are behind: read no more requests until they catch up.
                 self.again.push(id);
@@ -576,6 +587,9 @@ impl<D: Driver> Shard<D> {
                     kernels: &self.kernels,
                 };
                 let was_awaiting = conn.state() == State::AwaitRequest;
+                if was_awaiting && self.app.wants_remote() {
+                    self.app.remote = self.driver.peer_addr(id);
+                }
                 let mut app = Dispatch {
                     id,
                     client,
@@ -587,8 +601,12 @@ impl<D: Driver> Shard<D> {
                 let room = limit.saturating_sub(e.outbox.queued_bytes());
                 self.out.set_room(room);
                 conn.on_read(&mut self.rbuf[..n], now, &cx, &mut self.out, &mut app);
+                if let Some((code, reason)) = app.flush_forward() {
+                    conn.on_close_request(code, &reason, now, &mut self.out);
+                }
                 if was_awaiting && conn.state() == State::Open {
                     self.metrics.upgrades.add(1);
+                    app.client.opened_at = Some(now);
                 }
                 self.settle(id, now);
             }
@@ -739,6 +757,8 @@ impl<D: Driver> Shard<D> {
         if let Peer::Client { conn, client } = &mut e.peer {
             if conn.state() != State::Open && client.session.kind.is_some() {
                 // Closing: no more deliveries; others see it leave now, not when the socket goes.
+                let ending = Ending::of(conn.close_record());
+                self.app.disconnected(id, client, ending, now);
                 self.router.on_disconnect(id, &mut client.session);
             }
         }
@@ -807,8 +827,11 @@ impl<D: Driver> Shard<D> {
         let Some(mut e) = self.conns.remove(id) else {
             return;
         };
-        if let Peer::Client { client, .. } = &mut e.peer {
+        self.app.forget_conn(id);
+        if let Peer::Client { conn, client } = &mut e.peer {
             if client.session.kind.is_some() {
+                let ending = Ending::of(conn.close_record());
+                self.app.disconnected(id, client, ending, self.driver.now());
                 self.router.on_disconnect(id, &mut client.session);
             }
         }

@@ -184,6 +184,7 @@ impl<D: Driver> Shard<D> {
 
     fn on_shard_msg(&mut self, msg: ShardMsg, now: Instant) {
         match msg {
+            ShardMsg::Hook(a) => self.on_hook_answer(*a, now),
             ShardMsg::Deliver(d) => self.deliver(&d, now),
             ShardMsg::Publish(p) => self.router.on_publication(*p, now),
             ShardMsg::HistoryQuery {

@@ -20,10 +20,16 @@ pub struct ApiConn {
 impl ApiConn {
     /// A connection to the API at `host` (the `Host` header) with `key` as bearer token.
     pub fn new(host: &str, key: &str) -> ApiConn {
+        ApiConn::post(host, "/api/publish", Some(key))
+    }
+
+    /// A connection POSTing JSON to `path` at `host`, with `key` as bearer token if given.
+    pub fn post(host: &str, path: &str, key: Option<&str>) -> ApiConn {
+        let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
         ApiConn {
             state: State::AwaitResponse,
             head: format!(
-                "POST /api/publish HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n\
+                "POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}\
                  Content-Type: application/json\r\nContent-Length: "
             ),
             rx: Vec::new(),

@@ -61,7 +61,9 @@ impl Worker {
         self.next_gen = self.next_gen.wrapping_add(1);
         self.slots[idx] = Some(Slot {
             sock,
-            conn: if s.via_api {
+            conn: if s.via_api && s.role == crate::plan::Role::Rpc {
+                Proto::Api(ApiConn::post(&target.host_header, &target.path, None))
+            } else if s.via_api {
                 Proto::Api(ApiConn::new(&target.host_header, &self.plan.api_key))
             } else {
                 let mut c = Conn::new(&target.host_header, &target.path, nonce, mask);

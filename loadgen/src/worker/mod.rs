@@ -227,6 +227,7 @@ pub fn run(init: WorkerInit, poll: Poll) -> io::Result<WorkerResult> {
             matches!(
                 s.role,
                 Role::Echo
+                    | Role::Rpc
                     | Role::Member {
                         publisher: Some(_),
                         ..
@@ -510,6 +511,12 @@ impl Worker {
                                 replies += 1;
                             }
                         }
+                        Role::Rpc => {
+                            // A failed call is not counted as received: it shows as loss.
+                            if let Some(sent) = traffic::rpc_reply(payload) {
+                                meter.on_received(sent, now.saturating_sub(sent), payload.len());
+                            }
+                        }
                         Role::Member {
                             group, subscriber, ..
                         } => {
@@ -526,8 +533,15 @@ impl Worker {
                         Role::Plain => {}
                     },
                     Event::Status(code) => {
-                        if !(200..300).contains(&code) {
+                        let ok = (200..300).contains(&code);
+                        if !ok {
                             meter.on_api_error(code);
+                        }
+                        if role == Role::Rpc {
+                            // A direct call: HTTP/1.1 answers come in request order.
+                            if let Some(sent) = inflight.pop_front().filter(|_| ok) {
+                                meter.on_received(sent, now.saturating_sub(sent), 0);
+                            }
                         }
                     }
                     Event::Close(code) => {

@@ -14,12 +14,59 @@ use crate::payload::Stamp;
 use crate::plan::{Plan, Role};
 
 impl Worker {
-    /// Queue one echo message on slot `idx`, intended at `intended`.
+    /// Queue one echo message (or, for an `rpc` connection, one call) on slot `idx`, intended
+    /// at `intended`.
     pub(super) fn send_echo(&mut self, idx: usize, intended: u64) {
         let Some(slot) = self.slots[idx].as_mut() else {
             return;
         };
         if slot.conn.state() != State::Open {
+            return;
+        }
+        if self.specs[slot.spec].role == Role::Rpc && self.specs[slot.spec].via_api {
+            // Straight to the backend: the body the gateway would send; answers come in order.
+            self.scratch.clear();
+            self.scratch
+                .extend_from_slice(b"{\"conn\":\"0\",\"user\":null,\"method\":\"");
+            self.scratch
+                .extend_from_slice(self.plan.rpc_method.as_bytes());
+            self.scratch.extend_from_slice(b"\",\"data\":\"");
+            self.scratch
+                .resize(self.scratch.len() + self.plan.size, b'x');
+            self.scratch.extend_from_slice(b"\"}");
+            slot.conn.send(self.plan.opcode, &self.scratch);
+            self.scratch.clear();
+            slot.inflight.push_back(intended);
+            self.meter.on_sent(intended, self.plan.size);
+            self.meter.pending_expected += 1;
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push(idx);
+            }
+            return;
+        }
+        if self.specs[slot.spec].role == Role::Rpc {
+            // The id is the intended send time: the reply says which call it answers.
+            self.scratch.clear();
+            self.scratch
+                .extend_from_slice(b"{\"op\":\"rpc\",\"method\":\"");
+            self.scratch
+                .extend_from_slice(self.plan.rpc_method.as_bytes());
+            self.scratch.extend_from_slice(b"\",\"id\":");
+            self.scratch
+                .extend_from_slice(intended.to_string().as_bytes());
+            self.scratch.extend_from_slice(b",\"data\":\"");
+            self.scratch
+                .resize(self.scratch.len() + self.plan.size, b'x');
+            self.scratch.extend_from_slice(b"\"}");
+            slot.conn.send(self.plan.opcode, &self.scratch);
+            self.scratch.clear();
+            self.meter.on_sent(intended, self.plan.size);
+            self.meter.pending_expected += 1;
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push(idx);
+            }
             return;
         }
         if self.scratch.len() != self.plan.size {
@@ -103,7 +150,7 @@ impl Worker {
                 let spec = self.senders[self.rr];
                 self.rr = (self.rr + 1) % self.senders.len();
                 sent = match self.specs[spec].role {
-                    Role::Echo => match self.state[spec].slot {
+                    Role::Echo | Role::Rpc => match self.state[spec].slot {
                         Some(idx)
                             if self.slots[idx]
                                 .as_ref()
@@ -213,5 +260,34 @@ fn on_delivery(
             meter.on_received(intended, latency, body.len().min(plan.size));
         }
         _ => st.foreign += 1,
+    }
+}
+
+/// The intended send time of the call an `rpc` reply answers (its `id`), when the reply is a
+/// success (`"ok":true`); `None` for anything else (the welcome, a failed call).
+pub(super) fn rpc_reply(payload: &[u8]) -> Option<u64> {
+    const HEAD: &[u8] = b"{\"type\":\"reply\",\"id\":";
+    let rest = payload.strip_prefix(HEAD)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let id = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    rest[digits..].starts_with(b",\"ok\":true").then_some(id)
+}
+
+#[cfg(test)]
+mod rpc_tests {
+    use super::rpc_reply;
+
+    #[test]
+    fn rpc_replies_give_their_id_only_when_ok() {
+        assert_eq!(
+            rpc_reply(br#"{"type":"reply","id":123,"ok":true,"data":"x"}"#),
+            Some(123)
+        );
+        assert_eq!(
+            rpc_reply(br#"{"type":"reply","id":123,"ok":false,"error":{}}"#),
+            None
+        );
+        assert_eq!(rpc_reply(br#"{"type":"welcome","conn":"1"}"#), None);
+        assert_eq!(rpc_reply(br#"{"type":"reply","id":"a","ok":true}"#), None);
     }
 }

@@ -27,6 +27,13 @@ pub(super) fn open(d: &mut Dispatch<'_>, out: &mut Output) {
     let text = &mut d.app.text;
     text.clear();
     reply::welcome(text, d.id, d.client.session.user.as_deref());
+    if let Some(data) = d.app.welcome_data.take() {
+        // The connect hook's data joins the welcome object.
+        text.pop();
+        text.extend_from_slice(b",\"data\":");
+        text.extend_from_slice(data.as_bytes());
+        text.push(b'}');
+    }
     out.frame(Opcode::Text, text);
 }
 
@@ -119,12 +126,27 @@ impl Dispatch<'_> {
 
     fn on_op(&mut self, req: Request<'_, '_>, out: &mut Output) {
         let id = self.id_text(req.id);
+        // Channels whose decisions a backend takes (asked before anything else happens).
+        let hooked = match req.op {
+            Op::Subscribe {
+                channel,
+                recover: None,
+            } => self.has_subscribe_hook(channel),
+            Op::Publish { channel, .. } => self.has_publish_hook(channel),
+            _ => false,
+        };
         let session = &mut self.client.session;
         let result = match req.op {
             Op::Ping => Ok(true),
             Op::Subscribe { channel, .. } if !session.may_subscribe(channel) => {
                 Err(forbidden("the token does not allow this channel"))
             }
+            Op::Subscribe {
+                channel,
+                recover: None,
+            } if hooked => self
+                .ask_subscribe(channel, &id)
+                .unwrap_or_else(|| self.subscribe_now(channel, &id)),
             Op::Subscribe { channel, recover } if self.router.has_history(channel) => {
                 let reply = ReplyTo {
                     conn: self.id,
@@ -171,7 +193,19 @@ impl Dispatch<'_> {
                 channel,
                 data,
                 skip_self,
+            } if hooked => self.with_json(data, |this, json| {
+                this.ask_publish(channel, json, skip_self, &id)
+                    .unwrap_or_else(|| this.publish_json(channel, json, skip_self))
+            }),
+            Op::Publish {
+                channel,
+                data,
+                skip_self,
             } => self.publish(channel, data, skip_self),
+            Op::Rpc { method, data } => match data {
+                Some(data) => self.with_json(data, |this, json| this.ask_rpc(method, json, &id)),
+                None => self.ask_rpc(method, b"null", &id),
+            },
             Op::Send { conn, data } => self.send(conn, data, &id),
             Op::Presence { channel } => {
                 let reply = ReplyTo {
@@ -223,6 +257,69 @@ impl Dispatch<'_> {
         }
         self.set_claims(claims);
         Ok(true)
+    }
+
+    fn has_subscribe_hook(&self, channel: &str) -> bool {
+        self.app.calls.as_ref().is_some_and(|c| {
+            crate::hooks::HookSettings::by_prefix(&c.hooks.settings.subscribe, channel).is_some()
+        })
+    }
+
+    fn has_publish_hook(&self, channel: &str) -> bool {
+        self.app.calls.as_ref().is_some_and(|c| {
+            crate::hooks::HookSettings::by_prefix(&c.hooks.settings.publish, channel).is_some()
+        })
+    }
+
+    /// Subscribe without history or recovery (a subscribe hook allowed it).
+    pub(super) fn subscribe_now(
+        &mut self,
+        channel: &str,
+        id: &[u8],
+    ) -> Result<bool, ProtocolError> {
+        let session = &mut self.client.session;
+        if self.router.has_history(channel) {
+            let reply = ReplyTo {
+                conn: self.id,
+                id: Box::from(id),
+            };
+            return self
+                .router
+                .subscribe_at(self.id, session, channel, None, reply)
+                .map(|deferred| !deferred)
+                .map_err(protocol_error);
+        }
+        self.router
+            .subscribe(self.id, session, channel)
+            .map(|()| true)
+            .map_err(protocol_error)
+    }
+
+    /// Publish `json` (a JSON value's text) as this connection.
+    pub(super) fn publish_json(
+        &mut self,
+        channel: &str,
+        json: &[u8],
+        skip_self: bool,
+    ) -> Result<bool, ProtocolError> {
+        // Bare subscribers get a string's text, anything else as JSON.
+        let unquoted = match serde_json::from_slice::<serde_json::Value>(json) {
+            Ok(serde_json::Value::String(s)) => Some(s),
+            _ => None,
+        };
+        let bare = unquoted.as_deref().map_or(json, str::as_bytes);
+        let user = self.client.session.user.clone();
+        self.router
+            .publish(
+                channel,
+                json,
+                bare,
+                Some(self.id),
+                user.as_deref(),
+                skip_self.then_some(self.id),
+            )
+            .map(|()| true)
+            .map_err(protocol_error)
     }
 
     fn publish(

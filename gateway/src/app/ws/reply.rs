@@ -46,6 +46,25 @@ pub fn error(out: &mut Vec<u8>, id: &[u8], e: ProtocolError) {
     out.extend_from_slice(b"}}");
 }
 
+/// `{"type":"reply","id":..,"ok":true,"data":<json>}`: an RPC's result.
+pub fn result(out: &mut Vec<u8>, id: &[u8], json: &[u8]) {
+    reply_head(out, id);
+    out.extend_from_slice(b"\"ok\":true,\"data\":");
+    out.extend_from_slice(json);
+    out.push(b'}');
+}
+
+/// `{"type":"reply","id":..,"ok":false,"error":{"code":..,"message":..}}` with a code and
+/// message that are not the gateway's own (a backend's denial or RPC error).
+pub fn error_text(out: &mut Vec<u8>, id: &[u8], code: &str, message: &str) {
+    reply_head(out, id);
+    out.extend_from_slice(b"\"ok\":false,\"error\":{\"code\":");
+    write_str(out, code);
+    out.extend_from_slice(b",\"message\":");
+    write_str(out, message);
+    out.extend_from_slice(b"}}");
+}
+
 /// `{"type":"reply","id":..,"ok":true,"members":[{"conn":"..","user":..},..]}`
 pub fn presence(out: &mut Vec<u8>, id: &[u8], members: &[Member]) {
     reply_head(out, id);

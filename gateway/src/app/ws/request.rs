@@ -45,6 +45,8 @@ pub enum ErrorCode {
     NoHistory,
     /// The request needs other nodes and the broker is unreachable.
     BrokerUnavailable,
+    /// A backend hook failed (timeout, unreachable, breaker open, bad answer, busy).
+    BackendUnavailable,
 }
 
 impl ErrorCode {
@@ -65,6 +67,7 @@ impl ErrorCode {
             Self::TokenExpired => "token_expired",
             Self::NoHistory => "no_history",
             Self::BrokerUnavailable => "broker_unavailable",
+            Self::BackendUnavailable => "backend_unavailable",
         }
     }
 }
@@ -135,6 +138,13 @@ pub enum Op<'t, 'i> {
     },
     /// Answered `ok`.
     Ping,
+    /// A remote procedure call, forwarded to the rpc hook.
+    Rpc {
+        /// The method name.
+        method: &'i str,
+        /// Any JSON value (`null` when absent).
+        data: Option<Value<'t, 'i>>,
+    },
 }
 
 /// A parsed request: its operation and the `id` to echo.
@@ -305,6 +315,22 @@ pub fn parse_request<'t, 'i>(v: Value<'t, 'i>) -> Parsed<'t, 'i> {
                     })
             }
             "ping" => Ok(Op::Ping),
+            "rpc" => match obj.get("method") {
+                None => Err(ProtocolError::new(
+                    ErrorCode::MissingField,
+                    "missing field method",
+                )),
+                Some(m) => m
+                    .into_string()
+                    .map(|method| Op::Rpc {
+                        method,
+                        data: obj.get("data"),
+                    })
+                    .ok_or(ProtocolError::new(
+                        ErrorCode::BadField,
+                        "method must be a string",
+                    )),
+            },
             _ => Err(ProtocolError::new(ErrorCode::UnknownOp, "unknown op")),
         };
     match op {

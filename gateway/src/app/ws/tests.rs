@@ -50,6 +50,13 @@ fn parse(text: &str) -> Result<(String, String), (ErrorCode, String)> {
                     }
                     Op::Refresh { token } => format!("refresh {token}"),
                     Op::Ping => "ping".into(),
+                    Op::Rpc { method, data } => {
+                        let mut d = Vec::new();
+                        if let Some(data) = data {
+                            write_value(&mut d, data).unwrap();
+                        }
+                        format!("rpc {method} {}", String::from_utf8(d).unwrap())
+                    }
                 };
                 Ok((op, id_text(req.id)))
             }
@@ -94,6 +101,12 @@ fn every_op_parses() {
         "history a Some(5)"
     );
     assert_eq!(ok(r#"{"op":"history","channel":"a"}"#), "history a None");
+    assert_eq!(
+        ok(r#"{"op":"rpc","method":"add","data":{"a":1}}"#),
+        r#"rpc add {"a":1}"#
+    );
+    assert_eq!(ok(r#"{"op":"rpc","method":"m"}"#), "rpc m ");
+    assert!(parse(r#"{"op":"rpc","method":7}"#).is_err());
 }
 
 #[test]
