@@ -147,6 +147,10 @@ pub struct Common {
     /// Which share of a `--processes` run this process carries (set by the parent process).
     #[arg(long, hide = true)]
     pub process_index: Option<u32>,
+    /// PEM file of the CA certificate(s) that sign the server's certificate, for `wss://` URLs
+    /// (required with them; the TLS handshake is part of each connection's connect latency)
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `connect` and `idle`.

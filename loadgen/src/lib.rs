@@ -18,4 +18,5 @@ pub mod run;
 pub mod stats;
 pub mod sysinfo;
 pub mod target;
+pub mod tls;
 pub mod worker;
