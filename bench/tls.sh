@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Native TLS against plain TCP, side by side in one run, with the project's own loadgen:
+#   - echo: msgs/s and server CPU per message (closed loop, C connections x W in flight);
+#   - connect: handshakes/s (TCP + TLS + WebSocket upgrade, as fast as accepted);
+#   - idle: server RSS per idle connection (loadgen idle --server-pid).
+# Two gateways (one plain, one with --tls-cert) run at once on the same server core; every round
+# measures both, alternating, so drift on a shared machine hits both alike. Ratios are TLS/plain.
+#
+#   cargo build --release -p gateway -p loadgen && bench/tls.sh
+#
+# Environment: ROUNDS (3), DURATION (3s), CONNS (50), WINDOW (4), SIZE (256), HANDSHAKES (2000),
+# IDLE (5000), SERVER_CPU (1), CLIENT_CPU (0), DRIVER (auto).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=${CARGO_TARGET_DIR:-target}/release
+rounds=${ROUNDS:-3}
+duration=${DURATION:-3s}
+conns=${CONNS:-50}
+window=${WINDOW:-4}
+size=${SIZE:-256}
+handshakes=${HANDSHAKES:-2000}
+idle=${IDLE:-5000}
+server_cpu=${SERVER_CPU:-1}
+client_cpu=${CLIENT_CPU:-0}
+driver=${DRIVER:-auto}
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A throwaway CA and a leaf for localhost.
+(
+  cd "$work"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+    -out ca.pem -days 1 -subj "/CN=bench CA" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key \
+    -out leaf.csr -subj /CN=localhost 2>/dev/null
+  printf 'subjectAltName=DNS:localhost\n' >leaf.ext
+  openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem \
+    -days 1 -extfile leaf.ext 2>/dev/null
+)
+
+# start NAME ARGS...: a one-thread gateway on the server core; sets $port and $pid.
+start() {
+  local name=$1
+  shift
+  taskset -c "$server_cpu" "$bin/gateway" --threads 1 --driver "$driver" --log-level warn \
+    --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --handshake-timeout 30s "$@" \
+    >"$work/$name.out" 2>"$work/$name.err" &
+  pid=$!
+  pids+=("$pid")
+  for _ in $(seq 100); do
+    port=$(sed -nE 's/^listening on 127\.0\.0\.1:([0-9]+)$/\1/p' "$work/$name.out")
+    [ -n "$port" ] && return 0
+    sleep 0.1
+  done
+  echo "the $name gateway did not start: $(cat "$work/$name.err")" >&2
+  exit 1
+}
+
+start plain
+plain_port=$port plain_pid=$pid
+start tls --tls-cert "$work/leaf.pem" --tls-key "$work/leaf.key"
+tls_port=$port tls_pid=$pid
+
+loadgen() {
+  taskset -c "$client_cpu" "$bin/loadgen" "$@" --threads 1 --quiet
+}
+
+for round in $(seq "$rounds"); do
+  for mode in plain tls; do
+    if [ "$mode" = plain ]; then
+      url="ws://localhost:$plain_port/echo" pid=$plain_pid ca=()
+    else
+      url="wss://localhost:$tls_port/echo" pid=$tls_pid ca=(--ca-file "$work/ca.pem")
+    fi
+    loadgen echo --url "$url" "${ca[@]}" -c "$conns" -w "$window" -s "$size" --warmup 1s \
+      --duration "$duration" --server-pid "$pid" --json "$work/echo-$mode-$round.json"
+    loadgen connect --url "$url" "${ca[@]}" -c "$handshakes" \
+      --json "$work/connect-$mode-$round.json"
+    loadgen idle --url "$url" "${ca[@]}" -c "$idle" --warmup 1s --duration 1s \
+      --server-pid "$pid" --json "$work/idle-$mode-$round.json"
+  done
+done
+
+python3 - "$work" "$rounds" <<'EOF'
+import json, statistics, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+def med(kind, mode, get):
+    return statistics.median(get(json.load(open(f"{work}/{kind}-{mode}-{r}.json"))["results"])
+                             for r in range(1, rounds + 1))
+rows = [
+    ("echo msgs/s (received)", "echo", lambda r: r["receive_rate"]),
+    ("server CPU us per echoed message", "echo", lambda r: r["server"]["cpu_us_per_message"]),
+    ("echo p99 latency (us)", "echo", lambda r: r["latency"]["p99"] / 1000),
+    ("handshakes/s (connect phase)", "connect", lambda r: r["connect_rate"]),
+    ("connect p99 latency (ms)", "connect", lambda r: r["connect_latency"]["p99"] / 1e6),
+    ("server RSS bytes per idle connection", "idle", lambda r: r["server"]["rss_per_connection_bytes"]),
+]
+print(f"| figure (median of {rounds}) | plain | TLS | TLS / plain |")
+print("| --- | ---: | ---: | ---: |")
+for name, kind, get in rows:
+    p, t = med(kind, "plain", get), med(kind, "tls", get)
+    print(f"| {name} | {p:,.1f} | {t:,.1f} | {t / p:.2f} |")
+EOF
