@@ -3,13 +3,16 @@
 #   - echo: msgs/s and server CPU per message (closed loop, C connections x W in flight);
 #   - connect: handshakes/s (TCP + TLS + WebSocket upgrade, as fast as accepted);
 #   - idle: server RSS per idle connection (loadgen idle --server-pid).
-# Two gateways (one plain, one with --tls-cert) run at once on the same server core; every round
-# measures both, alternating, so drift on a shared machine hits both alike. Ratios are TLS/plain.
+# Each round starts two fresh gateways (one plain, one with --tls-cert) on the same server core
+# and measures both, alternating, so drift on a shared machine hits both alike (idle memory first,
+# while the processes are fresh). Ratios are TLS/plain. Server CPU per handshake comes from the
+# gateway's /proc/<pid>/stat around the connect run (10 ms ticks: keep HANDSHAKES in the
+# hundreds or more).
 #
 #   cargo build --release -p gateway -p loadgen && bench/tls.sh
 #
-# Environment: ROUNDS (3), DURATION (3s), CONNS (50), WINDOW (4), SIZE (256), HANDSHAKES (2000),
-# IDLE (5000), SERVER_CPU (1), CLIENT_CPU (0), DRIVER (auto).
+# Environment: ROUNDS (3), DURATION (3s), CONNS (50), WINDOW (4), SIZE (256), HANDSHAKES (1000),
+# IDLE (2000), SERVER_CPU (1), CLIENT_CPU (0), DRIVER (auto).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,8 +22,8 @@ duration=${DURATION:-3s}
 conns=${CONNS:-50}
 window=${WINDOW:-4}
 size=${SIZE:-256}
-handshakes=${HANDSHAKES:-2000}
-idle=${IDLE:-5000}
+handshakes=${HANDSHAKES:-1000}
+idle=${IDLE:-2000}
 server_cpu=${SERVER_CPU:-1}
 client_cpu=${CLIENT_CPU:-0}
 driver=${DRIVER:-auto}
@@ -64,34 +67,49 @@ start() {
   exit 1
 }
 
-start plain
-plain_port=$port plain_pid=$pid
-start tls --tls-cert "$work/leaf.pem" --tls-key "$work/leaf.key"
-tls_port=$port tls_pid=$pid
-
 loadgen() {
-  taskset -c "$client_cpu" "$bin/loadgen" "$@" --threads 1 --quiet
+  taskset -c "$client_cpu" "$bin/loadgen" "$@" --threads 1 --quiet --connect-timeout 120s
+}
+
+# CPU time (user + system, clock ticks) of a process.
+ticks() {
+  awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
 for round in $(seq "$rounds"); do
-  for mode in plain tls; do
-    if [ "$mode" = plain ]; then
-      url="ws://localhost:$plain_port/echo" pid=$plain_pid ca=()
-    else
-      url="wss://localhost:$tls_port/echo" pid=$tls_pid ca=(--ca-file "$work/ca.pem")
-    fi
-    loadgen echo --url "$url" "${ca[@]}" -c "$conns" -w "$window" -s "$size" --warmup 1s \
-      --duration "$duration" --server-pid "$pid" --json "$work/echo-$mode-$round.json"
-    loadgen connect --url "$url" "${ca[@]}" -c "$handshakes" \
-      --json "$work/connect-$mode-$round.json"
-    loadgen idle --url "$url" "${ca[@]}" -c "$idle" --warmup 1s --duration 1s \
-      --server-pid "$pid" --json "$work/idle-$mode-$round.json"
+  start plain
+  plain_port=$port plain_pid=$pid
+  start tls --tls-cert "$work/leaf.pem" --tls-key "$work/leaf.key"
+  tls_port=$port tls_pid=$pid
+  for kind in idle echo connect; do
+    for mode in plain tls; do
+      if [ "$mode" = plain ]; then
+        url="ws://localhost:$plain_port/echo" pid=$plain_pid ca=()
+      else
+        url="wss://localhost:$tls_port/echo" pid=$tls_pid ca=(--ca-file "$work/ca.pem")
+      fi
+      out="$work/$kind-$mode-$round.json"
+      case $kind in
+        idle)
+          loadgen idle --url "$url" "${ca[@]}" -c "$idle" --warmup 1s --duration 1s \
+            --server-pid "$pid" --json "$out" ;;
+        echo)
+          loadgen echo --url "$url" "${ca[@]}" -c "$conns" -w "$window" -s "$size" \
+            --warmup 1s --duration "$duration" --server-pid "$pid" --json "$out" ;;
+        connect)
+          before=$(ticks "$pid")
+          loadgen connect --url "$url" "${ca[@]}" -c "$handshakes" --json "$out"
+          echo "$(($(ticks "$pid") - before))" >"$work/ticks-$mode-$round" ;;
+      esac
+    done
   done
+  kill "$plain_pid" "$tls_pid"
+  wait "$plain_pid" "$tls_pid" 2>/dev/null || true
 done
 
-python3 - "$work" "$rounds" <<'EOF'
+python3 - "$work" "$rounds" "$handshakes" "$(getconf CLK_TCK)" <<'EOF'
 import json, statistics, sys
-work, rounds = sys.argv[1], int(sys.argv[2])
+work, rounds, handshakes, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 def med(kind, mode, get):
     return statistics.median(get(json.load(open(f"{work}/{kind}-{mode}-{r}.json"))["results"])
                              for r in range(1, rounds + 1))
@@ -108,4 +126,9 @@ print("| --- | ---: | ---: | ---: |")
 for name, kind, get in rows:
     p, t = med(kind, "plain", get), med(kind, "tls", get)
     print(f"| {name} | {p:,.1f} | {t:,.1f} | {t / p:.2f} |")
+def cpu_us(mode):
+    return statistics.median(int(open(f"{work}/ticks-{mode}-{r}").read()) / hz / handshakes * 1e6
+                             for r in range(1, rounds + 1))
+p, t = cpu_us("plain"), cpu_us("tls")
+print(f"| server CPU us per connection (connect run) | {p:,.1f} | {t:,.1f} | {t / max(p, 1e-9):.2f} |")
 EOF
