@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 /// A client configuration trusting the CA certificates in `ca_file` (and nothing else), TLS 1.2
-/// and 1.3, ALPN `http/1.1`.
+/// and 1.3, ALPN `http/1.1`, no session resumption.
 pub fn client_config(ca_file: &Path) -> Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(ca_file)
@@ -42,6 +42,9 @@ pub fn client_config(ca_file: &Path) -> Result<Arc<ClientConfig>> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every connection makes a full handshake: what a storm after a server restart costs (the
+    // gateway's session cache is in memory), and what a capacity plan must assume.
+    cfg.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(cfg))
 }
 
