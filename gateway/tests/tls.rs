@@ -1,5 +1,5 @@
-//! Native TLS (`--tls-cert`/`--tls-key`) over real sockets, with a test CA this suite makes with
-//! the `openssl` CLI (installed by `scripts/test.sh`): Python `websockets` and Node `ws` over
+//! Native TLS (`--tls-cert`/`--tls-key`) over real sockets, with a test CA made per test with
+//! the `openssl` CLI (`test_support::TestCa`): Python `websockets` and Node `ws` over
 //! `wss://` verifying against that CA, curl over `https://` on the client and API listeners (TLS
 //! 1.2 and 1.3), a rustls client that checks ALPN and the certificate it was shown, refusals
 //! (plain HTTP, garbage, a silent peer) that disturb nothing else, start-up errors, and
@@ -10,7 +10,6 @@ mod common;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,87 +21,25 @@ use common::{Signal, IO_TIMEOUT};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use test_support::TestCa;
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A scratch directory with a test CA and leaf certificates it signed, removed when dropped.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let mut cmd = Command::new("openssl");
-    cmd.current_dir(dir).args(args);
-    let (code, out, err) = run_bounded(cmd, SCRIPT_TIMEOUT);
-    assert_eq!(code, Some(0), "openssl {args:?} failed:\n{out}\n{err}");
-}
-
-impl Pki {
-    /// A fresh CA (P-256) and one leaf, `leaf`, for `localhost` and 127.0.0.1.
-    fn new() -> Pki {
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "gateway-tls-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create the PKI scratch directory");
-        #[rustfmt::skip]
-        openssl(&dir, &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=gateway test CA",
-        ]);
-        fs::write(
-            dir.join("leaf.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-             extendedKeyUsage=serverAuth\n",
-        )
-        .expect("write the extensions file");
-        let pki = Pki { dir };
-        pki.issue("leaf");
-        pki
-    }
-
-    /// Issue `<name>.pem` / `<name>.key`, signed by the CA.
-    fn issue(&self, name: &str) {
-        let (key, csr, pem) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        #[rustfmt::skip]
-        openssl(&self.dir, &[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}"),
-        ]);
-        #[rustfmt::skip]
-        openssl(&self.dir, &[
-            "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", &pem, "-days", "2", "-extfile", "leaf.ext",
-        ]);
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.join(file)
-    }
-
-    fn path_str(&self, file: &str) -> String {
-        self.path(file).display().to_string()
-    }
-
+/// The suite's test CA with what the rustls client and the gateway need from it.
+trait Pki {
     /// The leaf certificate `name` in DER.
+    fn der(&self, name: &str) -> CertificateDer<'static>;
+    /// A client config trusting only the test CA, offering ALPN `http/1.1`.
+    fn client_config(&self) -> Arc<ClientConfig>;
+    /// A gateway serving `leaf` on its client listener.
+    fn gateway(&self) -> common::GatewayBuilder;
+}
+
+impl Pki for TestCa {
     fn der(&self, name: &str) -> CertificateDer<'static> {
         CertificateDer::from_pem_file(self.path(&format!("{name}.pem"))).expect("leaf PEM")
     }
 
-    /// A client config trusting only the test CA, offering ALPN `http/1.1`.
     fn client_config(&self) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         roots
@@ -119,14 +56,8 @@ impl Pki {
         Arc::new(cfg)
     }
 
-    /// A gateway serving `leaf` on its client listener.
     fn gateway(&self) -> common::GatewayBuilder {
-        gateway().args([
-            "--tls-cert",
-            &self.path_str("leaf.pem"),
-            "--tls-key",
-            &self.path_str("leaf.key"),
-        ])
+        gateway().args(self.gateway_args())
     }
 }
 
@@ -230,7 +161,7 @@ impl WssClient {
     }
 }
 
-fn python_client(gw: &Gateway, pki: &Pki) {
+fn python_client(gw: &Gateway, pki: &TestCa) {
     let mut cmd = Command::new("python3");
     cmd.arg(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -245,7 +176,7 @@ fn python_client(gw: &Gateway, pki: &Pki) {
     expect_ok(gw, cmd, "python websockets");
 }
 
-fn node_client(gw: &Gateway, pki: &Pki) {
+fn node_client(gw: &Gateway, pki: &TestCa) {
     let mut cmd = Command::new("node");
     cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop"))
         .arg("client.js")
@@ -267,7 +198,7 @@ fn expect_ok(gw: &Gateway, cmd: Command, client: &str) {
 }
 
 /// `curl` over https with the test CA; returns (exit code, stdout, stderr).
-fn curl(pki: &Pki, url: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+fn curl(pki: &TestCa, url: &str, extra: &[&str]) -> (Option<i32>, String, String) {
     let mut cmd = Command::new("curl");
     cmd.args([
         "-sS",
@@ -287,7 +218,7 @@ fn curl(pki: &Pki, url: &str, extra: &[&str]) -> (Option<i32>, String, String) {
 
 #[test]
 fn python_and_node_clients_over_wss_verify_the_test_ca() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let gw = pki
         .gateway()
         .args(["--subprotocols", "chat,superchat"])
@@ -298,7 +229,7 @@ fn python_and_node_clients_over_wss_verify_the_test_ca() {
 
 #[test]
 fn curl_gets_healthz_over_tls_1_2_and_1_3_on_both_listeners() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let gw = pki
         .gateway()
         .args(["--api-tls-cert", &pki.path_str("leaf.pem")])
@@ -332,7 +263,7 @@ fn curl_gets_healthz_over_tls_1_2_and_1_3_on_both_listeners() {
 
 #[test]
 fn rustls_client_gets_alpn_and_echoes_large_messages_then_closes_cleanly() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let gw = pki.gateway().start();
     let cfg = pki.client_config();
     let mut c = WssClient::open(gw.addr(), &cfg);
@@ -357,7 +288,7 @@ fn rustls_client_gets_alpn_and_echoes_large_messages_then_closes_cleanly() {
 
 #[test]
 fn plain_http_and_garbage_on_the_tls_port_are_refused_and_disturb_nothing() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let gw = pki.gateway().start();
     let cfg = pki.client_config();
     let mut bystander = WssClient::open(gw.addr(), &cfg);
@@ -411,7 +342,7 @@ fn plain_http_and_garbage_on_the_tls_port_are_refused_and_disturb_nothing() {
 fn backpressure_holds_over_tls_and_every_echo_arrives_once_the_client_reads() {
     const FRAME: usize = 16 * 1024;
     const FRAMES: usize = 1024; // 16 MiB of echo, 64 times the outbound limit
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let gw = pki
         .gateway()
         .args(["--max-outbound-bytes", "262144"])
@@ -532,7 +463,7 @@ fn metric(text: &str, series: &str) -> u64 {
 
 #[test]
 fn a_silent_or_stalled_handshake_is_closed_at_the_handshake_timeout() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let gw = pki.gateway().args(["--handshake-timeout", "300ms"]).start();
     let silent = TcpStream::connect(gw.addr()).expect("connect");
     let mut stalled = TcpStream::connect(gw.addr()).expect("connect");
@@ -559,7 +490,7 @@ fn a_silent_or_stalled_handshake_is_closed_at_the_handshake_timeout() {
 
 #[test]
 fn start_refuses_missing_unreadable_or_mismatched_files() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     pki.issue("other");
     fs::write(pki.path("empty.pem"), "").expect("write");
     let cases = [
@@ -589,7 +520,7 @@ fn start_refuses_missing_unreadable_or_mismatched_files() {
 
 #[test]
 fn sighup_rotates_the_certificate_under_load_without_dropping_connections() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     pki.issue("next");
     let gw = pki.gateway().threads(2).start();
     let cfg = pki.client_config();
@@ -662,23 +593,20 @@ fn wait_until_logged(gw: &Gateway, needle: &str) {
 
 /// base64(SHA-256(SubjectPublicKeyInfo)) of the leaf `name`: what Chromium's
 /// `--ignore-certificate-errors-spki-list` pins.
-fn spki_pin(pki: &Pki, name: &str) -> String {
+fn spki_pin(pki: &TestCa, name: &str) -> String {
     use sha2::Digest;
     let pem = format!("{name}.pem");
     let der = format!("{name}.spki.der");
-    openssl(
-        &pki.dir,
-        &["x509", "-in", &pem, "-noout", "-pubkey", "-out", "pub.pem"],
-    );
+    pki.openssl(&["x509", "-in", &pem, "-noout", "-pubkey", "-out", "pub.pem"]);
     #[rustfmt::skip]
-    openssl(&pki.dir, &["pkey", "-pubin", "-in", "pub.pem", "-outform", "der", "-out", &der]);
+    pki.openssl(&["pkey", "-pubin", "-in", "pub.pem", "-outform", "der", "-out", &der]);
     let spki = fs::read(pki.path(&der)).expect("SPKI DER");
     base64_simd::STANDARD.encode_to_string(sha2::Sha256::digest(&spki))
 }
 
 #[test]
 fn chat_page_over_https_in_headless_chromium() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let gw = pki.gateway().threads(2).start();
     let mut cmd = Command::new("node");
     cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser"))

@@ -74,7 +74,8 @@ impl Adapter {
                 } else {
                     "/ws".to_string()
                 };
-                t.url = format!("ws://{}{}", t.host_header, t.path);
+                let scheme = if t.tls.is_some() { "wss" } else { "ws" };
+                t.url = format!("{scheme}://{}{}", t.host_header, t.path);
                 t
             }
             Adapter::SocketIo => {

@@ -162,6 +162,10 @@ pub struct Common {
     /// inflated.
     #[arg(long)]
     pub deflate: bool,
+    /// PEM file of the CA certificate(s) that sign the server's certificate, for `wss://` URLs
+    /// (required with them; the TLS handshake is part of each connection's connect latency)
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `connect` and `idle`.

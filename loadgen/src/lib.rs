@@ -19,5 +19,6 @@ pub mod run;
 pub mod stats;
 pub mod sysinfo;
 pub mod target;
+pub mod tls;
 pub mod watch;
 pub mod worker;

@@ -3,6 +3,7 @@
 //! read-only by all workers.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -132,6 +133,8 @@ pub struct Plan {
     pub pin: bool,
     /// Offer permessage-deflate.
     pub deflate: bool,
+    /// The TLS client configuration for `wss://` targets (from `--ca-file`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Plan {
@@ -314,6 +317,13 @@ pub fn build(scenario: &Scenario) -> Result<Plan> {
         threads,
         pin: !common.no_pin,
         deflate: common.deflate,
+        tls: match &common.ca_file {
+            Some(path) => Some(crate::tls::client_config(path)?),
+            None if base_targets.iter().any(|t| t.tls.is_some()) => {
+                bail!("wss:// URLs need --ca-file: the CA certificate that signs the server's")
+            }
+            None => None,
+        },
     };
     let source_of = |i: usize| (!sources.is_empty()).then(|| sources[i % sources.len()]);
     let ntargets = base_targets.len() as u32;

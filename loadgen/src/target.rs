@@ -1,4 +1,4 @@
-//! Where connections go and where they come from: `ws://` target URLs (a cluster is several of
+//! Where connections go and where they come from: `ws://` and `wss://` target URLs (a cluster is several of
 //! them) and source address ranges (`127.0.0.2-127.0.0.60`) bound before connect so connection
 //! counts can pass one address's ephemeral port range. Both are spread round robin.
 
@@ -17,6 +17,8 @@ pub struct Target {
     pub path: String,
     /// Resolved socket address (the first the resolver returned).
     pub addr: SocketAddr,
+    /// `wss://`: the TLS server name (the host, without port or brackets).
+    pub tls: Option<String>,
 }
 
 impl Target {
@@ -25,14 +27,11 @@ impl Target {
         let (scheme, rest) = url
             .split_once("://")
             .with_context(|| format!("invalid URL '{url}': expected ws://host[:port][/path]"))?;
-        match scheme.to_ascii_lowercase().as_str() {
-            "ws" => {}
-            "wss" => bail!(
-                "invalid URL '{url}': wss:// (TLS) is not supported; point loadgen at the plain \
-                 ws:// listener behind the TLS terminator"
-            ),
-            other => bail!("invalid URL '{url}': scheme '{other}' is not ws://"),
-        }
+        let (tls, default_port) = match scheme.to_ascii_lowercase().as_str() {
+            "ws" => (false, 80),
+            "wss" => (true, 443),
+            other => bail!("invalid URL '{url}': scheme '{other}' is not ws:// or wss://"),
+        };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(at) if rest.as_bytes()[at] == b'/' => (&rest[..at], rest[at..].to_string()),
             Some(at) => (&rest[..at], format!("/{}", &rest[at..])),
@@ -43,25 +42,30 @@ impl Target {
         }
         let with_port = if authority.starts_with('[') {
             if authority.ends_with(']') {
-                format!("{authority}:80")
+                format!("{authority}:{default_port}")
             } else {
                 authority.to_string()
             }
         } else if authority.contains(':') {
             authority.to_string()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{default_port}")
         };
         let addr = with_port
             .to_socket_addrs()
             .with_context(|| format!("invalid URL '{url}': cannot resolve '{authority}'"))?
             .next()
             .with_context(|| format!("invalid URL '{url}': '{authority}' has no address"))?;
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(v6),
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        };
         Ok(Target {
             url: url.to_string(),
             host_header: authority.to_string(),
             path,
             addr,
+            tls: tls.then(|| host.to_string()),
         })
     }
 
@@ -140,10 +144,22 @@ mod tests {
 
     #[test]
     fn bad_urls_say_what_is_expected() {
-        for bad in ["127.0.0.1:80", "http://x/", "wss://x/", "ws:///echo"] {
+        for bad in ["127.0.0.1:80", "http://x/", "wss:///echo", "ws:///echo"] {
             let err = Target::parse(bad).unwrap_err().to_string();
             assert!(err.contains("invalid URL"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn wss_urls_carry_the_tls_server_name_and_port_443() {
+        let t = Target::parse("wss://localhost:9443/echo").unwrap();
+        assert_eq!(t.tls.as_deref(), Some("localhost"));
+        assert_eq!(t.addr.port(), 9443);
+        let t = Target::parse("wss://127.0.0.1").unwrap();
+        assert_eq!((t.tls.as_deref(), t.addr.port()), (Some("127.0.0.1"), 443));
+        let t = Target::parse("wss://[::1]:9/x").unwrap();
+        assert_eq!(t.tls.as_deref(), Some("::1"));
+        assert!(Target::parse("ws://localhost:1/").unwrap().tls.is_none());
     }
 
     #[test]

@@ -381,3 +381,223 @@ impl TlsSession {
         self.conn.send_close_notify();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+    use super::*;
+
+    fn testdata(file: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("src/conn/testdata")
+            .join(file)
+    }
+
+    fn server() -> TlsServer {
+        TlsServer::load(&testdata("leaf.pem"), &testdata("leaf.key")).expect("test pair loads")
+    }
+
+    fn client() -> ClientConnection {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(testdata("ca.pem")).expect("CA"))
+            .expect("root");
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        cfg.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+        let name = "localhost".try_into().expect("name");
+        ClientConnection::new(Arc::new(cfg), name).expect("client")
+    }
+
+    /// A socket's send that takes at most `room` more bytes, then answers `WouldBlock`.
+    fn socket<'a>(
+        wire: &'a mut Vec<u8>,
+        room: &'a mut usize,
+    ) -> impl FnMut(&[IoSlice<'_>]) -> io::Result<usize> + 'a {
+        move |iov| {
+            if *room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for s in iov {
+                let take = s.len().min(*room);
+                wire.extend_from_slice(&s[..take]);
+                *room -= take;
+                n += take;
+            }
+            Ok(n)
+        }
+    }
+
+    /// Run the handshake between `c` and `s` in memory.
+    fn handshake(c: &mut ClientConnection, s: &mut TlsSession) {
+        for _ in 0..10 {
+            let mut to_server = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut to_server).expect("client out");
+            }
+            let mut at = 0;
+            while at < to_server.len() {
+                let (used, r) = s.on_ciphertext(&to_server[at..]);
+                assert!(matches!(r, Received::Ok), "{r:?}");
+                at += used;
+            }
+            let (mut wire, mut room) = (Vec::new(), usize::MAX);
+            s.flush(socket(&mut wire, &mut room)).expect("server out");
+            c.read_tls(&mut &wire[..]).expect("client in");
+            c.process_new_packets().expect("client accepts the server");
+            if !c.is_handshaking() && !s.is_handshaking() {
+                return;
+            }
+        }
+        panic!("the handshake did not finish");
+    }
+
+    /// Everything `c` decrypts from `wire`.
+    fn decrypt(c: &mut ClientConnection, mut wire: &[u8]) -> Vec<u8> {
+        let mut plain = Vec::new();
+        while !wire.is_empty() {
+            c.read_tls(&mut wire).expect("client in");
+            c.process_new_packets().expect("valid records");
+            let _ = c.reader().read_to_end(&mut plain);
+        }
+        plain
+    }
+
+    #[test]
+    fn handshake_agrees_on_http_1_1_and_plaintext_round_trips() {
+        let mut s = server().session().expect("session");
+        let mut c = client();
+        assert!(s.is_handshaking());
+        handshake(&mut c, &mut s);
+        assert_eq!(s.alpn_protocol(), Some(ALPN_HTTP_1_1));
+        assert_eq!(c.alpn_protocol(), Some(ALPN_HTTP_1_1));
+
+        c.writer()
+            .write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .expect("client writes");
+        let mut wire = Vec::new();
+        c.write_tls(&mut wire).expect("client out");
+        let (used, r) = s.on_ciphertext(&wire);
+        assert!(matches!(r, Received::Ok) && used == wire.len());
+        let mut buf = [0u8; 64];
+        let n = s.read_plaintext(&mut buf);
+        assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(s.read_plaintext(&mut buf), 0);
+    }
+
+    #[test]
+    fn send_takes_all_while_the_socket_does_and_stops_when_it_is_full() {
+        let mut s = server().session().expect("session");
+        let mut c = client();
+        handshake(&mut c, &mut s);
+        let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+
+        // A socket that takes everything: all the plaintext goes, in one call.
+        let (mut wire, mut room) = (Vec::new(), usize::MAX);
+        let (taken, on_wire) = s.send(&[IoSlice::new(&big)], socket(&mut wire, &mut room));
+        assert_eq!(taken.expect("taken"), big.len());
+        assert_eq!(on_wire, wire.len());
+        assert_eq!(decrypt(&mut c, &wire), big);
+
+        // A socket that takes 10,000 bytes: a short count, and ciphertext held (bounded).
+        let (mut wire, mut room) = (Vec::new(), 10_000);
+        let (taken, _) = s.send(&[IoSlice::new(&big)], socket(&mut wire, &mut room));
+        let taken = taken.expect("some taken");
+        assert!(taken > 0 && taken <= MAX_PENDING_TLS_BYTES, "{taken}");
+        assert!(s.wants_write(), "the rest waits in the session");
+        // While it waits, more plaintext is refused: it stays in the caller's outbox.
+        let (again, _) = s.send(&[IoSlice::new(b"more")], socket(&mut wire, &mut room));
+        assert_eq!(again.expect_err("full").kind(), io::ErrorKind::WouldBlock);
+        // The socket drains: the held records go out and the stream is intact.
+        let mut room = usize::MAX;
+        s.flush(socket(&mut wire, &mut room)).expect("flush");
+        assert!(!s.wants_write());
+        assert_eq!(decrypt(&mut c, &wire), &big[..taken]);
+    }
+
+    #[test]
+    fn output_before_the_handshake_is_dropped_not_buffered() {
+        let mut s = server().session().expect("session");
+        let (mut wire, mut room) = (Vec::new(), usize::MAX);
+        let timeout = b"HTTP/1.1 408 Request Timeout\r\n\r\n";
+        let (taken, on_wire) = s.send(&[IoSlice::new(timeout)], socket(&mut wire, &mut room));
+        assert_eq!(taken.expect("taken"), timeout.len());
+        assert_eq!((on_wire, wire.len()), (0, 0));
+        assert!(!s.wants_write());
+    }
+
+    #[test]
+    fn bytes_that_are_not_tls_are_refused_with_an_alert() {
+        let mut s = server().session().expect("session");
+        let (_, r) = s.on_ciphertext(&[0x17, 3, 3, 0, 5, 1, 2, 3, 4, 5]);
+        assert!(matches!(r, Received::Refused(_)), "{r:?}");
+        let (mut wire, mut room) = (Vec::new(), usize::MAX);
+        s.flush(socket(&mut wire, &mut room)).expect("flush");
+        assert_eq!(
+            wire,
+            [21, 3, 3, 0, 2, 2, 10],
+            "a fatal unexpected_message alert"
+        );
+    }
+
+    #[test]
+    fn plain_http_request_lines_are_recognised() {
+        for yes in [
+            &b"GET / HTTP/1.1"[..],
+            b"POST /api",
+            b"OPTIONS * HTTP/1.1",
+            b"PRI * HTTP/2",
+        ] {
+            assert!(looks_like_http(yes), "{}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &[0x16u8, 3, 1, 0, 200][..],
+            b"",
+            b"GE",
+            b"get / ",
+            b"GET/",
+            b"X /",
+        ] {
+            assert!(!looks_like_http(no), "{no:?}");
+        }
+        let body = PLAIN_HTTP_REFUSAL
+            .split(|&b| b == b'\n')
+            .next_back()
+            .unwrap_or_default();
+        assert!(String::from_utf8_lossy(PLAIN_HTTP_REFUSAL).contains("Content-Length: 56"));
+        assert_eq!(body.len(), 56);
+    }
+
+    #[test]
+    fn bad_files_are_named_and_a_failed_reload_keeps_the_pair() {
+        let missing = TlsServer::load(&testdata("nope.pem"), &testdata("leaf.key"));
+        assert!(matches!(missing, Err(TlsSetupError::Cert { .. })));
+        let not_a_key = TlsServer::load(&testdata("leaf.pem"), &testdata("leaf.pem"));
+        assert!(matches!(not_a_key, Err(TlsSetupError::Key { .. })));
+        let mismatch = TlsServer::load(&testdata("leaf.pem"), &testdata("other.key"));
+        let e = mismatch.expect_err("mismatch refused");
+        assert!(matches!(e, TlsSetupError::Mismatch { .. }));
+        assert!(e.to_string().contains("other.key"), "{e}");
+
+        let dir = std::env::temp_dir().join(format!("gateway-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::copy(testdata("leaf.pem"), &cert).expect("copy");
+        std::fs::copy(testdata("leaf.key"), &key).expect("copy");
+        let server = TlsServer::load(&cert, &key).expect("loads");
+        std::fs::copy(testdata("other.key"), &key).expect("copy");
+        assert!(server.reload().is_err(), "a mismatched pair is not taken");
+        let mut s = server.session().expect("session");
+        handshake(&mut client(), &mut s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -13,6 +13,7 @@ use super::{socket, Close, Slot, Worker, MAX_PENDING_HANDSHAKES};
 use crate::client::api::ApiConn;
 use crate::client::{Conn, Proto, State};
 use crate::clock::ns;
+use crate::tls::Stream;
 
 impl Worker {
     pub(super) fn do_connects(&mut self, now: u64) {
@@ -38,7 +39,16 @@ impl Worker {
     pub(super) fn start_connect(&mut self, spec: usize, intended: u64, now: u64) {
         let s = self.specs[spec];
         let addr = self.plan.targets[s.target as usize].addr;
-        let mut sock = match socket::connect(addr, s.source) {
+        let tcp = match socket::connect(addr, s.source) {
+            Ok(tcp) => tcp,
+            Err(e) => return self.connect_failed(spec, socket::reason(&e), e.to_string()),
+        };
+        let target = &self.plan.targets[s.target as usize];
+        let sock = match (&target.tls, &self.plan.tls) {
+            (Some(name), Some(cfg)) => Stream::tls(tcp, cfg, name),
+            _ => Ok(Stream::plain(tcp)),
+        };
+        let mut sock = match sock {
             Ok(sock) => sock,
             Err(e) => return self.connect_failed(spec, socket::reason(&e), e.to_string()),
         };
@@ -47,7 +57,7 @@ impl Worker {
             self.slots.len() - 1
         });
         if let Err(e) = self.poll.registry().register(
-            &mut sock,
+            &mut sock.tcp,
             Token(idx),
             Interest::READABLE | Interest::WRITABLE,
         ) {

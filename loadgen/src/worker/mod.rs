@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
-use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::time::TimeSpec;
@@ -32,6 +31,7 @@ use crate::client::{Event, Proto, State};
 use crate::clock::{ns, Clock, SEC};
 use crate::payload::SeqTrack;
 use crate::plan::{ConnSpec, Plan, Role, SendMode};
+use crate::tls::Stream;
 use meter::{Meter, Storm};
 pub use meter::{Tick, WorkerResult};
 
@@ -103,7 +103,7 @@ struct SpecState {
 }
 
 struct Slot {
-    sock: TcpStream,
+    sock: Stream,
     conn: Proto,
     spec: usize,
     gen: u32,
@@ -432,16 +432,16 @@ impl Worker {
             return;
         };
         if !slot.tcp_up {
-            match slot.sock.take_error() {
+            match slot.sock.tcp.take_error() {
                 Ok(None) => {}
                 Ok(Some(e)) | Err(e) => {
                     return self.drop_slot(idx, Close::Failed(socket::reason(&e), e.to_string()))
                 }
             }
-            match slot.sock.peer_addr() {
+            match slot.sock.tcp.peer_addr() {
                 Ok(_) => {
                     slot.tcp_up = true;
-                    let _ = slot.sock.set_nodelay(true);
+                    let _ = slot.sock.tcp.set_nodelay(true);
                     if let Proto::Api(api) = &mut slot.conn {
                         // HTTP has no handshake: the API connection is open with TCP.
                         api.on_connected();
@@ -670,6 +670,9 @@ impl Worker {
         if !slot.tcp_up {
             return;
         }
+        if let Err(e) = slot.sock.flush_tls() {
+            return self.drop_slot(idx, Close::Lost(socket::reason(&e)));
+        }
         loop {
             let pending = slot.conn.tx_pending();
             if pending.is_empty() {
@@ -697,7 +700,7 @@ impl Worker {
         let Some(mut slot) = self.slots[idx].take() else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut slot.sock);
+        let _ = self.poll.registry().deregister(&mut slot.sock.tcp);
         self.free.push(idx);
         if self.state[slot.spec].slot == Some(idx) {
             self.state[slot.spec].slot = None;
@@ -732,7 +735,8 @@ impl Worker {
                 if slot.tcp_up {
                     let _ = slot.sock.write(slot.conn.tx_pending());
                 }
-                let _ = slot.sock.shutdown(std::net::Shutdown::Write);
+                let _ = slot.sock.flush_tls();
+                let _ = slot.sock.tcp.shutdown(std::net::Shutdown::Write);
                 if was_open {
                     self.meter.on_closed(true, "");
                 } else {
