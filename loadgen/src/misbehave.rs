@@ -100,7 +100,7 @@ pub struct Outcome {
     /// Bad frames sent, by fault.
     pub bad_sent: BTreeMap<String, u64>,
     /// Bad frames answered with a close code other than the RFC's, or not closed at all, with
-    /// what happened (`fault: got 1000`, `fault: no close`).
+    /// what happened (`fault: got 1000`, `fault: no close (eof)`, `(reset)`, `(timeout)`).
     pub bad_wrong: BTreeMap<String, u64>,
     /// Connections that failed before their frame could be sent (refused, handshake).
     pub connect_failed: BTreeMap<String, u64>,
@@ -429,12 +429,29 @@ fn bad_frame(t: &Target, addr: SocketAddr, i: usize, outcome: &Mutex<Outcome>) {
     let mut got = scan.feed(&first).ok().flatten();
     let mut chunk = [0u8; 4096];
     let deadline = Instant::now() + STEP_TIMEOUT;
+    // Why no close came, if none does: the connection ended first, or the wait ran out.
+    let mut instead = "timeout".to_string();
     while got.is_none() && Instant::now() < deadline {
         match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => {
+                instead = "eof".into();
+                break;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => {
+                instead = io_reason(&e);
+                break;
+            }
             Ok(n) => match scan.feed(&chunk[..n]) {
                 Ok(code) => got = code,
-                Err(_) => break,
+                Err(e) => {
+                    instead = format!("bad frame from server: {e}");
+                    break;
+                }
             },
         }
     }
@@ -448,7 +465,10 @@ fn bad_frame(t: &Target, addr: SocketAddr, i: usize, outcome: &Mutex<Outcome>) {
             count(&mut o.bad_wrong, format!("{}: got {code}", fault.name))
         }),
         None => record(outcome, |o| {
-            count(&mut o.bad_wrong, format!("{}: no close", fault.name))
+            count(
+                &mut o.bad_wrong,
+                format!("{}: no close ({instead})", fault.name),
+            )
         }),
     }
 }
