@@ -153,12 +153,14 @@ impl Plan {
     }
 }
 
-fn targets(common: &Common) -> Result<Vec<Target>> {
+/// The scenario's URLs: `ws://` or `wss://`, and for `rpc` also `http://` (the backend itself,
+/// called directly for the baseline); every other scenario refuses an `http://` URL as invalid.
+fn targets(common: &Common, http_allowed: bool) -> Result<Vec<Target>> {
     common
         .urls
         .iter()
         .map(|u| {
-            if u.starts_with("http://") {
+            if http_allowed && u.starts_with("http://") {
                 Target::parse_http(u)
             } else {
                 Target::parse(u)
@@ -289,7 +291,7 @@ fn keep_process_groups(plan: &mut Plan, index: u32, n: u32) {
 /// Build the plan of a scenario.
 pub fn build(scenario: &Scenario) -> Result<Plan> {
     let common = scenario.common();
-    let base_targets = targets(common)?;
+    let base_targets = targets(common, matches!(scenario, Scenario::Rpc(_)))?;
     let sources = parse_sources(&common.sources)?;
     let threads = common
         .threads
