@@ -135,7 +135,10 @@ fuzz_crate() (
   cd "$1"
   scratch=$(mktemp -d)
   trap 'rm -rf "$scratch"' EXIT
-  for target in $(cargo +nightly fuzz list); do
+  # A manifest that does not parse must fail the run, not fuzz nothing.
+  targets=$(cargo +nightly fuzz list) || { echo "cannot list the fuzz targets of $1"; exit 1; }
+  [ -n "$targets" ] || { echo "no fuzz targets in $1"; exit 1; }
+  for target in $targets; do
     corpus=$scratch/$target
     mkdir -p "$corpus"
     for committed in fuzz/seeds/"$target" fuzz/regressions/"$target"; do
