@@ -173,6 +173,9 @@ export interface ClientEvents {
   leave: PresenceEvent;
   subscribed: SubscribedEvent;
   unrecovered: UnrecoveredEvent;
+  /** The gateway lost messages of `channel` on the way (a full queue between its threads or
+   *  nodes). On a channel with history the client recovers them by itself. */
+  gap: { type: 'gap'; channel: string };
   error: Error;
 }
 

@@ -609,6 +609,17 @@ export class GatewayClient {
       case 'message':
         this.onMessage(msg);
         break;
+      case 'skipped':
+        this.onSkipped(msg);
+        break;
+      case 'gap': {
+        // Messages of the channel were lost on the way: recover them where the channel keeps
+        // history; elsewhere the application hears of it and reloads what matters.
+        const sub = this.subscriptions.get(msg.channel);
+        if (sub && sub.epoch !== null && !sub.resyncing) this.resync(sub);
+        this.emit('gap', msg);
+        break;
+      }
       case 'direct':
         this.emit('direct', msg);
         break;
@@ -640,6 +651,19 @@ export class GatewayClient {
     }
     call(sub.handlers.onMessage, msg);
     this.emit('message', msg);
+  }
+
+  /** The position of this client's own publication, which it asked not to get (`skipSelf`):
+   *  the offset advances with no message, so the next delivery is no hole. */
+  onSkipped(msg) {
+    const sub = this.subscriptions.get(msg.channel);
+    if (!sub || typeof msg.offset !== 'number' || sub.resyncing) return;
+    if (sub.offset !== null && msg.offset <= sub.offset) return;
+    if (sub.offset !== null && sub.epoch !== null && msg.offset > sub.offset + 1) {
+      this.resync(sub);
+      return;
+    }
+    sub.offset = msg.offset;
   }
 
   /** Offsets jumped while connected (the gateway refused a publish `busy` for this thread):

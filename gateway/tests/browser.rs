@@ -227,7 +227,7 @@ fn chat_room_across_two_nodes_in_headless_chromium() {
         .iter()
         .map(|id: &u16| {
             let gw = gateway()
-                .args(["--threads", "2"])
+                .args(ARGS)
                 .args(["--broker", &redis.url(), "--node-id", &id.to_string()])
                 .start();
             redis.wait_numsub(&format!("gw:n:{id}"), 1);

@@ -367,3 +367,53 @@ fn publishers_on_both_shards_share_one_numbering() {
         assert_eq!(offsets, (1..=10).collect::<Vec<_>>());
     }
 }
+
+/// Send `req` (a request with an id) and return the first channel frame that arrives for `w`,
+/// before or after the reply.
+fn publish_and_next(w: &mut Ws, req: Value) -> Value {
+    let before = w.ok(req);
+    match before
+        .into_iter()
+        .find(|m| m["type"] != "join" && m["type"] != "leave")
+    {
+        Some(m) => m,
+        None => w.next(),
+    }
+}
+
+#[test]
+fn a_publisher_that_skips_itself_gets_its_position_instead() {
+    let gw = start("chat:=100/10m");
+    // The publisher on one shard, the channel's other subscriber on the other: the marker comes
+    // from the owner's delivery, wherever that is.
+    let mut v = one_per_shard(&gw);
+    let (mut publisher, mut other) = (v.remove(0), v.remove(0));
+    for w in [&mut publisher, &mut other] {
+        subscribe(w, CHANNEL, None);
+    }
+    let skip = json!({"op":"publish","channel":CHANNEL,"data":1,"skip_self":true,"id":"p"});
+    assert_eq!(
+        publish_and_next(&mut publisher, skip),
+        json!({"type":"skipped","channel":CHANNEL,"offset":1}),
+        "in place of its own message"
+    );
+    assert_eq!(next_offset(&mut other), 1);
+    // Without skip_self it gets its message as everyone does; the offsets run on with no hole.
+    let own = publish_and_next(
+        &mut publisher,
+        json!({"op":"publish","channel":CHANNEL,"data":2,"id":"p"}),
+    );
+    assert_eq!(
+        (own["type"].clone(), own["offset"].clone()),
+        (json!("message"), json!(2))
+    );
+    assert_eq!(next_offset(&mut other), 2);
+    // A publisher not subscribed to the channel gets nothing back.
+    let mut v = one_per_shard(&gw);
+    let (mut outsider, mut listener) = (v.remove(0), v.remove(0));
+    subscribe(&mut listener, CHANNEL, None);
+    outsider.ok(json!({"op":"publish","channel":CHANNEL,"data":3,"skip_self":true,"id":"p"}));
+    assert_eq!(next_offset(&mut listener), 3);
+    let arrived = outsider.sync();
+    assert!(arrived.is_empty(), "{arrived:?}");
+}

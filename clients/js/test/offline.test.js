@@ -89,6 +89,44 @@ test('an offset jump resubscribes with recover and delivers in order', async () 
   c.close();
 });
 
+test('a skipped marker advances the offset without a message or a resubscribe', async () => {
+  const c = scripted();
+  await c.connect();
+  const sock = ScriptedSocket.last;
+  const got = [];
+  c.subscribe('room:1', { onMessage: (m) => got.push(m.offset) });
+  const first = sock.sent.at(-1);
+  sock.server({ type: 'reply', id: first.id, ok: true, offset: 0, epoch: 'e' });
+  const sent = sock.sent.length;
+  sock.server({ type: 'skipped', channel: 'room:1', offset: 1 });
+  sock.server({ type: 'message', channel: 'room:1', data: 2, from: null, offset: 2 });
+  assert.deepEqual(got, [2]);
+  assert.equal(sock.sent.length, sent, 'no resubscribe');
+  c.close();
+});
+
+test('a gap event on a channel with history resubscribes with recover', async () => {
+  const c = scripted();
+  await c.connect();
+  const sock = ScriptedSocket.last;
+  const gaps = [];
+  c.on('gap', (g) => gaps.push(g.channel));
+  c.subscribe('room:1');
+  c.subscribe('plain');
+  const [a, b] = sock.sent.slice(-2);
+  sock.server({ type: 'reply', id: a.id, ok: true, offset: 3, epoch: 'e' });
+  sock.server({ type: 'reply', id: b.id, ok: true });
+  const sent = sock.sent.length;
+  sock.server({ type: 'gap', channel: 'plain' });
+  assert.equal(sock.sent.length, sent, 'nothing to recover on a channel without history');
+  sock.server({ type: 'gap', channel: 'room:1' });
+  const [unsub, resub] = sock.sent.slice(-2);
+  assert.deepEqual([unsub.op, unsub.channel], ['unsubscribe', 'room:1']);
+  assert.deepEqual(resub.recover, { offset: 3, epoch: 'e' });
+  assert.deepEqual(gaps, ['plain', 'room:1']);
+  c.close();
+});
+
 test('a resubscribe carries the last position as recover', async () => {
   const c = scripted();
   await c.connect();

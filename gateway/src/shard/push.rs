@@ -15,7 +15,7 @@ use crate::conn::id::Slab;
 use crate::conn::{ConnId, Settings};
 use crate::driver::Driver;
 use crate::router::channels::Kind;
-use crate::router::fanout::Delivery;
+use crate::router::fanout::{text_frame, Delivery};
 use crate::router::gather::Gather;
 use crate::router::inbox::{ConnInfo, Lookup, ReplyTo, ShardMsg};
 use crate::router::{Answered, Completion, Member};
@@ -62,6 +62,17 @@ impl<D: Driver> Shard<D> {
             limit_bytes: self.cfg.max_outbound_bytes,
         }
     }
+}
+
+/// `{"type":"skipped","channel":...,"offset":N}`: the position of a publication its publisher
+/// asked not to get (`skip_self`) on a channel with history.
+fn skipped_frame(channel: &str, offset: u64) -> Arc<[u8]> {
+    let mut scratch = Vec::new();
+    text_frame(&mut scratch, |out| {
+        out.extend_from_slice(br#"{"type":"skipped","channel":"#);
+        crate::json::write_str(out, channel);
+        out.extend_from_slice(format!(r#","offset":{offset}}}"#).as_bytes());
+    })
 }
 
 /// Queue `frame` for `id`: its compressed twin (made at most once per frame) when `id`
@@ -291,6 +302,15 @@ impl<D: Driver> Shard<D> {
         let mut slow = Vec::new();
         let mut count = 0u64;
         let holding = d.offset.filter(|_| !ch.held.is_empty());
+        // A publisher that asked not to get its own message on a channel with history still
+        // learns its position: without it, its next delivery would look like a hole in the
+        // offsets and make it recover (and replay its own message).
+        let skipped = match (d.skip, d.offset) {
+            (Some(id), Some(offset)) if ch.json.contains(&id) => {
+                Some((id, skipped_frame(&d.channel, offset)))
+            }
+            _ => None,
+        };
         for (list, frame) in [(&ch.json, Some(&mut json)), (&ch.bare, bare.as_mut())] {
             let Some(frame) = frame else {
                 continue;
@@ -311,6 +331,11 @@ impl<D: Driver> Shard<D> {
                     Queued::Slow => slow.push(id),
                 }
             }
+        }
+        if let Some((id, marker)) = &skipped {
+            // A publisher over its outbound limit misses the marker, sees the hole and
+            // recovers: the same outcome as any delivery it could not take.
+            let _ = queue_frame(&mut sink, *id, &mut Packed::new(marker));
         }
         self.router.stats.deliveries += count;
         for id in slow {
