@@ -191,21 +191,53 @@ fn strings_and_numbers_sound(json: &[u8]) -> bool {
                 i += 1;
             }
             b'-' | b'0'..=b'9' if !in_string => {
-                while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') = json.get(i + 1) {
-                    i += 1;
-                }
+                let Some(end) = number_end(json, i) else {
+                    return false;
+                };
                 if !matches!(
-                    json.get(i + 1),
+                    json.get(end),
                     None | Some(b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
                 ) {
                     return false;
                 }
+                i = end - 1;
             }
             _ => {}
         }
         i += 1;
     }
     true
+}
+
+/// The end of the number starting at `at`, read by the RFC 8259 grammar
+/// (`-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`); `None` when it breaks it.
+fn number_end(json: &[u8], mut at: usize) -> Option<usize> {
+    let digits = |mut i: usize| {
+        let start = i;
+        while json.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        (i > start).then_some(i)
+    };
+    if json.get(at) == Some(&b'-') {
+        at += 1;
+    }
+    at = match json.get(at) {
+        Some(b'0') => at + 1,
+        Some(b'1'..=b'9') => digits(at)?,
+        _ => return None,
+    };
+    if json.get(at) == Some(&b'.') {
+        at = digits(at + 1)?;
+    }
+    if let Some(b'e' | b'E') = json.get(at) {
+        at += 1;
+        if let Some(b'+' | b'-') = json.get(at) {
+            at += 1;
+        }
+        at = digits(at)?;
+    }
+    Some(at)
 }
 
 /// True when no array or object in `json` nests deeper than [`MAX_DEPTH`] (brackets inside
@@ -324,6 +356,11 @@ mod tests {
             br#"[-12345678901234567890"s"]"#,
             br#"[123x]"#,
             br#"12345678901234567890true"#,
+            br#"{"exp":8000063320.00000000320.00000000003320.0000000000}"#,
+            br#"[01]"#,
+            br#"[1.]"#,
+            br#"[1e]"#,
+            br#"[-]"#,
         ] {
             assert!(!parser_safe(text), "{}", String::from_utf8_lossy(text));
             assert!(serde_json::from_slice::<serde_json::Value>(text).is_err());
