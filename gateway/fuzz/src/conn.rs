@@ -5,9 +5,12 @@
 //!
 //! Asserts: nothing panics; everything the connection wrote, in order, is zero or more complete
 //! HTTP/1.1 responses (errors close, nothing follows `Connection: close`), then possibly a `101`
-//! and RFC 6455 server frames only (unmasked, RSV clear, final, control frames of at most 125
-//! bytes, text UTF-8 and on `/ws` JSON, close frames with a sendable code and a UTF-8 reason,
-//! nothing after the close); a closed connection holds no buffers.
+//! and RFC 6455 server frames only (unmasked, final, control frames of at most 125 bytes, RSV
+//! clear except RSV1 on data frames once permessage-deflate was accepted, each compressed
+//! message inflating on its own, text UTF-8 and on `/ws` JSON after inflating, close frames with
+//! a sendable code and a UTF-8 reason, nothing after the close); a closed connection holds no
+//! buffers. Compression is on (the default), so offers reach the negotiation and compressed
+//! frames the capped inflater.
 
 use std::time::{Duration, Instant};
 

@@ -294,6 +294,8 @@ fn conn(add: Add<'_>) {
         add(name, conn_input(settings, 0, &[], &stream));
     }
 
+    deflate(add);
+
     let keep_alive = [
         "GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n",
         "GET /chat.js HTTP/1.1\r\nHost: gw\r\n\r\n",
@@ -798,5 +800,117 @@ fn hook_answer(add: Add<'_>) {
         let mut data = vec![1];
         data.extend_from_slice(raw.as_bytes());
         add(name, data);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Raw DEFLATE of `data` ending in a sync flush, without its last four bytes (RFC 7692 §7.2.1).
+fn deflated(data: &[u8]) -> Vec<u8> {
+    let mut c = flate2::Compress::new(flate2::Compression::default(), false);
+    let mut out = Vec::with_capacity(data.len() + 64);
+    c.compress_vec(data, &mut out, flate2::FlushCompress::Sync)
+        .expect("compressing into a large enough buffer");
+    assert!(
+        out.ends_with(&[0, 0, 0xff, 0xff]),
+        "a sync flush ends the output"
+    );
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// `frame` with RSV1 set: the first frame of a compressed message.
+fn compressed(opcode: Opcode, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut f = frame(opcode, fin, payload);
+    f[0] |= 0x40;
+    f
+}
+
+/// `conn` inputs on a connection that negotiated permessage-deflate: compressed messages whole
+/// and fragmented (echoed compressed when over the threshold), and each compressed violation:
+/// RSV1 on a control or continuation frame, data that is not DEFLATE, inflated text that is not
+/// UTF-8, and a bomb that passes the message limit.
+fn deflate(add: Add<'_>) {
+    let offers = [
+        ("plain", "permessage-deflate"),
+        ("client-bits", "permessage-deflate; client_max_window_bits"),
+        (
+            "server-bits-10",
+            "permessage-deflate; server_max_window_bits=10; client_no_context_takeover",
+        ),
+        (
+            "bad-then-good",
+            "permessage-deflate; server_max_window_bits=7, permessage-deflate",
+        ),
+        (
+            "duplicate",
+            "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+        ),
+    ];
+    let long = format!("{{\"t\":\"{}\"}}", "chat ".repeat(60));
+    for (name, offer) in offers {
+        let open = upgrade("/echo", &format!("Sec-WebSocket-Extensions: {offer}\r\n"));
+        let stream = [
+            open.into_bytes(),
+            compressed(Opcode::Text, true, &deflated(b"hello")),
+            compressed(Opcode::Text, true, &deflated(long.as_bytes())),
+            close(1000, ""),
+        ]
+        .concat();
+        add(&format!("deflate-{name}"), conn_input(0, 0, &[], &stream));
+    }
+
+    let open = upgrade("/echo", "Sec-WebSocket-Extensions: permessage-deflate\r\n").into_bytes();
+    let whole = deflated(long.as_bytes());
+    let (first, rest) = whole.split_at(whole.len() / 2);
+    let bomb = deflated(&[b'a'; 4096]);
+    let cases: [(&str, u8, Vec<u8>); 7] = [
+        (
+            "fragmented",
+            0,
+            [
+                compressed(Opcode::Text, false, first),
+                frame(Opcode::Ping, true, b"mid"),
+                frame(Opcode::Continuation, true, rest),
+            ]
+            .concat(),
+        ),
+        (
+            "binary-and-uncompressed",
+            0,
+            [
+                compressed(Opcode::Binary, true, &deflated(&[0, 1, 2, 255])),
+                text(&long),
+            ]
+            .concat(),
+        ),
+        ("rsv1-ping", 0, compressed(Opcode::Ping, true, b"p")),
+        (
+            "rsv1-continuation",
+            0,
+            [
+                compressed(Opcode::Text, false, first),
+                compressed(Opcode::Continuation, true, rest),
+            ]
+            .concat(),
+        ),
+        ("not-deflate", 0, compressed(Opcode::Text, true, &[0xff; 9])),
+        (
+            "inflated-not-utf8",
+            0,
+            compressed(Opcode::Text, true, &deflated(b"ok \xed\xa0\x80")),
+        ),
+        (
+            "bomb-over-200",
+            0x20,
+            compressed(Opcode::Binary, true, &bomb),
+        ),
+    ];
+    for (name, settings, frames) in cases {
+        let stream = [open.clone(), frames, close(1000, "")].concat();
+        add(
+            &format!("deflate-{name}"),
+            conn_input(settings, 0, &[], &stream),
+        );
     }
 }

@@ -1,11 +1,11 @@
 //! What well-formed output looks like: HTTP/1.1 responses (a complete head, a body of exactly
 //! its `Content-Length`, nothing after `Connection: close`) and RFC 6455 server frames
-//! (unmasked, RSV clear, final, legal opcodes and close codes, nothing after a close). The
-//! targets hand everything a state machine wrote to these checks, which panic on the first
-//! byte that breaks a rule.
+//! (unmasked, final, RSV clear or a compressed data frame, legal opcodes and close codes,
+//! nothing after a close). The targets hand everything a state machine wrote to these checks,
+//! which panic on the first byte that breaks a rule.
 
 use frame_simd::close::parse_close_payload;
-use frame_simd::{parse_header, Opcode, ParseConfig, Parsed, Role};
+use frame_simd::{parse_header, Opcode, ParseConfig, Parsed, Role, RSV1};
 
 /// One response parsed off the front of a byte stream.
 #[derive(Debug)]
@@ -134,8 +134,8 @@ pub fn check_stream(bytes: &[u8], kind: Stream) -> Vec<u16> {
             let Stream::Client { json_text } = kind else {
                 panic!("the API switched protocols");
             };
-            check_switching(&r);
-            server_frames(&bytes[at..], json_text);
+            let deflate = check_switching(&r);
+            server_frames(&bytes[at..], json_text, deflate);
             return statuses;
         }
         if r.status >= 400 && kind != Stream::Api {
@@ -148,8 +148,10 @@ pub fn check_stream(bytes: &[u8], kind: Stream) -> Vec<u16> {
     statuses
 }
 
-/// A `101` names the protocol and carries an accept key (the base64 of a SHA-1).
-pub fn check_switching(r: &Response<'_>) {
+/// A `101` names the protocol and carries an accept key (the base64 of a SHA-1); an accepted
+/// extension is permessage-deflate, always without server context takeover (the gateway shares
+/// one compressed frame between connections). Returns whether it was accepted.
+pub fn check_switching(r: &Response<'_>) -> bool {
     assert!(r.header("upgrade").any(|v| has_token(v, "websocket")));
     assert!(r.header("connection").any(|v| has_token(v, "upgrade")));
     let accept = r.only("sec-websocket-accept").expect("an accept key");
@@ -158,16 +160,30 @@ pub fn check_switching(r: &Response<'_>) {
         .decode_to_vec(accept)
         .expect("the accept key is base64");
     assert_eq!(digest.len(), 20);
+    let Some(ext) = r.only("sec-websocket-extensions") else {
+        return false;
+    };
+    let ext = std::str::from_utf8(ext).expect("an ASCII extension line");
+    let mut params = ext.split(';').map(str::trim);
+    assert_eq!(params.next(), Some("permessage-deflate"), "{ext:?}");
+    assert!(!ext.contains(','), "one extension only: {ext:?}");
+    assert!(
+        params.any(|p| p == "server_no_context_takeover"),
+        "no server_no_context_takeover in {ext:?}"
+    );
+    true
 }
 
 /// Frames a server may send: the header rules of a client reading them (unmasked, no RSV
-/// without an extension, legal opcodes, control frames final and at most 125 bytes), every
-/// frame complete and final, text UTF-8 (JSON with `json_text`), close payloads legal (a
-/// sendable code, a UTF-8 reason), and nothing after the close.
-pub fn server_frames(bytes: &[u8], json_text: bool) {
+/// without an extension, RSV1 only on data frames with `deflate`, legal opcodes, control
+/// frames final and at most 125 bytes), every frame complete and final, compressed payloads
+/// that inflate on their own (no context is carried between messages), text UTF-8 (JSON with
+/// `json_text`), close payloads legal (a sendable code, a UTF-8 reason), and nothing after the
+/// close.
+pub fn server_frames(bytes: &[u8], json_text: bool, deflate: bool) {
     let cfg = ParseConfig {
         role: Role::Client,
-        rsv_allowed: 0,
+        rsv_allowed: if deflate { RSV1 } else { 0 },
         max_payload: u64::MAX,
     };
     let mut at = 0;
@@ -184,6 +200,13 @@ pub fn server_frames(bytes: &[u8], json_text: bool) {
             .unwrap_or_else(|| panic!("a frame payload cut short at {at}"));
         at = start + payload.len();
         assert!(header.fin, "the gateway never fragments");
+        let inflated;
+        let payload = if header.rsv & RSV1 != 0 {
+            inflated = inflate(payload);
+            &inflated[..]
+        } else {
+            payload
+        };
         match header.opcode {
             Opcode::Continuation => panic!("a continuation frame"),
             Opcode::Text => {
@@ -204,4 +227,18 @@ pub fn server_frames(bytes: &[u8], json_text: bool) {
             Opcode::Binary | Opcode::Ping | Opcode::Pong => {}
         }
     }
+}
+
+/// A compressed message's payload inflated by an independent implementation (flate2's raw
+/// DEFLATE, after the empty stored block the sender removed, RFC 7692 §7.2.2), from a fresh
+/// window: the gateway compresses every message on its own. A message may also end with a
+/// final block (§7.2.3.3); what follows it is the appended empty block and is ignored.
+fn inflate(payload: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let input = [payload, &[0, 0, 0xff, 0xff]].concat();
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(&input[..])
+        .read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("a compressed frame that does not inflate: {e}"));
+    out
 }
