@@ -709,6 +709,39 @@ fn a_node_starts_without_its_broker_and_joins_when_it_comes_up(kind: Kind) {
     assert_eq!(code, Some(2), "{stderr}");
 }
 
+/// NATS closes a connection that publishes more than its `max_payload`: a node does not send
+/// such a publish (and says so in its log), and everything else keeps flowing on the same
+/// connection.
+#[test]
+fn on_nats_a_publish_over_max_payload_is_not_sent_and_the_connection_stays() {
+    let broker = Broker::Nats(Nats::start_with_config("max_payload: 4096\n"));
+    let (a, b) = (node(&broker, 61), node(&broker, 62));
+    let mut api_a = Api::connect(&a);
+    let mut far = Ws::open(b.addr(), "");
+    far.subscribe("room");
+    broker.wait_subscribers("gw:c:room", 1);
+    let big = "x".repeat(6000);
+    api_a.accepted(
+        "/api/publish",
+        json!({"channel":"room","data":{"p":"big","pad":big}}),
+    );
+    api_a.accepted(
+        "/api/publish",
+        json!({"channel":"room","data":{"p":"small"}}),
+    );
+    let m = far.next();
+    assert_eq!(m["data"]["p"], "small", "{m}");
+    assert!(far.sync().is_empty());
+    let metrics = String::from_utf8_lossy(&api_a.get("/metrics").body).into_owned();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "gateway_broker_reconnects_total 0"),
+        "the connection stayed: {metrics}"
+    );
+    assert!(a.stderr().contains("max_payload"), "{}", a.stderr());
+}
+
 /// One `#[test]` per suite and broker kind: `on_redis::SUITE` and `on_nats::SUITE`.
 macro_rules! suites {
     ($($suite:ident),+ $(,)?) => {

@@ -28,7 +28,23 @@ impl Nats {
 
     /// Start a server on `port` and `monitor_port` (a restart after `kill -9` reuses them).
     pub fn start_on(port: u16, monitor_port: u16) -> Nats {
+        Nats::start_with(port, monitor_port, None)
+    }
+
+    /// Start a server on free ports with the configuration file `config` (its text).
+    pub fn start_with_config(config: &str) -> Nats {
+        let path = std::env::temp_dir().join(format!("gateway-nats-{}.conf", free_port()));
+        std::fs::write(&path, config).expect("write the nats-server configuration");
+        let n = Nats::start_with(free_port(), free_port(), Some(&path));
+        let _ = std::fs::remove_file(&path);
+        n
+    }
+
+    fn start_with(port: u16, monitor_port: u16, config: Option<&std::path::Path>) -> Nats {
         let mut cmd = Command::new("nats-server");
+        if let Some(config) = config {
+            cmd.arg("-c").arg(config);
+        }
         cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .args(["-m", &monitor_port.to_string()]);
         let n = Nats {
