@@ -203,6 +203,7 @@ impl Nats {
                     let info = proto::parse_info(json).unwrap_or_default();
                     if let Some(max) = info.max_payload {
                         self.max_payload = usize::try_from(max).unwrap_or(usize::MAX);
+                        self.node.uplink().set_max_payload(self.max_payload);
                     }
                     if self.phase == Phase::Greeting && !self.greeted {
                         if info.tls_required {
