@@ -240,7 +240,7 @@ pub struct Cli {
     pub compression_threshold: Option<usize>,
     // --- Many nodes ---
     /// How the nodes of one deployment reach each other: `memory` (one node, no external
-    /// service) or `redis://HOST:PORT` [default: memory]
+    /// service), `redis://HOST:PORT` or `nats://HOST:PORT` (core NATS) [default: memory]
     #[arg(long, env = "GATEWAY_BROKER", value_parser = parse_broker)]
     pub broker: Option<BrokerUrl>,
 
@@ -1451,6 +1451,8 @@ mod tests {
         assert_eq!((c.node_id, c.node_id_random), (42, false));
         let c = Config::from_parts(cli(&[]), "broker = \"redis://r:1\"\nnode-id = 7\n").unwrap();
         assert_eq!((c.broker, c.node_id), (BrokerUrl::Redis("r:1".into()), 7));
+        let c = Config::from_parts(cli(&[]), "broker = \"nats://n\"\n").unwrap();
+        assert_eq!(c.broker, BrokerUrl::Nats("n:4222".into()));
         assert!(Config::from_parts(cli(&[]), "broker = \"nope\"\n").is_err());
         for bad in [
             &["--broker", "kafka://x"][..],

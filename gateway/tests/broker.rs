@@ -1,6 +1,7 @@
-//! Many nodes through one Redis (`--broker redis://`): real `redis-server` and gateway
+//! Many nodes through one broker, each suite run against both kinds: Redis (`--broker
+//! redis://`) and core NATS (`--broker nats://`), real `redis-server`/`nats-server` and gateway
 //! processes on loopback. Channels are subscribed on the broker only while a node has a
-//! subscriber (`PUBSUB NUMSUB`), every publish reaches every subscriber on every node exactly
+//! subscriber (`PUBSUB NUMSUB`, NATS `/subsz`), every publish reaches every subscriber on every node exactly
 //! once and in per-publisher order, private messages, publishes to users and disconnects cross
 //! nodes, the node list comes from heartbeats, and broker outages (a stall, a crash) are
 //! survived: 503 and `degraded` meanwhile, local delivery on, delivery back within 5 s.
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use common::api::{json_of, text, Api, API_KEY};
+use common::nats::Nats;
 use common::redis::Redis;
 use common::ws::{read_json, spread, Ws};
 use common::*;
@@ -21,8 +23,87 @@ use common::*;
 /// How soon delivery must resume after the broker is back.
 const RESUME: Duration = Duration::from_secs(5);
 
-/// A gateway node on `redis` with id `id` (two shards), once it listens on the broker.
-fn node(redis: &Redis, id: u16) -> Gateway {
+/// Which broker a suite runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Redis,
+    Nats,
+}
+
+/// A real broker server of either kind, and what the suites ask of it.
+enum Broker {
+    Redis(Redis),
+    Nats(Nats),
+}
+
+impl Broker {
+    fn start(kind: Kind) -> Broker {
+        match kind {
+            Kind::Redis => Broker::Redis(Redis::start()),
+            Kind::Nats => Broker::Nats(Nats::start()),
+        }
+    }
+
+    /// A server of `kind` on `port` (its monitoring port, for NATS, chosen here).
+    fn start_on(kind: Kind, port: u16) -> Broker {
+        match kind {
+            Kind::Redis => Broker::Redis(Redis::start_on(port)),
+            Kind::Nats => Broker::Nats(Nats::start_on(port, free_port())),
+        }
+    }
+
+    /// Kill the server (`kill -9`) and start a new one on the same ports.
+    fn crash_and_restart(&mut self) {
+        self.process().signal(Signal::SIGKILL);
+        let _ = self.process().wait_exit(IO_TIMEOUT);
+        thread::sleep(Duration::from_millis(300));
+        *self = match self {
+            Broker::Redis(r) => Broker::Redis(Redis::start_on(r.port)),
+            Broker::Nats(n) => Broker::Nats(Nats::start_on(n.port, n.monitor_port)),
+        };
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Broker::Redis(r) => r.url(),
+            Broker::Nats(n) => n.url(),
+        }
+    }
+
+    fn process(&mut self) -> &mut test_support::Process {
+        match self {
+            Broker::Redis(r) => &mut r.process,
+            Broker::Nats(n) => &mut n.process,
+        }
+    }
+
+    /// Subscribers of broker channel `topic`: one per subscribed node.
+    fn subscribers(&self, topic: &str) -> i64 {
+        match self {
+            Broker::Redis(r) => r.numsub(topic),
+            Broker::Nats(n) => n.subscriptions(topic),
+        }
+    }
+
+    /// Wait (bounded) until `topic` has `n` subscribers.
+    fn wait_subscribers(&self, topic: &str, n: i64) {
+        match self {
+            Broker::Redis(r) => r.wait_numsub(topic, n),
+            Broker::Nats(s) => s.wait_subscriptions(topic, n),
+        }
+    }
+
+    /// What the broker counts per publish: commands (Redis) or messages in (NATS).
+    fn publishes(&self) -> u64 {
+        match self {
+            Broker::Redis(r) => r.info_stat("total_commands_processed"),
+            Broker::Nats(n) => n.varz("in_msgs"),
+        }
+    }
+}
+
+/// A gateway node on `broker` with id `id` (two shards), once it listens on the broker.
+fn node(broker: &Broker, id: u16) -> Gateway {
     let gw = gateway()
         .args([
             "--api-key",
@@ -32,9 +113,9 @@ fn node(redis: &Redis, id: u16) -> Gateway {
             "--log-level",
             "info",
         ])
-        .args(["--broker", &redis.url(), "--node-id", &id.to_string()])
+        .args(["--broker", &broker.url(), "--node-id", &id.to_string()])
         .start();
-    redis.wait_numsub(&format!("gw:n:{id}"), 1);
+    broker.wait_subscribers(&format!("gw:n:{id}"), 1);
     gw
 }
 
@@ -43,11 +124,10 @@ fn node_of(ws: &Ws) -> u64 {
     (ws.id.parse::<u64>().unwrap() >> 40) & 0xffff
 }
 
-#[test]
-fn channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_order() {
-    let redis = Redis::start();
-    let (a, b, c) = (node(&redis, 1), node(&redis, 2), node(&redis, 3));
-    assert_eq!(redis.numsub("gw:c:room"), 0, "no subscriber anywhere");
+fn channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_order(kind: Kind) {
+    let broker = Broker::start(kind);
+    let (a, b, c) = (node(&broker, 1), node(&broker, 2), node(&broker, 3));
+    assert_eq!(broker.subscribers("gw:c:room"), 0, "no subscriber anywhere");
 
     // Subscribers on both shards of nodes 1 and 2; node 3 has none.
     let mut subs = spread(a.addr(), 2, "");
@@ -60,19 +140,23 @@ fn channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_orde
         );
     }
     subs[0].subscribe("room");
-    redis.wait_numsub("gw:c:room", 1);
+    broker.wait_subscribers("gw:c:room", 1);
     for s in &mut subs[1..] {
         s.subscribe("room");
     }
-    redis.wait_numsub("gw:c:room", 2);
+    broker.wait_subscribers("gw:c:room", 2);
     thread::sleep(Duration::from_millis(100));
-    assert_eq!(redis.numsub("gw:c:room"), 2, "one subscription per node");
+    assert_eq!(
+        broker.subscribers("gw:c:room"),
+        2,
+        "one subscription per node"
+    );
 
     // Publishers: each node's API, a client on node 3 and a subscribed client on node 1.
     let mut apis: Vec<Api> = [&a, &b, &c].iter().map(|g| Api::connect(g)).collect();
     let mut carol = Ws::open(c.addr(), "?user=carol");
     const N: u64 = 25;
-    let published = redis.info_stat("total_commands_processed");
+    let published = broker.publishes();
     for n in 0..N {
         for (i, api) in apis.iter_mut().enumerate() {
             let data = json!({"p": format!("api{}", i + 1), "n": n});
@@ -82,7 +166,7 @@ fn channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_orde
         let data = json!({"p":"dan","n":n});
         subs[0].send(json!({"op":"publish","channel":"room","data":data}));
     }
-    let commands = redis.info_stat("total_commands_processed") - published;
+    let commands = broker.publishes() - published;
     assert!(
         commands < 5 * N + 100,
         "one PUBLISH per publish (plus pings), not one per node or subscriber: {commands}"
@@ -116,18 +200,17 @@ fn channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_orde
     for mut s in on_a {
         s.ok(json!({"op":"unsubscribe","channel":"room","id":"u"}));
     }
-    redis.wait_numsub("gw:c:room", 1);
+    broker.wait_subscribers("gw:c:room", 1);
     drop(on_b);
-    redis.wait_numsub("gw:c:room", 0);
+    broker.wait_subscribers("gw:c:room", 0);
     for g in [a, b, c].iter_mut() {
         g.assert_running();
     }
 }
 
-#[test]
-fn private_messages_users_and_disconnects_cross_nodes() {
-    let redis = Redis::start();
-    let (a, b) = (node(&redis, 11), node(&redis, 12));
+fn private_messages_users_and_disconnects_cross_nodes(kind: Kind) {
+    let broker = Broker::start(kind);
+    let (a, b) = (node(&broker, 11), node(&broker, 12));
     let mut api_a = Api::connect(&a);
     let mut ann_a = Ws::open(a.addr(), "?user=ann");
     let mut ann_b = Ws::open(b.addr(), "?user=ann");
@@ -244,23 +327,22 @@ fn health(gw: &Gateway) -> (u16, String) {
     (r.status, String::from_utf8_lossy(&r.body).into_owned())
 }
 
-#[test]
-fn broker_stalls_and_crashes_are_survived() {
-    let mut redis = Redis::start();
-    let (a, b) = (node(&redis, 21), node(&redis, 22));
+fn broker_stalls_and_crashes_are_survived(kind: Kind) {
+    let mut broker = Broker::start(kind);
+    let (a, b) = (node(&broker, 21), node(&broker, 22));
     let mut api_a = Api::connect(&a);
     let mut far = Ws::open(b.addr(), "");
     far.subscribe("room");
     let mut near = Ws::open(a.addr(), "");
     near.subscribe("room");
-    redis.wait_numsub("gw:c:room", 2);
+    broker.wait_subscribers("gw:c:room", 2);
     await_delivery(&mut api_a, &mut far, "before");
     near.sync();
     assert_eq!(health(&a).0, 200);
 
     // A stall: the broker stops answering. Within about a second publishes that need it are
     // refused (503), clients get an error reply, health says degraded; local delivery goes on.
-    redis.process.signal(Signal::SIGSTOP);
+    broker.process().signal(Signal::SIGSTOP);
     let deadline = Instant::now() + Duration::from_secs(3);
     let refused = loop {
         let r = api_a.post(
@@ -293,18 +375,14 @@ fn broker_stalls_and_crashes_are_survived() {
         local.iter().any(|m| m["data"]["p"] == "local"),
         "local delivery goes on: {local:?}"
     );
-    redis.process.signal(Signal::SIGCONT);
+    broker.process().signal(Signal::SIGCONT);
     await_delivery(&mut api_a, &mut far, "after-stall");
     assert_eq!(health(&a).0, 200);
 
     // A crash and a restart on the same port: the nodes reconnect and subscribe again.
-    redis.process.signal(Signal::SIGKILL);
-    let port = redis.port;
-    let _ = redis.process.wait_exit(IO_TIMEOUT);
-    thread::sleep(Duration::from_millis(300));
-    redis = Redis::start_on(port);
+    broker.crash_and_restart();
     let started = Instant::now();
-    redis.wait_numsub("gw:c:room", 2);
+    broker.wait_subscribers("gw:c:room", 2);
     assert!(
         started.elapsed() < RESUME,
         "resubscribed in {:?}",
@@ -332,11 +410,11 @@ fn broker_stalls_and_crashes_are_survived() {
     let mut b = b;
     b.signal(Signal::SIGKILL);
     let _ = b.wait_exit(IO_TIMEOUT);
-    redis.wait_numsub("gw:c:room", 1);
-    let c = node(&redis, 23);
+    broker.wait_subscribers("gw:c:room", 1);
+    let c = node(&broker, 23);
     let mut far = Ws::open(c.addr(), "");
     far.subscribe("room");
-    redis.wait_numsub("gw:c:room", 2);
+    broker.wait_subscribers("gw:c:room", 2);
     await_delivery(&mut api_a, &mut far, "new-node");
     let mut a = a;
     a.assert_running();
@@ -370,10 +448,9 @@ fn await_nodes(api: &mut Api, nodes: Value) {
     }
 }
 
-#[test]
-fn presence_lists_every_nodes_members_and_forgets_a_crashed_node() {
-    let redis = Redis::start();
-    let (a, mut b) = (node(&redis, 31), node(&redis, 32));
+fn presence_lists_every_nodes_members_and_forgets_a_crashed_node(kind: Kind) {
+    let broker = Broker::start(kind);
+    let (a, mut b) = (node(&broker, 31), node(&broker, 32));
     let mut api_a = Api::connect(&a);
     await_nodes(&mut api_a, json!([31, 32]));
     await_nodes(&mut Api::connect(&b), json!([31, 32]));
@@ -381,7 +458,7 @@ fn presence_lists_every_nodes_members_and_forgets_a_crashed_node() {
     let mut bob = Ws::open(b.addr(), "?user=bob");
     let mut anon = Ws::open(b.addr(), "");
     ann.subscribe("lobby");
-    redis.wait_numsub("gw:c:lobby", 1);
+    broker.wait_subscribers("gw:c:lobby", 1);
     bob.subscribe("lobby");
     anon.subscribe("lobby");
     // Joins on node 32 reach ann's page on node 31 as events.
@@ -419,12 +496,15 @@ fn presence_lists_every_nodes_members_and_forgets_a_crashed_node() {
     );
     await_presence(&mut api_a, &want);
 
-    // Node 32's part lives in a hash that expires unless refreshed.
-    let ttl = match redis.command(&["TTL", "gw:p:lobby:32"]) {
-        gateway::broker::resp::Value::Int(t) => t,
-        other => panic!("TTL answer {other:?}"),
-    };
-    assert!((1..=15).contains(&ttl), "presence hash TTL {ttl}");
+    // On Redis, node 32's part lives in a hash that expires unless refreshed (NATS keeps
+    // nothing: node 31 asked node 32).
+    if let Broker::Redis(redis) = &broker {
+        let ttl = match redis.command(&["TTL", "gw:p:lobby:32"]) {
+            gateway::broker::resp::Value::Int(t) => t,
+            other => panic!("TTL answer {other:?}"),
+        };
+        assert!((1..=15).contains(&ttl), "presence hash TTL {ttl}");
+    }
 
     // A crashed node's members leave the answers once it misses its heartbeats (3 s).
     b.signal(Signal::SIGKILL);
@@ -454,13 +534,12 @@ fn await_presence(api: &mut Api, want: &[(String, Option<String>)]) {
 /// 3 nodes, 300 clients on 30 channels: publishes through every node's API and from clients
 /// reach every subscriber once and in per-publisher order; publishes to users and private
 /// messages cross nodes; presence lists every node's members.
-#[test]
-fn three_nodes_three_hundred_clients_thirty_channels() {
+fn three_nodes_three_hundred_clients_thirty_channels(kind: Kind) {
     const CLIENTS: usize = 300;
     const CHANNELS: usize = 30;
     const M: u64 = 3;
-    let redis = Redis::start();
-    let nodes = [node(&redis, 41), node(&redis, 42), node(&redis, 43)];
+    let broker = Broker::start(kind);
+    let nodes = [node(&broker, 41), node(&broker, 42), node(&broker, 43)];
     let mut apis: Vec<Api> = nodes.iter().map(Api::connect).collect();
     for api in &mut apis {
         await_nodes(api, json!([41, 42, 43]));
@@ -478,7 +557,7 @@ fn three_nodes_three_hundred_clients_thirty_channels() {
         c.subscribe(&format!("ch{}", i % CHANNELS));
     }
     for ch in 0..CHANNELS {
-        redis.wait_numsub(&format!("gw:c:ch{ch}"), 3);
+        broker.wait_subscribers(&format!("gw:c:ch{ch}"), 3);
     }
 
     // Publishers: every node's API on every channel, and one client per channel (on the node
@@ -563,12 +642,15 @@ fn three_nodes_three_hundred_clients_thirty_channels() {
     assert_eq!(members(&v, "connections"), want_members, "{v}");
 }
 
-/// A node whose Redis is not there yet starts and serves its own clients (degraded), and joins
-/// the others once Redis comes up; a bad `--broker` is refused with exit code 2.
-#[test]
-fn a_node_starts_without_its_broker_and_joins_when_it_comes_up() {
+/// A node whose broker is not there yet starts and serves its own clients (degraded), and joins
+/// the others once the broker comes up; a bad `--broker` is refused with exit code 2.
+fn a_node_starts_without_its_broker_and_joins_when_it_comes_up(kind: Kind) {
     let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
+    let scheme = match kind {
+        Kind::Redis => "redis",
+        Kind::Nats => "nats",
+    };
+    let url = format!("{scheme}://127.0.0.1:{port}");
     let a = gateway()
         .args([
             "--api-key",
@@ -582,7 +664,7 @@ fn a_node_starts_without_its_broker_and_joins_when_it_comes_up() {
         ])
         .start();
     let mut api = Api::connect(&a);
-    assert_eq!(health(&a).0, 503, "degraded without Redis");
+    assert_eq!(health(&a).0, 503, "degraded without its broker");
     let mut near = Ws::open(a.addr(), "");
     near.subscribe("room");
     let r = api.post(
@@ -593,15 +675,21 @@ fn a_node_starts_without_its_broker_and_joins_when_it_comes_up() {
     let m = near.next();
     assert_eq!(m["data"]["p"], "local", "served locally all the same: {m}");
 
-    let redis = Redis::start_on(port);
-    let b = node(&redis, 52);
+    let broker = Broker::start_on(kind, port);
+    let b = node(&broker, 52);
     let mut far = Ws::open(b.addr(), "");
     far.subscribe("room");
-    redis.wait_numsub("gw:c:room", 2);
+    broker.wait_subscribers("gw:c:room", 2);
     await_delivery(&mut api, &mut far, "joined");
     assert_eq!(health(&a).0, 200);
 
-    for bad in ["kafka://127.0.0.1:9092", "redis://", "redis://h:99999"] {
+    for bad in [
+        "kafka://127.0.0.1:9092",
+        "redis://",
+        "redis://h:99999",
+        "nats://",
+        "nats://u:p@127.0.0.1:4222",
+    ] {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
         cmd.args([
             "--broker",
@@ -620,3 +708,79 @@ fn a_node_starts_without_its_broker_and_joins_when_it_comes_up() {
     let (code, _, stderr) = run_bounded(cmd, IO_TIMEOUT);
     assert_eq!(code, Some(2), "{stderr}");
 }
+
+/// NATS closes a connection that publishes more than its `max_payload`: a node refuses such a
+/// publish with a clear error (413 from the API, an error reply on `/ws`) after serving its own
+/// subscribers, and everything else keeps flowing on the same connection.
+#[test]
+fn on_nats_a_publish_over_max_payload_is_refused_and_the_connection_stays() {
+    let broker = Broker::Nats(Nats::start_with_config("max_payload: 4096\n"));
+    let (a, b) = (node(&broker, 61), node(&broker, 62));
+    let mut api_a = Api::connect(&a);
+    let mut far = Ws::open(b.addr(), "");
+    far.subscribe("room");
+    broker.wait_subscribers("gw:c:room", 1);
+    let mut near = Ws::open(a.addr(), "");
+    near.subscribe("room");
+    let big = "x".repeat(6000);
+    let r = api_a.post(
+        "/api/publish",
+        json!({"channel":"room","data":{"p":"big","pad":big}}),
+    );
+    assert_eq!(r.status, 413, "{}", text(&r));
+    assert_eq!(json_of(&r)["error"]["code"], "too_large_for_broker");
+    assert_eq!(near.next()["data"]["p"], "big", "served on its own node");
+    let mut client = Ws::open(a.addr(), "");
+    assert_eq!(
+        client.err(json!({"op":"publish","channel":"room","data":{"p":"big2","pad":big},"id":1})),
+        "too_large_for_broker"
+    );
+    api_a.accepted(
+        "/api/publish",
+        json!({"channel":"room","data":{"p":"small"}}),
+    );
+    let m = far.next();
+    assert_eq!(m["data"]["p"], "small", "{m}");
+    assert!(far.sync().is_empty());
+    let metrics = String::from_utf8_lossy(&api_a.get("/metrics").body).into_owned();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "gateway_broker_reconnects_total 0"),
+        "the connection stayed: {metrics}"
+    );
+}
+
+/// One `#[test]` per suite and broker kind: `on_redis::SUITE` and `on_nats::SUITE`.
+macro_rules! suites {
+    ($($suite:ident),+ $(,)?) => {
+        /// Each suite above, against Redis.
+        mod on_redis {
+            $(
+                #[test]
+                fn $suite() {
+                    super::$suite(super::Kind::Redis);
+                }
+            )+
+        }
+
+        /// Each suite above, against core NATS.
+        mod on_nats {
+            $(
+                #[test]
+                fn $suite() {
+                    super::$suite(super::Kind::Nats);
+                }
+            )+
+        }
+    };
+}
+
+suites!(
+    channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_order,
+    private_messages_users_and_disconnects_cross_nodes,
+    broker_stalls_and_crashes_are_survived,
+    presence_lists_every_nodes_members_and_forgets_a_crashed_node,
+    three_nodes_three_hundred_clients_thirty_channels,
+    a_node_starts_without_its_broker_and_joins_when_it_comes_up,
+);

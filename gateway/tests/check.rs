@@ -191,3 +191,21 @@ fn an_api_address_shared_with_the_clients_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_nats_broker_is_shown_with_its_port_and_credentials_are_refused() {
+    let (code, out, err) = gateway(&["check", "--broker", "nats://127.0.0.1:4333"], &[]);
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    let l = line(&out, "broker");
+    assert!(l.contains("  nats://127.0.0.1:4333  [flag]"), "{l:?}");
+    let (code, out, err) = gateway(&["check"], &[("GATEWAY_BROKER", "nats://bus")]);
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    let l = line(&out, "broker");
+    assert!(l.contains("  nats://bus:4222  [environment]"), "{l:?}");
+    let (code, _, err) = gateway(&["check", "--broker", "nats://user:pw@127.0.0.1:4222"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--broker") && err.contains("credentials"),
+        "{err}"
+    );
+}

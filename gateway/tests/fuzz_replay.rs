@@ -122,6 +122,16 @@ fn hook_answer_inputs_pass_the_hook_answer_check() {
 }
 
 #[test]
+fn broker_inputs_pass_the_broker_check() {
+    replay("broker");
+}
+
+#[test]
+fn nats_inputs_pass_the_nats_check() {
+    replay("nats");
+}
+
+#[test]
 fn every_target_is_replayed_and_every_folder_is_a_target() {
     let mut targets: Vec<String> = files_in(&fuzz_dir().join("fuzz_targets"))
         .expect("fuzz/fuzz_targets/")

@@ -13,6 +13,7 @@ pub mod conn;
 pub mod hook_answer;
 pub mod http_head;
 pub mod input;
+pub mod nats;
 pub mod query;
 pub mod seeds;
 pub mod sio_packet;
@@ -21,7 +22,7 @@ pub mod wire;
 pub mod ws_request;
 
 /// The fuzz targets, named as their files in `fuzz_targets/` and their folders of inputs.
-pub const TARGETS: [&str; 9] = [
+pub const TARGETS: [&str; 10] = [
     "http_head",
     "conn",
     "ws_request",
@@ -31,6 +32,7 @@ pub const TARGETS: [&str; 9] = [
     "broker",
     "sio_packet",
     "hook_answer",
+    "nats",
 ];
 
 /// Run the check for `target` on `data`; false if there is no such target.
@@ -45,6 +47,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "broker" => broker::check(data),
         "sio_packet" => sio_packet::check(data),
         "hook_answer" => hook_answer::check(data),
+        "nats" => nats::check(data),
         _ => return false,
     }
     true

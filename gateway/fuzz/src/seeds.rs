@@ -39,6 +39,7 @@ pub fn seeds(target: &str) -> Vec<Seed> {
         "broker" => broker(&mut add),
         "sio_packet" => sio_packet(&mut add),
         "hook_answer" => hook_answer(&mut add),
+        "nats" => nats(&mut add),
         _ => {}
     }
     out
@@ -912,5 +913,32 @@ fn deflate(add: Add<'_>) {
             &format!("deflate-{name}"),
             conn_input(settings, 0, &[], &stream),
         );
+    }
+}
+
+fn nats(add: Add<'_>) {
+    let ops: [(&str, &[u8]); 9] = [
+        (
+            "info",
+            b"INFO {\"server_id\":\"N\",\"max_payload\":1048576,\"proto\":1}\r\n",
+        ),
+        ("msg", b"MSG gw:c:room 3 5\r\nhello\r\n"),
+        ("msg-reply", b"MSG gw:n:1 1 _INBOX.a 0\r\n\r\n"),
+        (
+            "hmsg",
+            b"HMSG gw:all 2 18 20\r\nNATS/1.0\r\nk: v\r\n\r\nhi\r\n",
+        ),
+        ("ping-pong", b"PING\r\nPONG\r\n"),
+        ("ok", b"+OK\r\n"),
+        ("err", b"-ERR 'Maximum Payload Violation'\r\n"),
+        ("bad-size", b"MSG a 1 2\r\nabc\r\n"),
+        ("stream", b"INFO {}\r\nPING\r\nMSG a 1 1\r\nx\r\n+OK\r\n"),
+    ];
+    for (name, bytes) in ops {
+        for read in [0u8, 6] {
+            let mut data = vec![read];
+            data.extend_from_slice(bytes);
+            add(&format!("{name}-read{}", read + 1), data);
+        }
     }
 }

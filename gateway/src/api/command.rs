@@ -127,6 +127,8 @@ pub enum Outcome {
     Busy,
     /// Other nodes could not be reached: the broker is down (503, `Retry-After: 1`).
     BrokerDown,
+    /// Other nodes could not be reached: larger than the broker carries (413).
+    TooLargeForBroker,
     /// Channels and subscriber counts, in any order (sorted by name when written).
     Channels(Vec<(Arc<str>, u64)>),
     /// A channel's members: connection ids and their users.

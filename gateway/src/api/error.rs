@@ -44,6 +44,8 @@ pub enum ApiError {
     AdminHeaderMissing,
     /// The request needs other nodes and the broker is unreachable (503).
     BrokerDown,
+    /// The request needs other nodes and is larger than the broker carries (413).
+    TooLargeForBroker,
 }
 
 impl ApiError {
@@ -55,7 +57,7 @@ impl ApiError {
             Self::NotFound | Self::UnknownConnection | Self::NoHistory => (404, "Not Found"),
             Self::MethodNotAllowed(_) => (405, "Method Not Allowed"),
             Self::LengthRequired => (411, "Length Required"),
-            Self::TooLarge { .. } => (413, "Payload Too Large"),
+            Self::TooLarge { .. } | Self::TooLargeForBroker => (413, "Payload Too Large"),
             Self::HeadTooLarge => (431, "Request Header Fields Too Large"),
             Self::Busy => (429, "Too Many Requests"),
             Self::BrokerDown => (503, "Service Unavailable"),
@@ -87,6 +89,7 @@ impl ApiError {
             Self::Busy => "busy",
             Self::NoHistory => "no_history",
             Self::BrokerDown => "broker_unavailable",
+            Self::TooLargeForBroker => "too_large_for_broker",
         }
     }
 
@@ -148,6 +151,10 @@ impl fmt::Display for ApiError {
             }
             Self::BrokerDown => f.write_str(
                 "the broker is unreachable: only this node's connections were served; retry later",
+            ),
+            Self::TooLargeForBroker => f.write_str(
+                "larger than the broker carries (its max_payload): only this node's connections \
+                 were served",
             ),
         }
     }

@@ -58,6 +58,7 @@ pub fn write_outcome(out: &mut Vec<u8>, outcome: Outcome, close: bool) -> u16 {
         Outcome::UnknownConnection => write_error(out, &ApiError::UnknownConnection, close),
         Outcome::Busy => write_error(out, &ApiError::Busy, close),
         Outcome::BrokerDown => write_error(out, &ApiError::BrokerDown, close),
+        Outcome::TooLargeForBroker => write_error(out, &ApiError::TooLargeForBroker, close),
         Outcome::Channels(mut list) => {
             list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             let mut body = Vec::from(&br#"{"channels":["#[..]);

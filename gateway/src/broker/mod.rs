@@ -7,13 +7,18 @@
 //!   channels (subscribe on 0 -> 1 shards, unsubscribe on 1 -> 0), messages between nodes
 //!   ([`wire`]), deliveries pushed into the shards' queues without ever waiting on a full one.
 //! - [`redis`]: the Redis transport (RESP over mio, [`resp`]), with reconnects and resubscribes.
+//! - [`nats`]: the NATS transport (core NATS over mio, [`nats_proto`]), with the same reconnect,
+//!   resubscribe and stall policy; presence is asked of the nodes instead of kept in the broker.
 //!
 //! `--broker memory` (the default) starts no thread: the node is alone and the router never
 //! looks past its own shards.
 
+pub mod nats;
+pub mod nats_proto;
 pub mod node;
 pub mod redis;
 pub mod resp;
+pub mod socket;
 pub mod wire;
 
 use std::sync::Arc;
@@ -33,16 +38,21 @@ pub enum BrokerUrl {
     Memory,
     /// One Redis at `host:port`.
     Redis(String),
+    /// One NATS server (core NATS) at `host:port`.
+    Nats(String),
 }
 
 impl std::str::FromStr for BrokerUrl {
     type Err = String;
 
-    /// `memory` or `redis://host:port` (the port defaults to 6379).
+    /// `memory`, `redis://host:port` (the port defaults to 6379) or `nats://host:port` (4222).
     fn from_str(s: &str) -> Result<BrokerUrl, String> {
         let s = s.trim();
         if s == "memory" {
             return Ok(BrokerUrl::Memory);
+        }
+        if let Some(rest) = s.strip_prefix("nats://") {
+            return parse_nats(s, rest).map(BrokerUrl::Nats);
         }
         if let Some(rest) = s.strip_prefix("redis://") {
             let hostport = rest.trim_end_matches('/');
@@ -62,8 +72,33 @@ impl std::str::FromStr for BrokerUrl {
             return Ok(BrokerUrl::Redis(with_port));
         }
         Err(format!(
-            "unknown broker {s:?}: want memory or redis://HOST:PORT"
+            "unknown broker {s:?}: want memory, redis://HOST:PORT or nats://HOST:PORT"
         ))
+    }
+}
+
+/// The `host:port` of `nats://` URL `url` (`rest` is what follows the scheme).
+fn parse_nats(url: &str, rest: &str) -> Result<String, String> {
+    let hostport = rest.trim_end_matches('/');
+    if hostport.contains('@') {
+        return Err(format!(
+            "bad broker {url:?}: credentials in a nats:// URL are not supported \
+             (the gateway does not authenticate to NATS; use a server or account without auth \
+             on a private network)"
+        ));
+    }
+    if hostport.is_empty() || hostport.contains(['/', ',', '?']) {
+        return Err(format!(
+            "bad broker {url:?}: want nats://HOST:PORT (no path, options or server list)"
+        ));
+    }
+    match hostport.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
+            port.parse::<u16>()
+                .map_err(|e| format!("bad port in broker {url:?}: {e}"))?;
+            Ok(hostport.to_owned())
+        }
+        _ => Ok(format!("{hostport}:4222")),
     }
 }
 
@@ -72,6 +107,7 @@ impl std::fmt::Display for BrokerUrl {
         match self {
             BrokerUrl::Memory => f.write_str("memory"),
             BrokerUrl::Redis(a) => write!(f, "redis://{a}"),
+            BrokerUrl::Nats(a) => write!(f, "nats://{a}"),
         }
     }
 }
@@ -114,13 +150,21 @@ pub fn prepare(url: &BrokerUrl, node: u16) -> anyhow::Result<Option<Pending>> {
 /// Start the broker thread, feeding `mesh`.
 pub fn start(pending: Pending, mesh: Arc<Mesh>, history: Arc<HistoryPolicy>) -> anyhow::Result<()> {
     let node = node::Node::new(pending.uplink.node(), mesh, pending.uplink, history);
-    let transport = match pending.url {
+    let run: Box<dyn FnOnce() + Send> = match pending.url {
         BrokerUrl::Memory => return Ok(()),
-        BrokerUrl::Redis(addr) => redis::Redis::new(addr, pending.poll, node),
+        BrokerUrl::Redis(addr) => {
+            let transport = redis::Redis::new(addr, pending.poll, node);
+            Box::new(move || transport.run())
+        }
+        BrokerUrl::Nats(addr) => {
+            let node = node.with_presence(node::PresenceStore::Queries);
+            let transport = nats::Nats::new(addr, pending.poll, node);
+            Box::new(move || transport.run())
+        }
     };
     std::thread::Builder::new()
         .name("broker".into())
-        .spawn(move || transport.run())
+        .spawn(run)
         .context("cannot start the broker thread")?;
     Ok(())
 }
@@ -151,5 +195,25 @@ mod tests {
             assert!(bad.parse::<BrokerUrl>().is_err(), "{bad:?}");
         }
         assert_eq!(BrokerUrl::Redis("h:1".into()).to_string(), "redis://h:1");
+    }
+
+    #[test]
+    fn nats_urls_parse_and_credentials_are_refused_with_a_reason() {
+        assert_eq!(
+            "nats://127.0.0.1:4333".parse(),
+            Ok(BrokerUrl::Nats("127.0.0.1:4333".into()))
+        );
+        assert_eq!(
+            "nats://bus/".parse(),
+            Ok(BrokerUrl::Nats("bus:4222".into()))
+        );
+        assert_eq!(BrokerUrl::Nats("h:1".into()).to_string(), "nats://h:1");
+        for bad in ["nats://", "nats://h:0x", "nats://h:1,h:2", "nats://h:1/x"] {
+            assert!(bad.parse::<BrokerUrl>().is_err(), "{bad:?}");
+        }
+        for creds in ["nats://u:p@h:1", "nats://token@h"] {
+            let e = creds.parse::<BrokerUrl>().unwrap_err();
+            assert!(e.contains("credentials"), "{creds}: {e}");
+        }
     }
 }

@@ -85,14 +85,30 @@ impl Out {
     }
 }
 
-/// A presence query waiting for other nodes' hashes.
+/// A presence query waiting for other nodes' hashes (or, asked by message, their answers).
 #[derive(Debug)]
 struct PresenceWait {
     from: u8,
     tag: u64,
     waiting: usize,
     members: Vec<Member>,
+    /// Asked by message: the nodes yet to answer in full, and when to stop waiting for them.
+    asked: Option<(Vec<u16>, Instant)>,
 }
+
+/// Where a node's presence part lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PresenceStore {
+    /// In the broker, a hash per node and channel (`HSET`/`HGETALL`, Redis).
+    Hashes,
+    /// Nowhere but the node: an asking node sends [`Msg::PresenceAsk`] to all, each node
+    /// answers with its members and the asker merges the answers of the nodes it knows
+    /// within [`ANSWER_TIMEOUT`] (brokers without storage, NATS core).
+    Queries,
+}
+
+/// Bytes of members per [`Msg::PresenceAnswer`] part: far below any broker's payload limit.
+const ANSWER_PART_BYTES: usize = 32 << 10;
 
 /// The broker thread's state. See the module doc.
 pub struct Node {
@@ -119,6 +135,10 @@ pub struct Node {
     scratch: Vec<u8>,
     /// Shards that lost a delivery of a channel and whose subscribers must hear of the gap.
     gaps: Vec<(u8, Arc<str>)>,
+    presence: PresenceStore,
+    /// Publishes made while handling broker messages (presence answers), sent with the next
+    /// [`Node::drain_uplink`].
+    answers: Vec<Out>,
 }
 
 impl Node {
@@ -150,7 +170,15 @@ impl Node {
             wake: ShardSet::default(),
             scratch: Vec::new(),
             gaps: Vec::new(),
+            presence: PresenceStore::Hashes,
+            answers: Vec::new(),
         }
+    }
+
+    /// Keep presence as `store` says (the default is [`PresenceStore::Hashes`]).
+    pub fn with_presence(mut self, store: PresenceStore) -> Node {
+        self.presence = store;
+        self
     }
 
     /// The uplink (counters, connected flag).
@@ -174,6 +202,10 @@ impl Node {
     /// Apply everything the shards sent up. With `connected` false, data is dropped (it was
     /// accepted while the broker was up, and pub/sub is at most once) but interest is kept.
     pub fn drain_uplink(&mut self, connected: bool, now: Instant, out: &mut Vec<Out>) {
+        if connected {
+            out.append(&mut self.answers);
+        }
+        self.answers.clear();
         while let Some(up) = self.uplink.pop() {
             self.on_up(up, connected, now, out);
         }
@@ -191,7 +223,7 @@ impl Node {
                 on,
             } => return self.on_member(channel, conn, user, on, connected, out),
             Up::PresenceQuery { channel, from, tag } => {
-                return self.on_presence_query(&channel, from, tag, connected, out)
+                return self.on_presence_query(&channel, from, tag, connected, now, out)
             }
             _ => {}
         }
@@ -303,6 +335,7 @@ impl Node {
     ) {
         let key = presence_key(&channel, self.node);
         let field = conn.to_bits().to_string();
+        let connected = connected && self.presence == PresenceStore::Hashes;
         if on {
             let value = user.as_deref().unwrap_or_default().as_bytes().to_vec();
             self.members.entry(channel).or_default().insert(conn, user);
@@ -331,6 +364,9 @@ impl Node {
     /// After a (re)connect: write this node's presence hashes again (the broker may have lost
     /// them).
     pub fn on_connected(&mut self, out: &mut Vec<Out>) {
+        if self.presence == PresenceStore::Queries {
+            return;
+        }
         for (channel, members) in &self.members {
             let key = presence_key(channel, self.node);
             let mut args = vec![b"HSET".to_vec(), key.as_bytes().to_vec()];
@@ -349,6 +385,7 @@ impl Node {
         from: u8,
         tag: u64,
         connected: bool,
+        now: Instant,
         out: &mut Vec<Out>,
     ) {
         let others: Vec<u16> = self
@@ -363,6 +400,25 @@ impl Node {
         }
         let id = self.next_query;
         self.next_query += 1;
+        if self.presence == PresenceStore::Queries {
+            let mut payload = Vec::new();
+            let ask = Msg::PresenceAsk {
+                origin: self.node,
+                id,
+                channel,
+            };
+            wire::encode(&ask, &mut payload);
+            out.push(Out::publish(ALL, payload));
+            let wait = PresenceWait {
+                from,
+                tag,
+                waiting: others.len(),
+                members: Vec::new(),
+                asked: Some((others, now + ANSWER_TIMEOUT)),
+            };
+            self.queries.insert(id, wait);
+            return;
+        }
         for n in &others {
             let key = presence_key(channel, *n).into_bytes();
             out.push(Out::Command(vec![b"HGETALL".to_vec(), key], Some(id)));
@@ -372,8 +428,72 @@ impl Node {
             tag,
             waiting: others.len(),
             members: Vec::new(),
+            asked: None,
         };
         self.queries.insert(id, wait);
+    }
+
+    /// Another node asks for this node's members of `channel`: answer it, in parts.
+    fn on_presence_ask(&mut self, origin: u16, id: u64, channel: &str) {
+        let topic = node_topic(origin);
+        let mut part = Vec::new();
+        let members = self.members.get(channel).into_iter().flatten();
+        let mut members = members.peekable();
+        loop {
+            while part.len() < ANSWER_PART_BYTES {
+                let Some((conn, user)) = members.next() else {
+                    break;
+                };
+                wire::encode_member(*conn, user.as_deref(), &mut part);
+            }
+            let last = members.peek().is_none();
+            let mut payload = Vec::new();
+            let answer = Msg::PresenceAnswer {
+                origin: self.node,
+                id,
+                last,
+                members: &part,
+            };
+            wire::encode(&answer, &mut payload);
+            self.answers.push(Out::publish(&topic, payload));
+            if last {
+                return;
+            }
+            part.clear();
+        }
+    }
+
+    /// A part of node `origin`'s answer to query `id`: merged if that node is awaited.
+    fn on_presence_answer(&mut self, origin: u16, id: u64, last: bool, members: &[u8]) {
+        let Some(wait) = self.queries.get_mut(&id) else {
+            return;
+        };
+        let Some((nodes, _)) = wait.asked.as_mut() else {
+            return;
+        };
+        let Some(at) = nodes.iter().position(|&n| n == origin) else {
+            return;
+        };
+        for (conn, user) in wire::members(members).unwrap_or_default() {
+            wait.members.push((conn, user.map(Arc::from)));
+        }
+        if last {
+            nodes.swap_remove(at);
+            if nodes.is_empty() {
+                self.finish_query(id);
+            }
+        }
+    }
+
+    /// Hand query `id`'s merged members to the asking shard.
+    fn finish_query(&mut self, id: u64) {
+        if let Some(w) = self.queries.remove(&id) {
+            let msg = ShardMsg::PresencePart {
+                tag: w.tag,
+                members: w.members,
+            };
+            self.push(w.from, msg);
+        }
     }
 
     /// The answer to query `id`: a hash's field/value pairs, or `None` when the connection was
@@ -566,7 +686,18 @@ impl Node {
                 }
                 self.seen.insert(origin, now);
             }
-            Msg::User { .. } | Msg::CloseUser { .. } => {}
+            Msg::PresenceAsk {
+                origin,
+                id,
+                channel,
+            } if origin != self.node => self.on_presence_ask(origin, id, channel),
+            Msg::PresenceAnswer {
+                origin,
+                id,
+                last,
+                members,
+            } => self.on_presence_answer(origin, id, last, members),
+            Msg::User { .. } | Msg::CloseUser { .. } | Msg::PresenceAsk { .. } => {}
         }
     }
 
@@ -693,7 +824,17 @@ impl Node {
             out.push(Out::publish(ALL, payload));
             self.next_heartbeat = Some(now + HEARTBEAT_INTERVAL);
         }
-        if connected && self.next_refresh.is_none_or(|t| t <= now) {
+        let late: Vec<u64> = self
+            .queries
+            .iter()
+            .filter(|(_, w)| w.asked.as_ref().is_some_and(|(_, d)| *d <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            self.finish_query(id);
+        }
+        let hashes = self.presence == PresenceStore::Hashes;
+        if connected && hashes && self.next_refresh.is_none_or(|t| t <= now) {
             for channel in self.members.keys() {
                 out.push(expire(&presence_key(channel, self.node)));
             }
@@ -709,7 +850,17 @@ impl Node {
         if let Ok(mut list) = self.uplink.stats.nodes.lock() {
             *list = nodes;
         }
-        let next_pending = self.pending.values().map(|(_, d)| *d).min();
+        let next_query = self
+            .queries
+            .values()
+            .filter_map(|w| w.asked.as_ref().map(|(_, d)| *d))
+            .min();
+        let next_pending = self
+            .pending
+            .values()
+            .map(|(_, d)| *d)
+            .chain(next_query)
+            .min();
         let next = self
             .next_heartbeat
             .unwrap_or(now + HEARTBEAT_INTERVAL)

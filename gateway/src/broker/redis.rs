@@ -12,35 +12,30 @@
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::io;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll, Token};
 use tracing::{info, warn};
 
 use super::node::{Node, Out};
 use super::resp::{self, Parsed, Value};
+use super::socket;
 
 /// The waker's token (shards woke the thread).
 pub const WAKE: Token = Token(0);
 const SUB: Token = Token(1);
 const CMD: Token = Token(2);
 
-/// First reconnect delay.
-pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// Longest reconnect delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub use super::socket::{BACKOFF_MAX, BACKOFF_MIN};
 /// A broker that leaves a request unanswered this long is down.
 pub const STALL: Duration = Duration::from_millis(900);
 /// How often an idle connection is checked with a `PING`.
 const PING_INTERVAL: Duration = Duration::from_millis(250);
 /// Channels per `SUBSCRIBE` command when subscribing again after a reconnect.
 pub const SUBSCRIBE_BATCH: usize = 500;
-/// Output a connection may hold unsent before the broker counts as stalled.
-const MAX_UNSENT_BYTES: usize = 64 << 20;
 /// A connect that takes longer fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -102,39 +97,17 @@ impl Link {
 
     /// Write what is queued; `Err` when the connection broke.
     fn flush(&mut self) -> io::Result<()> {
-        let Some(s) = self.stream.as_mut().filter(|_| self.connected) else {
-            return Ok(());
-        };
-        let mut sent = 0;
-        while sent < self.out.len() {
-            match s.write(&self.out[sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        match self.stream.as_mut().filter(|_| self.connected) {
+            Some(s) => socket::flush(s, &mut self.out),
+            None => Ok(()),
         }
-        self.out.drain(..sent);
-        if self.out.len() > MAX_UNSENT_BYTES {
-            return Err(io::Error::other("the broker does not read what it is sent"));
-        }
-        Ok(())
     }
 
     /// Read what arrived; `Err` at end of stream or on an error.
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        let Some(s) = self.stream.as_mut() else {
-            return Ok(());
-        };
-        loop {
-            match s.read(buf) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => self.inb.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        match self.stream.as_mut() {
+            Some(s) => socket::fill(s, buf, &mut self.inb),
+            None => Ok(()),
         }
     }
 
@@ -388,19 +361,8 @@ impl Redis {
     }
 
     fn connect(&mut self, now: Instant) -> Result<(), String> {
-        let addr: SocketAddr = self
-            .addr
-            .to_socket_addrs()
-            .map_err(|e| format!("resolve {}: {e}", self.addr))?
-            .next()
-            .ok_or_else(|| format!("{} resolves to no address", self.addr))?;
         for token in [SUB, CMD] {
-            let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-            let _ = s.set_nodelay(true);
-            self.poll
-                .registry()
-                .register(&mut s, token, Interest::READABLE | Interest::WRITABLE)
-                .map_err(|e| format!("register: {e}"))?;
+            let s = socket::connect(&self.addr, &self.poll, token)?;
             self.link(token).stream = Some(s);
         }
         self.phase = Phase::Connecting {

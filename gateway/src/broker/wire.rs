@@ -90,6 +90,28 @@ pub enum Msg<'a> {
         /// The close reason.
         reason: &'a str,
     },
+    /// Which members of `channel` does each node have? (Brokers without storage: every node
+    /// answers the asking node with [`Msg::PresenceAnswer`].)
+    PresenceAsk {
+        /// The asking node.
+        origin: u16,
+        /// The query's id on that node.
+        id: u64,
+        /// The channel.
+        channel: &'a str,
+    },
+    /// One part of a node's answer to a [`Msg::PresenceAsk`].
+    PresenceAnswer {
+        /// The answering node.
+        origin: u16,
+        /// The query's id on the asking node.
+        id: u64,
+        /// The node's last part for this query.
+        last: bool,
+        /// Members, as [`encode_member`] wrote them (checked by [`decode`]; read with
+        /// [`members`]).
+        members: &'a [u8],
+    },
     /// A node is alive.
     Heartbeat {
         /// The node.
@@ -107,6 +129,8 @@ const USER: u8 = b'U';
 const CLOSE_USER: u8 = b'K';
 const HEARTBEAT: u8 = b'H';
 const PRESENCE: u8 = b'E';
+const PRESENCE_ASK: u8 = b'Q';
+const PRESENCE_ANSWER: u8 = b'A';
 
 struct Writer<'o>(&'o mut Vec<u8>);
 
@@ -230,7 +254,52 @@ pub fn encode(msg: &Msg<'_>, out: &mut Vec<u8>) {
         Msg::Heartbeat { origin, instance } => {
             w.u8(HEARTBEAT).u16(origin).u64(instance);
         }
+        Msg::PresenceAsk {
+            origin,
+            id,
+            channel,
+        } => {
+            w.u8(PRESENCE_ASK)
+                .u16(origin)
+                .u64(id)
+                .bytes(channel.as_bytes());
+        }
+        Msg::PresenceAnswer {
+            origin,
+            id,
+            last,
+            members,
+        } => {
+            w.u8(PRESENCE_ANSWER)
+                .u16(origin)
+                .u64(id)
+                .u8(u8::from(last))
+                .bytes(members);
+        }
     }
+}
+
+/// Append one presence member (for [`Msg::PresenceAnswer`]): its connection id, then its user
+/// as an optional string.
+pub fn encode_member(conn: ConnId, user: Option<&str>, out: &mut Vec<u8>) {
+    let mut w = Writer(out);
+    w.u64(conn.to_bits());
+    match user {
+        Some(u) => w.u8(1).bytes(u.as_bytes()),
+        None => w.u8(0),
+    };
+}
+
+/// The members [`encode_member`] wrote into `bytes`; `None` unless every byte is used.
+pub fn members(bytes: &[u8]) -> Option<Vec<(ConnId, Option<&str>)>> {
+    let mut r = Reader(bytes);
+    let mut out = Vec::new();
+    while !r.0.is_empty() {
+        let conn = r.conn()?;
+        let user = if r.flag()? { Some(r.str()?) } else { None };
+        out.push((conn, user));
+    }
+    Some(out)
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -356,6 +425,21 @@ pub fn decode(bytes: &[u8]) -> Option<Msg<'_>> {
             origin: r.u16()?,
             instance: r.u64()?,
         },
+        PRESENCE_ASK => Msg::PresenceAsk {
+            origin: r.u16()?,
+            id: r.u64()?,
+            channel: r.str()?,
+        },
+        PRESENCE_ANSWER => {
+            let (origin, id, last, members) = (r.u16()?, r.u64()?, r.flag()?, r.bytes()?);
+            self::members(members)?;
+            Msg::PresenceAnswer {
+                origin,
+                id,
+                last,
+                members,
+            }
+        }
         _ => return None,
     };
     r.0.is_empty().then_some(msg)
@@ -430,7 +514,53 @@ mod tests {
                 origin: 65535,
                 instance: u64::MAX,
             },
+            Msg::PresenceAsk {
+                origin: 3,
+                id: 9,
+                channel: "lobby",
+            },
+            Msg::PresenceAnswer {
+                origin: 4,
+                id: 9,
+                last: true,
+                members: MEMBERS,
+            },
+            Msg::PresenceAnswer {
+                origin: 4,
+                id: 10,
+                last: false,
+                members: b"",
+            },
         ]
+    }
+
+    /// Connection 9, without a user.
+    const MEMBERS: &[u8] = b"\x09\0\0\0\0\0\0\0\0";
+
+    #[test]
+    fn presence_members_round_trip_and_bad_lists_are_refused() {
+        let c = ConnId::on_node(7, 1, 2, 3);
+        let d = ConnId::from_bits(9);
+        let mut out = Vec::new();
+        encode_member(c, Some("ann"), &mut out);
+        encode_member(d, None, &mut out);
+        assert_eq!(members(&out), Some(vec![(c, Some("ann")), (d, None)]));
+        assert_eq!(members(b""), Some(vec![]));
+        for cut in 1..out.len() {
+            if cut != 16 {
+                assert_eq!(members(&out[..cut]), None, "cut at {cut}");
+            }
+        }
+        // A part whose member list does not parse is not a message.
+        let mut msg = Vec::new();
+        let bad = Msg::PresenceAnswer {
+            origin: 1,
+            id: 1,
+            last: true,
+            members: &out[..5],
+        };
+        encode(&bad, &mut msg);
+        assert_eq!(decode(&msg), None);
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub enum RouterError {
     /// The request needs other nodes and the broker is unreachable (this node's own
     /// subscribers were served).
     BrokerDown,
+    /// The request needs other nodes and is larger than the broker carries (this node's own
+    /// subscribers were served).
+    TooLargeForBroker,
 }
 
 /// Live deliveries held for one subscription while its position query is out, at least.
@@ -319,6 +322,7 @@ impl Router {
     fn up(&mut self, up: Up) -> Result<(), RouterError> {
         self.outbound.up(up).map_err(|r| match r {
             Refused::Down => RouterError::BrokerDown,
+            Refused::TooLarge => RouterError::TooLargeForBroker,
             Refused::Full => {
                 self.stats.busy += 1;
                 RouterError::Busy

@@ -112,6 +112,32 @@ pub enum Up {
 }
 
 impl Up {
+    /// An upper bound of the bytes this message takes between nodes (its broker payload):
+    /// what it carries plus the envelope's fixed fields.
+    fn wire_bytes(&self) -> usize {
+        const ENVELOPE: usize = 48;
+        ENVELOPE
+            + match self {
+                Up::Publish(p) => {
+                    let bare = if p.bare() == p.data() {
+                        0
+                    } else {
+                        p.bare().len()
+                    };
+                    p.data().len() + bare + p.user().map_or(0, str::len)
+                }
+                Up::Direct { frame, .. } => frame.len(),
+                Up::User { user, frame } => user.len() + frame.len(),
+                Up::Close { reason, .. } => reason.len(),
+                Up::CloseUser { user, reason, .. } => user.len() + reason.len(),
+                Up::PresenceEvent { user, .. } => user.as_deref().map_or(0, str::len),
+                Up::Interest { .. }
+                | Up::Member { .. }
+                | Up::PresenceQuery { .. }
+                | Up::Outcome { .. } => 0,
+            }
+    }
+
     /// Whether the message may be refused (data) rather than always accepted (control).
     fn is_data(&self) -> bool {
         !matches!(
@@ -128,6 +154,8 @@ pub enum Refused {
     Down,
     /// Too many messages wait for the broker thread.
     Full,
+    /// The message is larger than the broker carries (NATS `max_payload`).
+    TooLarge,
 }
 
 /// Counters and gauges of the broker thread, read by `/metrics`, `/api/stats` and `/healthz`.
@@ -156,6 +184,8 @@ pub struct Uplink {
     data_waiting: AtomicUsize,
     limit: usize,
     connected: Arc<AtomicBool>,
+    /// Largest broker payload the broker takes (`usize::MAX`: no limit known).
+    max_payload: AtomicUsize,
     waker: Arc<Waker>,
     /// The broker thread's counters.
     pub stats: BrokerStats,
@@ -181,6 +211,7 @@ impl Uplink {
             data_waiting: AtomicUsize::new(0),
             limit: limit.max(1),
             connected: Arc::new(AtomicBool::new(false)),
+            max_payload: AtomicUsize::new(usize::MAX),
             waker,
             stats: BrokerStats::default(),
         }
@@ -206,12 +237,20 @@ impl Uplink {
         self.connected.store(up, Ordering::Release);
     }
 
-    /// Queue `up` for the broker thread. Data is refused while the broker is down or too much
-    /// waits; control messages are always queued.
+    /// The broker thread learned the largest payload its broker takes.
+    pub fn set_max_payload(&self, bytes: usize) {
+        self.max_payload.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Queue `up` for the broker thread. Data is refused while the broker is down, when it is
+    /// larger than the broker takes, or when too much waits; control messages are always queued.
     pub fn push(&self, up: Up) -> Result<(), Refused> {
         if up.is_data() {
             if !self.connected() {
                 return Err(Refused::Down);
+            }
+            if up.wire_bytes() > self.max_payload.load(Ordering::Relaxed) {
+                return Err(Refused::TooLarge);
             }
             if self.data_waiting.fetch_add(1, Ordering::AcqRel) >= self.limit {
                 self.data_waiting.fetch_sub(1, Ordering::AcqRel);
@@ -281,5 +320,20 @@ mod tests {
         assert_eq!(order, vec![Some(1), None, None, Some(2)], "FIFO");
         u.push(direct()).unwrap();
         assert_eq!(u.node(), 3);
+    }
+
+    #[test]
+    fn data_larger_than_the_broker_takes_is_refused_and_control_is_not() {
+        let u = uplink(8);
+        u.set_connected(true);
+        assert!(u.push(direct()).is_ok(), "no limit known: anything goes");
+        u.set_max_payload(100);
+        let big = Up::User {
+            user: Arc::from("u"),
+            frame: Arc::from(&[0u8; 100][..]),
+        };
+        assert_eq!(u.push(big).unwrap_err(), Refused::TooLarge);
+        assert!(u.push(direct()).is_ok());
+        assert!(u.push(interest(0)).is_ok());
     }
 }

@@ -267,6 +267,7 @@ fn outcome_of(e: RouterError) -> Outcome {
     match e {
         RouterError::UnknownConnection => Outcome::UnknownConnection,
         RouterError::BrokerDown => Outcome::BrokerDown,
+        RouterError::TooLargeForBroker => Outcome::TooLargeForBroker,
         _ => Outcome::Busy,
     }
 }

@@ -14,6 +14,7 @@ mod client;
 mod command;
 mod frames;
 mod http;
+pub mod nats;
 mod payload;
 mod process;
 pub mod redis;

@@ -404,6 +404,11 @@ fn protocol_error(e: RouterError) -> ProtocolError {
             ErrorCode::BrokerUnavailable,
             "the broker is unreachable: only this node's subscribers were served",
         ),
+        RouterError::TooLargeForBroker => ProtocolError::new(
+            ErrorCode::TooLargeForBroker,
+            "larger than the broker carries (its max_payload): only this node's subscribers \
+             were served",
+        ),
     }
 }
 

@@ -45,6 +45,8 @@ pub enum ErrorCode {
     NoHistory,
     /// The request needs other nodes and the broker is unreachable.
     BrokerUnavailable,
+    /// The request needs other nodes and is larger than the broker carries.
+    TooLargeForBroker,
     /// A backend hook failed (timeout, unreachable, breaker open, bad answer, busy).
     BackendUnavailable,
 }
@@ -67,6 +69,7 @@ impl ErrorCode {
             Self::TokenExpired => "token_expired",
             Self::NoHistory => "no_history",
             Self::BrokerUnavailable => "broker_unavailable",
+            Self::TooLargeForBroker => "too_large_for_broker",
             Self::BackendUnavailable => "backend_unavailable",
         }
     }
