@@ -240,7 +240,8 @@ pub struct Cli {
     pub compression_threshold: Option<usize>,
     // --- Many nodes ---
     /// How the nodes of one deployment reach each other: `memory` (one node, no external
-    /// service) or `redis://HOST:PORT` [default: memory]
+    /// service), `redis://HOST:PORT`, or `redis://A:PORT,redis://B:PORT,...` (channels spread
+    /// over several Redis instances) [default: memory]
     #[arg(long, env = "GATEWAY_BROKER", value_parser = parse_broker)]
     pub broker: Option<BrokerUrl>,
 

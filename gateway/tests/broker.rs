@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use common::api::{json_of, text, Api, API_KEY};
-use common::redis::Redis;
+use common::redis::{Broker, Brokers, Redis};
 use common::ws::{read_json, spread, Ws};
 use common::*;
 
@@ -22,7 +22,7 @@ use common::*;
 const RESUME: Duration = Duration::from_secs(5);
 
 /// A gateway node on `redis` with id `id` (two shards), once it listens on the broker.
-fn node(redis: &Redis, id: u16) -> Gateway {
+fn node(redis: &impl Broker, id: u16) -> Gateway {
     let gw = gateway()
         .args([
             "--api-key",
@@ -34,7 +34,7 @@ fn node(redis: &Redis, id: u16) -> Gateway {
         ])
         .args(["--broker", &redis.url(), "--node-id", &id.to_string()])
         .start();
-    redis.wait_numsub(&format!("gw:n:{id}"), 1);
+    redis.wait_node(id);
     gw
 }
 
@@ -209,12 +209,17 @@ fn private_messages_users_and_disconnects_cross_nodes() {
 
 /// Publish through `api` until `sub` gets it (the broker path is back), within [`RESUME`].
 fn await_delivery(api: &mut Api, sub: &mut Ws, tag: &str) {
+    await_delivery_on(api, sub, "room", tag)
+}
+
+/// [`await_delivery`] on `channel`.
+fn await_delivery_on(api: &mut Api, sub: &mut Ws, channel: &str, tag: &str) {
     let deadline = Instant::now() + RESUME;
     let mut n = 0u64;
     loop {
         let r = api.post(
             "/api/publish",
-            json!({"channel":"room","data":{"p":tag,"n":n}}),
+            json!({"channel":channel,"data":{"p":tag,"n":n}}),
         );
         if r.status == 202 {
             sub.c.set_timeout(Duration::from_millis(300));
@@ -451,16 +456,38 @@ fn await_presence(api: &mut Api, want: &[(String, Option<String>)]) {
     }
 }
 
-/// 3 nodes, 300 clients on 30 channels: publishes through every node's API and from clients
-/// reach every subscriber once and in per-publisher order; publishes to users and private
-/// messages cross nodes; presence lists every node's members.
 #[test]
 fn three_nodes_three_hundred_clients_thirty_channels() {
+    three_nodes(&Redis::start(), || {});
+}
+
+/// The same over two Redis instances that the channels spread over.
+#[test]
+fn three_nodes_three_hundred_clients_thirty_channels_over_two_redis_instances() {
+    let brokers = Brokers::start(2);
+    three_nodes(&brokers, || {
+        let holding: Vec<usize> = (0..30)
+            .map(|ch| brokers.holder(&format!("gw:c:ch{ch}")))
+            .collect();
+        for i in 0..2 {
+            let n = holding.iter().filter(|&&h| h == i).count();
+            assert!(
+                n >= 5,
+                "instance {i} carries {n} of 30 channels: {holding:?}"
+            );
+        }
+    });
+}
+
+/// 3 nodes, 300 clients on 30 channels: publishes through every node's API and from clients
+/// reach every subscriber once and in per-publisher order; publishes to users and private
+/// messages cross nodes; presence lists every node's members. `while_up` runs at the end, with
+/// every client still subscribed.
+fn three_nodes(redis: &impl Broker, while_up: impl FnOnce()) {
     const CLIENTS: usize = 300;
     const CHANNELS: usize = 30;
     const M: u64 = 3;
-    let redis = Redis::start();
-    let nodes = [node(&redis, 41), node(&redis, 42), node(&redis, 43)];
+    let nodes = [node(redis, 41), node(redis, 42), node(redis, 43)];
     let mut apis: Vec<Api> = nodes.iter().map(Api::connect).collect();
     for api in &mut apis {
         await_nodes(api, json!([41, 42, 43]));
@@ -561,6 +588,17 @@ fn three_nodes_three_hundred_clients_thirty_channels() {
     want_members.sort();
     let v = json_of(&apis[2].get("/api/presence?channel=ch5"));
     assert_eq!(members(&v, "connections"), want_members, "{v}");
+
+    // The channel list counts every node's subscribers, whichever node is asked.
+    let mut want_list: Vec<Value> = (0..CHANNELS)
+        .map(|ch| json!({"channel":format!("ch{ch}"),"subscribers":CLIENTS / CHANNELS}))
+        .collect();
+    want_list.sort_by_key(|c| c["channel"].as_str().unwrap_or_default().to_owned());
+    for api in &mut apis {
+        let v = json_of(&api.get("/api/channels"));
+        assert_eq!(v["channels"], json!(want_list), "{v}");
+    }
+    while_up();
 }
 
 /// A node whose Redis is not there yet starts and serves its own clients (degraded), and joins
@@ -619,4 +657,92 @@ fn a_node_starts_without_its_broker_and_joins_when_it_comes_up() {
     cmd.args(["--node-id", "70000", "--listen", "127.0.0.1:0"]);
     let (code, _, stderr) = run_bounded(cmd, IO_TIMEOUT);
     assert_eq!(code, Some(2), "{stderr}");
+}
+
+/// Two Redis instances, one killed (`kill -9`) and restarted: only the channels hashed to it
+/// answer 503 meanwhile, and soon (the loss shows at once as a closed connection); the other
+/// instance's channels, private messages and user publishes keep crossing nodes; once it is
+/// back, its channels deliver again within [`RESUME`] and no node crashed.
+#[test]
+fn losing_one_of_two_redis_instances_affects_only_its_channels() {
+    let mut brokers = Brokers::start(2);
+    let (mut a, mut b) = (node(&brokers, 61), node(&brokers, 62));
+    let mut api_a = Api::connect(&a);
+    await_nodes(&mut api_a, json!([61, 62]));
+
+    // A far subscriber of twelve channels; the first channel on each instance is the one used.
+    let mut far = Ws::open(b.addr(), "?user=fay");
+    let names: Vec<String> = (0..12).map(|i| format!("c{i}")).collect();
+    for c in &names {
+        far.subscribe(c);
+        brokers.wait_numsub(&format!("gw:c:{c}"), 1);
+    }
+    let on = |i: usize| -> String {
+        names
+            .iter()
+            .find(|c| brokers.holder(&format!("gw:c:{c}")) == i)
+            .unwrap_or_else(|| panic!("no channel of twelve on instance {i}"))
+            .clone()
+    };
+    let (lost, kept) = (on(0), on(1));
+    await_delivery_on(&mut api_a, &mut far, &lost, "before");
+    await_delivery_on(&mut api_a, &mut far, &kept, "before");
+
+    let port = brokers.instances[0].port;
+    brokers.instances[0].process.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    let _ = brokers.instances[0].process.wait_exit(IO_TIMEOUT);
+    let refused = loop {
+        let r = api_a.post("/api/publish", json!({"channel":lost,"data":{"p":"lost"}}));
+        if r.status == 503 {
+            break r;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "no 503 for a channel of the dead instance"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(json_of(&refused)["error"]["code"], "broker_unavailable");
+    let mut client = Ws::open(a.addr(), "");
+    assert_eq!(
+        client.err(json!({"op":"publish","channel":lost,"data":1,"id":1})),
+        "broker_unavailable"
+    );
+
+    // The other instance's channel still crosses nodes, as do node-level messages.
+    far.sync();
+    for n in 0..5 {
+        api_a.accepted(
+            "/api/publish",
+            json!({"channel":kept,"data":{"p":"kept","n":n}}),
+        );
+    }
+    for n in 0..5 {
+        let m = far.next();
+        assert_eq!(
+            (m["data"]["p"].as_str(), m["data"]["n"].as_u64()),
+            (Some("kept"), Some(n))
+        );
+    }
+    api_a.accepted("/api/send", json!({"conn":far.id,"data":"direct"}));
+    assert_eq!(far.next()["data"], "direct");
+    api_a.accepted("/api/publish/user", json!({"user":"fay","data":"user"}));
+    assert_eq!(far.next()["data"], "user");
+    let (status, h) = health(&a);
+    assert_eq!(status, 503, "monitoring learns of the lost instance: {h}");
+    assert_eq!(
+        json_of(&api_a.get("/api/stats"))["broker"]["nodes"],
+        json!([61, 62]),
+        "heartbeats go through every instance"
+    );
+
+    brokers.instances[0] = Redis::start_on(port);
+    let back = Instant::now();
+    brokers.wait_node(62);
+    await_delivery_on(&mut api_a, &mut far, &lost, "after");
+    assert!(back.elapsed() < RESUME, "back in {:?}", back.elapsed());
+    assert_eq!(health(&a).0, 200);
+    a.assert_running();
+    b.assert_running();
 }

@@ -90,6 +90,23 @@ pub enum Msg<'a> {
         /// The close reason.
         reason: &'a str,
     },
+    /// A node asks every other node for its channels (`GET /api/channels`); each answers on
+    /// the asking node's topic.
+    ChannelsAsk {
+        /// The asking node.
+        origin: u16,
+        /// The asking node's query id.
+        id: u64,
+    },
+    /// A node's channels with their subscriber counts on that node, for query `id`.
+    ChannelsAnswer {
+        /// The answering node.
+        origin: u16,
+        /// The query id.
+        id: u64,
+        /// The list, as [`encode_counts`] writes it ([`decode_counts`] reads it).
+        counts: &'a [u8],
+    },
     /// A node is alive.
     Heartbeat {
         /// The node.
@@ -107,6 +124,8 @@ const USER: u8 = b'U';
 const CLOSE_USER: u8 = b'K';
 const HEARTBEAT: u8 = b'H';
 const PRESENCE: u8 = b'E';
+const CHANNELS_ASK: u8 = b'L';
+const CHANNELS_ANSWER: u8 = b'A';
 
 struct Writer<'o>(&'o mut Vec<u8>);
 
@@ -230,7 +249,31 @@ pub fn encode(msg: &Msg<'_>, out: &mut Vec<u8>) {
         Msg::Heartbeat { origin, instance } => {
             w.u8(HEARTBEAT).u16(origin).u64(instance);
         }
+        Msg::ChannelsAsk { origin, id } => {
+            w.u8(CHANNELS_ASK).u16(origin).u64(id);
+        }
+        Msg::ChannelsAnswer { origin, id, counts } => {
+            w.u8(CHANNELS_ANSWER).u16(origin).u64(id).bytes(counts);
+        }
     }
+}
+
+/// Append a channel list (name, subscribers) as [`Msg::ChannelsAnswer`] carries it.
+pub fn encode_counts<'c>(counts: impl IntoIterator<Item = (&'c str, u64)>, out: &mut Vec<u8>) {
+    let mut w = Writer(out);
+    for (channel, n) in counts {
+        w.bytes(channel.as_bytes()).u64(n);
+    }
+}
+
+/// The channel list `bytes` hold, or `None` when they are not one.
+pub fn decode_counts(bytes: &[u8]) -> Option<Vec<(&str, u64)>> {
+    let mut r = Reader(bytes);
+    let mut list = Vec::new();
+    while !r.0.is_empty() {
+        list.push((r.str()?, r.u64()?));
+    }
+    Some(list)
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -356,6 +399,15 @@ pub fn decode(bytes: &[u8]) -> Option<Msg<'_>> {
             origin: r.u16()?,
             instance: r.u64()?,
         },
+        CHANNELS_ASK => Msg::ChannelsAsk {
+            origin: r.u16()?,
+            id: r.u64()?,
+        },
+        CHANNELS_ANSWER => Msg::ChannelsAnswer {
+            origin: r.u16()?,
+            id: r.u64()?,
+            counts: r.bytes()?,
+        },
         _ => return None,
     };
     r.0.is_empty().then_some(msg)
@@ -430,7 +482,32 @@ mod tests {
                 origin: 65535,
                 instance: u64::MAX,
             },
+            Msg::ChannelsAsk { origin: 3, id: 9 },
+            Msg::ChannelsAnswer {
+                origin: 4,
+                id: 9,
+                counts: b"",
+            },
         ]
+    }
+
+    #[test]
+    fn channel_lists_round_trip_and_truncations_are_refused() {
+        let list = vec![("room", 3), ("", 0), ("caf\u{e9}", u64::MAX)];
+        let mut out = Vec::new();
+        encode_counts(list.iter().copied(), &mut out);
+        assert_eq!(decode_counts(&out), Some(list));
+        for cut in 1..out.len() {
+            if cut != 16 && cut != 28 {
+                assert_eq!(decode_counts(&out[..cut]), None, "cut at {cut}");
+            }
+        }
+        assert_eq!(decode_counts(b""), Some(Vec::new()));
+        assert_eq!(
+            decode_counts(b"\x01\0\0\0\xff\0\0\0\0\0\0\0\0"),
+            None,
+            "not UTF-8"
+        );
     }
 
     #[test]

@@ -53,6 +53,14 @@ pub enum Up {
         /// Its gather's tag.
         tag: u64,
     },
+    /// List the other nodes' channels with their subscriber counts: the answer is a
+    /// `ChannelPart` for gather `tag` of shard `from` (empty when the broker is unreachable).
+    ChannelQuery {
+        /// The asking shard.
+        from: u8,
+        /// Its gather's tag.
+        tag: u64,
+    },
     /// A presence event for the other nodes' JSON subscribers of `channel`.
     PresenceEvent {
         /// The channel.
@@ -116,10 +124,30 @@ impl Up {
     fn is_data(&self) -> bool {
         !matches!(
             self,
-            Up::Interest { .. } | Up::Outcome { .. } | Up::Member { .. } | Up::PresenceQuery { .. }
+            Up::Interest { .. }
+                | Up::Outcome { .. }
+                | Up::Member { .. }
+                | Up::PresenceQuery { .. }
+                | Up::ChannelQuery { .. }
         )
     }
 }
+
+impl Up {
+    /// The channel a data message belongs to, if any (a broker spread over several instances
+    /// carries each channel on one of them).
+    fn channel(&self) -> Option<&str> {
+        match self {
+            Up::Publish(p) => Some(p.channel()),
+            Up::PresenceEvent { channel, .. } => Some(channel),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the broker instance that carries a channel is reachable, for a broker spread over
+/// several instances (`--broker redis://a,redis://b`).
+pub type ChannelUp = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Why the uplink refused a data message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +184,8 @@ pub struct Uplink {
     data_waiting: AtomicUsize,
     limit: usize,
     connected: Arc<AtomicBool>,
+    /// Set for a spread broker: a channel's data is refused while its instance is down.
+    channel_up: Option<ChannelUp>,
     waker: Arc<Waker>,
     /// The broker thread's counters.
     pub stats: BrokerStats,
@@ -181,9 +211,17 @@ impl Uplink {
             data_waiting: AtomicUsize::new(0),
             limit: limit.max(1),
             connected: Arc::new(AtomicBool::new(false)),
+            channel_up: None,
             waker,
             stats: BrokerStats::default(),
         }
+    }
+
+    /// Refuse a channel's data (`Down`) while `up` says its broker instance is unreachable,
+    /// even when [`Uplink::connected`] (some instance is) holds.
+    pub fn with_channel_up(mut self, up: ChannelUp) -> Uplink {
+        self.channel_up = Some(up);
+        self
     }
 
     /// This node's id.
@@ -212,6 +250,11 @@ impl Uplink {
         if up.is_data() {
             if !self.connected() {
                 return Err(Refused::Down);
+            }
+            if let (Some(up), Some(channel)) = (&self.channel_up, up.channel()) {
+                if !up(channel) {
+                    return Err(Refused::Down);
+                }
             }
             if self.data_waiting.fetch_add(1, Ordering::AcqRel) >= self.limit {
                 self.data_waiting.fetch_sub(1, Ordering::AcqRel);
@@ -281,5 +324,18 @@ mod tests {
         assert_eq!(order, vec![Some(1), None, None, Some(2)], "FIFO");
         u.push(direct()).unwrap();
         assert_eq!(u.node(), 3);
+    }
+
+    #[test]
+    fn a_spread_broker_refuses_only_the_channels_of_a_down_instance() {
+        let u = uplink(8).with_channel_up(Arc::new(|c: &str| c != "down"));
+        u.set_connected(true);
+        let publish = |c: &str| {
+            let p = Publication::new(c, b"1", b"1", None, None, None);
+            Up::Publish(Box::new(p))
+        };
+        assert_eq!(u.push(publish("down")).unwrap_err(), Refused::Down);
+        u.push(publish("fine")).unwrap();
+        u.push(direct()).unwrap();
     }
 }
