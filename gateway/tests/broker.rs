@@ -731,6 +731,8 @@ fn losing_one_of_two_redis_instances_affects_only_its_channels() {
     assert_eq!(far.next()["data"], "user");
     let (status, h) = health(&a);
     assert_eq!(status, 503, "monitoring learns of the lost instance: {h}");
+    assert_eq!(metric(&mut api_a, "gateway_broker_instances_down"), 1.0);
+    assert_eq!(metric(&mut api_a, "gateway_broker_connected"), 1.0);
     assert_eq!(
         json_of(&api_a.get("/api/stats"))["broker"]["nodes"],
         json!([61, 62]),
@@ -743,6 +745,16 @@ fn losing_one_of_two_redis_instances_affects_only_its_channels() {
     await_delivery_on(&mut api_a, &mut far, &lost, "after");
     assert!(back.elapsed() < RESUME, "back in {:?}", back.elapsed());
     assert_eq!(health(&a).0, 200);
+    assert_eq!(metric(&mut api_a, "gateway_broker_instances_down"), 0.0);
     a.assert_running();
     b.assert_running();
+}
+
+/// The value of an unlabelled metric in `api`'s node's `/metrics`.
+fn metric(api: &mut Api, name: &str) -> f64 {
+    let text = String::from_utf8_lossy(&api.get("/metrics").body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
 }

@@ -245,6 +245,8 @@ impl Redis {
         let now = Instant::now();
         let mut h = RandomState::new().build_hasher();
         h.write_u64(0x9e37_79b9_7f4a_7c15);
+        let down = &node.uplink().stats.instances_down;
+        down.store(addrs.len() as u64, Ordering::Relaxed);
         Redis {
             poll,
             node,
@@ -436,6 +438,16 @@ impl Redis {
         info!(broker = %inst.addr, channels, "broker connected");
         self.spread.set_up(i, true);
         self.node.uplink().set_connected(true);
+        self.count_down();
+    }
+
+    /// Publish how many instances are unreachable (`gateway_broker_instances_down`).
+    fn count_down(&self) {
+        let down = (0..self.instances.len())
+            .filter(|&i| !self.spread.is_up(i))
+            .count();
+        let stats = &self.node.uplink().stats;
+        stats.instances_down.store(down as u64, Ordering::Relaxed);
     }
 
     fn fail(&mut self, i: usize, why: &str, now: Instant) {
@@ -446,6 +458,7 @@ impl Redis {
         let lost = std::mem::take(&mut inst.expect);
         self.spread.set_up(i, false);
         self.node.uplink().set_connected(self.spread.any_up());
+        self.count_down();
         for id in lost.into_iter().flatten() {
             self.node.on_answer(id, None);
         }

@@ -175,6 +175,8 @@ pub struct BrokerStats {
     pub channels: AtomicU64,
     /// Nodes seen alive through heartbeats (this one included).
     pub nodes: std::sync::Mutex<Vec<u16>>,
+    /// Broker instances (of several, or the one) this node cannot reach now.
+    pub instances_down: AtomicU64,
 }
 
 /// The shards' side of the broker thread. See the module doc.
