@@ -1465,6 +1465,19 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_spread_over_several_redis_instances_parses_and_is_shown_whole() {
+        let url = "redis://a:1,redis://b:2";
+        let c = Config::from_parts(cli(&["--broker", url]), "").unwrap();
+        let spread = BrokerUrl::RedisSpread(vec!["a:1".into(), "b:2".into()]);
+        assert_eq!(c.broker, spread);
+        assert_eq!(c.effective("broker").as_deref(), Some(url));
+        let file = "broker = \"redis://a:1,redis://b:2\"\n";
+        assert_eq!(Config::from_parts(cli(&[]), file).unwrap().broker, spread);
+        let twice = ["gateway", "--broker", "redis://a:1,redis://a:1"];
+        assert!(Cli::try_parse_from(twice).is_err());
+    }
+
+    #[test]
     fn history_rules_come_from_flags_or_the_file() {
         let c = Config::from_parts(
             cli(&["--history", "chat:=100/10m", "--history", "news=5/1h,=1/1s"]),
