@@ -240,7 +240,8 @@ pub struct Cli {
     pub compression_threshold: Option<usize>,
     // --- Many nodes ---
     /// How the nodes of one deployment reach each other: `memory` (one node, no external
-    /// service), `redis://HOST:PORT` or `nats://HOST:PORT` (core NATS) [default: memory]
+    /// service), `redis://HOST:PORT`, `redis://A:PORT,redis://B:PORT,...` (channels spread
+    /// over several Redis instances) or `nats://HOST:PORT` (core NATS) [default: memory]
     #[arg(long, env = "GATEWAY_BROKER", value_parser = parse_broker)]
     pub broker: Option<BrokerUrl>,
 
@@ -1463,6 +1464,19 @@ mod tests {
             argv.extend_from_slice(bad);
             assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_broker_spread_over_several_redis_instances_parses_and_is_shown_whole() {
+        let url = "redis://a:1,redis://b:2";
+        let c = Config::from_parts(cli(&["--broker", url]), "").unwrap();
+        let spread = BrokerUrl::RedisSpread(vec!["a:1".into(), "b:2".into()]);
+        assert_eq!(c.broker, spread);
+        assert_eq!(c.effective("broker").as_deref(), Some(url));
+        let file = "broker = \"redis://a:1,redis://b:2\"\n";
+        assert_eq!(Config::from_parts(cli(&[]), file).unwrap().broker, spread);
+        let twice = ["gateway", "--broker", "redis://a:1,redis://a:1"];
+        assert!(Cli::try_parse_from(twice).is_err());
     }
 
     #[test]

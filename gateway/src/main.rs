@@ -179,7 +179,7 @@ fn run(cfg: Config, use_uring: bool, tls: Tls) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::default());
     let pending = broker::prepare(&cfg.broker, cfg.node_id)?;
     let mut api = api_settings(&cfg)?;
-    api.broker_up = pending.as_ref().map(|p| p.uplink().connected_flag());
+    api.broker_up = pending.as_ref().map(|p| p.healthy_flag());
     let shard_cfg = Arc::new(ShardConfig {
         settings: cfg.settings.clone(),
         max_outbound_bytes: cfg.max_outbound_bytes,

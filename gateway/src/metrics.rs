@@ -554,11 +554,13 @@ pub struct BrokerCounters {
     pub channels: u64,
     /// Nodes alive according to heartbeats (this one included).
     pub nodes: u64,
+    /// Broker instances this node cannot reach.
+    pub instances_down: u64,
 }
 
 /// Append the broker families to `out`.
 pub fn render_broker(b: &BrokerCounters, out: &mut String) {
-    let rows: [(&str, &str, &str, u64); 8] = [
+    let rows: [(&str, &str, &str, u64); 9] = [
         (
             "gateway_broker_connected",
             "gauge",
@@ -606,6 +608,12 @@ pub fn render_broker(b: &BrokerCounters, out: &mut String) {
             "gauge",
             "Gateway nodes alive according to heartbeats, this one included.",
             b.nodes,
+        ),
+        (
+            "gateway_broker_instances_down",
+            "gauge",
+            "Broker instances (Redis instances of --broker) this node cannot reach.",
+            b.instances_down,
         ),
     ];
     for (name, kind, help, value) in rows {

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use common::api::{json_of, text, Api, API_KEY};
 use common::nats::Nats;
-use common::redis::Redis;
+use common::redis::{Broker, Brokers, Redis};
 use common::ws::{read_json, spread, Ws};
 use common::*;
 
@@ -31,24 +31,24 @@ enum Kind {
 }
 
 /// A real broker server of either kind, and what the suites ask of it.
-enum Broker {
+enum Server {
     Redis(Redis),
     Nats(Nats),
 }
 
-impl Broker {
-    fn start(kind: Kind) -> Broker {
+impl Server {
+    fn start(kind: Kind) -> Server {
         match kind {
-            Kind::Redis => Broker::Redis(Redis::start()),
-            Kind::Nats => Broker::Nats(Nats::start()),
+            Kind::Redis => Server::Redis(Redis::start()),
+            Kind::Nats => Server::Nats(Nats::start()),
         }
     }
 
     /// A server of `kind` on `port` (its monitoring port, for NATS, chosen here).
-    fn start_on(kind: Kind, port: u16) -> Broker {
+    fn start_on(kind: Kind, port: u16) -> Server {
         match kind {
-            Kind::Redis => Broker::Redis(Redis::start_on(port)),
-            Kind::Nats => Broker::Nats(Nats::start_on(port, free_port())),
+            Kind::Redis => Server::Redis(Redis::start_on(port)),
+            Kind::Nats => Server::Nats(Nats::start_on(port, free_port())),
         }
     }
 
@@ -58,52 +58,64 @@ impl Broker {
         let _ = self.process().wait_exit(IO_TIMEOUT);
         thread::sleep(Duration::from_millis(300));
         *self = match self {
-            Broker::Redis(r) => Broker::Redis(Redis::start_on(r.port)),
-            Broker::Nats(n) => Broker::Nats(Nats::start_on(n.port, n.monitor_port)),
+            Server::Redis(r) => Server::Redis(Redis::start_on(r.port)),
+            Server::Nats(n) => Server::Nats(Nats::start_on(n.port, n.monitor_port)),
         };
     }
 
     fn url(&self) -> String {
         match self {
-            Broker::Redis(r) => r.url(),
-            Broker::Nats(n) => n.url(),
+            Server::Redis(r) => r.url(),
+            Server::Nats(n) => n.url(),
         }
     }
 
     fn process(&mut self) -> &mut test_support::Process {
         match self {
-            Broker::Redis(r) => &mut r.process,
-            Broker::Nats(n) => &mut n.process,
+            Server::Redis(r) => &mut r.process,
+            Server::Nats(n) => &mut n.process,
         }
     }
 
     /// Subscribers of broker channel `topic`: one per subscribed node.
     fn subscribers(&self, topic: &str) -> i64 {
         match self {
-            Broker::Redis(r) => r.numsub(topic),
-            Broker::Nats(n) => n.subscriptions(topic),
+            Server::Redis(r) => r.numsub(topic),
+            Server::Nats(n) => n.subscriptions(topic),
         }
     }
 
     /// Wait (bounded) until `topic` has `n` subscribers.
     fn wait_subscribers(&self, topic: &str, n: i64) {
         match self {
-            Broker::Redis(r) => r.wait_numsub(topic, n),
-            Broker::Nats(s) => s.wait_subscriptions(topic, n),
+            Server::Redis(r) => r.wait_numsub(topic, n),
+            Server::Nats(s) => s.wait_subscriptions(topic, n),
         }
     }
 
     /// What the broker counts per publish: commands (Redis) or messages in (NATS).
     fn publishes(&self) -> u64 {
         match self {
-            Broker::Redis(r) => r.info_stat("total_commands_processed"),
-            Broker::Nats(n) => n.varz("in_msgs"),
+            Server::Redis(r) => r.info_stat("total_commands_processed"),
+            Server::Nats(n) => n.varz("in_msgs"),
         }
     }
 }
 
+impl Broker for Server {
+    fn url(&self) -> String {
+        Server::url(self)
+    }
+    fn wait_numsub(&self, topic: &str, n: i64) {
+        self.wait_subscribers(topic, n)
+    }
+    fn wait_node(&self, id: u16) {
+        self.wait_subscribers(&format!("gw:n:{id}"), 1)
+    }
+}
+
 /// A gateway node on `broker` with id `id` (two shards), once it listens on the broker.
-fn node(broker: &Broker, id: u16) -> Gateway {
+fn node(broker: &impl Broker, id: u16) -> Gateway {
     let gw = gateway()
         .args([
             "--api-key",
@@ -115,7 +127,7 @@ fn node(broker: &Broker, id: u16) -> Gateway {
         ])
         .args(["--broker", &broker.url(), "--node-id", &id.to_string()])
         .start();
-    broker.wait_subscribers(&format!("gw:n:{id}"), 1);
+    broker.wait_node(id);
     gw
 }
 
@@ -125,7 +137,7 @@ fn node_of(ws: &Ws) -> u64 {
 }
 
 fn channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_order(kind: Kind) {
-    let broker = Broker::start(kind);
+    let broker = Server::start(kind);
     let (a, b, c) = (node(&broker, 1), node(&broker, 2), node(&broker, 3));
     assert_eq!(broker.subscribers("gw:c:room"), 0, "no subscriber anywhere");
 
@@ -209,7 +221,7 @@ fn channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_orde
 }
 
 fn private_messages_users_and_disconnects_cross_nodes(kind: Kind) {
-    let broker = Broker::start(kind);
+    let broker = Server::start(kind);
     let (a, b) = (node(&broker, 11), node(&broker, 12));
     let mut api_a = Api::connect(&a);
     let mut ann_a = Ws::open(a.addr(), "?user=ann");
@@ -292,12 +304,17 @@ fn private_messages_users_and_disconnects_cross_nodes(kind: Kind) {
 
 /// Publish through `api` until `sub` gets it (the broker path is back), within [`RESUME`].
 fn await_delivery(api: &mut Api, sub: &mut Ws, tag: &str) {
+    await_delivery_on(api, sub, "room", tag)
+}
+
+/// [`await_delivery`] on `channel`.
+fn await_delivery_on(api: &mut Api, sub: &mut Ws, channel: &str, tag: &str) {
     let deadline = Instant::now() + RESUME;
     let mut n = 0u64;
     loop {
         let r = api.post(
             "/api/publish",
-            json!({"channel":"room","data":{"p":tag,"n":n}}),
+            json!({"channel":channel,"data":{"p":tag,"n":n}}),
         );
         if r.status == 202 {
             sub.c.set_timeout(Duration::from_millis(300));
@@ -328,7 +345,7 @@ fn health(gw: &Gateway) -> (u16, String) {
 }
 
 fn broker_stalls_and_crashes_are_survived(kind: Kind) {
-    let mut broker = Broker::start(kind);
+    let mut broker = Server::start(kind);
     let (a, b) = (node(&broker, 21), node(&broker, 22));
     let mut api_a = Api::connect(&a);
     let mut far = Ws::open(b.addr(), "");
@@ -449,7 +466,7 @@ fn await_nodes(api: &mut Api, nodes: Value) {
 }
 
 fn presence_lists_every_nodes_members_and_forgets_a_crashed_node(kind: Kind) {
-    let broker = Broker::start(kind);
+    let broker = Server::start(kind);
     let (a, mut b) = (node(&broker, 31), node(&broker, 32));
     let mut api_a = Api::connect(&a);
     await_nodes(&mut api_a, json!([31, 32]));
@@ -498,7 +515,7 @@ fn presence_lists_every_nodes_members_and_forgets_a_crashed_node(kind: Kind) {
 
     // On Redis, node 32's part lives in a hash that expires unless refreshed (NATS keeps
     // nothing: node 31 asked node 32).
-    if let Broker::Redis(redis) = &broker {
+    if let Server::Redis(redis) = &broker {
         let ttl = match redis.command(&["TTL", "gw:p:lobby:32"]) {
             gateway::broker::resp::Value::Int(t) => t,
             other => panic!("TTL answer {other:?}"),
@@ -531,15 +548,37 @@ fn await_presence(api: &mut Api, want: &[(String, Option<String>)]) {
     }
 }
 
+fn three_nodes_three_hundred_clients_thirty_channels(kind: Kind) {
+    three_nodes(&Server::start(kind), || {});
+}
+
+/// The same over two Redis instances that the channels spread over.
+#[test]
+fn three_nodes_three_hundred_clients_thirty_channels_over_two_redis_instances() {
+    let brokers = Brokers::start(2);
+    three_nodes(&brokers, || {
+        let holding: Vec<usize> = (0..30)
+            .map(|ch| brokers.holder(&format!("gw:c:ch{ch}")))
+            .collect();
+        for i in 0..2 {
+            let n = holding.iter().filter(|&&h| h == i).count();
+            assert!(
+                n >= 5,
+                "instance {i} carries {n} of 30 channels: {holding:?}"
+            );
+        }
+    });
+}
+
 /// 3 nodes, 300 clients on 30 channels: publishes through every node's API and from clients
 /// reach every subscriber once and in per-publisher order; publishes to users and private
-/// messages cross nodes; presence lists every node's members.
-fn three_nodes_three_hundred_clients_thirty_channels(kind: Kind) {
+/// messages cross nodes; presence lists every node's members. `while_up` runs at the end, with
+/// every client still subscribed.
+fn three_nodes(broker: &impl Broker, while_up: impl FnOnce()) {
     const CLIENTS: usize = 300;
     const CHANNELS: usize = 30;
     const M: u64 = 3;
-    let broker = Broker::start(kind);
-    let nodes = [node(&broker, 41), node(&broker, 42), node(&broker, 43)];
+    let nodes = [node(broker, 41), node(broker, 42), node(broker, 43)];
     let mut apis: Vec<Api> = nodes.iter().map(Api::connect).collect();
     for api in &mut apis {
         await_nodes(api, json!([41, 42, 43]));
@@ -557,7 +596,7 @@ fn three_nodes_three_hundred_clients_thirty_channels(kind: Kind) {
         c.subscribe(&format!("ch{}", i % CHANNELS));
     }
     for ch in 0..CHANNELS {
-        broker.wait_subscribers(&format!("gw:c:ch{ch}"), 3);
+        broker.wait_numsub(&format!("gw:c:ch{ch}"), 3);
     }
 
     // Publishers: every node's API on every channel, and one client per channel (on the node
@@ -640,6 +679,17 @@ fn three_nodes_three_hundred_clients_thirty_channels(kind: Kind) {
     want_members.sort();
     let v = json_of(&apis[2].get("/api/presence?channel=ch5"));
     assert_eq!(members(&v, "connections"), want_members, "{v}");
+
+    // The channel list counts every node's subscribers, whichever node is asked.
+    let mut want_list: Vec<Value> = (0..CHANNELS)
+        .map(|ch| json!({"channel":format!("ch{ch}"),"subscribers":CLIENTS / CHANNELS}))
+        .collect();
+    want_list.sort_by_key(|c| c["channel"].as_str().unwrap_or_default().to_owned());
+    for api in &mut apis {
+        let v = json_of(&api.get("/api/channels"));
+        assert_eq!(v["channels"], json!(want_list), "{v}");
+    }
+    while_up();
 }
 
 /// A node whose broker is not there yet starts and serves its own clients (degraded), and joins
@@ -675,7 +725,7 @@ fn a_node_starts_without_its_broker_and_joins_when_it_comes_up(kind: Kind) {
     let m = near.next();
     assert_eq!(m["data"]["p"], "local", "served locally all the same: {m}");
 
-    let broker = Broker::start_on(kind, port);
+    let broker = Server::start_on(kind, port);
     let b = node(&broker, 52);
     let mut far = Ws::open(b.addr(), "");
     far.subscribe("room");
@@ -714,7 +764,7 @@ fn a_node_starts_without_its_broker_and_joins_when_it_comes_up(kind: Kind) {
 /// subscribers, and everything else keeps flowing on the same connection.
 #[test]
 fn on_nats_a_publish_over_max_payload_is_refused_and_the_connection_stays() {
-    let broker = Broker::Nats(Nats::start_with_config("max_payload: 4096\n"));
+    let broker = Server::Nats(Nats::start_with_config("max_payload: 4096\n"));
     let (a, b) = (node(&broker, 61), node(&broker, 62));
     let mut api_a = Api::connect(&a);
     let mut far = Ws::open(b.addr(), "");
@@ -784,3 +834,102 @@ suites!(
     three_nodes_three_hundred_clients_thirty_channels,
     a_node_starts_without_its_broker_and_joins_when_it_comes_up,
 );
+/// Two Redis instances, one killed (`kill -9`) and restarted: only the channels hashed to it
+/// answer 503 meanwhile, and soon (the loss shows at once as a closed connection); the other
+/// instance's channels, private messages and user publishes keep crossing nodes; once it is
+/// back, its channels deliver again within [`RESUME`] and no node crashed.
+#[test]
+fn losing_one_of_two_redis_instances_affects_only_its_channels() {
+    let mut brokers = Brokers::start(2);
+    let (mut a, mut b) = (node(&brokers, 61), node(&brokers, 62));
+    let mut api_a = Api::connect(&a);
+    await_nodes(&mut api_a, json!([61, 62]));
+
+    // A far subscriber of twelve channels; the first channel on each instance is the one used.
+    let mut far = Ws::open(b.addr(), "?user=fay");
+    let names: Vec<String> = (0..12).map(|i| format!("c{i}")).collect();
+    for c in &names {
+        far.subscribe(c);
+        brokers.wait_numsub(&format!("gw:c:{c}"), 1);
+    }
+    let on = |i: usize| -> String {
+        names
+            .iter()
+            .find(|c| brokers.holder(&format!("gw:c:{c}")) == i)
+            .unwrap_or_else(|| panic!("no channel of twelve on instance {i}"))
+            .clone()
+    };
+    let (lost, kept) = (on(0), on(1));
+    await_delivery_on(&mut api_a, &mut far, &lost, "before");
+    await_delivery_on(&mut api_a, &mut far, &kept, "before");
+
+    let port = brokers.instances[0].port;
+    brokers.instances[0].process.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    let _ = brokers.instances[0].process.wait_exit(IO_TIMEOUT);
+    let refused = loop {
+        let r = api_a.post("/api/publish", json!({"channel":lost,"data":{"p":"lost"}}));
+        if r.status == 503 {
+            break r;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "no 503 for a channel of the dead instance"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(json_of(&refused)["error"]["code"], "broker_unavailable");
+    let mut client = Ws::open(a.addr(), "");
+    assert_eq!(
+        client.err(json!({"op":"publish","channel":lost,"data":1,"id":1})),
+        "broker_unavailable"
+    );
+
+    // The other instance's channel still crosses nodes, as do node-level messages.
+    far.sync();
+    for n in 0..5 {
+        api_a.accepted(
+            "/api/publish",
+            json!({"channel":kept,"data":{"p":"kept","n":n}}),
+        );
+    }
+    for n in 0..5 {
+        let m = far.next();
+        assert_eq!(
+            (m["data"]["p"].as_str(), m["data"]["n"].as_u64()),
+            (Some("kept"), Some(n))
+        );
+    }
+    api_a.accepted("/api/send", json!({"conn":far.id,"data":"direct"}));
+    assert_eq!(far.next()["data"], "direct");
+    api_a.accepted("/api/publish/user", json!({"user":"fay","data":"user"}));
+    assert_eq!(far.next()["data"], "user");
+    let (status, h) = health(&a);
+    assert_eq!(status, 503, "monitoring learns of the lost instance: {h}");
+    assert_eq!(metric(&mut api_a, "gateway_broker_instances_down"), 1.0);
+    assert_eq!(metric(&mut api_a, "gateway_broker_connected"), 1.0);
+    assert_eq!(
+        json_of(&api_a.get("/api/stats"))["broker"]["nodes"],
+        json!([61, 62]),
+        "heartbeats go through every instance"
+    );
+
+    brokers.instances[0] = Redis::start_on(port);
+    let back = Instant::now();
+    brokers.wait_node(62);
+    await_delivery_on(&mut api_a, &mut far, &lost, "after");
+    assert!(back.elapsed() < RESUME, "back in {:?}", back.elapsed());
+    assert_eq!(health(&a).0, 200);
+    assert_eq!(metric(&mut api_a, "gateway_broker_instances_down"), 0.0);
+    a.assert_running();
+    b.assert_running();
+}
+
+/// The value of an unlabelled metric in `api`'s node's `/metrics`.
+fn metric(api: &mut Api, name: &str) -> f64 {
+    let text = String::from_utf8_lossy(&api.get("/metrics").body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}

@@ -6,9 +6,11 @@
 //! - [`node`]: what the thread knows and does for any broker: the node-wide refcount of
 //!   channels (subscribe on 0 -> 1 shards, unsubscribe on 1 -> 0), messages between nodes
 //!   ([`wire`]), deliveries pushed into the shards' queues without ever waiting on a full one.
-//! - [`redis`]: the Redis transport (RESP over mio, [`resp`]), with reconnects and resubscribes.
+//! - [`redis`]: the Redis transport (RESP over mio, [`resp`]), with reconnects and resubscribes,
+//!   over one instance or several ([`spread`]: which instance carries which channel).
 //! - [`nats`]: the NATS transport (core NATS over mio, [`nats_proto`]), with the same reconnect,
 //!   resubscribe and stall policy; presence is asked of the nodes instead of kept in the broker.
+//! - [`socket`]: what both transports do with their TCP connections, and the reconnect delay.
 //!
 //! `--broker memory` (the default) starts no thread: the node is alone and the router never
 //! looks past its own shards.
@@ -19,6 +21,7 @@ pub mod node;
 pub mod redis;
 pub mod resp;
 pub mod socket;
+pub mod spread;
 pub mod wire;
 
 use std::sync::Arc;
@@ -30,6 +33,8 @@ use crate::router::history::HistoryPolicy;
 use crate::router::inbox::Mesh;
 use crate::router::uplink::Uplink;
 
+use self::spread::Spread;
+
 /// Which broker joins the nodes (`--broker`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum BrokerUrl {
@@ -40,12 +45,16 @@ pub enum BrokerUrl {
     Redis(String),
     /// One NATS server (core NATS) at `host:port`.
     Nats(String),
+    /// Several independent Redis instances (`host:port` each, at least two): channels spread
+    /// over them ([`spread`]).
+    RedisSpread(Vec<String>),
 }
 
 impl std::str::FromStr for BrokerUrl {
     type Err = String;
 
-    /// `memory`, `redis://host:port` (the port defaults to 6379) or `nats://host:port` (4222).
+    /// `memory`, `redis://host:port` (the port defaults to 6379), several `redis://` URLs
+    /// separated by commas, or `nats://host:port` (4222).
     fn from_str(s: &str) -> Result<BrokerUrl, String> {
         let s = s.trim();
         if s == "memory" {
@@ -53,6 +62,23 @@ impl std::str::FromStr for BrokerUrl {
         }
         if let Some(rest) = s.strip_prefix("nats://") {
             return parse_nats(s, rest).map(BrokerUrl::Nats);
+        }
+        if s.starts_with("redis://") && s.contains(',') {
+            let mut addrs = Vec::new();
+            for one in s.split(',') {
+                match one.parse::<BrokerUrl>()? {
+                    BrokerUrl::Redis(a) if addrs.contains(&a) => {
+                        return Err(format!("broker {s:?} lists redis://{a} twice"));
+                    }
+                    BrokerUrl::Redis(a) => addrs.push(a),
+                    _ => {
+                        return Err(format!(
+                            "bad broker {one:?} in {s:?}: want redis://HOST:PORT"
+                        ))
+                    }
+                }
+            }
+            return Ok(BrokerUrl::RedisSpread(addrs));
         }
         if let Some(rest) = s.strip_prefix("redis://") {
             let hostport = rest.trim_end_matches('/');
@@ -72,7 +98,7 @@ impl std::str::FromStr for BrokerUrl {
             return Ok(BrokerUrl::Redis(with_port));
         }
         Err(format!(
-            "unknown broker {s:?}: want memory, redis://HOST:PORT or nats://HOST:PORT"
+            "unknown broker {s:?}: want memory, redis://HOST:PORT, several redis:// URLs separated by commas, or nats://HOST:PORT"
         ))
     }
 }
@@ -108,6 +134,10 @@ impl std::fmt::Display for BrokerUrl {
             BrokerUrl::Memory => f.write_str("memory"),
             BrokerUrl::Redis(a) => write!(f, "redis://{a}"),
             BrokerUrl::Nats(a) => write!(f, "nats://{a}"),
+            BrokerUrl::RedisSpread(addrs) => {
+                let urls: Vec<String> = addrs.iter().map(|a| format!("redis://{a}")).collect();
+                f.write_str(&urls.join(","))
+            }
         }
     }
 }
@@ -121,12 +151,23 @@ pub struct Pending {
     url: BrokerUrl,
     poll: Poll,
     uplink: Arc<Uplink>,
+    /// Which Redis instance carries what (Redis brokers only).
+    spread: Option<Arc<Spread>>,
 }
 
 impl Pending {
     /// The shards' way to the thread.
     pub fn uplink(&self) -> &Arc<Uplink> {
         &self.uplink
+    }
+
+    /// The flag behind the API listener's `/healthz`: every broker instance is reachable (for
+    /// one instance, the uplink's [`connected`](Uplink::connected)).
+    pub fn healthy_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        match &self.spread {
+            Some(s) => s.all_up_flag(),
+            None => self.uplink.connected_flag(),
+        }
     }
 }
 
@@ -139,28 +180,43 @@ pub fn prepare(url: &BrokerUrl, node: u16) -> anyhow::Result<Option<Pending>> {
     let waker = Arc::new(
         Waker::new(poll.registry(), redis::WAKE).context("cannot create the broker waker")?,
     );
-    let uplink = Arc::new(Uplink::new(node, waker, UPLINK_LIMIT));
+    let mut uplink = Uplink::new(node, waker, UPLINK_LIMIT);
+    let spread = match url {
+        BrokerUrl::Memory | BrokerUrl::Nats(_) => None,
+        BrokerUrl::Redis(addr) => Some(Arc::new(Spread::new(std::slice::from_ref(addr)))),
+        BrokerUrl::RedisSpread(addrs) => {
+            let spread = Arc::new(Spread::new(addrs));
+            let check = Arc::clone(&spread);
+            uplink = uplink.with_channel_up(Arc::new(move |c: &str| check.channel_up(c)));
+            Some(spread)
+        }
+    };
     Ok(Some(Pending {
         url: url.clone(),
         poll,
-        uplink,
+        uplink: Arc::new(uplink),
+        spread,
     }))
 }
 
 /// Start the broker thread, feeding `mesh`.
 pub fn start(pending: Pending, mesh: Arc<Mesh>, history: Arc<HistoryPolicy>) -> anyhow::Result<()> {
     let node = node::Node::new(pending.uplink.node(), mesh, pending.uplink, history);
-    let run: Box<dyn FnOnce() + Send> = match pending.url {
-        BrokerUrl::Memory => return Ok(()),
-        BrokerUrl::Redis(addr) => {
-            let transport = redis::Redis::new(addr, pending.poll, node);
+    let run: Box<dyn FnOnce() + Send> = match (pending.url, pending.spread) {
+        (BrokerUrl::Redis(addr), Some(spread)) => {
+            let transport = redis::Redis::new(vec![addr], spread, pending.poll, node);
             Box::new(move || transport.run())
         }
-        BrokerUrl::Nats(addr) => {
+        (BrokerUrl::RedisSpread(addrs), Some(spread)) => {
+            let transport = redis::Redis::new(addrs, spread, pending.poll, node);
+            Box::new(move || transport.run())
+        }
+        (BrokerUrl::Nats(addr), _) => {
             let node = node.with_presence(node::PresenceStore::Queries);
             let transport = nats::Nats::new(addr, pending.poll, node);
             Box::new(move || transport.run())
         }
+        _ => return Ok(()),
     };
     std::thread::Builder::new()
         .name("broker".into())
@@ -195,6 +251,19 @@ mod tests {
             assert!(bad.parse::<BrokerUrl>().is_err(), "{bad:?}");
         }
         assert_eq!(BrokerUrl::Redis("h:1".into()).to_string(), "redis://h:1");
+        let two = "redis://a:1,redis://b";
+        let spread = BrokerUrl::RedisSpread(vec!["a:1".into(), "b:6379".into()]);
+        assert_eq!(two.parse(), Ok(spread.clone()));
+        assert_eq!(spread.to_string(), "redis://a:1,redis://b:6379");
+        for bad in [
+            "redis://a:1,",
+            "redis://a:1,b:2",
+            "redis://a:1,redis://a:1",
+            "redis://a:1,memory",
+            "redis://a:1,redis://b:0x",
+        ] {
+            assert!(bad.parse::<BrokerUrl>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -110,6 +110,17 @@ pub enum PresenceStore {
 /// Bytes of members per [`Msg::PresenceAnswer`] part: far below any broker's payload limit.
 const ANSWER_PART_BYTES: usize = 32 << 10;
 
+/// A channel list waiting for other nodes' answers.
+#[derive(Debug)]
+struct ListWait {
+    from: u8,
+    tag: u64,
+    /// Nodes yet to answer.
+    waiting: Vec<u16>,
+    counts: Vec<(Arc<str>, u64)>,
+    deadline: Instant,
+}
+
 /// The broker thread's state. See the module doc.
 pub struct Node {
     node: u16,
@@ -136,7 +147,9 @@ pub struct Node {
     /// Shards that lost a delivery of a channel and whose subscribers must hear of the gap.
     gaps: Vec<(u8, Arc<str>)>,
     presence: PresenceStore,
-    /// Publishes made while handling broker messages (presence answers), sent with the next
+    /// Channel lists waiting for other nodes, by query id.
+    lists: HashMap<u64, ListWait>,
+    /// Answers to other nodes' requests (presence, channel lists), sent with the next
     /// [`Node::drain_uplink`].
     answers: Vec<Out>,
 }
@@ -171,6 +184,7 @@ impl Node {
             scratch: Vec::new(),
             gaps: Vec::new(),
             presence: PresenceStore::Hashes,
+            lists: HashMap::new(),
             answers: Vec::new(),
         }
     }
@@ -199,7 +213,8 @@ impl Node {
         self.interest.len()
     }
 
-    /// Apply everything the shards sent up. With `connected` false, data is dropped (it was
+    /// Apply everything the shards sent up, after the answers owed to other nodes. With
+    /// `connected` false, data is dropped (it was
     /// accepted while the broker was up, and pub/sub is at most once) but interest is kept.
     pub fn drain_uplink(&mut self, connected: bool, now: Instant, out: &mut Vec<Out>) {
         if connected {
@@ -225,6 +240,9 @@ impl Node {
             Up::PresenceQuery { channel, from, tag } => {
                 return self.on_presence_query(&channel, from, tag, connected, now, out)
             }
+            Up::ChannelQuery { from, tag } => {
+                return self.on_channel_query(from, tag, connected, now, out)
+            }
             _ => {}
         }
         if !connected {
@@ -232,7 +250,10 @@ impl Node {
         }
         let mut payload = Vec::new();
         let topic = match up {
-            Up::Interest { .. } | Up::Member { .. } | Up::PresenceQuery { .. } => return,
+            Up::Interest { .. }
+            | Up::Member { .. }
+            | Up::PresenceQuery { .. }
+            | Up::ChannelQuery { .. } => return,
             Up::PresenceEvent {
                 channel,
                 join,
@@ -379,6 +400,12 @@ impl Node {
         }
     }
 
+    /// The other nodes alive in the node list.
+    fn other_nodes(&self) -> Vec<u16> {
+        let me = self.node;
+        self.seen.keys().copied().filter(|&n| n != me).collect()
+    }
+
     fn on_presence_query(
         &mut self,
         channel: &str,
@@ -388,12 +415,7 @@ impl Node {
         now: Instant,
         out: &mut Vec<Out>,
     ) {
-        let others: Vec<u16> = self
-            .seen
-            .keys()
-            .copied()
-            .filter(|&n| n != self.node)
-            .collect();
+        let others = self.other_nodes();
         if !connected || others.is_empty() {
             let members = Vec::new();
             return self.push(from, ShardMsg::PresencePart { tag, members });
@@ -491,6 +513,67 @@ impl Node {
             let msg = ShardMsg::PresencePart {
                 tag: w.tag,
                 members: w.members,
+            };
+            self.push(w.from, msg);
+        }
+    }
+
+    /// Ask every other node alive for its channels; their answers make one part of shard
+    /// `from`'s gather `tag`, complete when all answered or after [`ANSWER_TIMEOUT`].
+    fn on_channel_query(
+        &mut self,
+        from: u8,
+        tag: u64,
+        connected: bool,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let others = self.other_nodes();
+        if !connected || others.is_empty() {
+            let counts = Vec::new();
+            return self.push(from, ShardMsg::ChannelPart { tag, counts });
+        }
+        let id = self.next_query;
+        self.next_query += 1;
+        let mut payload = Vec::new();
+        let msg = Msg::ChannelsAsk {
+            origin: self.node,
+            id,
+        };
+        wire::encode(&msg, &mut payload);
+        out.push(Out::publish(ALL, payload));
+        let wait = ListWait {
+            from,
+            tag,
+            waiting: others,
+            counts: Vec::new(),
+            deadline: now + ANSWER_TIMEOUT,
+        };
+        self.lists.insert(id, wait);
+    }
+
+    /// Node `origin`'s channels for list `id`.
+    fn on_channel_answer(&mut self, origin: u16, id: u64, counts: &[u8]) {
+        let Some(wait) = self.lists.get_mut(&id) else {
+            return;
+        };
+        let Some(at) = wait.waiting.iter().position(|&n| n == origin) else {
+            return;
+        };
+        wait.waiting.swap_remove(at);
+        let list = wire::decode_counts(counts).unwrap_or_default();
+        wait.counts
+            .extend(list.into_iter().map(|(c, n)| (Arc::from(c), n)));
+        if wait.waiting.is_empty() {
+            self.finish_list(id);
+        }
+    }
+
+    fn finish_list(&mut self, id: u64) {
+        if let Some(w) = self.lists.remove(&id) {
+            let msg = ShardMsg::ChannelPart {
+                tag: w.tag,
+                counts: w.counts,
             };
             self.push(w.from, msg);
         }
@@ -697,7 +780,28 @@ impl Node {
                 last,
                 members,
             } => self.on_presence_answer(origin, id, last, members),
-            Msg::User { .. } | Msg::CloseUser { .. } | Msg::PresenceAsk { .. } => {}
+            Msg::ChannelsAsk { origin, id } if origin != self.node => {
+                let mut counts = Vec::new();
+                let list = self.members.iter().map(|(c, m)| (&**c, m.len() as u64));
+                wire::encode_counts(list, &mut counts);
+                let mut payload = Vec::new();
+                let msg = Msg::ChannelsAnswer {
+                    origin: self.node,
+                    id,
+                    counts: &counts,
+                };
+                wire::encode(&msg, &mut payload);
+                self.uplink.stats.published.fetch_add(1, Ordering::Relaxed);
+                self.answers
+                    .push(Out::publish(&node_topic(origin), payload));
+            }
+            Msg::ChannelsAnswer { origin, id, counts } => {
+                self.on_channel_answer(origin, id, counts);
+            }
+            Msg::User { .. }
+            | Msg::CloseUser { .. }
+            | Msg::PresenceAsk { .. }
+            | Msg::ChannelsAsk { .. } => {}
         }
     }
 
@@ -813,6 +917,16 @@ impl Node {
                 self.push(to, ShardMsg::DirectOutcome { reply, delivered });
             }
         }
+        let late: Vec<u64> = self
+            .lists
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            // A node that stays silent (gone since its last heartbeat) leaves its part out.
+            self.finish_list(id);
+        }
         let due = self.next_heartbeat.is_none_or(|t| t <= now);
         if connected && due {
             let mut payload = Vec::new();
@@ -860,6 +974,7 @@ impl Node {
             .values()
             .map(|(_, d)| *d)
             .chain(next_query)
+            .chain(self.lists.values().map(|w| w.deadline))
             .min();
         let next = self
             .next_heartbeat
@@ -938,6 +1053,79 @@ mod tests {
         assert!(out.is_empty(), "shard 1 still wants it");
         n.on_interest(Arc::from("c"), 1, false, &mut out);
         assert_eq!(out, vec![Out::Unsubscribe("gw:c:c".into())]);
+    }
+
+    #[test]
+    fn channel_lists_ask_every_node_answer_for_this_one_and_stop_waiting_after_a_second() {
+        let (mut n, mesh) = node(8);
+        let t0 = Instant::now();
+        let beat = |origin: u16| {
+            let mut p = Vec::new();
+            wire::encode(
+                &Msg::Heartbeat {
+                    origin,
+                    instance: 1,
+                },
+                &mut p,
+            );
+            p
+        };
+        for other in [2, 3] {
+            n.on_message(ALL.as_bytes(), &beat(other), t0);
+        }
+        let mut out = Vec::new();
+        n.uplink.push(Up::ChannelQuery { from: 1, tag: 7 }).unwrap();
+        n.drain_uplink(true, t0, &mut out);
+        let [Out::Command(args, None)] = &out[..] else {
+            panic!("one request: {out:?}");
+        };
+        assert_eq!(args[1], ALL.as_bytes());
+        let Some(Msg::ChannelsAsk { origin: 1, id }) = wire::decode(&args[2]) else {
+            panic!("a channel-list request: {args:?}");
+        };
+
+        // Node 2 answers; node 3 stays silent: the part comes after ANSWER_TIMEOUT.
+        let mut counts = Vec::new();
+        wire::encode_counts([("a", 2), ("b", 1)], &mut counts);
+        let mut answer = Vec::new();
+        let msg = Msg::ChannelsAnswer {
+            origin: 2,
+            id,
+            counts: &counts,
+        };
+        wire::encode(&msg, &mut answer);
+        n.on_message(node_topic(1).as_bytes(), &answer, t0);
+        assert!(mesh.pop(1).is_none(), "node 3 has not answered yet");
+        n.on_tick(true, t0 + ANSWER_TIMEOUT, &mut Vec::new());
+        match mesh.pop(1) {
+            Some(ShardMsg::ChannelPart { tag: 7, mut counts }) => {
+                counts.sort();
+                assert_eq!(counts, vec![(Arc::from("a"), 2), (Arc::from("b"), 1)]);
+            }
+            other => panic!("the other nodes' part: {other:?}"),
+        }
+
+        // Asked by node 3, this node answers with its own members' counts, on node 3's topic.
+        let conn = ConnId::on_node(1, 0, 1, 1);
+        n.on_member(Arc::from("c"), conn, None, true, true, &mut Vec::new());
+        let mut ask = Vec::new();
+        wire::encode(&Msg::ChannelsAsk { origin: 3, id: 5 }, &mut ask);
+        n.on_message(ALL.as_bytes(), &ask, t0);
+        let mut out = Vec::new();
+        n.drain_uplink(true, t0, &mut out);
+        let [Out::Command(args, None)] = &out[..] else {
+            panic!("one answer: {out:?}");
+        };
+        assert_eq!(args[1], node_topic(3).as_bytes());
+        let Some(Msg::ChannelsAnswer {
+            origin: 1,
+            id: 5,
+            counts,
+        }) = wire::decode(&args[2])
+        else {
+            panic!("an answer: {args:?}");
+        };
+        assert_eq!(wire::decode_counts(counts), Some(vec![("c", 1)]));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The Redis transport of the broker thread: two TCP connections on the thread's own mio poll,
-//! one in subscribe mode (`SUBSCRIBE`/`UNSUBSCRIBE`, then `message` pushes) and one for
+//! The Redis transport of the broker thread: per Redis instance, two TCP connections on the
+//! thread's own mio poll, one in subscribe mode (`SUBSCRIBE`/`UNSUBSCRIBE`, then `message` pushes) and one for
 //! `PUBLISH`, both speaking RESP ([`super::resp`]). The shards wake the poll through the
 //! uplink's waker, so a publish leaves as soon as a shard's turn ends, with no timer.
 //!
@@ -8,12 +8,15 @@
 //! after an exponential delay with jitter (100 ms doubling to 5 s), then subscribes again to
 //! every channel it needs, [`SUBSCRIBE_BATCH`] per command. Meanwhile the uplink says
 //! "disconnected": publishes that need other nodes are refused (503) and local delivery goes on.
+//!
+//! Several instances (`--broker redis://a,redis://b`): each has its own connections, backoff and
+//! resubscribes; [`Spread`] says which instance carries what. A channel whose instance is down is
+//! refused (503) while the others work; node-level traffic goes on while any instance is up.
 
-use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -22,12 +25,11 @@ use tracing::{info, warn};
 
 use super::node::{Node, Out};
 use super::resp::{self, Parsed, Value};
-use super::socket;
+use super::socket::{self, Backoff};
+use super::spread::{Route, Spread};
 
 /// The waker's token (shards woke the thread).
 pub const WAKE: Token = Token(0);
-const SUB: Token = Token(1);
-const CMD: Token = Token(2);
 
 pub use super::socket::{BACKOFF_MAX, BACKOFF_MIN};
 /// A broker that leaves a request unanswered this long is down.
@@ -124,7 +126,7 @@ impl Link {
     }
 }
 
-/// Where the connections stand.
+/// Where an instance's connections stand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// Waiting to try again.
@@ -145,42 +147,80 @@ impl Phase {
     }
 }
 
-/// The Redis transport. See the module doc.
-pub struct Redis {
+/// One Redis instance: its two connections, where they stand, and its own backoff.
+struct Instance {
     addr: String,
-    poll: Poll,
-    node: Node,
     sub: Link,
     cmd: Link,
     phase: Phase,
-    backoff: Duration,
+    backoff: Backoff,
     /// Connections established so far (the first is not a reconnect).
     established: u64,
-    rng: u64,
-    outs: Vec<Out>,
     /// Per command sent on the command connection, in order: the query its answer goes to.
     expect: VecDeque<Option<u64>>,
 }
 
-impl Redis {
-    /// The transport for the Redis at `addr` (`host:port`) on `poll`, whose waker uses
-    /// [`WAKE`].
-    pub fn new(addr: String, poll: Poll, node: Node) -> Redis {
-        let now = Instant::now();
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(0x9e37_79b9_7f4a_7c15);
-        Redis {
+impl Instance {
+    fn new(addr: String, now: Instant) -> Instance {
+        Instance {
             addr,
-            poll,
-            node,
             sub: Link::new(now),
             cmd: Link::new(now),
             phase: Phase::Down { retry_at: now },
-            backoff: BACKOFF_MIN,
+            backoff: Backoff::default(),
             established: 0,
-            rng: h.finish() | 1,
-            outs: Vec::new(),
             expect: VecDeque::new(),
+        }
+    }
+
+    fn link(&mut self, sub: bool) -> &mut Link {
+        if sub {
+            &mut self.sub
+        } else {
+            &mut self.cmd
+        }
+    }
+
+    /// Queue a command on the command connection whose answer goes to query `id`.
+    fn command(&mut self, args: &[&[u8]], id: Option<u64>, now: Instant) {
+        self.cmd.command(args, now);
+        self.expect.push_back(id);
+    }
+}
+
+/// The poll tokens of instance `i`'s subscriber and command connections.
+fn tokens(i: usize) -> (Token, Token) {
+    (Token(1 + 2 * i), Token(2 + 2 * i))
+}
+
+/// The instance and connection (`true`: subscriber) a poll token names.
+fn of_token(t: Token) -> Option<(usize, bool)> {
+    let n = t.0.checked_sub(1)?;
+    Some((n / 2, n % 2 == 0))
+}
+
+/// The Redis transport. See the module doc.
+pub struct Redis {
+    poll: Poll,
+    node: Node,
+    instances: Vec<Instance>,
+    spread: Arc<Spread>,
+    outs: Vec<Out>,
+}
+
+impl Redis {
+    /// The transport for the Redis instances of `spread` at `addrs` (`host:port`, one or more)
+    /// on `poll`, whose waker uses [`WAKE`].
+    pub fn new(addrs: Vec<String>, spread: Arc<Spread>, poll: Poll, node: Node) -> Redis {
+        let now = Instant::now();
+        let down = &node.uplink().stats.instances_down;
+        down.store(addrs.len() as u64, Ordering::Relaxed);
+        Redis {
+            poll,
+            node,
+            instances: addrs.into_iter().map(|a| Instance::new(a, now)).collect(),
+            spread,
+            outs: Vec::new(),
         }
     }
 
@@ -192,10 +232,12 @@ impl Redis {
         loop {
             let now = Instant::now();
             let mut deadline = next_tick;
-            match self.phase {
-                Phase::Down { retry_at } => deadline = deadline.min(retry_at),
-                Phase::Connecting { deadline: d } => deadline = deadline.min(d),
-                Phase::Greeting | Phase::Up => {}
+            for inst in &self.instances {
+                match inst.phase {
+                    Phase::Down { retry_at } => deadline = deadline.min(retry_at),
+                    Phase::Connecting { deadline: d } => deadline = deadline.min(d),
+                    Phase::Greeting | Phase::Up => {}
+                }
             }
             let timeout = deadline.saturating_duration_since(now);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -206,19 +248,26 @@ impl Redis {
             }
             let now = Instant::now();
             for ev in events.iter() {
-                let token = ev.token();
-                if token == SUB || token == CMD {
-                    if let Err(why) = self.on_ready(token, ev.is_writable(), &mut buf, now) {
-                        self.fail(&why, now);
+                let Some((i, sub)) = of_token(ev.token()) else {
+                    continue;
+                };
+                if i < self.instances.len() {
+                    if let Err(why) = self.on_ready(i, sub, ev.is_writable(), &mut buf, now) {
+                        self.fail(i, &why, now);
                     }
                 }
             }
-            if self.phase == Phase::Greeting && self.sub.answered_once && self.cmd.answered_once {
-                self.on_confirmed();
+            for i in 0..self.instances.len() {
+                let inst = &self.instances[i];
+                if inst.phase == Phase::Greeting && inst.sub.answered_once && inst.cmd.answered_once
+                {
+                    self.on_confirmed(i);
+                }
             }
-            let up = self.phase == Phase::Up;
+            let up = self.spread.any_up();
             self.node.drain_uplink(up, now, &mut self.outs);
-            if now >= next_tick || self.phase != Phase::Up {
+            let all_up = self.instances.iter().all(|i| i.phase == Phase::Up);
+            if now >= next_tick || !all_up {
                 next_tick = self.tick(now).min(now + PING_INTERVAL);
             }
             self.send_outs(now);
@@ -226,23 +275,17 @@ impl Redis {
         }
     }
 
-    fn link(&mut self, token: Token) -> &mut Link {
-        if token == SUB {
-            &mut self.sub
-        } else {
-            &mut self.cmd
-        }
-    }
-
     fn on_ready(
         &mut self,
-        token: Token,
+        i: usize,
+        sub: bool,
         writable: bool,
         buf: &mut [u8],
         now: Instant,
     ) -> Result<(), String> {
-        if let Phase::Connecting { .. } = self.phase {
-            let link = self.link(token);
+        let inst = &mut self.instances[i];
+        if let Phase::Connecting { .. } = inst.phase {
+            let link = inst.link(sub);
             if writable && !link.connected {
                 let Some(s) = link.stream.as_ref() else {
                     return Ok(());
@@ -254,11 +297,12 @@ impl Redis {
                     link.connected = true;
                 }
             }
-            if self.sub.connected && self.cmd.connected {
-                self.on_established(now);
+            if inst.sub.connected && inst.cmd.connected {
+                self.on_established(i, now);
             }
         }
-        let link = self.link(token);
+        let inst = &mut self.instances[i];
+        let link = inst.link(sub);
         if !link.connected {
             return Ok(());
         }
@@ -266,23 +310,25 @@ impl Redis {
         link.fill(buf).map_err(|e| format!("read: {e}"))?;
         let values = link.values().map_err(|e| format!("bad reply: {e}"))?;
         for v in values {
-            if token == SUB {
-                self.on_push(v, now);
-            } else {
-                if let Value::Error(e) = &v {
-                    warn!(error = %String::from_utf8_lossy(e), "broker refused a command");
-                }
-                self.cmd.answered(now);
-                if let Some(Some(id)) = self.expect.pop_front() {
-                    self.node.on_answer(id, Some(pairs(v)));
-                }
+            if sub {
+                self.on_push(i, v, now);
+                continue;
+            }
+            if let Value::Error(e) = &v {
+                warn!(error = %String::from_utf8_lossy(e), "broker refused a command");
+            }
+            let inst = &mut self.instances[i];
+            inst.cmd.answered(now);
+            if let Some(Some(id)) = inst.expect.pop_front() {
+                self.node.on_answer(id, Some(pairs(v)));
             }
         }
         Ok(())
     }
 
-    /// A value on the subscriber connection: a message, a pong, or a (un)subscribe ack.
-    fn on_push(&mut self, v: Value, now: Instant) {
+    /// A value on instance `i`'s subscriber connection: a message, a pong, or a
+    /// (un)subscribe ack.
+    fn on_push(&mut self, i: usize, v: Value, now: Instant) {
         let Value::Array(Some(items)) = v else {
             if let Value::Error(e) = v {
                 warn!(error = %String::from_utf8_lossy(&e), "broker refused a subscription");
@@ -298,136 +344,189 @@ impl Redis {
                     self.node.on_message(topic, payload, now);
                 }
             }
-            Some(b"pong") => self.sub.answered(now),
+            Some(b"pong") => self.instances[i].sub.answered(now),
             _ => {}
         }
     }
 
-    /// Both TCP connections are open: subscribe to everything the node needs, write its
-    /// presence again, and ping both connections; Redis's answers confirm it.
-    fn on_established(&mut self, now: Instant) {
-        self.phase = Phase::Greeting;
-        for batch in self.node.topics().chunks(SUBSCRIBE_BATCH) {
-            let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
-            args.extend(batch.iter().map(String::as_bytes));
-            resp::encode_command(&mut self.sub.out, &args);
+    /// Whether `out` belongs on instance `i` when it (re)connects.
+    fn belongs(&self, out: &Out, i: usize) -> bool {
+        match self.spread.route(out) {
+            Route::Channel(j) => j == i,
+            Route::Every => true,
+            Route::Any(_) => false,
         }
-        self.sub.command(&[b"PING"], now);
-        self.cmd.command(&[b"PING"], now);
-        self.expect.push_back(None);
-        self.node.on_connected(&mut self.outs);
     }
 
-    /// Redis answered on both connections: the node is connected.
-    fn on_confirmed(&mut self) {
-        self.phase = Phase::Up;
-        self.backoff = BACKOFF_MIN;
-        self.established += 1;
+    /// Both TCP connections of instance `i` are open: subscribe to everything the node needs
+    /// there, write its presence there again, and ping both connections; Redis's answers
+    /// confirm it.
+    fn on_established(&mut self, i: usize, now: Instant) {
+        let topics: Vec<String> = self
+            .node
+            .topics()
+            .into_iter()
+            .filter(|t| self.belongs(&Out::Subscribe(t.clone()), i))
+            .collect();
+        let mut presence = Vec::new();
+        self.node.on_connected(&mut presence);
+        presence.retain(|o| self.belongs(o, i));
+        self.outs.extend(presence);
+        let inst = &mut self.instances[i];
+        inst.phase = Phase::Greeting;
+        for batch in topics.chunks(SUBSCRIBE_BATCH) {
+            let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+            args.extend(batch.iter().map(String::as_bytes));
+            resp::encode_command(&mut inst.sub.out, &args);
+        }
+        inst.sub.command(&[b"PING"], now);
+        inst.command(&[b"PING"], None, now);
+    }
+
+    /// Redis answered on both connections of instance `i`: it is connected.
+    fn on_confirmed(&mut self, i: usize) {
+        let channels = self
+            .node
+            .topics()
+            .iter()
+            .filter(|t| t.starts_with("gw:c:") && self.belongs(&Out::Subscribe((*t).clone()), i))
+            .count();
+        let inst = &mut self.instances[i];
+        inst.phase = Phase::Up;
+        inst.backoff.reset();
+        inst.established += 1;
         let stats = &self.node.uplink().stats;
-        if self.established > 1 {
+        if inst.established > 1 {
             stats.reconnects.fetch_add(1, Ordering::Relaxed);
             stats
                 .resubscribes
-                .fetch_add(self.node.channels() as u64, Ordering::Relaxed);
+                .fetch_add(channels as u64, Ordering::Relaxed);
         }
-        info!(broker = %self.addr, channels = self.node.channels(), "broker connected");
+        info!(broker = %inst.addr, channels, "broker connected");
+        self.spread.set_up(i, true);
         self.node.uplink().set_connected(true);
+        self.count_down();
     }
 
-    fn fail(&mut self, why: &str, now: Instant) {
-        let was_up = self.phase == Phase::Up;
-        self.sub.reset(&self.poll);
-        self.cmd.reset(&self.poll);
-        self.node.uplink().set_connected(false);
-        for id in std::mem::take(&mut self.expect).into_iter().flatten() {
+    /// Publish how many instances are unreachable (`gateway_broker_instances_down`).
+    fn count_down(&self) {
+        let down = (0..self.instances.len())
+            .filter(|&i| !self.spread.is_up(i))
+            .count();
+        let stats = &self.node.uplink().stats;
+        stats.instances_down.store(down as u64, Ordering::Relaxed);
+    }
+
+    fn fail(&mut self, i: usize, why: &str, now: Instant) {
+        let inst = &mut self.instances[i];
+        let was_up = inst.phase == Phase::Up;
+        inst.sub.reset(&self.poll);
+        inst.cmd.reset(&self.poll);
+        let lost = std::mem::take(&mut inst.expect);
+        self.spread.set_up(i, false);
+        self.node.uplink().set_connected(self.spread.any_up());
+        self.count_down();
+        for id in lost.into_iter().flatten() {
             self.node.on_answer(id, None);
         }
-        // Full jitter over the upper half: nodes that lost the broker together spread out.
-        let half = self.backoff / 2;
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let jitter = Duration::from_nanos(self.rng % (half.as_nanos().max(1) as u64));
-        let delay = half + jitter;
-        self.phase = Phase::Down {
+        let inst = &mut self.instances[i];
+        let delay = inst.backoff.next_delay();
+        inst.phase = Phase::Down {
             retry_at: now + delay,
         };
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         if was_up {
-            warn!(broker = %self.addr, reason = why, "broker connection lost: reconnecting");
+            warn!(broker = %inst.addr, reason = why, "broker connection lost: reconnecting");
         } else {
-            info!(broker = %self.addr, reason = why, retry_in = ?delay, "broker unreachable");
+            info!(broker = %inst.addr, reason = why, retry_in = ?delay, "broker unreachable");
         }
     }
 
-    fn connect(&mut self, now: Instant) -> Result<(), String> {
-        for token in [SUB, CMD] {
-            let s = socket::connect(&self.addr, &self.poll, token)?;
-            self.link(token).stream = Some(s);
+    fn connect(&mut self, i: usize, now: Instant) -> Result<(), String> {
+        let inst = &mut self.instances[i];
+        let (sub, cmd) = tokens(i);
+        for (token, is_sub) in [(sub, true), (cmd, false)] {
+            let s = socket::connect(&inst.addr, &self.poll, token)?;
+            inst.link(is_sub).stream = Some(s);
         }
-        self.phase = Phase::Connecting {
+        inst.phase = Phase::Connecting {
             deadline: now + CONNECT_TIMEOUT,
         };
         Ok(())
     }
 
-    /// Reconnect when due, detect a stalled broker, ping idle connections, run the node's
-    /// timers. Returns when to tick next at the latest.
+    /// Reconnect instances when due, detect stalled ones, ping idle connections, run the
+    /// node's timers. Returns when to tick next at the latest.
     fn tick(&mut self, now: Instant) -> Instant {
-        match self.phase {
-            Phase::Down { retry_at } if now >= retry_at => {
-                if let Err(why) = self.connect(now) {
-                    self.fail(&why, now);
-                }
-            }
-            Phase::Connecting { deadline } if now >= deadline => {
-                self.fail("connect timed out", now);
-            }
-            Phase::Greeting | Phase::Up => {
-                if self.sub.stalled(now) || self.cmd.stalled(now) {
-                    self.fail("no answer to PING", now);
-                } else {
-                    if self.sub.waiting == 0 {
-                        self.sub.command(&[b"PING"], now);
-                    }
-                    if self.cmd.waiting == 0 {
-                        self.cmd.command(&[b"PING"], now);
-                        self.expect.push_back(None);
+        for i in 0..self.instances.len() {
+            let inst = &mut self.instances[i];
+            match inst.phase {
+                Phase::Down { retry_at } if now >= retry_at => {
+                    if let Err(why) = self.connect(i, now) {
+                        self.fail(i, &why, now);
                     }
                 }
+                Phase::Connecting { deadline } if now >= deadline => {
+                    self.fail(i, "connect timed out", now);
+                }
+                Phase::Greeting | Phase::Up => {
+                    if inst.sub.stalled(now) || inst.cmd.stalled(now) {
+                        self.fail(i, "no answer to PING", now);
+                    } else {
+                        if inst.sub.waiting == 0 {
+                            inst.sub.command(&[b"PING"], now);
+                        }
+                        if inst.cmd.waiting == 0 {
+                            inst.command(&[b"PING"], None, now);
+                        }
+                    }
+                }
+                _ => {}
             }
-            _ => {}
         }
-        let up = self.phase == Phase::Up;
+        let up = self.spread.any_up();
         self.node.on_tick(up, now, &mut self.outs)
     }
 
-    /// Encode what the node asked for and write it out.
+    /// Encode what the node asked for on the instances it belongs to, and write it out. What
+    /// belongs to an instance that is down is dropped (subscriptions and presence are made
+    /// again from the node's tables on reconnect; a query is answered empty).
     fn send_outs(&mut self, now: Instant) {
-        let up = self.phase.open();
-        for out in self.outs.drain(..) {
-            if !up {
-                // Subscriptions are made again from the node's table on reconnect.
+        for out in std::mem::take(&mut self.outs) {
+            let route = self.spread.route(&out);
+            let open = |i: usize| self.instances[i].phase.open();
+            let targets: Vec<usize> = match route {
+                Route::Channel(i) => Some(i).filter(|&i| open(i)).into_iter().collect(),
+                Route::Any(key) => self.spread.pick_up(key).into_iter().collect(),
+                Route::Every => (0..self.instances.len()).filter(|&i| open(i)).collect(),
+            };
+            if targets.is_empty() {
+                if let Out::Command(_, Some(id)) = out {
+                    self.node.on_answer(id, None);
+                }
                 continue;
             }
-            match out {
-                Out::Subscribe(t) => {
-                    resp::encode_command(&mut self.sub.out, &[b"SUBSCRIBE", t.as_bytes()])
-                }
-                Out::Unsubscribe(t) => {
-                    resp::encode_command(&mut self.sub.out, &[b"UNSUBSCRIBE", t.as_bytes()])
-                }
-                Out::Command(args, id) => {
-                    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-                    self.cmd.command(&args, now);
-                    self.expect.push_back(id);
+            for i in targets {
+                let inst = &mut self.instances[i];
+                match &out {
+                    Out::Subscribe(t) => {
+                        resp::encode_command(&mut inst.sub.out, &[b"SUBSCRIBE", t.as_bytes()])
+                    }
+                    Out::Unsubscribe(t) => {
+                        resp::encode_command(&mut inst.sub.out, &[b"UNSUBSCRIBE", t.as_bytes()])
+                    }
+                    Out::Command(args, id) => {
+                        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                        inst.command(&args, *id, now);
+                    }
                 }
             }
         }
-        if up {
-            let r = self.sub.flush().and_then(|()| self.cmd.flush());
-            if let Err(e) = r {
-                self.fail(&format!("write: {e}"), now);
+        for i in 0..self.instances.len() {
+            let inst = &mut self.instances[i];
+            if inst.phase.open() {
+                if let Err(e) = inst.sub.flush().and_then(|()| inst.cmd.flush()) {
+                    self.fail(i, &format!("write: {e}"), now);
+                }
             }
         }
     }

@@ -112,6 +112,23 @@ pub enum Msg<'a> {
         /// [`members`]).
         members: &'a [u8],
     },
+    /// A node asks every other node for its channels (`GET /api/channels`); each answers on
+    /// the asking node's topic.
+    ChannelsAsk {
+        /// The asking node.
+        origin: u16,
+        /// The asking node's query id.
+        id: u64,
+    },
+    /// A node's channels with their subscriber counts on that node, for query `id`.
+    ChannelsAnswer {
+        /// The answering node.
+        origin: u16,
+        /// The query id.
+        id: u64,
+        /// The list, as [`encode_counts`] writes it ([`decode_counts`] reads it).
+        counts: &'a [u8],
+    },
     /// A node is alive.
     Heartbeat {
         /// The node.
@@ -131,6 +148,8 @@ const HEARTBEAT: u8 = b'H';
 const PRESENCE: u8 = b'E';
 const PRESENCE_ASK: u8 = b'Q';
 const PRESENCE_ANSWER: u8 = b'A';
+const CHANNELS_ASK: u8 = b'L';
+const CHANNELS_ANSWER: u8 = b'N';
 
 struct Writer<'o>(&'o mut Vec<u8>);
 
@@ -276,6 +295,12 @@ pub fn encode(msg: &Msg<'_>, out: &mut Vec<u8>) {
                 .u8(u8::from(last))
                 .bytes(members);
         }
+        Msg::ChannelsAsk { origin, id } => {
+            w.u8(CHANNELS_ASK).u16(origin).u64(id);
+        }
+        Msg::ChannelsAnswer { origin, id, counts } => {
+            w.u8(CHANNELS_ANSWER).u16(origin).u64(id).bytes(counts);
+        }
     }
 }
 
@@ -300,6 +325,24 @@ pub fn members(bytes: &[u8]) -> Option<Vec<(ConnId, Option<&str>)>> {
         out.push((conn, user));
     }
     Some(out)
+}
+
+/// Append a channel list (name, subscribers) as [`Msg::ChannelsAnswer`] carries it.
+pub fn encode_counts<'c>(counts: impl IntoIterator<Item = (&'c str, u64)>, out: &mut Vec<u8>) {
+    let mut w = Writer(out);
+    for (channel, n) in counts {
+        w.bytes(channel.as_bytes()).u64(n);
+    }
+}
+
+/// The channel list `bytes` hold, or `None` when they are not one.
+pub fn decode_counts(bytes: &[u8]) -> Option<Vec<(&str, u64)>> {
+    let mut r = Reader(bytes);
+    let mut list = Vec::new();
+    while !r.0.is_empty() {
+        list.push((r.str()?, r.u64()?));
+    }
+    Some(list)
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -440,6 +483,15 @@ pub fn decode(bytes: &[u8]) -> Option<Msg<'_>> {
                 members,
             }
         }
+        CHANNELS_ASK => Msg::ChannelsAsk {
+            origin: r.u16()?,
+            id: r.u64()?,
+        },
+        CHANNELS_ANSWER => Msg::ChannelsAnswer {
+            origin: r.u16()?,
+            id: r.u64()?,
+            counts: r.bytes()?,
+        },
         _ => return None,
     };
     r.0.is_empty().then_some(msg)
@@ -531,6 +583,12 @@ mod tests {
                 last: false,
                 members: b"",
             },
+            Msg::ChannelsAsk { origin: 3, id: 9 },
+            Msg::ChannelsAnswer {
+                origin: 4,
+                id: 9,
+                counts: b"",
+            },
         ]
     }
 
@@ -561,6 +619,25 @@ mod tests {
         };
         encode(&bad, &mut msg);
         assert_eq!(decode(&msg), None);
+    }
+
+    #[test]
+    fn channel_lists_round_trip_and_truncations_are_refused() {
+        let list = vec![("room", 3), ("", 0), ("caf\u{e9}", u64::MAX)];
+        let mut out = Vec::new();
+        encode_counts(list.iter().copied(), &mut out);
+        assert_eq!(decode_counts(&out), Some(list));
+        for cut in 1..out.len() {
+            if cut != 16 && cut != 28 {
+                assert_eq!(decode_counts(&out[..cut]), None, "cut at {cut}");
+            }
+        }
+        assert_eq!(decode_counts(b""), Some(Vec::new()));
+        assert_eq!(
+            decode_counts(b"\x01\0\0\0\xff\0\0\0\0\0\0\0\0"),
+            None,
+            "not UTF-8"
+        );
     }
 
     #[test]

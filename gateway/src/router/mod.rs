@@ -733,12 +733,19 @@ impl Router {
         }
     }
 
-    /// List every channel with subscribers and their counts over all shards; the answer comes
-    /// back as [`Completion::Channels`] for `reply`.
+    /// List every channel with subscribers and their counts over all shards (and all nodes,
+    /// with a broker); the answer comes back as [`Completion::Channels`] for `reply`.
     pub fn channel_list(&mut self, reply: ReplyTo) {
         let me = self.shard();
         let all: Vec<u8> = self.outbound.all().collect();
-        let tag = self.gathers.start_channels(reply, all.len());
+        // With a reachable broker, the other nodes' channels are one more part of the answer.
+        let nodes = self.outbound.uplink().is_some_and(|u| u.connected());
+        let tag = self
+            .gathers
+            .start_channels(reply, all.len() + usize::from(nodes));
+        if nodes {
+            let _ = self.outbound.up(Up::ChannelQuery { from: me, tag });
+        }
         for s in all {
             self.outbound
                 .control(s, ShardMsg::ChannelQuery { from: me, tag });

@@ -53,6 +53,14 @@ pub enum Up {
         /// Its gather's tag.
         tag: u64,
     },
+    /// List the other nodes' channels with their subscriber counts: the answer is a
+    /// `ChannelPart` for gather `tag` of shard `from` (empty when the broker is unreachable).
+    ChannelQuery {
+        /// The asking shard.
+        from: u8,
+        /// Its gather's tag.
+        tag: u64,
+    },
     /// A presence event for the other nodes' JSON subscribers of `channel`.
     PresenceEvent {
         /// The channel.
@@ -134,6 +142,7 @@ impl Up {
                 Up::Interest { .. }
                 | Up::Member { .. }
                 | Up::PresenceQuery { .. }
+                | Up::ChannelQuery { .. }
                 | Up::Outcome { .. } => 0,
             }
     }
@@ -142,10 +151,30 @@ impl Up {
     fn is_data(&self) -> bool {
         !matches!(
             self,
-            Up::Interest { .. } | Up::Outcome { .. } | Up::Member { .. } | Up::PresenceQuery { .. }
+            Up::Interest { .. }
+                | Up::Outcome { .. }
+                | Up::Member { .. }
+                | Up::PresenceQuery { .. }
+                | Up::ChannelQuery { .. }
         )
     }
 }
+
+impl Up {
+    /// The channel a data message belongs to, if any (a broker spread over several instances
+    /// carries each channel on one of them).
+    fn channel(&self) -> Option<&str> {
+        match self {
+            Up::Publish(p) => Some(p.channel()),
+            Up::PresenceEvent { channel, .. } => Some(channel),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the broker instance that carries a channel is reachable, for a broker spread over
+/// several instances (`--broker redis://a,redis://b`).
+pub type ChannelUp = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Why the uplink refused a data message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +204,8 @@ pub struct BrokerStats {
     pub channels: AtomicU64,
     /// Nodes seen alive through heartbeats (this one included).
     pub nodes: std::sync::Mutex<Vec<u16>>,
+    /// Broker instances (of several, or the one) this node cannot reach now.
+    pub instances_down: AtomicU64,
 }
 
 /// The shards' side of the broker thread. See the module doc.
@@ -186,6 +217,8 @@ pub struct Uplink {
     connected: Arc<AtomicBool>,
     /// Largest broker payload the broker takes (`usize::MAX`: no limit known).
     max_payload: AtomicUsize,
+    /// Set for a spread broker: a channel's data is refused while its instance is down.
+    channel_up: Option<ChannelUp>,
     waker: Arc<Waker>,
     /// The broker thread's counters.
     pub stats: BrokerStats,
@@ -212,9 +245,17 @@ impl Uplink {
             limit: limit.max(1),
             connected: Arc::new(AtomicBool::new(false)),
             max_payload: AtomicUsize::new(usize::MAX),
+            channel_up: None,
             waker,
             stats: BrokerStats::default(),
         }
+    }
+
+    /// Refuse a channel's data (`Down`) while `up` says its broker instance is unreachable,
+    /// even when [`Uplink::connected`] (some instance is) holds.
+    pub fn with_channel_up(mut self, up: ChannelUp) -> Uplink {
+        self.channel_up = Some(up);
+        self
     }
 
     /// This node's id.
@@ -251,6 +292,11 @@ impl Uplink {
             }
             if up.wire_bytes() > self.max_payload.load(Ordering::Relaxed) {
                 return Err(Refused::TooLarge);
+            }
+            if let (Some(up), Some(channel)) = (&self.channel_up, up.channel()) {
+                if !up(channel) {
+                    return Err(Refused::Down);
+                }
             }
             if self.data_waiting.fetch_add(1, Ordering::AcqRel) >= self.limit {
                 self.data_waiting.fetch_sub(1, Ordering::AcqRel);
@@ -335,5 +381,18 @@ mod tests {
         assert_eq!(u.push(big).unwrap_err(), Refused::TooLarge);
         assert!(u.push(direct()).is_ok());
         assert!(u.push(interest(0)).is_ok());
+    }
+
+    #[test]
+    fn a_spread_broker_refuses_only_the_channels_of_a_down_instance() {
+        let u = uplink(8).with_channel_up(Arc::new(|c: &str| c != "down"));
+        u.set_connected(true);
+        let publish = |c: &str| {
+            let p = Publication::new(c, b"1", b"1", None, None, None);
+            Up::Publish(Box::new(p))
+        };
+        assert_eq!(u.push(publish("down")).unwrap_err(), Refused::Down);
+        u.push(publish("fine")).unwrap();
+        u.push(direct()).unwrap();
     }
 }

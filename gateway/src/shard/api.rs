@@ -209,6 +209,7 @@ impl<D: Driver> Shard<D> {
             received: get(&s.received),
             channels: get(&s.channels),
             nodes: s.nodes.lock().map_or(1, |n| n.len() as u64),
+            instances_down: get(&s.instances_down),
         }
     }
 

@@ -88,18 +88,7 @@ impl Redis {
 
     /// Wait (bounded) until `topic` has `n` subscribers.
     pub fn wait_numsub(&self, topic: &str, n: i64) {
-        let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
-            let now = self.numsub(topic);
-            if now == n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{topic}: {now} subscribers, want {n}"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        wait_count(topic, n, || self.numsub(topic))
     }
 
     /// A counter from `INFO stats` (or any `INFO` section).
@@ -112,5 +101,103 @@ impl Redis {
             .find_map(|l| l.strip_prefix(&format!("{name}:")))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("{name} in INFO stats"))
+    }
+}
+
+/// What the broker suites need of a deployment's broker, whatever its kind.
+pub trait Broker {
+    /// The `--broker` value.
+    fn url(&self) -> String;
+    /// Wait (bounded) until `topic` has `n` subscribers in all (one per subscribed node).
+    fn wait_numsub(&self, topic: &str, n: i64);
+    /// Wait (bounded) until node `id` listens on its node topic wherever it must.
+    fn wait_node(&self, id: u16);
+}
+
+impl Broker for Redis {
+    fn url(&self) -> String {
+        Redis::url(self)
+    }
+    fn wait_numsub(&self, topic: &str, n: i64) {
+        Redis::wait_numsub(self, topic, n)
+    }
+    fn wait_node(&self, id: u16) {
+        Redis::wait_numsub(self, &format!("gw:n:{id}"), 1)
+    }
+}
+
+impl Broker for Brokers {
+    fn url(&self) -> String {
+        Brokers::url(self)
+    }
+    fn wait_numsub(&self, topic: &str, n: i64) {
+        Brokers::wait_numsub(self, topic, n)
+    }
+    fn wait_node(&self, id: u16) {
+        Brokers::wait_node(self, id)
+    }
+}
+
+/// The Redis side of a deployment: one instance, or several that channels spread over
+/// (`--broker redis://a,redis://b`). Channel topics live on one instance each, node topics on
+/// every one, so counts of a channel's subscribers add up over the instances.
+pub struct Brokers {
+    pub instances: Vec<Redis>,
+}
+
+impl Brokers {
+    /// `n` fresh instances.
+    pub fn start(n: usize) -> Brokers {
+        Brokers {
+            instances: (0..n).map(|_| Redis::start()).collect(),
+        }
+    }
+
+    /// The `--broker` value naming every instance.
+    pub fn url(&self) -> String {
+        let urls: Vec<String> = self.instances.iter().map(Redis::url).collect();
+        urls.join(",")
+    }
+
+    /// Subscribers of broker channel `topic` summed over the instances.
+    pub fn numsub(&self, topic: &str) -> i64 {
+        self.instances.iter().map(|r| r.numsub(topic)).sum()
+    }
+
+    /// Wait (bounded) until `topic` has `n` subscribers over all instances.
+    pub fn wait_numsub(&self, topic: &str, n: i64) {
+        wait_count(topic, n, || self.numsub(topic))
+    }
+
+    /// Wait (bounded) until node `id` listens on its node topic on every instance.
+    pub fn wait_node(&self, id: u16) {
+        for r in &self.instances {
+            r.wait_numsub(&format!("gw:n:{id}"), 1);
+        }
+    }
+
+    /// The instance that carries broker channel `topic` while a node subscribes to it.
+    pub fn holder(&self, topic: &str) -> usize {
+        let held: Vec<usize> = (0..self.instances.len())
+            .filter(|&i| self.instances[i].numsub(topic) > 0)
+            .collect();
+        assert_eq!(held.len(), 1, "{topic} lives on one instance: {held:?}");
+        held[0]
+    }
+}
+
+/// Wait (bounded) until `count` says `topic` has `n` subscribers.
+fn wait_count(topic: &str, n: i64, count: impl Fn() -> i64) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let now = count();
+        if now == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: {now} subscribers, want {n}"
+        );
+        thread::sleep(Duration::from_millis(10));
     }
 }
