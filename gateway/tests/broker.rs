@@ -916,9 +916,13 @@ fn losing_one_of_two_redis_instances_affects_only_its_channels() {
 
     brokers.instances[0] = Redis::start_on(port);
     let back = Instant::now();
-    brokers.wait_node(62);
+    brokers.instances[0].wait_numsub(&format!("gw:c:{lost}"), 1);
+    assert!(
+        back.elapsed() < RESUME,
+        "resubscribed in {:?}",
+        back.elapsed()
+    );
     await_delivery_on(&mut api_a, &mut far, &lost, "after");
-    assert!(back.elapsed() < RESUME, "back in {:?}", back.elapsed());
     assert_eq!(health(&a).0, 200);
     assert_eq!(metric(&mut api_a, "gateway_broker_instances_down"), 0.0);
     a.assert_running();

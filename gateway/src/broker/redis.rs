@@ -491,22 +491,20 @@ impl Redis {
     /// belongs to an instance that is down is dropped (subscriptions and presence are made
     /// again from the node's tables on reconnect; a query is answered empty).
     fn send_outs(&mut self, now: Instant) {
-        for out in std::mem::take(&mut self.outs) {
-            let route = self.spread.route(&out);
-            let open = |i: usize| self.instances[i].phase.open();
-            let targets: Vec<usize> = match route {
-                Route::Channel(i) => Some(i).filter(|&i| open(i)).into_iter().collect(),
-                Route::Any(key) => self.spread.pick_up(key).into_iter().collect(),
-                Route::Every => (0..self.instances.len()).filter(|&i| open(i)).collect(),
+        let mut outs = std::mem::take(&mut self.outs);
+        for out in outs.drain(..) {
+            // The instances `from..to` that `out` goes to, those of them that are open.
+            let (from, to) = match self.spread.route(&out) {
+                Route::Channel(i) => (i, i + 1),
+                Route::Any(key) => self.spread.pick_up(key).map_or((0, 0), |i| (i, i + 1)),
+                Route::Every => (0, self.instances.len()),
             };
-            if targets.is_empty() {
-                if let Out::Command(_, Some(id)) = out {
-                    self.node.on_answer(id, None);
+            let mut sent = false;
+            for inst in &mut self.instances[from..to] {
+                if !inst.phase.open() {
+                    continue;
                 }
-                continue;
-            }
-            for i in targets {
-                let inst = &mut self.instances[i];
+                sent = true;
                 match &out {
                     Out::Subscribe(t) => {
                         resp::encode_command(&mut inst.sub.out, &[b"SUBSCRIBE", t.as_bytes()])
@@ -520,7 +518,11 @@ impl Redis {
                     }
                 }
             }
+            if let (false, Out::Command(_, Some(id))) = (sent, &out) {
+                self.node.on_answer(*id, None);
+            }
         }
+        self.outs = outs;
         for i in 0..self.instances.len() {
             let inst = &mut self.instances[i];
             if inst.phase.open() {
