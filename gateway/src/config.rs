@@ -1825,4 +1825,42 @@ mod tests {
             assert!(e.to_string().contains("--socketio-"), "{bad:?}: {e}");
         }
     }
+
+    #[test]
+    fn socketio_cors_is_same_origin_only_by_default_and_takes_origins() {
+        let c = Config::from_parts(cli(&[]), "").unwrap();
+        assert!(c.sio.cors_origins.is_empty() && !c.sio.cors_credentials);
+        let c = Config::from_parts(
+            cli(&[
+                "--socketio-cors-origin",
+                "https://app.example,http://localhost:3000",
+                "--socketio-cors-credentials",
+                "on",
+            ]),
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.sio.cors_origins.len(), 2);
+        assert_eq!(&*c.sio.cors_origins[1], "http://localhost:3000");
+        assert!(c.sio.cors_credentials);
+        let c = Config::from_parts(
+            cli(&[]),
+            "socketio-cors-origin = \"https://a.example\"\nsocketio-cors-credentials = \"on\"\n",
+        )
+        .unwrap();
+        assert_eq!(&*c.sio.cors_origins[0], "https://a.example");
+        assert!(c.sio.cors_credentials);
+        for bad in [
+            "app.example",
+            "https://app.example/",
+            "ftp://x",
+            "https://a b",
+        ] {
+            let e = Config::from_parts(cli(&["--socketio-cors-origin", bad]), "").expect_err(bad);
+            assert!(
+                e.to_string().contains("--socketio-cors-origin"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

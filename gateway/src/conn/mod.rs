@@ -687,4 +687,6 @@ impl Conn {
 }
 
 #[cfg(test)]
+mod body_tests;
+#[cfg(test)]
 mod tests;

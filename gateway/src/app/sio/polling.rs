@@ -314,3 +314,29 @@ pub fn on_closed(router: &mut Router, id: ConnId, client: &mut crate::app::Clien
         router.outbound.control(session.shard(), msg);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sid_names_its_session_entry_and_junk_names_none() {
+        let id = ConnId::on_node(7, 1, 42, 3);
+        let mut ids = super::super::IdGen::default();
+        let sid = ids.id(id.to_bits());
+        assert_eq!(parse_sid(&sid), Some(id));
+        assert_eq!(parse_sid("nope"), None);
+        assert_eq!(parse_sid(""), None);
+        assert_eq!(parse_sid(&sid[..10]), None, "a cut sid");
+    }
+
+    #[test]
+    fn errors_are_engine_io_json_with_their_status() {
+        let body = PollError::Forbidden.body("Origin \"x\" not allowed");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["code"], 4);
+        assert_eq!(v["message"], "Origin \"x\" not allowed");
+        assert_eq!(PollError::Forbidden.status(), 403);
+        assert_eq!(PollError::UnknownSid.status(), 400);
+    }
+}

@@ -474,3 +474,57 @@ pub fn unknown_session(router: &mut Router, from: ConnId, what: &PollWhat) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Output::new();
+        out.frame(opcode, payload);
+        out.bytes
+    }
+
+    #[test]
+    fn queued_frames_become_records_with_binary_as_base64() {
+        // An event and its attachment arrive as one delivery: two frames back to back.
+        let mut delivery = frame(
+            Opcode::Text,
+            b"451-[\"f\",{\"_placeholder\":true,\"num\":0}]",
+        );
+        delivery.extend(frame(Opcode::Binary, &[1, 2, 3, 255]));
+        let mut body = Vec::new();
+        frames_to_records(&frame(Opcode::Text, b"2"), &mut body);
+        frames_to_records(&delivery, &mut body);
+        frames_to_records(&frame(Opcode::Text, &[b'4'; 300]), &mut body);
+        let want = [
+            &b"2"[..],
+            b"451-[\"f\",{\"_placeholder\":true,\"num\":0}]",
+            b"bAQID/w==",
+            &[b'4'; 300],
+        ]
+        .join(&engine::RECORD_SEPARATOR);
+        assert_eq!(body, want);
+    }
+
+    #[test]
+    fn a_truncated_frame_is_not_read_past_its_end() {
+        let mut f = frame(Opcode::Text, b"4hello");
+        f.truncate(f.len() - 1);
+        let mut body = Vec::new();
+        frames_to_records(&f, &mut body);
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn the_queue_refuses_what_would_pass_its_limit() {
+        let cfg = SioConfig::default();
+        let mut open = Vec::new();
+        let mut s = PollSession::new(Box::from("sid"), Instant::now(), &cfg, &mut open);
+        assert!(open.starts_with(b"0{\"sid\":\"sid\",\"upgrades\":[\"websocket\"]"));
+        assert!(s.push_frame(Arc::from(frame(Opcode::Text, b"4a")), 8));
+        assert!(!s.push_frame(Arc::from(frame(Opcode::Text, b"4abcd")), 8));
+        assert_eq!(s.queued_bytes(), 4);
+        assert_eq!(s.transport(), Transport::Polling);
+    }
+}
