@@ -232,7 +232,7 @@ fn long_polling_conformance_suite_passes() {
             "--socketio-ping-interval",
             "2s",
             "--socketio-ping-timeout",
-            "1s",
+            "4s",
             "--socketio-cors-origin",
             "http://allowed.example",
             "--socketio-cors-credentials",

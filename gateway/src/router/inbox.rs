@@ -279,7 +279,7 @@ pub enum PollWhat {
         /// The message.
         payload: Box<[u8]>,
     },
-    /// The WebSocket that probes or carries the session has closed.
+    /// The connection that probes or carries the session, or waits for its answer, has closed.
     Gone,
 }
 

@@ -861,10 +861,10 @@ impl<D: Driver> Shard<D> {
         }
         self.app.forget_conn(id);
         if let Peer::Client { conn, client } = &mut e.peer {
+            crate::app::sio::polling::on_closed(&mut self.router, id, client);
             if client.session.kind.is_some() {
                 let ending = Ending::of(conn.close_record());
                 self.app.disconnected(id, client, ending, self.driver.now());
-                crate::app::sio::polling::on_closed(&mut self.router, id, client);
                 self.router.on_disconnect(id, &mut client.session);
             }
         }

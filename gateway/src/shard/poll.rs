@@ -133,10 +133,10 @@ impl<D: Driver> Shard<D> {
         if conn.state() != State::AwaitApp {
             return;
         }
-        let Some(PollClient::Waiting(slot)) = client.poll.as_deref_mut() else {
+        let Some(PollClient::Waiting { answer, .. }) = client.poll.as_deref_mut() else {
             return;
         };
-        *slot = Some((status, body));
+        *answer = Some((status, body));
         let cx = Ctx {
             settings: &self.cfg.settings,
             kernels: &self.kernels,

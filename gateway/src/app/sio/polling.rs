@@ -21,8 +21,13 @@ use super::Dispatch;
 /// A polling request's progress, kept in its connection's [`crate::app::ClientState`].
 #[derive(Debug)]
 pub enum PollClient {
-    /// Sent to the session's owner; its answer (status, body) once in.
-    Waiting(Option<(u16, Box<[u8]>)>),
+    /// Sent to session `session`'s owner; its answer (status, body) once in.
+    Waiting {
+        /// The session asked.
+        session: ConnId,
+        /// The owner's answer.
+        answer: Option<(u16, Box<[u8]>)>,
+    },
     /// A `POST` for this session whose body is being read.
     Post(ConnId),
     /// A WebSocket that probes or carries the session with this id.
@@ -203,8 +208,14 @@ pub fn on_request(
             false,
         );
     };
-    if let Some(PollClient::Waiting(Some(_))) = d.client.poll.as_deref() {
-        let Some(PollClient::Waiting(Some((status, body)))) = d.client.poll.take().map(|b| *b)
+    if let Some(PollClient::Waiting {
+        answer: Some(_), ..
+    }) = d.client.poll.as_deref()
+    {
+        let Some(PollClient::Waiting {
+            answer: Some((status, body)),
+            ..
+        }) = d.client.poll.take().map(|b| *b)
         else {
             return Handling::Refuse(crate::conn::http::HttpError::Malformed);
         };
@@ -288,7 +299,10 @@ fn send(
     until: Option<std::time::Instant>,
 ) -> Handling {
     d.app.sio.stats.polling_requests += 1;
-    d.client.poll = Some(Box::new(PollClient::Waiting(None)));
+    d.client.poll = Some(Box::new(PollClient::Waiting {
+        session,
+        answer: None,
+    }));
     let msg = ShardMsg::Poll {
         session,
         from: d.id,
@@ -301,9 +315,18 @@ fn send(
     }
 }
 
-/// Connection `id` is closing: the session it carried learns its WebSocket is gone.
+/// Connection `id` is closing: the session it carried learns its WebSocket is gone, and the
+/// session it waits for an answer from learns not to answer there (a held `GET` whose
+/// connection a proxy cut must not make the client's next `GET` look like a second one).
 pub fn on_closed(router: &mut Router, id: ConnId, client: &mut crate::app::ClientState) {
-    if let Some(PollClient::Carrying(session)) = client.poll.as_deref() {
+    if let Some(
+        PollClient::Carrying(session)
+        | PollClient::Waiting {
+            session,
+            answer: None,
+        },
+    ) = client.poll.as_deref()
+    {
         let session = *session;
         client.poll = None;
         let msg = ShardMsg::Poll {

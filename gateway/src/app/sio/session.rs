@@ -288,6 +288,10 @@ impl PollSession {
             PollWhat::Message { binary, payload } => {
                 self.on_ws_message(cx, from, binary, &payload, limit_bytes)
             }
+            PollWhat::Gone if self.get == Some(from) => {
+                self.get = None;
+                Ok(())
+            }
             PollWhat::Gone => match self.transport {
                 Transport::Probing(ws) if ws == from => {
                     self.transport = Transport::Polling;
