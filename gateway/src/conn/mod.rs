@@ -42,6 +42,9 @@ use self::http::{scan_head, write_error, HeaderSlots, HttpError, Scan};
 pub use self::id::ConnId;
 pub use self::output::Output;
 
+/// Bytes reserved up front for a request body (the rest is reserved as it arrives).
+const BODY_RESERVE_BYTES: usize = 4096;
+
 /// What the application made of a complete request head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handling {
@@ -531,8 +534,9 @@ impl Conn {
                 self.await_app(head.len(), until);
             }
             Handling::Body { len } => {
-                // The head stays for the resume; the body follows it in `request`.
-                self.request = Vec::with_capacity(head.len() + len);
+                // The head stays for the resume; the body follows it in `request`, which
+                // grows as bytes arrive: an announced length reserves nothing by itself.
+                self.request = Vec::with_capacity(head.len() + len.min(BODY_RESERVE_BYTES));
                 self.request.extend_from_slice(head);
                 self.held_head = head.len();
                 self.body_len = len;
