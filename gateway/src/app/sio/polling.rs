@@ -152,6 +152,7 @@ fn respond(
     let reason = match status {
         200 => "OK",
         204 => "No Content",
+        401 => "Unauthorized",
         403 => "Forbidden",
         413 => "Payload Too Large",
         _ => "Bad Request",
@@ -247,6 +248,16 @@ pub fn on_request(
                 PollError::BadHandshakeMethod,
                 "Bad handshake method",
             );
+        }
+        // The same client authentication as a WebSocket upgrade (`?token=`, --require-token).
+        if let Err(e) = d
+            .app
+            .auth
+            .authenticate(query, req.headers, crate::auth::unix_now())
+        {
+            d.app.sio.stats.polling_refused += 1;
+            let body = PollError::Forbidden.body(&e.to_string());
+            return respond(d, out, origin, 401, &body, false);
         }
         // A new session, owned by this shard.
         return send(d, d.id, PollWhat::Open, None);

@@ -85,6 +85,8 @@ test("the handshake opens a session offering the upgrade to websocket", async ()
   assert.equal(JSON.parse(bad.body).code, 1);
   const put = await request("PUT", PATH);
   assert.equal(put.status, 400);
+  const badToken = await request("GET", `${PATH}&token=not.a.token`);
+  assert.equal(badToken.status, 401, "a token is checked like on a WebSocket upgrade");
 });
 
 test("a POST may carry several packets, and a GET answers with several", async () => {
