@@ -291,6 +291,15 @@ pub struct Cli {
     #[arg(long, env = "GATEWAY_SOCKETIO_CLIENT_DIR")]
     pub socketio_client_dir: Option<PathBuf>,
 
+    /// An origin (scheme://host[:port]) allowed to make cross-origin Socket.IO long-polling
+    /// requests; repeat or comma-separate [default: none: same-origin only]
+    #[arg(long, env = "GATEWAY_SOCKETIO_CORS_ORIGIN", value_delimiter = ',')]
+    pub socketio_cors_origin: Vec<String>,
+
+    /// Answer allowed origins with Access-Control-Allow-Credentials: true (cookies) [default: off]
+    #[arg(long, env = "GATEWAY_SOCKETIO_CORS_CREDENTIALS")]
+    pub socketio_cors_credentials: Option<Switch>,
+
     // --- Backend hooks (gateway/docs/hooks.md) ---
     /// Connect hook: before each upgrade on /ws, /raw and /broadcast, POST what the client
     /// presented to this URL (http://host:port/path); its answer allows or denies
@@ -526,6 +535,8 @@ struct FileConfig {
     socketio_connect_timeout: Option<String>,
     socketio_max_payload: Option<usize>,
     socketio_client_dir: Option<PathBuf>,
+    socketio_cors_origin: Option<List>,
+    socketio_cors_credentials: Option<Switch>,
     hook_connect: Option<String>,
     hook_connect_headers: Option<List>,
     hook_connect_cookies: Option<List>,
@@ -1062,6 +1073,25 @@ impl Config {
                 Some(_) => "(set: the socket.io-client files were read)".to_owned(),
                 None => "(none: /socket.io/socket.io.js answers 404)".to_owned(),
             },
+            "socketio-cors-origin" => {
+                let origins: Vec<String> = self
+                    .sio
+                    .cors_origins
+                    .iter()
+                    .map(|o| o.to_string())
+                    .collect();
+                if origins.is_empty() {
+                    "(none: same-origin only)".to_owned()
+                } else {
+                    list(&origins)
+                }
+            }
+            "socketio-cors-credentials" => if self.sio.cors_credentials {
+                "on"
+            } else {
+                "off"
+            }
+            .to_owned(),
             "hook-connect" => self.hook_url(self.hooks.connect.endpoint.as_ref()),
             "hook-connect-headers" => list(&self.hooks.connect.headers),
             "hook-connect-cookies" => list(&self.hooks.connect.cookies),
@@ -1215,7 +1245,27 @@ fn resolve_sio(cli: &Cli, file: &mut FileConfig) -> anyhow::Result<SioConfig> {
             })?))
         }
     };
+    let origins = if cli.socketio_cors_origin.is_empty() {
+        file.socketio_cors_origin
+            .take()
+            .map(List::items)
+            .unwrap_or_default()
+    } else {
+        cli.socketio_cors_origin.clone()
+    };
+    let cors_origins = origins
+        .iter()
+        .map(|o| check_origin(o).map(Box::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--socketio-cors-origin: {e}"))?;
+    let cors_credentials = cli
+        .socketio_cors_credentials
+        .or(file.socketio_cors_credentials)
+        .unwrap_or(Switch::Off)
+        == Switch::On;
     Ok(SioConfig {
+        cors_origins,
+        cors_credentials,
         client_files,
         ping_interval: positive(
             duration(
@@ -1249,6 +1299,25 @@ fn resolve_sio(cli: &Cli, file: &mut FileConfig) -> anyhow::Result<SioConfig> {
         namespaces,
         events,
     })
+}
+
+/// An origin as browsers send it: `http` or `https`, `://`, a host and an optional port, no
+/// path, no trailing slash.
+fn check_origin(o: &str) -> Result<&str, String> {
+    let host = o
+        .strip_prefix("http://")
+        .or_else(|| o.strip_prefix("https://"))
+        .ok_or_else(|| format!("{o:?}: an origin starts with http:// or https://"))?;
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !ok {
+        return Err(format!(
+            "{o:?}: an origin is scheme://host[:port], without a path or a trailing slash"
+        ));
+    }
+    Ok(o)
 }
 
 /// The `--hook-*` settings (flags win over the file).
@@ -1770,6 +1839,44 @@ mod tests {
         ] {
             let e = Config::from_parts(cli(bad), "").expect_err(&format!("{bad:?}"));
             assert!(e.to_string().contains("--socketio-"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn socketio_cors_is_same_origin_only_by_default_and_takes_origins() {
+        let c = Config::from_parts(cli(&[]), "").unwrap();
+        assert!(c.sio.cors_origins.is_empty() && !c.sio.cors_credentials);
+        let c = Config::from_parts(
+            cli(&[
+                "--socketio-cors-origin",
+                "https://app.example,http://localhost:3000",
+                "--socketio-cors-credentials",
+                "on",
+            ]),
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.sio.cors_origins.len(), 2);
+        assert_eq!(&*c.sio.cors_origins[1], "http://localhost:3000");
+        assert!(c.sio.cors_credentials);
+        let c = Config::from_parts(
+            cli(&[]),
+            "socketio-cors-origin = \"https://a.example\"\nsocketio-cors-credentials = \"on\"\n",
+        )
+        .unwrap();
+        assert_eq!(&*c.sio.cors_origins[0], "https://a.example");
+        assert!(c.sio.cors_credentials);
+        for bad in [
+            "app.example",
+            "https://app.example/",
+            "ftp://x",
+            "https://a b",
+        ] {
+            let e = Config::from_parts(cli(&["--socketio-cors-origin", bad]), "").expect_err(bad);
+            assert!(
+                e.to_string().contains("--socketio-cors-origin"),
+                "{bad}: {e}"
+            );
         }
     }
 }

@@ -83,6 +83,12 @@ pub struct SioMetrics {
     pub malformed: Counter,
     /// Sessions closed for a missing pong or no CONNECT in time.
     pub timeouts: Counter,
+    /// Long-polling requests handed to a session's owner.
+    pub polling_requests: Counter,
+    /// Long-polling requests refused.
+    pub polling_refused: Counter,
+    /// Polling sessions upgraded to a WebSocket.
+    pub upgrades: Counter,
 }
 
 impl ShardMetrics {
@@ -716,6 +722,37 @@ fn render_sio(shards: &[&ShardMetrics], out: &mut String) {
             n,
         );
     }
+    family(
+        out,
+        "gateway_socketio_polling_requests_total",
+        "counter",
+        "Socket.IO HTTP long-polling requests (handshakes, GETs, POSTs), by result: handled by \
+         the session's owner shard, or refused (bad version or method, unknown session, origin \
+         not allowed, over maxPayload).",
+    );
+    for (result, n) in [
+        ("handled", sum(&|m| m.polling_requests.get())),
+        ("refused", sum(&|m| m.polling_refused.get())),
+    ] {
+        sample(
+            out,
+            "gateway_socketio_polling_requests_total",
+            &[("result", result)],
+            n,
+        );
+    }
+    family(
+        out,
+        "gateway_socketio_upgrades_total",
+        "counter",
+        "Socket.IO sessions upgraded from HTTP long-polling to a WebSocket.",
+    );
+    sample(
+        out,
+        "gateway_socketio_upgrades_total",
+        &[],
+        sum(&|m| m.upgrades.get()),
+    );
 }
 
 /// Every shard's counters added up (a snapshot; each counter is read once).
@@ -983,6 +1020,8 @@ mod tests {
             "gateway_socketio_connects_total",
             "gateway_socketio_events_total",
             "gateway_socketio_session_closes_total",
+            "gateway_socketio_polling_requests_total",
+            "gateway_socketio_upgrades_total",
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name} help");
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} type");

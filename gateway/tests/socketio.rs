@@ -73,6 +73,9 @@ fn socket_io_client_suite_passes() {
     assert!(value("gateway_socketio_connects_total{result=\"refused\"}") >= 3);
     assert!(value("gateway_socketio_events_total{outcome=\"handled\"}") >= 10);
     assert!(value("gateway_socketio_events_total{outcome=\"dropped\"}") >= 2);
+    // clients-polling.test.mjs: every session started over long-polling and upgraded.
+    assert!(value("gateway_socketio_upgrades_total") >= 20);
+    assert!(value("gateway_socketio_polling_requests_total{result=\"handled\"}") >= 60);
 }
 
 #[test]
@@ -211,4 +214,42 @@ fn conformance_suite_passes_over_websocket() {
     ];
     let dir = suite_dir().join("conformance");
     run_node_suite(&gw, &dir, ".test.mjs", &env, NODE_TIMEOUT);
+}
+
+/// Engine.IO over HTTP long-polling (`tests/socketio/polling/*.test.mjs`): the handshake,
+/// batched and binary payloads, one GET at a time, the ping timeout, the upgrade with its probe,
+/// CORS, maxPayload; plain HTTP requests and a bare WebSocket on a gateway with two shards.
+#[test]
+fn long_polling_conformance_suite_passes() {
+    let gw = gateway()
+        .args([
+            "--threads",
+            "2",
+            "--socketio-event",
+            "shout=broadcast-others",
+            "--socketio-event",
+            "ping=ack:{\"pong\":true}",
+            "--socketio-ping-interval",
+            "2s",
+            "--socketio-ping-timeout",
+            "4s",
+            "--socketio-cors-origin",
+            "http://allowed.example",
+            "--socketio-cors-credentials",
+            "on",
+        ])
+        .start();
+    let env = [("GATEWAY_URL", format!("http://{}", gw.addr()))];
+    let dir = suite_dir().join("polling");
+    run_node_suite(&gw, &dir, ".test.mjs", &env, NODE_TIMEOUT);
+
+    let mut c = Client::connect(gw.api_addr());
+    c.send_raw(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let text = String::from_utf8(c.read_response().body).expect("metrics text");
+    for series in [
+        "gateway_socketio_upgrades_total 1",
+        "gateway_socketio_polling_requests_total{result=\"refused\"} ",
+    ] {
+        assert!(text.contains(series), "{series} in\n{text}");
+    }
 }

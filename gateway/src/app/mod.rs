@@ -45,6 +45,9 @@ pub struct ClientState {
     pub session: Session,
     /// Its Socket.IO session (`/socket.io/` only).
     pub sio: Option<Box<sio::SioConn>>,
+    /// A Socket.IO long-polling request waiting for its session's owner, or the WebSocket
+    /// carrying a session upgraded from polling.
+    pub poll: Option<Box<sio::polling::PollClient>>,
     /// Its backend calls not yet answered.
     pub hook_calls: u16,
     /// Where the connect hook stands (`None`: not asked).
@@ -144,6 +147,13 @@ impl App for Dispatch<'_> {
         if let Some(handling) = sio::client_files::serve(path, files, req, out) {
             return handling;
         }
+        if path == sio::PATH || path == "/socket.io" {
+            let target = req.path.unwrap_or("/");
+            let query = target.split_once('?').map_or("", |(_, q)| q);
+            if sio::polling::is_polling(req, query) {
+                return sio::polling::on_request(self, req, out);
+            }
+        }
         match routes::route(req, out) {
             Ok(route) => {
                 self.client.route = route;
@@ -198,7 +208,7 @@ impl App for Dispatch<'_> {
             Route::Raw => raw::open(self, query),
             Route::Broadcast => broadcast::open(self),
             Route::SocketIo => {
-                sio::open(self, out);
+                sio::open(self, query, out);
                 Ok(())
             }
         }
@@ -213,6 +223,10 @@ impl App for Dispatch<'_> {
             Route::Broadcast => broadcast::on_message(self, opcode, payload),
             Route::SocketIo => sio::on_message(self, opcode, payload, out),
         }
+    }
+
+    fn on_body(&mut self, body: &mut [u8], _out: &mut Output) -> Handling {
+        sio::polling::on_body(self, body)
     }
 }
 

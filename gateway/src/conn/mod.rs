@@ -16,7 +16,10 @@
 //!
 //! A request the app cannot decide at once ([`Handling::Pending`]: a backend is asked) leaves
 //! the connection in [`State::AwaitApp`]: the shard stops reading it, and once the answer is
-//! in, [`Conn::on_resume`] hands the same request to the app again.
+//! in, [`Conn::on_resume`] hands the same request to the app again. A request with a body
+//! ([`Handling::Body`]: a long-polling POST) waits in [`State::AwaitBody`] until that many bytes
+//! are in, which go to [`App::on_body`]; a long poll ([`Handling::Hold`]) waits in `AwaitApp`
+//! until the app's own deadline instead of the handshake's.
 
 pub mod deflate;
 pub mod frames;
@@ -39,6 +42,9 @@ use self::http::{scan_head, write_error, HeaderSlots, HttpError, Scan};
 pub use self::id::ConnId;
 pub use self::output::Output;
 
+/// Bytes reserved up front for a request body (the rest is reserved as it arrives).
+const BODY_RESERVE_BYTES: usize = 4096;
+
 /// What the application made of a complete request head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handling {
@@ -56,6 +62,18 @@ pub enum Handling {
     /// waits in [`State::AwaitApp`], reading nothing more, until [`Conn::on_resume`] hands the
     /// same request to [`App::on_request`] again; the handshake deadline still applies.
     Pending,
+    /// Read a request body of exactly `len` bytes (the app checked the announced length against
+    /// its limit), then hand it to [`App::on_body`].
+    Body {
+        /// The body's length in bytes.
+        len: usize,
+    },
+    /// Like [`Handling::Pending`], but the request may be held until `until` (a long poll,
+    /// answered when data arrives) rather than the handshake deadline.
+    Hold {
+        /// The latest time the app answers by; past it the request times out (408).
+        until: Instant,
+    },
 }
 
 /// A refused upgrade: the HTTP status and a text body saying why.
@@ -83,6 +101,13 @@ pub trait App {
 
     /// A complete data message; `payload` (unmasked, text validated) may be changed in place.
     fn on_message(&mut self, opcode: Opcode, payload: &mut [u8], out: &mut Output);
+
+    /// The body a [`Handling::Body`] asked for is complete: answer, refuse or hold the request
+    /// (an upgrade is not possible here and is refused as malformed).
+    fn on_body(&mut self, body: &mut [u8], out: &mut Output) -> Handling {
+        let _ = (body, out);
+        Handling::Refuse(HttpError::Malformed)
+    }
 }
 
 /// Everything a connection needs to know about the server's configuration.
@@ -135,6 +160,8 @@ pub enum State {
     AwaitRequest,
     /// The app's decision on a held request ([`Handling::Pending`]); nothing is read.
     AwaitApp,
+    /// The body of a request ([`Handling::Body`]).
+    AwaitBody,
     /// WebSocket frames.
     Open,
     /// The peer's close frame: we sent ours.
@@ -163,8 +190,12 @@ pub struct Conn {
     /// The unfinished request head (empty and unallocated otherwise); in `AwaitApp`, the held
     /// head followed by any bytes that came behind it.
     request: Vec<u8>,
-    /// In `AwaitApp`: the length of the held head at the start of `request`.
+    /// In `AwaitApp` and `AwaitBody`: the length of the held head at the start of `request`.
     held_head: usize,
+    /// In `AwaitBody`: the length of the body being read (it follows the head in `request`).
+    body_len: usize,
+    /// In `AwaitApp` after [`Handling::Hold`]: when the held request times out.
+    hold_until: Option<Instant>,
     /// The first close frame, sent or received.
     close: Option<CloseRecord>,
     frames: FrameReader,
@@ -195,6 +226,8 @@ impl Conn {
             pinged: false,
             request: Vec::new(),
             held_head: 0,
+            body_len: 0,
+            hold_until: None,
             close: None,
             frames: FrameReader::default(),
             last_rx: now,
@@ -231,7 +264,7 @@ impl Conn {
         out: &mut Output,
     ) {
         match self.state {
-            State::AwaitRequest | State::AwaitApp => {
+            State::AwaitRequest | State::AwaitApp | State::AwaitBody => {
                 self.enter(State::Closed, now);
                 self.drop_now = true;
             }
@@ -269,7 +302,10 @@ impl Conn {
     pub fn deadline(&self, s: &Settings) -> Instant {
         match self.state {
             _ if self.drop_now => self.mark,
-            State::AwaitRequest | State::AwaitApp => self.mark + s.handshake_timeout,
+            State::AwaitApp if self.hold_until.is_some() => self.hold_until.unwrap_or(self.mark),
+            State::AwaitRequest | State::AwaitApp | State::AwaitBody => {
+                self.mark + s.handshake_timeout
+            }
             State::Open if self.pinged => self.mark + s.pong_timeout,
             State::Open => self.last_rx + s.ping_interval,
             State::Closing | State::Closed => self.mark + s.close_timeout,
@@ -295,6 +331,7 @@ impl Conn {
             State::AwaitRequest => self.read_request(bytes, now, cx, out, app),
             State::Open | State::Closing => self.read_frames(bytes, now, cx, out, app),
             State::AwaitApp => self.hold(bytes, now, cx, out),
+            State::AwaitBody => self.read_body(bytes, now, cx, out, app),
             State::Closed => {}
         }
     }
@@ -307,6 +344,7 @@ impl Conn {
         }
         let mut held = std::mem::take(&mut self.request);
         let head_len = std::mem::take(&mut self.held_head).min(held.len());
+        self.hold_until = None;
         self.state = State::AwaitRequest;
         let (head, tail) = held.split_at_mut(head_len);
         self.on_request(head, now, cx, out, app);
@@ -330,7 +368,7 @@ impl Conn {
             return;
         }
         match self.state {
-            State::AwaitRequest | State::AwaitApp => {
+            State::AwaitRequest | State::AwaitApp | State::AwaitBody => {
                 out.refused = Some(HandshakeFailure::Timeout);
                 self.http_error(HttpError::Timeout, now, out);
                 self.drop_now = true;
@@ -365,7 +403,7 @@ impl Conn {
     /// are dropped.
     pub fn on_shutdown(&mut self, now: Instant, out: &mut Output) {
         match self.state {
-            State::AwaitRequest | State::AwaitApp => {
+            State::AwaitRequest | State::AwaitApp | State::AwaitBody => {
                 self.enter(State::Closed, now);
                 self.drop_now = true;
             }
@@ -424,6 +462,7 @@ impl Conn {
             match self.state {
                 State::AwaitRequest => {}
                 State::AwaitApp => return self.request.extend_from_slice(input),
+                State::AwaitBody => return self.read_body(input, now, cx, out, app),
                 State::Open => return self.read_frames(input, now, cx, out, app),
                 State::Closing | State::Closed => return,
             }
@@ -484,12 +523,24 @@ impl Conn {
             }
             Err(_) => return self.http_error(HttpError::Malformed, now, out),
         }
-        match app.on_request(&req, out) {
-            Handling::Pending => {
-                // Keep the head (and, through `read_request`, what follows) for the resume.
+        let handling = app.on_request(&req, out);
+        match handling {
+            Handling::Pending | Handling::Hold { .. } => {
+                let until = match handling {
+                    Handling::Hold { until } => Some(until),
+                    _ => None,
+                };
                 self.request = head.to_vec();
+                self.await_app(head.len(), until);
+            }
+            Handling::Body { len } => {
+                // The head stays for the resume; the body follows it in `request`, which
+                // grows as bytes arrive: an announced length reserves nothing by itself.
+                self.request = Vec::with_capacity(head.len() + len.min(BODY_RESERVE_BYTES));
+                self.request.extend_from_slice(head);
                 self.held_head = head.len();
-                self.state = State::AwaitApp;
+                self.body_len = len;
+                self.state = State::AwaitBody;
             }
             Handling::Answered { keep_alive } => self.answered(keep_alive, now),
             Handling::Refuse(e) => self.http_error(e, now, out),
@@ -520,6 +571,58 @@ impl Conn {
                     self.enter(State::Closed, now);
                 }
             },
+        }
+    }
+
+    /// Hold the request head at the start of `request` (`head_len` bytes; what follows it is
+    /// dropped, and `read_request` adds what comes behind) for [`Conn::on_resume`], until
+    /// `until` or else the handshake deadline.
+    fn await_app(&mut self, head_len: usize, until: Option<Instant>) {
+        self.request.truncate(head_len);
+        self.held_head = head_len;
+        self.hold_until = until;
+        self.state = State::AwaitApp;
+    }
+
+    /// Bytes of a request body: once `body_len` are in, the app gets them; what follows is
+    /// the next request.
+    fn read_body(
+        &mut self,
+        input: &mut [u8],
+        now: Instant,
+        cx: &Ctx<'_>,
+        out: &mut Output,
+        app: &mut dyn App,
+    ) {
+        let want = self.held_head + self.body_len;
+        let take = want.saturating_sub(self.request.len()).min(input.len());
+        let (body_part, rest) = input.split_at_mut(take);
+        self.request.extend_from_slice(body_part);
+        if self.request.len() < want {
+            return;
+        }
+        let mut held = std::mem::take(&mut self.request);
+        let head_len = self.held_head.min(held.len());
+        self.body_len = 0;
+        self.state = State::AwaitRequest;
+        let handling = app.on_body(&mut held[head_len..], out);
+        match handling {
+            Handling::Pending => {
+                self.request = held;
+                self.await_app(head_len, None);
+            }
+            Handling::Hold { until } => {
+                self.request = held;
+                self.await_app(head_len, Some(until));
+            }
+            Handling::Answered { keep_alive } => self.answered(keep_alive, now),
+            Handling::Refuse(e) => return self.http_error(e, now, out),
+            Handling::Upgrade | Handling::Body { .. } => {
+                return self.http_error(HttpError::Malformed, now, out)
+            }
+        }
+        if !rest.is_empty() {
+            self.read_request(rest, now, cx, out, app);
         }
     }
 
@@ -587,5 +690,7 @@ impl Conn {
     }
 }
 
+#[cfg(test)]
+mod body_tests;
 #[cfg(test)]
 mod tests;

@@ -231,6 +231,25 @@ pub enum ShardMsg {
         /// The connections found on that shard.
         conns: Vec<ConnInfo>,
     },
+    /// A Socket.IO long-polling request, or a message of the WebSocket carrying the session,
+    /// for the shard owning the session.
+    Poll {
+        /// The session (its entry on the owner shard).
+        session: ConnId,
+        /// The connection that asks (a polling request, or the WebSocket).
+        from: ConnId,
+        /// What it asks.
+        what: PollWhat,
+    },
+    /// The owner's answer to a polling request: the HTTP status and body for connection `to`.
+    PollAnswer {
+        /// The polling request's connection.
+        to: ConnId,
+        /// The HTTP status (200, or 400 with an Engine.IO error body).
+        status: u16,
+        /// The body (a payload of packets, `ok`, or the error's JSON).
+        body: Box<[u8]>,
+    },
     /// Close one connection with a code (backend disconnect).
     Close {
         /// The target.
@@ -242,6 +261,26 @@ pub enum ShardMsg {
         /// Who waits to learn whether the connection existed.
         reply: Option<ReplyTo>,
     },
+}
+
+/// What a Socket.IO long-polling session's owner shard is asked to do (see `app::sio::polling`).
+#[derive(Debug)]
+pub enum PollWhat {
+    /// A handshake: open a new session on this shard (`session` is the asking connection).
+    Open,
+    /// A `GET`: answer with the packets waiting, or hold it until some are.
+    Get,
+    /// A `POST` with its body (a payload of packets).
+    Post(Box<[u8]>),
+    /// A message on the WebSocket that probes or carries the session.
+    Message {
+        /// A binary frame (else text).
+        binary: bool,
+        /// The message.
+        payload: Box<[u8]>,
+    },
+    /// The connection that probes or carries the session, or waits for its answer, has closed.
+    Gone,
 }
 
 /// The queues and wakers of all shards.

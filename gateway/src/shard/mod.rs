@@ -9,6 +9,7 @@
 
 mod api;
 mod hooks;
+mod poll;
 mod push;
 pub mod timers;
 mod tls;
@@ -114,6 +115,8 @@ enum Peer {
     },
     /// A backend on the API listener.
     Api(Box<ApiConn>),
+    /// A Socket.IO long-polling session this shard owns (no socket of its own).
+    Poll(Box<crate::app::sio::session::PollSession>),
 }
 
 impl Peer {
@@ -122,6 +125,7 @@ impl Peer {
         match self {
             Peer::Client { conn, .. } => conn.state() == State::Closed,
             Peer::Api(a) => a.state() == ApiState::Closed,
+            Peer::Poll(_) => false,
         }
     }
 
@@ -129,6 +133,7 @@ impl Peer {
         match self {
             Peer::Client { conn, .. } => conn.must_drop(),
             Peer::Api(a) => a.must_drop(),
+            Peer::Poll(_) => false,
         }
     }
 
@@ -142,6 +147,7 @@ impl Peer {
                 }
             }
             Peer::Api(a) => a.deadline(&cfg.api),
+            Peer::Poll(p) => p.deadline().unwrap_or_else(Instant::now),
         }
     }
 
@@ -149,6 +155,7 @@ impl Peer {
         match self {
             Peer::Client { conn, .. } => conn.on_shutdown(now, out),
             Peer::Api(a) => a.on_shutdown(now),
+            Peer::Poll(_) => {}
         }
     }
 
@@ -156,6 +163,7 @@ impl Peer {
         match self {
             Peer::Client { conn, .. } => conn.on_peer_eof(now),
             Peer::Api(a) => a.on_peer_eof(now),
+            Peer::Poll(_) => {}
         }
     }
 
@@ -175,6 +183,7 @@ impl Peer {
                 conn.on_deadline(now, &cx, out)
             }
             Peer::Api(a) => a.on_deadline(now, &cfg.api, &mut out.bytes),
+            Peer::Poll(_) => {}
         }
     }
 
@@ -511,6 +520,14 @@ impl<D: Driver> Shard<D> {
         debug!(connections = ids.len(), "shard draining");
         for id in ids {
             if let Some(e) = self.conns.get_mut(id) {
+                if let Peer::Poll(_) = e.peer {
+                    self.poll_end(
+                        id,
+                        frame_simd::CloseCode::GOING_AWAY,
+                        "server shutting down",
+                    );
+                    continue;
+                }
                 e.peer.on_shutdown(now, &mut self.out);
             }
             self.settle(id, now);
@@ -580,6 +597,7 @@ impl<D: Driver> Shard<D> {
             return;
         };
         match &mut e.peer {
+            Peer::Poll(_) => {}
             Peer::Api(_) => self.api_read(id, n, now),
             Peer::Client { conn, client } => {
                 let cx = Ctx {
@@ -617,6 +635,9 @@ impl<D: Driver> Shard<D> {
         let Some(e) = self.conns.get_mut(id) else {
             return;
         };
+        if let Peer::Poll(_) = e.peer {
+            return self.poll_flush(id, now);
+        }
         let tls_waiting = e.tls.as_ref().is_some_and(|t| t.wants_write());
         if e.outbox.is_empty() && !e.paused && !tls_waiting {
             // Epoll reports writable with every readable event: nothing to do.
@@ -660,6 +681,9 @@ impl<D: Driver> Shard<D> {
             return;
         }
         e.armed = UNARMED;
+        if let Peer::Poll(_) = e.peer {
+            return self.poll_timer(id, now);
+        }
         if let Peer::Client { conn, client } = &mut e.peer {
             if conn.state() == State::Open && client.deadline().is_some_and(|t| t <= now) {
                 // The app's own timer (a Socket.IO heartbeat).
@@ -696,6 +720,10 @@ impl<D: Driver> Shard<D> {
             self.out.clear();
             return;
         };
+        if let Peer::Poll(_) = e.peer {
+            self.out.clear();
+            return self.poll_settle(id, now);
+        }
         let only_coalesced_pong = self.out.finish();
         let mut broken = false;
         if !self.out.bytes.is_empty() {
@@ -759,6 +787,7 @@ impl<D: Driver> Shard<D> {
                 // Closing: no more deliveries; others see it leave now, not when the socket goes.
                 let ending = Ending::of(conn.close_record());
                 self.app.disconnected(id, client, ending, now);
+                crate::app::sio::polling::on_closed(&mut self.router, id, client);
                 self.router.on_disconnect(id, &mut client.session);
             }
         }
@@ -827,8 +856,12 @@ impl<D: Driver> Shard<D> {
         let Some(mut e) = self.conns.remove(id) else {
             return;
         };
+        if let Peer::Poll(p) = &mut e.peer {
+            return self.forget_poll(id, p, frame_simd::CloseCode::GOING_AWAY, why);
+        }
         self.app.forget_conn(id);
         if let Peer::Client { conn, client } = &mut e.peer {
+            crate::app::sio::polling::on_closed(&mut self.router, id, client);
             if client.session.kind.is_some() {
                 let ending = Ending::of(conn.close_record());
                 self.app.disconnected(id, client, ending, self.driver.now());

@@ -81,6 +81,17 @@ fn queue_frame(sink: &mut Sink<'_>, id: ConnId, frame: &mut Packed<'_>) -> Queue
     let Some(e) = sink.conns.get_mut(id) else {
         return Queued::Gone;
     };
+    if let Peer::Poll(p) = &mut e.peer {
+        // A long-polling session: kept for its next request, within the same limit.
+        if !p.push_frame(Arc::clone(frame.plain()), sink.limit_bytes) {
+            return Queued::Slow;
+        }
+        if !e.dirty {
+            e.dirty = true;
+            sink.dirty.push(id);
+        }
+        return Queued::Yes;
+    }
     let Some((conn, _)) = e.peer.open_client() else {
         return Queued::Gone;
     };
@@ -114,26 +125,33 @@ impl<D: Driver> Shard<D> {
     /// API requesters are handed to their connections as they appear.
     pub(super) fn finish_turn(&mut self, now: Instant) {
         loop {
-            while self.router.outbound.has_local() {
-                for msg in self.router.outbound.take_local() {
-                    self.on_shard_msg(msg, now);
+            loop {
+                while self.router.outbound.has_local() {
+                    for msg in self.router.outbound.take_local() {
+                        self.on_shard_msg(msg, now);
+                    }
+                }
+                if self.router.completions.is_empty() {
+                    break;
+                }
+                // Answers for API connections (their next pipelined command may act again).
+                self.api_completions(now);
+            }
+
+            let mut dirty = std::mem::take(&mut self.dirty);
+            for id in dirty.drain(..) {
+                if let Some(e) = self.conns.get_mut(id) {
+                    e.dirty = false;
+                    self.on_writable(id, now);
                 }
             }
-            if self.router.completions.is_empty() {
+            self.dirty = dirty;
+            // A long-polling session flushed above answers its request with a message to
+            // this shard itself when the request is held here: apply it this turn.
+            if !self.router.outbound.has_local() {
                 break;
             }
-            // Answers for API connections (their next pipelined command may act again).
-            self.api_completions(now);
         }
-
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for id in dirty.drain(..) {
-            if let Some(e) = self.conns.get_mut(id) {
-                e.dirty = false;
-                self.on_writable(id, now);
-            }
-        }
-        self.dirty = dirty;
         self.expire_tokens(now);
         self.router.outbound.flush();
         let s = std::mem::take(&mut self.router.stats);
@@ -153,6 +171,9 @@ impl<D: Driver> Shard<D> {
         m.dropped.add(sio.dropped);
         m.malformed.add(sio.malformed);
         m.timeouts.add(sio.timeouts);
+        m.polling_requests.add(sio.polling_requests);
+        m.polling_refused.add(sio.polling_refused);
+        m.upgrades.add(sio.upgrades);
         self.metrics.recovery_misses.add(s.recovery_misses);
         self.metrics
             .history_streams
@@ -262,6 +283,12 @@ impl<D: Driver> Shard<D> {
                     .control(from, ShardMsg::ConnPart { tag, conns });
             }
             ShardMsg::ConnPart { tag, conns } => self.router.on_conn_part(tag, conns),
+            ShardMsg::Poll {
+                session,
+                from,
+                what,
+            } => self.on_poll(session, from, what, now),
+            ShardMsg::PollAnswer { to, status, body } => self.on_poll_answer(to, status, body, now),
         }
     }
 
@@ -509,6 +536,14 @@ impl<D: Driver> Shard<D> {
     /// Close client connection `id`; false when no open client connection has this id
     /// (closing ones, and API connections, count as none).
     fn close_conn(&mut self, id: ConnId, code: CloseCode, reason: &str, now: Instant) -> bool {
+        if let Some(Entry {
+            peer: Peer::Poll(_),
+            ..
+        }) = self.conns.get_mut(id)
+        {
+            self.poll_end(id, code, reason);
+            return true;
+        }
         let Some((conn, _)) = self.conns.get_mut(id).and_then(|e| e.peer.open_client()) else {
             return false;
         };

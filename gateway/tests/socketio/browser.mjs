@@ -64,6 +64,10 @@ try {
     await page.waitForFunction(() => document.getElementById("me").textContent !== "", null, {
       timeout: WAIT_MS,
     });
+    // The session started over long-polling (the default) and moved to the WebSocket.
+    await page.waitForFunction(() => window.socket.io.engine.transport.name === "websocket", null, {
+      timeout: WAIT_MS,
+    });
     return page;
   }
   const a = await open();

@@ -13,14 +13,18 @@ const URL = process.env.GATEWAY_URL;
 const SECRET = process.env.GATEWAY_TOKEN_SECRET;
 const API = process.env.GATEWAY_API_URL;
 const API_KEY = process.env.GATEWAY_API_KEY;
-const WAIT_MS = 5000;
+// `default`: the client's default transports (long-polling first, then the upgrade), as
+// clients-polling.test.mjs runs this suite; otherwise straight to the WebSocket.
+const POLLING_FIRST = process.env.SIO_TRANSPORTS === "default";
+// Polling first takes a few more round trips (handshake, POST, GET, probe) before "connect".
+const WAIT_MS = POLLING_FIRST ? 10_000 : 5000;
 const opened = [];
 
 after(() => opened.forEach((s) => s.disconnect()));
 
 function connect(nsp = "/", opts = {}) {
   const s = io(URL + nsp, {
-    transports: ["websocket"],
+    ...(POLLING_FIRST ? {} : { transports: ["websocket"] }),
     forceNew: true,
     reconnection: false,
     ...opts,
@@ -41,6 +45,7 @@ function once(emitter, event) {
 
 async function connected(s) {
   if (!s.connected) await once(s, "connect");
+  if (s.io.engine.transport.name !== "websocket") await once(s.io.engine, "upgrade");
   return s;
 }
 

@@ -9,12 +9,17 @@
 //! `sio:<nsp>:<room>`. Events run the [`events::EventMap`]; deliveries are encoded once into
 //! complete WebSocket frames ([`Router::publish_frames`]) and fanned out like any publication.
 //! A malformed packet closes that session only (1002, or 1009 over `max_payload`).
+//!
+//! Sessions may also start over HTTP long-polling ([`polling`]: the request side, on any shard;
+//! [`session`]: the session on the shard that owns it) and upgrade to a WebSocket later.
 
 pub mod client_files;
 pub mod emit;
 pub mod engine;
 pub mod events;
 pub mod packet;
+pub mod polling;
+pub mod session;
 mod socket;
 #[cfg(test)]
 mod tests;
@@ -95,6 +100,12 @@ pub struct SioConfig {
     pub events: EventMap,
     /// The browser builds of `socket.io-client` (`--socketio-client-dir`).
     pub client_files: Option<Arc<client_files::ClientFiles>>,
+    /// Origins allowed to make cross-origin long-polling requests (`--socketio-cors-origin`;
+    /// empty: same-origin only).
+    pub cors_origins: Vec<Box<str>>,
+    /// Answer allowed origins with `Access-Control-Allow-Credentials: true`
+    /// (`--socketio-cors-credentials`).
+    pub cors_credentials: bool,
 }
 
 impl Default for SioConfig {
@@ -112,6 +123,8 @@ impl Default for SioConfig {
             // UNWRAP: "chat" is a preset `EventMap::preset` knows.
             events: EventMap::preset("chat").unwrap_or_default(),
             client_files: None,
+            cors_origins: Vec::new(),
+            cors_credentials: false,
         }
     }
 }
@@ -140,6 +153,12 @@ pub struct SioStats {
     pub malformed: u64,
     /// Sessions closed for a missing pong or no CONNECT in time.
     pub timeouts: u64,
+    /// Long-polling requests handed to a session's owner (handshakes, GETs, POSTs).
+    pub polling_requests: u64,
+    /// Long-polling requests refused (bad version, unknown session, origin, method, size).
+    pub polling_refused: u64,
+    /// Polling sessions upgraded to a WebSocket.
+    pub upgrades: u64,
 }
 
 /// Ids for sessions and sockets: a per-shard keyed hash (SipHash with random keys from the
@@ -220,21 +239,22 @@ pub fn on_request(req: &httparse::Request<'_, '_>, out: &mut Output) -> Result<(
         return refuse(5, "Unsupported protocol version", out);
     }
     match query_param(query, "transport").as_deref() {
-        Some("websocket") if query_param(query, "sid").is_some() => {
-            refuse(1, "Session ID unknown", out)
-        }
-        Some("websocket") => Ok(()),
-        Some("polling") => refuse(
-            0,
-            "Transport unknown: this gateway serves Socket.IO over WebSocket only",
-            out,
-        ),
+        Some("websocket") => match query_param(query, "sid") {
+            // Whether the session exists is for its owner to say, once the probe arrives.
+            Some(sid) if polling::parse_sid(&sid).is_none() => refuse(1, "Session ID unknown", out),
+            _ => Ok(()),
+        },
         _ => refuse(0, "Transport unknown", out),
     }
 }
 
-/// The upgrade is done: start the session and send the open packet.
-pub(super) fn open(d: &mut Dispatch<'_>, out: &mut Output) {
+/// The upgrade is done: start the session and send the open packet, or, for the upgrade of
+/// a polling session (`sid` in `query`), carry that session.
+pub(super) fn open(d: &mut Dispatch<'_>, query: &str, out: &mut Output) {
+    if let Some(session) = query_param(query, "sid").and_then(|s| polling::parse_sid(&s)) {
+        d.client.poll = Some(Box::new(polling::PollClient::Carrying(session)));
+        return;
+    }
     let cfg = Arc::clone(&d.app.sio.cfg);
     let sid = d.app.sio.ids.id(d.id.to_bits());
     let text = &mut d.app.sio.text;
@@ -256,6 +276,19 @@ pub(super) fn open(d: &mut Dispatch<'_>, out: &mut Output) {
 
 /// A WebSocket message of the session.
 pub(super) fn on_message(d: &mut Dispatch<'_>, opcode: Opcode, payload: &[u8], out: &mut Output) {
+    if let Some(polling::PollClient::Carrying(session)) = d.client.poll.as_deref() {
+        // The session lives on its owner shard: the message goes there.
+        let msg = crate::router::inbox::ShardMsg::Poll {
+            session: *session,
+            from: d.id,
+            what: crate::router::inbox::PollWhat::Message {
+                binary: opcode == Opcode::Binary,
+                payload: Box::from(payload),
+            },
+        };
+        d.router.outbound.control(session.shard(), msg);
+        return;
+    }
     let Some(mut conn) = d.client.sio.take() else {
         return;
     };
