@@ -160,6 +160,20 @@ pub struct Conn {
     drop_now: bool,
     /// A ping was sent and nothing has arrived since.
     pinged: bool,
+    frames: FrameReader,
+    /// When the last byte arrived.
+    last_rx: Instant,
+    /// When the current wait began: accepted (`AwaitRequest`), ping sent (`Open`, pinged), close
+    /// started (`Closing`, `Closed`).
+    mark: Instant,
+    /// What only some connections need (`None` for an open connection without compression):
+    /// one pointer instead of its fields in every connection.
+    rare: Option<Box<Rare>>,
+}
+
+/// The part of a connection's state that most open connections never use.
+#[derive(Debug, Default)]
+struct Rare {
     /// The unfinished request head (empty and unallocated otherwise); in `AwaitApp`, the held
     /// head followed by any bytes that came behind it.
     request: Vec<u8>,
@@ -167,14 +181,14 @@ pub struct Conn {
     held_head: usize,
     /// The first close frame, sent or received.
     close: Option<CloseRecord>,
-    frames: FrameReader,
-    /// When the last byte arrived.
-    last_rx: Instant,
-    /// When the current wait began: accepted (`AwaitRequest`), ping sent (`Open`, pinged), close
-    /// started (`Closing`, `Closed`).
-    mark: Instant,
     /// permessage-deflate, when the upgrade negotiated it.
     deflate: Option<Negotiated>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.request.capacity() == 0 && self.close.is_none() && self.deflate.is_none()
+    }
 }
 
 /// The per-call context: configuration and the process's kernels.
@@ -193,13 +207,10 @@ impl Conn {
             state: State::AwaitRequest,
             drop_now: false,
             pinged: false,
-            request: Vec::new(),
-            held_head: 0,
-            close: None,
             frames: FrameReader::default(),
             last_rx: now,
             mark: now,
-            deflate: None,
+            rare: None,
         }
     }
 
@@ -218,7 +229,20 @@ impl Conn {
     /// How data messages to this connection are compressed (`None`: uncompressed). Hand it to
     /// the [`Output`] before appending frames for this connection outside an input call.
     pub fn send_deflate(&self, s: &Settings) -> Option<SendDeflate> {
-        self.deflate.map(|n| SendDeflate::new(&n, &s.deflate))
+        let n = self.rare.as_deref()?.deflate?;
+        Some(SendDeflate::new(&n, &s.deflate))
+    }
+
+    /// The rarely used state, made on first use.
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Free the rarely used state once nothing is left in it.
+    fn tidy(&mut self) {
+        if self.rare.as_deref().is_some_and(Rare::is_empty) {
+            self.rare = None;
+        }
     }
 
     /// Start the closing handshake with `code` (a slow consumer, a disconnect asked for by the
@@ -248,11 +272,13 @@ impl Conn {
     /// Who started the closing handshake and with which code (`None`: no close frame was
     /// sent or received, e.g. the TCP connection ended first).
     pub fn close_record(&self) -> Option<CloseRecord> {
-        self.close
+        self.rare.as_deref()?.close
     }
 
     fn record_close(&mut self, code: u16, by_peer: bool) {
-        self.close.get_or_insert(CloseRecord { code, by_peer });
+        self.rare()
+            .close
+            .get_or_insert(CloseRecord { code, by_peer });
     }
 
     /// True when the socket should be dropped right after flushing.
@@ -262,7 +288,7 @@ impl Conn {
 
     /// Bytes held for unfinished requests, frames and messages (capacity).
     pub fn retained_bytes(&self) -> usize {
-        self.request.capacity() + self.frames.retained_bytes()
+        self.rare.as_deref().map_or(0, |r| r.request.capacity()) + self.frames.retained_bytes()
     }
 
     /// When [`Conn::on_deadline`] must next be called.
@@ -305,8 +331,10 @@ impl Conn {
         if self.state != State::AwaitApp {
             return;
         }
-        let mut held = std::mem::take(&mut self.request);
-        let head_len = std::mem::take(&mut self.held_head).min(held.len());
+        let r = self.rare();
+        let mut held = std::mem::take(&mut r.request);
+        let head_len = std::mem::take(&mut r.held_head).min(held.len());
+        self.tidy();
         self.state = State::AwaitRequest;
         let (head, tail) = held.split_at_mut(head_len);
         self.on_request(head, now, cx, out, app);
@@ -318,10 +346,11 @@ impl Conn {
     /// Bytes that arrived while the app decides (a shard stops reading, so only a peer that
     /// did not wait for the answer sends them): kept, up to the header byte limit.
     fn hold(&mut self, bytes: &[u8], now: Instant, cx: &Ctx<'_>, out: &mut Output) {
-        if self.request.len() + bytes.len() > self.held_head + cx.settings.max_header_bytes {
+        let r = self.rare();
+        if r.request.len() + bytes.len() > r.held_head + cx.settings.max_header_bytes {
             return self.http_error(HttpError::HeadersTooLarge, now, out);
         }
-        self.request.extend_from_slice(bytes);
+        r.request.extend_from_slice(bytes);
     }
 
     /// The deadline passed: ping, time out, or give up on the peer.
@@ -391,7 +420,11 @@ impl Conn {
         self.mark = now;
         if state == State::Closed {
             self.frames.discard();
-            self.request = Vec::new();
+            if let Some(r) = self.rare.as_deref_mut() {
+                r.request = Vec::new();
+                r.held_head = 0;
+            }
+            self.tidy();
         }
     }
 
@@ -423,11 +456,11 @@ impl Conn {
         while !input.is_empty() {
             match self.state {
                 State::AwaitRequest => {}
-                State::AwaitApp => return self.request.extend_from_slice(input),
+                State::AwaitApp => return self.rare().request.extend_from_slice(input),
                 State::Open => return self.read_frames(input, now, cx, out, app),
                 State::Closing | State::Closed => return,
             }
-            if self.request.is_empty() {
+            if self.rare.as_deref().is_none_or(|r| r.request.is_empty()) {
                 match scan_head(input, 0, max) {
                     Scan::Head(end) => {
                         let (head, rest) = std::mem::take(&mut input).split_at_mut(end);
@@ -435,21 +468,23 @@ impl Conn {
                         input = rest;
                     }
                     Scan::Partial => {
-                        self.request.extend_from_slice(input);
+                        self.rare().request.extend_from_slice(input);
                         return;
                     }
                     Scan::TooLong(e) => return self.http_error(e, now, out),
                 }
             } else {
                 // Never hold more than the limit (plus the terminator's last bytes).
-                let from = self.request.len();
+                let r = self.rare();
+                let from = r.request.len();
                 let take = (max + 4).saturating_sub(from).min(input.len());
                 let (now_in, rest) = std::mem::take(&mut input).split_at_mut(take);
-                self.request.extend_from_slice(now_in);
+                r.request.extend_from_slice(now_in);
                 input = rest;
-                match scan_head(&self.request, from, max) {
+                match scan_head(&r.request, from, max) {
                     Scan::Head(end) => {
-                        let mut buf = std::mem::take(&mut self.request);
+                        let mut buf = std::mem::take(&mut r.request);
+                        self.tidy();
                         let (head, tail) = buf.split_at_mut(end);
                         self.on_request(head, now, cx, out, app);
                         // Bytes that came behind the head: frames or a pipelined request.
@@ -487,8 +522,9 @@ impl Conn {
         match app.on_request(&req, out) {
             Handling::Pending => {
                 // Keep the head (and, through `read_request`, what follows) for the resume.
-                self.request = head.to_vec();
-                self.held_head = head.len();
+                let r = self.rare();
+                r.request = head.to_vec();
+                r.held_head = head.len();
                 self.state = State::AwaitApp;
             }
             Handling::Answered { keep_alive } => self.answered(keep_alive, now),
@@ -497,9 +533,9 @@ impl Conn {
                 Ok(accepted) => {
                     let before = out.bytes.len();
                     write_switching(&mut out.bytes, &accepted, &s.policy);
-                    self.deflate = deflate::negotiate(&req, &s.deflate);
-                    if let Some(n) = &self.deflate {
-                        deflate::write_response(&mut out.bytes, n);
+                    if let Some(n) = deflate::negotiate(&req, &s.deflate) {
+                        self.rare().deflate = Some(n);
+                        deflate::write_response(&mut out.bytes, &n);
                         self.frames.enable_deflate();
                     }
                     out.deflate = self.send_deflate(s);
