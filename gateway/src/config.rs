@@ -204,7 +204,8 @@ pub struct Cli {
     pub driver: Option<DriverChoice>,
 
     /// Provided receive buffers per shard for the io_uring driver, 16 KiB each (a power of two
-    /// up to 32768) [default: 512]
+    /// up to 32768); the most a shard hands the kernel: it starts with 32 and doubles as
+    /// receives need them [default: 512]
     #[arg(long, env = "GATEWAY_URING_BUFFERS")]
     pub uring_buffers: Option<u16>,
 

@@ -7,10 +7,12 @@
 //! chunk, and a newer coalesced pong replaces it while none of it is sent and nothing follows it
 //! (§5.5.3), so a peer that floods pings and never reads holds one pong here.
 //!
-//! Memory: while a connection is active its emptied queue keeps a few slots (at most
-//! `KEEP_CHUNKS`), so a delivery to it does not allocate; a queue that grew past that is freed
-//! once empty, and [`Outbox::on_idle`] (called by the shard when the connection's timer fires
-//! after a silence) frees an empty queue, so an idle connection holds no allocation.
+//! Memory: an outbox is one pointer, null until something is queued (most writes go straight to
+//! the socket and never queue), so a connection that never queued costs 8 bytes here. While a
+//! connection is active its emptied queue keeps a few slots (at most `KEEP_CHUNKS`), so a
+//! delivery to it does not allocate; a queue that grew past that is freed once empty, and
+//! [`Outbox::on_idle`] (called by the shard when the connection's timer fires after a silence)
+//! frees an empty queue, so an idle connection holds no allocation.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -54,22 +56,31 @@ impl Chunk {
     }
 }
 
-/// A connection's write queue.
+/// What an outbox holds once something was queued.
 #[derive(Debug, Default)]
-pub struct Outbox {
+struct Queue {
     chunks: VecDeque<Chunk>,
     queued: usize,
 }
 
+/// A connection's write queue (`None` until something is queued: see the module doc).
+#[derive(Debug, Default)]
+pub struct Outbox(Option<Box<Queue>>);
+
 impl Outbox {
     /// True when nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.0.as_ref().is_none_or(|q| q.chunks.is_empty())
     }
 
     /// Bytes waiting.
     pub fn queued_bytes(&self) -> usize {
-        self.queued
+        self.0.as_ref().map_or(0, |q| q.queued)
+    }
+
+    /// The queue, made on first use.
+    fn queue(&mut self) -> &mut Queue {
+        self.0.get_or_insert_with(Box::default)
     }
 
     /// Queue `bytes`, of which the first `sent` were already written.
@@ -78,12 +89,7 @@ impl Outbox {
         if len == 0 {
             return;
         }
-        self.queued += len;
-        self.chunks.push_back(Chunk {
-            bytes: Bytes::Owned(bytes),
-            sent,
-            pong: false,
-        });
+        self.queue().push_owned(bytes, sent, len);
     }
 
     /// Queue a frame shared with other connections.
@@ -91,8 +97,9 @@ impl Outbox {
         if frame.is_empty() {
             return;
         }
-        self.queued += frame.len();
-        self.chunks.push_back(Chunk {
+        let q = self.queue();
+        q.queued += frame.len();
+        q.chunks.push_back(Chunk {
             bytes: Bytes::Shared(frame),
             sent: 0,
             pong: false,
@@ -102,24 +109,63 @@ impl Outbox {
     /// Queue a coalesced pong frame (the connection's queue is full), replacing the last queued
     /// one if none of it was sent and nothing was queued after it.
     pub fn push_pong(&mut self, frame: &[u8]) {
-        if let Some(last) = self.chunks.back_mut() {
+        if frame.is_empty() {
+            return;
+        }
+        let q = self.queue();
+        if let Some(last) = q.chunks.back_mut() {
             if let (true, 0, Bytes::Owned(old)) = (last.pong, last.sent, &mut last.bytes) {
-                self.queued -= old.len();
-                self.queued += frame.len();
+                q.queued -= old.len();
+                q.queued += frame.len();
                 old.clear();
                 old.extend_from_slice(frame);
                 return;
             }
         }
-        self.push_owned(frame.to_vec(), 0);
-        if let Some(last) = self.chunks.back_mut() {
+        q.push_owned(frame.to_vec(), 0, frame.len());
+        if let Some(last) = q.chunks.back_mut() {
             last.pong = true;
         }
     }
 
     /// Write as much as `write` takes, with vectored writes of up to 64 chunks. Returns the
     /// bytes written; stops at `WouldBlock` (not an error) and returns other errors.
-    pub fn flush<W>(&mut self, mut write: W) -> io::Result<usize>
+    pub fn flush<W>(&mut self, write: W) -> io::Result<usize>
+    where
+        W: FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    {
+        let Some(q) = self.0.as_deref_mut() else {
+            return Ok(0);
+        };
+        let r = q.flush(write);
+        if q.chunks.is_empty() && q.chunks.capacity() > KEEP_CHUNKS {
+            // A burst grew the ring: give it back rather than keep its peak.
+            self.0 = None;
+        }
+        r
+    }
+
+    /// The connection is idle (its timer fired after a silence): an empty queue gives its memory
+    /// back, so an idle connection holds none.
+    pub fn on_idle(&mut self) {
+        if self.is_empty() {
+            self.0 = None;
+        }
+    }
+}
+
+impl Queue {
+    fn push_owned(&mut self, bytes: Vec<u8>, sent: usize, len: usize) {
+        self.queued += len;
+        self.chunks.push_back(Chunk {
+            bytes: Bytes::Owned(bytes),
+            sent,
+            pong: false,
+        });
+    }
+
+    /// Write as much as `write` takes (see [`Outbox::flush`]).
+    fn flush<W>(&mut self, mut write: W) -> io::Result<usize>
     where
         W: FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
     {
@@ -143,19 +189,7 @@ impl Outbox {
                 break;
             }
         }
-        if self.chunks.is_empty() && self.chunks.capacity() > KEEP_CHUNKS {
-            // A burst grew the ring: give it back rather than keep its peak.
-            self.chunks = VecDeque::new();
-        }
         Ok(total)
-    }
-
-    /// The connection is idle (its timer fired after a silence): an empty queue gives its memory
-    /// back, so an idle connection holds none.
-    pub fn on_idle(&mut self) {
-        if self.chunks.is_empty() {
-            self.chunks = VecDeque::new();
-        }
     }
 
     /// One vectored write of the first `N` chunks' unsent bytes. Returns the write's result and
@@ -197,6 +231,11 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    /// Slots the queue has allocated (0: no queue at all).
+    fn capacity(out: &Outbox) -> usize {
+        out.0.as_ref().map_or(0, |q| q.chunks.capacity())
+    }
+
     /// A socket that takes at most `room` bytes, then blocks.
     fn writer<'a>(
         sink: &'a mut Vec<u8>,
@@ -215,6 +254,26 @@ mod tests {
             }
             Ok(n)
         }
+    }
+
+    #[test]
+    fn an_outbox_that_never_queued_is_one_pointer_and_allocates_nothing() {
+        assert_eq!(std::mem::size_of::<Outbox>(), std::mem::size_of::<usize>());
+        let mut out = Outbox::default();
+        assert!(out.is_empty());
+        assert_eq!(out.queued_bytes(), 0);
+        out.push_owned(b"sent".to_vec(), 4);
+        out.push_shared(Arc::from(&b""[..]));
+        out.push_pong(b"");
+        assert!(out.0.is_none(), "nothing to queue, nothing allocated");
+        let mut calls = 0;
+        let n = out
+            .flush(|_: &[IoSlice<'_>]| {
+                calls += 1;
+                Ok(0)
+            })
+            .unwrap();
+        assert_eq!((n, calls), (0, 0), "an empty outbox does not write");
     }
 
     #[test]
@@ -298,12 +357,12 @@ mod tests {
         for _ in 0..100 {
             out.push_shared(Arc::clone(&frame));
             out.push_owned(b"ab".to_vec(), 0);
-            let at = std::ptr::from_ref(&out.chunks[0]) as usize;
+            let at = std::ptr::from_ref(&out.0.as_ref().unwrap().chunks[0]) as usize;
             let mut room = usize::MAX;
             assert_eq!(out.flush(writer(&mut sink, &mut room)).unwrap(), 12);
             assert!(out.is_empty());
             // Same ring: its capacity and its buffer do not change from one delivery to the next.
-            let cap = out.chunks.capacity();
+            let cap = capacity(&out);
             assert!(cap > 0, "the emptied queue was freed");
             let (at0, cap0) = *kept.get_or_insert((at, cap));
             assert_eq!(cap, cap0);
@@ -318,18 +377,19 @@ mod tests {
         let mut sink = Vec::new();
         out.push_owned(b"x".to_vec(), 0);
         out.on_idle();
-        assert!(out.chunks.capacity() > 0, "a queue with data keeps it");
+        assert!(capacity(&out) > 0, "a queue with data keeps it");
         let mut room = usize::MAX;
         out.flush(writer(&mut sink, &mut room)).unwrap();
         out.on_idle();
-        assert_eq!(out.chunks.capacity(), 0);
+        assert_eq!(capacity(&out), 0);
+        assert!(out.0.is_none(), "an idle outbox is a null pointer");
 
         for i in 0..100u8 {
             out.push_owned(vec![i], 0);
         }
         let mut room = usize::MAX;
         out.flush(writer(&mut sink, &mut room)).unwrap();
-        assert_eq!(out.chunks.capacity(), 0, "a burst's ring is not kept");
+        assert_eq!(capacity(&out), 0, "a burst's ring is not kept");
         assert_eq!(sink.len(), 101);
     }
 }

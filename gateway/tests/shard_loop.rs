@@ -380,6 +380,41 @@ fn subscriber_that_never_reads_gets_4008_and_the_others_everything() {
     assert!(!reader.pipe.is_closed());
 }
 
+// ---- coalesced writes --------------------------------------------------------------------
+
+#[test]
+fn a_turns_deliveries_reach_each_subscriber_in_one_write() {
+    const SUBSCRIBERS: usize = 3;
+    const PUBLISHES: usize = 10;
+    let mut rig = Rig::new(config());
+    let mut subs: Vec<Client> = (0..SUBSCRIBERS)
+        .map(|_| rig.connect("/broadcast"))
+        .collect();
+    let publisher = rig.connect("/broadcast");
+    let before: Vec<u64> = subs.iter().map(|s| s.pipe.writes()).collect();
+    // Ten publishes that arrive in one read: one loop turn handles them all.
+    let mut wire = Vec::new();
+    for i in 0..PUBLISHES {
+        encode_client_frame(&mut wire, Opcode::Text, format!("pub:{i}").as_bytes(), KEY);
+    }
+    publisher.pipe.write(&wire);
+    rig.turn();
+    let want: Vec<Vec<u8>> = (0..PUBLISHES).map(|i| i.to_string().into_bytes()).collect();
+    for (n, (s, before)) in subs.iter_mut().zip(before).enumerate() {
+        let got: Vec<Vec<u8>> = s.frames().iter().map(|f| f.payload.clone()).collect();
+        assert_eq!(got, want, "subscriber {n}: every delivery, in order");
+        assert_eq!(
+            s.pipe.writes() - before,
+            1,
+            "subscriber {n}: the turn's {PUBLISHES} deliveries in one write"
+        );
+    }
+    assert_eq!(
+        rig.metrics.deliveries.get(),
+        (SUBSCRIBERS * PUBLISHES) as u64
+    );
+}
+
 // ---- SIGTERM drain -----------------------------------------------------------------------
 
 #[test]

@@ -147,23 +147,38 @@ struct Head {
     len: usize,
 }
 
+/// What an unfinished message or control frame keeps between reads. Most messages arrive
+/// whole in one read and never need it, so it lives behind a pointer that is null between
+/// messages: a quiet connection does not carry it.
+#[derive(Debug, Default)]
+struct Partial {
+    /// Bytes of an unfinished data message.
+    data: Vec<u8>,
+    /// Bytes of a control frame split across reads.
+    control: Vec<u8>,
+    /// The inflater of the compressed message being read.
+    inflater: Option<Box<Inflater>>,
+}
+
+impl Partial {
+    fn is_empty(&self) -> bool {
+        self.data.capacity() == 0 && self.control.capacity() == 0 && self.inflater.is_none()
+    }
+}
+
 /// Per-connection frame reader state.
 #[derive(Debug)]
 pub struct FrameReader {
     header: [u8; MAX_HEADER_LEN],
     header_len: u8,
     mode: Mode,
+    /// permessage-deflate was negotiated: RSV1 marks compressed messages.
+    deflate: bool,
     frame: Option<InFrame>,
     message: Option<InMessage>,
     utf8: Validator,
-    /// Bytes of an unfinished data message; unallocated when none is pending.
-    data: Vec<u8>,
-    /// Bytes of a control frame split across reads.
-    control: Vec<u8>,
-    /// permessage-deflate was negotiated: RSV1 marks compressed messages.
-    deflate: bool,
-    /// The inflater of the compressed message being read (none between messages).
-    inflater: Option<Box<Inflater>>,
+    /// Bytes kept between reads (`None` when nothing is pending).
+    partial: Option<Box<Partial>>,
 }
 
 impl Default for FrameReader {
@@ -172,13 +187,11 @@ impl Default for FrameReader {
             header: [0; MAX_HEADER_LEN],
             header_len: 0,
             mode: Mode::Normal,
+            deflate: false,
             frame: None,
             message: None,
             utf8: Validator::new(),
-            data: Vec::new(),
-            control: Vec::new(),
-            deflate: false,
-            inflater: None,
+            partial: None,
         }
     }
 }
@@ -195,24 +208,39 @@ impl FrameReader {
         if self.mode == Mode::Normal {
             self.mode = Mode::Skip;
         }
-        self.data = Vec::new();
+        if let Some(p) = self.partial.as_deref_mut() {
+            p.data = Vec::new();
+            p.inflater = None;
+        }
         self.message = None;
-        self.inflater = None;
+        self.tidy();
     }
 
     /// Discard everything from now on and free retained bytes.
     pub fn discard(&mut self) {
         self.mode = Mode::Discard;
-        self.data = Vec::new();
-        self.control = Vec::new();
         self.frame = None;
         self.message = None;
-        self.inflater = None;
+        self.partial = None;
     }
 
     /// Bytes retained for unfinished frames and messages (capacity, not length).
     pub fn retained_bytes(&self) -> usize {
-        self.data.capacity() + self.control.capacity()
+        self.partial
+            .as_deref()
+            .map_or(0, |p| p.data.capacity() + p.control.capacity())
+    }
+
+    /// The partial state, made on first use.
+    fn partial(&mut self) -> &mut Partial {
+        self.partial.get_or_insert_with(Box::default)
+    }
+
+    /// Free the partial state once nothing is pending in it.
+    fn tidy(&mut self) {
+        if self.partial.as_deref().is_some_and(Partial::is_empty) {
+            self.partial = None;
+        }
     }
 
     /// Feed bytes as they were read (masked); they are unmasked in place. `on` receives each
@@ -398,11 +426,12 @@ impl FrameReader {
             if whole {
                 return Ok(on(control(frame.opcode, chunk)));
             }
-            self.control.extend_from_slice(chunk);
+            self.partial().control.extend_from_slice(chunk);
             if !last {
                 return Ok(Flow::Continue);
             }
-            let payload = std::mem::take(&mut self.control);
+            let payload = std::mem::take(&mut self.partial().control);
+            self.tidy();
             return Ok(on(control(frame.opcode, &payload)));
         }
         if self.mode != Mode::Normal {
@@ -433,7 +462,7 @@ impl FrameReader {
                 payload: chunk,
             }));
         }
-        self.data.extend_from_slice(chunk);
+        self.partial().data.extend_from_slice(chunk);
         if !ends_message {
             return Ok(Flow::Continue);
         }
@@ -441,7 +470,8 @@ impl FrameReader {
         if text {
             self.utf8.finish().map_err(|_| FrameError::InvalidUtf8)?;
         }
-        let mut payload = std::mem::take(&mut self.data);
+        let mut payload = std::mem::take(&mut self.partial().data);
+        self.tidy();
         Ok(on(Message::Data {
             opcode: message.opcode,
             payload: &mut payload,
@@ -467,17 +497,16 @@ impl FrameReader {
         F: FnMut(Message<'_>) -> Flow,
     {
         let limit = usize::try_from(limits.max_message_bytes).unwrap_or(usize::MAX);
-        let inflater = self
-            .inflater
-            .get_or_insert_with(|| Box::new(Inflater::new()));
+        let p = &mut **self.partial.get_or_insert_with(Box::default);
+        let inflater = p.inflater.get_or_insert_with(|| Box::new(Inflater::new()));
         let utf8 = text.then_some((k, &mut self.utf8));
-        let done = inflater.inflate(chunk, &mut self.data, limit, utf8);
+        let done = inflater.inflate(chunk, &mut p.data, limit, utf8);
         let done = done.and_then(|()| {
             if !ends_message {
                 return Ok(());
             }
             let utf8 = text.then_some((k, &mut self.utf8));
-            inflater.finish(&mut self.data, limit, utf8)
+            inflater.finish(&mut p.data, limit, utf8)
         });
         done.map_err(|e| match e {
             InflateError::TooBig => FrameError::MessageTooBig,
@@ -488,11 +517,12 @@ impl FrameReader {
             return Ok(Flow::Continue);
         }
         self.message = None;
-        self.inflater = None;
+        let mut payload = std::mem::take(&mut self.partial().data);
+        self.partial().inflater = None;
+        self.tidy();
         if text {
             self.utf8.finish().map_err(|_| FrameError::InvalidUtf8)?;
         }
-        let mut payload = std::mem::take(&mut self.data);
         Ok(on(Message::Data {
             opcode: if text { Opcode::Text } else { Opcode::Binary },
             payload: &mut payload,

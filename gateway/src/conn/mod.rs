@@ -187,6 +187,20 @@ pub struct Conn {
     drop_now: bool,
     /// A ping was sent and nothing has arrived since.
     pinged: bool,
+    frames: FrameReader,
+    /// When the last byte arrived.
+    last_rx: Instant,
+    /// When the current wait began: accepted (`AwaitRequest`), ping sent (`Open`, pinged), close
+    /// started (`Closing`, `Closed`).
+    mark: Instant,
+    /// What only some connections need (`None` for an open connection without compression):
+    /// one pointer instead of its fields in every connection.
+    rare: Option<Box<Rare>>,
+}
+
+/// The part of a connection's state that most open connections never use.
+#[derive(Debug, Default)]
+struct Rare {
     /// The unfinished request head (empty and unallocated otherwise); in `AwaitApp`, the held
     /// head followed by any bytes that came behind it.
     request: Vec<u8>,
@@ -198,14 +212,17 @@ pub struct Conn {
     hold_until: Option<Instant>,
     /// The first close frame, sent or received.
     close: Option<CloseRecord>,
-    frames: FrameReader,
-    /// When the last byte arrived.
-    last_rx: Instant,
-    /// When the current wait began: accepted (`AwaitRequest`), ping sent (`Open`, pinged), close
-    /// started (`Closing`, `Closed`).
-    mark: Instant,
     /// permessage-deflate, when the upgrade negotiated it.
     deflate: Option<Negotiated>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.request.capacity() == 0
+            && self.close.is_none()
+            && self.deflate.is_none()
+            && self.hold_until.is_none()
+    }
 }
 
 /// The per-call context: configuration and the process's kernels.
@@ -224,15 +241,10 @@ impl Conn {
             state: State::AwaitRequest,
             drop_now: false,
             pinged: false,
-            request: Vec::new(),
-            held_head: 0,
-            body_len: 0,
-            hold_until: None,
-            close: None,
             frames: FrameReader::default(),
             last_rx: now,
             mark: now,
-            deflate: None,
+            rare: None,
         }
     }
 
@@ -251,7 +263,20 @@ impl Conn {
     /// How data messages to this connection are compressed (`None`: uncompressed). Hand it to
     /// the [`Output`] before appending frames for this connection outside an input call.
     pub fn send_deflate(&self, s: &Settings) -> Option<SendDeflate> {
-        self.deflate.map(|n| SendDeflate::new(&n, &s.deflate))
+        let n = self.rare.as_deref()?.deflate?;
+        Some(SendDeflate::new(&n, &s.deflate))
+    }
+
+    /// The rarely used state, made on first use.
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Free the rarely used state once nothing is left in it.
+    fn tidy(&mut self) {
+        if self.rare.as_deref().is_some_and(Rare::is_empty) {
+            self.rare = None;
+        }
     }
 
     /// Start the closing handshake with `code` (a slow consumer, a disconnect asked for by the
@@ -281,11 +306,13 @@ impl Conn {
     /// Who started the closing handshake and with which code (`None`: no close frame was
     /// sent or received, e.g. the TCP connection ended first).
     pub fn close_record(&self) -> Option<CloseRecord> {
-        self.close
+        self.rare.as_deref()?.close
     }
 
     fn record_close(&mut self, code: u16, by_peer: bool) {
-        self.close.get_or_insert(CloseRecord { code, by_peer });
+        self.rare()
+            .close
+            .get_or_insert(CloseRecord { code, by_peer });
     }
 
     /// True when the socket should be dropped right after flushing.
@@ -295,14 +322,16 @@ impl Conn {
 
     /// Bytes held for unfinished requests, frames and messages (capacity).
     pub fn retained_bytes(&self) -> usize {
-        self.request.capacity() + self.frames.retained_bytes()
+        self.rare.as_deref().map_or(0, |r| r.request.capacity()) + self.frames.retained_bytes()
     }
 
     /// When [`Conn::on_deadline`] must next be called.
     pub fn deadline(&self, s: &Settings) -> Instant {
         match self.state {
             _ if self.drop_now => self.mark,
-            State::AwaitApp if self.hold_until.is_some() => self.hold_until.unwrap_or(self.mark),
+            State::AwaitApp if self.hold_until().is_some() => {
+                self.hold_until().unwrap_or(self.mark)
+            }
             State::AwaitRequest | State::AwaitApp | State::AwaitBody => {
                 self.mark + s.handshake_timeout
             }
@@ -342,9 +371,11 @@ impl Conn {
         if self.state != State::AwaitApp {
             return;
         }
-        let mut held = std::mem::take(&mut self.request);
-        let head_len = std::mem::take(&mut self.held_head).min(held.len());
-        self.hold_until = None;
+        let r = self.rare();
+        let mut held = std::mem::take(&mut r.request);
+        let head_len = std::mem::take(&mut r.held_head).min(held.len());
+        r.hold_until = None;
+        self.tidy();
         self.state = State::AwaitRequest;
         let (head, tail) = held.split_at_mut(head_len);
         self.on_request(head, now, cx, out, app);
@@ -356,10 +387,11 @@ impl Conn {
     /// Bytes that arrived while the app decides (a shard stops reading, so only a peer that
     /// did not wait for the answer sends them): kept, up to the header byte limit.
     fn hold(&mut self, bytes: &[u8], now: Instant, cx: &Ctx<'_>, out: &mut Output) {
-        if self.request.len() + bytes.len() > self.held_head + cx.settings.max_header_bytes {
+        let r = self.rare();
+        if r.request.len() + bytes.len() > r.held_head + cx.settings.max_header_bytes {
             return self.http_error(HttpError::HeadersTooLarge, now, out);
         }
-        self.request.extend_from_slice(bytes);
+        r.request.extend_from_slice(bytes);
     }
 
     /// The deadline passed: ping, time out, or give up on the peer.
@@ -429,7 +461,11 @@ impl Conn {
         self.mark = now;
         if state == State::Closed {
             self.frames.discard();
-            self.request = Vec::new();
+            if let Some(r) = self.rare.as_deref_mut() {
+                r.request = Vec::new();
+                r.held_head = 0;
+            }
+            self.tidy();
         }
     }
 
@@ -461,12 +497,12 @@ impl Conn {
         while !input.is_empty() {
             match self.state {
                 State::AwaitRequest => {}
-                State::AwaitApp => return self.request.extend_from_slice(input),
+                State::AwaitApp => return self.rare().request.extend_from_slice(input),
                 State::AwaitBody => return self.read_body(input, now, cx, out, app),
                 State::Open => return self.read_frames(input, now, cx, out, app),
                 State::Closing | State::Closed => return,
             }
-            if self.request.is_empty() {
+            if self.rare.as_deref().is_none_or(|r| r.request.is_empty()) {
                 match scan_head(input, 0, max) {
                     Scan::Head(end) => {
                         let (head, rest) = std::mem::take(&mut input).split_at_mut(end);
@@ -474,21 +510,23 @@ impl Conn {
                         input = rest;
                     }
                     Scan::Partial => {
-                        self.request.extend_from_slice(input);
+                        self.rare().request.extend_from_slice(input);
                         return;
                     }
                     Scan::TooLong(e) => return self.http_error(e, now, out),
                 }
             } else {
                 // Never hold more than the limit (plus the terminator's last bytes).
-                let from = self.request.len();
+                let r = self.rare();
+                let from = r.request.len();
                 let take = (max + 4).saturating_sub(from).min(input.len());
                 let (now_in, rest) = std::mem::take(&mut input).split_at_mut(take);
-                self.request.extend_from_slice(now_in);
+                r.request.extend_from_slice(now_in);
                 input = rest;
-                match scan_head(&self.request, from, max) {
+                match scan_head(&r.request, from, max) {
                     Scan::Head(end) => {
-                        let mut buf = std::mem::take(&mut self.request);
+                        let mut buf = std::mem::take(&mut r.request);
+                        self.tidy();
                         let (head, tail) = buf.split_at_mut(end);
                         self.on_request(head, now, cx, out, app);
                         // Bytes that came behind the head: frames or a pipelined request.
@@ -530,16 +568,17 @@ impl Conn {
                     Handling::Hold { until } => Some(until),
                     _ => None,
                 };
-                self.request = head.to_vec();
+                self.rare().request = head.to_vec();
                 self.await_app(head.len(), until);
             }
             Handling::Body { len } => {
                 // The head stays for the resume; the body follows it in `request`, which
                 // grows as bytes arrive: an announced length reserves nothing by itself.
-                self.request = Vec::with_capacity(head.len() + len.min(BODY_RESERVE_BYTES));
-                self.request.extend_from_slice(head);
-                self.held_head = head.len();
-                self.body_len = len;
+                let r = self.rare();
+                r.request = Vec::with_capacity(head.len() + len.min(BODY_RESERVE_BYTES));
+                r.request.extend_from_slice(head);
+                r.held_head = head.len();
+                r.body_len = len;
                 self.state = State::AwaitBody;
             }
             Handling::Answered { keep_alive } => self.answered(keep_alive, now),
@@ -548,9 +587,9 @@ impl Conn {
                 Ok(accepted) => {
                     let before = out.bytes.len();
                     write_switching(&mut out.bytes, &accepted, &s.policy);
-                    self.deflate = deflate::negotiate(&req, &s.deflate);
-                    if let Some(n) = &self.deflate {
-                        deflate::write_response(&mut out.bytes, n);
+                    if let Some(n) = deflate::negotiate(&req, &s.deflate) {
+                        self.rare().deflate = Some(n);
+                        deflate::write_response(&mut out.bytes, &n);
                         self.frames.enable_deflate();
                     }
                     out.deflate = self.send_deflate(s);
@@ -574,13 +613,19 @@ impl Conn {
         }
     }
 
+    /// When a held request ([`Handling::Hold`]) times out, if one is held.
+    fn hold_until(&self) -> Option<Instant> {
+        self.rare.as_deref()?.hold_until
+    }
+
     /// Hold the request head at the start of `request` (`head_len` bytes; what follows it is
     /// dropped, and `read_request` adds what comes behind) for [`Conn::on_resume`], until
     /// `until` or else the handshake deadline.
     fn await_app(&mut self, head_len: usize, until: Option<Instant>) {
-        self.request.truncate(head_len);
-        self.held_head = head_len;
-        self.hold_until = until;
+        let r = self.rare();
+        r.request.truncate(head_len);
+        r.held_head = head_len;
+        r.hold_until = until;
         self.state = State::AwaitApp;
     }
 
@@ -594,28 +639,33 @@ impl Conn {
         out: &mut Output,
         app: &mut dyn App,
     ) {
-        let want = self.held_head + self.body_len;
-        let take = want.saturating_sub(self.request.len()).min(input.len());
+        let r = self.rare();
+        let want = r.held_head + r.body_len;
+        let take = want.saturating_sub(r.request.len()).min(input.len());
         let (body_part, rest) = input.split_at_mut(take);
-        self.request.extend_from_slice(body_part);
-        if self.request.len() < want {
+        r.request.extend_from_slice(body_part);
+        if r.request.len() < want {
             return;
         }
-        let mut held = std::mem::take(&mut self.request);
-        let head_len = self.held_head.min(held.len());
-        self.body_len = 0;
+        let mut held = std::mem::take(&mut r.request);
+        let head_len = r.held_head.min(held.len());
+        r.body_len = 0;
         self.state = State::AwaitRequest;
         let handling = app.on_body(&mut held[head_len..], out);
         match handling {
             Handling::Pending => {
-                self.request = held;
+                self.rare().request = held;
                 self.await_app(head_len, None);
             }
             Handling::Hold { until } => {
-                self.request = held;
+                self.rare().request = held;
                 self.await_app(head_len, Some(until));
             }
-            Handling::Answered { keep_alive } => self.answered(keep_alive, now),
+            Handling::Answered { keep_alive } => {
+                self.rare().held_head = 0;
+                self.tidy();
+                self.answered(keep_alive, now);
+            }
             Handling::Refuse(e) => return self.http_error(e, now, out),
             Handling::Upgrade | Handling::Body { .. } => {
                 return self.http_error(HttpError::Malformed, now, out)

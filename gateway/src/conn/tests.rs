@@ -179,6 +179,37 @@ fn request_and_frames_fed_byte_by_byte() {
 }
 
 #[test]
+fn an_open_connection_keeps_no_rare_or_partial_state_between_messages() {
+    let mut p = Peer::new(Settings::default());
+    // A head split over reads and a message split over reads both need state for a while.
+    let (a, b) = UPGRADE.as_bytes().split_at(20);
+    p.send(a);
+    assert!(p.conn.rare.is_some(), "the unfinished head is kept");
+    p.send(b);
+    assert_eq!(p.conn.state(), State::Open);
+    assert!(
+        p.conn.rare.is_none(),
+        "an open connection without compression has no rare state"
+    );
+    let frame = client_frame(true, Opcode::Binary, &[7; 100]);
+    let (a, b) = frame.split_at(50);
+    p.send(a);
+    assert!(p.conn.frames.retained_bytes() > 0, "half a message is kept");
+    let out = p.send(b);
+    assert_eq!(server_frames(&out), vec![(Opcode::Binary, vec![7; 100])]);
+    assert_eq!(p.conn.retained_bytes(), 0);
+    // Closing records the close there.
+    p.send(&client_frame(true, Opcode::Close, &1000u16.to_be_bytes()));
+    assert_eq!(
+        p.conn.close_record(),
+        Some(CloseRecord {
+            code: 1000,
+            by_peer: true
+        })
+    );
+}
+
+#[test]
 fn healthz_keeps_the_connection_alive() {
     let mut p = Peer::new(Settings::default());
     let req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";

@@ -92,6 +92,8 @@ struct PipeState {
     discard: bool,
     /// Bytes the shard wrote, in total.
     written: u64,
+    /// Sends that took at least one byte (each one write or `writev` on a real socket).
+    writes: u64,
     /// Bytes the shard read, in total.
     read: u64,
     client_fin: bool,
@@ -118,6 +120,7 @@ impl PipeState {
             window: usize::MAX,
             discard: false,
             written: 0,
+            writes: 0,
             read: 0,
             client_fin: false,
             client_reset: false,
@@ -342,6 +345,9 @@ impl Driver for MemoryDriver {
             }
         }
         pipe.written += take as u64;
+        if take > 0 {
+            pipe.writes += 1;
+        }
         if take < offered {
             pipe.write_blocked = true;
         }
@@ -565,6 +571,11 @@ impl Pipe {
     /// Bytes the server wrote, in total (read by the client or not).
     pub fn written(&self) -> u64 {
         self.with(|p| p.written)
+    }
+
+    /// Sends that took bytes, in total: how many `write`/`writev` calls a socket would have seen.
+    pub fn writes(&self) -> u64 {
+        self.with(|p| p.writes)
     }
 
     /// Bytes the server wrote that the client has not read.

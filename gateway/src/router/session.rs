@@ -1,8 +1,11 @@
 //! `Session`: what one connection adds for the router: how it receives, its user and its
-//! channels. Kept inline in the shard's connection entry and small (48 bytes; 4 more per
-//! subscribed channel), so an idle subscriber costs little.
+//! channels. Kept inline in the shard's connection entry and small (56 bytes, the keys of up to
+//! four channels inline; 4 more per channel past that, on the heap), so an idle subscriber costs
+//! little and a connection on a few channels allocates nothing for them.
 
 use std::sync::Arc;
+
+use smallvec::SmallVec;
 
 use crate::auth::Claims;
 
@@ -15,8 +18,9 @@ pub struct Session {
     pub kind: Option<Kind>,
     /// The user, when known (token subject or anonymous nickname).
     pub user: Option<Arc<str>>,
-    /// Keys of the channels it is subscribed to, in the shard's channel table.
-    pub channels: Vec<ChanKey>,
+    /// Keys of the channels it is subscribed to, in the shard's channel table (inline up to
+    /// four: most connections subscribe to one or two).
+    pub channels: SmallVec<[ChanKey; 4]>,
     /// Queued for a flush at the end of the shard's turn.
     pub flush_queued: bool,
     /// The verified token's claims (`None`: anonymous, allowed everywhere).

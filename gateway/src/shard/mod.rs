@@ -881,3 +881,18 @@ impl<D: Driver> Shard<D> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every accepted connection holds one slab slot of this size for its whole life, so it is
+    /// most of an idle connection's memory: state only some connections need lives behind
+    /// pointers (the outbox's queue, TLS, Socket.IO, a partial message, the request head, the
+    /// close record, compression parameters). It was 376 bytes before they moved.
+    #[test]
+    fn a_connection_slot_stays_small() {
+        let entry = std::mem::size_of::<Entry>();
+        assert!(entry <= 264, "a connection's slot grew to {entry} bytes");
+    }
+}

@@ -3,6 +3,12 @@
 //! in the ring (the kernel may fill it) or lent to the driver (a completion named it) until
 //! [`BufRing::give_back`]; the allocation never moves and is freed only when no operation can
 //! select a buffer any more.
+//!
+//! Buffers are handed to the kernel lazily: the ring starts with [`INITIAL_BUFFERS`] of them and
+//! [`BufRing::grow`] publishes more (doubling) when few are left in the ring. The kernel takes
+//! buffers in ring order, so every published buffer is eventually written and stays resident;
+//! buffers never published are never touched and cost no memory. A shard whose connections
+//! mostly sit idle keeps a small working set instead of the whole allocation.
 
 use std::io;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -11,6 +17,8 @@ use io_uring::{types, IoUring};
 
 /// The buffer group id of the shard's buffer ring.
 pub(super) const BGID: u16 = 0;
+/// Buffers in the ring at start (or all of them, when fewer).
+pub(super) const INITIAL_BUFFERS: u16 = 32;
 
 /// The shard's provided receive buffers and the ring of descriptors that lends them to the
 /// kernel. Buffer `bid` is bytes `bid * size ..` of one allocation that never moves.
@@ -21,6 +29,8 @@ pub(super) struct BufRing {
     data: *mut u8,
     data_layout: std::alloc::Layout,
     pub(super) count: u16,
+    /// Buffers `0..published` were handed to the kernel at least once; the others never were.
+    published: u16,
     size: u32,
     /// Our copy of the tail (the kernel only reads it).
     tail: u16,
@@ -31,7 +41,8 @@ pub(super) struct BufRing {
 }
 
 impl BufRing {
-    /// `count` (a power of two) buffers of `size` bytes, all handed to the ring.
+    /// `count` (a power of two) buffers of `size` bytes, the first [`INITIAL_BUFFERS`] of them
+    /// handed to the ring.
     pub(super) fn new(count: u16, size: u32) -> io::Result<BufRing> {
         if !count.is_power_of_two() || count > 1 << 15 || size == 0 {
             return Err(io::Error::new(
@@ -70,14 +81,13 @@ impl BufRing {
             data,
             data_layout,
             count,
+            published: 0,
             size,
             tail: 0,
-            lent: usize::from(count),
+            lent: 0,
             leak: false,
         };
-        for bid in 0..count {
-            ring.give_back(bid);
-        }
+        ring.publish(count.min(INITIAL_BUFFERS));
         Ok(ring)
     }
 
@@ -93,7 +103,38 @@ impl BufRing {
 
     /// Buffers the kernel may still pick.
     pub(super) fn free(&self) -> usize {
-        usize::from(self.count) - self.lent
+        usize::from(self.published).saturating_sub(self.lent)
+    }
+
+    /// Buffers handed to the kernel so far (in the ring or lent).
+    pub(super) fn published(&self) -> u16 {
+        self.published
+    }
+
+    /// Fewer than a quarter of the published buffers are left in the ring and more exist.
+    pub(super) fn wants_more(&self) -> bool {
+        self.published < self.count && self.free() * 4 < usize::from(self.published)
+    }
+
+    /// Publish as many never-used buffers as are published already (or all that are left);
+    /// false when every buffer is published.
+    pub(super) fn grow(&mut self) -> bool {
+        let left = self.count - self.published;
+        if left == 0 {
+            return false;
+        }
+        self.publish(left.min(self.published.max(1)));
+        true
+    }
+
+    /// Hand the next `n` never-used buffers to the kernel.
+    fn publish(&mut self, n: u16) {
+        let first = self.published;
+        for bid in first..first + n {
+            self.lent += 1;
+            self.give_back(bid);
+        }
+        self.published = first + n;
     }
 
     /// Hand buffer `bid` back to the kernel.
@@ -173,15 +214,43 @@ mod tests {
     }
 
     #[test]
-    fn every_buffer_starts_in_the_ring_and_lending_is_counted() {
+    fn a_small_ring_starts_full_and_lending_is_counted() {
         let mut ring = BufRing::new(8, 64).expect("ring");
         assert_eq!(ring.free(), 8);
+        assert_eq!(ring.published(), 8);
+        assert!(!ring.grow(), "nothing left to publish");
         // What a completion naming buffer 3 does, then the shard draining it.
         ring.lent += 1;
         assert_eq!(ring.free(), 7);
         ring.give_back(3);
         assert_eq!(ring.free(), 8);
         assert_eq!(ring.tail, 9);
+    }
+
+    #[test]
+    fn a_large_ring_starts_small_and_doubles_when_few_buffers_are_left() {
+        let mut ring = BufRing::new(256, 64).expect("ring");
+        assert_eq!(ring.published(), INITIAL_BUFFERS);
+        assert_eq!(ring.free(), usize::from(INITIAL_BUFFERS));
+        assert!(!ring.wants_more());
+        // Completions take buffers until fewer than a quarter are left in the ring.
+        let quarter = usize::from(INITIAL_BUFFERS) / 4;
+        ring.lent = usize::from(INITIAL_BUFFERS) - quarter;
+        assert!(!ring.wants_more(), "a quarter left is enough");
+        ring.lent += 1;
+        assert!(ring.wants_more());
+        let tail = ring.tail;
+        assert!(ring.grow());
+        assert_eq!(ring.published(), 2 * INITIAL_BUFFERS);
+        assert_eq!(
+            ring.tail,
+            tail.wrapping_add(INITIAL_BUFFERS),
+            "one descriptor each"
+        );
+        assert_eq!(ring.free(), quarter - 1 + usize::from(INITIAL_BUFFERS));
+        while ring.grow() {}
+        assert_eq!(ring.published(), 256);
+        assert!(!ring.wants_more(), "every buffer is published");
     }
 
     #[test]

@@ -50,7 +50,7 @@ const SQ_ENTRIES: u32 = 1024;
 /// Received bytes a connection may hold before its multishot receive is cancelled (re-armed
 /// once the shard drains them): without it a connection the shard stopped reading (outbox over
 /// the limit) would keep taking bytes from the socket, and TCP backpressure would never start.
-const HOLD_LIMIT_BYTES: usize = 64 * 1024;
+const HOLD_LIMIT_BYTES: u32 = 64 * 1024;
 /// How long dropping the driver waits for cancelled operations to complete.
 const DROP_WAIT: Duration = Duration::from_secs(2);
 
@@ -102,37 +102,98 @@ enum RecvState {
     Done,
 }
 
-/// A completed receive not yet drained: bytes `start..end` of buffer `bid`.
+/// The end of a connection's list of held buffers.
+const NO_BUF: u16 = u16::MAX;
+
+/// A completed receive not yet drained, one per buffer id: bytes `start..end` of the buffer,
+/// and the next buffer the same connection holds.
+#[derive(Clone, Copy, Debug)]
 struct Held {
-    bid: u16,
     start: u32,
     end: u32,
+    next: u16,
 }
 
+/// The buffers one connection holds, oldest first: a list threaded through the driver's
+/// per-buffer [`Held`] table, so a connection owns no allocation for what it receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HeldList {
+    head: u16,
+    tail: u16,
+}
+
+impl HeldList {
+    const EMPTY: HeldList = HeldList {
+        head: NO_BUF,
+        tail: NO_BUF,
+    };
+
+    fn is_empty(&self) -> bool {
+        self.head == NO_BUF
+    }
+
+    /// Append buffer `bid`, holding bytes `0..n`.
+    fn push(&mut self, table: &mut [Held], bid: u16, n: u32) {
+        let Some(h) = table.get_mut(usize::from(bid)) else {
+            return;
+        };
+        *h = Held {
+            start: 0,
+            end: n,
+            next: NO_BUF,
+        };
+        match table.get_mut(usize::from(self.tail)) {
+            Some(last) => last.next = bid,
+            None => self.head = bid,
+        }
+        self.tail = bid;
+    }
+
+    /// Remove the oldest buffer and return its id.
+    fn pop(&mut self, table: &[Held]) -> Option<u16> {
+        let bid = self.head;
+        let h = table.get(usize::from(bid))?;
+        self.head = h.next;
+        if self.head == NO_BUF {
+            self.tail = NO_BUF;
+        }
+        Some(bid)
+    }
+}
+
+/// Bytes copied out of buffers when the ring ran dry, not yet drained.
+struct Spill {
+    bytes: Vec<u8>,
+    pos: usize,
+}
+
+/// One attached connection. Kept small: an idle connection holds only this.
 struct Stream {
     socket: TcpStream,
-    id: ConnId,
     seq: u32,
-    held: VecDeque<Held>,
-    /// Bytes copied out of buffers when the ring ran dry (drained before `held`).
-    spill: Vec<u8>,
-    spill_pos: usize,
-    held_bytes: usize,
+    id: ConnId,
+    held: HeldList,
+    /// Bytes received and not yet drained, in `held` or copied to `spill` (bounded by the hold
+    /// limit plus one buffer).
+    held_bytes: u32,
+    /// Copied-out bytes, drained before `held` (`None` almost always).
+    spill: Option<Box<Spill>>,
+    /// What follows the held bytes: `Some(0)` end of stream, `Some(errno)` an error.
+    end: Option<i32>,
+    /// The driver's turn when a read (or a write) was last reported (compared for equality).
+    read_turn: u32,
+    write_turn: u32,
     recv: RecvState,
     /// A cancel of the armed receive was submitted (hold limit).
     cancelling: bool,
-    /// What follows the held bytes: `Some(0)` end of stream, `Some(errno)` an error.
-    end: Option<i32>,
     poll_out: bool,
-    read_turn: u64,
-    write_turn: u64,
 }
 
 struct Listener {
     socket: Option<TcpListener>,
     pending: VecDeque<Result<OwnedFd, i32>>,
     armed: bool,
-    turn: u64,
+    turn: u32,
 }
 
 /// How the ring was set up (for the log).
@@ -159,15 +220,17 @@ pub struct UringDriver {
     inflight: usize,
     listeners: Vec<Listener>,
     streams: Vec<Option<Stream>>,
+    /// By buffer id: what a completion put there, while a connection holds it.
+    held: Vec<Held>,
     next_seq: u32,
     starved: Vec<u32>,
     cqes: Vec<(u64, i32, u32)>,
     /// Reports reaped outside `wait` (to make room in a full completion queue).
     deferred: Vec<Ready>,
-    turn: u64,
+    turn: u32,
     wake_poll: Poll,
     wake_events: Events,
-    wake_turn: u64,
+    wake_turn: u32,
     metrics: Arc<ShardMetrics>,
     /// The empty-ring warning was logged.
     warned_dry: bool,
@@ -231,6 +294,14 @@ impl UringDriver {
                 })
                 .collect(),
             streams: Vec::new(),
+            held: vec![
+                Held {
+                    start: 0,
+                    end: 0,
+                    next: NO_BUF,
+                };
+                usize::from(buffers)
+            ],
             next_seq: 0,
             starved: Vec::new(),
             cqes: Vec::with_capacity(1024),
@@ -425,6 +496,10 @@ impl UringDriver {
         let bid = cqueue::buffer_select(flags);
         if bid.is_some() {
             self.bufs.lent += 1;
+            if self.bufs.wants_more() {
+                // Few left in the ring: hand the kernel never-used buffers before it runs dry.
+                self.bufs.grow();
+            }
         }
         let live = matches!(self.streams.get(slot as usize), Some(Some(s)) if s.seq == seq);
         if !live {
@@ -443,12 +518,8 @@ impl UringDriver {
         match (res, bid) {
             (n @ 1.., Some(bid)) => {
                 let n = n as u32; // n > 0 and at most the buffer size
-                s.held.push_back(Held {
-                    bid,
-                    start: 0,
-                    end: n,
-                });
-                s.held_bytes += n as usize;
+                s.held.push(&mut self.held, bid, n);
+                s.held_bytes += n;
                 report = true;
                 if last {
                     s.recv = RecvState::Idle;
@@ -467,6 +538,10 @@ impl UringDriver {
                 if last {
                     s.recv = RecvState::Starved;
                     self.starved.push(slot);
+                }
+                if self.bufs.grow() {
+                    // Never-used buffers were left: the ring is not exhausted, only small.
+                    return;
                 }
                 self.metrics.recv_buffers_exhausted.add(1);
                 if !self.warned_dry {
@@ -555,19 +630,25 @@ impl UringDriver {
         if self.starved.is_empty() {
             return;
         }
-        if self.bufs.free() * 4 < usize::from(self.bufs.count) {
+        if self.bufs.free() * 4 < usize::from(self.bufs.published()) {
             for slot in 0..self.streams.len() {
                 let Some(Some(s)) = self.streams.get_mut(slot) else {
                     continue;
                 };
-                while let Some(h) = s.held.pop_front() {
-                    if s.spill_pos == s.spill.len() {
-                        s.spill.clear();
-                        s.spill_pos = 0;
-                    }
-                    s.spill
-                        .extend_from_slice(self.bufs.bytes(h.bid, h.start, h.end));
-                    self.bufs.give_back(h.bid);
+                while let Some(bid) = s.held.pop(&self.held) {
+                    let Some(h) = self.held.get(usize::from(bid)) else {
+                        continue;
+                    };
+                    let spill = s.spill.get_or_insert_with(|| {
+                        Box::new(Spill {
+                            bytes: Vec::new(),
+                            pos: 0,
+                        })
+                    });
+                    spill
+                        .bytes
+                        .extend_from_slice(self.bufs.bytes(bid, h.start, h.end));
+                    self.bufs.give_back(bid);
                 }
             }
         }
@@ -601,7 +682,7 @@ impl Driver for UringDriver {
             self.ring.submitter().register_enable_rings()?;
             self.enabled = true;
         }
-        self.turn += 1;
+        self.turn = self.turn.wrapping_add(1);
         ready.append(&mut self.deferred);
         self.rearm_starved();
         let res = match timeout {
@@ -657,16 +738,15 @@ impl Driver for UringDriver {
             socket,
             id,
             seq: self.next_seq & SEQ_MASK as u32,
-            held: VecDeque::new(),
-            spill: Vec::new(),
-            spill_pos: 0,
+            held: HeldList::EMPTY,
             held_bytes: 0,
-            recv: RecvState::Idle,
-            cancelling: false,
+            spill: None,
             end: None,
-            poll_out: false,
             read_turn: 0,
             write_turn: 0,
+            recv: RecvState::Idle,
+            cancelling: false,
+            poll_out: false,
         });
         self.arm_recv(id.slot());
         Ok(())
@@ -675,6 +755,7 @@ impl Driver for UringDriver {
     fn recv(&mut self, id: ConnId, buf: &mut [u8]) -> io::Result<usize> {
         let slot = id.slot();
         let bufs = &mut self.bufs;
+        let table = &mut self.held;
         let s = match self.streams.get_mut(slot as usize) {
             Some(Some(s)) if s.id == id => s,
             _ => {
@@ -685,34 +766,34 @@ impl Driver for UringDriver {
             }
         };
         let mut n = 0;
-        if s.spill_pos < s.spill.len() {
-            let take = (s.spill.len() - s.spill_pos).min(buf.len());
-            buf[..take].copy_from_slice(&s.spill[s.spill_pos..s.spill_pos + take]);
-            s.spill_pos += take;
+        if let Some(spill) = s.spill.as_deref_mut() {
+            let rest = spill.bytes.get(spill.pos..).unwrap_or_default();
+            let take = rest.len().min(buf.len());
+            buf[..take].copy_from_slice(&rest[..take]);
+            spill.pos += take;
             n = take;
-            if s.spill_pos == s.spill.len() {
+            if spill.pos >= spill.bytes.len() {
                 // An idle connection holds no buffer.
-                s.spill = Vec::new();
-                s.spill_pos = 0;
+                s.spill = None;
             }
         }
-        while n < buf.len() {
-            let Some(h) = s.held.front_mut() else {
+        while n < buf.len() && !s.held.is_empty() {
+            let bid = s.held.head;
+            let Some(h) = table.get_mut(usize::from(bid)) else {
                 break;
             };
-            let bytes = bufs.bytes(h.bid, h.start, h.end);
+            let bytes = bufs.bytes(bid, h.start, h.end);
             let take = bytes.len().min(buf.len() - n);
             buf[n..n + take].copy_from_slice(&bytes[..take]);
             n += take;
             h.start += take as u32; // take <= the buffer size, a u32
             if h.start >= h.end {
-                let bid = h.bid;
-                s.held.pop_front();
+                s.held.pop(table);
                 bufs.give_back(bid);
             }
         }
-        s.held_bytes = s.held_bytes.saturating_sub(n);
-        let drained = s.held.is_empty() && s.spill.is_empty();
+        s.held_bytes = s.held_bytes.saturating_sub(n as u32); // n <= held + spilled bytes
+        let drained = s.held.is_empty() && s.spill.is_none();
         let end = s.end;
         if n > 0 {
             if drained && end.is_some() {
@@ -788,8 +869,9 @@ impl Driver for UringDriver {
         let Some(s) = entry.take() else {
             return;
         };
-        for h in &s.held {
-            self.bufs.give_back(h.bid);
+        let mut held = s.held;
+        while let Some(bid) = held.pop(&self.held) {
+            self.bufs.give_back(bid);
         }
         // The kernel holds its own reference to the socket while an operation is pending, so
         // cancel them: the socket really closes (FIN or RST) when the last one completes.
@@ -877,6 +959,47 @@ mod tests {
     fn a_sequence_past_28_bits_wraps_without_touching_the_slot() {
         let (op, slot, seq) = untoken(token(Op::Recv, 7, (1 << 28) | 5));
         assert_eq!((op, slot, seq), (Some(Op::Recv), 7, 5));
+    }
+
+    #[test]
+    fn held_lists_keep_each_connections_buffers_in_arrival_order() {
+        let mut table = vec![
+            Held {
+                start: 0,
+                end: 0,
+                next: NO_BUF
+            };
+            8
+        ];
+        let (mut a, mut b) = (HeldList::EMPTY, HeldList::EMPTY);
+        a.push(&mut table, 5, 10);
+        b.push(&mut table, 2, 20);
+        a.push(&mut table, 0, 30);
+        a.push(&mut table, 7, 40);
+        b.push(&mut table, 3, 50);
+        assert_eq!((table[0].start, table[0].end), (0, 30));
+        let drain = |l: &mut HeldList, t: &[Held]| std::iter::from_fn(|| l.pop(t)).collect();
+        let got: Vec<u16> = drain(&mut a, &table);
+        assert_eq!(got, [5, 0, 7]);
+        assert!(a.is_empty());
+        assert_eq!(a, HeldList::EMPTY);
+        // A reused buffer starts a fresh list.
+        a.push(&mut table, 5, 1);
+        let got: Vec<u16> = drain(&mut a, &table);
+        assert_eq!(got, [5]);
+        let got: Vec<u16> = drain(&mut b, &table);
+        assert_eq!(got, [2, 3]);
+        assert_eq!(b.pop(&table), None);
+    }
+
+    #[test]
+    fn an_idle_stream_is_small() {
+        // What every idle connection costs the driver (the socket, ids, list ends, state).
+        assert!(
+            std::mem::size_of::<Option<Stream>>() <= 56,
+            "{} bytes",
+            std::mem::size_of::<Option<Stream>>()
+        );
     }
 
     #[test]
