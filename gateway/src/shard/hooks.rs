@@ -57,7 +57,7 @@ impl<D: Driver> Shard<D> {
             conn.on_resume(now, &cx, &mut self.out, &mut d);
             if conn.state() == State::Open {
                 self.metrics.upgrades.add(1);
-                d.client.opened_at = Some(now);
+                d.client.opened_at = crate::app::OpenedAt::at(now);
                 if let Some((code, reason)) = d.take_close() {
                     conn.on_close_request(code, &reason, now, &mut self.out);
                 }

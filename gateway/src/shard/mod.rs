@@ -624,7 +624,7 @@ impl<D: Driver> Shard<D> {
                 }
                 if was_awaiting && conn.state() == State::Open {
                     self.metrics.upgrades.add(1);
-                    app.client.opened_at = Some(now);
+                    app.client.opened_at = crate::app::OpenedAt::at(now);
                 }
                 self.settle(id, now);
             }

@@ -177,7 +177,7 @@ impl AppState {
         let Some(endpoint) = calls.settings().disconnect.clone() else {
             return;
         };
-        let Some(opened) = client.opened_at else {
+        let Some(age) = client.opened_at.age(now) else {
             return;
         };
         let mut body = Vec::with_capacity(128);
@@ -187,7 +187,7 @@ impl AppState {
         write_opt_str(&mut body, client.session.user.as_deref());
         body.extend_from_slice(b",\"why\":");
         write_str(&mut body, ending.why);
-        let ms = now.saturating_duration_since(opened).as_millis();
+        let ms = age.as_millis();
         body.extend_from_slice(
             format!(",\"code\":{},\"duration_ms\":{ms}}}", ending.code).as_bytes(),
         );

@@ -161,7 +161,7 @@ impl PollSession {
         };
         client.session.kind = Some(Kind::Bare);
         client.sio = Some(Box::new(SioConn::new(sid, now, cfg)));
-        client.opened_at = Some(now);
+        client.opened_at = crate::app::OpenedAt::at(now);
         PollSession {
             client,
             queue: VecDeque::new(),
