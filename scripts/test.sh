@@ -98,12 +98,13 @@ nextest --workspace --no-fail-fast
 # The repeated passes run only the suites where the kernels or the driver matter; a new suite
 # joins a list when it exercises them (a new transport below the app, a new frame path).
 # Kernels: the codec, the gateway's unit tests (the sans-IO connection) and the frame-level suites.
-KERNEL_SUITES='package(frame-simd) | (package(gateway) & (kind(lib) | binary(conformance) | binary(bad_input) | binary(handshake) | binary(interop)))'
+KERNEL_SUITES='package(frame-simd) | (package(gateway) & (kind(lib) | binary(conformance) | binary(bad_input) | binary(handshake) | binary(interop) | binary(compression)))'
 # Driver: every suite that moves bytes through a shard loop over real sockets.
 DRIVER_SUITE_NAMES=(
   conformance bad_input handshake interop push lifecycle uring shard_loop history api js_client
   tls
   faults
+  compression
 )
 DRIVER_SUITES=$(printf 'binary(%s) | ' "${DRIVER_SUITE_NAMES[@]}")
 DRIVER_SUITES=${DRIVER_SUITES% | }

@@ -2,8 +2,9 @@
 //! compressed without context takeover (a reset or fresh state per message, as a broadcast is
 //! compressed once for everyone), and inflated back.
 //!
-//! - `zlib_rs_l1` / `zlib_rs_l6`: flate2 on the zlib-rs backend, sync flush, level 1 and 6;
-//!   `gateway_deflater` is the gateway's own wrapper of it (`conn::deflate::Deflater`).
+//! - `zlib_rs_l1` / `zlib_rs_l6`: flate2 on the zlib-rs backend, sync flush, level 1 and 6.
+//! - `gateway_deflater`: the gateway's own compressor (`conn::deflate::Deflater`, libdeflate
+//!   level 1 plus the byte that ends a permessage-deflate message).
 //! - `miniz_oxide_l1`: flate2's default (pure Rust) backend, called directly.
 //! - `libdeflate_l1` / `libdeflate_l6`: libdeflate (C, whole-buffer only; its output ends
 //!   with a final block, which a permessage-deflate sender must then follow with an empty
@@ -13,37 +14,24 @@
 //! Inflate: zlib-rs streaming (what a bounded, streaming inflate needs), miniz_oxide, and
 //! libdeflate whole-buffer into a buffer of the known size.
 //!
+//! Fan-out (`deflate/fanout`): one broadcast to 200 deflate subscribers, compressed once and
+//! shared against compressed for each subscriber, beside the uncompressed fan-out.
+//!
 //! The compressed sizes are printed once per payload so ratio and speed are read together.
+//! zlib-ng is compared with zlib-rs and libdeflate in `bench/deflate-impls/` (its own crate:
+//! flate2 has one backend per build, and the gateway's is zlib-rs).
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
-use gateway::conn::deflate::Deflater;
+use frame_simd::{encode_header, Opcode, MAX_HEADER_LEN};
+use gateway::conn::deflate::{DeflateConfig, Deflater, Negotiated, Packed, SendDeflate};
 
-/// A chat delivery as the gateway sends it, with a text of varied words, `len` bytes long.
-fn chat(len: usize) -> Vec<u8> {
-    const WORDS: [&str; 24] = [
-        "hello", "team", "the", "build", "is", "green", "again", "after", "we", "fixed", "that",
-        "flaky", "test", "meeting", "moved", "to", "three", "pm", "bring", "slides", "coffee",
-        "thanks", "see", "you",
-    ];
-    let mut x = 0x2545_f491u32;
-    let mut text = String::new();
-    let head = r#"{"type":"message","channel":"room:engineering","data":{"user":"alice","text":""#;
-    let tail = r#""},"from":"0a1b2c3d4e5f6071","offset":48213}"#;
-    while head.len() + text.len() + tail.len() < len {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        text.push_str(WORDS[x as usize % WORDS.len()]);
-        text.push(if x % 7 == 0 { '.' } else { ' ' });
-    }
-    let mut out = format!("{head}{text}");
-    out.truncate(len - tail.len());
-    out.push_str(tail);
-    out.into_bytes()
-}
+#[path = "payload/chat.rs"]
+mod payload;
+use payload::chat;
 
 fn zlib_rs(z: &mut Compress, input: &[u8], out: &mut Vec<u8>) {
     z.reset();
@@ -169,5 +157,61 @@ fn inflate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, compress, inflate);
+/// Subscribers of one broadcast in the fan-out group.
+const SUBSCRIBERS: usize = 200;
+
+/// One broadcast to 200 subscribers that negotiated permessage-deflate: compressed once and
+/// shared (`compress_once`, the gateway's `Packed`: no context takeover makes the bytes the same
+/// for every peer), against compressing for each subscriber (`per_connection`, the least a
+/// compressor per connection costs: one compression per delivery, before any window memory),
+/// and the uncompressed fan-out (`plain`, one shared frame).
+fn fanout(c: &mut Criterion) {
+    let mut g = c.benchmark_group("deflate/fanout");
+    let send = Some(SendDeflate::new(
+        &Negotiated {
+            server_max_window_bits: None,
+            client_max_window_bits_offered: false,
+        },
+        &DeflateConfig::default(),
+    ));
+    for len in [200, 2048] {
+        let msg = chat(len);
+        let mut h = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&mut h, true, Opcode::Text, len as u64, None);
+        let frame: Arc<[u8]> = [&h[..n], &msg[..]].concat().into();
+        g.throughput(Throughput::Elements(SUBSCRIBERS as u64));
+        let mut ours = Deflater::default();
+        let mut queues: Vec<Arc<[u8]>> = Vec::with_capacity(SUBSCRIBERS);
+
+        g.bench_function(BenchmarkId::new("plain", len), |b| {
+            b.iter(|| {
+                queues.clear();
+                for _ in 0..SUBSCRIBERS {
+                    queues.push(Arc::clone(black_box(&frame)));
+                }
+            })
+        });
+        g.bench_function(BenchmarkId::new("compress_once", len), |b| {
+            b.iter(|| {
+                queues.clear();
+                let mut packed = Packed::new(black_box(&frame));
+                for _ in 0..SUBSCRIBERS {
+                    queues.push(Arc::clone(packed.for_peer(send, &mut ours)));
+                }
+            })
+        });
+        g.bench_function(BenchmarkId::new("per_connection", len), |b| {
+            b.iter(|| {
+                queues.clear();
+                for _ in 0..SUBSCRIBERS {
+                    let mut packed = Packed::new(black_box(&frame));
+                    queues.push(Arc::clone(packed.for_peer(send, &mut ours)));
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, compress, inflate, fanout);
 criterion_main!(benches);

@@ -29,6 +29,8 @@ pub struct Client {
     pos: usize,
     /// The timeout each wait uses (defaults to [`IO_TIMEOUT`]).
     timeout: Duration,
+    /// RSV bits server frames may carry (RSV1 once permessage-deflate is negotiated).
+    rsv_allowed: u8,
 }
 
 impl Client {
@@ -74,6 +76,7 @@ impl Client {
             buf: Vec::new(),
             pos: 0,
             timeout: IO_TIMEOUT,
+            rsv_allowed: 0,
         }
     }
 
@@ -90,6 +93,12 @@ impl Client {
         let resp = c.handshake_with_key("/echo", &key, &[]);
         resp.assert_switching(&key);
         c
+    }
+
+    /// Accept RSV1 on server frames from now on (the connection negotiated permessage-deflate,
+    /// RFC 7692 §6); RSV2 and RSV3 stay forbidden.
+    pub fn allow_rsv1(&mut self) {
+        self.rsv_allowed = 0x40;
     }
 
     /// Change the bound of each wait (default [`IO_TIMEOUT`]).
@@ -305,7 +314,11 @@ impl Client {
                 if self.pos > 1 << 20 {
                     self.compact();
                 }
-                assert_eq!(frame.rsv, 0, "server set RSV bits: {frame:?}");
+                assert_eq!(
+                    frame.rsv & !self.rsv_allowed,
+                    0,
+                    "server set RSV bits it may not: {frame:?}"
+                );
                 return Ok(Some(frame));
             }
             if !self.try_fill_once(deadline)? {

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub mod api;
 mod client;
 mod command;
+pub mod deflate;
 mod frames;
 mod http;
 pub mod nats;
