@@ -7,10 +7,13 @@
 //!   channels (subscribe on 0 -> 1 shards, unsubscribe on 1 -> 0), messages between nodes
 //!   ([`wire`]), deliveries pushed into the shards' queues without ever waiting on a full one.
 //! - [`redis`]: the Redis transport (RESP over mio, [`resp`]), with reconnects and resubscribes.
+//! - [`history`]: on Redis, the history of channels (`--history`) kept in Redis streams, one
+//!   numbering for every node, so a client recovers on any node.
 //!
 //! `--broker memory` (the default) starts no thread: the node is alone and the router never
 //! looks past its own shards.
 
+pub mod history;
 pub mod node;
 pub mod redis;
 pub mod resp;
@@ -103,7 +106,12 @@ pub fn prepare(url: &BrokerUrl, node: u16) -> anyhow::Result<Option<Pending>> {
     let waker = Arc::new(
         Waker::new(poll.registry(), redis::WAKE).context("cannot create the broker waker")?,
     );
-    let uplink = Arc::new(Uplink::new(node, waker, UPLINK_LIMIT));
+    let uplink = Uplink::new(node, waker, UPLINK_LIMIT);
+    // On Redis the history of channels is shared by the nodes (`history`).
+    let uplink = Arc::new(match url {
+        BrokerUrl::Redis(_) => uplink.share_history(),
+        BrokerUrl::Memory => uplink,
+    });
     Ok(Some(Pending {
         url: url.clone(),
         poll,
@@ -116,7 +124,7 @@ pub fn start(pending: Pending, mesh: Arc<Mesh>, history: Arc<HistoryPolicy>) -> 
     let node = node::Node::new(pending.uplink.node(), mesh, pending.uplink, history);
     let transport = match pending.url {
         BrokerUrl::Memory => return Ok(()),
-        BrokerUrl::Redis(addr) => redis::Redis::new(addr, pending.poll, node),
+        BrokerUrl::Redis(addr) => redis::Redis::new(addr, pending.poll, node.share_history()),
     };
     std::thread::Builder::new()
         .name("broker".into())

@@ -27,6 +27,8 @@ use crate::router::registry::ShardSet;
 use crate::router::uplink::{Up, Uplink};
 use crate::router::Member;
 
+use super::history::{Store, ToShard};
+use super::resp::Value;
 use super::wire::{self, Msg};
 
 /// How long a request waits for another node's answer.
@@ -67,9 +69,13 @@ pub enum Out {
     Subscribe(String),
     /// Stop receiving a broker channel.
     Unsubscribe(String),
-    /// A command on the command connection; its answer goes to [`Node::on_answer`] with this
-    /// query id (`None`: only counted).
+    /// A command on the command connection; its answer goes to [`Node::on_answer`] (or
+    /// [`Node::on_history_reply`]) with this query id (`None`: only counted).
     Command(Vec<Vec<u8>>, Option<u64>),
+    /// `PING id` on the subscriber connection: its answer ([`Node::on_pong`]) comes after
+    /// every message the broker sent that connection before it, and after every subscription
+    /// asked before it is in force.
+    Barrier(u64),
 }
 
 impl Out {
@@ -119,6 +125,10 @@ pub struct Node {
     scratch: Vec<u8>,
     /// Shards that lost a delivery of a channel and whose subscribers must hear of the gap.
     gaps: Vec<(u8, Arc<str>)>,
+    /// The history of channels, when the broker keeps it ([`Node::share_history`]).
+    store: Option<Store>,
+    /// The broker was reachable at the last drain of the uplink.
+    was_up: bool,
 }
 
 impl Node {
@@ -150,7 +160,15 @@ impl Node {
             wake: ShardSet::default(),
             scratch: Vec::new(),
             gaps: Vec::new(),
+            store: None,
+            was_up: false,
         }
+    }
+
+    /// Keep the history of channels in the broker ([`super::history`]): one numbering for every node.
+    pub fn share_history(mut self) -> Node {
+        self.store = Some(Store::new(Arc::clone(&self.history)));
+        self
     }
 
     /// The uplink (counters, connected flag).
@@ -174,6 +192,12 @@ impl Node {
     /// Apply everything the shards sent up. With `connected` false, data is dropped (it was
     /// accepted while the broker was up, and pub/sub is at most once) but interest is kept.
     pub fn drain_uplink(&mut self, connected: bool, now: Instant, out: &mut Vec<Out>) {
+        if connected != self.was_up {
+            self.was_up = connected;
+            if connected {
+                self.on_history_back();
+            }
+        }
         while let Some(up) = self.uplink.pop() {
             self.on_up(up, connected, now, out);
         }
@@ -193,14 +217,47 @@ impl Node {
             Up::PresenceQuery { channel, from, tag } => {
                 return self.on_presence_query(&channel, from, tag, connected, out)
             }
+            Up::HistoryQuery {
+                channel,
+                from,
+                tag,
+                want,
+                max_recovery,
+            } => {
+                let mut to_shards = Vec::new();
+                match self.store.as_mut() {
+                    Some(store) => store.query(
+                        channel,
+                        from,
+                        tag,
+                        want,
+                        max_recovery,
+                        connected,
+                        now,
+                        out,
+                        &mut to_shards,
+                    ),
+                    None => to_shards.push((from, ShardMsg::HistoryFailed { tag })),
+                }
+                return self.push_all(to_shards);
+            }
             _ => {}
         }
         if !connected {
             return;
         }
+        if let (Up::Publish(p), Some(store)) = (&up, self.store.as_mut()) {
+            if store.keeps(p.channel()) {
+                self.uplink.stats.published.fetch_add(1, Ordering::Relaxed);
+                return store.publish(p, self.node, out);
+            }
+        }
         let mut payload = Vec::new();
         let topic = match up {
-            Up::Interest { .. } | Up::Member { .. } | Up::PresenceQuery { .. } => return,
+            Up::Interest { .. }
+            | Up::Member { .. }
+            | Up::PresenceQuery { .. }
+            | Up::HistoryQuery { .. } => return,
             Up::PresenceEvent {
                 channel,
                 join,
@@ -331,6 +388,9 @@ impl Node {
     /// After a (re)connect: write this node's presence hashes again (the broker may have lost
     /// them).
     pub fn on_connected(&mut self, out: &mut Vec<Out>) {
+        if let Some(store) = self.store.as_mut() {
+            store.on_connected(out);
+        }
         for (channel, members) in &self.members {
             let key = presence_key(channel, self.node);
             let mut args = vec![b"HSET".to_vec(), key.as_bytes().to_vec()];
@@ -427,6 +487,9 @@ impl Node {
             set.remove(shard);
             if set.is_empty() {
                 self.interest.remove(&channel);
+                if let Some(store) = self.store.as_mut() {
+                    store.forget(&channel);
+                }
                 out.push(Out::Unsubscribe(channel_topic(&channel)));
             }
         }
@@ -471,13 +534,7 @@ impl Node {
                 conn,
                 user,
             } if origin != self.node => {
-                let channel = topic
-                    .strip_prefix(b"gw:c:")
-                    .and_then(|c| std::str::from_utf8(c).ok());
-                let Some((name, shards)) = channel
-                    .and_then(|c| self.interest.get_key_value(c))
-                    .map(|(k, v)| (Arc::clone(k), *v))
-                else {
+                let Some((name, shards)) = self.interested(topic) else {
                     return;
                 };
                 let d = Delivery::presence(&mut self.scratch, name, join, conn, user);
@@ -486,6 +543,43 @@ impl Node {
                 }
             }
             Msg::Presence { .. } => {}
+            Msg::Numbered {
+                from,
+                skip,
+                user,
+                data,
+                bare,
+                epoch,
+                offset,
+                ..
+            } => {
+                let Some((name, shards)) = self.interested(topic) else {
+                    return;
+                };
+                let gap = match self.store.as_mut() {
+                    Some(store) => store.on_live(&name, epoch, offset),
+                    None => return,
+                };
+                if gap {
+                    // Redis delivered an offset that does not follow the last one: tell the
+                    // subscribers, who recover what they missed.
+                    self.uplink
+                        .stats
+                        .history_gaps
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.gap(&name);
+                }
+                let parts = Parts {
+                    data,
+                    bare,
+                    from,
+                    user,
+                };
+                let d = Delivery::publication(&mut self.scratch, name, parts, skip, Some(offset));
+                for s in shards.iter() {
+                    self.push(s, ShardMsg::Deliver(Arc::clone(&d)));
+                }
+            }
             Msg::Direct { to, reply, frame } => {
                 let reply = reply.map(|(conn, tag)| ReplyTo {
                     conn,
@@ -567,6 +661,75 @@ impl Node {
                 self.seen.insert(origin, now);
             }
             Msg::User { .. } | Msg::CloseUser { .. } => {}
+        }
+    }
+
+    /// The channel of broker channel `topic` and the shards with its subscribers, if any.
+    fn interested(&self, topic: &[u8]) -> Option<(Arc<str>, ShardSet)> {
+        let channel = topic
+            .strip_prefix(b"gw:c:")
+            .and_then(|c| std::str::from_utf8(c).ok())?;
+        self.interest
+            .get_key_value(channel)
+            .map(|(k, v)| (Arc::clone(k), *v))
+    }
+
+    /// Tell the subscribers of `channel` on every shard that their stream has a gap.
+    fn gap(&mut self, channel: &Arc<str>) {
+        let Some(shards) = self.interest.get(channel).copied() else {
+            return;
+        };
+        let d = Delivery::gap(&mut self.scratch, Arc::clone(channel));
+        for s in shards.iter() {
+            self.push(s, ShardMsg::Deliver(Arc::clone(&d)));
+        }
+    }
+
+    /// The broker is reachable again: whatever it published to the channels with shared
+    /// history meanwhile is lost for this node, so their subscribers hear of a gap.
+    fn on_history_back(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        store.on_lost();
+        let channels: Vec<Arc<str>> = self
+            .interest
+            .keys()
+            .filter(|c| store.keeps(c))
+            .cloned()
+            .collect();
+        for c in channels {
+            self.gap(&c);
+        }
+    }
+
+    /// The broker answered history command `id` (`None`: the connection was lost first).
+    pub fn on_history_reply(&mut self, id: u64, v: Option<Value>, out: &mut Vec<Out>) {
+        let mut to_shards = Vec::new();
+        if let Some(store) = self.store.as_mut() {
+            store.on_reply(id, v, out, &mut to_shards);
+        }
+        self.push_all(to_shards);
+    }
+
+    /// A `PING` with argument `arg` was answered on the subscriber connection (a barrier).
+    pub fn on_pong(&mut self, arg: &[u8], out: &mut Vec<Out>) {
+        let mut to_shards = Vec::new();
+        if let Some(store) = self.store.as_mut() {
+            store.on_pong(arg, out, &mut to_shards);
+        }
+        self.push_all(to_shards);
+    }
+
+    fn push_all(&mut self, to_shards: Vec<ToShard>) {
+        for (to, msg) in to_shards {
+            if matches!(msg, ShardMsg::HistoryFailed { .. }) {
+                self.uplink
+                    .stats
+                    .history_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            self.push(to, msg);
         }
     }
 
@@ -709,7 +872,17 @@ impl Node {
         if let Ok(mut list) = self.uplink.stats.nodes.lock() {
             *list = nodes;
         }
+        let mut to_shards = Vec::new();
+        let next_read = self
+            .store
+            .as_mut()
+            .and_then(|s| s.on_tick(connected, now, &mut to_shards));
+        self.push_all(to_shards);
         let next_pending = self.pending.values().map(|(_, d)| *d).min();
+        let next_pending = match (next_pending, next_read) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let next = self
             .next_heartbeat
             .unwrap_or(now + HEARTBEAT_INTERVAL)

@@ -21,6 +21,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use tracing::{info, warn};
 
+use super::history;
 use super::node::{Node, Out};
 use super::resp::{self, Parsed, Value};
 
@@ -300,8 +301,12 @@ impl Redis {
                     warn!(error = %String::from_utf8_lossy(e), "broker refused a command");
                 }
                 self.cmd.answered(now);
-                if let Some(Some(id)) = self.expect.pop_front() {
-                    self.node.on_answer(id, Some(pairs(v)));
+                match self.expect.pop_front() {
+                    Some(Some(id)) if history::owns(id) => {
+                        self.node.on_history_reply(id, Some(v), &mut self.outs)
+                    }
+                    Some(Some(id)) => self.node.on_answer(id, Some(pairs(v))),
+                    _ => {}
                 }
             }
         }
@@ -325,7 +330,12 @@ impl Redis {
                     self.node.on_message(topic, payload, now);
                 }
             }
-            Some(b"pong") => self.sub.answered(now),
+            Some(b"pong") => {
+                self.sub.answered(now);
+                if let Some(arg) = items.get(1).and_then(Value::bytes) {
+                    self.node.on_pong(arg, &mut self.outs);
+                }
+            }
             _ => {}
         }
     }
@@ -367,7 +377,11 @@ impl Redis {
         self.cmd.reset(&self.poll);
         self.node.uplink().set_connected(false);
         for id in std::mem::take(&mut self.expect).into_iter().flatten() {
-            self.node.on_answer(id, None);
+            if history::owns(id) {
+                self.node.on_history_reply(id, None, &mut self.outs);
+            } else {
+                self.node.on_answer(id, None);
+            }
         }
         // Full jitter over the upper half: nodes that lost the broker together spread out.
         let half = self.backoff / 2;
@@ -459,6 +473,9 @@ impl Redis {
                     let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
                     self.cmd.command(&args, now);
                     self.expect.push_back(id);
+                }
+                Out::Barrier(id) => {
+                    self.sub.command(&[b"PING", id.to_string().as_bytes()], now);
                 }
             }
         }

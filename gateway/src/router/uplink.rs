@@ -17,6 +17,7 @@ use mio::Waker;
 
 use crate::conn::ConnId;
 
+use super::history::Want;
 use super::inbox::{Publication, ReplyTo};
 
 /// A message for the node's broker thread.
@@ -64,8 +65,24 @@ pub enum Up {
         /// Its user.
         user: Option<Arc<str>>,
     },
-    /// A publication for the other nodes' subscribers (this node served its own).
+    /// A publication for the other nodes' subscribers (this node served its own). On a
+    /// channel whose history the broker keeps ([`Uplink::shares_history`]), for every node's
+    /// subscribers, this one's included, once the broker has numbered it.
     Publish(Box<Publication>),
+    /// Ask the broker's history of `channel` for `want`: the answer is a `HistoryAnswer` (or a
+    /// `HistoryFailed`) for query `tag` of shard `from`.
+    HistoryQuery {
+        /// The channel.
+        channel: Arc<str>,
+        /// The asking shard.
+        from: u8,
+        /// Its query's tag.
+        tag: u64,
+        /// What it asks.
+        want: Want,
+        /// Publications a recovery may replay (`--max-recovery`).
+        max_recovery: usize,
+    },
     /// A private message for a connection on another node.
     Direct {
         /// The target (its node bits name the node).
@@ -116,7 +133,11 @@ impl Up {
     fn is_data(&self) -> bool {
         !matches!(
             self,
-            Up::Interest { .. } | Up::Outcome { .. } | Up::Member { .. } | Up::PresenceQuery { .. }
+            Up::Interest { .. }
+                | Up::Outcome { .. }
+                | Up::Member { .. }
+                | Up::PresenceQuery { .. }
+                | Up::HistoryQuery { .. }
         )
     }
 }
@@ -145,6 +166,10 @@ pub struct BrokerStats {
     pub received: AtomicU64,
     /// Channels this node is subscribed to on the broker.
     pub channels: AtomicU64,
+    /// History queries answered with a failure (the broker did not answer in time).
+    pub history_failures: AtomicU64,
+    /// Gaps seen in the offsets the broker delivered for channels with shared history.
+    pub history_gaps: AtomicU64,
     /// Nodes seen alive through heartbeats (this one included).
     pub nodes: std::sync::Mutex<Vec<u16>>,
 }
@@ -157,6 +182,8 @@ pub struct Uplink {
     limit: usize,
     connected: Arc<AtomicBool>,
     waker: Arc<Waker>,
+    /// The broker keeps the history of channels (one numbering for every node).
+    shared_history: bool,
     /// The broker thread's counters.
     pub stats: BrokerStats,
 }
@@ -182,8 +209,21 @@ impl Uplink {
             limit: limit.max(1),
             connected: Arc::new(AtomicBool::new(false)),
             waker,
+            shared_history: false,
             stats: BrokerStats::default(),
         }
+    }
+
+    /// Let the broker keep the history of channels: publications to them and history queries
+    /// go up to it instead of to the channel's owner shard.
+    pub fn share_history(mut self) -> Uplink {
+        self.shared_history = true;
+        self
+    }
+
+    /// Whether the broker keeps the history of channels.
+    pub fn shares_history(&self) -> bool {
+        self.shared_history
     }
 
     /// This node's id.

@@ -16,6 +16,7 @@ mod frames;
 mod http;
 mod payload;
 mod process;
+pub mod proxy;
 pub mod redis;
 pub mod ws;
 
