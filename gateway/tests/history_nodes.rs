@@ -389,3 +389,36 @@ fn an_offset_jump_in_what_redis_delivers_tells_the_subscribers_of_the_gap() {
     assert_eq!(next_offset(&mut w), 5, "then the publication, as it came");
     assert_eq!(counter(&a, "gateway_broker_history_gaps_total"), 1);
 }
+
+#[test]
+fn publishers_on_both_nodes_share_one_numbering_that_every_node_delivers_alike() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, 1), node(&redis, 2));
+    let mut subs = [Ws::open(a.addr(), ""), Ws::open(b.addr(), "")];
+    for w in &mut subs {
+        assert_eq!(subscribe(w, CHANNEL, None)["offset"], 0);
+    }
+    let mut apis = [Api::connect(&a), Api::connect(&b)];
+    // Interleaved from both nodes: data tells which node and which publish.
+    for n in 0..20u64 {
+        let api = &mut apis[(n % 2) as usize];
+        published(api, CHANNEL, 1000 * (n % 2 + 1) + n);
+    }
+    let seen: Vec<Vec<(u64, u64)>> = subs
+        .iter_mut()
+        .map(|w| {
+            (0..20)
+                .map(|_| {
+                    let m = w.next();
+                    (m["offset"].as_u64().unwrap(), m["data"].as_u64().unwrap())
+                })
+                .collect()
+        })
+        .collect();
+    let offsets: Vec<u64> = seen[0].iter().map(|p| p.0).collect();
+    assert_eq!(offsets, (1..=20).collect::<Vec<_>>());
+    assert_eq!(
+        seen[0], seen[1],
+        "the same offset for each publication on both nodes"
+    );
+}
