@@ -34,17 +34,18 @@ test('a client that loses its node recovers its subscription on the other node',
 
     const moved = next(c, 'state', (s) => s.state === 'open' && c.url === WS_URL_B);
     path.freeze();
-    // Published while the client is cut off, and on through its resubscribe on node B.
+    // Published while the client is cut off, and on through its resubscribe on node B; at
+    // most 80 in all, so that everything missed is still among the 100 the channel keeps.
     let n = 10;
     const publisher = (async () => {
-      while (n < 200 && (n < 60 || got.length < n)) {
+      while (n < 90 && (n < 60 || got.length < n)) {
         n += 1;
         await apiPublish(ch, [n]);
       }
     })();
     await moved;
     await publisher;
-    await until(() => got.length === n, `all ${n} in the end`);
+    await until(() => got.length >= n, `all ${n} in the end`);
     assert.deepEqual(
       got,
       Array.from({ length: n }, (_, i) => i + 1),
