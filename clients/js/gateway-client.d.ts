@@ -189,7 +189,9 @@ export class GatewayError extends Error {
 export function isReconnectCode(code: number, opts?: { canRefreshToken?: boolean }): boolean;
 
 export class GatewayClient {
-  constructor(url: string, options?: ClientOptions);
+  /** `url`: the `/ws` address, or several (the nodes of one deployment): after a lost
+   *  connection the client goes to the next one. */
+  constructor(url: string | string[], options?: ClientOptions);
   readonly state: ConnectionState;
   /** This connection's id (a decimal string) while open. */
   readonly conn: string | null;

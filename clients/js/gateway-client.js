@@ -86,11 +86,16 @@ class Subscription {
 
 export class GatewayClient {
   /**
-   * @param {string} url `ws://host:port/ws` (or `wss:`).
+   * @param {string | string[]} url `ws://host:port/ws` (or `wss:`); several: the nodes of one
+   *   deployment, tried in turn, the next one after each lost connection.
    * @param {object} [options] see gateway-client.d.ts.
    */
   constructor(url, options = {}) {
-    this.url = url;
+    this.urls = Array.isArray(url) ? [...url] : [url];
+    if (this.urls.length === 0) throw new TypeError('no url to connect to');
+    /** The address the next connection goes to. */
+    this.url = this.urls[0];
+    this.urlIndex = 0;
     this.options = { ...DEFAULTS, ...options };
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this.WebSocket !== 'function') {
@@ -279,6 +284,10 @@ export class GatewayClient {
     const floor = this.options.jitter === 'equal' ? cap / 2 : 0;
     const delayMs = floor + Math.random() * (cap - floor);
     this.attempt += 1;
+    // With several nodes, the next one: positions (offset, epoch) hold on every node of a
+    // deployment whose history is shared, so the subscriptions recover there.
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+    this.url = this.urls[this.urlIndex];
     this.setState('reconnecting', { code, reason, delayMs, attempt: this.attempt });
     this.retryTimer = setTimeout(() => this.open(), delayMs);
   }

@@ -562,6 +562,10 @@ pub struct BrokerCounters {
     pub nodes: u64,
     /// Broker instances this node cannot reach.
     pub instances_down: u64,
+    /// History queries the broker's history store did not answer in time.
+    pub history_failures: u64,
+    /// Gaps seen in the offsets the broker delivered for channels with shared history.
+    pub history_gaps: u64,
 }
 
 /// Append the broker families to `out`.
@@ -624,6 +628,23 @@ pub fn render_broker(b: &BrokerCounters, out: &mut String) {
     ];
     for (name, kind, help, value) in rows {
         family(out, name, kind, help);
+        sample(out, name, &[], value);
+    }
+    // The history of channels kept on the broker (`broker::history`).
+    let history: [(&str, &str, u64); 2] = [
+        (
+            "gateway_broker_history_failures_total",
+            "History queries (recover, history) the broker did not answer in time.",
+            b.history_failures,
+        ),
+        (
+            "gateway_broker_history_gaps_total",
+            "Offset jumps seen in publications the broker delivered for channels with history.",
+            b.history_gaps,
+        ),
+    ];
+    for (name, help, value) in history {
+        family(out, name, "counter", help);
         sample(out, name, &[], value);
     }
 }

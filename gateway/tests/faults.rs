@@ -1,13 +1,12 @@
 //! Faults under load, over real sockets against the real process: the gateway frozen with
 //! SIGSTOP while it fans out, SIGTERM in the middle of traffic, descriptors exhausted by a
-//! connection storm, and a lossy, slow and resetting network made by a proxy this suite owns.
+//! connection storm, and a lossy, slow and resetting network made by a proxy the test owns (`common::proxy`).
 //! Each fault must leave every connection either served or closed with a documented code, lose
 //! nothing for subscribers that stayed (checked by sequence numbers), and never panic.
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -15,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use common::proxy::{proxy, Link};
 use common::ws::Ws;
 use common::*;
 
@@ -318,109 +318,6 @@ fn descriptors_exhausted_by_a_storm_refusals_counted_existing_served_then_recove
     );
     gw.assert_serves();
     gw.assert_running();
-}
-
-/// What the proxy does to one connection.
-#[derive(Clone, Copy, Debug)]
-enum Link {
-    /// Server-to-client bytes trickle at this many bytes per 10 ms.
-    Slow(usize),
-    /// Both directions are cut with a reset after this many server-to-client bytes.
-    Reset(usize),
-    /// Every third client-to-server chunk is dropped (bytes lost mid-stream).
-    Lossy,
-}
-
-/// A TCP proxy owned by the test: one listener, two pump threads per connection, each
-/// connection treated as `links[k % links.len()]`. Stops accepting once `done` is set.
-fn proxy(upstream: SocketAddr, links: Vec<Link>, done: Arc<AtomicBool>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-    let addr = listener.local_addr().expect("proxy address");
-    listener.set_nonblocking(true).expect("nonblocking accept");
-    thread::spawn(move || {
-        let mut k = 0;
-        while !done.load(Ordering::Relaxed) {
-            let client = match listener.accept() {
-                Ok((s, _)) => s,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-                Err(_) => return,
-            };
-            client
-                .set_nonblocking(false)
-                .expect("blocking client socket");
-            let link = links[k % links.len()];
-            k += 1;
-            let Ok(server) = connect_upstream(upstream, link) else {
-                continue;
-            };
-            pump(
-                client.try_clone().unwrap(),
-                server.try_clone().unwrap(),
-                link,
-                true,
-                Arc::clone(&done),
-            );
-            pump(server, client, link, false, Arc::clone(&done));
-        }
-    });
-    addr
-}
-
-/// The proxy's connection to the gateway. A slow link gets a small receive buffer, set before
-/// connecting (which also turns autotuning off), so the gateway meets its window at once.
-fn connect_upstream(upstream: SocketAddr, link: Link) -> std::io::Result<TcpStream> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    if let Link::Slow(_) = link {
-        socket.set_recv_buffer_size(4096)?;
-    }
-    socket.connect(&upstream.into())?;
-    Ok(socket.into())
-}
-
-/// Copy `from` to `to` applying `link`; `up` is the client-to-server direction. A slow link
-/// runs at full speed once `done` is set, so what it still holds arrives without waiting.
-fn pump(mut from: TcpStream, mut to: TcpStream, link: Link, up: bool, done: Arc<AtomicBool>) {
-    thread::spawn(move || {
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut moved = 0usize;
-        let mut chunks = 0usize;
-        loop {
-            let want = match link {
-                Link::Slow(n) if !up && !done.load(Ordering::Relaxed) => {
-                    thread::sleep(Duration::from_millis(10));
-                    n
-                }
-                _ => buf.len(),
-            };
-            let n = match from.read(&mut buf[..want]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            chunks += 1;
-            moved += n;
-            match link {
-                Link::Lossy if up && chunks % 3 == 0 => continue,
-                Link::Reset(after) if !up && moved >= after => {
-                    // Linger 0: the last close of each socket sends a reset, not a FIN. Shutting
-                    // the reads wakes the other pump, which then drops its handles too.
-                    for s in [&from, &to] {
-                        let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
-                        let _ = s.shutdown(Shutdown::Read);
-                    }
-                    return;
-                }
-                _ => {}
-            }
-            if to.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = to.shutdown(Shutdown::Write);
-        let _ = from.shutdown(Shutdown::Read);
-    });
 }
 
 #[test]

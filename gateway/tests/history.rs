@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use common::ws::{spread, Ws};
+use common::ws::{next_offset, spread, subscribe, Ws};
 use common::*;
 
 const API_KEY: &str = "history-test-key";
@@ -81,31 +81,6 @@ fn one_per_shard(gw: &Gateway) -> Vec<Ws> {
             clients.swap_remove(at)
         })
         .into()
-}
-
-/// Subscribe and return the reply (with its position).
-fn subscribe(w: &mut Ws, channel: &str, recover: Option<Value>) -> Value {
-    let mut req = json!({"op":"subscribe","channel":channel,"id":"sub"});
-    if let Some(r) = recover {
-        req["recover"] = r;
-    }
-    let (reply, before) = w.request(req);
-    assert_eq!(reply["ok"], true, "{reply}");
-    let early: Vec<&Value> = before.iter().filter(|m| m["type"] == "message").collect();
-    assert!(early.is_empty(), "deliveries before the reply: {early:?}");
-    reply
-}
-
-/// The next `message` delivery's offset, checking its data is the same number (every test
-/// publishes from one API connection, so data n is offset n).
-fn next_offset(w: &mut Ws) -> u64 {
-    let m = w.next();
-    assert_eq!(m["type"], "message", "{m}");
-    let offset = m["offset"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no offset in {m}"));
-    assert_eq!(m["data"], offset, "{m}");
-    offset
 }
 
 #[test]

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{gateway, run_bounded, Client, Gateway, Response};
+use common::redis::Redis;
+use common::{gateway, run_bounded, run_node_suite, Client, Gateway, Response};
 
 /// Bound for the whole Node run (each of its waits gives up after 10 s).
 const NODE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -135,4 +136,36 @@ fn node_suite_passes_against_a_real_gateway() {
     for none in ["fail", "skipped", "todo", "cancelled"] {
         assert_eq!(count(none), 0, "{none}:\n{out}");
     }
+}
+
+#[test]
+fn a_client_given_two_nodes_recovers_on_the_second_when_it_loses_the_first() {
+    // Two nodes on one Redis: the history of `room:` is Redis's, one numbering for both.
+    let redis = Redis::start();
+    let nodes: Vec<Gateway> = [1u16, 2]
+        .iter()
+        .map(|id| {
+            let gw = gateway()
+                .args(["--threads", "2", "--api-key", API_KEY])
+                .args(["--history", "room:=100/10m"])
+                .args(["--broker", &redis.url(), "--node-id", &id.to_string()])
+                .start();
+            redis.wait_numsub(&format!("gw:n:{id}"), 1);
+            gw
+        })
+        .collect();
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let env = [
+        ("GATEWAY_WS_URL", format!("ws://{}/ws", a.addr())),
+        ("GATEWAY_WS_URL_B", format!("ws://{}/ws", b.addr())),
+        ("GATEWAY_API_URL", format!("http://{}", b.api_addr())),
+        ("GATEWAY_API_KEY", API_KEY.to_owned()),
+        ("GATEWAY_TOKEN_SECRET", TOKEN_SECRET.to_owned()),
+        (
+            "GATEWAY_NODE_MODULES",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop").to_owned(),
+        ),
+    ];
+    let dir = client_dir().join("test");
+    run_node_suite(b, &dir, ".nodes.js", &env, NODE_TIMEOUT);
 }

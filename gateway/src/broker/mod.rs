@@ -11,10 +11,13 @@
 //! - [`nats`]: the NATS transport (core NATS over mio, [`nats_proto`]), with the same reconnect,
 //!   resubscribe and stall policy; presence is asked of the nodes instead of kept in the broker.
 //! - [`socket`]: what both transports do with their TCP connections, and the reconnect delay.
+//! - [`history`]: on Redis, the history of channels (`--history`) kept in Redis streams, one
+//!   numbering for every node, so a client recovers on any node.
 //!
 //! `--broker memory` (the default) starts no thread: the node is alone and the router never
 //! looks past its own shards.
 
+pub mod history;
 pub mod nats;
 pub mod nats_proto;
 pub mod node;
@@ -191,6 +194,11 @@ pub fn prepare(url: &BrokerUrl, node: u16) -> anyhow::Result<Option<Pending>> {
             Some(spread)
         }
     };
+    // On one Redis the history of channels is shared by the nodes (`history`); over several
+    // instances or NATS each node keeps its own.
+    if let BrokerUrl::Redis(_) = url {
+        uplink = uplink.share_history();
+    }
     Ok(Some(Pending {
         url: url.clone(),
         poll,
@@ -204,6 +212,7 @@ pub fn start(pending: Pending, mesh: Arc<Mesh>, history: Arc<HistoryPolicy>) -> 
     let node = node::Node::new(pending.uplink.node(), mesh, pending.uplink, history);
     let run: Box<dyn FnOnce() + Send> = match (pending.url, pending.spread) {
         (BrokerUrl::Redis(addr), Some(spread)) => {
+            let node = node.share_history();
             let transport = redis::Redis::new(vec![addr], spread, pending.poll, node);
             Box::new(move || transport.run())
         }

@@ -348,6 +348,8 @@ impl Nats {
                 continue;
             }
             match out {
+                // Only a Redis broker shares history, the one user of barriers.
+                Out::Barrier(_) => {}
                 Out::Subscribe(t) => self.subscribe(t),
                 Out::Unsubscribe(t) => self.unsubscribe(&t),
                 Out::Command(args, id) => match &args[..] {

@@ -27,6 +27,8 @@ use crate::router::registry::ShardSet;
 use crate::router::uplink::{Up, Uplink};
 use crate::router::Member;
 
+use super::history::{Store, ToShard};
+use super::resp::Value;
 use super::wire::{self, Msg};
 
 /// How long a request waits for another node's answer.
@@ -67,9 +69,13 @@ pub enum Out {
     Subscribe(String),
     /// Stop receiving a broker channel.
     Unsubscribe(String),
-    /// A command on the command connection; its answer goes to [`Node::on_answer`] with this
-    /// query id (`None`: only counted).
+    /// A command on the command connection; its answer goes to [`Node::on_answer`] (or
+    /// [`Node::on_history_reply`]) with this query id (`None`: only counted).
     Command(Vec<Vec<u8>>, Option<u64>),
+    /// `PING id` on the subscriber connection: its answer ([`Node::on_pong`]) comes after
+    /// every message the broker sent that connection before it, and after every subscription
+    /// asked before it is in force.
+    Barrier(u64),
 }
 
 impl Out {
@@ -152,6 +158,10 @@ pub struct Node {
     /// Answers to other nodes' requests (presence, channel lists), sent with the next
     /// [`Node::drain_uplink`].
     answers: Vec<Out>,
+    /// The history of channels, when the broker keeps it ([`Node::share_history`]).
+    store: Option<Store>,
+    /// The broker was reachable at the last drain of the uplink.
+    was_up: bool,
 }
 
 impl Node {
@@ -186,12 +196,20 @@ impl Node {
             presence: PresenceStore::Hashes,
             lists: HashMap::new(),
             answers: Vec::new(),
+            store: None,
+            was_up: false,
         }
     }
 
     /// Keep presence as `store` says (the default is [`PresenceStore::Hashes`]).
     pub fn with_presence(mut self, store: PresenceStore) -> Node {
         self.presence = store;
+        self
+    }
+
+    /// Keep the history of channels in the broker ([`super::history`]): one numbering for every node.
+    pub fn share_history(mut self) -> Node {
+        self.store = Some(Store::new(Arc::clone(&self.history)));
         self
     }
 
@@ -221,6 +239,12 @@ impl Node {
             out.append(&mut self.answers);
         }
         self.answers.clear();
+        if connected != self.was_up {
+            self.was_up = connected;
+            if connected {
+                self.on_history_back();
+            }
+        }
         while let Some(up) = self.uplink.pop() {
             self.on_up(up, connected, now, out);
         }
@@ -243,10 +267,40 @@ impl Node {
             Up::ChannelQuery { from, tag } => {
                 return self.on_channel_query(from, tag, connected, now, out)
             }
+            Up::HistoryQuery {
+                channel,
+                from,
+                tag,
+                want,
+                max_recovery,
+            } => {
+                let mut to_shards = Vec::new();
+                match self.store.as_mut() {
+                    Some(store) => store.query(
+                        channel,
+                        from,
+                        tag,
+                        want,
+                        max_recovery,
+                        connected,
+                        now,
+                        out,
+                        &mut to_shards,
+                    ),
+                    None => to_shards.push((from, ShardMsg::HistoryFailed { tag })),
+                }
+                return self.push_all(to_shards);
+            }
             _ => {}
         }
         if !connected {
             return;
+        }
+        if let (Up::Publish(p), Some(store)) = (&up, self.store.as_mut()) {
+            if store.keeps(p.channel()) {
+                self.uplink.stats.published.fetch_add(1, Ordering::Relaxed);
+                return store.publish(p, self.node, out);
+            }
         }
         let mut payload = Vec::new();
         let topic = match up {
@@ -254,6 +308,7 @@ impl Node {
             | Up::Member { .. }
             | Up::PresenceQuery { .. }
             | Up::ChannelQuery { .. } => return,
+            Up::HistoryQuery { .. } => return,
             Up::PresenceEvent {
                 channel,
                 join,
@@ -385,6 +440,9 @@ impl Node {
     /// After a (re)connect: write this node's presence hashes again (the broker may have lost
     /// them).
     pub fn on_connected(&mut self, out: &mut Vec<Out>) {
+        if let Some(store) = self.store.as_mut() {
+            store.on_connected(out);
+        }
         if self.presence == PresenceStore::Queries {
             return;
         }
@@ -630,6 +688,9 @@ impl Node {
             set.remove(shard);
             if set.is_empty() {
                 self.interest.remove(&channel);
+                if let Some(store) = self.store.as_mut() {
+                    store.forget(&channel);
+                }
                 out.push(Out::Unsubscribe(channel_topic(&channel)));
             }
         }
@@ -674,13 +735,7 @@ impl Node {
                 conn,
                 user,
             } if origin != self.node => {
-                let channel = topic
-                    .strip_prefix(b"gw:c:")
-                    .and_then(|c| std::str::from_utf8(c).ok());
-                let Some((name, shards)) = channel
-                    .and_then(|c| self.interest.get_key_value(c))
-                    .map(|(k, v)| (Arc::clone(k), *v))
-                else {
+                let Some((name, shards)) = self.interested(topic) else {
                     return;
                 };
                 let d = Delivery::presence(&mut self.scratch, name, join, conn, user);
@@ -689,6 +744,43 @@ impl Node {
                 }
             }
             Msg::Presence { .. } => {}
+            Msg::Numbered {
+                from,
+                skip,
+                user,
+                data,
+                bare,
+                epoch,
+                offset,
+                ..
+            } => {
+                let Some((name, shards)) = self.interested(topic) else {
+                    return;
+                };
+                let gap = match self.store.as_mut() {
+                    Some(store) => store.on_live(&name, epoch, offset),
+                    None => return,
+                };
+                if gap {
+                    // Redis delivered an offset that does not follow the last one: tell the
+                    // subscribers, who recover what they missed.
+                    self.uplink
+                        .stats
+                        .history_gaps
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.gap(&name);
+                }
+                let parts = Parts {
+                    data,
+                    bare,
+                    from,
+                    user,
+                };
+                let d = Delivery::publication(&mut self.scratch, name, parts, skip, Some(offset));
+                for s in shards.iter() {
+                    self.push(s, ShardMsg::Deliver(Arc::clone(&d)));
+                }
+            }
             Msg::Direct { to, reply, frame } => {
                 let reply = reply.map(|(conn, tag)| ReplyTo {
                     conn,
@@ -802,6 +894,75 @@ impl Node {
             | Msg::CloseUser { .. }
             | Msg::PresenceAsk { .. }
             | Msg::ChannelsAsk { .. } => {}
+        }
+    }
+
+    /// The channel of broker channel `topic` and the shards with its subscribers, if any.
+    fn interested(&self, topic: &[u8]) -> Option<(Arc<str>, ShardSet)> {
+        let channel = topic
+            .strip_prefix(b"gw:c:")
+            .and_then(|c| std::str::from_utf8(c).ok())?;
+        self.interest
+            .get_key_value(channel)
+            .map(|(k, v)| (Arc::clone(k), *v))
+    }
+
+    /// Tell the subscribers of `channel` on every shard that their stream has a gap.
+    fn gap(&mut self, channel: &Arc<str>) {
+        let Some(shards) = self.interest.get(channel).copied() else {
+            return;
+        };
+        let d = Delivery::gap(&mut self.scratch, Arc::clone(channel));
+        for s in shards.iter() {
+            self.push(s, ShardMsg::Deliver(Arc::clone(&d)));
+        }
+    }
+
+    /// The broker is reachable again: whatever it published to the channels with shared
+    /// history meanwhile is lost for this node, so their subscribers hear of a gap.
+    fn on_history_back(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        store.on_lost();
+        let channels: Vec<Arc<str>> = self
+            .interest
+            .keys()
+            .filter(|c| store.keeps(c))
+            .cloned()
+            .collect();
+        for c in channels {
+            self.gap(&c);
+        }
+    }
+
+    /// The broker answered history command `id` (`None`: the connection was lost first).
+    pub fn on_history_reply(&mut self, id: u64, v: Option<Value>, out: &mut Vec<Out>) {
+        let mut to_shards = Vec::new();
+        if let Some(store) = self.store.as_mut() {
+            store.on_reply(id, v, out, &mut to_shards);
+        }
+        self.push_all(to_shards);
+    }
+
+    /// A `PING` with argument `arg` was answered on the subscriber connection (a barrier).
+    pub fn on_pong(&mut self, arg: &[u8], out: &mut Vec<Out>) {
+        let mut to_shards = Vec::new();
+        if let Some(store) = self.store.as_mut() {
+            store.on_pong(arg, out, &mut to_shards);
+        }
+        self.push_all(to_shards);
+    }
+
+    fn push_all(&mut self, to_shards: Vec<ToShard>) {
+        for (to, msg) in to_shards {
+            if matches!(msg, ShardMsg::HistoryFailed { .. }) {
+                self.uplink
+                    .stats
+                    .history_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            self.push(to, msg);
         }
     }
 
@@ -969,12 +1130,19 @@ impl Node {
             .values()
             .filter_map(|w| w.asked.as_ref().map(|(_, d)| *d))
             .min();
+        let mut to_shards = Vec::new();
+        let next_read = self
+            .store
+            .as_mut()
+            .and_then(|s| s.on_tick(connected, now, &mut to_shards));
+        self.push_all(to_shards);
         let next_pending = self
             .pending
             .values()
             .map(|(_, d)| *d)
             .chain(next_query)
             .chain(self.lists.values().map(|w| w.deadline))
+            .chain(next_read)
             .min();
         let next = self
             .next_heartbeat

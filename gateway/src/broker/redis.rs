@@ -23,6 +23,7 @@ use mio::net::TcpStream;
 use mio::{Events, Poll, Token};
 use tracing::{info, warn};
 
+use super::history;
 use super::node::{Node, Out};
 use super::resp::{self, Parsed, Value};
 use super::socket::{self, Backoff};
@@ -319,8 +320,12 @@ impl Redis {
             }
             let inst = &mut self.instances[i];
             inst.cmd.answered(now);
-            if let Some(Some(id)) = inst.expect.pop_front() {
-                self.node.on_answer(id, Some(pairs(v)));
+            match inst.expect.pop_front() {
+                Some(Some(id)) if history::owns(id) => {
+                    self.node.on_history_reply(id, Some(v), &mut self.outs)
+                }
+                Some(Some(id)) => self.node.on_answer(id, Some(pairs(v))),
+                _ => {}
             }
         }
         Ok(())
@@ -344,7 +349,12 @@ impl Redis {
                     self.node.on_message(topic, payload, now);
                 }
             }
-            Some(b"pong") => self.instances[i].sub.answered(now),
+            Some(b"pong") => {
+                self.instances[i].sub.answered(now);
+                if let Some(arg) = items.get(1).and_then(Value::bytes) {
+                    self.node.on_pong(arg, &mut self.outs);
+                }
+            }
             _ => {}
         }
     }
@@ -427,7 +437,11 @@ impl Redis {
         self.node.uplink().set_connected(self.spread.any_up());
         self.count_down();
         for id in lost.into_iter().flatten() {
-            self.node.on_answer(id, None);
+            if history::owns(id) {
+                self.node.on_history_reply(id, None, &mut self.outs);
+            } else {
+                self.node.on_answer(id, None);
+            }
         }
         let inst = &mut self.instances[i];
         let delay = inst.backoff.next_delay();
@@ -492,6 +506,8 @@ impl Redis {
     /// again from the node's tables on reconnect; a query is answered empty).
     fn send_outs(&mut self, now: Instant) {
         let mut outs = std::mem::take(&mut self.outs);
+        // What answering an unsendable history query asks for, sent on the next round.
+        let mut late = Vec::new();
         for out in outs.drain(..) {
             // The instances `from..to` that `out` goes to, those of them that are open.
             let (from, to) = match self.spread.route(&out) {
@@ -516,13 +532,21 @@ impl Redis {
                         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
                         inst.command(&args, *id, now);
                     }
+                    Out::Barrier(id) => {
+                        inst.sub.command(&[b"PING", id.to_string().as_bytes()], now);
+                    }
                 }
             }
-            if let (false, Out::Command(_, Some(id))) = (sent, &out) {
-                self.node.on_answer(*id, None);
+            match (sent, &out) {
+                (false, Out::Command(_, Some(id))) if history::owns(*id) => {
+                    self.node.on_history_reply(*id, None, &mut late);
+                }
+                (false, Out::Command(_, Some(id))) => self.node.on_answer(*id, None),
+                _ => {}
             }
         }
         self.outs = outs;
+        self.outs.append(&mut late);
         for i in 0..self.instances.len() {
             let inst = &mut self.instances[i];
             if inst.phase.open() {

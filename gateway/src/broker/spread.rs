@@ -125,6 +125,8 @@ impl Spread {
                 Some(c) => Route::Channel(self.instance_of(c)),
                 None => Route::Every,
             },
+            // Only one instance shares history (`history`), so any reachable one will do.
+            Out::Barrier(id) => Route::Any(*id),
             Out::Command(args, _) => {
                 let verb = args.first().map(Vec::as_slice).unwrap_or_default();
                 let target = args.get(1).map(Vec::as_slice).unwrap_or_default();

@@ -8,8 +8,14 @@
 //! delivery once, as for a local publish. Its bare text (what `/raw` subscribers get) follows a
 //! flag byte and is left out when it equals the data (any JSON but a string), so it never
 //! travels twice for nothing; the layout stays canonical (one encoding per message).
+//!
+//! A publication to a channel whose history Redis keeps (`broker::history`) travels as a
+//! [`Msg::Numbered`]: the node writes its head ([`encode_numbered_head`]) and the publish script
+//! appends the stream's epoch (16 hex digits), the offset it gave (decimal) and `;`, so the bytes
+//! Redis stores and publishes are one message every node decodes alike.
 
 use crate::conn::ConnId;
+use crate::router::history::Epoch;
 
 /// The layout's version (the first byte).
 const VERSION: u8 = 1;
@@ -129,6 +135,26 @@ pub enum Msg<'a> {
         /// The list, as [`encode_counts`] writes it ([`decode_counts`] reads it).
         counts: &'a [u8],
     },
+    /// A publication numbered by the shared history: like `Publish`, plus the publisher that
+    /// asked not to get it and the position the publish script gave it.
+    Numbered {
+        /// The publishing node.
+        origin: u16,
+        /// The publishing connection (`None`: the API).
+        from: Option<ConnId>,
+        /// Not delivered to this connection (`skip_self`).
+        skip: Option<ConnId>,
+        /// The publisher's user.
+        user: Option<&'a str>,
+        /// The data as JSON text.
+        data: &'a [u8],
+        /// What bare subscribers get.
+        bare: &'a [u8],
+        /// The channel's stream.
+        epoch: Epoch,
+        /// The publication's offset in it (1 or more).
+        offset: u64,
+    },
     /// A node is alive.
     Heartbeat {
         /// The node.
@@ -149,7 +175,12 @@ const PRESENCE: u8 = b'E';
 const PRESENCE_ASK: u8 = b'Q';
 const PRESENCE_ANSWER: u8 = b'A';
 const CHANNELS_ASK: u8 = b'L';
-const CHANNELS_ANSWER: u8 = b'N';
+const CHANNELS_ANSWER: u8 = b'S';
+const NUMBERED: u8 = b'N';
+/// Digits of an epoch at the end of a numbered publication.
+const EPOCH_DIGITS: usize = 16;
+/// Most digits of an offset (`u64::MAX` has 20).
+const OFFSET_DIGITS: usize = 20;
 
 struct Writer<'o>(&'o mut Vec<u8>);
 
@@ -185,6 +216,19 @@ impl Writer<'_> {
             None => self.u8(0),
         }
     }
+    /// A publication's user, data and bare text (left out when it equals the data).
+    fn publication(&mut self, user: Option<&str>, data: &[u8], bare: &[u8]) -> &mut Self {
+        match user {
+            Some(u) => self.u8(1).bytes(u.as_bytes()),
+            None => self.u8(0),
+        };
+        self.bytes(data);
+        if bare == data {
+            self.u8(0)
+        } else {
+            self.u8(1).bytes(bare)
+        }
+    }
 }
 
 /// Append `msg` to `out`.
@@ -199,17 +243,10 @@ pub fn encode(msg: &Msg<'_>, out: &mut Vec<u8>) {
             data,
             bare,
         } => {
-            w.u8(PUBLISH).u16(origin).conn(from);
-            match user {
-                Some(u) => w.u8(1).bytes(u.as_bytes()),
-                None => w.u8(0),
-            };
-            w.bytes(data);
-            if bare == data {
-                w.u8(0);
-            } else {
-                w.u8(1).bytes(bare);
-            }
+            w.u8(PUBLISH)
+                .u16(origin)
+                .conn(from)
+                .publication(user, data, bare);
         }
         Msg::Presence {
             origin,
@@ -301,6 +338,29 @@ pub fn encode(msg: &Msg<'_>, out: &mut Vec<u8>) {
         Msg::ChannelsAnswer { origin, id, counts } => {
             w.u8(CHANNELS_ANSWER).u16(origin).u64(id).bytes(counts);
         }
+        Msg::Numbered {
+            origin,
+            from,
+            skip,
+            user,
+            data,
+            bare,
+            epoch,
+            offset,
+        } => {
+            let parts = NumberedHead {
+                origin,
+                from,
+                skip,
+                user,
+                data,
+                bare,
+            };
+            numbered_fields(&mut w, &parts);
+            w.0.extend_from_slice(epoch.to_string().as_bytes());
+            w.0.extend_from_slice(offset.to_string().as_bytes());
+            w.u8(b';');
+        }
     }
 }
 
@@ -343,6 +403,39 @@ pub fn decode_counts(bytes: &[u8]) -> Option<Vec<(&str, u64)>> {
         list.push((r.str()?, r.u64()?));
     }
     Some(list)
+}
+
+/// What a numbered publication carries before its position.
+#[derive(Clone, Copy, Debug)]
+pub struct NumberedHead<'a> {
+    /// The publishing node.
+    pub origin: u16,
+    /// The publishing connection.
+    pub from: Option<ConnId>,
+    /// Not delivered to this connection.
+    pub skip: Option<ConnId>,
+    /// The publisher's user.
+    pub user: Option<&'a str>,
+    /// The data as JSON text.
+    pub data: &'a [u8],
+    /// What bare subscribers get.
+    pub bare: &'a [u8],
+}
+
+/// Append the head of a [`Msg::Numbered`] to `out`: the message without its epoch and offset,
+/// which the publish script appends.
+pub fn encode_numbered_head(h: &NumberedHead<'_>, out: &mut Vec<u8>) {
+    let mut w = Writer(out);
+    w.u8(VERSION);
+    numbered_fields(&mut w, h);
+}
+
+fn numbered_fields(w: &mut Writer<'_>, h: &NumberedHead<'_>) {
+    w.u8(NUMBERED)
+        .u16(h.origin)
+        .conn(h.from)
+        .conn(h.skip)
+        .publication(h.user, h.data, h.bare);
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -392,6 +485,23 @@ impl<'a> Reader<'a> {
             None
         })
     }
+    /// A publication's user, data and bare text; a bare text equal to the data must have been
+    /// left out (the layout is canonical).
+    #[allow(clippy::type_complexity)]
+    fn publication(&mut self) -> Option<(Option<&'a str>, &'a [u8], &'a [u8])> {
+        let user = if self.flag()? {
+            Some(self.str()?)
+        } else {
+            None
+        };
+        let data = self.bytes()?;
+        let bare = if self.flag()? {
+            Some(self.bytes()?).filter(|b| *b != data)?
+        } else {
+            data
+        };
+        Some((user, data, bare))
+    }
     fn reply(&mut self) -> Option<Option<(ConnId, &'a [u8])>> {
         Some(if self.flag()? {
             Some((self.conn()?, self.bytes()?))
@@ -411,18 +521,7 @@ pub fn decode(bytes: &[u8]) -> Option<Msg<'_>> {
         PUBLISH => {
             let origin = r.u16()?;
             let from = r.opt_conn()?;
-            let user = if r.flag()? { Some(r.str()?) } else { None };
-            let data = r.bytes()?;
-            let bare = if r.flag()? {
-                let bare = r.bytes()?;
-                // Canonical: a bare text equal to the data is written as the flag alone.
-                if bare == data {
-                    return None;
-                }
-                bare
-            } else {
-                data
-            };
+            let (user, data, bare) = r.publication()?;
             Msg::Publish {
                 origin,
                 from,
@@ -492,6 +591,32 @@ pub fn decode(bytes: &[u8]) -> Option<Msg<'_>> {
             id: r.u64()?,
             counts: r.bytes()?,
         },
+        NUMBERED => {
+            let origin = r.u16()?;
+            let from = r.opt_conn()?;
+            let skip = r.opt_conn()?;
+            let (user, data, bare) = r.publication()?;
+            let epoch = Epoch::parse(std::str::from_utf8(r.take(EPOCH_DIGITS)?).ok()?)?;
+            let digits = std::mem::take(&mut r.0).strip_suffix(b";")?;
+            // Canonical decimal: 1 to 20 digits, no leading zero, and 0 is no offset.
+            let canonical = (1..=OFFSET_DIGITS).contains(&digits.len())
+                && digits.iter().all(u8::is_ascii_digit)
+                && digits[0] != b'0';
+            if !canonical {
+                return None;
+            }
+            let offset = std::str::from_utf8(digits).ok()?.parse().ok()?;
+            Msg::Numbered {
+                origin,
+                from,
+                skip,
+                user,
+                data,
+                bare,
+                epoch,
+                offset,
+            }
+        }
         _ => return None,
     };
     r.0.is_empty().then_some(msg)
@@ -589,6 +714,26 @@ mod tests {
                 id: 9,
                 counts: b"",
             },
+            Msg::Numbered {
+                origin: 2,
+                from: Some(c),
+                skip: Some(c),
+                user: Some("ann"),
+                data: b"\"hi\"",
+                bare: b"hi",
+                epoch: Epoch::parse("00ff00ff00ff00ff").unwrap(),
+                offset: 1,
+            },
+            Msg::Numbered {
+                origin: 2,
+                from: None,
+                skip: None,
+                user: None,
+                data: b"[1]",
+                bare: b"[1]",
+                epoch: Epoch::parse("0123456789abcdef").unwrap(),
+                offset: u64::MAX,
+            },
         ]
     }
 
@@ -679,5 +824,46 @@ mod tests {
         assert_eq!(decode(b"\x02P"), None, "another version");
         assert_eq!(decode(b"\x01Z"), None, "unknown kind");
         assert_eq!(decode(b"hello"), None);
+    }
+
+    #[test]
+    fn a_numbered_publication_is_its_head_then_the_epoch_and_offset_as_text() {
+        let head = NumberedHead {
+            origin: 4,
+            from: None,
+            skip: None,
+            user: None,
+            data: b"7",
+            bare: b"7",
+        };
+        let mut out = Vec::new();
+        encode_numbered_head(&head, &mut out);
+        let with = |tail: &str| {
+            let mut m = out.clone();
+            m.extend_from_slice(tail.as_bytes());
+            m
+        };
+        let good = with("0123456789abcdef42;");
+        assert!(matches!(
+            decode(&good),
+            Some(Msg::Numbered {
+                offset: 42,
+                origin: 4,
+                ..
+            })
+        ));
+        // What a publish script could get wrong is refused, never misread.
+        for tail in [
+            "0123456789abcdef;",
+            "0123456789abcdef42",
+            "0123456789abcdef0;",
+            "0123456789abcdef042;",
+            "0123456789abcdef4.2;",
+            "0123456789ABCDEF42;",
+            "0123456789abcdef184467440737095516150;",
+            "0123456789abcdef18446744073709551616;",
+        ] {
+            assert_eq!(decode(&with(tail)), None, "{tail}");
+        }
     }
 }

@@ -294,13 +294,9 @@ impl<T: Clone> Stream<T> {
         let from = match want {
             Want::Position => return answer,
             Want::Since { offset, epoch } => {
-                let missed = self.top.saturating_sub(offset);
                 let first_kept = self.ring.front().map_or(self.top + 1, |e| e.offset);
-                let ok = epoch == Some(self.epoch)
-                    && offset <= self.top
-                    && (missed == 0 || offset + 1 >= first_kept)
-                    && missed <= max_recovery as u64;
-                if !ok {
+                let same = epoch == Some(self.epoch);
+                if !can_recover(offset, same, self.top, first_kept, max_recovery) {
                     return answer;
                 }
                 answer.recovered = true;
@@ -316,6 +312,23 @@ impl<T: Clone> Stream<T> {
             .collect();
         answer
     }
+}
+
+/// Whether a client at `offset` (of this stream when `same_epoch`) gets every publication it
+/// missed from a stream at `top` that keeps offsets from `first_kept`, replaying at most
+/// `max_recovery`: the one rule of recovery, wherever the stream is kept.
+pub fn can_recover(
+    offset: u64,
+    same_epoch: bool,
+    top: u64,
+    first_kept: u64,
+    max_recovery: usize,
+) -> bool {
+    let missed = top.saturating_sub(offset);
+    same_epoch
+        && offset <= top
+        && (missed == 0 || offset.saturating_add(1) >= first_kept)
+        && missed <= max_recovery as u64
 }
 
 /// The streams one shard owns, by channel.

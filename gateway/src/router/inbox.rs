@@ -142,6 +142,12 @@ pub enum ShardMsg {
         /// The stream's position and the publications asked for.
         answer: Box<Answer<Arc<Delivery>>>,
     },
+    /// The history query `tag` could not be answered (the broker's history store is down or
+    /// slow).
+    HistoryFailed {
+        /// The query's tag.
+        tag: u64,
+    },
     /// Deliver to the local subscribers of a channel.
     Deliver(Arc<Delivery>),
     /// `shard` has (`on`) or no longer has subscribers of `channel`.

@@ -147,6 +147,13 @@ pub enum Answered {
         /// What was read.
         read: HistoryRead,
     },
+    /// The history store could not answer: an error for the requester.
+    Failed {
+        /// The requester.
+        reply: ReplyTo,
+        /// The channel a subscriber is to leave again (its subscribe failed).
+        channel: Option<Arc<str>>,
+    },
 }
 
 /// Router limits and sizes.
@@ -203,6 +210,11 @@ pub enum Completion {
         reply: ReplyTo,
         /// What was read.
         read: HistoryRead,
+    },
+    /// [`Router::history`] failed: the history store did not answer.
+    HistoryFailed {
+        /// The requester.
+        reply: ReplyTo,
     },
     /// The outcome of [`Router::lookup_conns`]: the connections found on every shard asked.
     Conns {
@@ -355,6 +367,11 @@ impl Router {
         skip: Option<ConnId>,
     ) -> Result<(), RouterError> {
         self.stats.publishes += 1;
+        if self.shared_history(channel) {
+            // The broker numbers it and hands it back to every node, this one included.
+            let p = Publication::new(channel, data, bare, from, user, skip);
+            return self.up(Up::Publish(Box::new(p)));
+        }
         let local = self.publish_here(channel, data, bare, from, user, skip);
         if self.has_broker() {
             let p = Publication::new(channel, data, bare, from, user, None);
@@ -417,6 +434,12 @@ impl Router {
     /// Whether `channel` keeps history (`--history`).
     pub fn has_history(&self, channel: &str) -> bool {
         !self.cfg.history.is_empty() && self.cfg.history.retention(channel).is_some()
+    }
+
+    /// Whether `channel` keeps history in the broker, shared by every node (`--broker redis://`
+    /// with `--history`): then the broker numbers its publications and answers its queries.
+    pub fn shared_history(&self, channel: &str) -> bool {
+        self.has_history(channel) && self.outbound.uplink().is_some_and(|u| u.shares_history())
     }
 
     /// The shard that owns `channel`'s history: a hash of the name over the shards, the same on
@@ -505,6 +528,18 @@ impl Router {
     }
 
     fn ask_owner(&mut self, channel: &str, tag: u64, want: Want) {
+        if self.shared_history(channel) {
+            // After this shard's `Interest` for the channel on the same queue: the broker
+            // thread subscribes the node before it reads.
+            let _ = self.outbound.up(Up::HistoryQuery {
+                channel: Arc::from(channel),
+                from: self.shard(),
+                tag,
+                want,
+                max_recovery: self.cfg.max_recovery,
+            });
+            return;
+        }
         let query = ShardMsg::HistoryQuery {
             channel: Arc::from(channel),
             from: self.shard(),
@@ -589,6 +624,25 @@ impl Router {
                     top: answer.top,
                     frames: frames(answer.entries).into_iter().map(|f| f.1).collect(),
                 },
+            },
+        })
+    }
+
+    /// Requester side: query `tag` could not be answered (the broker's history store is down
+    /// or slow). A waiting subscription is let go of; the subscriber is to be unsubscribed.
+    /// `None` when nobody waits any more.
+    pub fn on_history_failed(&mut self, tag: u64) -> Option<Answered> {
+        Some(match self.queries.take(tag)? {
+            Query::Subscribe {
+                conn, key, reply, ..
+            } => {
+                self.channels.release(key, conn);
+                let channel = self.channels.by_key(key).map(|c| Arc::clone(&c.name));
+                Answered::Failed { reply, channel }
+            }
+            Query::Read { reply, .. } => Answered::Failed {
+                reply,
+                channel: None,
             },
         })
     }

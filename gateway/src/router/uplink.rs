@@ -17,6 +17,7 @@ use mio::Waker;
 
 use crate::conn::ConnId;
 
+use super::history::Want;
 use super::inbox::{Publication, ReplyTo};
 
 /// A message for the node's broker thread.
@@ -72,8 +73,24 @@ pub enum Up {
         /// Its user.
         user: Option<Arc<str>>,
     },
-    /// A publication for the other nodes' subscribers (this node served its own).
+    /// A publication for the other nodes' subscribers (this node served its own). On a
+    /// channel whose history the broker keeps ([`Uplink::shares_history`]), for every node's
+    /// subscribers, this one's included, once the broker has numbered it.
     Publish(Box<Publication>),
+    /// Ask the broker's history of `channel` for `want`: the answer is a `HistoryAnswer` (or a
+    /// `HistoryFailed`) for query `tag` of shard `from`.
+    HistoryQuery {
+        /// The channel.
+        channel: Arc<str>,
+        /// The asking shard.
+        from: u8,
+        /// Its query's tag.
+        tag: u64,
+        /// What it asks.
+        want: Want,
+        /// Publications a recovery may replay (`--max-recovery`).
+        max_recovery: usize,
+    },
     /// A private message for a connection on another node.
     Direct {
         /// The target (its node bits name the node).
@@ -143,6 +160,7 @@ impl Up {
                 | Up::Member { .. }
                 | Up::PresenceQuery { .. }
                 | Up::ChannelQuery { .. }
+                | Up::HistoryQuery { .. }
                 | Up::Outcome { .. } => 0,
             }
     }
@@ -156,6 +174,7 @@ impl Up {
                 | Up::Member { .. }
                 | Up::PresenceQuery { .. }
                 | Up::ChannelQuery { .. }
+                | Up::HistoryQuery { .. }
         )
     }
 }
@@ -202,6 +221,10 @@ pub struct BrokerStats {
     pub received: AtomicU64,
     /// Channels this node is subscribed to on the broker.
     pub channels: AtomicU64,
+    /// History queries answered with a failure (the broker did not answer in time).
+    pub history_failures: AtomicU64,
+    /// Gaps seen in the offsets the broker delivered for channels with shared history.
+    pub history_gaps: AtomicU64,
     /// Nodes seen alive through heartbeats (this one included).
     pub nodes: std::sync::Mutex<Vec<u16>>,
     /// Broker instances (of several, or the one) this node cannot reach now.
@@ -220,6 +243,8 @@ pub struct Uplink {
     /// Set for a spread broker: a channel's data is refused while its instance is down.
     channel_up: Option<ChannelUp>,
     waker: Arc<Waker>,
+    /// The broker keeps the history of channels (one numbering for every node).
+    shared_history: bool,
     /// The broker thread's counters.
     pub stats: BrokerStats,
 }
@@ -247,6 +272,7 @@ impl Uplink {
             max_payload: AtomicUsize::new(usize::MAX),
             channel_up: None,
             waker,
+            shared_history: false,
             stats: BrokerStats::default(),
         }
     }
@@ -256,6 +282,18 @@ impl Uplink {
     pub fn with_channel_up(mut self, up: ChannelUp) -> Uplink {
         self.channel_up = Some(up);
         self
+    }
+
+    /// Let the broker keep the history of channels: publications to them and history queries
+    /// go up to it instead of to the channel's owner shard.
+    pub fn share_history(mut self) -> Uplink {
+        self.shared_history = true;
+        self
+    }
+
+    /// Whether the broker keeps the history of channels.
+    pub fn shares_history(&self) -> bool {
+        self.shared_history
     }
 
     /// This node's id.

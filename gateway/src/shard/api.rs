@@ -210,6 +210,8 @@ impl<D: Driver> Shard<D> {
             channels: get(&s.channels),
             nodes: s.nodes.lock().map_or(1, |n| n.len() as u64),
             instances_down: get(&s.instances_down),
+            history_failures: get(&s.history_failures),
+            history_gaps: get(&s.history_gaps),
         }
     }
 
@@ -240,6 +242,7 @@ impl<D: Driver> Shard<D> {
                         (reply.conn, Outcome::Presence { channel, members })
                     }
                     Completion::History { reply, read } => (reply.conn, Outcome::History(read)),
+                    Completion::HistoryFailed { reply } => (reply.conn, Outcome::BrokerDown),
                     Completion::Conns {
                         reply,
                         lookup,

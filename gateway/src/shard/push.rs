@@ -230,6 +230,11 @@ impl<D: Driver> Shard<D> {
                     self.answered(a, now);
                 }
             }
+            ShardMsg::HistoryFailed { tag } => {
+                if let Some(a) = self.router.on_history_failed(tag) {
+                    self.answered(a, now);
+                }
+            }
             ShardMsg::Interest { channel, shard, on } => {
                 self.router.registry.set(&channel, shard, on)
             }
@@ -440,6 +445,28 @@ impl<D: Driver> Shard<D> {
                 }
                 self.send_reply(reply.conn, now, |text| {
                     ws::write_history(text, &reply, &read)
+                });
+            }
+            Answered::Failed { reply, channel } => {
+                if let Some(channel) = channel {
+                    // The subscribe is refused: the connection must not stay subscribed.
+                    if let Some((_, client)) = self
+                        .conns
+                        .get_mut(reply.conn)
+                        .and_then(|e| e.peer.open_client())
+                    {
+                        let session = &mut client.session;
+                        let _ = self.router.unsubscribe(reply.conn, session, &channel);
+                    }
+                }
+                if !self.is_ws(reply.conn) {
+                    self.router
+                        .completions
+                        .push(Completion::HistoryFailed { reply });
+                    return;
+                }
+                self.send_reply(reply.conn, now, |text| {
+                    ws::write_history_unavailable(text, &reply)
                 });
             }
         }

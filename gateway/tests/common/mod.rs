@@ -18,6 +18,7 @@ mod http;
 pub mod nats;
 mod payload;
 mod process;
+pub mod proxy;
 pub mod redis;
 pub mod ws;
 

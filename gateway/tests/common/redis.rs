@@ -27,9 +27,16 @@ impl Redis {
 
     /// Start a server on `port` (a restart after `kill -9` reuses the port).
     pub fn start_on(port: u16) -> Redis {
+        Redis::start_with(port, &[])
+    }
+
+    /// Start a server on `port` with `extra` arguments after the defaults (a later one wins:
+    /// `--appendonly yes` turns persistence on).
+    pub fn start_with(port: u16, extra: &[&str]) -> Redis {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"]);
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(extra);
         let r = Redis {
             process: Process::spawn(cmd),
             port,

@@ -90,6 +90,31 @@ impl Ws {
     }
 }
 
+/// Subscribe and return the reply (with its position).
+pub fn subscribe(w: &mut Ws, channel: &str, recover: Option<Value>) -> Value {
+    let mut req = json!({"op":"subscribe","channel":channel,"id":"sub"});
+    if let Some(r) = recover {
+        req["recover"] = r;
+    }
+    let (reply, before) = w.request(req);
+    assert_eq!(reply["ok"], true, "{reply}");
+    let early: Vec<&Value> = before.iter().filter(|m| m["type"] == "message").collect();
+    assert!(early.is_empty(), "deliveries before the reply: {early:?}");
+    reply
+}
+
+/// The next `message` delivery's offset, checking its data is the same number (the history
+/// suites publish data n as the n-th publication of a channel).
+pub fn next_offset(w: &mut Ws) -> u64 {
+    let m = w.next();
+    assert_eq!(m["type"], "message", "{m}");
+    let offset = m["offset"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no offset in {m}"));
+    assert_eq!(m["data"], offset, "{m}");
+    offset
+}
+
 /// Read one text frame and parse it as JSON.
 pub fn read_json(c: &mut Client) -> Value {
     let f = c.read_frame();

@@ -99,6 +99,17 @@ pub fn write_history(text: &mut Vec<u8>, reply: &ReplyTo, read: &HistoryRead) {
     reply::history(text, &reply.id, read);
 }
 
+/// The error reply to a subscribe or `history` on a channel whose history the broker keeps,
+/// when the broker did not answer in time.
+pub fn write_history_unavailable(text: &mut Vec<u8>, reply: &ReplyTo) {
+    text.clear();
+    let e = ProtocolError::new(
+        ErrorCode::BrokerUnavailable,
+        "the history store (the broker) did not answer: retry later",
+    );
+    reply::error(text, &reply.id, e);
+}
+
 impl Dispatch<'_> {
     /// The request id as JSON text, in the shard's reusable buffer (taken; give it back).
     fn id_text(&mut self, id: Option<simd_json::tape::Value<'_, '_>>) -> Vec<u8> {
