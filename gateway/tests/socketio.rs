@@ -253,3 +253,36 @@ fn long_polling_conformance_suite_passes() {
         assert!(text.contains(series), "{series} in\n{text}");
     }
 }
+
+/// Two nodes joined by a real redis-server: socket.io-client sockets on node A and node B get
+/// each other's room emits, private messages and broadcasts, and a backend emit made on node A
+/// reaches a room on node B except the socket it names (`tests/socketio/nodes/`).
+#[test]
+fn rooms_private_messages_and_backend_emits_cross_nodes_through_redis() {
+    use common::redis::{Broker, Redis};
+    let redis = Redis::start();
+    let node = |id: u16| {
+        let gw = gateway()
+            .args(["--threads", "2", "--api-key", API_KEY])
+            .args(["--broker", &redis.url(), "--node-id", &id.to_string()])
+            .start();
+        redis.wait_node(id);
+        gw
+    };
+    let (mut a, mut b) = (node(71), node(72));
+    let env = [
+        ("GATEWAY_URL_A", format!("http://{}", a.addr())),
+        ("GATEWAY_URL_B", format!("http://{}", b.addr())),
+        ("GATEWAY_API_URL_A", format!("http://{}", a.api_addr())),
+        ("GATEWAY_API_KEY", API_KEY.to_owned()),
+    ];
+    run_node_suite(
+        &b,
+        &suite_dir().join("nodes"),
+        ".test.mjs",
+        &env,
+        NODE_TIMEOUT,
+    );
+    a.assert_running();
+    b.assert_running();
+}

@@ -324,6 +324,19 @@ impl Node {
                 wire::encode(&msg, &mut payload);
                 channel_topic(&channel)
             }
+            Up::Frames {
+                channel,
+                frames,
+                skip,
+            } => {
+                let msg = Msg::Frames {
+                    origin: self.node,
+                    skip,
+                    frames: &frames,
+                };
+                wire::encode(&msg, &mut payload);
+                channel_topic(&channel)
+            }
             Up::Publish(p) => {
                 wire::encode(
                     &Msg::Publish {
@@ -729,6 +742,26 @@ impl Node {
                     self.deliver(channel, from, user, data, bare);
                 }
             }
+            Msg::Frames {
+                origin,
+                skip,
+                frames,
+            } if origin != self.node => {
+                let Some((channel, shards)) = self.interested(topic) else {
+                    return;
+                };
+                let frames: Arc<[u8]> = Arc::from(frames);
+                let d = Arc::new(Delivery {
+                    channel,
+                    json: Arc::clone(&frames),
+                    bare: Some(frames),
+                    skip,
+                    offset: None,
+                });
+                for s in shards.iter() {
+                    self.push(s, ShardMsg::Deliver(Arc::clone(&d)));
+                }
+            }
             Msg::Presence {
                 origin,
                 join,
@@ -893,7 +926,8 @@ impl Node {
             Msg::User { .. }
             | Msg::CloseUser { .. }
             | Msg::PresenceAsk { .. }
-            | Msg::ChannelsAsk { .. } => {}
+            | Msg::ChannelsAsk { .. }
+            | Msg::Frames { .. } => {}
         }
     }
 

@@ -85,6 +85,16 @@ pub enum Msg<'a> {
         /// The complete frame.
         frame: &'a [u8],
     },
+    /// Frames encoded once on the origin node (Socket.IO events), delivered as they are to the
+    /// subscribers of the topic's channel.
+    Frames {
+        /// The publishing node.
+        origin: u16,
+        /// Not delivered to this connection.
+        skip: Option<ConnId>,
+        /// The complete WebSocket frames.
+        frames: &'a [u8],
+    },
     /// Close every connection of a user.
     CloseUser {
         /// The sending node.
@@ -171,6 +181,7 @@ const CLOSE: u8 = b'C';
 const USER: u8 = b'U';
 const CLOSE_USER: u8 = b'K';
 const HEARTBEAT: u8 = b'H';
+const FRAMES: u8 = b'F';
 const PRESENCE: u8 = b'E';
 const PRESENCE_ASK: u8 = b'Q';
 const PRESENCE_ANSWER: u8 = b'A';
@@ -306,6 +317,13 @@ pub fn encode(msg: &Msg<'_>, out: &mut Vec<u8>) {
                 .bytes(user.as_bytes())
                 .u16(code)
                 .bytes(reason.as_bytes());
+        }
+        Msg::Frames {
+            origin,
+            skip,
+            frames,
+        } => {
+            w.u8(FRAMES).u16(origin).conn(skip).bytes(frames);
         }
         Msg::Heartbeat { origin, instance } => {
             w.u8(HEARTBEAT).u16(origin).u64(instance);
@@ -563,6 +581,11 @@ pub fn decode(bytes: &[u8]) -> Option<Msg<'_>> {
             code: r.u16()?,
             reason: r.str()?,
         },
+        FRAMES => Msg::Frames {
+            origin: r.u16()?,
+            skip: r.opt_conn()?,
+            frames: r.bytes()?,
+        },
         HEARTBEAT => Msg::Heartbeat {
             origin: r.u16()?,
             instance: r.u64()?,
@@ -629,6 +652,16 @@ mod tests {
     fn all() -> Vec<Msg<'static>> {
         let c = ConnId::on_node(7, 1, 2, 3);
         vec![
+            Msg::Frames {
+                origin: 7,
+                skip: Some(c),
+                frames: b"\x81\x0242[\"x\"]",
+            },
+            Msg::Frames {
+                origin: 1,
+                skip: None,
+                frames: b"",
+            },
             Msg::Publish {
                 origin: 7,
                 from: Some(c),

@@ -410,7 +410,9 @@ impl Router {
     /// Deliver `frames` (complete WebSocket frames the caller encoded once, e.g. a Socket.IO
     /// event and its attachments) to every subscriber of `channel` on every shard, but `skip`.
     /// Subscribers of both kinds get the frames as they are; no history is kept. `Busy` when a
-    /// shard's queue was full (that shard misses it).
+    /// shard's queue was full (that shard misses it). With a broker the frames also go to the
+    /// other nodes (one copy), whose subscribers get the same bytes; `BrokerDown` when they
+    /// could not, this node's subscribers being served all the same.
     pub fn publish_frames(
         &mut self,
         channel: &str,
@@ -418,17 +420,28 @@ impl Router {
         skip: Option<ConnId>,
     ) -> Result<(), RouterError> {
         self.stats.publishes += 1;
-        let Some((name, shards)) = self.registry.lookup(channel) else {
-            return Ok(());
+        let local = match self.registry.lookup(channel) {
+            Some((name, shards)) => {
+                let d = Arc::new(Delivery {
+                    channel: name,
+                    json: Arc::clone(&frames),
+                    bare: Some(Arc::clone(&frames)),
+                    skip,
+                    offset: None,
+                });
+                self.on_shards(shards.iter(), || ShardMsg::Deliver(Arc::clone(&d)))
+            }
+            None => Ok(()),
         };
-        let d = Arc::new(Delivery {
-            channel: name,
-            json: Arc::clone(&frames),
-            bare: Some(frames),
-            skip,
-            offset: None,
-        });
-        self.on_shards(shards.iter(), || ShardMsg::Deliver(Arc::clone(&d)))
+        if self.has_broker() {
+            let channel = Arc::from(channel);
+            self.up(Up::Frames {
+                channel,
+                frames,
+                skip,
+            })?;
+        }
+        local
     }
 
     /// Whether `channel` keeps history (`--history`).

@@ -73,6 +73,17 @@ pub enum Up {
         /// Its user.
         user: Option<Arc<str>>,
     },
+    /// Frames encoded once (a Socket.IO event and its attachments) for the other nodes'
+    /// subscribers of `channel`, as [`Router::publish_frames`](super::Router::publish_frames)
+    /// hands them to this node's.
+    Frames {
+        /// The channel.
+        channel: Arc<str>,
+        /// The complete frames.
+        frames: Arc<[u8]>,
+        /// Not delivered to this connection (on whichever node it is).
+        skip: Option<ConnId>,
+    },
     /// A publication for the other nodes' subscribers (this node served its own). On a
     /// channel whose history the broker keeps ([`Uplink::shares_history`]), for every node's
     /// subscribers, this one's included, once the broker has numbered it.
@@ -156,6 +167,7 @@ impl Up {
                 Up::Close { reason, .. } => reason.len(),
                 Up::CloseUser { user, reason, .. } => user.len() + reason.len(),
                 Up::PresenceEvent { user, .. } => user.as_deref().map_or(0, str::len),
+                Up::Frames { frames, .. } => frames.len(),
                 Up::Interest { .. }
                 | Up::Member { .. }
                 | Up::PresenceQuery { .. }
@@ -185,7 +197,7 @@ impl Up {
     fn channel(&self) -> Option<&str> {
         match self {
             Up::Publish(p) => Some(p.channel()),
-            Up::PresenceEvent { channel, .. } => Some(channel),
+            Up::PresenceEvent { channel, .. } | Up::Frames { channel, .. } => Some(channel),
             _ => None,
         }
     }
