@@ -81,7 +81,8 @@ pub const USAGE: &str = "usage: bench compare [flags]
                        node-socketio)
   --scenarios LIST     only these scenarios (echo-32b-w1, echo-32b-w16, echo-16kib,
                        fanout-1k, fanout-10k, connect, idle-10k, idle-50k, sio-fanout-1k,
-                       sio-idle-1k; a sio- scenario runs on the servers that speak Socket.IO)
+                       sio-fanout-10k, sio-idle-1k, sio-idle-10k; a sio- scenario runs on the
+                       servers that speak Socket.IO)
   --server-cpus CPUS   cores the server is pinned to, taskset syntax (default: upper half);
                        a server with more threads than these cores gets every core
   --loadgen-cpus CPUS  cores loadgen is pinned to (default: lower half)
