@@ -680,6 +680,14 @@ fn broker(add: Add<'_>) {
             },
         ),
         (
+            "frames",
+            Msg::Frames {
+                origin: 7,
+                skip: Some(c),
+                frames: b"\x81\x0c42[\"news\",1]",
+            },
+        ),
+        (
             "direct",
             Msg::Direct {
                 to: c,
