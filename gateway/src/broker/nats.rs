@@ -28,27 +28,13 @@ use tracing::{info, warn};
 use super::nats_proto::{self as proto, Op, Parsed};
 use super::node::{Node, Out};
 use super::redis::{STALL, WAKE};
-use super::socket::{self, Backoff};
+use super::socket::{self, Backoff, Phase};
 
 const SOCKET: Token = Token(1);
 /// How often an idle connection is checked with a `PING`.
 const PING_INTERVAL: Duration = Duration::from_millis(250);
 /// A connect that takes longer fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Where the connection stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Waiting to try again.
-    Down { retry_at: Instant },
-    /// TCP connect under way.
-    Connecting { deadline: Instant },
-    /// TCP is open; waiting for the server's `INFO` (a stopped server still completes TCP
-    /// handshakes), then for the `PONG` after `CONNECT` and the `SUB`s.
-    Greeting,
-    /// The server answers.
-    Up,
-}
 
 /// The NATS transport. See the module doc.
 pub struct Nats {
@@ -113,10 +99,8 @@ impl Nats {
         loop {
             let now = Instant::now();
             let mut deadline = next_tick;
-            match self.phase {
-                Phase::Down { retry_at } => deadline = deadline.min(retry_at),
-                Phase::Connecting { deadline: d } => deadline = deadline.min(d),
-                Phase::Greeting | Phase::Up => {}
+            if let Some(at) = self.phase.wake_at() {
+                deadline = deadline.min(at);
             }
             let timeout = deadline.saturating_duration_since(now);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {

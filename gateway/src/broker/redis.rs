@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use super::history;
 use super::node::{Node, Out};
 use super::resp::{self, Parsed, Value};
-use super::socket::{self, Backoff};
+use super::socket::{self, Backoff, Phase};
 use super::spread::{Route, Spread};
 
 /// The waker's token (shards woke the thread).
@@ -127,27 +127,6 @@ impl Link {
     }
 }
 
-/// Where an instance's connections stand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Waiting to try again.
-    Down { retry_at: Instant },
-    /// TCP connects under way.
-    Connecting { deadline: Instant },
-    /// Both connections are open and have sent their first commands; Redis has not answered
-    /// on both yet (a stopped server still completes TCP handshakes).
-    Greeting,
-    /// Redis answers on both connections.
-    Up,
-}
-
-impl Phase {
-    /// Whether commands may be written.
-    fn open(self) -> bool {
-        matches!(self, Phase::Greeting | Phase::Up)
-    }
-}
-
 /// One Redis instance: its two connections, where they stand, and its own backoff.
 struct Instance {
     addr: String,
@@ -233,12 +212,8 @@ impl Redis {
         loop {
             let now = Instant::now();
             let mut deadline = next_tick;
-            for inst in &self.instances {
-                match inst.phase {
-                    Phase::Down { retry_at } => deadline = deadline.min(retry_at),
-                    Phase::Connecting { deadline: d } => deadline = deadline.min(d),
-                    Phase::Greeting | Phase::Up => {}
-                }
+            for at in self.instances.iter().filter_map(|i| i.phase.wake_at()) {
+                deadline = deadline.min(at);
             }
             let timeout = deadline.saturating_duration_since(now);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {

@@ -7,7 +7,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Poll, Token};
@@ -66,6 +66,42 @@ pub fn fill(s: &mut TcpStream, buf: &mut [u8], inb: &mut Vec<u8>) -> io::Result<
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Where a transport's connection to one broker server stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting to try again.
+    Down {
+        /// When to connect again.
+        retry_at: Instant,
+    },
+    /// TCP connect under way.
+    Connecting {
+        /// When the attempt fails.
+        deadline: Instant,
+    },
+    /// TCP is open and the transport has greeted the server; the server has not answered yet
+    /// (a stopped server still completes TCP handshakes).
+    Greeting,
+    /// The server answers.
+    Up,
+}
+
+impl Phase {
+    /// Whether commands may be written.
+    pub fn open(self) -> bool {
+        matches!(self, Phase::Greeting | Phase::Up)
+    }
+
+    /// When this phase needs the thread at the latest (a retry or a connect deadline).
+    pub fn wake_at(self) -> Option<Instant> {
+        match self {
+            Phase::Down { retry_at } => Some(retry_at),
+            Phase::Connecting { deadline } => Some(deadline),
+            Phase::Greeting | Phase::Up => None,
         }
     }
 }
