@@ -544,7 +544,7 @@ fn echo_allocates_nothing_per_message() {
         echo.pipe.write(&wire);
         rig.turn();
     }
-    let written = echo.pipe.written();
+    let (written, writes) = (echo.pipe.written(), echo.pipe.writes());
     let mut n = 0;
     for _ in 0..TURNS {
         echo.pipe.write(&wire);
@@ -556,6 +556,11 @@ fn echo_allocates_nothing_per_message() {
         echo.pipe.written() - written,
         (TURNS * IN_FLIGHT * 34) as u64,
         "every echo written"
+    );
+    assert_eq!(
+        echo.pipe.writes() - writes,
+        TURNS as u64,
+        "the {IN_FLIGHT} echoes of a read in one write"
     );
     assert_eq!(n, 0, "allocations over {TURNS} turns of {IN_FLIGHT} echoes");
 }
