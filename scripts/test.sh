@@ -105,6 +105,7 @@ DRIVER_SUITE_NAMES=(
   tls
   faults
   compression
+  fanout_order
 )
 DRIVER_SUITES=$(printf 'binary(%s) | ' "${DRIVER_SUITE_NAMES[@]}")
 DRIVER_SUITES=${DRIVER_SUITES% | }

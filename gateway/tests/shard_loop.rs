@@ -4,6 +4,8 @@
 //! simulated clock, which moves only when a turn finds nothing to do (to the loop's next
 //! deadline), so every figure asserted here is exact.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -341,6 +343,19 @@ fn echo_stops_reading_over_the_outbound_limit_and_resumes_under_half() {
 
 #[test]
 fn subscriber_that_never_reads_gets_4008_and_the_others_everything() {
+    stuck_subscriber_gets_what_fits_then_4008(false);
+}
+
+#[test]
+fn a_run_larger_than_the_room_left_delivers_what_fits_then_4008() {
+    // Every publish in one read: one run of 20 frames, larger than the limit. The outcome is
+    // the same as frame by frame.
+    stuck_subscriber_gets_what_fits_then_4008(true);
+}
+
+/// A subscriber that reads nothing among one that reads everything, 20 publishes one per turn
+/// or all in `one_read`.
+fn stuck_subscriber_gets_what_fits_then_4008(one_read: bool) {
     const LIMIT: usize = 4096;
     /// 500 B texts: 504 B frames, 8 of which fit in the limit.
     const TEXT: usize = 500;
@@ -351,9 +366,17 @@ fn subscriber_that_never_reads_gets_4008_and_the_others_everything() {
     let publisher = rig.connect("/broadcast");
     stuck.pipe.set_window(0);
     let text = |i: usize| format!("{i:03}{}", "x".repeat(TEXT - 3));
+    let mut wire = Vec::new();
     for i in 0..MESSAGES {
-        publisher.send(Opcode::Text, format!("pub:{}", text(i)).as_bytes());
-        rig.turn();
+        let publish = format!("pub:{}", text(i));
+        encode_client_frame(&mut wire, Opcode::Text, publish.as_bytes(), KEY);
+        if !one_read {
+            publisher.pipe.write(&std::mem::take(&mut wire));
+            rig.turn();
+        }
+    }
+    if one_read {
+        publisher.pipe.write(&wire);
     }
     rig.until("every delivery", |_| reader.frames().len() >= MESSAGES);
     let got: Vec<&[u8]> = reader.frames().iter().map(|f| &f.payload[..]).collect();
@@ -375,6 +398,11 @@ fn subscriber_that_never_reads_gets_4008_and_the_others_everything() {
         frames[fit].close(),
         Some((4008, "slow consumer".to_owned()))
     );
+    assert_eq!(
+        rig.metrics.deliveries.get(),
+        (MESSAGES + fit) as u64,
+        "deliveries counted once each"
+    );
     stuck.send_close(4008);
     rig.until("the stuck subscriber dropped", |_| stuck.pipe.is_closed());
     assert!(!reader.pipe.is_closed());
@@ -390,9 +418,12 @@ fn a_turns_deliveries_reach_each_subscriber_in_one_write() {
     let mut subs: Vec<Client> = (0..SUBSCRIBERS)
         .map(|_| rig.connect("/broadcast"))
         .collect();
-    let publisher = rig.connect("/broadcast");
-    let before: Vec<u64> = subs.iter().map(|s| s.pipe.writes()).collect();
-    // Ten publishes that arrive in one read: one loop turn handles them all.
+    let mut publisher = rig.connect("/broadcast");
+    let before: Vec<(u64, u64)> = subs
+        .iter()
+        .map(|s| (s.pipe.writes(), s.pipe.buffers()))
+        .collect();
+    // Ten publishes that arrive in one read: one loop turn handles them all, as one run.
     let mut wire = Vec::new();
     for i in 0..PUBLISHES {
         encode_client_frame(&mut wire, Opcode::Text, format!("pub:{i}").as_bytes(), KEY);
@@ -400,18 +431,182 @@ fn a_turns_deliveries_reach_each_subscriber_in_one_write() {
     publisher.pipe.write(&wire);
     rig.turn();
     let want: Vec<Vec<u8>> = (0..PUBLISHES).map(|i| i.to_string().into_bytes()).collect();
-    for (n, (s, before)) in subs.iter_mut().zip(before).enumerate() {
+    for (n, (s, (writes, buffers))) in subs.iter_mut().zip(before).enumerate() {
         let got: Vec<Vec<u8>> = s.frames().iter().map(|f| f.payload.clone()).collect();
         assert_eq!(got, want, "subscriber {n}: every delivery, in order");
         assert_eq!(
-            s.pipe.writes() - before,
-            1,
-            "subscriber {n}: the turn's {PUBLISHES} deliveries in one write"
+            (s.pipe.writes() - writes, s.pipe.buffers() - buffers),
+            (1, 1),
+            "subscriber {n}: the turn's {PUBLISHES} deliveries as one buffer in one write"
         );
     }
     assert_eq!(
         rig.metrics.deliveries.get(),
         (SUBSCRIBERS * PUBLISHES) as u64
+    );
+    assert!(publisher.frames().is_empty(), "the publisher got its own");
+}
+
+#[test]
+fn runs_of_interleaved_channels_keep_the_publish_order() {
+    let mut rig = Rig::new(config());
+    let mut only_a = rig.connect("/raw?channel=a");
+    let mut only_b = rig.connect("/raw?channel=b");
+    let mut both = rig.connect("/raw?channel=a&channel=b");
+    let publisher = rig.connect("/ws");
+    // Runs of one channel of every length from 1 to 4, alternating, read in one turn.
+    let mut order = Vec::new();
+    for len in 1..=4 {
+        for channel in ["a", "b"] {
+            order.extend(std::iter::repeat_n(channel, len));
+        }
+    }
+    let mut wire = Vec::new();
+    for (i, channel) in order.iter().enumerate() {
+        let publish = format!(r#"{{"op":"publish","channel":"{channel}","data":{i}}}"#);
+        encode_client_frame(&mut wire, Opcode::Text, publish.as_bytes(), KEY);
+    }
+    publisher.pipe.write(&wire);
+    rig.turn();
+    let want = |pick: &dyn Fn(&str) -> bool| -> Vec<Vec<u8>> {
+        let picked = order.iter().enumerate().filter(|(_, c)| pick(c));
+        picked.map(|(i, _)| i.to_string().into_bytes()).collect()
+    };
+    for (name, c, want) in [
+        ("a", &mut only_a, want(&|c| c == "a")),
+        ("b", &mut only_b, want(&|c| c == "b")),
+        ("a and b", &mut both, want(&|_| true)),
+    ] {
+        let got: Vec<Vec<u8>> = c.frames().iter().map(|f| f.payload.clone()).collect();
+        assert_eq!(got, want, "subscriber of {name}");
+    }
+}
+
+// ---- allocations per message -------------------------------------------------------------
+
+/// The system allocator, counting the allocations of the threads that asked it to (see
+/// [`allocations`]): tests run in parallel threads of one process.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+fn count_one() {
+    // `try_with`: allocations while the thread's locals are torn down are not counted.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get().map(|n| n + 1)));
+}
+
+// SAFETY: every call is passed unchanged to `System`, which upholds `GlobalAlloc`'s contract;
+// counting touches only a `Cell` in a const-initialised thread local (no allocation).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: the caller's `layout` is passed on as the contract requires.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` with this `layout` (every allocation goes there).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: as for `dealloc`; `new_size` is the caller's, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// Allocations (and reallocations) this thread makes while `f` runs.
+fn allocations(f: impl FnOnce()) -> u64 {
+    ALLOCATIONS.with(|n| n.set(Some(0)));
+    f();
+    ALLOCATIONS.with(|n| n.take()).unwrap_or(0)
+}
+
+#[test]
+fn echo_allocates_nothing_per_message() {
+    const TURNS: usize = 50;
+    const IN_FLIGHT: usize = 16;
+    let mut rig = Rig::new(config());
+    let echo = rig.connect("/echo");
+    echo.pipe.discard_incoming();
+    let mut wire = Vec::new();
+    for i in 0..IN_FLIGHT {
+        encode_client_frame(&mut wire, Opcode::Text, &[b'a' + i as u8; 32], KEY);
+    }
+    // Warm up: buffers reach their working size.
+    for _ in 0..3 {
+        echo.pipe.write(&wire);
+        rig.turn();
+    }
+    let (written, writes) = (echo.pipe.written(), echo.pipe.writes());
+    let mut n = 0;
+    for _ in 0..TURNS {
+        echo.pipe.write(&wire);
+        n += allocations(|| {
+            rig.turn();
+        });
+    }
+    assert_eq!(
+        echo.pipe.written() - written,
+        (TURNS * IN_FLIGHT * 34) as u64,
+        "every echo written"
+    );
+    assert_eq!(
+        echo.pipe.writes() - writes,
+        TURNS as u64,
+        "the {IN_FLIGHT} echoes of a read in one write"
+    );
+    assert_eq!(n, 0, "allocations over {TURNS} turns of {IN_FLIGHT} echoes");
+}
+
+#[test]
+fn fan_out_allocates_per_publish_not_per_subscriber() {
+    const SUBSCRIBERS: usize = 200;
+    const PUBLISHES: usize = 12;
+    const TURNS: usize = 20;
+    let mut rig = Rig::new(config());
+    let subs: Vec<Client> = (0..SUBSCRIBERS)
+        .map(|_| rig.connect("/broadcast"))
+        .collect();
+    for s in &subs {
+        s.pipe.discard_incoming();
+    }
+    let publisher = rig.connect("/broadcast");
+    let mut wire = Vec::new();
+    for i in 0..PUBLISHES {
+        encode_client_frame(
+            &mut wire,
+            Opcode::Text,
+            format!("pub:{i:02}").as_bytes(),
+            KEY,
+        );
+    }
+    for _ in 0..3 {
+        publisher.pipe.write(&wire);
+        rig.turn();
+    }
+    let written: u64 = subs.iter().map(|s| s.pipe.written()).sum();
+    let mut n = 0;
+    for _ in 0..TURNS {
+        publisher.pipe.write(&wire);
+        n += allocations(|| {
+            rig.turn();
+        });
+    }
+    let delivered: u64 = subs.iter().map(|s| s.pipe.written()).sum::<u64>() - written;
+    assert_eq!(delivered, (TURNS * PUBLISHES * SUBSCRIBERS * 4) as u64);
+    // Encoding a publication is a few allocations (its frames); a subscriber's queue keeps
+    // its slots between turns, so the count must not grow with the subscribers.
+    let per_turn = n / TURNS as u64;
+    assert!(
+        per_turn <= 8 * PUBLISHES as u64,
+        "{per_turn} allocations per turn of {PUBLISHES} publishes to {SUBSCRIBERS} subscribers"
     );
 }
 

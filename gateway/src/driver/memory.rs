@@ -94,6 +94,8 @@ struct PipeState {
     written: u64,
     /// Sends that took at least one byte (each one write or `writev` on a real socket).
     writes: u64,
+    /// Non-empty buffers handed to those sends (a `writev`'s iovecs).
+    buffers: u64,
     /// Bytes the shard read, in total.
     read: u64,
     client_fin: bool,
@@ -121,6 +123,7 @@ impl PipeState {
             discard: false,
             written: 0,
             writes: 0,
+            buffers: 0,
             read: 0,
             client_fin: false,
             client_reset: false,
@@ -347,6 +350,7 @@ impl Driver for MemoryDriver {
         pipe.written += take as u64;
         if take > 0 {
             pipe.writes += 1;
+            pipe.buffers += bufs.iter().filter(|b| !b.is_empty()).count() as u64;
         }
         if take < offered {
             pipe.write_blocked = true;
@@ -576,6 +580,11 @@ impl Pipe {
     /// Sends that took bytes, in total: how many `write`/`writev` calls a socket would have seen.
     pub fn writes(&self) -> u64 {
         self.with(|p| p.writes)
+    }
+
+    /// Non-empty buffers in those sends, in total: how many iovecs their `writev`s carried.
+    pub fn buffers(&self) -> u64 {
+        self.with(|p| p.buffers)
     }
 
     /// Bytes the server wrote that the client has not read.

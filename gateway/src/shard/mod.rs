@@ -232,6 +232,8 @@ pub struct Shard<D: Driver> {
     app: AppState,
     /// Connections with deliveries queued this turn, flushed at its end.
     dirty: Vec<ConnId>,
+    /// Deliveries of one channel held to be fanned out together.
+    run: push::Run,
     /// TLS listeners and the plaintext buffer.
     tls: tls::ShardTls,
     /// A timer is being handled: a connection dropped now is dropped at its deadline.
@@ -293,6 +295,7 @@ impl<D: Driver> Shard<D> {
             router: Router::single(index),
             app: AppState::default(),
             dirty: Vec::new(),
+            run: push::Run::default(),
             tls: tls::ShardTls::default(),
             on_deadline: false,
             remotes: std::collections::HashMap::new(),

@@ -2,6 +2,8 @@
 //! connections. Deliveries are appended to outboxes as shared frames and flushed once per turn
 //! per connection (one vectored write for everything the turn queued); a subscriber whose queue
 //! would pass `--max-outbound-bytes` is closed with 4008 instead, without slowing the others.
+//! Back-to-back deliveries of one channel are fanned out as one run (see [`Run`]): each
+//! subscriber gets the run's frames as one shared buffer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,15 +54,27 @@ struct Sink<'a> {
     limit_bytes: usize,
 }
 
+impl<'a> Sink<'a> {
+    /// The sink of a shard, from the fields it needs (so the router stays free to borrow).
+    fn of(
+        conns: &'a mut Slab<Entry>,
+        dirty: &'a mut Vec<ConnId>,
+        out: &'a mut crate::conn::Output,
+        cfg: &'a super::ShardConfig,
+    ) -> Sink<'a> {
+        Sink {
+            conns,
+            dirty,
+            deflater: &mut out.deflater,
+            settings: &cfg.settings,
+            limit_bytes: cfg.max_outbound_bytes,
+        }
+    }
+}
+
 impl<D: Driver> Shard<D> {
     fn sink(&mut self) -> Sink<'_> {
-        Sink {
-            conns: &mut self.conns,
-            dirty: &mut self.dirty,
-            deflater: &mut self.out.deflater,
-            settings: &self.cfg.settings,
-            limit_bytes: self.cfg.max_outbound_bytes,
-        }
+        Sink::of(&mut self.conns, &mut self.dirty, &mut self.out, &self.cfg)
     }
 }
 
@@ -108,6 +122,110 @@ fn queue_frame(sink: &mut Sink<'_>, id: ConnId, frame: &mut Packed<'_>) -> Queue
     Queued::Yes
 }
 
+/// Most frame bytes of one kind a run gathers.
+const RUN_BYTES: usize = 64 * 1024;
+
+/// Deliveries of one channel that arrived back to back with nothing else between them (a burst
+/// of publishes read in one turn, or queued by another shard): they are fanned out together.
+/// Their frames are copied once, back to back, into one shared buffer per kind of subscriber,
+/// and each subscriber's outbox gets that buffer as one chunk: the work per subscriber (the
+/// lookup, the checks, the reference count, the queue slot, the write's buffer) is paid once
+/// per run instead of once per message. What each subscriber receives, in what order, and what
+/// counts against its outbound limit are the same as frame by frame.
+#[derive(Debug, Default)]
+pub(super) struct Run {
+    deliveries: Vec<Arc<Delivery>>,
+    /// Bytes of the JSON frames held.
+    json_bytes: usize,
+    /// Bytes of the bare frames held.
+    bare_bytes: usize,
+    /// Where a shared buffer is assembled.
+    scratch: Vec<u8>,
+}
+
+/// What happened to a run's buffer for one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Whole {
+    /// In its outbox.
+    Queued,
+    /// No such live, open connection.
+    Gone,
+    /// It takes the run frame by frame: it compresses, is a long-polling session, or the
+    /// buffer would pass its outbound limit where some of the frames may still fit.
+    OneByOne,
+}
+
+impl Run {
+    /// Whether `d` may be part of a run: a publication without a position (no history: no
+    /// subscriber waits for it, no marker is due) with a frame for each kind of subscriber.
+    fn may_join(d: &Delivery) -> bool {
+        d.offset.is_none() && d.bare.is_some()
+    }
+
+    /// Whether `d` may join the run held: same channel, same publisher to skip, room left.
+    fn fits(&self, d: &Delivery) -> bool {
+        let Some(first) = self.deliveries.first() else {
+            return true;
+        };
+        let bare = d.bare.as_ref().map_or(0, |b| b.len());
+        (Arc::ptr_eq(&first.channel, &d.channel) || first.channel == d.channel)
+            && first.skip == d.skip
+            && self.json_bytes + d.json.len() <= RUN_BYTES
+            && self.bare_bytes + bare <= RUN_BYTES
+    }
+
+    fn push(&mut self, d: Arc<Delivery>) {
+        self.json_bytes += d.json.len();
+        self.bare_bytes += d.bare.as_ref().map_or(0, |b| b.len());
+        self.deliveries.push(d);
+    }
+
+    fn clear(&mut self) {
+        self.deliveries.clear();
+        self.json_bytes = 0;
+        self.bare_bytes = 0;
+    }
+
+    /// The run's frames of one kind, back to back in one shared buffer.
+    fn buffer(&mut self, bare: bool) -> Arc<[u8]> {
+        let Run {
+            deliveries,
+            scratch,
+            ..
+        } = self;
+        scratch.clear();
+        for d in deliveries.iter() {
+            let frame = if bare { d.bare.as_ref() } else { Some(&d.json) };
+            scratch.extend_from_slice(frame.map_or(&[][..], |f| &f[..]));
+        }
+        Arc::from(&scratch[..])
+    }
+}
+
+/// Queue a run's shared `buffer` for `id` as one chunk, when it takes the run whole.
+fn queue_whole(sink: &mut Sink<'_>, id: ConnId, buffer: &Arc<[u8]>) -> Whole {
+    let Some(e) = sink.conns.get_mut(id) else {
+        return Whole::Gone;
+    };
+    if let Peer::Poll(_) = e.peer {
+        return Whole::OneByOne;
+    }
+    let Some((conn, _)) = e.peer.open_client() else {
+        return Whole::Gone;
+    };
+    if conn.send_deflate(sink.settings).is_some()
+        || e.outbox.queued_bytes() + buffer.len() > sink.limit_bytes
+    {
+        return Whole::OneByOne;
+    }
+    e.outbox.push_shared(Arc::clone(buffer));
+    if !e.dirty {
+        e.dirty = true;
+        sink.dirty.push(id);
+    }
+    Whole::Queued
+}
+
 impl<D: Driver> Shard<D> {
     /// Handle every message other shards queued for this one.
     pub(super) fn drain_inbox(&mut self, now: Instant) {
@@ -116,7 +234,25 @@ impl<D: Driver> Shard<D> {
             .queue_depth
             .set(self.router.outbound.mesh().depth(me) as u64);
         while let Some(msg) = self.router.outbound.pop() {
-            self.on_shard_msg(msg, now);
+            self.take_msg(msg, now);
+        }
+        self.deliver_run(now);
+    }
+
+    /// Apply `msg`, holding a delivery back while the next ones may join its run (see
+    /// [`Run`]); anything else first delivers the run held, so the order is kept.
+    fn take_msg(&mut self, msg: ShardMsg, now: Instant) {
+        match msg {
+            ShardMsg::Deliver(d) if Run::may_join(&d) => {
+                if !self.run.fits(&d) {
+                    self.deliver_run(now);
+                }
+                self.run.push(d);
+            }
+            msg => {
+                self.deliver_run(now);
+                self.on_shard_msg(msg, now);
+            }
         }
     }
 
@@ -128,8 +264,9 @@ impl<D: Driver> Shard<D> {
             loop {
                 while self.router.outbound.has_local() {
                     for msg in self.router.outbound.take_local() {
-                        self.on_shard_msg(msg, now);
+                        self.take_msg(msg, now);
                     }
+                    self.deliver_run(now);
                 }
                 if self.router.completions.is_empty() {
                     break;
@@ -320,13 +457,7 @@ impl<D: Driver> Shard<D> {
     fn deliver(&mut self, d: &Delivery, now: Instant) {
         let mut json = Packed::new(&d.json);
         let mut bare = d.bare.as_ref().map(Packed::new);
-        let mut sink = Sink {
-            conns: &mut self.conns,
-            dirty: &mut self.dirty,
-            deflater: &mut self.out.deflater,
-            settings: &self.cfg.settings,
-            limit_bytes: self.cfg.max_outbound_bytes,
-        };
+        let mut sink = Sink::of(&mut self.conns, &mut self.dirty, &mut self.out, &self.cfg);
         let router = &mut self.router;
         let Some(ch) = router.channels.get(&d.channel) else {
             return;
@@ -385,6 +516,94 @@ impl<D: Driver> Shard<D> {
                 Queued::Yes => self.router.stats.deliveries += 1,
                 Queued::Gone => {}
                 Queued::Slow => self.close_slow(id, now),
+            }
+        }
+    }
+
+    /// Fan the run held out (see [`Run`]); a run of one is an ordinary delivery.
+    fn deliver_run(&mut self, now: Instant) {
+        match self.run.deliveries.len() {
+            0 => {}
+            1 => {
+                if let Some(d) = self.run.deliveries.pop() {
+                    self.run.clear();
+                    self.deliver(&d, now);
+                }
+            }
+            _ => {
+                let mut run = std::mem::take(&mut self.run);
+                self.deliver_whole(&mut run, now);
+                run.clear();
+                // Its buffers are kept for the next run.
+                self.run = run;
+            }
+        }
+    }
+
+    /// Fan out a run of two or more deliveries: one shared buffer per kind of subscriber,
+    /// frame by frame to the subscribers that cannot take it whole.
+    fn deliver_whole(&mut self, run: &mut Run, now: Instant) {
+        let Some(first) = run.deliveries.first() else {
+            return;
+        };
+        let (channel, skip) = (Arc::clone(&first.channel), first.skip);
+        let Some(ch) = self.router.channels.get(&channel) else {
+            return;
+        };
+        let frames = run.deliveries.len() as u64;
+        let buffers = [
+            (!ch.json.is_empty()).then(|| run.buffer(false)),
+            (!ch.bare.is_empty()).then(|| run.buffer(true)),
+        ];
+        let mut sink = Sink::of(&mut self.conns, &mut self.dirty, &mut self.out, &self.cfg);
+        let mut count = 0u64;
+        let mut one_by_one = Vec::new();
+        for (bare, (list, buffer)) in [&ch.json, &ch.bare].into_iter().zip(&buffers).enumerate() {
+            let Some(buffer) = buffer else {
+                continue;
+            };
+            for &id in list {
+                if Some(id) == skip {
+                    continue;
+                }
+                match queue_whole(&mut sink, id, buffer) {
+                    Whole::Queued => count += frames,
+                    Whole::Gone => {}
+                    Whole::OneByOne => one_by_one.push((id, bare == 1)),
+                }
+            }
+        }
+        self.router.stats.deliveries += count;
+        if one_by_one.is_empty() {
+            return;
+        }
+        // Each frame compressed at most once for all who compress it.
+        let mut packed: [Vec<Packed<'_>>; 2] = [
+            run.deliveries
+                .iter()
+                .map(|d| Packed::new(&d.json))
+                .collect(),
+            run.deliveries
+                .iter()
+                .filter_map(|d| d.bare.as_ref().map(Packed::new))
+                .collect(),
+        ];
+        for (id, bare) in one_by_one {
+            for frame in packed[usize::from(bare)].iter_mut() {
+                let mut queued = queue_frame(&mut self.sink(), id, frame);
+                if queued == Queued::Slow {
+                    // What this turn queued may not have been written yet: write, then judge.
+                    self.on_writable(id, now);
+                    queued = queue_frame(&mut self.sink(), id, frame);
+                }
+                match queued {
+                    Queued::Yes => self.router.stats.deliveries += 1,
+                    Queued::Gone => break,
+                    Queued::Slow => {
+                        self.close_slow(id, now);
+                        break;
+                    }
+                }
             }
         }
     }
@@ -577,5 +796,89 @@ impl<D: Driver> Shard<D> {
         conn.on_close_request(code, reason, now, &mut self.out);
         self.settle(id, now);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publication(channel: &Arc<str>, text: &str, skip: Option<ConnId>) -> Arc<Delivery> {
+        let data = format!("\"{text}\"");
+        let parts = crate::router::fanout::Parts {
+            data: data.as_bytes(),
+            bare: text.as_bytes(),
+            from: None,
+            user: None,
+        };
+        Delivery::publication(&mut Vec::new(), Arc::clone(channel), parts, skip, None)
+    }
+
+    #[test]
+    fn a_run_holds_one_channel_and_publisher_up_to_its_size() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let me = Some(ConnId::new(0, 1, 0));
+        let mut run = Run::default();
+        let first = publication(&a, "one", me);
+        assert!(Run::may_join(&first) && run.fits(&first));
+        run.push(first);
+        assert!(run.fits(&publication(&Arc::from("a"), "same name", me)));
+        assert!(!run.fits(&publication(&b, "other channel", me)));
+        assert!(!run.fits(&publication(&a, "other publisher", None)));
+        let big = "x".repeat(RUN_BYTES);
+        assert!(!run.fits(&publication(&a, &big, me)), "past the size");
+
+        let mut scratch = Vec::new();
+        let at = Delivery::publication(
+            &mut scratch,
+            Arc::clone(&a),
+            crate::router::fanout::Parts {
+                data: b"1",
+                bare: b"1",
+                from: None,
+                user: None,
+            },
+            None,
+            Some(7),
+        );
+        assert!(
+            !Run::may_join(&at),
+            "a publication with a position goes alone"
+        );
+        let presence = Delivery::presence(
+            &mut scratch,
+            Arc::clone(&a),
+            true,
+            ConnId::new(0, 2, 0),
+            None,
+        );
+        assert!(!Run::may_join(&presence), "no bare frame: alone");
+    }
+
+    #[test]
+    fn a_runs_buffers_are_its_frames_back_to_back() {
+        let a: Arc<str> = Arc::from("a");
+        let mut run = Run::default();
+        let ds: Vec<_> = ["one", "two", "three"]
+            .iter()
+            .map(|t| publication(&a, t, None))
+            .collect();
+        for d in &ds {
+            run.push(Arc::clone(d));
+        }
+        let json: Vec<u8> = ds.iter().flat_map(|d| d.json.iter().copied()).collect();
+        let bare: Vec<u8> = ds
+            .iter()
+            .flat_map(|d| d.bare.as_deref().unwrap_or_default().iter().copied())
+            .collect();
+        assert_eq!(&run.buffer(false)[..], &json[..]);
+        assert_eq!(&run.buffer(true)[..], &bare[..]);
+        assert_eq!((run.json_bytes, run.bare_bytes), (json.len(), bare.len()));
+        run.clear();
+        assert!(run.deliveries.is_empty() && run.fits(&ds[0]));
+        drop(run);
+        for d in &ds {
+            assert_eq!(Arc::strong_count(d), 1, "the run let its deliveries go");
+        }
     }
 }
