@@ -423,6 +423,20 @@ pub fn loadgen_json(args: &[&str], json: &std::path::Path) -> serde_json::Value 
     serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
 }
 
+/// Run `loadgen merge` on `inputs` and parse its `--json` result (asserting a zero exit).
+pub fn merge_json(inputs: &[&std::path::Path], json: &std::path::Path) -> serde_json::Value {
+    let mut args = vec!["merge"];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    args.extend(["--json", json.to_str().unwrap()]);
+    let out = loadgen(&args);
+    assert!(
+        out.status.success(),
+        "loadgen merge failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+}
+
 /// A u64 at a JSON pointer.
 pub fn num(v: &serde_json::Value, pointer: &str) -> u64 {
     v.pointer(pointer)
