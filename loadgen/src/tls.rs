@@ -62,6 +62,12 @@ impl Stream {
         Stream { tcp, tls: None }
     }
 
+    /// No TLS: a read that returns less than asked has emptied the socket (a TLS read may
+    /// have left records in the session).
+    pub fn is_plain(&self) -> bool {
+        self.tls.is_none()
+    }
+
     /// A `wss://` stream to `server_name`, checked against `cfg`'s roots.
     pub fn tls(tcp: TcpStream, cfg: &Arc<ClientConfig>, server_name: &str) -> io::Result<Stream> {
         let name = ServerName::try_from(server_name.to_owned())
