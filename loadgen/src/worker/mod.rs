@@ -111,6 +111,9 @@ struct Slot {
     intended: u64,
     storm: bool,
     inflight: VecDeque<u64>,
+    /// The echo message, encoded and masked once for this connection (echo sends the same
+    /// payload every time); `None` until the first echo or when it is compressed per message.
+    echo_frame: Option<Vec<u8>>,
     dirty: bool,
     /// A group member whose subscribe request is not answered yet: it is not ready (deliveries
     /// are not due to it) until the reply arrives.
