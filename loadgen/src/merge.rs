@@ -135,6 +135,7 @@ pub fn merge(reports: &[Report]) -> Result<Report> {
     }
     finish_connect_phase(res);
     res.server = merge_server(&servers, res);
+    recompute_client(res);
     res.latency = Percentiles::of(&latency);
     res.connect_latency = Percentiles::of(&connect);
     res.send_lag = Percentiles::of(&send_lag);
@@ -190,6 +191,21 @@ pub fn recompute_server(s: &mut crate::report::Server, res: &crate::report::Resu
         cpu_us / res.window.received as f64
     } else {
         0.0
+    };
+}
+
+/// loadgen's CPU per message and its ratio to the server's, from the totals (every process's
+/// CPU over every process's messages; the server's CPU as [`merge_server`] takes it).
+pub fn recompute_client(res: &mut crate::report::Results) {
+    let c = &mut res.client_cpu;
+    c.cpu_us_per_message = if res.window.received > 0 {
+        c.cpu_s * 1e6 / res.window.received as f64
+    } else {
+        0.0
+    };
+    c.cpu_ratio_to_server = match &res.server {
+        Some(s) if s.cpu_s > 0.0 => c.cpu_s / s.cpu_s,
+        _ => 0.0,
     };
 }
 

@@ -30,15 +30,29 @@ fn put_hex(out: &mut [u8], mut v: u64) {
     }
 }
 
-fn get_hex(digits: &[u8]) -> Option<u64> {
-    digits.iter().try_fold(0u64, |acc, &d| {
-        let v = match d {
-            b'0'..=b'9' => d - b'0',
-            b'a'..=b'f' => d - b'a' + 10,
-            _ => return None,
-        };
-        Some(acc << 4 | u64::from(v))
-    })
+/// The value of each byte as a lowercase hex digit; 0xFF for every other byte.
+static HEX_VALUE: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[HEX[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// `N` lowercase hex digits as a number; `None` when one is not a hex digit. One table load per
+/// digit and no branch on its value: stamp digits are random, so a branch per digit (digit or
+/// letter) would be mispredicted about half the time on every delivery.
+fn get_hex<const N: usize>(digits: &[u8; N]) -> Option<u64> {
+    let mut acc = 0u64;
+    let mut bad = 0u8;
+    for &d in digits {
+        let v = HEX_VALUE[usize::from(d)];
+        bad |= v;
+        acc = acc << 4 | u64::from(v & 0xF);
+    }
+    (bad & 0xF0 == 0).then_some(acc)
 }
 
 /// The padding text: 64 KiB of words, then repeated for longer payloads.
@@ -84,11 +98,14 @@ impl Stamp {
 
     /// Read a stamp from the front of a payload; `None` if it carries none.
     pub fn read(payload: &[u8]) -> Option<Stamp> {
-        let s = payload.get(..STAMP_LEN)?;
+        let s: &[u8; STAMP_LEN] = payload.get(..STAMP_LEN)?.try_into().ok()?;
+        let (time, rest) = s.split_first_chunk::<16>()?;
+        let (publisher, seq) = rest.split_first_chunk::<8>()?;
+        let seq: &[u8; 16] = seq.try_into().ok()?;
         Some(Stamp {
-            intended_unix_ns: get_hex(&s[0..16])?,
-            publisher: u32::try_from(get_hex(&s[16..24])?).ok()?,
-            seq: get_hex(&s[24..40])?,
+            intended_unix_ns: get_hex(time)?,
+            publisher: u32::try_from(get_hex(publisher)?).ok()?,
+            seq: get_hex(seq)?,
         })
     }
 }
@@ -157,6 +174,28 @@ mod tests {
             .all(|b| b.is_ascii_lowercase() || b" .".contains(b)));
         assert_eq!(Stamp::read(&buf), Some(s));
         assert_eq!(Stamp::read(b"pub:hello"), None);
+        assert_eq!(Stamp::read(&buf[..STAMP_LEN - 1]), None);
+    }
+
+    #[test]
+    fn every_field_is_read_whole_and_a_non_hex_digit_anywhere_is_no_stamp() {
+        let s = Stamp {
+            intended_unix_ns: u64::MAX,
+            publisher: u32::MAX,
+            seq: 0x0123_4567_89ab_cdef,
+        };
+        let mut buf = [0u8; STAMP_LEN];
+        s.write(&mut buf);
+        assert_eq!(&buf[..24], &[b'f'; 24]);
+        assert_eq!(&buf[24..], b"0123456789abcdef");
+        assert_eq!(Stamp::read(&buf), Some(s));
+        for at in 0..STAMP_LEN {
+            for bad in [b'g', b'A', b'F', b'/', b':', b'`', b' ', 0x80, 0xFF] {
+                let mut b = buf;
+                b[at] = bad;
+                assert_eq!(Stamp::read(&b), None, "byte {at} = {bad:#x}");
+            }
+        }
     }
 
     #[test]

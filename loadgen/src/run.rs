@@ -353,6 +353,8 @@ fn build_report(
         ));
     }
     let latency = out_hist(&out);
+    let mut results = out.into_results();
+    crate::merge::recompute_client(&mut results);
     Report {
         versions: versions(),
         scenario: plan.scenario.to_string(),
@@ -366,7 +368,7 @@ fn build_report(
             send_lag: latency.2,
             latency_per_second: series.hists,
         },
-        results: out.into_results(),
+        results,
         series: series.points,
     }
 }
@@ -476,6 +478,8 @@ fn client_cpu(
             cores_used / threads as f64
         },
         saturated: busiest > 0.9 || cores_used > 0.9 * threads as f64,
+        // Per message and against the server: filled in once the messages are counted.
+        ..ClientCpu::default()
     }
 }
 

@@ -62,6 +62,12 @@ impl Stream {
         Stream { tcp, tls: None }
     }
 
+    /// No TLS: a read that returns less than asked has emptied the socket (a TLS read may
+    /// have left records in the session).
+    pub fn is_plain(&self) -> bool {
+        self.tls.is_none()
+    }
+
     /// A `wss://` stream to `server_name`, checked against `cfg`'s roots.
     pub fn tls(tcp: TcpStream, cfg: &Arc<ClientConfig>, server_name: &str) -> io::Result<Stream> {
         let name = ServerName::try_from(server_name.to_owned())
@@ -92,6 +98,31 @@ impl Stream {
     }
 }
 
+/// `recv(2)` on a plain socket, issued directly (rustix's raw system call): the C library's
+/// `recv` wraps each call in the bookkeeping of a thread-cancellation point, which for a small
+/// message cost loadgen about as much as parsing it.
+fn plain_recv(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::net::recv(tcp, &mut *buf, rustix::net::RecvFlags::empty()) {
+            Ok((n, _)) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `send(2)` on a plain socket, issued directly as [`plain_recv`] is; `MSG_NOSIGNAL`, as the
+/// standard library's socket writes, so a reset peer is an error and not a `SIGPIPE`.
+fn plain_send(tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        match rustix::net::send(tcp, buf, rustix::net::SendFlags::NOSIGNAL) {
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
@@ -99,7 +130,7 @@ fn tls_error(e: rustls::Error) -> io::Error {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.tls.is_none() {
-            return self.tcp.read(buf);
+            return plain_recv(&self.tcp, buf);
         }
         loop {
             let Some(tls) = self.tls.as_mut() else {
@@ -129,7 +160,7 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.tls.is_none() {
-            return self.tcp.write(buf);
+            return plain_send(&self.tcp, buf);
         }
         self.flush_tls()?;
         let Some(tls) = self.tls.as_mut() else {

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{loadgen, loadgen_json, num, temp_dir, Mode, Server};
+use common::{loadgen, loadgen_json, merge_json, num, temp_dir, Mode, Server};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
@@ -108,20 +108,7 @@ fn merge_adds_histograms_and_counts() {
     ];
     let ra = loadgen_json(&args, &a);
     let rb = loadgen_json(&args, &b);
-    let out = loadgen(&[
-        "merge",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-        "--json",
-        m.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rm: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
+    let rm = merge_json(&[&a, &b], &m);
     for p in [
         "/results/all/sent",
         "/results/all/received",
@@ -340,6 +327,79 @@ fn server_figures_series_and_hdr_log_are_written() {
         .filter(|l| !l.starts_with('#') && !l.starts_with('"'))
         .count();
     assert_eq!(intervals, series.len());
+}
+
+/// A float at a JSON pointer.
+fn float(v: &serde_json::Value, pointer: &str) -> f64 {
+    v.pointer(pointer)
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or_else(|| panic!("{pointer} missing in result"))
+}
+
+fn close_to(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 + 1e-6 * b.abs()
+}
+
+#[test]
+fn own_cpu_per_message_is_reported_next_to_the_servers_and_merges_from_totals() {
+    // The in-test server runs in this process, so its CPU is this process's.
+    let server = Server::start(Mode::Echo);
+    let url = server.url("/echo");
+    let dir = temp_dir("own-cpu");
+    let (a, m) = (dir.join("a.json"), dir.join("m.json"));
+    let pid = std::process::id().to_string();
+    let out = loadgen(&[
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "4",
+        "-w",
+        "4",
+        "--warmup",
+        "200ms",
+        "--duration",
+        "1s",
+        "--server-pid",
+        &pid,
+        "--json",
+        a.to_str().unwrap(),
+        "--quiet",
+        "--no-pin",
+        "--threads",
+        "1",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    let received = num(&r, "/results/window/received") as f64;
+    let client_s = float(&r, "/results/client_cpu/cpu_s");
+    let server_s = float(&r, "/results/server/cpu_s");
+    assert!(received > 0.0 && client_s > 0.0 && server_s > 0.0, "{r}");
+    let per_msg = float(&r, "/results/client_cpu/cpu_us_per_message");
+    assert!(close_to(per_msg, client_s * 1e6 / received), "{per_msg}");
+    let ratio = float(&r, "/results/client_cpu/cpu_ratio_to_server");
+    assert!(close_to(ratio, client_s / server_s), "{ratio}");
+    // The server's figure is over the same messages, so the ratio is also theirs.
+    let server_per_msg = float(&r, "/results/server/cpu_us_per_message");
+    assert!(close_to(ratio, per_msg / server_per_msg), "{ratio}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("loadgen cost"))
+        .unwrap_or_else(|| panic!("no cost line in:\n{text}"));
+    assert!(
+        line.contains(&format!("{per_msg:.3} us CPU per message"))
+            && line.contains(&format!("({ratio:.2}x the server's CPU)")),
+        "{line}"
+    );
+
+    // Merged: every process's CPU over every process's messages; the server's CPU is shared
+    // (the windows overlap), so two copies of one run cost twice the server's.
+    let rm = merge_json(&[&a, &a], &m);
+    let merged_per_msg = float(&rm, "/results/client_cpu/cpu_us_per_message");
+    assert!(close_to(merged_per_msg, per_msg), "{merged_per_msg}");
+    let merged_ratio = float(&rm, "/results/client_cpu/cpu_ratio_to_server");
+    assert!(close_to(merged_ratio, 2.0 * ratio), "{merged_ratio}");
 }
 
 #[test]

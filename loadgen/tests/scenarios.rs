@@ -136,6 +136,31 @@ fn connect_and_idle_open_every_connection() {
 }
 
 #[test]
+fn a_server_that_hangs_up_right_after_a_message_is_seen_hanging_up() {
+    // The message and the FIN reach the client together: a reader that stopped at the short
+    // read of the message would never hear of the end of the stream.
+    let server = Server::start(Mode::HangUpAfterHello);
+    let dir = temp_dir("hang-up");
+    let r = loadgen_json(
+        &[
+            "idle",
+            "--url",
+            &server.url("/echo"),
+            "-c",
+            "30",
+            "--warmup",
+            "0s",
+            "--duration",
+            "300ms",
+        ],
+        &dir.join("h.json"),
+    );
+    assert_eq!(num(&r, "/results/all/connected"), 30);
+    assert_eq!(num(&r, "/results/all/dropped"), 30);
+    assert_eq!(num(&r, "/results/failures/dropped: closed by server"), 30);
+}
+
+#[test]
 fn churn_connects_at_its_rate_and_a_storm_reconnects_everyone_dropped() {
     let server = Server::start(Mode::Echo);
     let dir = temp_dir("churn");

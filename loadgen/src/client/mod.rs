@@ -251,6 +251,24 @@ impl Conn {
         encode_client_frame(&mut self.tx, opcode, payload, self.mask);
     }
 
+    /// The frame [`Conn::send`] would queue for `payload`, for a caller that sends the same
+    /// message many times (echo): queue it with [`Conn::send_encoded`], which copies it instead
+    /// of encoding and masking it again. `None` when the message would be compressed (each
+    /// compressed message is encoded on its own).
+    pub fn encode(&self, opcode: Opcode, payload: &[u8]) -> Option<Vec<u8>> {
+        if self.deflate && payload.len() >= deflate::THRESHOLD_BYTES {
+            return None;
+        }
+        let mut frame = Vec::new();
+        encode_client_frame(&mut frame, opcode, payload, self.mask);
+        Some(frame)
+    }
+
+    /// Queue a frame made by [`Conn::encode`] on this connection.
+    pub fn send_encoded(&mut self, frame: &[u8]) {
+        self.tx.extend_from_slice(frame);
+    }
+
     /// Queue a close frame with `code` (no reason) and wait for the server's answer.
     pub fn close(&mut self, code: u16) {
         if self.state == State::Open {
@@ -456,6 +474,20 @@ mod tests {
             .unwrap();
         }
         assert_eq!(got, vec![5, 300]);
+    }
+
+    #[test]
+    fn an_encoded_frame_is_the_frame_send_queues() {
+        let mut c = open_conn();
+        let frame = c.encode(Opcode::Text, b"hello").unwrap();
+        c.send(Opcode::Text, b"hello");
+        c.send_encoded(&frame);
+        let pending = c.tx_pending().to_vec();
+        assert_eq!(pending.len(), 2 * frame.len());
+        assert_eq!(&pending[..frame.len()], &frame[..]);
+        assert_eq!(&pending[frame.len()..], &frame[..]);
+        assert_eq!(frame[0], 0x81);
+        assert_eq!(frame[1], 0x85);
     }
 
     #[test]

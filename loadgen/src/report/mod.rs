@@ -128,6 +128,15 @@ pub struct ClientCpu {
     pub busiest_thread: f64,
     /// True when loadgen itself may have limited the result.
     pub saturated: bool,
+    /// CPU microseconds (user + system, whole process) per message received in the measured
+    /// window (echo replies, deliveries): loadgen's own cost per message, over the same window
+    /// and the same messages as the server's `cpu_us_per_message`.
+    #[serde(default)]
+    pub cpu_us_per_message: f64,
+    /// loadgen's CPU time over the server's in the same window (`--server-pid`; 0 without it).
+    /// Below 1, one loadgen core drives more than one server core; at 0.5, twice as many.
+    #[serde(default)]
+    pub cpu_ratio_to_server: f64,
 }
 
 /// Server-side figures.

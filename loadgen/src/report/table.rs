@@ -127,6 +127,18 @@ pub fn render(report: &Report) -> String {
             ""
         }
     );
+    if c.cpu_us_per_message > 0.0 {
+        let ratio = if c.cpu_ratio_to_server > 0.0 {
+            format!(" ({:.2}x the server's CPU)", c.cpu_ratio_to_server)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  loadgen cost {:.3} us CPU per message{ratio}",
+            c.cpu_us_per_message
+        );
+    }
     if let Some(s) = &r.server {
         if s.rss_bytes > 0 {
             let _ = writeln!(

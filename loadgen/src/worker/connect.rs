@@ -88,6 +88,7 @@ impl Worker {
             intended,
             storm: false,
             inflight: VecDeque::new(),
+            echo_frame: None,
             dirty: false,
             awaiting_ack: false,
         });

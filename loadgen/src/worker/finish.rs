@@ -47,7 +47,8 @@ impl Worker {
                 delivery.max_lost_per_subscriber = delivery.max_lost_per_subscriber.max(lost);
             }
         }
-        let m = self.meter;
+        let mut m = self.meter;
+        m.close_second();
         WorkerResult {
             window: m.window,
             all: m.all,

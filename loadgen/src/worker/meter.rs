@@ -121,10 +121,18 @@ pub struct Meter {
     pub window: Counters,
     pub all: Counters,
     pub second: Counters,
+    /// Message latency of the measured window, up to the last full second: the current
+    /// second's window messages are in `second_in_window` until [`Meter::take_second`] or
+    /// [`Meter::close_second`] adds them here.
     pub latency: Histogram<u64>,
     pub connect: Histogram<u64>,
     pub send_lag: Histogram<u64>,
+    /// Messages received this second whose intended time is outside the window.
     pub second_latency: Histogram<u64>,
+    /// Messages received this second whose intended time is inside the window. Each message is
+    /// recorded once, here or in `second_latency`; the window's histogram and the second's are
+    /// sums of these two, made once a second.
+    pub second_in_window: Histogram<u64>,
     pub second_connect: Histogram<u64>,
     pub failures: Failures,
     pub failure_examples: FailureExamples,
@@ -154,6 +162,7 @@ impl Meter {
             connect: new_hist(),
             send_lag: new_hist(),
             second_latency: new_hist(),
+            second_in_window: new_hist(),
             second_connect: new_hist(),
             failures: Failures::new(),
             failure_examples: FailureExamples::new(),
@@ -189,13 +198,21 @@ impl Meter {
             c.received += 1;
             c.bytes_received += b;
         }
-        record(&mut self.second_latency, latency);
         if self.in_window(intended) {
             self.window.received += 1;
             self.window.bytes_received += b;
-            record(&mut self.latency, latency);
+            record(&mut self.second_in_window, latency);
+        } else {
+            record(&mut self.second_latency, latency);
         }
         self.pending_delivered += 1;
+    }
+
+    /// Add the current second's window messages to the window's histogram (at the end of every
+    /// second, and once more when the worker finishes).
+    pub fn close_second(&mut self) {
+        let _ = self.latency.add(&self.second_in_window);
+        self.second_in_window.reset();
     }
 
     /// A handshake completed `latency` after its intended start.
@@ -248,7 +265,10 @@ impl Meter {
 
     /// The current second's figures; the second starts over.
     pub fn take_second(&mut self, worker: usize, second: u64, open: u64) -> Tick {
-        let latency = std::mem::replace(&mut self.second_latency, new_hist());
+        let mut latency = std::mem::replace(&mut self.second_latency, new_hist());
+        // Same bounds on both sides, and every value was clamped into them: adding cannot fail.
+        let _ = latency.add(&self.second_in_window);
+        self.close_second();
         let connect = std::mem::replace(&mut self.second_connect, new_hist());
         Tick {
             worker,
@@ -258,5 +278,39 @@ impl Meter {
             connect,
             open,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_message_is_in_its_second_and_window_messages_in_the_window() {
+        let mut m = Meter::new();
+        m.window_start = 100;
+        m.window_end = 200;
+        m.on_received(50, 1_000, 8); // before the window
+        m.on_received(150, 2_000, 8); // inside
+        let first = m.take_second(0, 0, 1);
+        assert_eq!(first.latency.len(), 2);
+        assert_eq!(m.latency.len(), 1);
+        assert_eq!(m.latency.max(), m.latency.highest_equivalent(2_000));
+        m.on_received(199, 3_000, 8); // inside, received in the next second
+        m.on_received(200, 4_000, 8); // after
+        let second = m.take_second(0, 1, 1);
+        assert_eq!(
+            second.latency.len(),
+            2,
+            "every message received in that second"
+        );
+        assert_eq!(m.latency.len(), 2);
+        // The last, partial second is added when the worker finishes.
+        m.on_received(150, 5_000, 8);
+        m.close_second();
+        assert_eq!(m.latency.len(), 3);
+        m.close_second();
+        assert_eq!(m.latency.len(), 3, "closing twice adds nothing");
+        assert_eq!((m.window.received, m.all.received), (3, 5));
     }
 }

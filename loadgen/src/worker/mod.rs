@@ -111,6 +111,9 @@ struct Slot {
     intended: u64,
     storm: bool,
     inflight: VecDeque<u64>,
+    /// The echo message, encoded and masked once for this connection (echo sends the same
+    /// payload every time); `None` until the first echo or when it is compressed per message.
+    echo_frame: Option<Vec<u8>>,
     dirty: bool,
     /// A group member whose subscribe request is not answered yet: it is not ready (deliveries
     /// are not due to it) until the reply arrives.
@@ -336,7 +339,13 @@ impl Worker {
                         let _ = self.timer.wait();
                         self.armed = 0;
                     }
-                    Token(idx) => self.on_socket(idx, now),
+                    Token(idx) => {
+                        let side = ReadSide {
+                            readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                            closing: ev.is_read_closed() || ev.is_error(),
+                        };
+                        self.on_socket(idx, now, side)
+                    }
                 }
                 // Keep the send schedule while a large batch of deliveries is being read.
                 if i % 64 == 63 {
@@ -427,7 +436,7 @@ impl Worker {
         }
     }
 
-    fn on_socket(&mut self, idx: usize, now: u64) {
+    fn on_socket(&mut self, idx: usize, now: u64, side: ReadSide) {
         let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
@@ -456,11 +465,11 @@ impl Worker {
                 }
             }
         }
-        self.on_readable(idx, now);
+        self.on_readable(idx, now, side);
         self.flush(idx);
     }
 
-    fn on_readable(&mut self, idx: usize, now: u64) {
+    fn on_readable(&mut self, idx: usize, now: u64, side: ReadSide) {
         let mut replies = 0u32;
         let mut opened = false;
         let mut acked = false;
@@ -481,6 +490,11 @@ impl Worker {
             };
             let spec_state = &mut state[slot.spec];
             let role = self.specs[slot.spec].role;
+            let plain = slot.sock.is_plain();
+            if plain && !side.readable {
+                // A writable edge only (a connect completing, send space freed): nothing to read.
+                return;
+            }
             loop {
                 let n = match slot.sock.read(buf) {
                     Ok(0) => {
@@ -556,6 +570,12 @@ impl Worker {
                     break;
                 }
                 if outcome.is_some() {
+                    break;
+                }
+                if plain && n < buf.len() && !side.closing {
+                    // A short read emptied the socket: bytes arriving from now on raise a new
+                    // edge, so the read that would only say EAGAIN is skipped. When the event
+                    // also reported the peer's FIN or an error, read on to see it now.
                     break;
                 }
             }
@@ -823,6 +843,16 @@ impl Worker {
         self.armed = next;
         Ok(())
     }
+}
+
+/// What a readiness event said about a socket's read side.
+#[derive(Clone, Copy)]
+struct ReadSide {
+    /// Bytes, an end of stream or an error may be waiting.
+    readable: bool,
+    /// The peer shut its side or the socket failed: read until the end even after a short
+    /// read (its FIN raises no new edge once this event has reported it).
+    closing: bool,
 }
 
 /// Why a connection goes away.

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use super::meter::Meter;
 use super::{phase, SpecState, Worker};
 use crate::adapter::Delivery as Received;
-use crate::client::State;
+use crate::client::{Proto, State};
 use crate::clock::{Clock, SEC};
 use crate::payload::Stamp;
 use crate::plan::{Plan, Role};
@@ -69,12 +69,18 @@ impl Worker {
             }
             return;
         }
-        if self.scratch.len() != self.plan.size {
+        if slot.echo_frame.is_none() {
             self.scratch.clear();
             self.scratch.resize(self.plan.size, 0);
             crate::payload::fill(&mut self.scratch);
+            if let Proto::Ws(conn) = &slot.conn {
+                slot.echo_frame = conn.encode(self.plan.opcode, &self.scratch);
+            }
         }
-        slot.conn.send(self.plan.opcode, &self.scratch);
+        match (&mut slot.conn, &slot.echo_frame) {
+            (Proto::Ws(conn), Some(frame)) => conn.send_encoded(frame),
+            (conn, _) => conn.send(self.plan.opcode, &self.scratch),
+        }
         slot.inflight.push_back(intended);
         self.meter.on_sent(intended, self.plan.size);
         self.meter.pending_expected += 1;

@@ -30,6 +30,9 @@ pub enum Mode {
     Broadcast,
     /// Answer every request with 404 (not a WebSocket server).
     NotFound,
+    /// Send the 101 and one text message in one write, then hang up (FIN, no close frame):
+    /// the client reads the message and the end of the stream from one readiness event.
+    HangUpAfterHello,
     /// A small model of the gateway's client protocol: `/raw?channel=C` listens to C (bare
     /// deliveries); `/ws` gets a welcome, takes `subscribe` and `publish` ops (with `skip_self`)
     /// and receives JSON `message` objects.
@@ -177,6 +180,13 @@ fn serve(mut s: TcpStream, st: Arc<State>) {
     sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
     let accept = base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes());
     let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+    if st.mode == Mode::HangUpAfterHello {
+        let mut out = resp.into_bytes();
+        encode_server_frame(&mut out, Opcode::Text, b"hello");
+        let _ = s.write_all(&out);
+        let _ = s.shutdown(std::net::Shutdown::Both);
+        return;
+    }
     if s.write_all(resp.as_bytes()).is_err() {
         return;
     }
@@ -419,6 +429,20 @@ pub fn loadgen_json(args: &[&str], json: &std::path::Path) -> serde_json::Value 
         "loadgen {args:?} failed: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+}
+
+/// Run `loadgen merge` on `inputs` and parse its `--json` result (asserting a zero exit).
+pub fn merge_json(inputs: &[&std::path::Path], json: &std::path::Path) -> serde_json::Value {
+    let mut args = vec!["merge"];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    args.extend(["--json", json.to_str().unwrap()]);
+    let out = loadgen(&args);
+    assert!(
+        out.status.success(),
+        "loadgen merge failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
 }
