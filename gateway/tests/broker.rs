@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use common::api::{json_of, text, Api, API_KEY};
 use common::nats::Nats;
-use common::redis::{Broker, Brokers, Redis};
+use common::redis::{Broker, Brokers, Cluster, Redis};
 use common::ws::{read_json, spread, Ws};
 use common::*;
 
@@ -28,12 +28,15 @@ const RESUME: Duration = Duration::from_secs(5);
 enum Kind {
     Redis,
     Nats,
+    /// A Redis Cluster of three masters (`--broker redis-cluster://`).
+    Cluster,
 }
 
 /// A real broker server of either kind, and what the suites ask of it.
 enum Server {
     Redis(Redis),
     Nats(Nats),
+    Cluster(Cluster),
 }
 
 impl Server {
@@ -41,6 +44,7 @@ impl Server {
         match kind {
             Kind::Redis => Server::Redis(Redis::start()),
             Kind::Nats => Server::Nats(Nats::start()),
+            Kind::Cluster => Server::Cluster(Cluster::start()),
         }
     }
 
@@ -49,6 +53,7 @@ impl Server {
         match kind {
             Kind::Redis => Server::Redis(Redis::start_on(port)),
             Kind::Nats => Server::Nats(Nats::start_on(port, free_port())),
+            Kind::Cluster => unreachable!("cluster suites start their cluster with Cluster::start"),
         }
     }
 
@@ -60,6 +65,9 @@ impl Server {
         *self = match self {
             Server::Redis(r) => Server::Redis(Redis::start_on(r.port)),
             Server::Nats(n) => Server::Nats(Nats::start_on(n.port, n.monitor_port)),
+            Server::Cluster(_) => {
+                unreachable!("cluster suites restart one master: Cluster::restart")
+            }
         };
     }
 
@@ -67,6 +75,7 @@ impl Server {
         match self {
             Server::Redis(r) => r.url(),
             Server::Nats(n) => n.url(),
+            Server::Cluster(c) => c.url(),
         }
     }
 
@@ -74,6 +83,7 @@ impl Server {
         match self {
             Server::Redis(r) => &mut r.process,
             Server::Nats(n) => &mut n.process,
+            Server::Cluster(c) => &mut c.masters[0].process,
         }
     }
 
@@ -82,6 +92,7 @@ impl Server {
         match self {
             Server::Redis(r) => r.numsub(topic),
             Server::Nats(n) => n.subscriptions(topic),
+            Server::Cluster(c) => c.numsub(topic),
         }
     }
 
@@ -90,6 +101,7 @@ impl Server {
         match self {
             Server::Redis(r) => r.wait_numsub(topic, n),
             Server::Nats(s) => s.wait_subscriptions(topic, n),
+            Server::Cluster(c) => c.wait_numsub(topic, n),
         }
     }
 
@@ -98,6 +110,16 @@ impl Server {
         match self {
             Server::Redis(r) => r.info_stat("total_commands_processed"),
             Server::Nats(n) => n.varz("in_msgs"),
+            Server::Cluster(c) => c.info_stat("total_commands_processed"),
+        }
+    }
+
+    /// Commands a node sends besides publishes in a few seconds (pings, slot maps): per
+    /// server it has connections to.
+    fn chatter(&self) -> u64 {
+        match self {
+            Server::Cluster(c) => 100 * c.masters.len() as u64,
+            _ => 100,
         }
     }
 }
@@ -128,6 +150,13 @@ fn node(broker: &impl Broker, id: u16) -> Gateway {
         .args(["--broker", &broker.url(), "--node-id", &id.to_string()])
         .start();
     broker.wait_node(id);
+    // Every broker server answers (a cluster node's topic may be up before its other
+    // masters are).
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while health(&gw).0 != 200 {
+        assert!(Instant::now() < deadline, "node {id}: {}", health(&gw).1);
+        thread::sleep(Duration::from_millis(20));
+    }
     gw
 }
 
@@ -180,7 +209,7 @@ fn channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_orde
     }
     let commands = broker.publishes() - published;
     assert!(
-        commands < 5 * N + 100,
+        commands < 5 * N + broker.chatter(),
         "one PUBLISH per publish (plus pings), not one per node or subscriber: {commands}"
     );
 
@@ -522,6 +551,17 @@ fn presence_lists_every_nodes_members_and_forgets_a_crashed_node(kind: Kind) {
         };
         assert!((1..=15).contains(&ttl), "presence hash TTL {ttl}");
     }
+    // On a cluster, the hash carries the channel's partition tag: it lives on the master of
+    // the channel's topic.
+    if let Server::Cluster(cluster) = &broker {
+        let key = gateway::broker::slots::presence_key("lobby", "32");
+        let master = &cluster.masters[cluster.owner_of_channel("lobby")];
+        let ttl = match master.command(&["TTL", &key]) {
+            gateway::broker::resp::Value::Int(t) => t,
+            other => panic!("TTL answer {other:?}"),
+        };
+        assert!((1..=15).contains(&ttl), "presence hash {key} TTL {ttl}");
+    }
 
     // A crashed node's members leave the answers once it misses its heartbeats (3 s).
     b.signal(Signal::SIGKILL);
@@ -699,6 +739,7 @@ fn a_node_starts_without_its_broker_and_joins_when_it_comes_up(kind: Kind) {
     let scheme = match kind {
         Kind::Redis => "redis",
         Kind::Nats => "nats",
+        Kind::Cluster => unreachable!("not run on a cluster"),
     };
     let url = format!("{scheme}://127.0.0.1:{port}");
     let a = gateway()
@@ -834,6 +875,32 @@ suites!(
     three_nodes_three_hundred_clients_thirty_channels,
     a_node_starts_without_its_broker_and_joins_when_it_comes_up,
 );
+
+/// The suites above that make sense on a Redis Cluster, as `on_cluster::SUITE`. Left out by
+/// design: `broker_stalls_and_crashes_are_survived` and
+/// `a_node_starts_without_its_broker_and_joins_when_it_comes_up` stop, crash or start the one
+/// broker server; a cluster loses and regains one master at a time, which
+/// `on_cluster_losing_one_master_affects_only_its_channels` covers.
+macro_rules! cluster_suites {
+    ($($suite:ident),+ $(,)?) => {
+        /// Each suite above, against a Redis Cluster of three masters.
+        mod on_cluster {
+            $(
+                #[test]
+                fn $suite() {
+                    super::$suite(super::Kind::Cluster);
+                }
+            )+
+        }
+    };
+}
+
+cluster_suites!(
+    channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_order,
+    private_messages_users_and_disconnects_cross_nodes,
+    presence_lists_every_nodes_members_and_forgets_a_crashed_node,
+    three_nodes_three_hundred_clients_thirty_channels,
+);
 /// Two Redis instances, one killed (`kill -9`) and restarted: only the channels hashed to it
 /// answer 503 meanwhile, and soon (the loss shows at once as a closed connection); the other
 /// instance's channels, private messages and user publishes keep crossing nodes; once it is
@@ -867,18 +934,7 @@ fn losing_one_of_two_redis_instances_affects_only_its_channels() {
     brokers.instances[0].process.signal(Signal::SIGKILL);
     let killed = Instant::now();
     let _ = brokers.instances[0].process.wait_exit(IO_TIMEOUT);
-    let refused = loop {
-        let r = api_a.post("/api/publish", json!({"channel":lost,"data":{"p":"lost"}}));
-        if r.status == 503 {
-            break r;
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(2),
-            "no 503 for a channel of the dead instance"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(json_of(&refused)["error"]["code"], "broker_unavailable");
+    await_refusal(&mut api_a, &lost, killed + Duration::from_secs(2));
     let mut client = Ws::open(a.addr(), "");
     assert_eq!(
         client.err(json!({"op":"publish","channel":lost,"data":1,"id":1})),
@@ -886,20 +942,7 @@ fn losing_one_of_two_redis_instances_affects_only_its_channels() {
     );
 
     // The other instance's channel still crosses nodes, as do node-level messages.
-    far.sync();
-    for n in 0..5 {
-        api_a.accepted(
-            "/api/publish",
-            json!({"channel":kept,"data":{"p":"kept","n":n}}),
-        );
-    }
-    for n in 0..5 {
-        let m = far.next();
-        assert_eq!(
-            (m["data"]["p"].as_str(), m["data"]["n"].as_u64()),
-            (Some("kept"), Some(n))
-        );
-    }
+    assert_crosses(&mut api_a, &mut far, &kept);
     api_a.accepted("/api/send", json!({"conn":far.id,"data":"direct"}));
     assert_eq!(far.next()["data"], "direct");
     api_a.accepted("/api/publish/user", json!({"user":"fay","data":"user"}));
@@ -929,6 +972,44 @@ fn losing_one_of_two_redis_instances_affects_only_its_channels() {
     b.assert_running();
 }
 
+/// Publish on `channel` through `api` until its node refuses (503 `broker_unavailable`), which
+/// it must by `deadline`.
+fn await_refusal(api: &mut Api, channel: &str, deadline: Instant) {
+    let refused = loop {
+        let r = api.post(
+            "/api/publish",
+            json!({"channel":channel,"data":{"p":"lost"}}),
+        );
+        if r.status == 503 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 503 in time for {channel}, whose broker server is dead"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(json_of(&refused)["error"]["code"], "broker_unavailable");
+}
+
+/// Five publishes on `channel` through `api` reach `far` (on another node), in order.
+fn assert_crosses(api: &mut Api, far: &mut Ws, channel: &str) {
+    far.sync();
+    for n in 0..5 {
+        api.accepted(
+            "/api/publish",
+            json!({"channel":channel,"data":{"p":"kept","n":n}}),
+        );
+    }
+    for n in 0..5 {
+        let m = far.next();
+        assert_eq!(
+            (m["data"]["p"].as_str(), m["data"]["n"].as_u64()),
+            (Some("kept"), Some(n))
+        );
+    }
+}
+
 /// The value of an unlabelled metric in `api`'s node's `/metrics`.
 fn metric(api: &mut Api, name: &str) -> f64 {
     let text = String::from_utf8_lossy(&api.get("/metrics").body).into_owned();
@@ -936,4 +1017,81 @@ fn metric(api: &mut Api, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
+/// A Redis Cluster of three masters: the partitions' tags hash where the gateway says on a real
+/// cluster (`CLUSTER KEYSLOT`); one master killed (`kill -9`) and restarted from its
+/// `nodes.conf`: only the channels on its slots answer 503 meanwhile, at once; the other
+/// masters' channels keep crossing nodes; once it is back, its channels deliver again within
+/// [`RESUME`], and no node crashed.
+#[test]
+fn on_cluster_losing_one_master_affects_only_its_channels() {
+    use gateway::broker::slots;
+    let mut cluster = Cluster::start();
+    for p in 0..slots::PARTITIONS {
+        let topic = slots::partition_topic(p);
+        let slot = cluster.masters[0].command(&["CLUSTER", "KEYSLOT", &topic]);
+        let want = i64::from(slots::partition_slot(p));
+        assert_eq!(
+            slot,
+            gateway::broker::resp::Value::Int(want),
+            "partition {p}: {topic}"
+        );
+    }
+
+    let (mut a, mut b) = (node(&cluster, 71), node(&cluster, 72));
+    let mut api_a = Api::connect(&a);
+    await_nodes(&mut api_a, json!([71, 72]));
+    // A channel on each master; the control topic's master is kept alive.
+    let all = cluster.owner(slots::key_slot(b"gw:all"));
+    let on = |i: usize| -> String {
+        (0..200)
+            .map(|n| format!("c{n}"))
+            .find(|c| cluster.owner_of_channel(c) == i)
+            .unwrap_or_else(|| panic!("no channel of 200 on master {i}"))
+    };
+    let victim = (all + 1) % 3;
+    let (lost, kept) = (on(victim), on(all));
+    let mut far = Ws::open(b.addr(), "?user=fay");
+    for c in [&lost, &kept] {
+        far.subscribe(c);
+        cluster.wait_numsub(&format!("gw:c:{c}"), 1);
+    }
+    await_delivery_on(&mut api_a, &mut far, &lost, "before");
+    await_delivery_on(&mut api_a, &mut far, &kept, "before");
+
+    cluster.kill(victim);
+    let killed = Instant::now();
+    await_refusal(&mut api_a, &lost, killed + Duration::from_secs(1));
+
+    assert_crosses(&mut api_a, &mut far, &kept);
+    api_a.accepted("/api/publish/user", json!({"user":"fay","data":"user"}));
+    assert_eq!(far.next()["data"], "user");
+    let (status, h) = health(&a);
+    assert_eq!(status, 503, "monitoring learns of the lost master: {h}");
+    assert_eq!(metric(&mut api_a, "gateway_broker_instances_down"), 1.0);
+    assert_eq!(metric(&mut api_a, "gateway_broker_connected"), 1.0);
+
+    cluster.restart(victim);
+    let back = Instant::now();
+    cluster.wait_numsub(&format!("gw:c:{lost}"), 1);
+    assert!(
+        back.elapsed() < RESUME,
+        "resubscribed in {:?}",
+        back.elapsed()
+    );
+    await_delivery_on(&mut api_a, &mut far, &lost, "after");
+    let healthy = Instant::now() + RESUME;
+    while health(&a).0 != 200 {
+        assert!(Instant::now() < healthy, "healthy again: {}", health(&a).1);
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric(&mut api_a, "gateway_broker_instances_down"), 0.0);
+    let mut api_b = Api::connect(&b);
+    assert!(
+        metric(&mut api_b, "gateway_broker_resubscribes_total") >= 1.0,
+        "the far node subscribed again to the lost channel's partition"
+    );
+    a.assert_running();
+    b.assert_running();
 }
