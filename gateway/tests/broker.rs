@@ -780,6 +780,8 @@ fn a_node_starts_without_its_broker_and_joins_when_it_comes_up(kind: Kind) {
         "redis://h:99999",
         "nats://",
         "nats://u:p@127.0.0.1:4222",
+        "redis-cluster://",
+        "redis-cluster://127.0.0.1:7000,127.0.0.1:7000",
     ] {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
         cmd.args([
@@ -1094,4 +1096,45 @@ fn on_cluster_losing_one_master_affects_only_its_channels() {
     );
     a.assert_running();
     b.assert_running();
+}
+
+/// A slot migration on a Redis Cluster: the slot of a channel's partition moves to another
+/// master (`IMPORTING`/`MIGRATING`, the presence keys `MIGRATE`d, `SETSLOT NODE`), and the old
+/// master ends the node's sharded subscription (`sunsubscribe`). The node subscribes again on
+/// the new master, publishes follow the slot (`-MOVED`, then the new map), and delivery goes on.
+#[test]
+fn on_cluster_a_migrated_partition_is_followed_to_its_new_master() {
+    use gateway::broker::slots;
+    let cluster = Cluster::start();
+    let (a, b) = (node(&cluster, 81), node(&cluster, 82));
+    let mut api_a = Api::connect(&a);
+    let mut far = Ws::open(b.addr(), "?user=mo");
+    far.subscribe("moving");
+    cluster.wait_numsub("gw:c:moving", 1);
+    await_delivery_on(&mut api_a, &mut far, "moving", "before");
+
+    let slot = slots::partition_slot(slots::partition_of("moving"));
+    let from = cluster.owner(slot);
+    let to = (from + 1) % 3;
+    cluster.migrate(slot, to);
+    assert_eq!(cluster.owner(slot), to);
+    let moved = Instant::now();
+    while cluster.numsub_on(to, "gw:c:moving") != 1 || cluster.numsub_on(from, "gw:c:moving") != 0 {
+        assert!(
+            moved.elapsed() < RESUME,
+            "the subscription follows the slot to master {to}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_crosses(&mut api_a, &mut far, "moving");
+    // Presence moved with the slot and still lists the far member.
+    let v = json_of(&api_a.get("/api/presence?channel=moving"));
+    assert_eq!(
+        members(&v, "connections"),
+        vec![(far.id.clone(), Some("mo".to_owned()))],
+        "{v}"
+    );
+    let mut api_b = Api::connect(&b);
+    assert!(metric(&mut api_b, "gateway_broker_resubscribes_total") >= 1.0);
+    assert_eq!(metric(&mut api_b, "gateway_broker_instances_down"), 0.0);
 }

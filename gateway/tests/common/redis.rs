@@ -291,6 +291,43 @@ impl Cluster {
         }
     }
 
+    /// Move empty-but-for-keys slot `slot` to master `to`, as `redis-cli --cluster reshard`
+    /// does: `IMPORTING` on the target, `MIGRATING` on the source, its keys `MIGRATE`d, then
+    /// `SETSLOT NODE` on every master.
+    pub fn migrate(&self, slot: u16, to: usize) {
+        let from = self.owner(slot);
+        let id = |i: usize| match self.masters[i].command(&["CLUSTER", "MYID"]) {
+            Value::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
+            other => panic!("CLUSTER MYID answer: {other:?}"),
+        };
+        let (src, dst) = (id(from), id(to));
+        let slot = slot.to_string();
+        let ok = |v: Value| assert_eq!(v, Value::Simple(b"OK".to_vec()));
+        ok(self.masters[to].command(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &src]));
+        ok(self.masters[from].command(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &dst]));
+        let keys = match self.masters[from].command(&["CLUSTER", "GETKEYSINSLOT", &slot, "1000"]) {
+            Value::Array(Some(keys)) => keys,
+            other => panic!("GETKEYSINSLOT answer: {other:?}"),
+        };
+        if !keys.is_empty() {
+            let port = self.masters[to].port.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            let names: Vec<String> = keys
+                .iter()
+                .filter_map(Value::bytes)
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect();
+            args.extend(names.iter().map(String::as_str));
+            ok(self.masters[from].command(&args));
+        }
+        for i in [to, from]
+            .into_iter()
+            .chain((0..3).filter(|&i| i != to && i != from))
+        {
+            ok(self.masters[i].command(&["CLUSTER", "SETSLOT", &slot, "NODE", &dst]));
+        }
+    }
+
     /// Kill master `i` (`kill -9`).
     pub fn kill(&mut self, i: usize) {
         self.masters[i].process.signal(Signal::SIGKILL);
@@ -336,21 +373,25 @@ impl Cluster {
     /// Subscribers of sharded channel `topic` (`PUBSUB SHARDNUMSUB`) summed over the live
     /// masters; a gateway channel's topic `gw:c:NAME` counts its partition's subscribers.
     pub fn numsub(&self, topic: &str) -> i64 {
+        (0..self.masters.len())
+            .map(|i| self.numsub_on(i, topic))
+            .sum()
+    }
+
+    /// [`Cluster::numsub`] on master `i` alone (0 while it is down).
+    pub fn numsub_on(&self, i: usize, topic: &str) -> i64 {
         let topic = match topic.strip_prefix("gw:c:") {
             Some(c) => gateway::broker::slots::topic_of(c),
             None => topic.to_owned(),
         };
-        self.masters
-            .iter()
-            .filter_map(|m| m.try_command(&["PUBSUB", "SHARDNUMSUB", &topic]))
-            .map(|v| match v {
-                Value::Array(Some(items)) => match items.get(1) {
-                    Some(Value::Int(n)) => *n,
-                    other => panic!("SHARDNUMSUB count: {other:?}"),
-                },
-                other => panic!("SHARDNUMSUB answer: {other:?}"),
-            })
-            .sum()
+        match self.masters[i].try_command(&["PUBSUB", "SHARDNUMSUB", &topic]) {
+            None => 0,
+            Some(Value::Array(Some(items))) => match items.get(1) {
+                Some(Value::Int(n)) => *n,
+                other => panic!("SHARDNUMSUB count: {other:?}"),
+            },
+            Some(other) => panic!("SHARDNUMSUB answer: {other:?}"),
+        }
     }
 
     /// Wait (bounded) until `topic` has `n` subscribers over the masters.
