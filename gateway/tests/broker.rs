@@ -1138,3 +1138,66 @@ fn on_cluster_a_migrated_partition_is_followed_to_its_new_master() {
     assert!(metric(&mut api_b, "gateway_broker_resubscribes_total") >= 1.0);
     assert_eq!(metric(&mut api_b, "gateway_broker_instances_down"), 0.0);
 }
+
+/// A cluster that stops serving: with `cluster-require-full-coverage yes` and
+/// `cluster-allow-pubsubshard-when-down no`, losing one master makes the others answer
+/// `-CLUSTERDOWN`. A node retries, answers 503 within a second for the channels of the masters
+/// still running too, says it is degraded, and delivers again once the cluster is whole.
+#[test]
+fn on_cluster_a_cluster_that_refuses_commands_answers_503_and_recovers() {
+    use gateway::broker::slots;
+    let mut cluster = Cluster::start();
+    for m in &cluster.masters {
+        for (k, v) in [
+            ("cluster-require-full-coverage", "yes"),
+            ("cluster-allow-pubsubshard-when-down", "no"),
+        ] {
+            m.command(&["CONFIG", "SET", k, v]);
+        }
+    }
+    let (a, b) = (node(&cluster, 91), node(&cluster, 92));
+    let mut api_a = Api::connect(&a);
+    let all = cluster.owner(slots::key_slot(b"gw:all"));
+    let kept = (0..200)
+        .map(|n| format!("k{n}"))
+        .find(|c| cluster.owner_of_channel(c) == all)
+        .expect("a channel on the control topic's master");
+    let mut far = Ws::open(b.addr(), "");
+    far.subscribe(&kept);
+    cluster.wait_numsub(&format!("gw:c:{kept}"), 1);
+    await_delivery_on(&mut api_a, &mut far, &kept, "before");
+
+    let victim = (all + 1) % 3;
+    cluster.kill(victim);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let info = cluster.masters[all].command(&["CLUSTER", "INFO"]);
+        let text = info
+            .bytes()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        if text.contains("cluster_state:fail") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not fail: {text}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The first publish meets -CLUSTERDOWN; from then on the master counts as refusing.
+    await_refusal(&mut api_a, &kept, Instant::now() + Duration::from_secs(1));
+    assert_eq!(health(&a).0, 503, "degraded while the cluster refuses");
+    assert!(a.stderr().contains("CLUSTERDOWN"), "the log says why");
+
+    cluster.restart(victim);
+    for i in 0..3 {
+        cluster.wait_ok(i);
+    }
+    await_delivery_on(&mut api_a, &mut far, &kept, "after");
+    let healthy = Instant::now() + RESUME;
+    while health(&a).0 != 200 {
+        assert!(Instant::now() < healthy, "healthy again: {}", health(&a).1);
+        thread::sleep(Duration::from_millis(50));
+    }
+}
