@@ -752,10 +752,14 @@ impl Cluster {
     fn on_push(&mut self, i: usize, v: Value, now: Instant) {
         let items = match v {
             Value::Array(Some(items)) => items,
-            Value::Simple(s) if s.eq_ignore_ascii_case(b"PONG") => {
-                // A PING before any subscription is answered like on a command connection.
-                self.masters[i].sub.answered(now);
-                self.masters[i].sub_expect.pop_front();
+            Value::Simple(_) | Value::Bulk(_) => {
+                // A PING before any subscription is answered as on a command connection:
+                // `+PONG`, or its argument.
+                let m = &mut self.masters[i];
+                m.sub.answered(now);
+                if let Some(SubSent::Ping(Some(id))) = m.sub_expect.pop_front() {
+                    self.node.on_pong(id.to_string().as_bytes(), &mut self.outs);
+                }
                 return;
             }
             Value::Error(e) => return self.on_sub_error(i, &String::from_utf8_lossy(&e), now),
