@@ -1102,6 +1102,8 @@ fn on_cluster_losing_one_master_affects_only_its_channels() {
 /// master (`IMPORTING`/`MIGRATING`, the presence keys `MIGRATE`d, `SETSLOT NODE`), and the old
 /// master ends the node's sharded subscription (`sunsubscribe`). The node subscribes again on
 /// the new master, publishes follow the slot (`-MOVED`, then the new map), and delivery goes on.
+/// A member who joins while the slot is half moved lands in the presence hash on the new master
+/// (`-ASK`, or `-MOVED` if the move completes first, followed).
 #[test]
 fn on_cluster_a_migrated_partition_is_followed_to_its_new_master() {
     use gateway::broker::slots;
@@ -1116,25 +1118,31 @@ fn on_cluster_a_migrated_partition_is_followed_to_its_new_master() {
     let slot = slots::partition_slot(slots::partition_of("moving"));
     let from = cluster.owner(slot);
     let to = (from + 1) % 3;
-    cluster.migrate(slot, to);
+    let mut near = Ws::open(a.addr(), "?user=ann");
+    cluster.migrate(slot, to, || {
+        near.subscribe("moving");
+        cluster.wait_numsub("gw:c:moving", 2);
+    });
     assert_eq!(cluster.owner(slot), to);
     let moved = Instant::now();
-    while cluster.numsub_on(to, "gw:c:moving") != 1 || cluster.numsub_on(from, "gw:c:moving") != 0 {
+    while cluster.numsub_on(to, "gw:c:moving") != 2 || cluster.numsub_on(from, "gw:c:moving") != 0 {
         assert!(
             moved.elapsed() < RESUME,
-            "the subscription follows the slot to master {to}"
+            "both nodes' subscriptions follow the slot to master {to}"
         );
         thread::sleep(Duration::from_millis(20));
     }
     assert_crosses(&mut api_a, &mut far, "moving");
-    // Presence moved with the slot and still lists the far member.
-    let v = json_of(&api_a.get("/api/presence?channel=moving"));
-    assert_eq!(
-        members(&v, "connections"),
-        vec![(far.id.clone(), Some("mo".to_owned()))],
-        "{v}"
-    );
+    // Presence moved with the slot: the far member's hash was migrated, the near one's was
+    // written through the redirection.
+    let mut want = vec![
+        (far.id.clone(), Some("mo".to_owned())),
+        (near.id.clone(), Some("ann".to_owned())),
+    ];
+    want.sort();
     let mut api_b = Api::connect(&b);
+    let v = json_of(&api_b.get("/api/presence?channel=moving"));
+    assert_eq!(members(&v, "connections"), want, "{v}");
     assert!(metric(&mut api_b, "gateway_broker_resubscribes_total") >= 1.0);
     assert_eq!(metric(&mut api_b, "gateway_broker_instances_down"), 0.0);
 }

@@ -293,8 +293,9 @@ impl Cluster {
 
     /// Move empty-but-for-keys slot `slot` to master `to`, as `redis-cli --cluster reshard`
     /// does: `IMPORTING` on the target, `MIGRATING` on the source, its keys `MIGRATE`d, then
-    /// `SETSLOT NODE` on every master.
-    pub fn migrate(&self, slot: u16, to: usize) {
+    /// `SETSLOT NODE` on every master. `during` runs while the slot is half moved (its keys
+    /// on the target, the source answering `-ASK` for keys it lacks).
+    pub fn migrate(&self, slot: u16, to: usize, during: impl FnOnce()) {
         let from = self.owner(slot);
         let id = |i: usize| match self.masters[i].command(&["CLUSTER", "MYID"]) {
             Value::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
@@ -320,6 +321,7 @@ impl Cluster {
             args.extend(names.iter().map(String::as_str));
             ok(self.masters[from].command(&args));
         }
+        during();
         for i in [to, from]
             .into_iter()
             .chain((0..3).filter(|&i| i != to && i != from))
