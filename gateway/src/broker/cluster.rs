@@ -1007,6 +1007,59 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// What a cluster or any client of it could put on a partition or answer to `CLUSTER
+        /// SLOTS` is refused or read, never a panic; envelopes read back what was framed.
+        #[test]
+        fn hostile_cluster_bytes_never_panic_and_envelopes_round_trip(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            channel in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let _ = open_envelope(&bytes);
+            if let Ok(super::super::resp::Parsed::Value(v, _)) = super::super::resp::parse(&bytes) {
+                let _ = SlotMap::from_cluster_slots(&v);
+            }
+            let _ = redirect(&String::from_utf8_lossy(&bytes), "h:1");
+            let e = envelope(&channel, &bytes).unwrap();
+            prop_assert_eq!(open_envelope(&e), Some((&channel[..], &bytes[..])));
+        }
+
+        /// Slot ranges with any numbers: a map is made only of ranges within the slots and
+        /// ports, and then names an owner for exactly the slots they cover.
+        #[test]
+        fn slot_maps_take_only_ranges_within_bounds(
+            ranges in proptest::collection::vec((any::<i64>(), any::<i64>(), any::<i64>()), 1..5),
+            small in proptest::collection::vec((0i64..16_384, 0i64..16_384, 1i64..65_536), 1..5),
+        ) {
+            for ranges in [ranges, small] {
+                let v = Value::Array(Some(
+                    ranges
+                        .iter()
+                        .map(|&(a, b, port)| {
+                            let host = Value::Bulk(Some(b"10.0.0.1".to_vec()));
+                            let node = Value::Array(Some(vec![host, Value::Int(port)]));
+                            Value::Array(Some(vec![Value::Int(a), Value::Int(b), node]))
+                        })
+                        .collect(),
+                ));
+                let valid = ranges
+                    .iter()
+                    .all(|&(a, b, p)| 0 <= a && a <= b && b < 16_384 && (1..=65_535).contains(&p));
+                let map = SlotMap::from_cluster_slots(&v);
+                prop_assert_eq!(map.is_some(), valid);
+                if let Some(map) = map {
+                    for slot in [0u16, 1, 8191, 16_383] {
+                        let covered = ranges
+                            .iter()
+                            .any(|&(a, b, _)| (a..=b).contains(&i64::from(slot)));
+                        prop_assert_eq!(map.owner(slot).is_some(), covered);
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn envelopes_carry_the_channel_and_bad_ones_are_refused() {
