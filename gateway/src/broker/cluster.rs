@@ -99,8 +99,9 @@ enum Sent {
     Slots,
     Ping,
     Asking,
-    /// A read on one of the master's slots while it refuses commands (`-CLUSTERDOWN`).
-    Probe,
+    /// A read of this key, on one of the master's slots, while it refuses commands
+    /// (`-CLUSTERDOWN`).
+    Probe(String),
 }
 
 /// What an answer on a subscriber connection belongs to.
@@ -159,7 +160,7 @@ impl Master {
             Sent::Slots => self.cmd.command(&[b"CLUSTER", b"SLOTS"], now),
             Sent::Ping => self.cmd.command(&[b"PING"], now),
             Sent::Asking => self.cmd.command(&[b"ASKING"], now),
-            Sent::Probe => {}
+            Sent::Probe(key) => self.cmd.command(&[b"EXISTS", key.as_bytes()], now),
         }
         self.expect.push_back(sent);
     }
@@ -656,7 +657,7 @@ impl Cluster {
         };
         let cmd = match sent {
             Sent::Ping | Sent::Asking => return,
-            Sent::Probe => {
+            Sent::Probe(_) => {
                 if !refusal && m.refusing {
                     m.refusing = false;
                     self.health_dirty = true;
@@ -969,7 +970,7 @@ impl Cluster {
                     if m.cmd.waiting == 0 {
                         m.send(Sent::Ping, now);
                     }
-                    if m.refusing && !m.expect.iter().any(|s| matches!(s, Sent::Probe)) {
+                    if m.refusing && !m.expect.iter().any(|s| matches!(s, Sent::Probe(_))) {
                         self.probe(i, now);
                     }
                 }
@@ -998,9 +999,7 @@ impl Cluster {
             return;
         };
         let key = format!("gw:probe:{{{}}}", slots::tag(p));
-        let m = &mut self.masters[i];
-        m.cmd.command(&[b"EXISTS", key.as_bytes()], now);
-        m.expect.push_back(Sent::Probe);
+        self.masters[i].send(Sent::Probe(key), now);
     }
 }
 
