@@ -54,6 +54,7 @@ stop() {
 
 # node NAME URL ID: a gateway node on broker URL; sets $ws_port, $api_port and $pid.
 node() {
+  : >"$work/$1.out" # exists before the background process opens it, for the reads below
   "$bin/gateway" --threads "$threads" --log-level warn --api-key "$key" \
     --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --broker "$2" --node-id "$3" \
     >"$work/$1.out" 2>"$work/$1.err" &

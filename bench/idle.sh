@@ -44,6 +44,7 @@ tcp_pages() {
 # measure LABEL BINARY DRIVER ROUND: a fresh gateway, CONNS idle subscribers, its RSS.
 measure() {
   local label=$1 gw=$2 driver=$3 round=$4 port
+  : >"$work/gw.out" # exists before the background process opens it, for the reads below
   taskset -c "$server_cpu" "$gw" --threads "$threads" --driver "$driver" --log-level warn \
     --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --handshake-timeout 60s \
     >"$work/gw.out" 2>"$work/gw.err" &

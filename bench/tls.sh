@@ -54,6 +54,7 @@ trap cleanup EXIT
 start() {
   local name=$1
   shift
+  : >"$work/$name.out" # exists before the background process opens it, for the reads below
   taskset -c "$server_cpu" "$bin/gateway" --threads 1 --driver "$driver" --log-level warn \
     --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --handshake-timeout 30s "$@" \
     >"$work/$name.out" 2>"$work/$name.err" &

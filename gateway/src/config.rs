@@ -243,8 +243,10 @@ pub struct Cli {
     /// How the nodes of one deployment reach each other: `memory` (one node, no external
     /// service), `redis://HOST:PORT`, `redis://A:PORT,redis://B:PORT,...` (channels spread
     /// over several Redis instances) or `nats://HOST:PORT` (core NATS) [default: memory]
-    #[arg(long, env = "GATEWAY_BROKER", value_parser = parse_broker)]
-    pub broker: Option<BrokerUrl>,
+    /// (Parsed in `Config::from_parts`, not by clap, whose error would repeat the value and
+    /// with it a `nats://` URL's password.)
+    #[arg(long, env = "GATEWAY_BROKER")]
+    pub broker: Option<String>,
 
     /// This node's id (0..=65535), part of every connection id it hands out; each node of a
     /// deployment needs its own [default: random at start, logged]
@@ -406,10 +408,6 @@ pub enum Switch {
     On,
     /// Disabled.
     Off,
-}
-
-fn parse_broker(s: &str) -> Result<BrokerUrl, String> {
-    s.parse()
 }
 
 /// A node id drawn at start (the std hasher's keys are random per process).
@@ -913,12 +911,11 @@ impl Config {
         if max_recovery > MAX_SIZE {
             bail!("--max-recovery must be at most {MAX_SIZE}, got {max_recovery}");
         }
-        let broker = match (cli.broker, file.broker) {
-            (Some(b), _) => b,
-            (None, Some(s)) => s
+        let broker = match cli.broker.or(file.broker) {
+            Some(s) => s
                 .parse()
                 .map_err(|e: String| anyhow::anyhow!("--broker: {e}"))?,
-            (None, None) => BrokerUrl::Memory,
+            None => BrokerUrl::Memory,
         };
         let node_id = cli.node_id.or(file.node_id);
         Ok(Config {
@@ -1523,13 +1520,25 @@ mod tests {
         let c = Config::from_parts(cli(&[]), "broker = \"redis://r:1\"\nnode-id = 7\n").unwrap();
         assert_eq!((c.broker, c.node_id), (BrokerUrl::Redis("r:1".into()), 7));
         let c = Config::from_parts(cli(&[]), "broker = \"nats://n\"\n").unwrap();
-        assert_eq!(c.broker, BrokerUrl::Nats("n:4222".into()));
+        assert_eq!(
+            c.broker,
+            BrokerUrl::Nats {
+                addr: "n:4222".into(),
+                auth: Default::default()
+            }
+        );
+        // Credentials for NATS are taken and never shown.
+        let file = "broker = \"nats://gw:s3cret@n:1\"\n";
+        let c = Config::from_parts(cli(&[]), file).unwrap();
+        assert_eq!(c.effective("broker").as_deref(), Some("nats://gw:***@n:1"));
+        assert!(!format!("{c:?}").contains("s3cret"));
         assert!(Config::from_parts(cli(&[]), "broker = \"nope\"\n").is_err());
-        for bad in [
-            &["--broker", "kafka://x"][..],
-            &["--node-id", "65536"],
-            &["--node-id", "-1"],
-        ] {
+        for bad in ["kafka://x", "nats://gw:s3cret@n:0x"] {
+            let e = Config::from_parts(cli(&["--broker", bad]), "").unwrap_err();
+            assert!(e.to_string().starts_with("--broker:"), "{e}");
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
+        for bad in [&["--node-id", "65536"][..], &["--node-id", "-1"]] {
             let mut argv = vec!["gateway"];
             argv.extend_from_slice(bad);
             assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
@@ -1545,8 +1554,8 @@ mod tests {
         assert_eq!(c.effective("broker").as_deref(), Some(url));
         let file = "broker = \"redis://a:1,redis://b:2\"\n";
         assert_eq!(Config::from_parts(cli(&[]), file).unwrap().broker, spread);
-        let twice = ["gateway", "--broker", "redis://a:1,redis://a:1"];
-        assert!(Cli::try_parse_from(twice).is_err());
+        let twice = cli(&["--broker", "redis://a:1,redis://a:1"]);
+        assert!(Config::from_parts(twice, "").is_err());
     }
 
     #[test]
@@ -1558,8 +1567,8 @@ mod tests {
         assert_eq!(c.effective("broker").as_deref(), Some(url));
         let file = "broker = \"redis-cluster://a:1,b:2\"\n";
         assert_eq!(Config::from_parts(cli(&[]), file).unwrap().broker, cluster);
-        let bad = ["gateway", "--broker", "redis-cluster://a:1,a:1"];
-        assert!(Cli::try_parse_from(bad).is_err());
+        let twice = cli(&["--broker", "redis-cluster://a:1,a:1"]);
+        assert!(Config::from_parts(twice, "").is_err());
     }
 
     #[test]

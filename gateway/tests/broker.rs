@@ -138,17 +138,7 @@ impl Broker for Server {
 
 /// A gateway node on `broker` with id `id` (two shards), once it listens on the broker.
 fn node(broker: &impl Broker, id: u16) -> Gateway {
-    let gw = gateway()
-        .args([
-            "--api-key",
-            API_KEY,
-            "--threads",
-            "2",
-            "--log-level",
-            "info",
-        ])
-        .args(["--broker", &broker.url(), "--node-id", &id.to_string()])
-        .start();
+    let gw = node_on(&broker.url(), id);
     broker.wait_node(id);
     // Every broker server answers (a cluster node's topic may be up before its other
     // masters are).
@@ -158,6 +148,21 @@ fn node(broker: &impl Broker, id: u16) -> Gateway {
         thread::sleep(Duration::from_millis(20));
     }
     gw
+}
+
+/// A gateway node on broker URL `url` with id `id` (two shards), started.
+fn node_on(url: &str, id: u16) -> Gateway {
+    gateway()
+        .args([
+            "--api-key",
+            API_KEY,
+            "--threads",
+            "2",
+            "--log-level",
+            "info",
+        ])
+        .args(["--broker", url, "--node-id", &id.to_string()])
+        .start()
 }
 
 /// The node bits of a connection id.
@@ -329,6 +334,12 @@ fn private_messages_users_and_disconnects_cross_nodes(kind: Kind) {
     assert_eq!(stats["broker"]["node"], 11, "{stats}");
     assert_eq!(stats["broker"]["nodes"], json!([11, 12]), "{stats}");
     assert_eq!(stats["broker"]["connected"], true, "{stats}");
+    let named = match broker {
+        Server::Redis(_) => "redis",
+        Server::Nats(_) => "nats",
+        Server::Cluster(_) => "redis-cluster",
+    };
+    assert_eq!(stats["broker"]["kind"], named, "{stats}");
 }
 
 /// Publish through `api` until `sub` gets it (the broker path is back), within [`RESUME`].
@@ -779,7 +790,7 @@ fn a_node_starts_without_its_broker_and_joins_when_it_comes_up(kind: Kind) {
         "redis://",
         "redis://h:99999",
         "nats://",
-        "nats://u:p@127.0.0.1:4222",
+        "nats://u:s3cret%zz@127.0.0.1:4222",
         "redis-cluster://",
         "redis-cluster://127.0.0.1:7000,127.0.0.1:7000",
     ] {
@@ -795,6 +806,10 @@ fn a_node_starts_without_its_broker_and_joins_when_it_comes_up(kind: Kind) {
         let (code, _, stderr) = run_bounded(cmd, IO_TIMEOUT);
         assert_eq!(code, Some(2), "{bad}: {stderr}");
         assert!(stderr.contains("--broker"), "{bad}: {stderr}");
+        assert!(
+            !stderr.contains("s3cret"),
+            "a secret is never printed: {stderr}"
+        );
     }
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
     cmd.args(["--node-id", "70000", "--listen", "127.0.0.1:0"]);
@@ -842,6 +857,67 @@ fn on_nats_a_publish_over_max_payload_is_refused_and_the_connection_stays() {
             .any(|l| l == "gateway_broker_reconnects_total 0"),
         "the connection stayed: {metrics}"
     );
+}
+
+/// A NATS server that requires credentials: nodes whose `--broker` URL carries the right user
+/// and password (with `%`-escaped characters) or token cross-deliver; a node with a wrong password
+/// is turned away, says why in its log without printing the secret, reports itself degraded, and
+/// answers publishes that need the broker 503 while serving its own subscribers.
+#[test]
+fn on_nats_credentials_in_the_url_are_used_and_a_refusal_is_clear() {
+    for (config, good, bad) in [
+        (
+            "authorization { user: gw, password: \"p@ss:w0rd\" }\n",
+            "gw:p%40ss%3Aw0rd",
+            "gw:wr0ng-secret",
+        ),
+        (
+            "authorization { token: \"s3cret-token\" }\n",
+            "s3cret-token",
+            "wr0ng-secret",
+        ),
+    ] {
+        let nats = Nats::start_with_config(config);
+        let port = nats.port;
+        let broker = Server::Nats(nats);
+        let url = |creds: &str| format!("nats://{creds}@127.0.0.1:{port}");
+        let with = |creds: &str, id: u16| node_on(&url(creds), id);
+        let (a, b) = (with(good, 71), with(good, 72));
+        broker.wait_node(71);
+        broker.wait_node(72);
+        let mut far = Ws::open(b.addr(), "");
+        far.subscribe("room");
+        broker.wait_subscribers("gw:c:room", 1);
+        let mut api_a = Api::connect(&a);
+        await_delivery(&mut api_a, &mut far, "authorized");
+
+        let refused = with(bad, 73);
+        let mut api_r = Api::connect(&refused);
+        let mut near = Ws::open(refused.addr(), "");
+        near.subscribe("room");
+        let deadline = Instant::now() + RESUME;
+        while !refused.stderr().contains("refused the node's credentials") {
+            assert!(
+                Instant::now() < deadline,
+                "no refusal logged: {}",
+                refused.stderr()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!refused.stderr().contains("wr0ng"), "{}", refused.stderr());
+        assert_eq!(health(&refused).0, 503, "{:?}", health(&refused));
+        let r = api_r.post("/api/publish", json!({"channel":"room","data":{"p":"x"}}));
+        assert_eq!(r.status, 503, "{}", text(&r));
+        assert_eq!(near.next()["data"]["p"], "x", "served on its own node");
+        let stats = json_of(&api_r.get("/api/stats"));
+        assert_eq!(stats["broker"]["kind"], "nats", "{stats}");
+        assert_eq!(stats["broker"]["state"], "down", "{stats}");
+        assert!(
+            far.sync().is_empty(),
+            "nothing crossed from the refused node"
+        );
+        assert_eq!(health(&a).0, 200);
+    }
 }
 
 /// One `#[test]` per suite and broker kind: `on_redis::SUITE` and `on_nats::SUITE`.

@@ -18,7 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("auth", &["conn", "json", "query", "names"]),
     ("hooks", &["conn", "metrics"]),
     ("router", &["conn", "json", "names", "auth", "hooks"]),
-    ("broker", &["conn", "router"]),
+    ("broker", &["conn", "query", "router"]),
     (
         "app",
         &["conn", "json", "query", "names", "auth", "hooks", "router"],

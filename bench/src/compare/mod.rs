@@ -71,14 +71,12 @@ fn run(opts: &Options) -> io::Result<()> {
     if opts.build {
         build(&workspace)?;
     }
-    let servers: Vec<ServerSpec> = servers::all(&opts.bin_dir, &workspace.join("bench"))
-        .into_iter()
-        .filter(|s| {
-            opts.servers
-                .as_ref()
-                .is_none_or(|only| only.iter().any(|n| n == s.name))
-        })
-        .collect();
+    let servers = servers::selected(
+        &opts.bin_dir,
+        &workspace.join("bench"),
+        opts.baseline.as_deref(),
+        opts.servers.as_deref(),
+    );
     let scenarios: Vec<Scenario> = scenarios::all()
         .into_iter()
         .filter(|s| {

@@ -42,6 +42,9 @@ pub struct Options {
     pub bin_dir: PathBuf,
     /// The loadgen binary (default: in `bin_dir`).
     pub loadgen: PathBuf,
+    /// Another build of the gateway (its binary directory), measured beside this one as
+    /// `gateway-base` and `gateway-uring-base`: before/after figures from one alternated run.
+    pub baseline: Option<PathBuf>,
     /// The command line as given, for the report.
     pub command: String,
 }
@@ -99,6 +102,10 @@ pub const USAGE: &str = "usage: bench compare [flags]
   --bin-dir DIR        where the server binaries are (default: $CARGO_TARGET_DIR/release,
                        target/release without it)
   --loadgen PATH       the loadgen binary (default: DIR/loadgen)
+  --baseline DIR       also run the gateway built in DIR (a checkout of an earlier commit,
+                       built with `cargo build --release -p gateway`) as gateway-base and
+                       gateway-uring-base, alternating with this build: before/after ratios
+                       from one run
 loadgen's JSON reports are kept in $CARGO_TARGET_DIR/compare-raw/.";
 
 impl Options {
@@ -129,6 +136,7 @@ impl Options {
             out_dir: workspace.join("bench"),
             bin_dir: target_dir.join("release"),
             loadgen: target_dir.join("release/loadgen"),
+            baseline: None,
             workspace,
             target_dir,
             command: format!("cargo run -p bench --release -- compare {}", args.join(" "))
@@ -204,6 +212,7 @@ impl Options {
                     opts.loadgen = PathBuf::from(value()?);
                     loadgen_given = true;
                 }
+                "--baseline" => opts.baseline = Some(PathBuf::from(value()?)),
                 "-h" | "--help" => return Err(OptionsError::Help),
                 _ => return Err(OptionsError::UnknownFlag(flag)),
             }
@@ -322,6 +331,11 @@ mod tests {
         assert_eq!(opts.reps, 1);
         assert_eq!(opts.duration, Duration::from_secs(3));
         assert_eq!(opts.threads, vec![1]);
+        assert_eq!(opts.baseline, None);
+        assert_eq!(
+            parse(&["--baseline", "old/release"]).unwrap().baseline,
+            Some(PathBuf::from("old/release"))
+        );
         assert_eq!(
             opts.servers,
             Some(vec!["raw-writer".into(), "node-ws".into()])

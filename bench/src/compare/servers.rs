@@ -103,6 +103,51 @@ pub fn all(bins: &Path, bench_dir: &Path) -> Vec<ServerSpec> {
     ]
 }
 
+/// The servers a run compares: every server, or those `only` names, with the baseline build's
+/// gateways (when there is one) right after this build's, so tables read before next to after.
+/// Naming `gateway` or `gateway-uring` in `only` keeps its baseline twin too.
+pub fn selected(
+    bins: &Path,
+    bench_dir: &Path,
+    baseline_bins: Option<&Path>,
+    only: Option<&[String]>,
+) -> Vec<ServerSpec> {
+    let mut servers = all(bins, bench_dir);
+    if let Some(dir) = baseline_bins {
+        let at = servers.len().min(2);
+        servers.splice(at..at, baseline(dir));
+    }
+    servers.retain(|s| {
+        only.is_none_or(|only| {
+            only.iter()
+                .any(|n| n == s.name || s.name.strip_suffix("-base") == Some(n.as_str()))
+        })
+    });
+    servers
+}
+
+/// The gateway of another build (the binary directory `bins`) on both drivers, named apart so
+/// a run can alternate it with this build.
+pub fn baseline(bins: &Path) -> Vec<ServerSpec> {
+    let program = bins.join("gateway").display().to_string();
+    vec![
+        ServerSpec {
+            name: "gateway-base",
+            command: gateway(&program, "epoll"),
+            multi_threaded: true,
+            library: "this project, baseline build (--baseline), epoll driver",
+            protocols: &[Protocol::Bench, Protocol::SocketIo],
+        },
+        ServerSpec {
+            name: "gateway-uring-base",
+            command: gateway(&program, "uring"),
+            multi_threaded: true,
+            library: "this project, baseline build (--baseline), io_uring driver",
+            protocols: &[Protocol::Bench, Protocol::SocketIo],
+        },
+    ]
+}
+
 /// The gateway on one event driver, its backend API on a free port (the default, 8081, may be
 /// taken on a shared machine).
 fn gateway(program: &str, driver: &str) -> Vec<String> {
@@ -207,5 +252,37 @@ impl Running {
         eprintln!("    server {} ignored SIGTERM; killed", self.pid);
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(servers: &[ServerSpec]) -> Vec<&'static str> {
+        servers.iter().map(|s| s.name).collect()
+    }
+
+    #[test]
+    fn a_baseline_build_runs_next_to_this_one_on_both_drivers() {
+        let (bins, bench) = (Path::new("/new"), Path::new("/b"));
+        let plain = selected(bins, bench, None, None);
+        assert!(!names(&plain).iter().any(|n| n.ends_with("-base")));
+        let both = selected(bins, bench, Some(Path::new("/old")), None);
+        assert_eq!(
+            names(&both)[..4],
+            [
+                "gateway",
+                "gateway-uring",
+                "gateway-base",
+                "gateway-uring-base"
+            ]
+        );
+        assert_eq!(both.len(), plain.len() + 2);
+        assert_eq!(both[2].command[0], "/old/gateway");
+        assert_eq!(both[3].command[..3], ["/old/gateway", "--driver", "uring"]);
+        let only: Vec<String> = ["gateway", "raw-writer"].map(String::from).to_vec();
+        let some = selected(bins, bench, Some(Path::new("/old")), Some(&only));
+        assert_eq!(names(&some), ["gateway", "gateway-base", "raw-writer"]);
     }
 }

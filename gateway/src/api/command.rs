@@ -180,6 +180,8 @@ pub struct Stats {
 /// The `broker` part of [`Stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BrokerStats {
+    /// The broker's kind (`redis`, `nats`).
+    pub kind: &'static str,
     /// This node's id.
     pub node: u16,
     /// The broker is reachable.

@@ -23,11 +23,7 @@ pub struct NodeSummary {
 
 /// What connects the nodes: `memory` with one node, else the broker's kind.
 pub fn broker_kind(s: &Stats) -> &'static str {
-    if s.broker.is_some() {
-        "redis"
-    } else {
-        "memory"
-    }
+    s.broker.as_ref().map_or("memory", |b| b.kind)
 }
 
 /// The broker's state: `up` (the memory broker always is), or `down` while it is unreachable.

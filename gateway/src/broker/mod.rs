@@ -50,8 +50,12 @@ pub enum BrokerUrl {
     Memory,
     /// One Redis at `host:port`.
     Redis(String),
-    /// One NATS server (core NATS) at `host:port`.
-    Nats(String),
+    /// One NATS server (core NATS) at `addr` (`host:port`), with the credentials `CONNECT`
+    /// gives it.
+    Nats {
+        addr: String,
+        auth: nats_proto::Auth,
+    },
     /// Several independent Redis instances (`host:port` each, at least two): channels spread
     /// over them ([`spread`]).
     RedisSpread(Vec<String>),
@@ -64,14 +68,14 @@ impl std::str::FromStr for BrokerUrl {
     type Err = String;
 
     /// `memory`, `redis://host:port` (the port defaults to 6379), several `redis://` URLs
-    /// separated by commas, or `nats://host:port` (4222).
+    /// separated by commas, or `nats://[user:password@ | token@]host:port` (4222).
     fn from_str(s: &str) -> Result<BrokerUrl, String> {
         let s = s.trim();
         if s == "memory" {
             return Ok(BrokerUrl::Memory);
         }
         if let Some(rest) = s.strip_prefix("nats://") {
-            return parse_nats(s, rest).map(BrokerUrl::Nats);
+            return parse_nats(s, rest).map(|(addr, auth)| BrokerUrl::Nats { addr, auth });
         }
         if let Some(rest) = s.strip_prefix("redis-cluster://") {
             return parse_cluster(s, rest).map(BrokerUrl::RedisCluster);
@@ -144,16 +148,44 @@ fn parse_cluster(url: &str, rest: &str) -> Result<Vec<String>, String> {
     Ok(seeds)
 }
 
-/// The `host:port` of `nats://` URL `url` (`rest` is what follows the scheme).
-fn parse_nats(url: &str, rest: &str) -> Result<String, String> {
-    let hostport = rest.trim_end_matches('/');
-    if hostport.contains('@') {
-        return Err(format!(
-            "bad broker {url:?}: credentials in a nats:// URL are not supported \
-             (the gateway does not authenticate to NATS; use a server or account without auth \
-             on a private network)"
-        ));
-    }
+/// The `host:port` and credentials of `nats://` URL `url` (`rest` is what follows the
+/// scheme): `user:password@` or `token@` before the host, `%XX` escapes decoded (a `:`, `@` or
+/// `%` in a password is written `%3A`, `%40`, `%25`). Errors never repeat the URL, which may
+/// hold a secret.
+fn parse_nats(url: &str, rest: &str) -> Result<(String, nats_proto::Auth), String> {
+    let rest = rest.trim_end_matches('/');
+    let (auth, hostport) = match rest.rsplit_once('@') {
+        None => (nats_proto::Auth::None, rest),
+        Some((userinfo, hostport)) => (nats_credentials(userinfo)?, hostport),
+    };
+    let url = match auth {
+        nats_proto::Auth::None => url.to_owned(),
+        _ => format!("nats://…@{hostport}"),
+    };
+    nats_host_port(&url, hostport).map(|addr| (addr, auth))
+}
+
+/// `user:password` or `token`, `%XX` decoded (a `+` stays a `+`, as in any URL's user part).
+fn nats_credentials(userinfo: &str) -> Result<nats_proto::Auth, String> {
+    let decode = |part: &str, what: &str| {
+        crate::query::decode(&part.replace('+', "%2B"))
+            .map(std::borrow::Cow::into_owned)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                format!("bad broker nats://…@…: the {what} is empty or has a bad %-escape")
+            })
+    };
+    Ok(match userinfo.split_once(':') {
+        Some((user, pass)) => nats_proto::Auth::User {
+            user: decode(user, "user")?,
+            pass: decode(pass, "password")?,
+        },
+        None => nats_proto::Auth::Token(decode(userinfo, "token")?),
+    })
+}
+
+/// `host:port` (4222 by default) of a `nats://` URL without its credentials.
+fn nats_host_port(url: &str, hostport: &str) -> Result<String, String> {
     if hostport.is_empty() || hostport.contains(['/', ',', '?']) {
         return Err(format!(
             "bad broker {url:?}: want nats://HOST:PORT (no path, options or server list)"
@@ -169,12 +201,30 @@ fn parse_nats(url: &str, rest: &str) -> Result<String, String> {
     }
 }
 
+impl BrokerUrl {
+    /// The broker's kind as `/api/stats` names it: `memory`, `redis` (one instance or several)
+    /// or `nats`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BrokerUrl::Memory => "memory",
+            BrokerUrl::Redis(_) | BrokerUrl::RedisSpread(_) => "redis",
+            BrokerUrl::Nats { .. } => "nats",
+            BrokerUrl::RedisCluster(_) => "redis-cluster",
+        }
+    }
+}
+
 impl std::fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BrokerUrl::Memory => f.write_str("memory"),
             BrokerUrl::Redis(a) => write!(f, "redis://{a}"),
-            BrokerUrl::Nats(a) => write!(f, "nats://{a}"),
+            // Never the secret: the effective configuration and the logs print this.
+            BrokerUrl::Nats { addr, auth } => match auth {
+                nats_proto::Auth::None => write!(f, "nats://{addr}"),
+                nats_proto::Auth::Token(_) => write!(f, "nats://***@{addr}"),
+                nats_proto::Auth::User { user, .. } => write!(f, "nats://{user}:***@{addr}"),
+            },
             BrokerUrl::RedisSpread(addrs) => {
                 let urls: Vec<String> = addrs.iter().map(|a| format!("redis://{a}")).collect();
                 f.write_str(&urls.join(","))
@@ -227,7 +277,7 @@ pub fn prepare(url: &BrokerUrl, node: u16) -> anyhow::Result<Option<Pending>> {
     let waker = Arc::new(
         Waker::new(poll.registry(), redis::WAKE).context("cannot create the broker waker")?,
     );
-    let mut uplink = Uplink::new(node, waker, UPLINK_LIMIT);
+    let mut uplink = Uplink::new(node, waker, UPLINK_LIMIT).with_kind(url.kind());
     let mut cluster = None;
     if let BrokerUrl::RedisCluster(_) = url {
         let health = Arc::new(cluster::Health::default());
@@ -236,7 +286,7 @@ pub fn prepare(url: &BrokerUrl, node: u16) -> anyhow::Result<Option<Pending>> {
         cluster = Some(health);
     }
     let spread = match url {
-        BrokerUrl::Memory | BrokerUrl::Nats(_) | BrokerUrl::RedisCluster(_) => None,
+        BrokerUrl::Memory | BrokerUrl::Nats { .. } | BrokerUrl::RedisCluster(_) => None,
         BrokerUrl::Redis(addr) => Some(Arc::new(Spread::new(std::slice::from_ref(addr)))),
         BrokerUrl::RedisSpread(addrs) => {
             let spread = Arc::new(Spread::new(addrs));
@@ -279,9 +329,9 @@ pub fn start(pending: Pending, mesh: Arc<Mesh>, history: Arc<HistoryPolicy>) -> 
             let transport = redis::Redis::new(addrs, spread, pending.poll, node);
             Box::new(move || transport.run())
         }
-        (BrokerUrl::Nats(addr), _) => {
+        (BrokerUrl::Nats { addr, auth }, _) => {
             let node = node.with_presence(node::PresenceStore::Queries);
-            let transport = nats::Nats::new(addr, pending.poll, node);
+            let transport = nats::Nats::new(addr, auth, pending.poll, node);
             Box::new(move || transport.run())
         }
         _ => return Ok(()),
@@ -296,6 +346,7 @@ pub fn start(pending: Pending, mesh: Arc<Mesh>, history: Arc<HistoryPolicy>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nats_proto::Auth;
 
     #[test]
     fn broker_urls_parse_or_say_why_not() {
@@ -360,22 +411,61 @@ mod tests {
     }
 
     #[test]
-    fn nats_urls_parse_and_credentials_are_refused_with_a_reason() {
+    fn nats_urls_parse_with_or_without_credentials() {
+        let nats = |addr: &str, auth| BrokerUrl::Nats {
+            addr: addr.into(),
+            auth,
+        };
         assert_eq!(
             "nats://127.0.0.1:4333".parse(),
-            Ok(BrokerUrl::Nats("127.0.0.1:4333".into()))
+            Ok(nats("127.0.0.1:4333", Auth::None))
         );
-        assert_eq!(
-            "nats://bus/".parse(),
-            Ok(BrokerUrl::Nats("bus:4222".into()))
-        );
-        assert_eq!(BrokerUrl::Nats("h:1".into()).to_string(), "nats://h:1");
+        assert_eq!("nats://bus/".parse(), Ok(nats("bus:4222", Auth::None)));
+        assert_eq!(nats("h:1", Auth::None).to_string(), "nats://h:1");
         for bad in ["nats://", "nats://h:0x", "nats://h:1,h:2", "nats://h:1/x"] {
             assert!(bad.parse::<BrokerUrl>().is_err(), "{bad:?}");
         }
-        for creds in ["nats://u:p@h:1", "nats://token@h"] {
-            let e = creds.parse::<BrokerUrl>().unwrap_err();
-            assert!(e.contains("credentials"), "{creds}: {e}");
+        let user = |user: &str, pass: &str| Auth::User {
+            user: user.into(),
+            pass: pass.into(),
+        };
+        assert_eq!(
+            "nats://gw:s3cret@h:1".parse(),
+            Ok(nats("h:1", user("gw", "s3cret")))
+        );
+        // Escapes decode; a `+` is a `+`; the last `@` ends the user part.
+        assert_eq!(
+            "nats://g%20w:p%3Aa%40s+s%25@bus".parse(),
+            Ok(nats("bus:4222", user("g w", "p:a@s+s%")))
+        );
+        assert_eq!(
+            "nats://a@b@h:1".parse(),
+            Ok(nats("h:1", Auth::Token("a@b".into())))
+        );
+        assert_eq!(
+            "nats://T0ken@h:1".parse(),
+            Ok(nats("h:1", Auth::Token("T0ken".into())))
+        );
+        // Printed without the secret.
+        assert_eq!(
+            nats("h:1", user("gw", "s3cret")).to_string(),
+            "nats://gw:***@h:1"
+        );
+        assert_eq!(
+            nats("h:1", Auth::Token("T0ken".into())).to_string(),
+            "nats://***@h:1"
+        );
+        // Bad credentials or hosts are refused without echoing the secret.
+        for bad in [
+            "nats://@h:1",
+            "nats://gw:@h:1",
+            "nats://:s3cret@h:1",
+            "nats://gw:s3cret%zz@h:1",
+            "nats://gw:s3cret@h:0x",
+            "nats://gw:s3cret@",
+        ] {
+            let e = bad.parse::<BrokerUrl>().unwrap_err();
+            assert!(!e.contains("s3cret"), "{bad}: {e}");
         }
     }
 }

@@ -39,6 +39,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The NATS transport. See the module doc.
 pub struct Nats {
     addr: String,
+    /// What `CONNECT` proves the node with.
+    auth: proto::Auth,
     poll: Poll,
     node: Node,
     stream: Option<TcpStream>,
@@ -64,12 +66,13 @@ pub struct Nats {
 }
 
 impl Nats {
-    /// The transport for the NATS server at `addr` (`host:port`) on `poll`, whose waker uses
-    /// [`WAKE`].
-    pub fn new(addr: String, poll: Poll, node: Node) -> Nats {
+    /// The transport for the NATS server at `addr` (`host:port`), connecting with `auth`, on
+    /// `poll`, whose waker uses [`WAKE`].
+    pub fn new(addr: String, auth: proto::Auth, poll: Poll, node: Node) -> Nats {
         let now = Instant::now();
         Nats {
             addr,
+            auth,
             poll,
             node,
             stream: None,
@@ -144,8 +147,11 @@ impl Nats {
             return Ok(());
         }
         self.flush().map_err(|e| format!("write: {e}"))?;
-        self.fill(buf).map_err(|e| format!("read: {e}"))?;
+        // What arrived before an end of stream is handled first: a server that turns the node
+        // away says why (`-ERR`) and closes at once.
+        let filled = self.fill(buf);
         self.on_input(now)?;
+        filled.map_err(|e| format!("read: {e}"))?;
         self.flush().map_err(|e| format!("write: {e}"))
     }
 
@@ -189,15 +195,25 @@ impl Nats {
                                     .into(),
                             );
                         }
-                        if info.auth_required {
-                            warn!(broker = %self.addr, "the server asks for credentials; connecting without");
+                        if info.auth_required && self.auth == proto::Auth::None {
+                            warn!(broker = %self.addr, "the server asks for credentials and --broker has none (nats://USER:PASSWORD@HOST or nats://TOKEN@HOST)");
                         }
                         self.on_info(now, &info.server_id);
                     }
                 }
                 Op::Ok => {}
                 Op::Err(text) => {
-                    warn!(broker = %self.addr, error = %String::from_utf8_lossy(text), "the broker reported an error");
+                    let text = String::from_utf8_lossy(text);
+                    if text.to_ascii_lowercase().contains("authorization") {
+                        warn!(broker = %self.addr, error = %text, "the NATS server refused the node's credentials (the user, password or token of --broker)");
+                    } else {
+                        warn!(broker = %self.addr, error = %text, "the broker reported an error");
+                    }
+                    // Before the greeting is confirmed, an error is the server turning the node
+                    // away: it closes the connection, so retry after the backoff now.
+                    if self.phase == Phase::Greeting {
+                        break Err(format!("refused: {text}"));
+                    }
                 }
             }
         };
@@ -210,7 +226,7 @@ impl Nats {
     fn on_info(&mut self, now: Instant, server_id: &str) {
         self.greeted = true;
         let name = format!("gateway-node-{}", self.node.uplink().node());
-        proto::encode_connect(&mut self.out, &name);
+        proto::encode_connect(&mut self.out, &name, &self.auth);
         for topic in self.node.topics() {
             self.subscribe(topic);
         }

@@ -116,10 +116,33 @@ pub fn parse_info(json: &[u8]) -> Option<Info> {
     })
 }
 
-/// Append `CONNECT`: no echo (a node serves its own subscribers and must not get its own
-/// publishes back), no `+OK` per operation, no headers.
-pub fn encode_connect(out: &mut Vec<u8>, name: &str) {
-    let opts = serde_json::json!({
+/// How a node proves itself to the server in `CONNECT` (from the `nats://` URL's user part).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum Auth {
+    /// No credentials: a server without authorization.
+    #[default]
+    None,
+    /// `nats://TOKEN@host`: the server's `authorization { token }`.
+    Token(String),
+    /// `nats://USER:PASSWORD@host`: a user of the server's `authorization` block.
+    User { user: String, pass: String },
+}
+
+impl std::fmt::Debug for Auth {
+    /// Never the secret: configurations and logs print this.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Token(_) => f.write_str("Token(***)"),
+            Auth::User { user, .. } => write!(f, "User({user:?}, ***)"),
+        }
+    }
+}
+
+/// Append `CONNECT` with `auth`: no echo (a node serves its own subscribers and must not get
+/// its own publishes back), no `+OK` per operation, no headers.
+pub fn encode_connect(out: &mut Vec<u8>, name: &str, auth: &Auth) {
+    let mut opts = serde_json::json!({
         "verbose": false,
         "pedantic": false,
         "echo": false,
@@ -129,6 +152,14 @@ pub fn encode_connect(out: &mut Vec<u8>, name: &str) {
         "protocol": 1,
         "name": name,
     });
+    match auth {
+        Auth::None => {}
+        Auth::Token(token) => opts["auth_token"] = token.as_str().into(),
+        Auth::User { user, pass } => {
+            opts["user"] = user.as_str().into();
+            opts["pass"] = pass.as_str().into();
+        }
+    }
     out.extend_from_slice(b"CONNECT ");
     out.extend_from_slice(opts.to_string().as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -339,15 +370,45 @@ mod tests {
             out,
             b"PUB gw:c:a 4\r\nx\r\ny\r\nSUB gw:n:1 7\r\nUNSUB 7\r\nPING\r\nPONG\r\n".to_vec()
         );
-        let mut c = Vec::new();
-        encode_connect(&mut c, "gateway-node-3");
-        let text = std::str::from_utf8(&c).unwrap();
-        let json: serde_json::Value =
-            serde_json::from_str(text.strip_prefix("CONNECT ").unwrap().trim_end()).unwrap();
+        let connect = |auth: &Auth| {
+            let mut c = Vec::new();
+            encode_connect(&mut c, "gateway-node-3", auth);
+            let text = std::str::from_utf8(&c).unwrap();
+            assert!(text.ends_with("}\r\n"));
+            serde_json::from_str::<serde_json::Value>(
+                text.strip_prefix("CONNECT ").unwrap().trim_end(),
+            )
+            .unwrap()
+        };
+        let json = connect(&Auth::None);
         assert_eq!(json["echo"], false, "own publishes are served locally");
         assert_eq!(json["verbose"], false);
         assert_eq!(json["name"], "gateway-node-3");
-        assert!(text.ends_with("}\r\n"));
+        for field in ["user", "pass", "auth_token"] {
+            assert!(json.get(field).is_none(), "{field} without credentials");
+        }
+        let json = connect(&Auth::Token("t\"ok".into()));
+        assert_eq!(json["auth_token"], "t\"ok");
+        assert!(json.get("user").is_none());
+        let json = connect(&Auth::User {
+            user: "gw".into(),
+            pass: "p@ss:w\\rd".into(),
+        });
+        assert_eq!(
+            (&json["user"], &json["pass"]),
+            (&"gw".into(), &"p@ss:w\\rd".into())
+        );
+        assert!(json.get("auth_token").is_none());
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let user = Auth::User {
+            user: "gw".into(),
+            pass: "hunter2".into(),
+        };
+        assert_eq!(format!("{user:?}"), "User(\"gw\", ***)");
+        assert_eq!(format!("{:?}", Auth::Token("hunter2".into())), "Token(***)");
     }
 
     #[test]

@@ -257,6 +257,8 @@ pub struct Uplink {
     waker: Arc<Waker>,
     /// The broker keeps the history of channels (one numbering for every node).
     shared_history: bool,
+    /// What kind of broker it is (`redis`, `nats`), for `/api/stats`.
+    kind: &'static str,
     /// The broker thread's counters.
     pub stats: BrokerStats,
 }
@@ -285,8 +287,20 @@ impl Uplink {
             channel_up: None,
             waker,
             shared_history: false,
+            kind: "redis",
             stats: BrokerStats::default(),
         }
+    }
+
+    /// Name the broker's kind (`redis` unless said otherwise), as `/api/stats` shows it.
+    pub fn with_kind(mut self, kind: &'static str) -> Uplink {
+        self.kind = kind;
+        self
+    }
+
+    /// The broker's kind.
+    pub fn kind(&self) -> &'static str {
+        self.kind
     }
 
     /// Refuse a channel's data (`Down`) while `up` says its broker instance is unreachable,

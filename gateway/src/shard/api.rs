@@ -171,6 +171,7 @@ impl<D: Driver> Shard<D> {
                 let all = self.all_metrics();
                 let mut stats = Stats::from_metrics(&all);
                 stats.broker = self.router.outbound.uplink().map(|u| BrokerStats {
+                    kind: u.kind(),
                     node: u.node(),
                     connected: u.connected(),
                     nodes: u.stats.nodes.lock().map(|n| n.clone()).unwrap_or_default(),
