@@ -331,6 +331,9 @@ impl Cluster {
             if let Some(at) = self.resync_due {
                 deadline = deadline.min(at);
             }
+            for (at, _) in &self.retry {
+                deadline = deadline.min(*at);
+            }
             socket::wait(&mut self.poll, &mut events, deadline);
             let now = Instant::now();
             for ev in events.iter() {
