@@ -8,10 +8,18 @@
 # runs both brokers, alternating which goes first, on fresh servers and fresh nodes, so drift on
 # a shared machine hits both alike. Ratios are NATS/Redis.
 #
+# KINDS="redis cluster" compares a Redis Cluster of three masters (`--broker redis-cluster://`,
+# sharded pub/sub; bytes summed over the masters) with one Redis instead; any list of redis,
+# nats and cluster works, ratios are each kind over the first. Every run also reports the CPU
+# time of both gateway nodes per delivery and of the broker servers per publish (from
+# /proc/PID/stat, so Linux only).
+#
 #   cargo build --release -p gateway -p loadgen && bench/broker.sh
+#   cargo build --release -p gateway -p loadgen && KINDS="redis cluster" bench/broker.sh
 #
 # Environment: ROUNDS (3), DURATION (5s), SUBSCRIBERS (500), RATE (200 publishes/s), SIZE (64),
-# THREADS (1 per gateway node). Needs redis-server, redis-cli, nats-server, curl, python3.
+# THREADS (1 per gateway node), KINDS ("redis nats"). Needs redis-server, redis-cli,
+# nats-server, curl, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +30,7 @@ subscribers=${SUBSCRIBERS:-500}
 rate=${RATE:-200}
 size=${SIZE:-64}
 threads=${THREADS:-1}
+read -r -a kinds <<<"${KINDS:-redis nats}"
 key=bench-broker-key
 
 work=$(mktemp -d)
@@ -64,12 +73,53 @@ node() {
   exit 1
 }
 
+# cpu_ticks PID...: user + system clock ticks the processes used so far.
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@"; do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+
+# start_cluster: three cluster masters on free ports (client and bus), slots split by
+# `redis-cli --cluster create`; sets $url, $cluster_ports and $broker_pids.
+start_cluster() {
+  local i port bus
+  cluster_ports=()
+  for i in 1 2 3; do
+    port=$(free_port)
+    bus=$(free_port)
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+      --cluster-enabled yes --cluster-port "$bus" --cluster-config-file "$work/nodes-$port.conf" \
+      --cluster-node-timeout 1000 --cluster-require-full-coverage no --dir "$work" \
+      >"$work/cluster-$port.log" 2>&1 &
+    broker_pids+=($!)
+    cluster_ports+=("$port")
+    for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  done
+  redis-cli --cluster create "${cluster_ports[@]/#/127.0.0.1:}" --cluster-replicas 0 \
+    --cluster-yes >"$work/cluster-create.log" 2>&1
+  for port in "${cluster_ports[@]}"; do
+    for _ in $(seq 200); do
+      redis-cli -p "$port" cluster info | grep -q cluster_state:ok && break
+      sleep 0.05
+    done
+  done
+  url=redis-cluster://$(printf '127.0.0.1:%s,' "${cluster_ports[@]}")
+  url=${url%,}
+}
+
 # broker_bytes KIND: "IN OUT" as the broker counts them.
 broker_bytes() {
   case $1 in
     redis)
       redis-cli -p "$broker_port" info stats | tr -d '\r' |
         awk -F: '/^total_net_input_bytes/{i=$2} /^total_net_output_bytes/{o=$2} END{print i, o}'
+      ;;
+    cluster)
+      for port in "${cluster_ports[@]}"; do redis-cli -p "$port" info stats; done | tr -d '\r' |
+        awk -F: '/^total_net_input_bytes/{i+=$2} /^total_net_output_bytes/{o+=$2} END{print i, o}'
       ;;
     nats)
       curl -sf "http://127.0.0.1:$monitor_port/varz" |
@@ -82,68 +132,90 @@ broker_bytes() {
 run() {
   local kind=$1 round=$2 url
   broker_port=$(free_port)
+  broker_pids=()
   case $kind in
     redis)
       redis-server --port "$broker_port" --bind 127.0.0.1 --save "" --appendonly no \
         >"$work/redis.log" 2>&1 &
-      broker_pid=$!
+      broker_pids=($!)
       for _ in $(seq 100); do redis-cli -p "$broker_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
       url=redis://127.0.0.1:$broker_port
       ;;
     nats)
       monitor_port=$(free_port)
       nats-server -a 127.0.0.1 -p "$broker_port" -m "$monitor_port" >"$work/nats.log" 2>&1 &
-      broker_pid=$!
+      broker_pids=($!)
       for _ in $(seq 100); do curl -sf "http://127.0.0.1:$monitor_port/varz" >/dev/null && break; sleep 0.05; done
       url=nats://127.0.0.1:$broker_port
       ;;
+    cluster)
+      start_cluster
+      ;;
   esac
-  pids+=("$broker_pid")
+  pids+=("${broker_pids[@]}")
   node a "$url" 1
   local a_pid=$pid a_api=$api_port
   node b "$url" 2
   local b_pid=$pid b_ws=$ws_port
   read -r in0 out0 < <(broker_bytes "$kind")
+  local nodes0 brokers0
+  nodes0=$(cpu_ticks "$a_pid" "$b_pid")
+  brokers0=$(cpu_ticks "${broker_pids[@]}")
   "$bin/loadgen" fanout --adapter gateway --url "ws://127.0.0.1:$b_ws" \
     --api-url "http://127.0.0.1:$a_api" --api-key "$key" --subscribers "$subscribers" \
     --publishers 1 --channels 1 --rate "$rate" -s "$size" --duration "$duration" \
     --quiet --json "$work/$kind-$round.json" >/dev/null
   read -r in1 out1 < <(broker_bytes "$kind")
+  local nodes_cpu brokers_cpu
+  nodes_cpu=$(($(cpu_ticks "$a_pid" "$b_pid") - nodes0))
+  brokers_cpu=$(($(cpu_ticks "${broker_pids[@]}") - brokers0))
   python3 - "$work/$kind-$round.json" "$kind" "$round" "$in0" "$out0" "$in1" "$out1" \
-    >>"$work/results" <<'EOF'
+    "$nodes_cpu" "$brokers_cpu" "$(getconf CLK_TCK)" >>"$work/results" <<'EOF'
 import json, sys
-path, kind, rnd, in0, out0, in1, out1 = sys.argv[1:]
+path, kind, rnd, in0, out0, in1, out1, nodes, brokers, tck = sys.argv[1:]
 r = json.load(open(path))["results"]
 sent = max(r["all"]["sent"], 1)
 lost = (r.get("delivery") or {}).get("lost", 0)
+delivered = max(r["all"].get("received", 0), 1)
+us = 1e6 / int(tck)
 print(kind, rnd, round(r["receive_rate"]), r["latency"]["p99"] / 1e6, lost,
-      (int(in1) - int(in0)) / sent, (int(out1) - int(out0)) / sent)
+      (int(in1) - int(in0)) / sent, (int(out1) - int(out0)) / sent,
+      int(nodes) * us / delivered, int(brokers) * us / sent)
 EOF
   stop "$a_pid"
   stop "$b_pid"
-  stop "$broker_pid"
+  for pid in "${broker_pids[@]}"; do stop "$pid"; done
 }
 
 for round in $(seq "$rounds"); do
-  if [ $((round % 2)) -eq 1 ]; then order="redis nats"; else order="nats redis"; fi
-  for kind in $order; do run "$kind" "$round"; done
+  # Alternate which kind goes first.
+  order=("${kinds[@]}")
+  if [ $((round % 2)) -eq 0 ]; then
+    order=()
+    for ((i = ${#kinds[@]} - 1; i >= 0; i--)); do order+=("${kinds[i]}"); done
+  fi
+  for kind in "${order[@]}"; do run "$kind" "$round"; done
 done
 
-python3 - "$work/results" <<'EOF'
+python3 - "$work/results" "${kinds[@]}" <<'EOF'
 import sys
 rows = [l.split() for l in open(sys.argv[1])]
-print(f"{'broker':6} {'round':>5} {'deliveries/s':>12} {'p99 ms':>8} {'lost':>6} "
-      f"{'in B/pub':>9} {'out B/pub':>9}")
-for k, rnd, d, p99, lost, bi, bo in rows:
-    print(f"{k:6} {rnd:>5} {int(d):>12} {float(p99):>8.2f} {lost:>6} "
-          f"{float(bi):>9.1f} {float(bo):>9.1f}")
+kinds = sys.argv[2:]
+print(f"{'broker':7} {'round':>5} {'deliveries/s':>12} {'p99 ms':>8} {'lost':>6} "
+      f"{'in B/pub':>9} {'out B/pub':>9} {'node us/dlv':>11} {'broker us/pub':>13}")
+for k, rnd, d, p99, lost, bi, bo, nc, bc in rows:
+    print(f"{k:7} {rnd:>5} {int(d):>12} {float(p99):>8.2f} {lost:>6} "
+          f"{float(bi):>9.1f} {float(bo):>9.1f} {float(nc):>11.2f} {float(bc):>13.2f}")
 def median(kind, col):
     v = sorted(float(r[col]) for r in rows if r[0] == kind)
     return v[len(v) // 2]
-print()
-print("NATS/Redis (medians over rounds):")
-for name, col in [("deliveries/s", 2), ("p99", 3), ("broker bytes in per publish", 5),
-                  ("broker bytes out per publish", 6)]:
-    r, n = median("redis", col), median("nats", col)
-    print(f"  {name:30} {n / r if r else float('nan'):.2f}  (redis {r:.2f}, nats {n:.2f})")
+base = kinds[0]
+for other in kinds[1:]:
+    print()
+    print(f"{other}/{base} (medians over rounds):")
+    for name, col in [("deliveries/s", 2), ("p99", 3), ("broker bytes in per publish", 5),
+                      ("broker bytes out per publish", 6),
+                      ("gateway CPU per delivery", 7), ("broker CPU per publish", 8)]:
+        b, o = median(base, col), median(other, col)
+        print(f"  {name:30} {o / b if b else float('nan'):.2f}  ({base} {b:.2f}, {other} {o:.2f})")
 EOF

@@ -1559,6 +1559,19 @@ mod tests {
     }
 
     #[test]
+    fn a_redis_cluster_broker_parses_from_the_flag_or_the_file_and_is_shown_whole() {
+        let url = "redis-cluster://a:1,b:2";
+        let c = Config::from_parts(cli(&["--broker", url]), "").unwrap();
+        let cluster = BrokerUrl::RedisCluster(vec!["a:1".into(), "b:2".into()]);
+        assert_eq!(c.broker, cluster);
+        assert_eq!(c.effective("broker").as_deref(), Some(url));
+        let file = "broker = \"redis-cluster://a:1,b:2\"\n";
+        assert_eq!(Config::from_parts(cli(&[]), file).unwrap().broker, cluster);
+        let twice = cli(&["--broker", "redis-cluster://a:1,a:1"]);
+        assert!(Config::from_parts(twice, "").is_err());
+    }
+
+    #[test]
     fn history_rules_come_from_flags_or_the_file() {
         let c = Config::from_parts(
             cli(&["--history", "chat:=100/10m", "--history", "news=5/1h,=1/1s"]),

@@ -622,7 +622,7 @@ pub fn render_broker(b: &BrokerCounters, out: &mut String) {
         (
             "gateway_broker_instances_down",
             "gauge",
-            "Broker instances (Redis instances of --broker) this node cannot reach.",
+            "Broker instances (Redis instances of --broker, or Redis Cluster masters) this node cannot reach.",
             b.instances_down,
         ),
     ];

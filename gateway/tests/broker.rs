@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use common::api::{json_of, text, Api, API_KEY};
 use common::nats::Nats;
-use common::redis::{Broker, Brokers, Redis};
+use common::redis::{Broker, Brokers, Cluster, Redis};
 use common::ws::{read_json, spread, Ws};
 use common::*;
 
@@ -28,12 +28,15 @@ const RESUME: Duration = Duration::from_secs(5);
 enum Kind {
     Redis,
     Nats,
+    /// A Redis Cluster of three masters (`--broker redis-cluster://`).
+    Cluster,
 }
 
 /// A real broker server of either kind, and what the suites ask of it.
 enum Server {
     Redis(Redis),
     Nats(Nats),
+    Cluster(Cluster),
 }
 
 impl Server {
@@ -41,6 +44,7 @@ impl Server {
         match kind {
             Kind::Redis => Server::Redis(Redis::start()),
             Kind::Nats => Server::Nats(Nats::start()),
+            Kind::Cluster => Server::Cluster(Cluster::start()),
         }
     }
 
@@ -49,6 +53,7 @@ impl Server {
         match kind {
             Kind::Redis => Server::Redis(Redis::start_on(port)),
             Kind::Nats => Server::Nats(Nats::start_on(port, free_port())),
+            Kind::Cluster => unreachable!("cluster suites start their cluster with Cluster::start"),
         }
     }
 
@@ -60,6 +65,9 @@ impl Server {
         *self = match self {
             Server::Redis(r) => Server::Redis(Redis::start_on(r.port)),
             Server::Nats(n) => Server::Nats(Nats::start_on(n.port, n.monitor_port)),
+            Server::Cluster(_) => {
+                unreachable!("cluster suites restart one master: Cluster::restart")
+            }
         };
     }
 
@@ -67,6 +75,7 @@ impl Server {
         match self {
             Server::Redis(r) => r.url(),
             Server::Nats(n) => n.url(),
+            Server::Cluster(c) => c.url(),
         }
     }
 
@@ -74,6 +83,7 @@ impl Server {
         match self {
             Server::Redis(r) => &mut r.process,
             Server::Nats(n) => &mut n.process,
+            Server::Cluster(c) => &mut c.masters[0].process,
         }
     }
 
@@ -82,6 +92,7 @@ impl Server {
         match self {
             Server::Redis(r) => r.numsub(topic),
             Server::Nats(n) => n.subscriptions(topic),
+            Server::Cluster(c) => c.numsub(topic),
         }
     }
 
@@ -90,6 +101,7 @@ impl Server {
         match self {
             Server::Redis(r) => r.wait_numsub(topic, n),
             Server::Nats(s) => s.wait_subscriptions(topic, n),
+            Server::Cluster(c) => c.wait_numsub(topic, n),
         }
     }
 
@@ -98,6 +110,16 @@ impl Server {
         match self {
             Server::Redis(r) => r.info_stat("total_commands_processed"),
             Server::Nats(n) => n.varz("in_msgs"),
+            Server::Cluster(c) => c.info_stat("total_commands_processed"),
+        }
+    }
+
+    /// Commands a node sends besides publishes in a few seconds (pings, slot maps): per
+    /// server it has connections to.
+    fn chatter(&self) -> u64 {
+        match self {
+            Server::Cluster(c) => 100 * c.masters.len() as u64,
+            _ => 100,
         }
     }
 }
@@ -118,6 +140,13 @@ impl Broker for Server {
 fn node(broker: &impl Broker, id: u16) -> Gateway {
     let gw = node_on(&broker.url(), id);
     broker.wait_node(id);
+    // Every broker server answers (a cluster node's topic may be up before its other
+    // masters are).
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while health(&gw).0 != 200 {
+        assert!(Instant::now() < deadline, "node {id}: {}", health(&gw).1);
+        thread::sleep(Duration::from_millis(20));
+    }
     gw
 }
 
@@ -185,7 +214,7 @@ fn channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_orde
     }
     let commands = broker.publishes() - published;
     assert!(
-        commands < 5 * N + 100,
+        commands < 5 * N + broker.chatter(),
         "one PUBLISH per publish (plus pings), not one per node or subscriber: {commands}"
     );
 
@@ -305,6 +334,12 @@ fn private_messages_users_and_disconnects_cross_nodes(kind: Kind) {
     assert_eq!(stats["broker"]["node"], 11, "{stats}");
     assert_eq!(stats["broker"]["nodes"], json!([11, 12]), "{stats}");
     assert_eq!(stats["broker"]["connected"], true, "{stats}");
+    let named = match broker {
+        Server::Redis(_) => "redis",
+        Server::Nats(_) => "nats",
+        Server::Cluster(_) => "redis-cluster",
+    };
+    assert_eq!(stats["broker"]["kind"], named, "{stats}");
 }
 
 /// Publish through `api` until `sub` gets it (the broker path is back), within [`RESUME`].
@@ -527,6 +562,17 @@ fn presence_lists_every_nodes_members_and_forgets_a_crashed_node(kind: Kind) {
         };
         assert!((1..=15).contains(&ttl), "presence hash TTL {ttl}");
     }
+    // On a cluster, the hash carries the channel's partition tag: it lives on the master of
+    // the channel's topic.
+    if let Server::Cluster(cluster) = &broker {
+        let key = gateway::broker::slots::presence_key("lobby", "32");
+        let master = &cluster.masters[cluster.owner_of_channel("lobby")];
+        let ttl = match master.command(&["TTL", &key]) {
+            gateway::broker::resp::Value::Int(t) => t,
+            other => panic!("TTL answer {other:?}"),
+        };
+        assert!((1..=15).contains(&ttl), "presence hash {key} TTL {ttl}");
+    }
 
     // A crashed node's members leave the answers once it misses its heartbeats (3 s).
     b.signal(Signal::SIGKILL);
@@ -704,6 +750,7 @@ fn a_node_starts_without_its_broker_and_joins_when_it_comes_up(kind: Kind) {
     let scheme = match kind {
         Kind::Redis => "redis",
         Kind::Nats => "nats",
+        Kind::Cluster => unreachable!("not run on a cluster"),
     };
     let url = format!("{scheme}://127.0.0.1:{port}");
     let a = gateway()
@@ -744,6 +791,8 @@ fn a_node_starts_without_its_broker_and_joins_when_it_comes_up(kind: Kind) {
         "redis://h:99999",
         "nats://",
         "nats://u:s3cret%zz@127.0.0.1:4222",
+        "redis-cluster://",
+        "redis-cluster://127.0.0.1:7000,127.0.0.1:7000",
     ] {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
         cmd.args([
@@ -904,6 +953,32 @@ suites!(
     three_nodes_three_hundred_clients_thirty_channels,
     a_node_starts_without_its_broker_and_joins_when_it_comes_up,
 );
+
+/// The suites above that make sense on a Redis Cluster, as `on_cluster::SUITE`. Left out by
+/// design: `broker_stalls_and_crashes_are_survived` and
+/// `a_node_starts_without_its_broker_and_joins_when_it_comes_up` stop, crash or start the one
+/// broker server; a cluster loses and regains one master at a time, which
+/// `on_cluster_losing_one_master_affects_only_its_channels` covers.
+macro_rules! cluster_suites {
+    ($($suite:ident),+ $(,)?) => {
+        /// Each suite above, against a Redis Cluster of three masters.
+        mod on_cluster {
+            $(
+                #[test]
+                fn $suite() {
+                    super::$suite(super::Kind::Cluster);
+                }
+            )+
+        }
+    };
+}
+
+cluster_suites!(
+    channels_are_subscribed_on_demand_and_publishes_reach_every_node_once_in_order,
+    private_messages_users_and_disconnects_cross_nodes,
+    presence_lists_every_nodes_members_and_forgets_a_crashed_node,
+    three_nodes_three_hundred_clients_thirty_channels,
+);
 /// Two Redis instances, one killed (`kill -9`) and restarted: only the channels hashed to it
 /// answer 503 meanwhile, and soon (the loss shows at once as a closed connection); the other
 /// instance's channels, private messages and user publishes keep crossing nodes; once it is
@@ -937,18 +1012,7 @@ fn losing_one_of_two_redis_instances_affects_only_its_channels() {
     brokers.instances[0].process.signal(Signal::SIGKILL);
     let killed = Instant::now();
     let _ = brokers.instances[0].process.wait_exit(IO_TIMEOUT);
-    let refused = loop {
-        let r = api_a.post("/api/publish", json!({"channel":lost,"data":{"p":"lost"}}));
-        if r.status == 503 {
-            break r;
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(2),
-            "no 503 for a channel of the dead instance"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(json_of(&refused)["error"]["code"], "broker_unavailable");
+    await_refusal(&mut api_a, &lost, killed + Duration::from_secs(2));
     let mut client = Ws::open(a.addr(), "");
     assert_eq!(
         client.err(json!({"op":"publish","channel":lost,"data":1,"id":1})),
@@ -956,20 +1020,7 @@ fn losing_one_of_two_redis_instances_affects_only_its_channels() {
     );
 
     // The other instance's channel still crosses nodes, as do node-level messages.
-    far.sync();
-    for n in 0..5 {
-        api_a.accepted(
-            "/api/publish",
-            json!({"channel":kept,"data":{"p":"kept","n":n}}),
-        );
-    }
-    for n in 0..5 {
-        let m = far.next();
-        assert_eq!(
-            (m["data"]["p"].as_str(), m["data"]["n"].as_u64()),
-            (Some("kept"), Some(n))
-        );
-    }
+    assert_crosses(&mut api_a, &mut far, &kept);
     api_a.accepted("/api/send", json!({"conn":far.id,"data":"direct"}));
     assert_eq!(far.next()["data"], "direct");
     api_a.accepted("/api/publish/user", json!({"user":"fay","data":"user"}));
@@ -999,6 +1050,44 @@ fn losing_one_of_two_redis_instances_affects_only_its_channels() {
     b.assert_running();
 }
 
+/// Publish on `channel` through `api` until its node refuses (503 `broker_unavailable`), which
+/// it must by `deadline`.
+fn await_refusal(api: &mut Api, channel: &str, deadline: Instant) {
+    let refused = loop {
+        let r = api.post(
+            "/api/publish",
+            json!({"channel":channel,"data":{"p":"lost"}}),
+        );
+        if r.status == 503 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 503 in time for {channel}, whose broker server is dead"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(json_of(&refused)["error"]["code"], "broker_unavailable");
+}
+
+/// Five publishes on `channel` through `api` reach `far` (on another node), in order.
+fn assert_crosses(api: &mut Api, far: &mut Ws, channel: &str) {
+    far.sync();
+    for n in 0..5 {
+        api.accepted(
+            "/api/publish",
+            json!({"channel":channel,"data":{"p":"kept","n":n}}),
+        );
+    }
+    for n in 0..5 {
+        let m = far.next();
+        assert_eq!(
+            (m["data"]["p"].as_str(), m["data"]["n"].as_u64()),
+            (Some("kept"), Some(n))
+        );
+    }
+}
+
 /// The value of an unlabelled metric in `api`'s node's `/metrics`.
 fn metric(api: &mut Api, name: &str) -> f64 {
     let text = String::from_utf8_lossy(&api.get("/metrics").body).into_owned();
@@ -1006,4 +1095,193 @@ fn metric(api: &mut Api, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
+/// A Redis Cluster of three masters: the partitions' tags hash where the gateway says on a real
+/// cluster (`CLUSTER KEYSLOT`); one master killed (`kill -9`) and restarted from its
+/// `nodes.conf`: only the channels on its slots answer 503 meanwhile, at once; the other
+/// masters' channels keep crossing nodes; once it is back, its channels deliver again within
+/// [`RESUME`], and no node crashed.
+#[test]
+fn on_cluster_losing_one_master_affects_only_its_channels() {
+    use gateway::broker::slots;
+    let mut cluster = Cluster::start();
+    for p in 0..slots::PARTITIONS {
+        let topic = slots::partition_topic(p);
+        let slot = cluster.masters[0].command(&["CLUSTER", "KEYSLOT", &topic]);
+        let want = i64::from(slots::partition_slot(p));
+        assert_eq!(
+            slot,
+            gateway::broker::resp::Value::Int(want),
+            "partition {p}: {topic}"
+        );
+    }
+
+    let (mut a, mut b) = (node(&cluster, 71), node(&cluster, 72));
+    let mut api_a = Api::connect(&a);
+    await_nodes(&mut api_a, json!([71, 72]));
+    // A channel on each master; the control topic's master is kept alive.
+    let all = cluster.owner(slots::key_slot(b"gw:all"));
+    let on = |i: usize| -> String {
+        (0..200)
+            .map(|n| format!("c{n}"))
+            .find(|c| cluster.owner_of_channel(c) == i)
+            .unwrap_or_else(|| panic!("no channel of 200 on master {i}"))
+    };
+    let victim = (all + 1) % 3;
+    let (lost, kept) = (on(victim), on(all));
+    let mut far = Ws::open(b.addr(), "?user=fay");
+    for c in [&lost, &kept] {
+        far.subscribe(c);
+        cluster.wait_numsub(&format!("gw:c:{c}"), 1);
+    }
+    await_delivery_on(&mut api_a, &mut far, &lost, "before");
+    await_delivery_on(&mut api_a, &mut far, &kept, "before");
+
+    cluster.kill(victim);
+    let killed = Instant::now();
+    await_refusal(&mut api_a, &lost, killed + Duration::from_secs(1));
+
+    assert_crosses(&mut api_a, &mut far, &kept);
+    api_a.accepted("/api/publish/user", json!({"user":"fay","data":"user"}));
+    assert_eq!(far.next()["data"], "user");
+    let (status, h) = health(&a);
+    assert_eq!(status, 503, "monitoring learns of the lost master: {h}");
+    assert_eq!(metric(&mut api_a, "gateway_broker_instances_down"), 1.0);
+    assert_eq!(metric(&mut api_a, "gateway_broker_connected"), 1.0);
+
+    cluster.restart(victim);
+    let back = Instant::now();
+    cluster.wait_numsub(&format!("gw:c:{lost}"), 1);
+    assert!(
+        back.elapsed() < RESUME,
+        "resubscribed in {:?}",
+        back.elapsed()
+    );
+    await_delivery_on(&mut api_a, &mut far, &lost, "after");
+    let healthy = Instant::now() + RESUME;
+    while health(&a).0 != 200 {
+        assert!(Instant::now() < healthy, "healthy again: {}", health(&a).1);
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric(&mut api_a, "gateway_broker_instances_down"), 0.0);
+    let mut api_b = Api::connect(&b);
+    assert!(
+        metric(&mut api_b, "gateway_broker_resubscribes_total") >= 1.0,
+        "the far node subscribed again to the lost channel's partition"
+    );
+    a.assert_running();
+    b.assert_running();
+}
+
+/// A slot migration on a Redis Cluster: the slot of a channel's partition moves to another
+/// master (`IMPORTING`/`MIGRATING`, the presence keys `MIGRATE`d, `SETSLOT NODE`), and the old
+/// master ends the node's sharded subscription (`sunsubscribe`). The node subscribes again on
+/// the new master, publishes follow the slot (`-MOVED`, then the new map), and delivery goes on.
+/// A member who joins while the slot is half moved lands in the presence hash on the new master
+/// (`-ASK`, or `-MOVED` if the move completes first, followed).
+#[test]
+fn on_cluster_a_migrated_partition_is_followed_to_its_new_master() {
+    use gateway::broker::slots;
+    let cluster = Cluster::start();
+    let (a, b) = (node(&cluster, 81), node(&cluster, 82));
+    let mut api_a = Api::connect(&a);
+    let mut far = Ws::open(b.addr(), "?user=mo");
+    far.subscribe("moving");
+    cluster.wait_numsub("gw:c:moving", 1);
+    await_delivery_on(&mut api_a, &mut far, "moving", "before");
+
+    let slot = slots::partition_slot(slots::partition_of("moving"));
+    let from = cluster.owner(slot);
+    let to = (from + 1) % 3;
+    let mut near = Ws::open(a.addr(), "?user=ann");
+    cluster.migrate(slot, to, || {
+        near.subscribe("moving");
+        cluster.wait_numsub("gw:c:moving", 2);
+    });
+    assert_eq!(cluster.owner(slot), to);
+    let moved = Instant::now();
+    while cluster.numsub_on(to, "gw:c:moving") != 2 || cluster.numsub_on(from, "gw:c:moving") != 0 {
+        assert!(
+            moved.elapsed() < RESUME,
+            "both nodes' subscriptions follow the slot to master {to}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_crosses(&mut api_a, &mut far, "moving");
+    // Presence moved with the slot: the far member's hash was migrated, the near one's was
+    // written through the redirection.
+    let mut want = vec![
+        (far.id.clone(), Some("mo".to_owned())),
+        (near.id.clone(), Some("ann".to_owned())),
+    ];
+    want.sort();
+    let mut api_b = Api::connect(&b);
+    let v = json_of(&api_b.get("/api/presence?channel=moving"));
+    assert_eq!(members(&v, "connections"), want, "{v}");
+    assert!(metric(&mut api_b, "gateway_broker_resubscribes_total") >= 1.0);
+    assert_eq!(metric(&mut api_b, "gateway_broker_instances_down"), 0.0);
+}
+
+/// A cluster that stops serving: with `cluster-require-full-coverage yes` and
+/// `cluster-allow-pubsubshard-when-down no`, losing one master makes the others answer
+/// `-CLUSTERDOWN`. A node retries, answers 503 within a second for the channels of the masters
+/// still running too, says it is degraded, and delivers again once the cluster is whole.
+#[test]
+fn on_cluster_a_cluster_that_refuses_commands_answers_503_and_recovers() {
+    use gateway::broker::slots;
+    let mut cluster = Cluster::start();
+    for m in &cluster.masters {
+        for (k, v) in [
+            ("cluster-require-full-coverage", "yes"),
+            ("cluster-allow-pubsubshard-when-down", "no"),
+        ] {
+            m.command(&["CONFIG", "SET", k, v]);
+        }
+    }
+    let (a, b) = (node(&cluster, 91), node(&cluster, 92));
+    let mut api_a = Api::connect(&a);
+    let all = cluster.owner(slots::key_slot(b"gw:all"));
+    let kept = (0..200)
+        .map(|n| format!("k{n}"))
+        .find(|c| cluster.owner_of_channel(c) == all)
+        .expect("a channel on the control topic's master");
+    let mut far = Ws::open(b.addr(), "");
+    far.subscribe(&kept);
+    cluster.wait_numsub(&format!("gw:c:{kept}"), 1);
+    await_delivery_on(&mut api_a, &mut far, &kept, "before");
+
+    let victim = (all + 1) % 3;
+    cluster.kill(victim);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let info = cluster.masters[all].command(&["CLUSTER", "INFO"]);
+        let text = info
+            .bytes()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        if text.contains("cluster_state:fail") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not fail: {text}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The first publish meets -CLUSTERDOWN; from then on the master counts as refusing.
+    await_refusal(&mut api_a, &kept, Instant::now() + Duration::from_secs(1));
+    assert_eq!(health(&a).0, 503, "degraded while the cluster refuses");
+    assert!(a.stderr().contains("CLUSTERDOWN"), "the log says why");
+
+    cluster.restart(victim);
+    for i in 0..3 {
+        cluster.wait_ok(i);
+    }
+    await_delivery_on(&mut api_a, &mut far, &kept, "after");
+    let healthy = Instant::now() + RESUME;
+    while health(&a).0 != 200 {
+        assert!(Instant::now() < healthy, "healthy again: {}", health(&a).1);
+        thread::sleep(Duration::from_millis(50));
+    }
 }

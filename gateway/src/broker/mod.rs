@@ -8,6 +8,8 @@
 //!   ([`wire`]), deliveries pushed into the shards' queues without ever waiting on a full one.
 //! - [`redis`]: the Redis transport (RESP over mio, [`resp`]), with reconnects and resubscribes,
 //!   over one instance or several ([`spread`]: which instance carries which channel).
+//! - [`cluster`]: the Redis Cluster transport (sharded pub/sub over every master), with channels
+//!   folded into partitions on evenly spaced hash slots ([`slots`]).
 //! - [`nats`]: the NATS transport (core NATS over mio, [`nats_proto`]), with the same reconnect,
 //!   resubscribe and stall policy; presence is asked of the nodes instead of kept in the broker.
 //! - [`socket`]: what both transports do with their TCP connections, and the reconnect delay.
@@ -17,12 +19,14 @@
 //! `--broker memory` (the default) starts no thread: the node is alone and the router never
 //! looks past its own shards.
 
+pub mod cluster;
 pub mod history;
 pub mod nats;
 pub mod nats_proto;
 pub mod node;
 pub mod redis;
 pub mod resp;
+pub mod slots;
 pub mod socket;
 pub mod spread;
 pub mod wire;
@@ -55,6 +59,9 @@ pub enum BrokerUrl {
     /// Several independent Redis instances (`host:port` each, at least two): channels spread
     /// over them ([`spread`]).
     RedisSpread(Vec<String>),
+    /// One Redis Cluster, reached through these nodes (`host:port` each, at least one):
+    /// sharded pub/sub over its masters ([`cluster`]).
+    RedisCluster(Vec<String>),
 }
 
 impl std::str::FromStr for BrokerUrl {
@@ -69,6 +76,9 @@ impl std::str::FromStr for BrokerUrl {
         }
         if let Some(rest) = s.strip_prefix("nats://") {
             return parse_nats(s, rest).map(|(addr, auth)| BrokerUrl::Nats { addr, auth });
+        }
+        if let Some(rest) = s.strip_prefix("redis-cluster://") {
+            return parse_cluster(s, rest).map(BrokerUrl::RedisCluster);
         }
         if s.starts_with("redis://") && s.contains(',') {
             let mut addrs = Vec::new();
@@ -105,9 +115,37 @@ impl std::str::FromStr for BrokerUrl {
             return Ok(BrokerUrl::Redis(with_port));
         }
         Err(format!(
-            "unknown broker {s:?}: want memory, redis://HOST:PORT, several redis:// URLs separated by commas, or nats://HOST:PORT"
+            "unknown broker {s:?}: want memory, redis://HOST:PORT, several redis:// URLs separated by commas, redis-cluster://HOST:PORT[,HOST:PORT...] or nats://HOST:PORT"
         ))
     }
+}
+
+/// The seed nodes (`host:port`, port 6379 by default) of `redis-cluster://` URL `url` (`rest`
+/// is what follows the scheme).
+fn parse_cluster(url: &str, rest: &str) -> Result<Vec<String>, String> {
+    let mut seeds = Vec::new();
+    for one in rest.trim_end_matches('/').split(',') {
+        let one = one.trim();
+        if one.is_empty() || one.contains(['/', '@', '?']) || one.contains("://") {
+            return Err(format!(
+                "bad broker {url:?}: want redis-cluster://HOST:PORT[,HOST:PORT...] \
+                 (no user, path, options or second scheme)"
+            ));
+        }
+        let seed = match one.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
+                port.parse::<u16>()
+                    .map_err(|e| format!("bad port in broker {url:?}: {e}"))?;
+                one.to_owned()
+            }
+            _ => format!("{one}:6379"),
+        };
+        if seeds.contains(&seed) {
+            return Err(format!("broker {url:?} lists {seed} twice"));
+        }
+        seeds.push(seed);
+    }
+    Ok(seeds)
 }
 
 /// The `host:port` and credentials of `nats://` URL `url` (`rest` is what follows the
@@ -171,6 +209,7 @@ impl BrokerUrl {
             BrokerUrl::Memory => "memory",
             BrokerUrl::Redis(_) | BrokerUrl::RedisSpread(_) => "redis",
             BrokerUrl::Nats { .. } => "nats",
+            BrokerUrl::RedisCluster(_) => "redis-cluster",
         }
     }
 }
@@ -190,6 +229,7 @@ impl std::fmt::Display for BrokerUrl {
                 let urls: Vec<String> = addrs.iter().map(|a| format!("redis://{a}")).collect();
                 f.write_str(&urls.join(","))
             }
+            BrokerUrl::RedisCluster(seeds) => write!(f, "redis-cluster://{}", seeds.join(",")),
         }
     }
 }
@@ -205,6 +245,8 @@ pub struct Pending {
     uplink: Arc<Uplink>,
     /// Which Redis instance carries what (Redis brokers only).
     spread: Option<Arc<Spread>>,
+    /// Which partitions' masters answer (Redis Cluster only).
+    cluster: Option<Arc<cluster::Health>>,
 }
 
 impl Pending {
@@ -216,6 +258,9 @@ impl Pending {
     /// The flag behind the API listener's `/healthz`: every broker instance is reachable (for
     /// one instance, the uplink's [`connected`](Uplink::connected)).
     pub fn healthy_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        if let Some(c) = &self.cluster {
+            return c.all_up_flag();
+        }
         match &self.spread {
             Some(s) => s.all_up_flag(),
             None => self.uplink.connected_flag(),
@@ -233,8 +278,15 @@ pub fn prepare(url: &BrokerUrl, node: u16) -> anyhow::Result<Option<Pending>> {
         Waker::new(poll.registry(), redis::WAKE).context("cannot create the broker waker")?,
     );
     let mut uplink = Uplink::new(node, waker, UPLINK_LIMIT).with_kind(url.kind());
+    let mut cluster = None;
+    if let BrokerUrl::RedisCluster(_) = url {
+        let health = Arc::new(cluster::Health::default());
+        let check = Arc::clone(&health);
+        uplink = uplink.with_channel_up(Arc::new(move |c: &str| check.channel_up(c)));
+        cluster = Some(health);
+    }
     let spread = match url {
-        BrokerUrl::Memory | BrokerUrl::Nats { .. } => None,
+        BrokerUrl::Memory | BrokerUrl::Nats { .. } | BrokerUrl::RedisCluster(_) => None,
         BrokerUrl::Redis(addr) => Some(Arc::new(Spread::new(std::slice::from_ref(addr)))),
         BrokerUrl::RedisSpread(addrs) => {
             let spread = Arc::new(Spread::new(addrs));
@@ -253,13 +305,21 @@ pub fn prepare(url: &BrokerUrl, node: u16) -> anyhow::Result<Option<Pending>> {
         poll,
         uplink: Arc::new(uplink),
         spread,
+        cluster,
     }))
 }
 
 /// Start the broker thread, feeding `mesh`.
 pub fn start(pending: Pending, mesh: Arc<Mesh>, history: Arc<HistoryPolicy>) -> anyhow::Result<()> {
     let node = node::Node::new(pending.uplink.node(), mesh, pending.uplink, history);
+    let health = pending.cluster;
     let run: Box<dyn FnOnce() + Send> = match (pending.url, pending.spread) {
+        (BrokerUrl::RedisCluster(seeds), _) => {
+            // History stays with each node on a cluster (see `cluster`).
+            let health = health.unwrap_or_default();
+            let transport = cluster::Cluster::new(seeds, health, pending.poll, node);
+            Box::new(move || transport.run())
+        }
         (BrokerUrl::Redis(addr), Some(spread)) => {
             let node = node.share_history();
             let transport = redis::Redis::new(vec![addr], spread, pending.poll, node);
@@ -320,6 +380,31 @@ mod tests {
             "redis://a:1,redis://a:1",
             "redis://a:1,memory",
             "redis://a:1,redis://b:0x",
+        ] {
+            assert!(bad.parse::<BrokerUrl>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cluster_urls_parse_with_one_or_more_seeds() {
+        assert_eq!(
+            "redis-cluster://127.0.0.1:7000,127.0.0.1:7001".parse(),
+            Ok(BrokerUrl::RedisCluster(vec![
+                "127.0.0.1:7000".into(),
+                "127.0.0.1:7001".into()
+            ]))
+        );
+        let one = BrokerUrl::RedisCluster(vec!["redis:6379".into()]);
+        assert_eq!("redis-cluster://redis/".parse(), Ok(one.clone()));
+        assert_eq!(one.to_string(), "redis-cluster://redis:6379");
+        for bad in [
+            "redis-cluster://",
+            "redis-cluster://a:1,",
+            "redis-cluster://a:1,a:1",
+            "redis-cluster://a:x",
+            "redis-cluster://u:p@a:1",
+            "redis-cluster://a:1,redis-cluster://b:2",
+            "redis-cluster://a:1/0",
         ] {
             assert!(bad.parse::<BrokerUrl>().is_err(), "{bad:?}");
         }

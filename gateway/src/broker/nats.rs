@@ -100,18 +100,11 @@ impl Nats {
         let mut buf = vec![0u8; 64 * 1024];
         let mut next_tick = Instant::now();
         loop {
-            let now = Instant::now();
             let mut deadline = next_tick;
             if let Some(at) = self.phase.wake_at() {
                 deadline = deadline.min(at);
             }
-            let timeout = deadline.saturating_duration_since(now);
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    warn!(error = %e, "broker poll failed");
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
+            socket::wait(&mut self.poll, &mut events, deadline);
             let now = Instant::now();
             for ev in events.iter() {
                 if ev.token() == SOCKET {

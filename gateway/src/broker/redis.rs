@@ -36,28 +36,28 @@ pub use super::socket::{BACKOFF_MAX, BACKOFF_MIN};
 /// A broker that leaves a request unanswered this long is down.
 pub const STALL: Duration = Duration::from_millis(900);
 /// How often an idle connection is checked with a `PING`.
-const PING_INTERVAL: Duration = Duration::from_millis(250);
+pub(super) const PING_INTERVAL: Duration = Duration::from_millis(250);
 /// Channels per `SUBSCRIBE` command when subscribing again after a reconnect.
 pub const SUBSCRIBE_BATCH: usize = 500;
 /// A connect that takes longer fails.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One connection to Redis.
-struct Link {
-    stream: Option<TcpStream>,
-    connected: bool,
-    out: Vec<u8>,
+pub(super) struct Link {
+    pub(super) stream: Option<TcpStream>,
+    pub(super) connected: bool,
+    pub(super) out: Vec<u8>,
     inb: Vec<u8>,
     /// Requests sent and not answered yet (pings only, on the subscriber link).
-    waiting: usize,
+    pub(super) waiting: usize,
     /// When the oldest unanswered request was sent, or the last answer came.
     since: Instant,
     /// Something was answered since the connection was made.
-    answered_once: bool,
+    pub(super) answered_once: bool,
 }
 
 impl Link {
-    fn new(now: Instant) -> Link {
+    pub(super) fn new(now: Instant) -> Link {
         Link {
             stream: None,
             connected: false,
@@ -69,7 +69,7 @@ impl Link {
         }
     }
 
-    fn reset(&mut self, poll: &Poll) {
+    pub(super) fn reset(&mut self, poll: &Poll) {
         if let Some(mut s) = self.stream.take() {
             let _ = poll.registry().deregister(&mut s);
         }
@@ -80,7 +80,7 @@ impl Link {
         self.answered_once = false;
     }
 
-    fn command(&mut self, args: &[&[u8]], now: Instant) {
+    pub(super) fn command(&mut self, args: &[&[u8]], now: Instant) {
         resp::encode_command(&mut self.out, args);
         if self.waiting == 0 {
             self.since = now;
@@ -88,18 +88,18 @@ impl Link {
         self.waiting += 1;
     }
 
-    fn answered(&mut self, now: Instant) {
+    pub(super) fn answered(&mut self, now: Instant) {
         self.waiting = self.waiting.saturating_sub(1);
         self.since = now;
         self.answered_once = true;
     }
 
-    fn stalled(&self, now: Instant) -> bool {
+    pub(super) fn stalled(&self, now: Instant) -> bool {
         self.waiting > 0 && now.saturating_duration_since(self.since) > STALL
     }
 
     /// Write what is queued; `Err` when the connection broke.
-    fn flush(&mut self) -> io::Result<()> {
+    pub(super) fn flush(&mut self) -> io::Result<()> {
         match self.stream.as_mut().filter(|_| self.connected) {
             Some(s) => socket::flush(s, &mut self.out),
             None => Ok(()),
@@ -107,15 +107,43 @@ impl Link {
     }
 
     /// Read what arrived; `Err` at end of stream or on an error.
-    fn fill(&mut self, buf: &mut [u8]) -> io::Result<()> {
+    pub(super) fn fill(&mut self, buf: &mut [u8]) -> io::Result<()> {
         match self.stream.as_mut() {
             Some(s) => socket::fill(s, buf, &mut self.inb),
             None => Ok(()),
         }
     }
 
+    /// An event while connecting: the connect succeeded once the socket is writable with no
+    /// error (`Err` when it failed).
+    pub(super) fn on_connecting(&mut self, writable: bool) -> Result<(), String> {
+        if writable && !self.connected {
+            let Some(s) = self.stream.as_ref() else {
+                return Ok(());
+            };
+            if let Ok(Some(e)) | Err(e) = s.take_error() {
+                return Err(format!("connect: {e}"));
+            }
+            if s.peer_addr().is_ok() {
+                self.connected = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write what is queued, read what arrived, and return the complete values (none before
+    /// the connection is made); `Err` says why the connection is lost.
+    pub(super) fn exchange(&mut self, buf: &mut [u8]) -> Result<Vec<Value>, String> {
+        if !self.connected {
+            return Ok(Vec::new());
+        }
+        self.flush().map_err(|e| format!("write: {e}"))?;
+        self.fill(buf).map_err(|e| format!("read: {e}"))?;
+        self.values().map_err(|e| format!("bad reply: {e}"))
+    }
+
     /// The complete values read so far.
-    fn values(&mut self) -> Result<Vec<Value>, resp::RespError> {
+    pub(super) fn values(&mut self) -> Result<Vec<Value>, resp::RespError> {
         let mut values = Vec::new();
         let mut at = 0;
         while let Parsed::Value(v, n) = resp::parse(&self.inb[at..])? {
@@ -210,18 +238,11 @@ impl Redis {
         let mut buf = vec![0u8; 64 * 1024];
         let mut next_tick = Instant::now();
         loop {
-            let now = Instant::now();
             let mut deadline = next_tick;
             for at in self.instances.iter().filter_map(|i| i.phase.wake_at()) {
                 deadline = deadline.min(at);
             }
-            let timeout = deadline.saturating_duration_since(now);
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    warn!(error = %e, "broker poll failed");
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
+            socket::wait(&mut self.poll, &mut events, deadline);
             let now = Instant::now();
             for ev in events.iter() {
                 let Some((i, sub)) = of_token(ev.token()) else {
@@ -261,30 +282,12 @@ impl Redis {
     ) -> Result<(), String> {
         let inst = &mut self.instances[i];
         if let Phase::Connecting { .. } = inst.phase {
-            let link = inst.link(sub);
-            if writable && !link.connected {
-                let Some(s) = link.stream.as_ref() else {
-                    return Ok(());
-                };
-                if let Ok(Some(e)) | Err(e) = s.take_error() {
-                    return Err(format!("connect: {e}"));
-                }
-                if s.peer_addr().is_ok() {
-                    link.connected = true;
-                }
-            }
+            inst.link(sub).on_connecting(writable)?;
             if inst.sub.connected && inst.cmd.connected {
                 self.on_established(i, now);
             }
         }
-        let inst = &mut self.instances[i];
-        let link = inst.link(sub);
-        if !link.connected {
-            return Ok(());
-        }
-        link.flush().map_err(|e| format!("write: {e}"))?;
-        link.fill(buf).map_err(|e| format!("read: {e}"))?;
-        let values = link.values().map_err(|e| format!("bad reply: {e}"))?;
+        let values = self.instances[i].link(sub).exchange(buf)?;
         for v in values {
             if sub {
                 self.on_push(i, v, now);
@@ -534,7 +537,7 @@ impl Redis {
 }
 
 /// The field/value pairs of an `HGETALL` answer (none for any other answer).
-fn pairs(v: Value) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(super) fn pairs(v: Value) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Value::Array(Some(items)) = v else {
         return Vec::new();
     };

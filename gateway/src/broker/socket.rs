@@ -10,7 +10,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token};
 
 /// First reconnect delay.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -66,6 +66,18 @@ pub fn fill(s: &mut TcpStream, buf: &mut [u8], inb: &mut Vec<u8>) -> io::Result<
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Wait for events on `poll` until `deadline` at the latest. A failed wait is logged and
+/// followed by a short pause, so a broken poll cannot spin the thread.
+pub fn wait(poll: &mut Poll, events: &mut Events, deadline: Instant) {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    if let Err(e) = poll.poll(events, Some(timeout)) {
+        if e.kind() != io::ErrorKind::Interrupted {
+            tracing::warn!(error = %e, "broker poll failed");
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

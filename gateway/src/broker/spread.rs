@@ -41,7 +41,7 @@ pub enum Route {
 }
 
 /// The splitmix64 finalizer: spreads FNV's weak low bits over the whole word.
-fn mix(mut z: u64) -> u64 {
+pub(super) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -157,7 +157,7 @@ impl Spread {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::broker::node::{channel_topic, node_topic, presence_key};
 
@@ -166,7 +166,7 @@ mod tests {
     }
 
     /// Deterministic pseudo-random channel names (xorshift), like real ones in shape.
-    fn names(n: usize) -> Vec<String> {
+    pub(in crate::broker) fn names(n: usize) -> Vec<String> {
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         (0..n)
             .map(|_| {

@@ -208,3 +208,213 @@ fn wait_count(topic: &str, n: i64, count: impl Fn() -> i64) {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A Redis Cluster of three masters and no replicas, each `redis-server --cluster-enabled yes`
+/// on a free client port and a free bus port (`--cluster-port`), its `nodes.conf` in a scratch
+/// directory (removed when dropped) so that a master killed and started again rejoins with its
+/// slots. Made with `redis-cli --cluster create`; ready once every master says
+/// `cluster_state:ok`. A failed master leaves the others serving their slots
+/// (`cluster-require-full-coverage no`, as a gateway deployment should set it) and is noticed by
+/// the others after a second (`cluster-node-timeout 1000`).
+pub struct Cluster {
+    pub masters: Vec<Redis>,
+    bus_ports: Vec<u16>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.masters.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Cluster {
+    /// Three masters with the slots split evenly (0-5460, 5461-10922, 10923-16383, in order).
+    pub fn start() -> Cluster {
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("gw-cluster-{}-{seq}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the cluster's scratch directory");
+        let mut c = Cluster {
+            masters: Vec::new(),
+            bus_ports: Vec::new(),
+            dir,
+        };
+        for _ in 0..3 {
+            let (port, bus) = (free_port(), free_port());
+            c.bus_ports.push(bus);
+            let m = c.start_master(port, bus);
+            c.masters.push(m);
+        }
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["--cluster", "create"]);
+        cmd.args(c.masters.iter().map(|m| format!("127.0.0.1:{}", m.port)));
+        cmd.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        let (code, out, err) = run_bounded(cmd, IO_TIMEOUT);
+        assert_eq!(code, Some(0), "redis-cli --cluster create: {out}{err}");
+        for i in 0..3 {
+            c.wait_ok(i);
+        }
+        c
+    }
+
+    fn start_master(&self, port: u16, bus: u16) -> Redis {
+        let conf = self.dir.join(format!("nodes-{port}.conf"));
+        let conf = conf.to_string_lossy().into_owned();
+        let dir = self.dir.to_string_lossy().into_owned();
+        #[rustfmt::skip]
+        let extra = [
+            "--cluster-enabled", "yes",
+            "--cluster-port", &bus.to_string(),
+            "--cluster-config-file", &conf,
+            "--cluster-node-timeout", "1000",
+            "--cluster-require-full-coverage", "no",
+            "--dir", &dir,
+        ];
+        Redis::start_with(port, &extra)
+    }
+
+    /// Wait (bounded) until master `i` says `cluster_state:ok`.
+    pub fn wait_ok(&self, i: usize) {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            if let Some(Value::Bulk(Some(info))) = self.masters[i].try_command(&["CLUSTER", "INFO"])
+            {
+                if String::from_utf8_lossy(&info).contains("cluster_state:ok") {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "master {i}: cluster not ok");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Move empty-but-for-keys slot `slot` to master `to`, as `redis-cli --cluster reshard`
+    /// does: `IMPORTING` on the target, `MIGRATING` on the source, its keys `MIGRATE`d, then
+    /// `SETSLOT NODE` on every master. `during` runs while the slot is half moved (its keys
+    /// on the target, the source answering `-ASK` for keys it lacks).
+    pub fn migrate(&self, slot: u16, to: usize, during: impl FnOnce()) {
+        let from = self.owner(slot);
+        let id = |i: usize| match self.masters[i].command(&["CLUSTER", "MYID"]) {
+            Value::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
+            other => panic!("CLUSTER MYID answer: {other:?}"),
+        };
+        let (src, dst) = (id(from), id(to));
+        let slot = slot.to_string();
+        let ok = |v: Value| assert_eq!(v, Value::Simple(b"OK".to_vec()));
+        ok(self.masters[to].command(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &src]));
+        ok(self.masters[from].command(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &dst]));
+        let keys = match self.masters[from].command(&["CLUSTER", "GETKEYSINSLOT", &slot, "1000"]) {
+            Value::Array(Some(keys)) => keys,
+            other => panic!("GETKEYSINSLOT answer: {other:?}"),
+        };
+        if !keys.is_empty() {
+            let port = self.masters[to].port.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            let names: Vec<String> = keys
+                .iter()
+                .filter_map(Value::bytes)
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect();
+            args.extend(names.iter().map(String::as_str));
+            ok(self.masters[from].command(&args));
+        }
+        during();
+        for i in [to, from]
+            .into_iter()
+            .chain((0..3).filter(|&i| i != to && i != from))
+        {
+            ok(self.masters[i].command(&["CLUSTER", "SETSLOT", &slot, "NODE", &dst]));
+        }
+    }
+
+    /// Kill master `i` (`kill -9`).
+    pub fn kill(&mut self, i: usize) {
+        self.masters[i].process.signal(Signal::SIGKILL);
+        let _ = self.masters[i].process.wait_exit(IO_TIMEOUT);
+    }
+
+    /// Start master `i` again on its ports: it rejoins with its slots from its `nodes.conf`.
+    pub fn restart(&mut self, i: usize) {
+        let m = self.start_master(self.masters[i].port, self.bus_ports[i]);
+        self.masters[i] = m;
+    }
+
+    /// The `--broker` value naming every master as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self
+            .masters
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.port))
+            .collect();
+        format!("redis-cluster://{}", seeds.join(","))
+    }
+
+    /// The master serving `slot` (from `CLUSTER SLOTS`, read with the gateway's own parser).
+    pub fn owner(&self, slot: u16) -> usize {
+        let v = self.masters[0].command(&["CLUSTER", "SLOTS"]);
+        let map = gateway::broker::slots::SlotMap::from_cluster_slots(&v)
+            .unwrap_or_else(|| panic!("CLUSTER SLOTS answer: {v:?}"));
+        let addr = map
+            .owner(slot)
+            .unwrap_or_else(|| panic!("slot {slot} unserved"));
+        self.masters
+            .iter()
+            .position(|m| addr == format!("127.0.0.1:{}", m.port))
+            .unwrap_or_else(|| panic!("{addr} is not a master here"))
+    }
+
+    /// The master that serves gateway channel `channel`.
+    pub fn owner_of_channel(&self, channel: &str) -> usize {
+        let p = gateway::broker::slots::partition_of(channel);
+        self.owner(gateway::broker::slots::partition_slot(p))
+    }
+
+    /// Subscribers of sharded channel `topic` (`PUBSUB SHARDNUMSUB`) summed over the live
+    /// masters; a gateway channel's topic `gw:c:NAME` counts its partition's subscribers.
+    pub fn numsub(&self, topic: &str) -> i64 {
+        (0..self.masters.len())
+            .map(|i| self.numsub_on(i, topic))
+            .sum()
+    }
+
+    /// [`Cluster::numsub`] on master `i` alone (0 while it is down).
+    pub fn numsub_on(&self, i: usize, topic: &str) -> i64 {
+        let topic = match topic.strip_prefix("gw:c:") {
+            Some(c) => gateway::broker::slots::topic_of(c),
+            None => topic.to_owned(),
+        };
+        match self.masters[i].try_command(&["PUBSUB", "SHARDNUMSUB", &topic]) {
+            None => 0,
+            Some(Value::Array(Some(items))) => match items.get(1) {
+                Some(Value::Int(n)) => *n,
+                other => panic!("SHARDNUMSUB count: {other:?}"),
+            },
+            Some(other) => panic!("SHARDNUMSUB answer: {other:?}"),
+        }
+    }
+
+    /// Wait (bounded) until `topic` has `n` subscribers over the masters.
+    pub fn wait_numsub(&self, topic: &str, n: i64) {
+        wait_count(topic, n, || self.numsub(topic))
+    }
+
+    /// A counter from `INFO stats` summed over the masters.
+    pub fn info_stat(&self, name: &str) -> u64 {
+        self.masters.iter().map(|m| m.info_stat(name)).sum()
+    }
+}
+
+impl Broker for Cluster {
+    fn url(&self) -> String {
+        Cluster::url(self)
+    }
+    fn wait_numsub(&self, topic: &str, n: i64) {
+        Cluster::wait_numsub(self, topic, n)
+    }
+    fn wait_node(&self, id: u16) {
+        Cluster::wait_numsub(self, &format!("gw:n:{id}"), 1)
+    }
+}
