@@ -103,20 +103,22 @@ pub struct Cli {
     pub max_connections: Option<usize>,
 
     /// Time for a client to send its complete request; then the TCP connection is closed
-    /// (with a 408 attempt) [default: 10s]
+    /// (with a 408 attempt); at most 24 days [default: 10s]
     #[arg(long, env = "GATEWAY_HANDSHAKE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Option<Duration>,
 
-    /// Ping a connection that has received nothing for this long [default: 25s]
+    /// Ping a connection that has received nothing for this long; at most 24 days
+    /// [default: 25s]
     #[arg(long, env = "GATEWAY_PING_INTERVAL", value_parser = humantime::parse_duration)]
     pub ping_interval: Option<Duration>,
 
-    /// After our ping, close (1001 "ping timeout") a connection silent this long [default: 10s]
+    /// After our ping, close (1001 "ping timeout") a connection silent this long; at most 24
+    /// days [default: 10s]
     #[arg(long, env = "GATEWAY_PONG_TIMEOUT", value_parser = humantime::parse_duration)]
     pub pong_timeout: Option<Duration>,
 
-    /// After we send close, drop the TCP connection if the peer has not closed by then
-    /// [default: 5s]
+    /// After we send close, drop the TCP connection if the peer has not closed by then; at most
+    /// 24 days [default: 5s]
     #[arg(long, env = "GATEWAY_CLOSE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub close_timeout: Option<Duration>,
 
