@@ -78,6 +78,12 @@ fn token(op: Op, slot: u32, seq: u32) -> u64 {
     ((op as u64) << OP_SHIFT) | (u64::from(slot) << SLOT_SHIFT) | (u64::from(seq) & SEQ_MASK)
 }
 
+/// The id of the connection in `slot` with generation `gen`, on the driver's node and shard.
+fn conn_id(owner: Option<(u16, u8)>, slot: u32, gen: u16) -> ConnId {
+    let (node, shard) = owner.unwrap_or_default();
+    ConnId::on_node(node, shard, slot, u32::from(gen))
+}
+
 fn untoken(data: u64) -> (Option<Op>, u32, u32) {
     let op = match data >> OP_SHIFT {
         1 => Some(Op::Accept),
@@ -183,11 +189,13 @@ const WRITE_REPORTED: u8 = 8;
 /// Bytes were copied out of buffers into the driver's spill table for this connection.
 const SPILLED: u8 = 16;
 
-/// One attached connection. Kept small (32 bytes): an idle connection holds only this.
+/// One attached connection. Kept small (24 bytes): an idle connection holds only this.
 struct Stream {
     socket: TcpStream,
     seq: u32,
-    id: ConnId,
+    /// The generation of its id; the slot is its index, and the node and shard are the
+    /// driver's ([`UringDriver::owner`]).
+    gen: u16,
     held: HeldList,
     /// Bytes received and not yet drained, in `held` or spilled (bounded by the hold limit plus
     /// one buffer).
@@ -200,6 +208,11 @@ struct Stream {
 }
 
 impl Stream {
+    /// Whether this is connection `id` (attached on the driver's node and shard `owner`).
+    fn is(&self, owner: Option<(u16, u8)>, id: ConnId) -> bool {
+        u32::from(self.gen) == id.generation() && owner == Some((id.node(), id.shard()))
+    }
+
     fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
@@ -252,6 +265,8 @@ pub struct UringDriver {
     spills: std::collections::HashMap<u32, Spill>,
     /// Slots reported in this turn (their `*_REPORTED` flags are cleared at the next wait).
     reported: Vec<u32>,
+    /// The node and shard of every connection id attached (set by the first attach).
+    owner: Option<(u16, u8)>,
     /// `bufs.lends` when last looked at, and when it was last seen to move.
     lends_seen: u64,
     last_lend: Instant,
@@ -337,6 +352,7 @@ impl UringDriver {
             starved: Vec::new(),
             spills: std::collections::HashMap::new(),
             reported: Vec::new(),
+            owner: None,
             lends_seen: 0,
             last_lend: Instant::now(),
             cqes: Vec::with_capacity(1024),
@@ -494,7 +510,7 @@ impl UringDriver {
                             if !s.has(WRITE_REPORTED) {
                                 s.set(WRITE_REPORTED, true);
                                 ready.push(Ready::Conn {
-                                    id: s.id,
+                                    id: conn_id(self.owner, slot, s.gen),
                                     readable: false,
                                     writable: true,
                                 });
@@ -615,7 +631,7 @@ impl UringDriver {
             }
             s.set(READ_REPORTED, true);
             ready.push(Ready::Conn {
-                id: s.id,
+                id: conn_id(self.owner, slot, s.gen),
                 readable: true,
                 writable: false,
             });
@@ -732,7 +748,7 @@ impl UringDriver {
 
     fn stream(&mut self, id: ConnId) -> io::Result<&mut Stream> {
         match self.streams.get_mut(id.slot() as usize) {
-            Some(Some(s)) if s.id == id => Ok(s),
+            Some(Some(s)) if s.is(self.owner, id) => Ok(s),
             _ => Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "no such connection",
@@ -803,6 +819,13 @@ impl Driver for UringDriver {
     }
 
     fn attach(&mut self, id: ConnId, socket: TcpStream) -> io::Result<()> {
+        let owner = (id.node(), id.shard());
+        if *self.owner.get_or_insert(owner) != owner {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "connection id of another shard",
+            ));
+        }
         let slot = id.slot() as usize;
         if self.streams.len() <= slot {
             self.streams.resize_with(slot + 1, || None);
@@ -810,7 +833,7 @@ impl Driver for UringDriver {
         self.next_seq = self.next_seq.wrapping_add(1);
         self.streams[slot] = Some(Stream {
             socket,
-            id,
+            gen: id.generation() as u16, // 16 bits by construction
             seq: self.next_seq & SEQ_MASK as u32,
             held: HeldList::EMPTY,
             held_bytes: 0,
@@ -828,7 +851,7 @@ impl Driver for UringDriver {
         let bufs = &mut self.bufs;
         let table = &mut self.held;
         let s = match self.streams.get_mut(slot as usize) {
-            Some(Some(s)) if s.id == id => s,
+            Some(Some(s)) if s.is(self.owner, id) => s,
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::NotConnected,
@@ -929,7 +952,7 @@ impl Driver for UringDriver {
 
     fn peer_addr(&self, id: ConnId) -> Option<std::net::SocketAddr> {
         match self.streams.get(id.slot() as usize)? {
-            Some(s) if s.id == id => s.socket.peer_addr().ok(),
+            Some(s) if s.is(self.owner, id) => s.socket.peer_addr().ok(),
             _ => None,
         }
     }
@@ -939,7 +962,7 @@ impl Driver for UringDriver {
         let Some(entry) = self.streams.get_mut(slot as usize) else {
             return;
         };
-        if !matches!(entry, Some(s) if s.id == id) {
+        if !matches!(entry, Some(s) if s.is(self.owner, id)) {
             return;
         }
         let Some(s) = entry.take() else {
@@ -1075,10 +1098,35 @@ mod tests {
     fn an_idle_stream_is_small() {
         // What every idle connection costs the driver (the socket, ids, list ends, state).
         assert!(
-            std::mem::size_of::<Option<Stream>>() <= 32,
+            std::mem::size_of::<Option<Stream>>() <= 24,
             "{} bytes",
             std::mem::size_of::<Option<Stream>>()
         );
+    }
+
+    #[test]
+    fn a_stream_keeps_only_the_generation_and_still_names_its_whole_id() {
+        let id = ConnId::on_node(0xbeef, 3, (1 << 24) - 1, 0xffff);
+        let owner = Some((id.node(), id.shard()));
+        assert_eq!(conn_id(owner, id.slot(), id.generation() as u16), id);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let socket = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let s = Stream {
+            socket,
+            seq: 1,
+            gen: id.generation() as u16,
+            held: HeldList::EMPTY,
+            held_bytes: 0,
+            end: NO_END,
+            recv: RecvState::Idle,
+            flags: 0,
+        };
+        assert!(s.is(owner, id));
+        let stale = ConnId::on_node(0xbeef, 3, id.slot(), 0xfffe);
+        assert!(!s.is(owner, stale), "another generation of the slot");
+        let elsewhere = ConnId::on_node(0xbeef, 4, id.slot(), id.generation());
+        assert!(!s.is(owner, elsewhere), "another shard's id");
+        assert!(!s.is(None, id), "nothing attached yet");
     }
 
     #[test]
