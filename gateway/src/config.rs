@@ -103,20 +103,22 @@ pub struct Cli {
     pub max_connections: Option<usize>,
 
     /// Time for a client to send its complete request; then the TCP connection is closed
-    /// (with a 408 attempt) [default: 10s]
+    /// (with a 408 attempt); at most 24 days [default: 10s]
     #[arg(long, env = "GATEWAY_HANDSHAKE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Option<Duration>,
 
-    /// Ping a connection that has received nothing for this long [default: 25s]
+    /// Ping a connection that has received nothing for this long; at most 24 days
+    /// [default: 25s]
     #[arg(long, env = "GATEWAY_PING_INTERVAL", value_parser = humantime::parse_duration)]
     pub ping_interval: Option<Duration>,
 
-    /// After our ping, close (1001 "ping timeout") a connection silent this long [default: 10s]
+    /// After our ping, close (1001 "ping timeout") a connection silent this long; at most 24
+    /// days [default: 10s]
     #[arg(long, env = "GATEWAY_PONG_TIMEOUT", value_parser = humantime::parse_duration)]
     pub pong_timeout: Option<Duration>,
 
-    /// After we send close, drop the TCP connection if the peer has not closed by then
-    /// [default: 5s]
+    /// After we send close, drop the TCP connection if the peer has not closed by then; at most
+    /// 24 days [default: 5s]
     #[arg(long, env = "GATEWAY_CLOSE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub close_timeout: Option<Duration>,
 
@@ -747,6 +749,10 @@ impl ApiConfig {
 
 /// The longest timeout accepted: deadlines are `Instant + Duration`, which must not overflow.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The longest connection timer (handshake, ping, pong, close): within what a connection's
+/// 32-bit millisecond stamps read back.
+const MAX_CONN_TIMER: Duration = Duration::from_secs(24 * 24 * 3600);
+const _: () = assert!(MAX_CONN_TIMER.as_millis() <= crate::conn::Stamp::MAX_AGE.as_millis());
 
 fn duration(
     flag: Option<Duration>,
@@ -894,6 +900,21 @@ impl Config {
                     .unwrap_or(d.deflate.threshold_bytes),
             },
         };
+        // Connections keep their times as 32-bit millisecond stamps (`conn::Stamp`), read back
+        // correctly for about 24.8 days: every connection timer must fit in that.
+        for (name, d) in [
+            ("handshake-timeout", settings.handshake_timeout),
+            ("ping-interval", settings.ping_interval),
+            ("pong-timeout", settings.pong_timeout),
+            ("close-timeout", settings.close_timeout),
+        ] {
+            if d > MAX_CONN_TIMER {
+                bail!(
+                    "--{name} must be at most 24 days, got {}",
+                    humantime::format_duration(d)
+                );
+            }
+        }
         let uring_buffers = cli
             .uring_buffers
             .or(file.uring_buffers)
@@ -1901,5 +1922,24 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn connection_timers_are_limited_to_what_a_stamp_reads_back() {
+        for flag in [
+            "--handshake-timeout",
+            "--ping-interval",
+            "--pong-timeout",
+            "--close-timeout",
+        ] {
+            let c = Config::from_parts(cli(&[flag, "24days"]), "").expect("24 days is allowed");
+            assert!(c.settings.ping_interval <= Duration::from_secs(24 * 86_400));
+            let err = Config::from_parts(cli(&[flag, "25days"]), "")
+                .expect_err("25 days is past a stamp's reach")
+                .to_string();
+            assert_eq!(err, format!("{flag} must be at most 24 days, got 25days"));
+        }
+        let file = "ping-interval = \"30days\"\n";
+        assert!(Config::from_parts(cli(&[]), file).is_err());
     }
 }

@@ -29,6 +29,8 @@ pub struct ShardMetrics {
     pub accept_exhausted: Counter,
     /// Times a multishot receive ended because the io_uring buffer ring was empty.
     pub recv_buffers_exhausted: Counter,
+    /// Times the io_uring receive buffers' memory was returned after a quiet period.
+    pub recv_buffer_trims: Counter,
     /// Connections dropped at a deadline (handshake, pong, close).
     pub timeouts: Counter,
     /// Data messages received from clients.
@@ -357,6 +359,19 @@ pub fn render(shards: &[&ShardMetrics], out: &mut String) {
         "gateway_uring_buffers_exhausted_total",
         &[],
         sum(&|m| m.recv_buffers_exhausted.get()),
+    );
+    family(
+        out,
+        "gateway_uring_buffer_trims_total",
+        "counter",
+        "Times the io_uring receive buffers' memory was returned to the system after no receive \
+         needed one for a moment (after a burst or a connection storm; 0 with the epoll driver).",
+    );
+    sample(
+        out,
+        "gateway_uring_buffer_trims_total",
+        &[],
+        sum(&|m| m.recv_buffer_trims.get()),
     );
     family(
         out,

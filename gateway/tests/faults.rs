@@ -134,17 +134,7 @@ fn publisher(
 
 /// A counter (or one labelled sample, `name{label="x"}`) from `/metrics`.
 fn metric(gw: &Gateway, sample: &str) -> u64 {
-    let r = http_exchange(
-        gw.api_addr(),
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    let text = String::from_utf8_lossy(&r.body).into_owned();
-    text.lines()
-        .find_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            (k == sample).then(|| v.parse::<f64>().ok())?
-        })
-        .unwrap_or_else(|| panic!("{sample} missing from /metrics:\n{text}")) as u64
+    GatewayExt::metric(gw, sample)
 }
 
 #[test]

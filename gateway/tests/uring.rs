@@ -5,6 +5,9 @@
 //! which the probe honours like `kernel.io_uring_disabled = 2`).
 //!
 //! Every other socket suite runs on io_uring too with `GATEWAY_DRIVER=uring`.
+//!
+//! And what a burst leaves behind: the buffer ring grows under load and never shrinks, but its
+//! memory goes back to the system once the load has passed.
 
 mod common;
 
@@ -12,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{gateway, Client, Gateway, IO_TIMEOUT};
+use common::{gateway, Client, Gateway, GatewayExt, IO_TIMEOUT};
 
 /// Distinct bytes per client and message, so a buffer handed to the wrong connection or
 /// reused too early shows up as a mismatch.
@@ -223,4 +226,87 @@ fn auto_logs_which_driver_it_chose() {
     let chose_epoll =
         stderr.contains("driver=\"epoll\"") && stderr.contains("io_uring unavailable");
     assert!(chose_uring ^ chose_epoll, "choice not logged: {stderr}");
+}
+
+/// Wait until `/metrics` shows `sample` above `above`; returns its value. Asks at most every
+/// 400 ms: each scrape is a receive too, and the driver trims only after 250 ms without one.
+fn await_metric_above(gw: &Gateway, sample: &str, above: u64) -> u64 {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        thread::sleep(Duration::from_millis(400));
+        let v = gw.metric(sample);
+        if v > above || Instant::now() > deadline {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn a_burst_grows_the_buffer_ring_and_its_memory_goes_back_once_it_has_passed() {
+    const CLIENTS: usize = 48;
+    const MESSAGES: usize = 16;
+    const LEN: usize = 8 * 1024;
+    const TRIMS: &str = "gateway_uring_buffer_trims_total";
+    let gw = gateway()
+        .args(["--driver", "uring", "--threads", "1"])
+        .start();
+    let addr = gw.addr();
+    // Connected first, and the buffers their upgrades used already returned, so the baseline
+    // holds the connections themselves.
+    let mut clients: Vec<Client> = (0..CLIENTS).map(|_| Client::open(addr)).collect();
+    let trims = await_metric_above(&gw, TRIMS, 0);
+    assert!(trims > 0, "no trim after the upgrades");
+    let baseline = gw.rss_bytes();
+    // The burst: every client writes all its messages at once, then reads the echoes, so many
+    // receives complete in each turn and the ring grows past its first 32 buffers.
+    let barrier = std::sync::Barrier::new(CLIENTS);
+    thread::scope(|scope| {
+        for (c, client) in clients.iter_mut().enumerate() {
+            let barrier = &barrier;
+            scope.spawn(move || {
+                let messages: Vec<Vec<u8>> = (0..MESSAGES).map(|n| message(c, n, LEN)).collect();
+                let mut burst = Vec::new();
+                for m in &messages {
+                    burst.extend(client.frame_bytes(
+                        true,
+                        0,
+                        common::op::BINARY,
+                        m,
+                        Some([1, 2, 3, 4]),
+                    ));
+                }
+                barrier.wait();
+                client.send_raw(&burst);
+                for (n, m) in messages.iter().enumerate() {
+                    let echo = client.read_frame();
+                    assert!(echo.payload == *m, "client {c} message {n}: echo differs");
+                }
+            });
+        }
+    });
+    let burst_rss = gw.rss_bytes();
+    let after = await_metric_above(&gw, TRIMS, trims);
+    assert!(
+        after > trims,
+        "the buffers were not trimmed after the burst"
+    );
+    let rss = gw.rss_bytes();
+    let grown = |b: u64| b.saturating_sub(baseline) / 1024;
+    assert!(
+        rss < baseline + (2 << 20),
+        "the burst left {} KiB resident once it had passed (baseline {} KiB; {} KiB right \
+         after the burst)",
+        grown(rss),
+        baseline / 1024,
+        grown(burst_rss)
+    );
+    // The trimmed buffers are used again as usual.
+    for (c, client) in clients.iter_mut().enumerate().step_by(7) {
+        let m = message(c, 99, LEN);
+        client.send_binary(&m);
+        assert!(
+            client.read_frame().payload == m,
+            "client {c} after the trim"
+        );
+    }
 }

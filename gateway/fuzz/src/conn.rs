@@ -107,7 +107,7 @@ pub fn check(data: &[u8]) {
                 at = end;
             }
             Op::Deadline { late } => {
-                now = now.max(conn.deadline(&settings)) + Duration::from_secs(late.into());
+                now = now.max(conn.deadline(&settings, now)) + Duration::from_secs(late.into());
                 conn.on_deadline(now, &cx, &mut out);
             }
             Op::Wait { secs } => {

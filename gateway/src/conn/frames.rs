@@ -169,7 +169,10 @@ impl Partial {
 /// Per-connection frame reader state.
 #[derive(Debug)]
 pub struct FrameReader {
-    header: [u8; MAX_HEADER_LEN],
+    /// The start of a header split across reads: at most one byte short of the longest
+    /// header (a byte more would complete it), which keeps the connection's slot 8 bytes
+    /// smaller.
+    header: [u8; MAX_HEADER_LEN - 1],
     header_len: u8,
     mode: Mode,
     /// permessage-deflate was negotiated: RSV1 marks compressed messages.
@@ -184,7 +187,7 @@ pub struct FrameReader {
 impl Default for FrameReader {
     fn default() -> Self {
         FrameReader {
-            header: [0; MAX_HEADER_LEN],
+            header: [0; MAX_HEADER_LEN - 1],
             header_len: 0,
             mode: Mode::Normal,
             deflate: false,
@@ -314,7 +317,7 @@ impl FrameReader {
             match self.parse(bytes, limits)? {
                 None => {
                     // A header is at most 14 bytes, so fewer than that are here.
-                    let n = bytes.len().min(MAX_HEADER_LEN);
+                    let n = bytes.len().min(MAX_HEADER_LEN - 1);
                     self.header[..n].copy_from_slice(&bytes[..n]);
                     self.header_len = n as u8;
                     return Ok(None);
@@ -323,10 +326,15 @@ impl FrameReader {
             }
         } else {
             let take = (MAX_HEADER_LEN - have).min(bytes.len());
-            self.header[have..have + take].copy_from_slice(&bytes[..take]);
-            match self.parse(&self.header[..have + take], limits) {
+            let mut joined = [0u8; MAX_HEADER_LEN];
+            joined[..have].copy_from_slice(&self.header[..have]);
+            joined[have..have + take].copy_from_slice(&bytes[..take]);
+            match self.parse(&joined[..have + take], limits) {
                 Ok(None) => {
-                    self.header_len = (have + take) as u8;
+                    // Still incomplete, so shorter than the longest header.
+                    let n = (have + take).min(MAX_HEADER_LEN - 1);
+                    self.header[..n].copy_from_slice(&joined[..n]);
+                    self.header_len = n as u8;
                     return Ok(None);
                 }
                 Ok(Some(head)) => {

@@ -14,6 +14,9 @@
 //!    [`Conn::must_drop`] is true it is dropped right after the flush attempt;
 //! 4. re-arm the timer at [`Conn::deadline`].
 //!
+//! Times are kept as 32-bit millisecond [`Stamp`]s (8 bytes per connection instead of 32),
+//! read back against the `now` each call is given: timeouts are limited to [`Stamp::MAX_AGE`].
+//!
 //! A request the app cannot decide at once ([`Handling::Pending`]: a backend is asked) leaves
 //! the connection in [`State::AwaitApp`]: the shard stops reading it, and once the answer is
 //! in, [`Conn::on_resume`] hands the same request to the app again. A request with a body
@@ -27,6 +30,7 @@ pub mod handshake;
 pub mod http;
 pub mod id;
 pub mod output;
+pub mod stamp;
 pub mod tls;
 
 use std::time::{Duration, Instant};
@@ -41,6 +45,7 @@ use self::http::{scan_head, write_error, HeaderSlots, HttpError, Scan};
 
 pub use self::id::ConnId;
 pub use self::output::Output;
+pub use self::stamp::Stamp;
 
 /// Bytes reserved up front for a request body (the rest is reserved as it arrives).
 const BODY_RESERVE_BYTES: usize = 4096;
@@ -187,12 +192,12 @@ pub struct Conn {
     drop_now: bool,
     /// A ping was sent and nothing has arrived since.
     pinged: bool,
-    frames: FrameReader,
     /// When the last byte arrived.
-    last_rx: Instant,
+    last_rx: Stamp,
     /// When the current wait began: accepted (`AwaitRequest`), ping sent (`Open`, pinged), close
     /// started (`Closing`, `Closed`).
-    mark: Instant,
+    mark: Stamp,
+    frames: FrameReader,
     /// What only some connections need (`None` for an open connection without compression):
     /// one pointer instead of its fields in every connection.
     rare: Option<Box<Rare>>,
@@ -241,9 +246,9 @@ impl Conn {
             state: State::AwaitRequest,
             drop_now: false,
             pinged: false,
+            last_rx: Stamp::at(now),
+            mark: Stamp::at(now),
             frames: FrameReader::default(),
-            last_rx: now,
-            mark: now,
             rare: None,
         }
     }
@@ -325,19 +330,17 @@ impl Conn {
         self.rare.as_deref().map_or(0, |r| r.request.capacity()) + self.frames.retained_bytes()
     }
 
-    /// When [`Conn::on_deadline`] must next be called.
-    pub fn deadline(&self, s: &Settings) -> Instant {
+    /// When [`Conn::on_deadline`] must next be called, read at `now` (the connection's times
+    /// are stamps, see [`Stamp`]).
+    pub fn deadline(&self, s: &Settings, now: Instant) -> Instant {
+        let mark = self.mark.to_instant(now);
         match self.state {
-            _ if self.drop_now => self.mark,
-            State::AwaitApp if self.hold_until().is_some() => {
-                self.hold_until().unwrap_or(self.mark)
-            }
-            State::AwaitRequest | State::AwaitApp | State::AwaitBody => {
-                self.mark + s.handshake_timeout
-            }
-            State::Open if self.pinged => self.mark + s.pong_timeout,
-            State::Open => self.last_rx + s.ping_interval,
-            State::Closing | State::Closed => self.mark + s.close_timeout,
+            _ if self.drop_now => mark,
+            State::AwaitApp if self.hold_until().is_some() => self.hold_until().unwrap_or(mark),
+            State::AwaitRequest | State::AwaitApp | State::AwaitBody => mark + s.handshake_timeout,
+            State::Open if self.pinged => mark + s.pong_timeout,
+            State::Open => self.last_rx.to_instant(now) + s.ping_interval,
+            State::Closing | State::Closed => mark + s.close_timeout,
         }
     }
 
@@ -351,7 +354,7 @@ impl Conn {
         out: &mut Output,
         app: &mut dyn App,
     ) {
-        self.last_rx = now;
+        self.last_rx = Stamp::at(now);
         out.deflate = self.send_deflate(cx.settings);
         if self.state == State::Open && self.pinged {
             self.pinged = false;
@@ -396,7 +399,7 @@ impl Conn {
 
     /// The deadline passed: ping, time out, or give up on the peer.
     pub fn on_deadline(&mut self, now: Instant, cx: &Ctx<'_>, out: &mut Output) {
-        if now < self.deadline(cx.settings) {
+        if now < self.deadline(cx.settings, now) {
             return;
         }
         match self.state {
@@ -414,7 +417,7 @@ impl Conn {
             State::Open => {
                 out.frame(Opcode::Ping, b"");
                 self.pinged = true;
-                self.mark = now;
+                self.mark = Stamp::at(now);
             }
             State::Closing | State::Closed => {
                 self.enter(State::Closed, now);
@@ -458,7 +461,7 @@ impl Conn {
 
     fn enter(&mut self, state: State, now: Instant) {
         self.state = state;
-        self.mark = now;
+        self.mark = Stamp::at(now);
         if state == State::Closed {
             self.frames.discard();
             if let Some(r) = self.rare.as_deref_mut() {
@@ -473,7 +476,7 @@ impl Conn {
     fn answered(&mut self, keep_alive: bool, now: Instant) {
         if keep_alive {
             // Ready for the next request on this connection.
-            self.mark = now;
+            self.mark = Stamp::at(now);
         } else {
             self.enter(State::Closed, now);
         }

@@ -50,7 +50,7 @@ struct Peer {
 
 impl Peer {
     fn new(settings: Settings) -> Peer {
-        let t0 = Instant::now();
+        let t0 = super::stamp::now_on_grid();
         Peer {
             conn: Conn::new(t0),
             settings,
@@ -604,11 +604,11 @@ fn handshake_deadline_answers_408_and_drops() {
 #[test]
 fn idle_connection_is_pinged_then_closed() {
     let mut p = Peer::open();
-    assert_eq!(p.conn.deadline(&p.settings), p.at(25_000));
+    assert_eq!(p.conn.deadline(&p.settings, p.t0), p.at(25_000));
     assert!(p.tick(24_999).is_empty());
     let frames = server_frames(&p.tick(25_000));
     assert_eq!(frames, vec![(Opcode::Ping, vec![])]);
-    assert_eq!(p.conn.deadline(&p.settings), p.at(35_000));
+    assert_eq!(p.conn.deadline(&p.settings, p.t0), p.at(35_000));
     let frames = server_frames(&p.tick(35_000));
     assert_eq!(frames.len(), 1);
     assert_eq!(close_code(&frames), Some(1001));
@@ -621,7 +621,7 @@ fn any_bytes_answer_the_ping() {
     let mut p = Peer::open();
     p.tick(25_000);
     p.send_at(&client_frame(true, Opcode::Pong, b""), 26_000);
-    assert_eq!(p.conn.deadline(&p.settings), p.at(51_000));
+    assert_eq!(p.conn.deadline(&p.settings, p.t0), p.at(51_000));
     assert!(p.tick(35_000).is_empty());
     assert!(!p.conn.must_drop());
 }
@@ -637,7 +637,7 @@ fn close_deadline_drops_a_silent_peer() {
     assert!(p
         .send_at(&client_frame(true, Opcode::Text, b"x"), 2_000)
         .is_empty());
-    assert_eq!(p.conn.deadline(&p.settings), p.at(6_000));
+    assert_eq!(p.conn.deadline(&p.settings, p.t0), p.at(6_000));
     p.tick(6_000);
     assert!(p.conn.must_drop());
 }
@@ -702,7 +702,7 @@ struct Held {
 }
 
 fn held(early: &[u8]) -> Held {
-    let t0 = Instant::now();
+    let t0 = super::stamp::now_on_grid();
     let mut h = Held {
         conn: Conn::new(t0),
         app: Deferring {
@@ -779,7 +779,7 @@ fn a_pending_request_times_out_like_any_handshake() {
         kernels: &h.kernels,
     };
     let timeout = h.settings.handshake_timeout;
-    assert_eq!(h.conn.deadline(&h.settings), h.t0 + timeout);
+    assert_eq!(h.conn.deadline(&h.settings, h.t0), h.t0 + timeout);
     let mut out = Output::new();
     h.conn.on_deadline(h.t0 + timeout, &cx, &mut out);
     assert!(out.bytes.starts_with(b"HTTP/1.1 408 "));

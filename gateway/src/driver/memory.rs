@@ -33,10 +33,11 @@ pub struct SimClock {
 }
 
 impl SimClock {
-    /// A clock at its start.
+    /// A clock at its start (on the millisecond grid of connection stamps, so simulated
+    /// deadlines are exact: see [`crate::conn::Stamp::grid`]).
     pub fn new() -> SimClock {
         SimClock {
-            base: Instant::now(),
+            base: crate::conn::Stamp::grid(Instant::now()),
             offset: Rc::new(Cell::new(Duration::ZERO)),
         }
     }

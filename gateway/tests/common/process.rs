@@ -28,6 +28,8 @@ pub trait GatewayExt {
     fn vm_bytes(&self) -> u64;
     /// Number of open file descriptors of the gateway (`/proc/<pid>/fd`).
     fn open_fds(&self) -> usize;
+    /// A counter (or one labelled sample, `name{label="x"}`) from the API listener's `/metrics`.
+    fn metric(&self, sample: &str) -> u64;
 }
 
 impl GatewayExt for Gateway {
@@ -51,6 +53,20 @@ impl GatewayExt for Gateway {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .map(|d| d.count())
             .expect("list /proc/<pid>/fd")
+    }
+
+    fn metric(&self, sample: &str) -> u64 {
+        let r = http_exchange(
+            self.api_addr(),
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        text.lines()
+            .find_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                (k == sample).then(|| v.parse::<f64>().ok())?
+            })
+            .unwrap_or_else(|| panic!("{sample} missing from /metrics:\n{text}")) as u64
     }
 }
 

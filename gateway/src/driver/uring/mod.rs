@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use mio::{Events, Poll, Token, Waker};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Driver, Ready};
 use crate::conn::ConnId;
@@ -51,6 +51,9 @@ const SQ_ENTRIES: u32 = 1024;
 /// once the shard drains them): without it a connection the shard stopped reading (outbox over
 /// the limit) would keep taking bytes from the socket, and TCP backpressure would never start.
 const HOLD_LIMIT_BYTES: u32 = 64 * 1024;
+/// How long no receive must have taken a buffer before the buffers' memory is returned
+/// ([`BufRing::trim`]): a storm's worth of buffers goes back this long after it passed.
+const TRIM_QUIET: Duration = Duration::from_millis(250);
 /// How long dropping the driver waits for cancelled operations to complete.
 const DROP_WAIT: Duration = Duration::from_secs(2);
 
@@ -73,6 +76,12 @@ const SEQ_MASK: u64 = (1 << SLOT_SHIFT) - 1;
 /// was reused are recognised as stale; `seq` wraps after 2^28 attaches).
 fn token(op: Op, slot: u32, seq: u32) -> u64 {
     ((op as u64) << OP_SHIFT) | (u64::from(slot) << SLOT_SHIFT) | (u64::from(seq) & SEQ_MASK)
+}
+
+/// The id of the connection in `slot` with generation `gen`, on the driver's node and shard.
+fn conn_id(owner: Option<(u16, u8)>, slot: u32, gen: u16) -> ConnId {
+    let (node, shard) = owner.unwrap_or_default();
+    ConnId::on_node(node, shard, slot, u32::from(gen))
 }
 
 fn untoken(data: u64) -> (Option<Op>, u32, u32) {
@@ -167,26 +176,54 @@ struct Spill {
     pos: usize,
 }
 
-/// One attached connection. Kept small: an idle connection holds only this.
+/// [`Stream::end`] while nothing follows the held bytes.
+const NO_END: i32 = -1;
+
+/// [`Stream::flags`]: a cancel of the armed receive was submitted (hold limit).
+const CANCELLING: u8 = 1;
+/// A one-shot `POLLOUT` poll is armed.
+const POLL_OUT: u8 = 2;
+/// Reported readable (writable) in this turn already.
+const READ_REPORTED: u8 = 4;
+const WRITE_REPORTED: u8 = 8;
+/// Bytes were copied out of buffers into the driver's spill table for this connection.
+const SPILLED: u8 = 16;
+
+/// One attached connection. Kept small (24 bytes): an idle connection holds only this.
 struct Stream {
     socket: TcpStream,
     seq: u32,
-    id: ConnId,
+    /// The generation of its id; the slot is its index, and the node and shard are the
+    /// driver's ([`UringDriver::owner`]).
+    gen: u16,
     held: HeldList,
-    /// Bytes received and not yet drained, in `held` or copied to `spill` (bounded by the hold
-    /// limit plus one buffer).
+    /// Bytes received and not yet drained, in `held` or spilled (bounded by the hold limit plus
+    /// one buffer).
     held_bytes: u32,
-    /// Copied-out bytes, drained before `held` (`None` almost always).
-    spill: Option<Box<Spill>>,
-    /// What follows the held bytes: `Some(0)` end of stream, `Some(errno)` an error.
-    end: Option<i32>,
-    /// The driver's turn when a read (or a write) was last reported (compared for equality).
-    read_turn: u32,
-    write_turn: u32,
+    /// What follows the held bytes: [`NO_END`] nothing yet, `0` end of stream, else an errno.
+    end: i32,
     recv: RecvState,
-    /// A cancel of the armed receive was submitted (hold limit).
-    cancelling: bool,
-    poll_out: bool,
+    /// [`CANCELLING`], [`POLL_OUT`], [`READ_REPORTED`], [`WRITE_REPORTED`], [`SPILLED`].
+    flags: u8,
+}
+
+impl Stream {
+    /// Whether this is connection `id` (attached on the driver's node and shard `owner`).
+    fn is(&self, owner: Option<(u16, u8)>, id: ConnId) -> bool {
+        u32::from(self.gen) == id.generation() && owner == Some((id.node(), id.shard()))
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
 }
 
 struct Listener {
@@ -224,6 +261,15 @@ pub struct UringDriver {
     held: Vec<Held>,
     next_seq: u32,
     starved: Vec<u32>,
+    /// Bytes copied out of buffers when the ring ran dry, by slot (almost always empty).
+    spills: std::collections::HashMap<u32, Spill>,
+    /// Slots reported in this turn (their `*_REPORTED` flags are cleared at the next wait).
+    reported: Vec<u32>,
+    /// The node and shard of every connection id attached (set by the first attach).
+    owner: Option<(u16, u8)>,
+    /// `bufs.lends` when last looked at, and when it was last seen to move.
+    lends_seen: u64,
+    last_lend: Instant,
     cqes: Vec<(u64, i32, u32)>,
     /// Reports reaped outside `wait` (to make room in a full completion queue).
     deferred: Vec<Ready>,
@@ -304,6 +350,11 @@ impl UringDriver {
             ],
             next_seq: 0,
             starved: Vec::new(),
+            spills: std::collections::HashMap::new(),
+            reported: Vec::new(),
+            owner: None,
+            lends_seen: 0,
+            last_lend: Instant::now(),
             cqes: Vec::with_capacity(1024),
             deferred: Vec::new(),
             turn: 0,
@@ -412,7 +463,7 @@ impl UringDriver {
             .build()
             .user_data(token(Op::Recv, slot, s.seq));
         s.recv = RecvState::Armed;
-        s.cancelling = false;
+        s.set(CANCELLING, false);
         if self.push(entry).is_err() {
             // Retried by `wait` with the starved ones.
             if let Some(Some(s)) = self.streams.get_mut(slot as usize) {
@@ -452,11 +503,14 @@ impl UringDriver {
                 Some(Op::PollOut) => {
                     if let Some(Some(s)) = self.streams.get_mut(slot as usize) {
                         if s.seq == seq {
-                            s.poll_out = false;
-                            if s.write_turn != self.turn {
-                                s.write_turn = self.turn;
+                            s.set(POLL_OUT, false);
+                            if !s.has(WRITE_REPORTED | READ_REPORTED) {
+                                self.reported.push(slot);
+                            }
+                            if !s.has(WRITE_REPORTED) {
+                                s.set(WRITE_REPORTED, true);
                                 ready.push(Ready::Conn {
-                                    id: s.id,
+                                    id: conn_id(self.owner, slot, s.gen),
                                     readable: false,
                                     writable: true,
                                 });
@@ -494,8 +548,8 @@ impl UringDriver {
         ready: &mut Vec<Ready>,
     ) {
         let bid = cqueue::buffer_select(flags);
-        if bid.is_some() {
-            self.bufs.lent += 1;
+        if let Some(bid) = bid {
+            self.bufs.lend(bid);
             if self.bufs.wants_more() {
                 // Few left in the ring: hand the kernel never-used buffers before it runs dry.
                 self.bufs.grow();
@@ -524,13 +578,13 @@ impl UringDriver {
                 if last {
                     s.recv = RecvState::Idle;
                     rearm = s.held_bytes < HOLD_LIMIT_BYTES;
-                } else if s.held_bytes >= HOLD_LIMIT_BYTES && !s.cancelling {
-                    s.cancelling = true;
+                } else if s.held_bytes >= HOLD_LIMIT_BYTES && !s.has(CANCELLING) {
+                    s.set(CANCELLING, true);
                     cancel = true;
                 }
             }
             (0, _) => {
-                s.end = Some(0);
+                s.end = 0;
                 s.recv = RecvState::Done;
                 report = true;
             }
@@ -560,21 +614,24 @@ impl UringDriver {
                 rearm = s.held_bytes == 0;
             }
             (e, _) if e < 0 => {
-                s.end = Some(-e);
+                s.end = -e;
                 s.recv = RecvState::Done;
                 report = true;
             }
             _ => {
                 // Data without a buffer cannot happen with buffer selection; treat as an error.
-                s.end = Some(libc::EIO);
+                s.end = libc::EIO;
                 s.recv = RecvState::Done;
                 report = true;
             }
         }
-        if report && s.read_turn != self.turn {
-            s.read_turn = self.turn;
+        if report && !s.has(READ_REPORTED) {
+            if !s.has(WRITE_REPORTED) {
+                self.reported.push(slot);
+            }
+            s.set(READ_REPORTED, true);
             ready.push(Ready::Conn {
-                id: s.id,
+                id: conn_id(self.owner, slot, s.gen),
                 readable: true,
                 writable: false,
             });
@@ -639,11 +696,10 @@ impl UringDriver {
                     let Some(h) = self.held.get(usize::from(bid)) else {
                         continue;
                     };
-                    let spill = s.spill.get_or_insert_with(|| {
-                        Box::new(Spill {
-                            bytes: Vec::new(),
-                            pos: 0,
-                        })
+                    s.set(SPILLED, true);
+                    let spill = self.spills.entry(slot as u32).or_insert_with(|| Spill {
+                        bytes: Vec::new(),
+                        pos: 0,
                     });
                     spill
                         .bytes
@@ -662,9 +718,37 @@ impl UringDriver {
         }
     }
 
+    /// Return the receive buffers' memory once no receive has taken one for [`TRIM_QUIET`];
+    /// until then, shorten the wait's `timeout` so the shard comes back to do it even when
+    /// nothing else happens. Only with `DEFER_TASKRUN`, where the kernel fills buffers only
+    /// inside this thread's `io_uring_enter` calls (see [`BufRing::trim`]).
+    fn trim_when_quiet(&mut self, timeout: Option<Duration>) -> Option<Duration> {
+        if self.mode != RingMode::DeferTaskrun || !self.bufs.touched() {
+            return timeout;
+        }
+        let now = Instant::now();
+        if self.bufs.lends != self.lends_seen {
+            self.lends_seen = self.bufs.lends;
+            self.last_lend = now;
+        }
+        let quiet = now.saturating_duration_since(self.last_lend);
+        if quiet < TRIM_QUIET {
+            let left = TRIM_QUIET - quiet;
+            return Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        let released = self.bufs.trim();
+        self.metrics.recv_buffer_trims.add(1);
+        debug!(
+            released_bytes = released,
+            published = self.bufs.published(),
+            "io_uring receive buffers' memory returned after a quiet period"
+        );
+        timeout
+    }
+
     fn stream(&mut self, id: ConnId) -> io::Result<&mut Stream> {
         match self.streams.get_mut(id.slot() as usize) {
-            Some(Some(s)) if s.id == id => Ok(s),
+            Some(Some(s)) if s.is(self.owner, id) => Ok(s),
             _ => Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "no such connection",
@@ -683,8 +767,14 @@ impl Driver for UringDriver {
             self.enabled = true;
         }
         self.turn = self.turn.wrapping_add(1);
+        for slot in self.reported.drain(..) {
+            if let Some(Some(s)) = self.streams.get_mut(slot as usize) {
+                s.set(READ_REPORTED | WRITE_REPORTED, false);
+            }
+        }
         ready.append(&mut self.deferred);
         self.rearm_starved();
+        let timeout = self.trim_when_quiet(timeout);
         let res = match timeout {
             _ if !ready.is_empty() => self.ring.submit(),
             Some(t) => {
@@ -729,6 +819,13 @@ impl Driver for UringDriver {
     }
 
     fn attach(&mut self, id: ConnId, socket: TcpStream) -> io::Result<()> {
+        let owner = (id.node(), id.shard());
+        if *self.owner.get_or_insert(owner) != owner {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "connection id of another shard",
+            ));
+        }
         let slot = id.slot() as usize;
         if self.streams.len() <= slot {
             self.streams.resize_with(slot + 1, || None);
@@ -736,18 +833,15 @@ impl Driver for UringDriver {
         self.next_seq = self.next_seq.wrapping_add(1);
         self.streams[slot] = Some(Stream {
             socket,
-            id,
+            gen: id.generation() as u16, // 16 bits by construction
             seq: self.next_seq & SEQ_MASK as u32,
             held: HeldList::EMPTY,
             held_bytes: 0,
-            spill: None,
-            end: None,
-            read_turn: 0,
-            write_turn: 0,
+            end: NO_END,
             recv: RecvState::Idle,
-            cancelling: false,
-            poll_out: false,
+            flags: 0,
         });
+        self.spills.remove(&id.slot());
         self.arm_recv(id.slot());
         Ok(())
     }
@@ -757,7 +851,7 @@ impl Driver for UringDriver {
         let bufs = &mut self.bufs;
         let table = &mut self.held;
         let s = match self.streams.get_mut(slot as usize) {
-            Some(Some(s)) if s.id == id => s,
+            Some(Some(s)) if s.is(self.owner, id) => s,
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::NotConnected,
@@ -766,15 +860,20 @@ impl Driver for UringDriver {
             }
         };
         let mut n = 0;
-        if let Some(spill) = s.spill.as_deref_mut() {
-            let rest = spill.bytes.get(spill.pos..).unwrap_or_default();
-            let take = rest.len().min(buf.len());
-            buf[..take].copy_from_slice(&rest[..take]);
-            spill.pos += take;
-            n = take;
-            if spill.pos >= spill.bytes.len() {
-                // An idle connection holds no buffer.
-                s.spill = None;
+        if s.has(SPILLED) {
+            if let Some(spill) = self.spills.get_mut(&slot) {
+                let rest = spill.bytes.get(spill.pos..).unwrap_or_default();
+                let take = rest.len().min(buf.len());
+                buf[..take].copy_from_slice(&rest[..take]);
+                spill.pos += take;
+                n = take;
+                if spill.pos >= spill.bytes.len() {
+                    // An idle connection holds no buffer.
+                    self.spills.remove(&slot);
+                    s.set(SPILLED, false);
+                }
+            } else {
+                s.set(SPILLED, false);
             }
         }
         while n < buf.len() && !s.held.is_empty() {
@@ -793,10 +892,10 @@ impl Driver for UringDriver {
             }
         }
         s.held_bytes = s.held_bytes.saturating_sub(n as u32); // n <= held + spilled bytes
-        let drained = s.held.is_empty() && s.spill.is_none();
+        let drained = s.held.is_empty() && !s.has(SPILLED);
         let end = s.end;
         if n > 0 {
-            if drained && end.is_some() {
+            if drained && end != NO_END {
                 // A short read means "drained for now", but the end of stream (or an error)
                 // already arrived behind these bytes: report it again at the next wait.
                 self.deferred.push(Ready::Conn {
@@ -813,9 +912,9 @@ impl Driver for UringDriver {
             self.arm_recv(slot);
         }
         match end {
-            Some(0) => Ok(0),
-            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
-            None => Err(io::ErrorKind::WouldBlock.into()),
+            NO_END => Err(io::ErrorKind::WouldBlock.into()),
+            0 => Ok(0),
+            errno => Err(io::Error::from_raw_os_error(errno)),
         }
     }
 
@@ -830,14 +929,14 @@ impl Driver for UringDriver {
             Ok(n) => *n < total,
             Err(e) => e.kind() == io::ErrorKind::WouldBlock,
         };
-        if short && !s.poll_out {
-            s.poll_out = true;
+        if short && !s.has(POLL_OUT) {
+            s.set(POLL_OUT, true);
             let entry = opcode::PollAdd::new(types::Fd(s.socket.as_raw_fd()), libc::POLLOUT as u32)
                 .build()
                 .user_data(token(Op::PollOut, id.slot(), s.seq));
             if let Err(e) = self.push(entry) {
                 if let Ok(s) = self.stream(id) {
-                    s.poll_out = false;
+                    s.set(POLL_OUT, false);
                 }
                 return Err(e);
             }
@@ -853,7 +952,7 @@ impl Driver for UringDriver {
 
     fn peer_addr(&self, id: ConnId) -> Option<std::net::SocketAddr> {
         match self.streams.get(id.slot() as usize)? {
-            Some(s) if s.id == id => s.socket.peer_addr().ok(),
+            Some(s) if s.is(self.owner, id) => s.socket.peer_addr().ok(),
             _ => None,
         }
     }
@@ -863,7 +962,7 @@ impl Driver for UringDriver {
         let Some(entry) = self.streams.get_mut(slot as usize) else {
             return;
         };
-        if !matches!(entry, Some(s) if s.id == id) {
+        if !matches!(entry, Some(s) if s.is(self.owner, id)) {
             return;
         }
         let Some(s) = entry.take() else {
@@ -878,8 +977,11 @@ impl Driver for UringDriver {
         if s.recv == RecvState::Armed {
             self.cancel(token(Op::Recv, slot, s.seq));
         }
-        if s.poll_out {
+        if s.has(POLL_OUT) {
             self.cancel(token(Op::PollOut, slot, s.seq));
+        }
+        if s.has(SPILLED) {
+            self.spills.remove(&slot);
         }
         drop(s);
     }
@@ -996,10 +1098,35 @@ mod tests {
     fn an_idle_stream_is_small() {
         // What every idle connection costs the driver (the socket, ids, list ends, state).
         assert!(
-            std::mem::size_of::<Option<Stream>>() <= 56,
+            std::mem::size_of::<Option<Stream>>() <= 24,
             "{} bytes",
             std::mem::size_of::<Option<Stream>>()
         );
+    }
+
+    #[test]
+    fn a_stream_keeps_only_the_generation_and_still_names_its_whole_id() {
+        let id = ConnId::on_node(0xbeef, 3, (1 << 24) - 1, 0xffff);
+        let owner = Some((id.node(), id.shard()));
+        assert_eq!(conn_id(owner, id.slot(), id.generation() as u16), id);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let socket = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let s = Stream {
+            socket,
+            seq: 1,
+            gen: id.generation() as u16,
+            held: HeldList::EMPTY,
+            held_bytes: 0,
+            end: NO_END,
+            recv: RecvState::Idle,
+            flags: 0,
+        };
+        assert!(s.is(owner, id));
+        let stale = ConnId::on_node(0xbeef, 3, id.slot(), 0xfffe);
+        assert!(!s.is(owner, stale), "another generation of the slot");
+        let elsewhere = ConnId::on_node(0xbeef, 4, id.slot(), id.generation());
+        assert!(!s.is(owner, elsewhere), "another shard's id");
+        assert!(!s.is(None, id), "nothing attached yet");
     }
 
     #[test]
