@@ -193,7 +193,7 @@ fn an_api_address_shared_with_the_clients_is_refused() {
 }
 
 #[test]
-fn a_nats_broker_is_shown_with_its_port_and_credentials_are_refused() {
+fn a_nats_broker_is_shown_with_its_port_and_never_its_secret() {
     let (code, out, err) = gateway(&["check", "--broker", "nats://127.0.0.1:4333"], &[]);
     assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
     let l = line(&out, "broker");
@@ -202,10 +202,25 @@ fn a_nats_broker_is_shown_with_its_port_and_credentials_are_refused() {
     assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
     let l = line(&out, "broker");
     assert!(l.contains("  nats://bus:4222  [environment]"), "{l:?}");
-    let (code, _, err) = gateway(&["check", "--broker", "nats://user:pw@127.0.0.1:4222"], &[]);
+    let (code, out, err) = gateway(&["check"], &[("GATEWAY_BROKER", "nats://gw:pw-s3cret@bus")]);
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    let l = line(&out, "broker");
+    assert!(
+        l.contains("  nats://gw:***@bus:4222  [environment]"),
+        "{l:?}"
+    );
+    assert!(
+        !out.contains("s3cret") && !err.contains("s3cret"),
+        "{out}{err}"
+    );
+    let (code, out, err) = gateway(&["check", "--broker", "nats://gw:pw-s3cret%zz@bus"], &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains("--broker") && err.contains("credentials"),
+        err.contains("--broker") && err.contains("password"),
         "{err}"
+    );
+    assert!(
+        !out.contains("s3cret") && !err.contains("s3cret"),
+        "{out}{err}"
     );
 }
