@@ -433,13 +433,13 @@ mod tests {
 
     #[test]
     fn a_capacity_search_that_held_every_step_says_the_limit_is_higher() {
-        let steps: Vec<_> = [200.0, 400.0, 800.0, 1600.0]
+        let steps: Vec<_> = [200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0]
             .iter()
             .map(|&p| step(p, true, p * 1000.0))
             .collect();
-        let report = serde_json::json!({ "knee": 3, "steps": steps });
+        let report = serde_json::json!({ "knee": 5, "steps": steps });
         let measured = measured(&fanout_1k(), &report).unwrap();
-        assert_eq!(measured.values[0], ("held deliveries/s", 1_600_000.0));
+        assert_eq!(measured.values[0], ("held deliveries/s", 6_400_000.0));
         assert!(measured.note.unwrap().contains("higher than measured"));
     }
 
