@@ -30,13 +30,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll};
 use tracing::{debug, info, warn};
 
 use super::history;
 use super::node::Node;
 use super::node::{node_topic, Out, ALL};
-use super::redis::{pairs, Link, CONNECT_TIMEOUT, PING_INTERVAL};
+use super::redis::{of_token, pairs, tokens, Link, CONNECT_TIMEOUT, PING_INTERVAL};
 use super::resp::Value;
 use super::slots::{self, SlotMap, PARTITIONS};
 use super::socket::{self, Backoff, Phase};
@@ -179,17 +179,6 @@ impl Master {
     fn serving(&self) -> bool {
         self.phase == Phase::Up && !self.refusing
     }
-}
-
-/// The poll tokens of master `i`'s subscriber and command connections.
-fn tokens(i: usize) -> (Token, Token) {
-    (Token(1 + 2 * i), Token(2 + 2 * i))
-}
-
-/// The master and connection (`true`: subscriber) a poll token names.
-fn of_token(t: Token) -> Option<(usize, bool)> {
-    let n = t.0.checked_sub(1)?;
-    Some((n / 2, n % 2 == 0))
 }
 
 /// The payload of a channel's message on its partition: the channel name's length (2 bytes,

@@ -196,13 +196,14 @@ impl Instance {
     }
 }
 
-/// The poll tokens of instance `i`'s subscriber and command connections.
-fn tokens(i: usize) -> (Token, Token) {
+/// The poll tokens of instance `i`'s subscriber and command connections (a cluster's master
+/// `i` likewise).
+pub(super) fn tokens(i: usize) -> (Token, Token) {
     (Token(1 + 2 * i), Token(2 + 2 * i))
 }
 
 /// The instance and connection (`true`: subscriber) a poll token names.
-fn of_token(t: Token) -> Option<(usize, bool)> {
+pub(super) fn of_token(t: Token) -> Option<(usize, bool)> {
     let n = t.0.checked_sub(1)?;
     Some((n / 2, n % 2 == 0))
 }
