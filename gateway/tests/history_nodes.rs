@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -15,12 +16,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use gateway::broker::history;
+use gateway::broker::resp::Value;
 use gateway::broker::wire::{self, Msg};
 use gateway::router::history::Epoch;
 
 use common::api::{json_of, Api, API_KEY};
 use common::proxy::{cuttable, Cut};
-use common::redis::Redis;
+use common::redis::{try_command_on, Redis};
 use common::ws::{next_offset, subscribe, Ws};
 use common::*;
 use test_support::Signal;
@@ -421,4 +424,163 @@ fn publishers_on_both_nodes_share_one_numbering_that_every_node_delivers_alike()
         seen[0], seen[1],
         "the same offset for each publication on both nodes"
     );
+}
+
+/// Wait (bounded) until Redis holds both history scripts.
+fn wait_scripts(redis: &Redis) {
+    let shas: Vec<String> = [history::PUBLISH_SCRIPT, history::READ_SCRIPT]
+        .iter()
+        .map(|s| sha1_smol::Sha1::from(s).digest().to_string())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let both = Value::Array(Some(vec![Value::Int(1), Value::Int(1)]));
+        if redis.command(&["SCRIPT", "EXISTS", &shas[0], &shas[1]]) == both {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not load its scripts"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_node_loads_its_scripts_on_every_connection_before_anything_runs_them() {
+    let redis = Redis::start();
+    let a = node(&redis, 1);
+    wait_scripts(&redis);
+    let redis = kill_and_restart(redis, &[]);
+    wait_broker(&a);
+    wait_scripts(&redis);
+    // So nothing it runs is refused for want of a script (which would reorder publications).
+    let mut w = Ws::open(a.addr(), "");
+    subscribe(&mut w, CHANNEL, None);
+    let mut api = Api::connect(&a);
+    for n in 1..=3 {
+        publish_when_back(&mut api, n);
+    }
+    assert_eq!((1..=3).map(|_| next_offset(&mut w)).sum::<u64>(), 6);
+    let Value::Bulk(Some(stats)) = redis.command(&["INFO", "commandstats"]) else {
+        panic!("INFO commandstats");
+    };
+    let stats = String::from_utf8_lossy(&stats);
+    let evalsha = stats
+        .lines()
+        .find(|l| l.starts_with("cmdstat_evalsha:"))
+        .expect("EVALSHA ran");
+    assert!(evalsha.contains("failed_calls=0"), "{evalsha}");
+}
+
+#[test]
+fn scripts_flushed_under_publishers_keep_every_publishers_order() {
+    let redis = Redis::start();
+    let a = node(&redis, 1);
+    let channels: Vec<String> = (0..4).map(|i| format!("chat:burst{i}")).collect();
+    let mut w = Ws::open(a.addr(), "");
+    for c in &channels {
+        subscribe(&mut w, c, None);
+    }
+    const N: u64 = 400;
+    let done = Arc::new(AtomicBool::new(false));
+    let flusher = {
+        let (done, port) = (Arc::clone(&done), redis.port);
+        thread::spawn(move || {
+            let mut flushes = 0u32;
+            while !done.load(Ordering::Relaxed) {
+                try_command_on(port, &["SCRIPT", "FLUSH"]).expect("a flush");
+                flushes += 1;
+                thread::sleep(Duration::from_millis(3));
+            }
+            flushes
+        })
+    };
+    let publishers: Vec<_> = channels
+        .iter()
+        .map(|c| {
+            let (c, gw) = (c.clone(), a.api_addr());
+            thread::spawn(move || {
+                let mut api = Api {
+                    c: Client::connect(gw),
+                };
+                for n in 1..=N {
+                    published(&mut api, &c, n);
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.join().expect("a publisher");
+    }
+    let mut next: HashMap<String, u64> = HashMap::new();
+    for _ in 0..N * channels.len() as u64 {
+        let m = w.next();
+        let c = m["channel"].as_str().expect("a channel").to_owned();
+        let expected = next.entry(c).or_insert(0);
+        *expected += 1;
+        assert_eq!(m["offset"], *expected, "{m}");
+        assert_eq!(m["data"], *expected, "in the publisher's order: {m}");
+    }
+    done.store(true, Ordering::Relaxed);
+    let flushes = flusher.join().expect("the flusher");
+    assert!(flushes > 1, "the scripts were flushed under the publishers");
+}
+
+#[test]
+fn a_redis_still_loading_its_data_is_not_taken_for_connected() {
+    let dir = std::env::temp_dir().join(format!("gw-history-rdb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory for the snapshot");
+    let dir_arg = dir.to_str().expect("a UTF-8 temp dir").to_owned();
+    let args = ["--dir", &dir_arg, "--dbfilename", "gw.rdb"];
+    let redis = Redis::start_with(free_port(), &args);
+    // A snapshot of 3,000 keys that Redis then loads at 1 ms a key, answering `-LOADING`
+    // between every kilobyte it reads: 3 s of loading.
+    let value = "v".repeat(100);
+    let keys: Vec<String> = (0..3000)
+        .flat_map(|k| [format!("k{k}"), value.clone()])
+        .collect();
+    let mut mset = vec!["MSET"];
+    mset.extend(keys.iter().map(String::as_str));
+    redis.command(&mset);
+    redis.command(&["SAVE"]);
+    let slow = [
+        &args[..],
+        &["--key-load-delay", "1000"],
+        &["--loading-process-events-interval-bytes", "1024"],
+    ]
+    .concat();
+    let redis = kill_and_restart(redis, &slow);
+    let loading = || {
+        let Value::Bulk(Some(text)) = redis.command(&["INFO", "persistence"]) else {
+            panic!("INFO answer");
+        };
+        String::from_utf8_lossy(&text).contains("loading:1")
+    };
+    assert!(loading(), "Redis loads its snapshot");
+    let a = gateway()
+        .args(["--threads", "2", "--api-key", API_KEY])
+        .args(["--broker", &redis.url(), "--node-id", "1"])
+        .args(["--history", "chat:=100/10m"])
+        .start();
+    let mut api = Api::connect(&a);
+    let mut checked = 0;
+    while loading() {
+        assert_eq!(counter(&a, "gateway_broker_connected"), 0);
+        assert_eq!(publish(&mut api, CHANNEL, 1), 503);
+        checked += 1;
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(checked > 0, "the node was checked while Redis loaded");
+    wait_broker(&a);
+    let mut w = Ws::open(a.addr(), "");
+    assert_eq!(subscribe(&mut w, CHANNEL, None)["offset"], 0);
+    published(&mut api, CHANNEL, 1);
+    assert_eq!(
+        next_offset(&mut w),
+        1,
+        "numbered and kept once Redis serves"
+    );
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
 }

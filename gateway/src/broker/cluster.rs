@@ -36,7 +36,7 @@ use tracing::{debug, info, warn};
 use super::history;
 use super::node::Node;
 use super::node::{node_topic, Out, ALL};
-use super::redis::{of_token, pairs, tokens, Link, CONNECT_TIMEOUT, PING_INTERVAL};
+use super::redis::{of_token, pairs, still_loading, tokens, Link, CONNECT_TIMEOUT, PING_INTERVAL};
 use super::resp::Value;
 use super::slots::{self, SlotMap, PARTITIONS};
 use super::socket::{self, Backoff, Phase};
@@ -624,6 +624,7 @@ impl Cluster {
         }
         let values = self.masters[i].link(sub).exchange(buf)?;
         for v in values {
+            still_loading(&v)?;
             if sub {
                 self.on_push(i, v, now);
             } else {

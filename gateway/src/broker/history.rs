@@ -20,11 +20,11 @@
 //! - Every query is answered within [`READ_TIMEOUT`]: with the stream, or with a failure when
 //!   Redis is down or slow (the client gets an error, never a hang).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::router::fanout::{Delivery, Parts};
 use crate::router::history::{can_recover, Answer, Epoch, HistoryPolicy, Want, MAX_SIZE, MAX_TTL};
@@ -147,6 +147,8 @@ pub struct Store {
     queries: HashMap<u64, Query>,
     /// Publishes whose answer is due, kept to run again after a `NOSCRIPT`.
     publishes: HashMap<u64, Vec<Vec<u8>>>,
+    /// Publishes already sent again after a `NOSCRIPT` whose first answer is still due.
+    superseded: HashSet<u64>,
     /// The last (epoch, offset) delivered live per channel with local subscribers.
     live: HashMap<Arc<str>, (Epoch, u64)>,
     next_id: u64,
@@ -162,6 +164,7 @@ impl Store {
             read_sha: sha(READ_SCRIPT),
             queries: HashMap::new(),
             publishes: HashMap::new(),
+            superseded: HashSet::new(),
             live: HashMap::new(),
             next_id: 0,
             scratch: Vec::new(),
@@ -321,13 +324,18 @@ impl Store {
         out: &mut Vec<Out>,
         to_shards: &mut Vec<ToShard>,
     ) {
+        if self.superseded.remove(&id) {
+            if !matches!(&v, Some(Value::Error(e)) if e.starts_with(b"NOSCRIPT")) {
+                // Only when the script came back between two publishes already in flight
+                // (another node loading it at that very moment).
+                warn!("a publication refused for want of the script ran after all: kept twice");
+            }
+            return;
+        }
         if let Some(args) = self.publishes.remove(&id) {
             match v {
                 Some(Value::Error(e)) if e.starts_with(b"NOSCRIPT") => {
-                    out.push(script_load(PUBLISH_SCRIPT));
-                    let id = self.id();
-                    self.publishes.insert(id, args.clone());
-                    out.push(Out::Command(args, Some(id)));
+                    self.publish_again(id, args, out);
                 }
                 Some(Value::Error(e)) => {
                     warn!(error = %String::from_utf8_lossy(&e), "the history store refused a publication");
@@ -375,6 +383,38 @@ impl Store {
         out.push(Out::Barrier(id));
     }
 
+    /// Redis lost the publish script while connected (a `SCRIPT FLUSH`; a restart is a new
+    /// connection, which loads it first): publish `first` and every later one already sent
+    /// are refused alike, in order. Send them all again at once, behind a load and in the
+    /// order they were first sent, so that no publication made meanwhile overtakes one of
+    /// them (one publisher's order is kept).
+    fn publish_again(&mut self, first: u64, args: Vec<Vec<u8>>, out: &mut Vec<Out>) {
+        let mut later: Vec<u64> = self
+            .publishes
+            .keys()
+            .copied()
+            .filter(|&k| k > first)
+            .collect();
+        later.sort_unstable();
+        info!(
+            publications = later.len() + 1,
+            "Redis lost the history scripts: loading them again"
+        );
+        out.push(script_load(PUBLISH_SCRIPT));
+        let mut again = vec![args];
+        for k in later {
+            if let Some(a) = self.publishes.remove(&k) {
+                self.superseded.insert(k);
+                again.push(a);
+            }
+        }
+        for args in again {
+            let id = self.id();
+            self.publishes.insert(id, args.clone());
+            out.push(Out::Command(args, Some(id)));
+        }
+    }
+
     /// A live numbered publication of `channel` at (`epoch`, `offset`): whether it does not
     /// follow the last one delivered (a gap the subscribers must hear of).
     pub fn on_live(&mut self, channel: &Arc<str>, epoch: Epoch, offset: u64) -> bool {
@@ -393,6 +433,7 @@ impl Store {
     /// announce a gap on once Redis is back.
     pub fn on_lost(&mut self) -> Vec<Arc<str>> {
         self.publishes.clear();
+        self.superseded.clear();
         self.live.drain().map(|(c, _)| c).collect()
     }
 
@@ -589,6 +630,63 @@ mod tests {
 
     fn offsets(a: &Answer<Arc<Delivery>>) -> Vec<u64> {
         a.entries.iter().map(|e| e.0).collect()
+    }
+
+    /// The data of each publish command in `out`, in order, and how many script loads.
+    fn sent(out: &[Out]) -> (Vec<Vec<u8>>, usize) {
+        let mut data = Vec::new();
+        let mut loads = 0;
+        for o in out {
+            let Out::Command(args, _) = o else { continue };
+            match args[0].as_slice() {
+                b"SCRIPT" => loads += 1,
+                b"EVALSHA" => data.push(args.last().unwrap().clone()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        (data, loads)
+    }
+
+    fn ids(out: &[Out]) -> Vec<u64> {
+        let id = |o: &Out| match o {
+            Out::Command(_, id) => *id,
+            _ => None,
+        };
+        out.iter().filter_map(id).collect()
+    }
+
+    #[test]
+    fn publishes_refused_for_want_of_the_script_run_again_in_their_order() {
+        let mut store = Store::new(policy());
+        let mut first = Vec::new();
+        for n in 1..=3u8 {
+            let p = Publication::new("chat:a", &[b'0' + n], b"x", None, None, None);
+            store.publish(&p, 1, &mut first);
+        }
+        let (heads, _) = sent(&first);
+        let flushed = || Some(Value::Error(b"NOSCRIPT No matching script.".to_vec()));
+        let mut again = Vec::new();
+        let mut to_shards = Vec::new();
+        let old = ids(&first);
+        store.on_reply(old[0], flushed(), &mut again, &mut to_shards);
+        // All three go again behind one load, in their order, before anything published later.
+        let (resent, loads) = sent(&again);
+        assert_eq!((resent, loads), (heads.clone(), 1));
+        let p = Publication::new("chat:a", b"4", b"x", None, None, None);
+        store.publish(&p, 1, &mut again);
+        let mut more = Vec::new();
+        for &id in &old[1..] {
+            store.on_reply(id, flushed(), &mut more, &mut to_shards);
+        }
+        assert!(
+            more.is_empty(),
+            "the later refusals were answered already: {more:?}"
+        );
+        for id in ids(&again) {
+            store.on_reply(id, Some(Value::Int(1)), &mut more, &mut to_shards);
+        }
+        assert!(more.is_empty() && to_shards.is_empty());
+        assert!(store.publishes.is_empty() && store.superseded.is_empty());
     }
 
     #[test]

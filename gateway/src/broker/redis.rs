@@ -290,12 +290,18 @@ impl Redis {
         }
         let values = self.instances[i].link(sub).exchange(buf)?;
         for v in values {
+            still_loading(&v)?;
             if sub {
                 self.on_push(i, v, now);
                 continue;
             }
-            if let Value::Error(e) = &v {
-                warn!(error = %String::from_utf8_lossy(e), "broker refused a command");
+            match &v {
+                // The history store loads its scripts again and says so once.
+                Value::Error(e) if e.starts_with(b"NOSCRIPT") => {}
+                Value::Error(e) => {
+                    warn!(error = %String::from_utf8_lossy(e), "broker refused a command")
+                }
+                _ => {}
             }
             let inst = &mut self.instances[i];
             inst.cmd.answered(now);
@@ -534,6 +540,18 @@ impl Redis {
                 }
             }
         }
+    }
+}
+
+/// `Err` when `v` says Redis is still loading its data set (after a restart with persistence,
+/// or a replica syncing): the connection is dropped and made again with the usual backoff, so
+/// the node counts as connected, and loads its scripts, only once Redis serves commands.
+pub(super) fn still_loading(v: &Value) -> Result<(), String> {
+    match v {
+        Value::Error(e) if e.starts_with(b"LOADING") => {
+            Err("the broker is still loading its data".to_owned())
+        }
+        _ => Ok(()),
     }
 }
 

@@ -130,6 +130,10 @@ impl Spread {
             Out::Command(args, _) => {
                 let verb = args.first().map(Vec::as_slice).unwrap_or_default();
                 let target = args.get(1).map(Vec::as_slice).unwrap_or_default();
+                if verb.eq_ignore_ascii_case(b"SCRIPT") {
+                    // Loaded on every instance as it (re)connects, before what runs it.
+                    return Route::Every;
+                }
                 if verb.eq_ignore_ascii_case(b"PUBLISH") {
                     if let Some(c) = target.strip_prefix(b"gw:c:") {
                         return Route::Channel(self.instance_of(&String::from_utf8_lossy(c)));
@@ -240,6 +244,12 @@ pub(super) mod tests {
         wire::encode(&msg, &mut beat);
         let beat = Out::Command(vec![b"PUBLISH".to_vec(), ALL.into(), beat], None);
         assert_eq!(s.route(&beat), Route::Every);
+        let load = Out::Command(vec![b"SCRIPT".to_vec(), b"LOAD".to_vec(), vec![]], None);
+        assert_eq!(
+            s.route(&load),
+            Route::Every,
+            "on each (re)connect, as presence"
+        );
         let direct = Out::Command(
             vec![b"PUBLISH".to_vec(), node_topic(4).into(), vec![]],
             None,

@@ -56,24 +56,7 @@ impl Redis {
 
     /// Send one command on a fresh connection; `None` when the server does not answer.
     pub fn try_command(&self, args: &[&str]) -> Option<Value> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut out = Vec::new();
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        encode_command(&mut out, &args);
-        s.write_all(&out).ok()?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            if let Ok(Parsed::Value(v, _)) = parse(&buf) {
-                return Some(v);
-            }
-            let n = s.read(&mut chunk).ok()?;
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        try_command_on(self.port, args)
     }
 
     /// Send one command; the server must answer.
@@ -416,5 +399,28 @@ impl Broker for Cluster {
     }
     fn wait_node(&self, id: u16) {
         Cluster::wait_numsub(self, &format!("gw:n:{id}"), 1)
+    }
+}
+
+/// One command to the server on loopback `port`, on a fresh connection; `None` when it does not
+/// answer.
+pub fn try_command_on(port: u16, args: &[&str]) -> Option<Value> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut out = Vec::new();
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    encode_command(&mut out, &args);
+    s.write_all(&out).ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Ok(Parsed::Value(v, _)) = parse(&buf) {
+            return Some(v);
+        }
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
     }
 }
