@@ -11,7 +11,8 @@
 # loadgen's CPU (user + system, whole process) per message received in the measured window, the
 # gateway's over the same window and messages (`--server-pid`), and their ratio; both are
 # computed here from fields every loadgen version writes (`client_cpu.cpu_s`,
-# `window.received`, `server.cpu_s`), so an older binary can be the baseline.
+# `window.received`, `server.cpu_s`), so an older binary can be the baseline. A second table
+# splits the CPU of binaries that report it (`system_s`) into user space and the kernel.
 #
 #   cargo build --release -p gateway -p loadgen
 #   cp $CARGO_TARGET_DIR/release/loadgen /tmp/loadgen-old    # at the older commit
@@ -115,4 +116,33 @@ for s in scenarios:
     print(f"| {s} | {o['rate']:,.0f} | {n['rate']:,.0f} | {o['client']:.3f} | {n['client']:.3f} "
           f"| {n['client'] / o['client']:.2f} | {o['server']:.3f} | {n['server']:.3f} "
           f"| {o['ratio']:.2f} | {n['ratio']:.2f} |")
+
+# Where the CPU goes, from binaries that report the kernel's part (`system_s`): on loopback the
+# kernel's TCP path costs about as much on both ends, so the user-space ratio is the one a
+# change to loadgen's own code moves.
+def split(scenario, which, r):
+    res = json.load(open(f"{work}/{scenario}-{which}-{r}.json"))["results"]
+    c, s = res["client_cpu"], res["server"]
+    if "system_s" not in c or "system_s" not in s:
+        return None
+    msgs = res["window"]["received"]
+    return {
+        "client_user": (c["cpu_s"] - c["system_s"]) * 1e6 / msgs,
+        "server_user": (s["cpu_s"] - s["system_s"]) * 1e6 / msgs,
+        "client_kernel": c["system_s"] / c["cpu_s"],
+        "server_kernel": s["system_s"] / s["cpu_s"],
+    }
+for which in ("old", "new"):
+    if any(split(s, which, 1) is None for s in scenarios):
+        continue
+    print()
+    print(f"{which}: user-space CPU in us per message, and the kernel's share of each process's CPU")
+    print("| scenario | loadgen user | gateway user | user ratio | loadgen in kernel | gateway in kernel |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for s in scenarios:
+        figs = [split(s, which, r) for r in range(1, rounds + 1)]
+        m = {k: statistics.median(f[k] for f in figs) for k in figs[0]}
+        print(f"| {s} | {m['client_user']:.3f} | {m['server_user']:.3f} "
+              f"| {m['client_user'] / m['server_user']:.2f} | {m['client_kernel']:.0%} "
+              f"| {m['server_kernel']:.0%} |")
 EOF

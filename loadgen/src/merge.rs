@@ -108,6 +108,7 @@ pub fn merge(reports: &[Report]) -> Result<Report> {
         res.unsent += x.unsent;
         res.open_at_run_start += x.open_at_run_start;
         res.client_cpu.cpu_s += x.client_cpu.cpu_s;
+        res.client_cpu.system_s += x.client_cpu.system_s;
         res.client_cpu.cores_used += x.client_cpu.cores_used;
         res.client_cpu.busiest_thread = res
             .client_cpu
@@ -168,7 +169,11 @@ pub fn merge_server(
         .min()
         .unwrap_or(0);
     s.rss_bytes = servers.iter().map(|x| x.rss_bytes).max().unwrap_or(0);
-    s.cpu_s = servers.iter().map(|x| x.cpu_s).fold(0.0, f64::max);
+    // Every process watched the same server over (nearly) the same window: the longest look.
+    if let Some(longest) = servers.iter().max_by(|a, b| a.cpu_s.total_cmp(&b.cpu_s)) {
+        s.cpu_s = longest.cpu_s;
+        s.system_s = longest.system_s;
+    }
     recompute_server(&mut s, res);
     Some(s)
 }

@@ -19,7 +19,7 @@ use crate::clock::{ns, Clock, SEC};
 use crate::plan::Plan;
 use crate::report::{fmt_count, fmt_ns, ClientCpu, Histograms, Point, Report, Results, Server};
 use crate::stats::{encode_hist, new_hist, Counters, Delivery, Percentiles};
-use crate::sysinfo::{self, ProcSample};
+use crate::sysinfo::{self, CpuTime, ProcSample};
 use crate::worker::{self, phase, Shared, Tick, WorkerInit, WorkerResult};
 
 /// A worker thread: what it measured, or why it stopped.
@@ -140,8 +140,8 @@ struct Phases {
     window_end: u64,
     drain_start: u64,
     open_at_run_start: u64,
-    cpu_at_start: u64,
-    cpu_window: Option<u64>,
+    cpu_at_start: CpuTime,
+    cpu_window: Option<CpuTime>,
     server_start: Option<ProcSample>,
     server_end: Option<ProcSample>,
     metrics_start: Option<BTreeMap<String, f64>>,
@@ -157,7 +157,7 @@ impl Phases {
             window_end: u64::MAX,
             drain_start: 0,
             open_at_run_start: 0,
-            cpu_at_start: 0,
+            cpu_at_start: CpuTime::default(),
             cpu_window: None,
             server_start: None,
             server_end: None,
@@ -240,19 +240,19 @@ impl Phases {
     }
 
     fn sample_window_start(&mut self, opts: &RunOpts) -> Result<()> {
-        self.cpu_at_start = sysinfo::process_cpu_ns();
+        self.cpu_at_start = sysinfo::process_cpu();
         if let Some(pid) = opts.server_pid {
             self.server_start = sysinfo::sample_pid(pid).ok();
         }
         if let Some(url) = &opts.server_metrics {
             self.metrics_start = Some(sysinfo::scrape(url)?);
         }
-        self.cpu_window = Some(0);
+        self.cpu_window = Some(CpuTime::default());
         Ok(())
     }
 
     fn sample_window_end(&mut self, opts: &RunOpts) -> Result<()> {
-        self.cpu_window = Some(sysinfo::process_cpu_ns().saturating_sub(self.cpu_at_start));
+        self.cpu_window = Some(sysinfo::process_cpu().since(self.cpu_at_start));
         if let Some(pid) = opts.server_pid {
             self.server_end = sysinfo::sample_pid(pid).ok();
         }
@@ -454,16 +454,17 @@ fn join_workers(handles: Vec<WorkerHandle>) -> Result<Vec<WorkerResult>> {
 /// over the whole run (`end_ns` since the start), with the busiest worker's share of a core.
 fn client_cpu(
     results: &[WorkerResult],
-    cpu_window_ns: Option<u64>,
+    cpu_window: Option<CpuTime>,
     window_s: f64,
     end_ns: u64,
     threads: usize,
 ) -> ClientCpu {
     let whole_s = end_ns as f64 / 1e9;
-    let (cpu_ns, wall_s) = match cpu_window_ns {
+    let (cpu, wall_s) = match cpu_window {
         Some(c) if window_s > 0.0 => (c, window_s),
-        _ => (sysinfo::process_cpu_ns(), whole_s),
+        _ => (sysinfo::process_cpu(), whole_s),
     };
+    let cpu_ns = cpu.total_ns;
     let busiest = results
         .iter()
         .map(|r| r.cpu_window_ns as f64 / 1e9 / window_s.max(1e-9))
@@ -471,6 +472,7 @@ fn client_cpu(
     let cores_used = cpu_ns as f64 / 1e9 / wall_s.max(1e-9);
     ClientCpu {
         cpu_s: cpu_ns as f64 / 1e9,
+        system_s: cpu.system_ns as f64 / 1e9,
         cores_used,
         busiest_thread: if window_s > 0.0 {
             busiest
@@ -652,6 +654,7 @@ fn server_figures(
     if let (Some(a), Some(b)) = (start, end) {
         let cpu_us = b.cpu_ns.saturating_sub(a.cpu_ns) as f64 / 1e3;
         s.cpu_s = cpu_us / 1e6;
+        s.system_s = b.system_ns.saturating_sub(a.system_ns) as f64 / 1e9;
         if connections > 0 && window_s > 0.0 {
             s.cpu_us_per_connection_second = cpu_us / (connections as f64 * window_s);
         }

@@ -76,14 +76,37 @@ pub fn raise_nofile() -> u64 {
         .unwrap_or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(s, _)| s))
 }
 
-/// CPU time (user + system) of this whole process, in ns.
-pub fn process_cpu_ns() -> u64 {
+/// CPU time used: all of it (user + system) and the part spent in the kernel (system), in ns.
+/// On loopback most of a WebSocket client's or server's CPU is the kernel's TCP path, the same
+/// on both ends; the user part is what a program's own code costs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    pub total_ns: u64,
+    pub system_ns: u64,
+}
+
+impl CpuTime {
+    /// What was used between `earlier` and `self`.
+    pub fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            total_ns: self.total_ns.saturating_sub(earlier.total_ns),
+            system_ns: self.system_ns.saturating_sub(earlier.system_ns),
+        }
+    }
+}
+
+/// CPU time of this whole process.
+pub fn process_cpu() -> CpuTime {
     use nix::sys::resource::{getrusage, UsageWho};
-    getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| {
+    getrusage(UsageWho::RUSAGE_SELF).map_or(CpuTime::default(), |u| {
         let t = |tv: nix::sys::time::TimeVal| {
             (tv.tv_sec() as u64) * SEC + (tv.tv_usec() as u64) * 1_000
         };
-        t(u.user_time()) + t(u.system_time())
+        let system_ns = t(u.system_time());
+        CpuTime {
+            total_ns: t(u.user_time()) + system_ns,
+            system_ns,
+        }
     })
 }
 
@@ -94,6 +117,8 @@ pub struct ProcSample {
     pub rss_bytes: u64,
     /// CPU time (user + system), ns.
     pub cpu_ns: u64,
+    /// The part of it spent in the kernel (system time), ns.
+    pub system_ns: u64,
 }
 
 /// Read RSS (`/proc/PID/status` VmRSS) and CPU time (`/proc/PID/stat` utime + stime).
@@ -126,6 +151,7 @@ pub fn sample_pid(pid: u32) -> Result<ProcSample> {
     Ok(ProcSample {
         rss_bytes: rss_kb * 1024,
         cpu_ns: (ticks(11) + ticks(12)) * SEC / hz,
+        system_ns: ticks(12) * SEC / hz,
     })
 }
 

@@ -383,15 +383,34 @@ fn own_cpu_per_message_is_reported_next_to_the_servers_and_merges_from_totals() 
     // The server's figure is over the same messages, so the ratio is also theirs.
     let server_per_msg = float(&r, "/results/server/cpu_us_per_message");
     assert!(close_to(ratio, per_msg / server_per_msg), "{ratio}");
+    // Echo over loopback spends time in the kernel on both ends: each part is some of the whole.
+    let client_sys = float(&r, "/results/client_cpu/system_s");
+    let server_sys = float(&r, "/results/server/system_s");
+    assert!(
+        client_sys > 0.0 && client_sys <= client_s,
+        "{client_sys} of {client_s}"
+    );
+    assert!(
+        server_sys > 0.0 && server_sys <= server_s,
+        "{server_sys} of {server_s}"
+    );
     let line = text
         .lines()
         .find(|l| l.contains("loadgen cost"))
         .unwrap_or_else(|| panic!("no cost line in:\n{text}"));
+    let kernel = format!("{:.0}% of it in the kernel", client_sys / client_s * 100.0);
     assert!(
         line.contains(&format!("{per_msg:.3} us CPU per message"))
-            && line.contains(&format!("({ratio:.2}x the server's CPU)")),
+            && line.contains(&format!("({ratio:.2}x the server's CPU)"))
+            && line.contains(&kernel),
         "{line}"
     );
+    let server_line = text
+        .lines()
+        .find(|l| l.contains("server cpu"))
+        .unwrap_or_else(|| panic!("no server cpu line in:\n{text}"));
+    let kernel = format!("{:.0}% in the kernel", server_sys / server_s * 100.0);
+    assert!(server_line.contains(&kernel), "{server_line}");
 
     // Merged: every process's CPU over every process's messages; the server's CPU is shared
     // (the windows overlap), so two copies of one run cost twice the server's.
@@ -400,6 +419,13 @@ fn own_cpu_per_message_is_reported_next_to_the_servers_and_merges_from_totals() 
     assert!(close_to(merged_per_msg, per_msg), "{merged_per_msg}");
     let merged_ratio = float(&rm, "/results/client_cpu/cpu_ratio_to_server");
     assert!(close_to(merged_ratio, 2.0 * ratio), "{merged_ratio}");
+    let merged_sys = float(&rm, "/results/client_cpu/system_s");
+    assert!(close_to(merged_sys, 2.0 * client_sys), "{merged_sys}");
+    let merged_server_sys = float(&rm, "/results/server/system_s");
+    assert!(
+        close_to(merged_server_sys, server_sys),
+        "{merged_server_sys}"
+    );
 }
 
 #[test]

@@ -122,6 +122,10 @@ pub struct Results {
 pub struct ClientCpu {
     /// CPU seconds of the process.
     pub cpu_s: f64,
+    /// The part of `cpu_s` spent in the kernel (system time): on loopback mostly the TCP path,
+    /// which costs about as much on both ends of a connection.
+    #[serde(default)]
+    pub system_s: f64,
     /// Cores busy on average (cpu_s / wall s).
     pub cores_used: f64,
     /// Busiest client thread's share of its core.
@@ -152,6 +156,10 @@ pub struct Server {
     pub rss_per_connection_bytes: f64,
     /// Server CPU seconds in the measured window.
     pub cpu_s: f64,
+    /// The part of `cpu_s` spent in the kernel (system time; `/proc/PID/stat`, in clock
+    /// ticks).
+    #[serde(default)]
+    pub system_s: f64,
     /// CPU microseconds per connection-second (window).
     pub cpu_us_per_connection_second: f64,
     /// CPU microseconds per message delivered to clients (window).

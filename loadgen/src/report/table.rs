@@ -135,8 +135,9 @@ pub fn render(report: &Report) -> String {
         };
         let _ = writeln!(
             out,
-            "  loadgen cost {:.3} us CPU per message{ratio}",
-            c.cpu_us_per_message
+            "  loadgen cost {:.3} us CPU per message{ratio}, {:.0}% of it in the kernel",
+            c.cpu_us_per_message,
+            share(c.system_s, c.cpu_s) * 100.0
         );
     }
     if let Some(s) = &r.server {
@@ -152,8 +153,12 @@ pub fn render(report: &Report) -> String {
         if s.cpu_s > 0.0 {
             let _ = writeln!(
                 out,
-                "  server cpu   {:.2}s: {:.3} us per connection-second, {:.3} us per message",
-                s.cpu_s, s.cpu_us_per_connection_second, s.cpu_us_per_message
+                "  server cpu   {:.2}s: {:.3} us per connection-second, {:.3} us per message, \
+                 {:.0}% in the kernel",
+                s.cpu_s,
+                s.cpu_us_per_connection_second,
+                s.cpu_us_per_message,
+                share(s.system_s, s.cpu_s) * 100.0
             );
         }
         if !s.metrics_delta.is_empty() {
@@ -164,4 +169,13 @@ pub fn render(report: &Report) -> String {
         }
     }
     out
+}
+
+/// `part` over `whole` (0 when there is no whole).
+fn share(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        (part / whole).clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
 }
