@@ -190,6 +190,14 @@ impl<T> Slab<T> {
         e.value.as_mut()
     }
 
+    /// The id of the value in slot `slot`, if the slot holds one.
+    pub fn id_at(&self, slot: u32) -> Option<ConnId> {
+        let e = self.entries.get(slot as usize)?;
+        e.value
+            .as_ref()
+            .map(|_| ConnId::on_node(self.node, self.shard, slot, e.generation))
+    }
+
     /// Whether `id` names a live entry.
     pub fn contains(&self, id: ConnId) -> bool {
         self.owns(id)
@@ -273,6 +281,18 @@ mod tests {
         assert!(!slab.contains(a));
         assert_eq!(slab.get_mut(b).copied(), Some("b"));
         assert_eq!(slab.len(), 1);
+    }
+
+    #[test]
+    fn a_slot_names_its_current_id_only_while_it_is_live() {
+        let mut slab = Slab::on_node(2, 4);
+        let a = slab.insert("a").unwrap();
+        assert_eq!(slab.id_at(a.slot()), Some(a));
+        slab.remove(a);
+        assert_eq!(slab.id_at(a.slot()), None);
+        let b = slab.insert("b").unwrap();
+        assert_eq!(slab.id_at(b.slot()), Some(b), "the new generation");
+        assert_eq!(slab.id_at(99), None);
     }
 
     #[test]
