@@ -39,7 +39,7 @@ use self::ws::request::Parser;
 
 /// One connection's application state, kept inline in its shard entry.
 ///
-/// Kept small (72 bytes, see `client_state_stays_small`): the route, the count of backend calls
+/// Kept small (56 bytes, see `client_state_stays_small`): the route, the count of backend calls
 /// and the upgrade time share one word, and what only Socket.IO, its long-polling transport and
 /// the connect hook use sits behind one pointer that a plain WebSocket client never allocates.
 #[derive(Debug, Default)]
@@ -343,7 +343,7 @@ impl Dispatch<'_> {
     /// Give the connection verified `claims`: its user, its rights, its expiry.
     pub(crate) fn set_claims(&mut self, claims: Arc<Claims>) {
         let session = &mut self.client.session;
-        if session.user.as_deref() != Some(&*claims.sub) {
+        if self.router.user(session).map(|u| &**u) != Some(&*claims.sub) {
             self.router
                 .set_user(self.id, session, Arc::from(&*claims.sub));
         }
@@ -431,10 +431,11 @@ mod opened_at_tests {
     }
 
     /// Every client connection's slot holds one; it was 96 bytes before the Socket.IO, polling
-    /// and connect-hook state moved behind one pointer and the upgrade time shrank to 5 bytes.
+    /// and connect-hook state moved behind one pointer, the upgrade time shrank to 5 bytes and
+    /// the session kept its user as a key into the shard's user table.
     #[test]
     fn client_state_stays_small() {
         let size = std::mem::size_of::<ClientState>();
-        assert!(size <= 72, "a client's state grew to {size} bytes");
+        assert!(size <= 56, "a client's state grew to {size} bytes");
     }
 }

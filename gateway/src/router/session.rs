@@ -1,7 +1,8 @@
 //! `Session`: what one connection adds for the router: how it receives, its user and its
-//! channels. Kept inline in the shard's connection entry and small (56 bytes, the keys of up to
-//! four channels inline; 4 more per channel past that, on the heap), so an idle subscriber costs
-//! little and a connection on a few channels allocates nothing for them.
+//! channels. Kept inline in the shard's connection entry and small (40 bytes, the keys of up to
+//! four channels inline; 4 more per channel past that, on the heap; the user as a key into the
+//! shard's user table), so an idle subscriber costs little and a connection on a few channels
+//! allocates nothing for them.
 
 use std::sync::Arc;
 
@@ -10,14 +11,16 @@ use smallvec::SmallVec;
 use crate::auth::Claims;
 
 use super::channels::{ChanKey, Kind};
+use super::users::UserKey;
 
 /// One connection's router state.
 #[derive(Debug, Default)]
 pub struct Session {
     /// How deliveries reach it (`None`: not a push connection, e.g. `/echo`).
     pub kind: Option<Kind>,
-    /// The user, when known (token subject or anonymous nickname).
-    pub user: Option<Arc<str>>,
+    /// The user, when known (token subject or anonymous nickname): its key in the shard's user
+    /// table (`Router::user` gives the name).
+    pub(super) user: Option<UserKey>,
     /// Keys of the channels it is subscribed to, in the shard's channel table (inline up to
     /// four: most connections subscribe to one or two).
     pub channels: SmallVec<[ChanKey; 4]>,

@@ -735,7 +735,7 @@ impl<D: Driver> Shard<D> {
                 ..
             }) = self.conns.get_mut(id)
             {
-                members.push((id, client.session.user.clone()));
+                members.push((id, self.router.user(&client.session).cloned()));
             }
         }
         members

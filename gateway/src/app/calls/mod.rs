@@ -169,8 +169,16 @@ impl AppState {
             .is_some_and(|c| usize::from(client.hook_calls) >= c.settings().max_calls_per_conn)
     }
 
-    /// `id` went away: tell the disconnect hook (fire-and-forget, batched by the hooks thread).
-    pub fn disconnected(&mut self, id: ConnId, client: &ClientState, ending: Ending, now: Instant) {
+    /// `id` (of `user`) went away: tell the disconnect hook (fire-and-forget, batched by the
+    /// hooks thread).
+    pub fn disconnected(
+        &mut self,
+        id: ConnId,
+        client: &ClientState,
+        user: Option<&str>,
+        ending: Ending,
+        now: Instant,
+    ) {
         let Some(calls) = &self.calls else {
             return;
         };
@@ -184,7 +192,7 @@ impl AppState {
         body.extend_from_slice(b"{\"conn\":");
         write_conn(&mut body, id);
         body.extend_from_slice(b",\"user\":");
-        write_opt_str(&mut body, client.session.user.as_deref());
+        write_opt_str(&mut body, user);
         body.extend_from_slice(b",\"why\":");
         write_str(&mut body, ending.why);
         let ms = age.as_millis();
@@ -417,7 +425,8 @@ impl Dispatch<'_> {
         body.extend_from_slice(b"{\"conn\":");
         write_conn(&mut body, self.id);
         body.extend_from_slice(b",\"user\":");
-        write_opt_str(&mut body, self.client.session.user.as_deref());
+        let user = self.router.user(&self.client.session).map(|u| &**u);
+        write_opt_str(&mut body, user);
         body.push(b',');
         write_str(&mut body, name);
         body.push(b':');
