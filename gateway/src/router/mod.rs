@@ -976,7 +976,7 @@ impl Router {
         let not = RouterError::NotSubscribed;
         let key = self.channels.key(channel).ok_or(not)?;
         let at = session.channels.iter().position(|&k| k == key).ok_or(not)?;
-        session.channels.swap_remove(at);
+        session.channels.swap_remove(at).ok_or(not)?;
         self.leave(id, session, key);
         Ok(())
     }
@@ -984,7 +984,8 @@ impl Router {
     /// A connection is closing or gone: leave every channel it was in and forget its user.
     /// Idempotent (the session is marked as no longer routed).
     pub fn on_disconnect(&mut self, id: ConnId, session: &mut Session) {
-        for key in std::mem::take(&mut session.channels) {
+        let keys = std::mem::take(&mut session.channels);
+        for &key in keys.as_slice() {
             self.leave(id, session, key);
         }
         self.users.forget(id, session);
