@@ -40,7 +40,7 @@ pub(super) fn on_message(d: &mut Dispatch<'_>, opcode: Opcode, payload: &[u8]) {
     data.clear();
     // Text frames are valid UTF-8 and a prefix of ASCII keeps it so.
     write_str(&mut data, std::str::from_utf8(rest).unwrap_or(""));
-    let user = d.client.session.user.clone();
+    let user = d.router.user(&d.client.session).cloned();
     let _ = d.router.publish(
         BROADCAST_CHANNEL,
         &data,

@@ -108,9 +108,37 @@ impl std::fmt::Display for ConnId {
     }
 }
 
-struct Entry<T> {
-    generation: u32,
-    value: Option<T>,
+/// A value a [`Slab`] holds. It keeps its slot's generation itself, in bytes its layout leaves
+/// free, so that a slot is no larger than the value (a separate generation field would add a
+/// padded word to every connection).
+pub trait Slotted {
+    /// The generation of the slot holding it.
+    fn generation(&self) -> u16;
+    /// Set by the slab when it is stored.
+    fn set_generation(&mut self, generation: u16);
+}
+
+/// One slot: a live value (which knows its generation), or a free slot's last generation.
+enum Slot<T> {
+    Live(T),
+    Free(u16),
+}
+
+impl<T: Slotted> Slot<T> {
+    fn generation(&self) -> u16 {
+        match self {
+            Slot::Live(v) => v.generation(),
+            Slot::Free(g) => *g,
+        }
+    }
+
+    /// The live value, if its generation is `generation`.
+    fn live(&mut self, generation: u32) -> Option<&mut T> {
+        match self {
+            Slot::Live(v) if u32::from(v.generation()) == generation => Some(v),
+            _ => None,
+        }
+    }
 }
 
 /// A slab of connections addressed by [`ConnId`]: O(1) insert, lookup and removal, with stale ids
@@ -118,12 +146,16 @@ struct Entry<T> {
 pub struct Slab<T> {
     node: u16,
     shard: u8,
-    entries: Vec<Entry<T>>,
+    entries: Vec<Slot<T>>,
     free: Vec<u32>,
     len: usize,
 }
 
-impl<T> Slab<T> {
+impl<T: Slotted> Slab<T> {
+    /// Bytes one slot takes (the value's own size when its layout has room for the
+    /// generation and a niche for the free state).
+    pub const SLOT_BYTES: usize = std::mem::size_of::<Slot<T>>();
+
     /// An empty slab for shard `shard` on node 0.
     pub fn new(shard: u8) -> Slab<T> {
         Slab::on_node(0, shard)
@@ -152,13 +184,16 @@ impl<T> Slab<T> {
 
     /// Store `value`; returns its id, or gives the value back when every one of the
     /// [`MAX_SLOTS`] slots is live.
-    pub fn insert(&mut self, value: T) -> Result<ConnId, T> {
+    pub fn insert(&mut self, mut value: T) -> Result<ConnId, T> {
         if let Some(slot) = self.free.pop() {
             if let Some(e) = self.entries.get_mut(slot as usize) {
                 self.len += 1;
-                e.generation = e.generation.wrapping_add(1) & GEN_MASK;
-                e.value = Some(value);
-                return Ok(ConnId::on_node(self.node, self.shard, slot, e.generation));
+                // 16 bits: wrapping is `GEN_MASK`.
+                let generation = e.generation().wrapping_add(1);
+                value.set_generation(generation);
+                *e = Slot::Live(value);
+                let generation = u32::from(generation);
+                return Ok(ConnId::on_node(self.node, self.shard, slot, generation));
             }
         }
         if self.entries.len() >= MAX_SLOTS {
@@ -166,10 +201,8 @@ impl<T> Slab<T> {
         }
         self.len += 1;
         let slot = self.entries.len() as u32;
-        self.entries.push(Entry {
-            generation: 0,
-            value: Some(value),
-        });
+        value.set_generation(0);
+        self.entries.push(Slot::Live(value));
         Ok(ConnId::on_node(self.node, self.shard, slot, 0))
     }
 
@@ -183,20 +216,29 @@ impl<T> Slab<T> {
         if !self.owns(id) {
             return None;
         }
-        let e = self.entries.get_mut(id.slot() as usize)?;
-        if e.generation != id.generation() {
-            return None;
+        self.entries
+            .get_mut(id.slot() as usize)?
+            .live(id.generation())
+    }
+
+    /// The id of the value in slot `slot`, if the slot holds one.
+    pub fn id_at(&self, slot: u32) -> Option<ConnId> {
+        match self.entries.get(slot as usize)? {
+            Slot::Live(v) => {
+                let generation = u32::from(v.generation());
+                Some(ConnId::on_node(self.node, self.shard, slot, generation))
+            }
+            Slot::Free(_) => None,
         }
-        e.value.as_mut()
     }
 
     /// Whether `id` names a live entry.
     pub fn contains(&self, id: ConnId) -> bool {
         self.owns(id)
-            && self
-                .entries
-                .get(id.slot() as usize)
-                .is_some_and(|e| e.generation == id.generation() && e.value.is_some())
+            && matches!(
+                self.entries.get(id.slot() as usize),
+                Some(Slot::Live(v)) if u32::from(v.generation()) == id.generation()
+            )
     }
 
     /// Remove and return the entry `id` names, if live.
@@ -205,10 +247,10 @@ impl<T> Slab<T> {
             return None;
         }
         let e = self.entries.get_mut(id.slot() as usize)?;
-        if e.generation != id.generation() {
+        let generation = e.live(id.generation())?.generation();
+        let Slot::Live(value) = std::mem::replace(e, Slot::Free(generation)) else {
             return None;
-        }
-        let value = e.value.take()?;
+        };
         self.free.push(id.slot());
         self.len -= 1;
         Some(value)
@@ -216,11 +258,8 @@ impl<T> Slab<T> {
 
     /// Ids of every live entry (for shutdown, which visits all connections once).
     pub fn ids(&self) -> Vec<ConnId> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.value.is_some())
-            .map(|(slot, e)| ConnId::on_node(self.node, self.shard, slot as u32, e.generation))
+        (0..self.entries.len() as u32)
+            .filter_map(|slot| self.id_at(slot))
             .collect()
     }
 }
@@ -228,6 +267,23 @@ impl<T> Slab<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value for the slab tests: a name and the generation the slab gives it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct V(&'static str, u16);
+
+    impl Slotted for V {
+        fn generation(&self) -> u16 {
+            self.1
+        }
+        fn set_generation(&mut self, generation: u16) {
+            self.1 = generation;
+        }
+    }
+
+    fn v(name: &'static str) -> V {
+        V(name, u16::MAX)
+    }
 
     #[test]
     fn id_round_trips_its_fields() {
@@ -251,7 +307,7 @@ mod tests {
     #[test]
     fn an_id_of_another_node_finds_nothing() {
         let mut slab = Slab::on_node(5, 0);
-        let a = slab.insert(1).unwrap();
+        let a = slab.insert(v("1")).unwrap();
         assert_eq!(a.node(), 5);
         let foreign = ConnId::on_node(6, 0, a.slot(), a.generation());
         assert_eq!(slab.get_mut(foreign), None);
@@ -263,22 +319,52 @@ mod tests {
     #[test]
     fn reused_slot_makes_old_id_stale() {
         let mut slab = Slab::new(3);
-        let a = slab.insert("a").unwrap();
-        assert_eq!(slab.remove(a), Some("a"));
-        let b = slab.insert("b").unwrap();
+        let a = slab.insert(v("a")).unwrap();
+        assert_eq!(slab.remove(a).map(|x| x.0), Some("a"));
+        let b = slab.insert(v("b")).unwrap();
         assert_eq!(a.slot(), b.slot(), "the freed slot is reused");
         assert_ne!(a, b);
         assert_eq!(slab.get_mut(a), None, "stale id finds nothing");
         assert_eq!(slab.remove(a), None);
         assert!(!slab.contains(a));
-        assert_eq!(slab.get_mut(b).copied(), Some("b"));
+        assert_eq!(slab.get_mut(b).map(|x| x.0), Some("b"));
+        assert_eq!(slab.len(), 1);
+    }
+
+    #[test]
+    fn a_slot_names_its_current_id_only_while_it_is_live() {
+        let mut slab = Slab::on_node(2, 4);
+        let a = slab.insert(v("a")).unwrap();
+        assert_eq!(slab.id_at(a.slot()), Some(a));
+        slab.remove(a);
+        assert_eq!(slab.id_at(a.slot()), None);
+        let b = slab.insert(v("b")).unwrap();
+        assert_eq!(slab.id_at(b.slot()), Some(b), "the new generation");
+        assert_eq!(slab.id_at(99), None);
+    }
+
+    #[test]
+    fn generations_wrap_at_sixteen_bits_and_a_stale_id_stays_stale() {
+        let mut slab = Slab::new(0);
+        let first = slab.insert(v("a")).unwrap();
+        let mut last = first;
+        for _ in 0..=u16::MAX {
+            slab.remove(last);
+            last = slab.insert(v("a")).unwrap();
+            assert_eq!(last.slot(), first.slot());
+        }
+        assert_eq!(last.generation(), first.generation(), "2^16 reuses later");
+        assert_eq!(slab.get_mut(last).map(|x| x.1), Some(0));
+        let stale = ConnId::new(0, first.slot(), 5);
+        assert!(slab.get_mut(stale).is_none() && !slab.contains(stale));
+        assert_eq!(slab.remove(stale), None);
         assert_eq!(slab.len(), 1);
     }
 
     #[test]
     fn id_from_another_shard_finds_nothing() {
         let mut slab = Slab::new(0);
-        let a = slab.insert(1).unwrap();
+        let a = slab.insert(v("1")).unwrap();
         let foreign = ConnId::new(1, a.slot(), a.generation());
         assert_eq!(slab.get_mut(foreign), None);
         assert_eq!(slab.ids(), vec![a]);

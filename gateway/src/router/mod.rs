@@ -871,7 +871,7 @@ impl Router {
     pub fn describe(&self, id: ConnId, session: &Session) -> ConnInfo {
         ConnInfo {
             conn: id,
-            user: session.user.clone(),
+            user: self.user(session).cloned(),
             channels: session
                 .channels
                 .iter()
@@ -934,6 +934,11 @@ impl Router {
         self.users.set(id, session, user);
     }
 
+    /// The user of the connection with `session`, if it has one.
+    pub fn user(&self, session: &Session) -> Option<&Arc<str>> {
+        self.users.name(session.user?)
+    }
+
     /// Subscribe `id` (with `session`) to `channel`. Idempotent.
     pub fn subscribe(
         &mut self,
@@ -955,7 +960,8 @@ impl Router {
             self.announce(&s.name, true);
         }
         if kind == Kind::Json {
-            self.presence_event(&s.name, true, id, session.user.as_deref());
+            let user = self.user(session).cloned();
+            self.presence_event(&s.name, true, id, user.as_deref());
         }
         Ok(())
     }
@@ -970,7 +976,7 @@ impl Router {
         let not = RouterError::NotSubscribed;
         let key = self.channels.key(channel).ok_or(not)?;
         let at = session.channels.iter().position(|&k| k == key).ok_or(not)?;
-        session.channels.swap_remove(at);
+        session.channels.swap_remove(at).ok_or(not)?;
         self.leave(id, session, key);
         Ok(())
     }
@@ -978,7 +984,8 @@ impl Router {
     /// A connection is closing or gone: leave every channel it was in and forget its user.
     /// Idempotent (the session is marked as no longer routed).
     pub fn on_disconnect(&mut self, id: ConnId, session: &mut Session) {
-        for key in std::mem::take(&mut session.channels) {
+        let keys = std::mem::take(&mut session.channels);
+        for &key in keys.as_slice() {
             self.leave(id, session, key);
         }
         self.users.forget(id, session);
@@ -992,7 +999,8 @@ impl Router {
         if let Some((name, gone)) = self.channels.unsubscribe(key, id) {
             self.member_up(&name, id, session, false);
             if session.kind == Some(Kind::Json) {
-                self.presence_event(&name, false, id, session.user.as_deref());
+                let user = self.user(session).cloned();
+                self.presence_event(&name, false, id, user.as_deref());
             }
             if gone {
                 self.announce(&name, false);
@@ -1007,7 +1015,7 @@ impl Router {
             let _ = self.outbound.up(Up::Member {
                 channel: Arc::clone(channel),
                 conn: id,
-                user: session.user.clone(),
+                user: self.user(session).cloned(),
                 on,
             });
         }

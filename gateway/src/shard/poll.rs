@@ -14,10 +14,9 @@ use crate::app::sio::session::{unknown_session, Cx, PollSession};
 use crate::app::Dispatch;
 use crate::conn::{ConnId, Ctx, State};
 use crate::driver::Driver;
-use crate::outbox::Outbox;
 use crate::router::inbox::{PollWhat, ShardMsg};
 
-use super::{Entry, Peer, Shard, UNARMED};
+use super::{Entry, Peer, Shard};
 
 /// How far a session without a deadline is looked at again (never, in practice: a session
 /// always has its heartbeat).
@@ -69,17 +68,7 @@ impl<D: Driver> Shard<D> {
         let cfg = std::sync::Arc::clone(&self.app.sio.cfg);
         let mut body = Vec::new();
         let placeholder = PollSession::new(Box::from(""), now, &cfg, &mut body);
-        let entry = Entry {
-            peer: Peer::Poll(Box::new(placeholder)),
-            outbox: Outbox::default(),
-            armed: UNARMED,
-            paused: false,
-            write_shut: false,
-            peer_eof: false,
-            counted: true,
-            dirty: false,
-            tls: None,
-        };
+        let entry = Entry::new(Peer::Poll(Box::new(placeholder)), None, true);
         let inserted = if count > self.cfg.max_connections {
             Err(entry)
         } else {
@@ -133,7 +122,7 @@ impl<D: Driver> Shard<D> {
         if conn.state() != State::AwaitApp {
             return;
         }
-        let Some(PollClient::Waiting { answer, .. }) = client.poll.as_deref_mut() else {
+        let Some(PollClient::Waiting { answer, .. }) = client.poll_mut() else {
             return;
         };
         *answer = Some((status, body));
@@ -212,10 +201,7 @@ impl<D: Driver> Shard<D> {
             return;
         };
         let deadline = p.deadline().unwrap_or(now + NO_DEADLINE);
-        let tick = self.wheel.tick_for(deadline.max(now));
-        if tick < e.armed {
-            e.armed = self.wheel.arm(id, deadline);
-        }
+        e.arm(&mut self.wheel, id, deadline, now);
     }
 
     /// End session `id`: its held request and carrying WebSocket are told, its channels left.
@@ -223,6 +209,7 @@ impl<D: Driver> Shard<D> {
         let Some(mut e) = self.conns.remove(id) else {
             return;
         };
+        self.wheel.cancel(id.slot());
         if let Peer::Poll(p) = &mut e.peer {
             self.forget_poll(id, p, code, reason);
         }

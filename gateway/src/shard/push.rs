@@ -22,7 +22,7 @@ use crate::router::gather::Gather;
 use crate::router::inbox::{ConnInfo, Lookup, ReplyTo, ShardMsg};
 use crate::router::{Answered, Completion, Member};
 
-use super::{Entry, Peer, Shard};
+use super::{Entry, Flags, Peer, Shard};
 
 /// The close code for a slow consumer.
 pub const SLOW_CONSUMER: CloseCode = CloseCode(4008);
@@ -100,8 +100,7 @@ fn queue_frame(sink: &mut Sink<'_>, id: ConnId, frame: &mut Packed<'_>) -> Queue
         if !p.push_frame(Arc::clone(frame.plain()), sink.limit_bytes) {
             return Queued::Slow;
         }
-        if !e.dirty {
-            e.dirty = true;
+        if e.mark_dirty() {
             sink.dirty.push(id);
         }
         return Queued::Yes;
@@ -115,8 +114,7 @@ fn queue_frame(sink: &mut Sink<'_>, id: ConnId, frame: &mut Packed<'_>) -> Queue
         return Queued::Slow;
     }
     e.outbox.push_shared(Arc::clone(frame));
-    if !e.dirty {
-        e.dirty = true;
+    if e.mark_dirty() {
         dirty.push(id);
     }
     Queued::Yes
@@ -219,8 +217,7 @@ fn queue_whole(sink: &mut Sink<'_>, id: ConnId, buffer: &Arc<[u8]>) -> Whole {
         return Whole::OneByOne;
     }
     e.outbox.push_shared(Arc::clone(buffer));
-    if !e.dirty {
-        e.dirty = true;
+    if e.mark_dirty() {
         sink.dirty.push(id);
     }
     Whole::Queued
@@ -278,7 +275,7 @@ impl<D: Driver> Shard<D> {
             let mut dirty = std::mem::take(&mut self.dirty);
             for id in dirty.drain(..) {
                 if let Some(e) = self.conns.get_mut(id) {
-                    e.dirty = false;
+                    e.set(Flags::DIRTY, false);
                     self.on_writable(id, now);
                 }
             }
@@ -738,7 +735,7 @@ impl<D: Driver> Shard<D> {
                 ..
             }) = self.conns.get_mut(id)
             {
-                members.push((id, client.session.user.clone()));
+                members.push((id, self.router.user(&client.session).cloned()));
             }
         }
         members

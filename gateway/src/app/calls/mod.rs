@@ -169,8 +169,16 @@ impl AppState {
             .is_some_and(|c| usize::from(client.hook_calls) >= c.settings().max_calls_per_conn)
     }
 
-    /// `id` went away: tell the disconnect hook (fire-and-forget, batched by the hooks thread).
-    pub fn disconnected(&mut self, id: ConnId, client: &ClientState, ending: Ending, now: Instant) {
+    /// `id` (of `user`) went away: tell the disconnect hook (fire-and-forget, batched by the
+    /// hooks thread).
+    pub fn disconnected(
+        &mut self,
+        id: ConnId,
+        client: &ClientState,
+        user: Option<&str>,
+        ending: Ending,
+        now: Instant,
+    ) {
         let Some(calls) = &self.calls else {
             return;
         };
@@ -184,7 +192,7 @@ impl AppState {
         body.extend_from_slice(b"{\"conn\":");
         write_conn(&mut body, id);
         body.extend_from_slice(b",\"user\":");
-        write_opt_str(&mut body, client.session.user.as_deref());
+        write_opt_str(&mut body, user);
         body.extend_from_slice(b",\"why\":");
         write_str(&mut body, ending.why);
         let ms = age.as_millis();
@@ -250,7 +258,7 @@ impl Dispatch<'_> {
         let Some(endpoint) = hook.endpoint.clone() else {
             return false;
         };
-        if self.client.connect.is_some() || check_upgrade(req, &calls.policy).is_err() {
+        if self.client.connect().is_some() || check_upgrade(req, &calls.policy).is_err() {
             // Answered already, or refused by the conn layer (a foreign Origin gets its 403
             // without the backend hearing of it).
             return false;
@@ -261,14 +269,14 @@ impl Dispatch<'_> {
             Err(e) => ConnectState::Answered(Err(e)),
         };
         let asked = matches!(state, ConnectState::Asked);
-        self.client.connect = Some(Box::new(state));
+        self.client.set_connect(Box::new(state));
         asked
     }
 
     /// At the upgrade of a route with a connect hook: apply its answer. `None`: no hook
     /// decided this connection (the usual authentication applies).
     pub(super) fn open_connected(&mut self, out: &mut Output) -> Option<Result<(), Refusal>> {
-        let state = self.client.connect.take()?;
+        let state = self.client.take_connect()?;
         let ConnectState::Answered(result) = *state else {
             return None;
         };
@@ -288,7 +296,7 @@ impl Dispatch<'_> {
             Ok(ConnectAnswer::DenyStatus { status, reason }) => refuse(out, status, reason),
             Ok(ConnectAnswer::DenyClose { code, reason }) => {
                 let state = ConnectState::Close(CloseCode(code), reason.into());
-                self.client.connect = Some(Box::new(state));
+                self.client.set_connect(Box::new(state));
                 Ok(())
             }
             Ok(ConnectAnswer::Allow(a)) => {
@@ -328,10 +336,12 @@ impl Dispatch<'_> {
 
     /// After a resumed upgrade: the close the connect hook asked for instead of a session.
     pub fn take_close(&mut self) -> Option<(CloseCode, Box<str>)> {
-        match self.client.connect.take().map(|s| *s) {
+        match self.client.take_connect().map(|s| *s) {
             Some(ConnectState::Close(code, reason)) => Some((code, reason)),
             other => {
-                self.client.connect = other.map(Box::new);
+                if let Some(other) = other {
+                    self.client.set_connect(Box::new(other));
+                }
                 None
             }
         }
@@ -415,7 +425,8 @@ impl Dispatch<'_> {
         body.extend_from_slice(b"{\"conn\":");
         write_conn(&mut body, self.id);
         body.extend_from_slice(b",\"user\":");
-        write_opt_str(&mut body, self.client.session.user.as_deref());
+        let user = self.router.user(&self.client.session).map(|u| &**u);
+        write_opt_str(&mut body, user);
         body.push(b',');
         write_str(&mut body, name);
         body.push(b':');
@@ -444,7 +455,8 @@ impl Dispatch<'_> {
         match then {
             Pending::Connect => {
                 let decided = a.result.and_then(|b| parse_connect(&b).map_err(bad));
-                self.client.connect = Some(Box::new(ConnectState::Answered(decided)));
+                self.client
+                    .set_connect(Box::new(ConnectState::Answered(decided)));
                 AfterAnswer::Resume
             }
             Pending::Subscribe { channel, id } => {

@@ -252,7 +252,8 @@ pub fn on_request(req: &httparse::Request<'_, '_>, out: &mut Output) -> Result<(
 /// a polling session (`sid` in `query`), carry that session.
 pub(super) fn open(d: &mut Dispatch<'_>, query: &str, out: &mut Output) {
     if let Some(session) = query_param(query, "sid").and_then(|s| polling::parse_sid(&s)) {
-        d.client.poll = Some(Box::new(polling::PollClient::Carrying(session)));
+        d.client
+            .set_poll(Box::new(polling::PollClient::Carrying(session)));
         return;
     }
     let cfg = Arc::clone(&d.app.sio.cfg);
@@ -270,13 +271,13 @@ pub(super) fn open(d: &mut Dispatch<'_>, query: &str, out: &mut Output) {
         },
     );
     out.frame(Opcode::Text, text);
-    d.client.sio = Some(Box::new(SioConn::new(sid, d.now, &cfg)));
+    d.client.set_sio(Box::new(SioConn::new(sid, d.now, &cfg)));
     d.app.sio.stats.sessions += 1;
 }
 
 /// A WebSocket message of the session.
 pub(super) fn on_message(d: &mut Dispatch<'_>, opcode: Opcode, payload: &[u8], out: &mut Output) {
-    if let Some(polling::PollClient::Carrying(session)) = d.client.poll.as_deref() {
+    if let Some(polling::PollClient::Carrying(session)) = d.client.poll() {
         // The session lives on its owner shard: the message goes there.
         let msg = crate::router::inbox::ShardMsg::Poll {
             session: *session,
@@ -289,7 +290,7 @@ pub(super) fn on_message(d: &mut Dispatch<'_>, opcode: Opcode, payload: &[u8], o
         d.router.outbound.control(session.shard(), msg);
         return;
     }
-    let Some(mut conn) = d.client.sio.take() else {
+    let Some(mut conn) = d.client.take_sio() else {
         return;
     };
     let cfg = Arc::clone(&d.app.sio.cfg);
@@ -300,12 +301,12 @@ pub(super) fn on_message(d: &mut Dispatch<'_>, opcode: Opcode, payload: &[u8], o
         d.app.sio.stats.malformed += 1;
         out.close_request = Some((CloseCode::PROTOCOL_ERROR, reason));
     }
-    d.client.sio = Some(conn);
+    d.client.set_sio(conn);
 }
 
 /// The session's deadline passed: ping, or close it for a missing pong or CONNECT.
 pub(super) fn on_deadline(d: &mut Dispatch<'_>, out: &mut Output) {
-    let Some(conn) = d.client.sio.as_mut() else {
+    let Some(conn) = d.client.sio_mut() else {
         return;
     };
     let cfg = &d.app.sio.cfg;

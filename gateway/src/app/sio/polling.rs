@@ -211,12 +211,12 @@ pub fn on_request(
     };
     if let Some(PollClient::Waiting {
         answer: Some(_), ..
-    }) = d.client.poll.as_deref()
+    }) = d.client.poll()
     {
         let Some(PollClient::Waiting {
             answer: Some((status, body)),
             ..
-        }) = d.client.poll.take().map(|b| *b)
+        }) = d.client.take_poll().map(|b| *b)
         else {
             return Handling::Refuse(crate::conn::http::HttpError::Malformed);
         };
@@ -285,7 +285,7 @@ pub fn on_request(
                 }
                 Some(0) => refuse(d, out, PollError::BadRequest, "empty payload"),
                 Some(len) => {
-                    d.client.poll = Some(Box::new(PollClient::Post(session)));
+                    d.client.set_poll(Box::new(PollClient::Post(session)));
                     Handling::Body { len }
                 }
             }
@@ -296,7 +296,7 @@ pub fn on_request(
 
 /// The body of a `POST` is in: send it to the session's owner.
 pub fn on_body(d: &mut Dispatch<'_>, body: &[u8]) -> Handling {
-    let Some(PollClient::Post(session)) = d.client.poll.take().map(|b| *b) else {
+    let Some(PollClient::Post(session)) = d.client.take_poll().map(|b| *b) else {
         return Handling::Refuse(crate::conn::http::HttpError::Malformed);
     };
     send(d, session, PollWhat::Post(Box::from(body)), None)
@@ -310,7 +310,7 @@ fn send(
     until: Option<std::time::Instant>,
 ) -> Handling {
     d.app.sio.stats.polling_requests += 1;
-    d.client.poll = Some(Box::new(PollClient::Waiting {
+    d.client.set_poll(Box::new(PollClient::Waiting {
         session,
         answer: None,
     }));
@@ -336,10 +336,10 @@ pub fn on_closed(router: &mut Router, id: ConnId, client: &mut crate::app::Clien
             session,
             answer: None,
         },
-    ) = client.poll.as_deref()
+    ) = client.poll()
     {
         let session = *session;
-        client.poll = None;
+        client.take_poll();
         let msg = ShardMsg::Poll {
             session,
             from: id,

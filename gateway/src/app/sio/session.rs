@@ -160,7 +160,7 @@ impl PollSession {
             ..ClientState::default()
         };
         client.session.kind = Some(Kind::Bare);
-        client.sio = Some(Box::new(SioConn::new(sid, now, cfg)));
+        client.set_sio(Box::new(SioConn::new(sid, now, cfg)));
         client.opened_at = crate::app::OpenedAt::at(now);
         PollSession {
             client,

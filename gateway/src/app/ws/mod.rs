@@ -26,7 +26,8 @@ use super::Dispatch;
 pub(super) fn open(d: &mut Dispatch<'_>, out: &mut Output) {
     let text = &mut d.app.text;
     text.clear();
-    reply::welcome(text, d.id, d.client.session.user.as_deref());
+    let user = d.router.user(&d.client.session).map(|u| &**u);
+    reply::welcome(text, d.id, user);
     if let Some(data) = d.app.welcome_data.take() {
         // The connect hook's data joins the welcome object.
         text.pop();
@@ -258,7 +259,7 @@ impl Dispatch<'_> {
         let session = &self.client.session;
         let same_user = match &session.grants {
             Some(old) => old.sub == claims.sub,
-            None => session.user.as_deref().is_none_or(|u| *u == *claims.sub),
+            None => self.router.user(session).is_none_or(|u| **u == *claims.sub),
         };
         if !same_user {
             return Err(ProtocolError::new(
@@ -319,7 +320,7 @@ impl Dispatch<'_> {
             _ => None,
         };
         let bare = unquoted.as_deref().map_or(json, str::as_bytes);
-        let user = self.client.session.user.clone();
+        let user = self.router.user(&self.client.session).cloned();
         self.router
             .publish(
                 channel,
@@ -344,7 +345,7 @@ impl Dispatch<'_> {
                 Some(s) => s.as_bytes(),
                 None => json,
             };
-            let user = this.client.session.user.clone();
+            let user = this.router.user(&this.client.session).cloned();
             this.router
                 .publish(
                     channel,
@@ -366,7 +367,7 @@ impl Dispatch<'_> {
         id: &[u8],
     ) -> Result<bool, ProtocolError> {
         self.with_json(data, |this, json| {
-            let user = this.client.session.user.clone();
+            let user = this.router.user(&this.client.session).cloned();
             let reply = ReplyTo {
                 conn: this.id,
                 id: Box::from(id),
