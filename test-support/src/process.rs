@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -21,13 +22,23 @@ pub const STOP_GRACE: Duration = Duration::from_secs(1);
 const STDERR_LIMIT_BYTES: usize = 1 << 20;
 /// The most stderr printed when a test fails while the process runs.
 const STDERR_SHOWN_BYTES: usize = 16 << 10;
+/// How long reading stderr after the process exited waits for the last bytes in the pipe (a
+/// child of the process may hold it open for longer; then what arrived is what is shown).
+const STDERR_DRAIN: Duration = Duration::from_secs(2);
+
+/// The tail of a process's stderr, and whether the pipe reached its end.
+#[derive(Default)]
+struct Tail {
+    kept: Mutex<Vec<u8>>,
+    closed: AtomicBool,
+}
 
 /// A running child process, stopped (by its own PID) and reaped when dropped.
 pub struct Process {
     name: String,
     child: Child,
     stdout: Mutex<Receiver<String>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Tail>,
     status: Option<ExitStatus>,
 }
 
@@ -83,9 +94,22 @@ impl Process {
         stdout.recv_timeout(left).ok()
     }
 
-    /// What the process wrote to stderr so far (its last MiB, lossy UTF-8).
+    /// What the process wrote to stderr so far (its last MiB, lossy UTF-8); once it is known
+    /// to have exited, everything it wrote (the reader is given up to [`STDERR_DRAIN`] to take
+    /// the last bytes from the pipe, so a line written just before the exit is never missed).
     pub fn stderr(&self) -> String {
-        let buf = self.stderr.lock().map(|b| b.clone()).unwrap_or_default();
+        if self.status.is_some() {
+            let deadline = Instant::now() + STDERR_DRAIN;
+            while !self.stderr.closed.load(Ordering::Acquire) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let buf = self
+            .stderr
+            .kept
+            .lock()
+            .map(|b| b.clone())
+            .unwrap_or_default();
         String::from_utf8_lossy(&buf).into_owned()
     }
 
@@ -204,14 +228,14 @@ fn read_lines(stdout: impl Read + Send + 'static) -> Receiver<String> {
 }
 
 /// Drain `stderr` into a buffer for the whole life of the process, keeping its last
-/// [`STDERR_LIMIT_BYTES`].
-fn keep_tail(mut stderr: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let kept = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&kept);
+/// [`STDERR_LIMIT_BYTES`], and mark the end of the pipe.
+fn keep_tail(mut stderr: impl Read + Send + 'static) -> Arc<Tail> {
+    let tail = Arc::new(Tail::default());
+    let sink = Arc::clone(&tail);
     thread::spawn(move || {
         let mut chunk = [0u8; 4096];
         while let Ok(n @ 1..) = stderr.read(&mut chunk) {
-            if let Ok(mut buf) = sink.lock() {
+            if let Ok(mut buf) = sink.kept.lock() {
                 buf.extend_from_slice(&chunk[..n]);
                 let len = buf.len();
                 if len > STDERR_LIMIT_BYTES {
@@ -219,6 +243,36 @@ fn keep_tail(mut stderr: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
                 }
             }
         }
+        sink.closed.store(true, Ordering::Release);
     });
-    kept
+    tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pipe whose last bytes come some time after the first: a reader thread still copying
+    /// what a process wrote just before it exited.
+    struct Slow(Vec<&'static [u8]>);
+
+    impl Read for Slow {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            thread::sleep(Duration::from_millis(100));
+            let part = self.0.remove(0);
+            buf[..part.len()].copy_from_slice(part);
+            Ok(part.len())
+        }
+    }
+
+    #[test]
+    fn stderr_read_after_the_exit_has_every_byte() {
+        let mut p = Process::spawn(Command::new("true"));
+        p.stderr = keep_tail(Slow(vec![b"first\n", b"last\n"]));
+        assert!(p.wait_exit(Duration::from_secs(10)).is_some(), "true exits");
+        assert_eq!(p.stderr(), "first\nlast\n");
+    }
 }
