@@ -253,6 +253,86 @@ impl FrameReader {
     where
         F: FnMut(Message<'_>) -> Flow,
     {
+        if self.between_messages() {
+            bytes = self.whole_small_messages(bytes, k, limits, &mut on);
+        }
+        self.on_read_general(bytes, k, limits, &mut on);
+    }
+
+    /// Nothing is carried from earlier reads: no header start, no frame or message under way,
+    /// every rule enforced, nothing compressed to watch for.
+    fn between_messages(&self) -> bool {
+        self.header_len == 0
+            && self.frame.is_none()
+            && self.message.is_none()
+            && self.mode == Mode::Normal
+            && !self.deflate
+    }
+
+    /// The common case, taken while [`Self::between_messages`] holds: frames that are whole
+    /// messages of at most 125 bytes (FIN, no RSV bit, text or binary, masked, a 7-bit length,
+    /// within both limits) and lie whole in `bytes` are handed out with no state written
+    /// between them. Returns the bytes from the first frame that is anything else (a control
+    /// frame, a fragment, a longer or cut frame, or one that breaks a rule), which the general
+    /// path then reads with exactly the state it would have had; the outcome is the same as
+    /// if the general path had read everything.
+    fn whole_small_messages<'b, F>(
+        &mut self,
+        mut bytes: &'b mut [u8],
+        k: &Kernels,
+        limits: &Limits,
+        on: &mut F,
+    ) -> &'b mut [u8]
+    where
+        F: FnMut(Message<'_>) -> Flow,
+    {
+        /// Header bytes of a masked frame with a 7-bit length.
+        const SHORT_HEADER: usize = 6;
+        while let [b0, b1, k0, k1, k2, k3, ..] = *bytes {
+            let opcode = match b0 {
+                0x81 => Opcode::Text,
+                0x82 => Opcode::Binary,
+                _ => break,
+            };
+            let len = usize::from(b1 & 0x7F);
+            // `len < 126`, so the casts below are exact.
+            if b1 & 0x80 == 0
+                || len >= 126
+                || len as u64 > limits.max_frame_bytes
+                || len as u64 > limits.max_message_bytes
+                || bytes.len() < SHORT_HEADER + len
+            {
+                break;
+            }
+            let (frame, rest) = std::mem::take(&mut bytes).split_at_mut(SHORT_HEADER + len);
+            let payload = &mut frame[SHORT_HEADER..];
+            let key = MaskKey([k0, k1, k2, k3]);
+            if opcode == Opcode::Text {
+                let valid = fused::unmask_validate(k, payload, key, 0, &mut self.utf8)
+                    .and_then(|()| self.utf8.finish());
+                if valid.is_err() {
+                    // As the general path leaves it: the frame is used up, the reader skips.
+                    self.utf8 = Validator::new();
+                    self.after(Err(FrameError::InvalidUtf8), on);
+                    return rest;
+                }
+            } else {
+                mask::unmask(k, payload, key, 0);
+            }
+            if on(Message::Data { opcode, payload }) == Flow::Stop {
+                self.discard();
+                return rest;
+            }
+            bytes = rest;
+        }
+        bytes
+    }
+
+    /// Every frame and every rule, with state carried across reads.
+    fn on_read_general<F>(&mut self, mut bytes: &mut [u8], k: &Kernels, limits: &Limits, on: &mut F)
+    where
+        F: FnMut(Message<'_>) -> Flow,
+    {
         while !bytes.is_empty() && self.mode != Mode::Discard {
             let Some(frame) = self.frame else {
                 match self.read_header(bytes, limits) {
@@ -267,16 +347,16 @@ impl FrameReader {
                             if frame.len == 0 {
                                 self.frame = None;
                             }
-                            self.after(Err(e), &mut on);
+                            self.after(Err(e), on);
                         } else if frame.len == 0 {
                             self.frame = None;
-                            let flow = self.payload(frame, &mut [], k, limits, &mut on);
-                            self.after(flow, &mut on);
+                            let flow = self.payload(frame, &mut [], k, limits, on);
+                            self.after(flow, on);
                         }
                     }
                     Ok(None) => return,
                     // Nothing was consumed: the same bytes are read again leniently.
-                    Err(e) => self.after(Err(e), &mut on),
+                    Err(e) => self.after(Err(e), on),
                 }
                 continue;
             };
@@ -287,8 +367,8 @@ impl FrameReader {
             bytes = rest;
             let done = frame.done + n as u64;
             self.frame = (done < frame.len).then_some(InFrame { done, ..frame });
-            let flow = self.payload(frame, chunk, k, limits, &mut on);
-            self.after(flow, &mut on);
+            let flow = self.payload(frame, chunk, k, limits, on);
+            self.after(flow, on);
         }
     }
 
@@ -786,6 +866,7 @@ mod tests {
 mod skip_tests {
     use super::*;
     use frame_simd::{encode_client_frame, encode_header};
+    use proptest::prelude::*;
 
     const LIMITS: Limits = Limits {
         max_frame_bytes: 1 << 20,
@@ -841,6 +922,112 @@ mod skip_tests {
                 seen(&wire, step),
                 vec!["violation 1002", "close [3, 232]"],
                 "step {step}"
+            );
+        }
+    }
+
+    /// One frame of a generated stream: mostly frames the short path takes, and every kind of
+    /// frame that must leave it at the right point.
+    fn any_frame() -> impl Strategy<Value = Vec<u8>> {
+        let small = prop::collection::vec(any::<u8>(), 0..=125);
+        let key = any::<[u8; 4]>().prop_map(MaskKey);
+        prop_oneof![
+            // Whole small text, valid UTF-8 (the common case).
+            (".{0,40}", key.clone()).prop_map(|(t, key)| {
+                let mut w = Vec::new();
+                encode_client_frame(&mut w, Opcode::Text, t.as_bytes(), key);
+                w
+            }),
+            // Whole small text with any bytes (mostly invalid UTF-8), and binary.
+            (small.clone(), key.clone(), any::<bool>()).prop_map(|(p, key, text)| {
+                let op = if text { Opcode::Text } else { Opcode::Binary };
+                let mut w = Vec::new();
+                encode_client_frame(&mut w, op, &p, key);
+                w
+            }),
+            // Any FIN and opcode (fragments, controls, continuations).
+            (small.clone(), key.clone(), any::<bool>(), 0u8..11).prop_map(|(p, key, fin, op)| {
+                let op = Opcode::from_u8(op).unwrap_or(Opcode::Ping);
+                let mut h = [0u8; MAX_HEADER_LEN];
+                let n = encode_header(&mut h, fin, op, p.len() as u64, Some(key));
+                let mut w = h[..n].to_vec();
+                w.extend(p.iter().enumerate().map(|(i, b)| b ^ key.0[i % 4]));
+                w
+            }),
+            // A 16-bit length (over 125 bytes).
+            (prop::collection::vec(any::<u8>(), 126..300), key).prop_map(|(p, key)| {
+                let mut w = Vec::new();
+                encode_client_frame(&mut w, Opcode::Binary, &p, key);
+                w
+            }),
+            // Raw bytes: bad bits (RSV, no mask, reserved opcodes) and truncated frames.
+            prop::collection::vec(any::<u8>(), 1..12),
+        ]
+    }
+
+    /// Everything a reader hands out, violations included, and what it keeps afterwards.
+    fn transcript(
+        wire: &[u8],
+        steps: &[usize],
+        limits: &Limits,
+        stop_after: usize,
+        fast: bool,
+    ) -> Vec<String> {
+        let k = Kernels::detect();
+        let mut r = FrameReader::default();
+        let mut seen = Vec::new();
+        let mut wire = wire.to_vec();
+        let mut rest = &mut wire[..];
+        let mut i = 0;
+        while !rest.is_empty() {
+            let n = steps[i % steps.len()].min(rest.len());
+            i += 1;
+            let (piece, after) = std::mem::take(&mut rest).split_at_mut(n);
+            rest = after;
+            let mut on = |m: Message<'_>| {
+                seen.push(format!("{m:?}"));
+                if seen.len() >= stop_after {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
+            };
+            if fast {
+                r.on_read(piece, &k, limits, &mut on);
+            } else {
+                r.on_read_general(piece, &k, limits, &mut on);
+            }
+            seen.push(format!(
+                "after read: mode {:?}, frame {:?}, message {:?}, header {}, kept {}",
+                r.mode,
+                r.frame,
+                r.message,
+                r.header_len,
+                r.retained_bytes()
+            ));
+        }
+        seen
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The short path for whole small messages changes nothing a peer or the app can see:
+        /// the same messages, violations and kept state as the general path, read after read,
+        /// for any stream, any cut into reads, any limits and a stop at any point.
+        #[test]
+        fn the_short_path_reads_exactly_as_the_general_path(
+            frames in prop::collection::vec(any_frame(), 1..24),
+            steps in prop::collection::vec(1usize..400, 1..6),
+            max_frame in prop_oneof![Just(1u64 << 20), 0u64..140],
+            max_message in prop_oneof![Just(1u64 << 20), 0u64..300],
+            stop_after in prop_oneof![Just(usize::MAX), 1usize..30],
+        ) {
+            let wire: Vec<u8> = frames.concat();
+            let limits = Limits { max_frame_bytes: max_frame, max_message_bytes: max_message, max_fragments: 4 };
+            prop_assert_eq!(
+                transcript(&wire, &steps, &limits, stop_after, true),
+                transcript(&wire, &steps, &limits, stop_after, false)
             );
         }
     }
