@@ -18,15 +18,28 @@
 #   cp $CARGO_TARGET_DIR/release/loadgen /tmp/loadgen-old    # at the older commit
 #   OLD=/tmp/loadgen-old bench/loadgen-cost.sh
 #
-# Environment: OLD (required), NEW ($bin/loadgen), ROUNDS (3), WARMUP (1s), DURATION (3s),
+# With FLOOR=1 (and `cargo build --release -p bench`) a third client joins the rotation:
+# `bench floor-client`, the cheapest client this host can run (no latencies, no per-message
+# state, prebuilt frames; see bench/src/floor.rs). Its ratio is the floor of loadgen's on this
+# host: on loopback each side's system calls also run the other side's TCP work, so no client
+# gets below it, however little its own code does. OLD may then be left unset (only the new
+# loadgen and the floor run).
+#
+# Environment: OLD, NEW ($bin/loadgen), FLOOR, ROUNDS (3), WARMUP (1s), DURATION (3s),
 # DELIVERIES (200000 deliveries/s in fan-out), SCENARIOS ("echo-w1 echo-w16 fanout-1k
 # fanout-10k"), SERVER_CPU (1), CLIENT_CPU (0), KEEP (print the gateway's stderr at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bin=${CARGO_TARGET_DIR:-target}/release
-old=${OLD:?set OLD to the baseline loadgen binary}
+old=${OLD:-}
 new=${NEW:-$bin/loadgen}
+floor=${FLOOR:-}
+[ -n "$old" ] || [ -n "$floor" ] || { echo "set OLD to the baseline loadgen binary, or FLOOR=1" >&2; exit 1; }
+clients=""
+[ -n "$old" ] && clients="old"
+clients="$clients new"
+[ -n "$floor" ] && clients="$clients floor"
 rounds=${ROUNDS:-3}
 warmup=${WARMUP:-1s}
 duration=${DURATION:-3s}
@@ -59,9 +72,14 @@ start() {
   exit 1
 }
 
-# run BINARY SCENARIO OUT: one measured run.
+# run CLIENT SCENARIO OUT: one measured run (CLIENT: old, new or floor).
 run() {
-  local lg=$1 scenario=$2 out=$3 args
+  local which=$1 scenario=$2 out=$3 args lg
+  case $which in
+    old) lg=("$old") ;;
+    new) lg=("$new") ;;
+    floor) lg=("$bin/bench" floor-client) ;;
+  esac
   case $scenario in
     echo-w1) args=(echo --url "ws://127.0.0.1:$port/echo" -c 100 -w 1 -s 32) ;;
     echo-w16) args=(echo --url "ws://127.0.0.1:$port/echo" -c 100 -w 16 -s 32) ;;
@@ -72,17 +90,17 @@ run() {
         --publishers 1 --rate $((deliveries / subs)) -s 64 --connect-timeout 60s) ;;
     *) echo "unknown scenario $scenario" >&2; exit 1 ;;
   esac
-  taskset -c "$client_cpu" "$lg" "${args[@]}" --threads 1 --no-pin --quiet --warmup "$warmup" \
+  taskset -c "$client_cpu" "${lg[@]}" "${args[@]}" --threads 1 --no-pin --quiet --warmup "$warmup" \
     --duration "$duration" --server-pid "$pid" --json "$out" >/dev/null
 }
 
 for round in $(seq "$rounds"); do
   start
-  if [ $((round % 2)) = 1 ]; then order="old new"; else order="new old"; fi
+  # Alternate the order from one round to the next.
+  if [ $((round % 2)) = 1 ]; then order=$clients; else order=$(echo $clients | tr ' ' '\n' | tac | tr '\n' ' '); fi
   for scenario in $scenarios; do
     for which in $order; do
-      if [ "$which" = old ]; then lg=$old; else lg=$new; fi
-      run "$lg" "$scenario" "$work/$scenario-$which-$round.json"
+      run "$which" "$scenario" "$work/$scenario-$which-$round.json"
     done
   done
   kill "$pid"
@@ -90,9 +108,10 @@ for round in $(seq "$rounds"); do
   pid=
 done
 
-python3 - "$work" "$rounds" "$scenarios" <<'EOF'
+python3 - "$work" "$rounds" "$scenarios" "$clients" <<'EOF'
 import json, statistics, sys
 work, rounds, scenarios = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+clients = sys.argv[4].split()
 def fig(scenario, which, r):
     res = json.load(open(f"{work}/{scenario}-{which}-{r}.json"))["results"]
     msgs = res["window"]["received"]
@@ -106,16 +125,32 @@ def fig(scenario, which, r):
     }
 def med(scenario, which, key):
     return statistics.median(fig(scenario, which, r)[key] for r in range(1, rounds + 1))
-print(f"medians of {rounds} rounds; CPU in us per message received; ratio = loadgen CPU / gateway CPU")
-print(f"| scenario | msgs/s old | msgs/s new | loadgen old | loadgen new | new/old "
-      f"| gateway old | gateway new | ratio old | ratio new |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for s in scenarios:
-    o = {k: med(s, "old", k) for k in ("rate", "client", "server", "ratio")}
-    n = {k: med(s, "new", k) for k in ("rate", "client", "server", "ratio")}
-    print(f"| {s} | {o['rate']:,.0f} | {n['rate']:,.0f} | {o['client']:.3f} | {n['client']:.3f} "
-          f"| {n['client'] / o['client']:.2f} | {o['server']:.3f} | {n['server']:.3f} "
-          f"| {o['ratio']:.2f} | {n['ratio']:.2f} |")
+print(f"medians of {rounds} rounds; CPU in us per message received; ratio = client CPU / gateway CPU")
+if "old" in clients:
+    print(f"| scenario | msgs/s old | msgs/s new | loadgen old | loadgen new | new/old "
+          f"| gateway old | gateway new | ratio old | ratio new |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for s in scenarios:
+        o = {k: med(s, "old", k) for k in ("rate", "client", "server", "ratio")}
+        n = {k: med(s, "new", k) for k in ("rate", "client", "server", "ratio")}
+        print(f"| {s} | {o['rate']:,.0f} | {n['rate']:,.0f} | {o['client']:.3f} | {n['client']:.3f} "
+              f"| {n['client'] / o['client']:.2f} | {o['server']:.3f} | {n['server']:.3f} "
+              f"| {o['ratio']:.2f} | {n['ratio']:.2f} |")
+if "floor" in clients:
+    # Each round's loadgen ratio over the floor ratio of the same round (same gateway, minutes
+    # apart): how far loadgen is above the cheapest client, with drift between rounds cancelled.
+    print()
+    print("| scenario | msgs/s loadgen | msgs/s floor | loadgen CPU | floor CPU | gateway CPU (loadgen run) "
+          "| gateway CPU (floor run) | ratio loadgen | ratio floor | loadgen / floor |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for s in scenarios:
+        n = {k: med(s, "new", k) for k in ("rate", "client", "server", "ratio")}
+        f = {k: med(s, "floor", k) for k in ("rate", "client", "server", "ratio")}
+        over = statistics.median(fig(s, "new", r)["ratio"] / fig(s, "floor", r)["ratio"]
+                                 for r in range(1, rounds + 1))
+        print(f"| {s} | {n['rate']:,.0f} | {f['rate']:,.0f} | {n['client']:.3f} | {f['client']:.3f} "
+              f"| {n['server']:.3f} | {f['server']:.3f} | {n['ratio']:.2f} | {f['ratio']:.2f} "
+              f"| {over:.2f} |")
 
 # Where the CPU goes, from binaries that report the kernel's part (`system_s`): on loopback the
 # kernel's TCP path costs about as much on both ends, so the user-space ratio is the one a
@@ -132,12 +167,12 @@ def split(scenario, which, r):
         "client_kernel": c["system_s"] / c["cpu_s"],
         "server_kernel": s["system_s"] / s["cpu_s"],
     }
-for which in ("old", "new"):
+for which in clients:
     if any(split(s, which, 1) is None for s in scenarios):
         continue
     print()
     print(f"{which}: user-space CPU in us per message, and the kernel's share of each process's CPU")
-    print("| scenario | loadgen user | gateway user | user ratio | loadgen in kernel | gateway in kernel |")
+    print("| scenario | client user | gateway user | user ratio | client in kernel | gateway in kernel |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for s in scenarios:
         figs = [split(s, which, r) for r in range(1, rounds + 1)]

@@ -36,6 +36,12 @@ impl Server {
         Server { process, addr }
     }
 
+    /// The server's process id (for `--server-pid`; not every test binary asks for it).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// Send SIGTERM and assert the process is gone within the patience.
     pub fn terminate(mut self) {
         self.process.terminate();
