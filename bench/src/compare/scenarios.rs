@@ -259,10 +259,12 @@ pub fn all() -> Vec<Scenario> {
         }),
         protocol: Protocol::Bench,
     };
+    // Idle connections are subscribers (`/broadcast`), as a push gateway's idle clients are: the
+    // subscription is part of what an idle connection costs.
     let idle = |id, title, connections: u32| Scenario {
         id,
         title,
-        path: "/echo",
+        path: "/broadcast",
         // Past ~28,000 connections one source address runs out of ports.
         loadgen_args: args(&[
             "idle",
@@ -320,8 +322,8 @@ pub fn all() -> Vec<Scenario> {
             capacity: None,
             protocol: Protocol::Bench,
         },
-        idle("idle-10k", "idle memory, 10,000 connections", 10_000),
-        idle("idle-50k", "idle memory, 50,000 connections", 50_000),
+        idle("idle-10k", "idle memory, 10,000 subscribed connections", 10_000),
+        idle("idle-50k", "idle memory, 50,000 subscribed connections", 50_000),
         // Socket.IO: every subscriber joins one room, the publisher emits to it.
         Scenario {
             id: "sio-fanout-1k",
@@ -496,6 +498,15 @@ mod tests {
         });
         let values = fanout.metrics(&report).unwrap();
         assert_eq!(values, vec![("held deliveries/s", 15000.0)]);
+    }
+
+    #[test]
+    fn idle_connections_are_subscribers() {
+        for id in ["idle-10k", "idle-50k"] {
+            let idle = all().into_iter().find(|s| s.id == id).unwrap();
+            assert_eq!(idle.path, "/broadcast", "{id}");
+            assert_eq!(idle.loadgen_args.first().map(String::as_str), Some("idle"));
+        }
     }
 
     #[test]
