@@ -22,7 +22,8 @@
 //!     --publishers 1 --rate 200 -s 64 --warmup 1s --duration 3s --server-pid PID --json OUT
 //! ```
 //!
-//! Limits: `ws://` only, payloads under 126 bytes, one thread, one publisher.
+//! Limits: `ws://` only, payloads under 126 bytes, one thread, one publisher. Every frame is
+//! masked with one key (RFC 6455 asks a client for a fresh key per frame; a server cannot tell).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream, ToSocketAddrs};
