@@ -31,8 +31,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use frame_simd::{encode_client_frame, MaskKey, Opcode};
+use loadgen::sysinfo::{self, CpuTime, ProcSample};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use serde_json::json;
 
 /// Bytes read per `read`.
 const READ_BYTES: usize = 256 * 1024;
@@ -155,18 +157,9 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     Ok(opts)
 }
 
-/// `3s`, `500ms` or bare seconds.
+/// A duration as loadgen reads one (`3s`, `500ms`, `1m`).
 fn duration(v: &str) -> Result<Duration, String> {
-    let bad = || format!("not a duration: {v}");
-    if let Some(ms) = v.strip_suffix("ms") {
-        return ms.parse().map(Duration::from_millis).map_err(|_| bad());
-    }
-    let secs = v.strip_suffix('s').unwrap_or(v);
-    secs.parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(bad)
+    humantime::parse_duration(v).map_err(|e| format!("not a duration: {v}: {e}"))
 }
 
 /// The `main` of `bench floor-client`.
@@ -205,28 +198,29 @@ pub fn main(args: Vec<String>) -> ExitCode {
     }
 }
 
-/// CPU time of a process from `/proc/PID/stat` (user, system), in seconds.
-fn cpu_of(pid: &str) -> io::Result<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15; `after` starts at field 3. USER_HZ is 100 on Linux.
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
-    match (ticks(11), ticks(12)) {
-        (Some(user), Some(system)) => Ok((user as f64 / 100.0, system as f64 / 100.0)),
-        _ => Err(io::Error::other(format!(
-            "/proc/{pid}/stat: unexpected format"
-        ))),
-    }
+/// Messages and CPU at one moment, read the way loadgen reads them (its own process with
+/// `getrusage`, the server from `/proc/PID/stat`), so the two clients' figures compare.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    at: Instant,
+    received: u64,
+    client: CpuTime,
+    server: Option<ProcSample>,
 }
 
-/// Messages and CPU at one moment.
-#[derive(Clone, Copy, Debug, Default)]
-struct Mark {
-    at: Option<Instant>,
-    received: u64,
-    client: (f64, f64),
-    server: (f64, f64),
+impl Mark {
+    fn now(received: u64, server_pid: Option<u32>) -> io::Result<Mark> {
+        let server = match server_pid {
+            Some(pid) => Some(sysinfo::sample_pid(pid).map_err(io::Error::other)?),
+            None => None,
+        };
+        Ok(Mark {
+            at: Instant::now(),
+            received,
+            client: sysinfo::process_cpu(),
+            server,
+        })
+    }
 }
 
 /// What a run measured over its window.
@@ -249,39 +243,27 @@ pub struct Report {
 impl Report {
     /// The fields of loadgen's report that `bench/loadgen-cost.sh` reads.
     pub fn to_json(&self) -> String {
-        let server = match (self.server_cpu_s, self.server_system_s) {
-            (Some(cpu), Some(system)) => {
-                format!(r#", "server": {{"cpu_s": {cpu}, "system_s": {system}}}"#)
-            }
-            _ => String::new(),
-        };
-        let busiest = if self.seconds > 0.0 {
-            self.client_cpu_s / self.seconds
-        } else {
-            0.0
-        };
-        format!(
-            concat!(
-                r#"{{"tool": "bench floor-client", "results": {{"#,
-                r#""window": {{"seconds": {}, "received": {}}}, "#,
-                r#""run": {{"sent": {}, "received": {}}}, "#,
-                r#""receive_rate": {}, "#,
-                r#""client_cpu": {{"cpu_s": {}, "system_s": {}, "busiest_thread": {}}}{}}}}}"#
-            ),
-            self.seconds,
-            self.received,
-            self.sent,
-            self.received_total,
+        let per_second = |x: f64| {
             if self.seconds > 0.0 {
-                self.received as f64 / self.seconds
+                x / self.seconds
             } else {
                 0.0
+            }
+        };
+        let mut results = json!({
+            "window": { "seconds": self.seconds, "received": self.received },
+            "run": { "sent": self.sent, "received": self.received_total },
+            "receive_rate": per_second(self.received as f64),
+            "client_cpu": {
+                "cpu_s": self.client_cpu_s,
+                "system_s": self.client_system_s,
+                "busiest_thread": per_second(self.client_cpu_s),
             },
-            self.client_cpu_s,
-            self.client_system_s,
-            busiest,
-            server,
-        )
+        });
+        if let (Some(cpu_s), Some(system_s)) = (self.server_cpu_s, self.server_system_s) {
+            results["server"] = json!({ "cpu_s": cpu_s, "system_s": system_s });
+        }
+        json!({ "tool": "bench floor-client", "results": results }).to_string()
     }
 }
 
@@ -428,18 +410,6 @@ pub fn run(opts: &Options) -> io::Result<Report> {
     let start = Instant::now();
     let window_start = start + opts.warmup;
     let end = window_start + opts.duration;
-    let server = opts.server_pid.map(|p| p.to_string());
-    let mark = |received: u64| -> io::Result<Mark> {
-        Ok(Mark {
-            at: Some(Instant::now()),
-            received,
-            client: cpu_of("self")?,
-            server: match &server {
-                Some(pid) => cpu_of(pid)?,
-                None => (0.0, 0.0),
-            },
-        })
-    };
     let mut first: Option<Mark> = None;
     // Echo connections start with their answers owed; writing them is the first turn's work.
     let mut to_write: Vec<usize> = if opts.fanout {
@@ -450,7 +420,7 @@ pub fn run(opts: &Options) -> io::Result<Report> {
     loop {
         let now = Instant::now();
         if first.is_none() && now >= window_start {
-            first = Some(mark(received)?);
+            first = Some(Mark::now(received, opts.server_pid)?);
         }
         if now >= end {
             break;
@@ -526,25 +496,26 @@ pub fn run(opts: &Options) -> io::Result<Report> {
             }
         }
     }
-    let last = mark(received)?;
+    let last = Mark::now(received, opts.server_pid)?;
     let first = first.unwrap_or(last);
-    let seconds = match (first.at, last.at) {
-        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
-        _ => 0.0,
+    let client = last.client.since(first.client);
+    let server = match (first.server, last.server) {
+        (Some(a), Some(b)) => Some((
+            b.cpu_ns.saturating_sub(a.cpu_ns),
+            b.system_ns.saturating_sub(a.system_ns),
+        )),
+        _ => None,
     };
-    let cpu = |a: (f64, f64), b: (f64, f64)| ((b.0 + b.1) - (a.0 + a.1), b.1 - a.1);
-    let (client_cpu_s, client_system_s) = cpu(first.client, last.client);
-    let (server_cpu_s, server_system_s) = cpu(first.server, last.server);
-    let with_server = opts.server_pid.is_some();
+    let secs = |ns: u64| ns as f64 / 1e9;
     Ok(Report {
-        seconds,
+        seconds: last.at.duration_since(first.at).as_secs_f64(),
         received: last.received - first.received,
         sent,
         received_total: received,
-        client_cpu_s,
-        client_system_s,
-        server_cpu_s: with_server.then_some(server_cpu_s),
-        server_system_s: with_server.then_some(server_system_s),
+        client_cpu_s: secs(client.total_ns),
+        client_system_s: secs(client.system_ns),
+        server_cpu_s: server.map(|(cpu, _)| secs(cpu)),
+        server_system_s: server.map(|(_, system)| secs(system)),
     })
 }
 
@@ -599,6 +570,7 @@ mod tests {
         assert!(parse(&args("fanout --url ws://127.0.0.1:9/ --publishers 2")).is_err());
         assert!(parse(&args("echo --url ws://127.0.0.1:9/ --bogus")).is_err());
         assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(duration("1m").unwrap(), Duration::from_secs(60));
         assert!(duration("soon").is_err());
     }
 
