@@ -73,6 +73,28 @@ impl WssClient {
     /// Connect and finish the TLS handshake (verifying against the test CA).
     fn connect(addr: SocketAddr, cfg: &Arc<ClientConfig>) -> WssClient {
         let tcp = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        WssClient::handshake(tcp, cfg)
+    }
+
+    /// [`WssClient::open`] over a socket whose send and receive buffers are capped at `bytes`
+    /// (set before connecting, which also turns off their autotuning), so a client that writes
+    /// without reading meets the server's backpressure after a little data instead of after
+    /// whatever the kernel's buffers grow to hold (tens of MiB on loopback).
+    fn open_small_buffers(addr: SocketAddr, cfg: &Arc<ClientConfig>, bytes: usize) -> WssClient {
+        let domain = socket2::Domain::for_address(addr);
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        socket.set_send_buffer_size(bytes).expect("SO_SNDBUF");
+        socket
+            .connect_timeout(&addr.into(), IO_TIMEOUT)
+            .expect("connect");
+        let mut c = WssClient::handshake(socket.into(), cfg);
+        c.upgrade();
+        c
+    }
+
+    /// Finish the TLS handshake on a connected socket.
+    fn handshake(tcp: TcpStream, cfg: &Arc<ClientConfig>) -> WssClient {
         tcp.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
         tcp.set_nodelay(true).expect("nodelay");
         let name = ServerName::try_from("localhost").expect("server name");
@@ -92,12 +114,17 @@ impl WssClient {
     /// Connect and upgrade to `/echo`.
     fn open(addr: SocketAddr, cfg: &Arc<ClientConfig>) -> WssClient {
         let mut c = WssClient::connect(addr, cfg);
+        c.upgrade();
+        c
+    }
+
+    /// Upgrade to `/echo`.
+    fn upgrade(&mut self) {
         let key = fresh_key();
-        c.write(&upgrade_request("/echo", &key, &[]));
-        let head = c.read_until(b"\r\n\r\n");
+        self.write(&upgrade_request("/echo", &key, &[]));
+        let head = self.read_until(b"\r\n\r\n");
         let head = String::from_utf8_lossy(&head);
         assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
-        c
     }
 
     /// The leaf certificate the server presented.
@@ -347,7 +374,8 @@ fn backpressure_holds_over_tls_and_every_echo_arrives_once_the_client_reads() {
         .gateway()
         .args(["--max-outbound-bytes", "262144"])
         .start();
-    let mut c = WssClient::open(gw.addr(), &pki.client_config());
+    // Small client buffers: 16 MiB must not fit in what the kernel holds between the two.
+    let mut c = WssClient::open_small_buffers(gw.addr(), &pki.client_config(), 64 << 10);
     let payload = vec![b'x'; FRAME];
     let frame = client_frame(true, op::BINARY, &payload, KEY);
     let mut wire = Vec::with_capacity(frame.len() * FRAMES);
