@@ -6,6 +6,8 @@
 # SIMD kernels, once forced to the scalar ones), and bounded fuzz runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One build from scratch: incremental caches would only take disk (about half of target/).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -29,6 +31,9 @@ nextest() {
 
 # ---------------------------------------------------------------------------------------------
 step "installing test dependencies"
+# A fresh build of everything below takes a few GB (target/, the fuzz crates' targets); a disk
+# that runs out shows up as a linker killed by SIGBUS, so say up front what there is.
+echo "disk free here: $(df -h --output=avail . | tail -n 1 | tr -d ' ')"
 need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v node >/dev/null || need_apt+=(nodejs npm)
@@ -97,6 +102,9 @@ nextest --workspace --no-fail-fast
 
 # The repeated passes run only the suites where the kernels or the driver matter; a new suite
 # joins a list when it exercises them (a new transport below the app, a new frame path).
+# They select with filters over the whole workspace, never with `-p`: a package subset unifies
+# dependency features differently, so cargo would build every dependency and test binary a
+# second and third time (minutes of compiling and gigabytes of disk for nothing).
 # Kernels: the codec, the gateway's unit tests (the sans-IO connection) and the frame-level suites.
 KERNEL_SUITES='package(frame-simd) | (package(gateway) & (kind(lib) | binary(conformance) | binary(bad_input) | binary(handshake) | binary(interop) | binary(compression)))'
 # Driver: every suite that moves bytes through a shard loop over real sockets.
@@ -111,10 +119,10 @@ DRIVER_SUITES=$(printf 'binary(%s) | ' "${DRIVER_SUITE_NAMES[@]}")
 DRIVER_SUITES=${DRIVER_SUITES% | }
 
 step "codec and frame-level tests with SIMD switched off (FRAME_SIMD_KERNEL=scalar)"
-FRAME_SIMD_KERNEL=scalar nextest -p frame-simd -p gateway --no-fail-fast -E "$KERNEL_SUITES"
+FRAME_SIMD_KERNEL=scalar nextest --workspace --no-fail-fast -E "$KERNEL_SUITES"
 
 step "socket-level gateway suites again on the io_uring driver (GATEWAY_DRIVER=uring)"
-GATEWAY_DRIVER=uring nextest -p gateway --no-fail-fast -E "$DRIVER_SUITES"
+GATEWAY_DRIVER=uring nextest --workspace --no-fail-fast -E "package(gateway) & ($DRIVER_SUITES)"
 
 step "doc tests"
 cargo test --workspace --doc -q
