@@ -243,10 +243,11 @@ pub struct Cli {
     pub compression_threshold: Option<usize>,
     // --- Many nodes ---
     /// How the nodes of one deployment reach each other: `memory` (one node, no external
-    /// service), `redis://HOST:PORT`, `redis://A:PORT,redis://B:PORT,...` (channels spread
-    /// over several Redis instances) or `nats://HOST:PORT` (core NATS) [default: memory]
+    /// service), `redis://[[USER]:PASSWORD@]HOST:PORT`, `redis://A:PORT,redis://B:PORT,...`
+    /// (channels spread over several Redis instances), `redis-cluster://HOST:PORT,...` (one
+    /// Redis Cluster) or `nats://[USER:PASSWORD@]HOST:PORT` (core NATS) [default: memory]
     /// (Parsed in `Config::from_parts`, not by clap, whose error would repeat the value and
-    /// with it a `nats://` URL's password.)
+    /// with it the URL's password.)
     #[arg(long, env = "GATEWAY_BROKER")]
     pub broker: Option<String>,
 
@@ -1583,13 +1584,30 @@ mod tests {
     fn a_redis_cluster_broker_parses_from_the_flag_or_the_file_and_is_shown_whole() {
         let url = "redis-cluster://a:1,b:2";
         let c = Config::from_parts(cli(&["--broker", url]), "").unwrap();
-        let cluster = BrokerUrl::RedisCluster(vec!["a:1".into(), "b:2".into()]);
+        let cluster = BrokerUrl::RedisCluster {
+            seeds: vec!["a:1".into(), "b:2".into()],
+            auth: crate::broker::RedisAuth::None,
+        };
         assert_eq!(c.broker, cluster);
         assert_eq!(c.effective("broker").as_deref(), Some(url));
         let file = "broker = \"redis-cluster://a:1,b:2\"\n";
         assert_eq!(Config::from_parts(cli(&[]), file).unwrap().broker, cluster);
         let twice = cli(&["--broker", "redis-cluster://a:1,a:1"]);
         assert!(Config::from_parts(twice, "").is_err());
+    }
+
+    #[test]
+    fn redis_credentials_are_kept_and_never_shown() {
+        let file = "broker = \"redis://gw:s3cret@r:1\"\n";
+        let c = Config::from_parts(cli(&[]), file).unwrap();
+        assert_eq!(c.effective("broker").as_deref(), Some("redis://gw:***@r:1"));
+        let url = "redis-cluster://:s3cret@a:1,b:2";
+        let c = Config::from_parts(cli(&["--broker", url]), "").unwrap();
+        assert_eq!(
+            c.effective("broker").as_deref(),
+            Some("redis-cluster://:***@a:1,b:2")
+        );
+        assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use common::api::{json_of, text, Api, API_KEY};
 use common::nats::Nats;
 use common::redis::{Broker, Brokers, Cluster, Redis};
-use common::ws::{read_json, spread, Ws};
+use common::ws::{next_offset, read_json, spread, subscribe, Ws};
 use common::*;
 
 /// How soon delivery must resume after the broker is back.
@@ -152,6 +152,11 @@ fn node(broker: &impl Broker, id: u16) -> Gateway {
 
 /// A gateway node on broker URL `url` with id `id` (two shards), started.
 fn node_on(url: &str, id: u16) -> Gateway {
+    node_with(url, id, &[])
+}
+
+/// [`node_on`] with `extra` flags.
+fn node_with(url: &str, id: u16, extra: &[&str]) -> Gateway {
     gateway()
         .args([
             "--api-key",
@@ -162,6 +167,7 @@ fn node_on(url: &str, id: u16) -> Gateway {
             "info",
         ])
         .args(["--broker", url, "--node-id", &id.to_string()])
+        .args(extra)
         .start()
 }
 
@@ -888,41 +894,156 @@ fn on_nats_credentials_in_the_url_are_used_and_a_refusal_is_clear() {
         let url = |creds: &str| format!("nats://{creds}@127.0.0.1:{port}");
         let with = |creds: &str, id: u16| node_on(&url(creds), id);
         let (a, b) = (with(good, 71), with(good, 72));
-        broker.wait_node(71);
-        broker.wait_node(72);
-        let mut far = Ws::open(b.addr(), "");
-        far.subscribe("room");
-        broker.wait_subscribers("gw:c:room", 1);
-        let mut api_a = Api::connect(&a);
-        await_delivery(&mut api_a, &mut far, "authorized");
+        let (_api_a, mut far) = crossing(&broker, &a, &b);
 
-        let refused = with(bad, 73);
-        let mut api_r = Api::connect(&refused);
-        let mut near = Ws::open(refused.addr(), "");
-        near.subscribe("room");
-        let deadline = Instant::now() + RESUME;
-        while !refused.stderr().contains("refused the node's credentials") {
-            assert!(
-                Instant::now() < deadline,
-                "no refusal logged: {}",
-                refused.stderr()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-        assert!(!refused.stderr().contains("wr0ng"), "{}", refused.stderr());
-        assert_eq!(health(&refused).0, 503, "{:?}", health(&refused));
-        let r = api_r.post("/api/publish", json!({"channel":"room","data":{"p":"x"}}));
-        assert_eq!(r.status, 503, "{}", text(&r));
-        assert_eq!(near.next()["data"]["p"], "x", "served on its own node");
-        let stats = json_of(&api_r.get("/api/stats"));
-        assert_eq!(stats["broker"]["kind"], "nats", "{stats}");
-        assert_eq!(stats["broker"]["state"], "down", "{stats}");
-        assert!(
-            far.sync().is_empty(),
-            "nothing crossed from the refused node"
+        let mut refused = with(bad, 73);
+        assert_turned_away(
+            &mut refused,
+            "refused the node's credentials",
+            "nats",
+            &mut far,
         );
         assert_eq!(health(&a).0, 200);
     }
+}
+
+/// Nodes `a` (id 71) and `b` (72) on `broker` are in, and a publish through `a`'s API reaches
+/// a subscriber of `room` on `b`: that API and that subscriber.
+fn crossing(broker: &Server, a: &Gateway, b: &Gateway) -> (Api, Ws) {
+    broker.wait_node(71);
+    broker.wait_node(72);
+    let mut far = Ws::open(b.addr(), "");
+    far.subscribe("room");
+    broker.wait_subscribers("gw:c:room", 1);
+    let mut api_a = Api::connect(a);
+    await_delivery(&mut api_a, &mut far, "authorized");
+    (api_a, far)
+}
+
+/// Node `refused`, whose broker turned it away for its credentials, logs a line containing
+/// `why` without its secret (which contains `wr0ng`), counts as down (`/healthz` and publishes
+/// that need the broker 503, `/api/stats` naming broker `kind` as down), serves its own
+/// subscribers, and nothing of it reaches `far` on another node.
+fn assert_turned_away(refused: &mut Gateway, why: &str, kind: &str, far: &mut Ws) {
+    let mut api_r = Api::connect(refused);
+    let mut near = Ws::open(refused.addr(), "");
+    near.subscribe("room");
+    let deadline = Instant::now() + RESUME;
+    while !refused.stderr().contains(why) {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal logged: {}",
+            refused.stderr()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!refused.stderr().contains("wr0ng"), "{}", refused.stderr());
+    assert_eq!(health(refused).0, 503, "{:?}", health(refused));
+    let r = api_r.post("/api/publish", json!({"channel":"room","data":{"p":"x"}}));
+    assert_eq!(r.status, 503, "{}", text(&r));
+    assert_eq!(near.next()["data"]["p"], "x", "served on its own node");
+    let stats = json_of(&api_r.get("/api/stats"));
+    assert_eq!(stats["broker"]["kind"], kind, "{stats}");
+    assert_eq!(stats["broker"]["state"], "down", "{stats}");
+    assert!(
+        far.sync().is_empty(),
+        "nothing crossed from the refused node"
+    );
+    refused.assert_running();
+}
+
+/// A Redis that requires credentials: the default user's password (`requirepass`, with
+/// `%`-escaped characters in the URL) and an ACL user granted only the `gw:` keys and channels
+/// (as the docs advise) each let a node in; the two nodes cross-deliver and share a channel's
+/// history (streams and scripts under that grant). A node with a wrong password and a node with
+/// none are turned away, each says why in its log as a warning without printing a secret,
+/// reports itself degraded, and answers publishes that need the broker 503 while serving its
+/// own subscribers.
+#[test]
+fn on_redis_credentials_in_the_url_are_used_and_a_refusal_is_clear() {
+    let acl = [
+        "--user", "gw", "on", ">gw-pass", "~gw:*", "~{gw:*", "&gw:*", "+@all",
+    ];
+    let redis = Redis::start_as(free_port(), &acl, Some("p@ss:w0rd"));
+    let port = redis.port;
+    let broker = Server::Redis(redis);
+    let with = |creds: &str, id: u16| {
+        let url = format!("redis://{creds}127.0.0.1:{port}");
+        node_with(&url, id, &["--history", "chat:=100/10m"])
+    };
+    let (a, b) = (with(":p%40ss%3Aw0rd@", 71), with("gw:gw-pass@", 72));
+    let (mut api_a, mut far) = crossing(&broker, &a, &b);
+    assert_eq!(health(&a).0, 200);
+    assert_eq!(health(&b).0, 200);
+    // History kept in Redis by one node is recovered through the other.
+    let mut live = Ws::open(b.addr(), "");
+    let epoch = subscribe(&mut live, "chat:x", None)["epoch"].clone();
+    for n in 1..=3 {
+        api_a.accepted("/api/publish", json!({"channel":"chat:x","data":n}));
+    }
+    let got: Vec<u64> = (0..3).map(|_| next_offset(&mut live)).collect();
+    assert_eq!(got, [1, 2, 3]);
+    let mut back = Ws::open(a.addr(), "");
+    let reply = subscribe(&mut back, "chat:x", Some(json!({"offset":1,"epoch":epoch})));
+    assert_eq!(reply["recovered"], true, "{reply}");
+    let got: Vec<u64> = (0..2).map(|_| next_offset(&mut back)).collect();
+    assert_eq!(got, [2, 3]);
+    for node in [&a, &b] {
+        assert!(!node.stderr().contains("p@ss"), "{}", node.stderr());
+        assert!(!node.stderr().contains("gw-pass"), "{}", node.stderr());
+    }
+
+    for (creds, id, why) in [
+        (
+            "gw:wr0ng-secret@",
+            73,
+            "Redis refused the node's credentials",
+        ),
+        ("", 74, "Redis asks for a password and --broker has none"),
+    ] {
+        let mut refused = with(creds, id);
+        assert_turned_away(&mut refused, why, "redis", &mut far);
+        let log = refused.stderr();
+        assert!(
+            log.lines().any(|l| l.contains(why)
+                && l.contains("WARN")
+                && l.contains("turned the node away")),
+            "{log}"
+        );
+    }
+    assert_crosses(&mut api_a, &mut far, "room");
+}
+
+/// A Redis Cluster whose masters require a password, reached through one seed: the node
+/// authenticates to the seed and to every master it learns from the slot map, so channels on
+/// every master cross between two nodes.
+#[test]
+fn on_cluster_the_password_reaches_every_master() {
+    let cluster = Cluster::start_as(Some("clu5ter-pw"));
+    let seed = format!(
+        "redis-cluster://:clu5ter-pw@127.0.0.1:{}",
+        cluster.masters[0].port
+    );
+    let (a, b) = (node_on(&seed, 71), node_on(&seed, 72));
+    cluster.wait_node(71);
+    cluster.wait_node(72);
+    let mut api_a = Api::connect(&a);
+    let mut far = Ws::open(b.addr(), "");
+    for i in 0..3 {
+        let channel = (0..200)
+            .map(|n| format!("c{n}"))
+            .find(|c| cluster.owner_of_channel(c) == i)
+            .unwrap_or_else(|| panic!("no channel of 200 on master {i}"));
+        far.subscribe(&channel);
+        cluster.wait_numsub(&format!("gw:c:{channel}"), 1);
+        await_delivery_on(&mut api_a, &mut far, &channel, "authorized");
+    }
+    let healthy = Instant::now() + RESUME;
+    while health(&a).0 != 200 {
+        assert!(Instant::now() < healthy, "healthy: {}", health(&a).1);
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!a.stderr().contains("clu5ter-pw"), "{}", a.stderr());
 }
 
 /// One `#[test]` per suite and broker kind: `on_redis::SUITE` and `on_nats::SUITE`.

@@ -36,10 +36,14 @@ use tracing::{debug, info, warn};
 use super::history;
 use super::node::Node;
 use super::node::{node_topic, Out, ALL};
-use super::redis::{of_token, pairs, still_loading, tokens, Link, CONNECT_TIMEOUT, PING_INTERVAL};
+use super::redis::{
+    credentials_problem, of_token, pairs, still_loading, tokens, Link, CONNECT_TIMEOUT,
+    PING_INTERVAL,
+};
 use super::resp::Value;
 use super::slots::{self, SlotMap, PARTITIONS};
 use super::socket::{self, Backoff, Phase};
+use super::RedisAuth;
 
 /// How often the slot map is asked for when nothing else asked for it.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
@@ -128,12 +132,13 @@ struct Master {
 }
 
 impl Master {
-    fn new(addr: String, seed: bool, now: Instant) -> Master {
+    /// A node at `addr`, reached with `auth` (an encoded `AUTH`), if any.
+    fn new(addr: String, seed: bool, auth: &Option<Arc<[u8]>>, now: Instant) -> Master {
         Master {
             addr,
             seed,
-            sub: Link::new(now),
-            cmd: Link::new(now),
+            sub: Link::new(now, auth.clone()),
+            cmd: Link::new(now, auth.clone()),
             phase: Phase::Down { retry_at: now },
             backoff: Backoff::default(),
             established: 0,
@@ -253,6 +258,8 @@ pub struct Cluster {
     poll: Poll,
     node: Node,
     masters: Vec<Master>,
+    /// The `AUTH` every connection to every node opens with (`None` without credentials).
+    auth: Option<Arc<[u8]>>,
     map: SlotMap,
     health: Arc<Health>,
     outs: Vec<Out>,
@@ -276,10 +283,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The transport for the cluster reached through `seeds` (`host:port`), on `poll` whose
-    /// waker uses [`super::redis::WAKE`], reporting to `health`.
-    pub fn new(seeds: Vec<String>, health: Arc<Health>, poll: Poll, node: Node) -> Cluster {
+    /// The transport for the cluster reached through `seeds` (`host:port`), every node of it
+    /// with `auth`, on `poll` whose waker uses [`super::redis::WAKE`], reporting to `health`.
+    pub fn new(
+        seeds: Vec<String>,
+        auth: RedisAuth,
+        health: Arc<Health>,
+        poll: Poll,
+        node: Node,
+    ) -> Cluster {
         let now = Instant::now();
+        let auth: Option<Arc<[u8]>> = auth.command().map(Into::into);
         node.uplink()
             .stats
             .instances_down
@@ -289,8 +303,9 @@ impl Cluster {
             node,
             masters: seeds
                 .into_iter()
-                .map(|a| Master::new(a, true, now))
+                .map(|a| Master::new(a, true, &auth, now))
                 .collect(),
+            auth,
             map: SlotMap::default(),
             health,
             outs: Vec::new(),
@@ -359,8 +374,12 @@ impl Cluster {
         if let Some(i) = self.masters.iter().position(|m| m.addr == addr) {
             return i;
         }
-        self.masters
-            .push(Master::new(addr.to_owned(), false, Instant::now()));
+        self.masters.push(Master::new(
+            addr.to_owned(),
+            false,
+            &self.auth,
+            Instant::now(),
+        ));
         self.health_dirty = true;
         self.masters.len() - 1
     }
@@ -894,7 +913,9 @@ impl Cluster {
             retry_at: now + delay,
         };
         let addr = m.addr.clone();
-        if was_up {
+        if credentials_problem(why) {
+            warn!(broker = %addr, reason = why, retry_in = ?delay, "broker turned the node away");
+        } else if was_up {
             warn!(broker = %addr, reason = why, "broker connection lost: reconnecting");
         } else {
             debug!(broker = %addr, reason = why, retry_in = ?delay, "broker unreachable");

@@ -42,33 +42,110 @@ use crate::router::uplink::Uplink;
 
 use self::spread::Spread;
 
+/// What a Redis connection proves itself with (`AUTH`, the first command on every
+/// connection), from the user part of its URL.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum RedisAuth {
+    /// No credentials: a server without a password.
+    #[default]
+    None,
+    /// `redis://:PASSWORD@host`: the default user's password (`requirepass`).
+    Password(String),
+    /// `redis://USER:PASSWORD@host`: an ACL user (Redis 6 and later).
+    User { user: String, pass: String },
+}
+
+impl RedisAuth {
+    /// The `AUTH` command in RESP, or `None` without credentials.
+    pub fn command(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        match self {
+            RedisAuth::None => return None,
+            RedisAuth::Password(pass) => {
+                resp::encode_command(&mut out, &[b"AUTH", pass.as_bytes()])
+            }
+            RedisAuth::User { user, pass } => {
+                resp::encode_command(&mut out, &[b"AUTH", user.as_bytes(), pass.as_bytes()])
+            }
+        }
+        Some(out)
+    }
+
+    /// The user part of a URL as printed: never the password.
+    fn shown(&self) -> String {
+        match self {
+            RedisAuth::None => String::new(),
+            RedisAuth::Password(_) => ":***@".to_owned(),
+            RedisAuth::User { user, .. } => format!("{user}:***@"),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisAuth {
+    /// Never the secret: configurations and logs print this.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisAuth::None => f.write_str("None"),
+            RedisAuth::Password(_) => f.write_str("Password(***)"),
+            RedisAuth::User { user, .. } => write!(f, "User({user:?}, ***)"),
+        }
+    }
+}
+
+/// One Redis server: where it is and what the node proves itself with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisAddr {
+    /// `host:port`.
+    pub addr: String,
+    pub auth: RedisAuth,
+}
+
+impl From<&str> for RedisAddr {
+    /// A server at `host:port` without credentials.
+    fn from(addr: &str) -> RedisAddr {
+        RedisAddr {
+            addr: addr.to_owned(),
+            auth: RedisAuth::None,
+        }
+    }
+}
+
+impl std::fmt::Display for RedisAddr {
+    /// As a URL, without the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "redis://{}{}", self.auth.shown(), self.addr)
+    }
+}
+
 /// Which broker joins the nodes (`--broker`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum BrokerUrl {
     /// No broker: one node.
     #[default]
     Memory,
-    /// One Redis at `host:port`.
-    Redis(String),
+    /// One Redis.
+    Redis(RedisAddr),
     /// One NATS server (core NATS) at `addr` (`host:port`), with the credentials `CONNECT`
     /// gives it.
     Nats {
         addr: String,
         auth: nats_proto::Auth,
     },
-    /// Several independent Redis instances (`host:port` each, at least two): channels spread
-    /// over them ([`spread`]).
-    RedisSpread(Vec<String>),
-    /// One Redis Cluster, reached through these nodes (`host:port` each, at least one):
-    /// sharded pub/sub over its masters ([`cluster`]).
-    RedisCluster(Vec<String>),
+    /// Several independent Redis instances (at least two, each with its own credentials):
+    /// channels spread over them ([`spread`]).
+    RedisSpread(Vec<RedisAddr>),
+    /// One Redis Cluster, reached through `seeds` (`host:port` each, at least one): sharded
+    /// pub/sub over its masters ([`cluster`]), every one of them reached with `auth`.
+    RedisCluster { seeds: Vec<String>, auth: RedisAuth },
 }
 
 impl std::str::FromStr for BrokerUrl {
     type Err = String;
 
-    /// `memory`, `redis://host:port` (the port defaults to 6379), several `redis://` URLs
-    /// separated by commas, or `nats://[user:password@ | token@]host:port` (4222).
+    /// `memory`, `redis://[[user]:password@]host:port` (the port defaults to 6379), several
+    /// `redis://` URLs separated by commas, `redis-cluster://[[user]:password@]host:port,...`,
+    /// or `nats://[user:password@ | token@]host:port` (4222). Credentials are `%`-escaped as in
+    /// any URL; errors never repeat them.
     fn from_str(s: &str) -> Result<BrokerUrl, String> {
         let s = s.trim();
         if s == "memory" {
@@ -78,58 +155,122 @@ impl std::str::FromStr for BrokerUrl {
             return parse_nats(s, rest).map(|(addr, auth)| BrokerUrl::Nats { addr, auth });
         }
         if let Some(rest) = s.strip_prefix("redis-cluster://") {
-            return parse_cluster(s, rest).map(BrokerUrl::RedisCluster);
+            return parse_cluster(s, rest);
         }
         if s.starts_with("redis://") && s.contains(',') {
             let mut addrs = Vec::new();
             for one in s.split(',') {
-                match one.parse::<BrokerUrl>()? {
-                    BrokerUrl::Redis(a) if addrs.contains(&a) => {
-                        return Err(format!("broker {s:?} lists redis://{a} twice"));
-                    }
-                    BrokerUrl::Redis(a) => addrs.push(a),
-                    _ => {
-                        return Err(format!(
-                            "bad broker {one:?} in {s:?}: want redis://HOST:PORT"
-                        ))
-                    }
+                let Some(rest) = one.strip_prefix("redis://") else {
+                    let shown = hide_user(one);
+                    return Err(format!(
+                        "bad broker {shown:?} in a list: want redis://HOST:PORT"
+                    ));
+                };
+                let a = parse_redis(one, rest)?;
+                if addrs.iter().any(|b: &RedisAddr| b.addr == a.addr) {
+                    return Err(format!("the broker list names redis://{} twice", a.addr));
                 }
+                addrs.push(a);
             }
             return Ok(BrokerUrl::RedisSpread(addrs));
         }
         if let Some(rest) = s.strip_prefix("redis://") {
-            let hostport = rest.trim_end_matches('/');
-            if hostport.is_empty() || hostport.contains(['/', ',', '@', '?']) {
-                return Err(format!(
-                    "bad broker {s:?}: want redis://HOST:PORT (no user, path or options)"
-                ));
-            }
-            let with_port = match hostport.rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
-                    port.parse::<u16>()
-                        .map_err(|e| format!("bad port in broker {s:?}: {e}"))?;
-                    hostport.to_owned()
-                }
-                _ => format!("{hostport}:6379"),
-            };
-            return Ok(BrokerUrl::Redis(with_port));
+            return parse_redis(s, rest).map(BrokerUrl::Redis);
         }
+        let s = hide_user(s);
         Err(format!(
             "unknown broker {s:?}: want memory, redis://HOST:PORT, several redis:// URLs separated by commas, redis-cluster://HOST:PORT[,HOST:PORT...] or nats://HOST:PORT"
         ))
     }
 }
 
-/// The seed nodes (`host:port`, port 6379 by default) of `redis-cluster://` URL `url` (`rest`
-/// is what follows the scheme).
-fn parse_cluster(url: &str, rest: &str) -> Result<Vec<String>, String> {
+/// `url` with whatever stands between its scheme and the last `@` hidden: errors print it.
+fn hide_user(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+        _ => url.to_owned(),
+    }
+}
+
+/// The server of one `redis://` URL `url` (`rest` is what follows the scheme): an optional
+/// `[user]:password@`, then `host[:port]` (6379 by default), nothing after but a `/`.
+fn parse_redis(url: &str, rest: &str) -> Result<RedisAddr, String> {
+    let (auth, hostport, url) = redis_user_part("redis", url, rest.trim_end_matches('/'))?;
+    if hostport.is_empty() || hostport.contains(['/', ',', '@', '?']) {
+        return Err(format!(
+            "bad broker {url:?}: want redis://[[USER]:PASSWORD@]HOST:PORT (no path or options)"
+        ));
+    }
+    let addr = match hostport.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
+            port.parse::<u16>()
+                .map_err(|e| format!("bad port in broker {url:?}: {e}"))?;
+            hostport.to_owned()
+        }
+        _ => format!("{hostport}:6379"),
+    };
+    Ok(RedisAddr { addr, auth })
+}
+
+/// The credentials of Redis URL `url` (scheme `scheme`, `rest` what follows it), the rest
+/// after them, and the URL as errors may print it (without the credentials).
+fn redis_user_part<'a>(
+    scheme: &str,
+    url: &str,
+    rest: &'a str,
+) -> Result<(RedisAuth, &'a str, String), String> {
+    Ok(match rest.rsplit_once('@') {
+        None => (RedisAuth::None, rest, url.to_owned()),
+        Some((userinfo, after)) => (
+            redis_credentials(scheme, userinfo)?,
+            after,
+            format!("{scheme}://…@{after}"),
+        ),
+    })
+}
+
+/// `[user]:password` of a Redis URL, `%XX` decoded. A user part without `:` is refused: Redis
+/// URLs put the password after a colon, so a bare word would be ambiguous.
+fn redis_credentials(scheme: &str, userinfo: &str) -> Result<RedisAuth, String> {
+    let Some((user, pass)) = userinfo.split_once(':') else {
+        return Err(format!(
+            "bad broker {scheme}://…@…: want {scheme}://:PASSWORD@HOST or \
+             {scheme}://USER:PASSWORD@HOST (the password comes after a colon)"
+        ));
+    };
+    let pass = url_part(scheme, pass, "password")?;
+    Ok(if user.is_empty() {
+        RedisAuth::Password(pass)
+    } else {
+        RedisAuth::User {
+            user: url_part(scheme, user, "user")?,
+            pass,
+        }
+    })
+}
+
+/// One part of a URL's user part, `%XX` decoded (a `+` stays a `+`, as in any URL's user
+/// part); an empty one is refused.
+fn url_part(scheme: &str, part: &str, what: &str) -> Result<String, String> {
+    crate::query::decode(&part.replace('+', "%2B"))
+        .map(std::borrow::Cow::into_owned)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            format!("bad broker {scheme}://…@…: the {what} is empty or has a bad %-escape")
+        })
+}
+
+/// The seed nodes (`host:port`, port 6379 by default) and credentials of `redis-cluster://`
+/// URL `url` (`rest` is what follows the scheme).
+fn parse_cluster(url: &str, rest: &str) -> Result<BrokerUrl, String> {
+    let (auth, list, url) = redis_user_part("redis-cluster", url, rest)?;
     let mut seeds = Vec::new();
-    for one in rest.trim_end_matches('/').split(',') {
+    for one in list.trim_end_matches('/').split(',') {
         let one = one.trim();
         if one.is_empty() || one.contains(['/', '@', '?']) || one.contains("://") {
             return Err(format!(
-                "bad broker {url:?}: want redis-cluster://HOST:PORT[,HOST:PORT...] \
-                 (no user, path, options or second scheme)"
+                "bad broker {url:?}: want redis-cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...] \
+                 (no path, options or second scheme)"
             ));
         }
         let seed = match one.rsplit_once(':') {
@@ -145,7 +286,7 @@ fn parse_cluster(url: &str, rest: &str) -> Result<Vec<String>, String> {
         }
         seeds.push(seed);
     }
-    Ok(seeds)
+    Ok(BrokerUrl::RedisCluster { seeds, auth })
 }
 
 /// The `host:port` and credentials of `nats://` URL `url` (`rest` is what follows the
@@ -167,14 +308,7 @@ fn parse_nats(url: &str, rest: &str) -> Result<(String, nats_proto::Auth), Strin
 
 /// `user:password` or `token`, `%XX` decoded (a `+` stays a `+`, as in any URL's user part).
 fn nats_credentials(userinfo: &str) -> Result<nats_proto::Auth, String> {
-    let decode = |part: &str, what: &str| {
-        crate::query::decode(&part.replace('+', "%2B"))
-            .map(std::borrow::Cow::into_owned)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                format!("bad broker nats://…@…: the {what} is empty or has a bad %-escape")
-            })
-    };
+    let decode = |part: &str, what: &str| url_part("nats", part, what);
     Ok(match userinfo.split_once(':') {
         Some((user, pass)) => nats_proto::Auth::User {
             user: decode(user, "user")?,
@@ -209,7 +343,7 @@ impl BrokerUrl {
             BrokerUrl::Memory => "memory",
             BrokerUrl::Redis(_) | BrokerUrl::RedisSpread(_) => "redis",
             BrokerUrl::Nats { .. } => "nats",
-            BrokerUrl::RedisCluster(_) => "redis-cluster",
+            BrokerUrl::RedisCluster { .. } => "redis-cluster",
         }
     }
 }
@@ -218,7 +352,7 @@ impl std::fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BrokerUrl::Memory => f.write_str("memory"),
-            BrokerUrl::Redis(a) => write!(f, "redis://{a}"),
+            BrokerUrl::Redis(a) => write!(f, "{a}"),
             // Never the secret: the effective configuration and the logs print this.
             BrokerUrl::Nats { addr, auth } => match auth {
                 nats_proto::Auth::None => write!(f, "nats://{addr}"),
@@ -226,10 +360,12 @@ impl std::fmt::Display for BrokerUrl {
                 nats_proto::Auth::User { user, .. } => write!(f, "nats://{user}:***@{addr}"),
             },
             BrokerUrl::RedisSpread(addrs) => {
-                let urls: Vec<String> = addrs.iter().map(|a| format!("redis://{a}")).collect();
+                let urls: Vec<String> = addrs.iter().map(RedisAddr::to_string).collect();
                 f.write_str(&urls.join(","))
             }
-            BrokerUrl::RedisCluster(seeds) => write!(f, "redis-cluster://{}", seeds.join(",")),
+            BrokerUrl::RedisCluster { seeds, auth } => {
+                write!(f, "redis-cluster://{}{}", auth.shown(), seeds.join(","))
+            }
         }
     }
 }
@@ -279,17 +415,18 @@ pub fn prepare(url: &BrokerUrl, node: u16) -> anyhow::Result<Option<Pending>> {
     );
     let mut uplink = Uplink::new(node, waker, UPLINK_LIMIT).with_kind(url.kind());
     let mut cluster = None;
-    if let BrokerUrl::RedisCluster(_) = url {
+    if let BrokerUrl::RedisCluster { .. } = url {
         let health = Arc::new(cluster::Health::default());
         let check = Arc::clone(&health);
         uplink = uplink.with_channel_up(Arc::new(move |c: &str| check.channel_up(c)));
         cluster = Some(health);
     }
     let spread = match url {
-        BrokerUrl::Memory | BrokerUrl::Nats { .. } | BrokerUrl::RedisCluster(_) => None,
-        BrokerUrl::Redis(addr) => Some(Arc::new(Spread::new(std::slice::from_ref(addr)))),
-        BrokerUrl::RedisSpread(addrs) => {
-            let spread = Arc::new(Spread::new(addrs));
+        BrokerUrl::Memory | BrokerUrl::Nats { .. } | BrokerUrl::RedisCluster { .. } => None,
+        BrokerUrl::Redis(server) => Some(Arc::new(Spread::new(std::slice::from_ref(&server.addr)))),
+        BrokerUrl::RedisSpread(servers) => {
+            let addrs: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
+            let spread = Arc::new(Spread::new(&addrs));
             let check = Arc::clone(&spread);
             uplink = uplink.with_channel_up(Arc::new(move |c: &str| check.channel_up(c)));
             Some(spread)
@@ -314,10 +451,10 @@ pub fn start(pending: Pending, mesh: Arc<Mesh>, history: Arc<HistoryPolicy>) -> 
     let node = node::Node::new(pending.uplink.node(), mesh, pending.uplink, history);
     let health = pending.cluster;
     let run: Box<dyn FnOnce() + Send> = match (pending.url, pending.spread) {
-        (BrokerUrl::RedisCluster(seeds), _) => {
+        (BrokerUrl::RedisCluster { seeds, auth }, _) => {
             // History stays with each node on a cluster (see `cluster`).
             let health = health.unwrap_or_default();
-            let transport = cluster::Cluster::new(seeds, health, pending.poll, node);
+            let transport = cluster::Cluster::new(seeds, auth, health, pending.poll, node);
             Box::new(move || transport.run())
         }
         (BrokerUrl::Redis(addr), Some(spread)) => {
@@ -363,7 +500,6 @@ mod tests {
             "",
             "redis://",
             "redis://h:99999",
-            "redis://u:p@h:1",
             "redis://h:1/0",
             "kafka://h:1",
         ] {
@@ -386,15 +522,94 @@ mod tests {
     }
 
     #[test]
-    fn cluster_urls_parse_with_one_or_more_seeds() {
+    fn redis_urls_carry_a_password_or_an_acl_user_and_never_show_it() {
+        let server = |addr: &str, auth| RedisAddr {
+            addr: addr.into(),
+            auth,
+        };
+        let pass = |p: &str| RedisAuth::Password(p.into());
+        let user = |u: &str, p: &str| RedisAuth::User {
+            user: u.into(),
+            pass: p.into(),
+        };
         assert_eq!(
-            "redis-cluster://127.0.0.1:7000,127.0.0.1:7001".parse(),
-            Ok(BrokerUrl::RedisCluster(vec![
-                "127.0.0.1:7000".into(),
-                "127.0.0.1:7001".into()
+            "redis://:s3cret@h:1".parse(),
+            Ok(BrokerUrl::Redis(server("h:1", pass("s3cret"))))
+        );
+        assert_eq!(
+            "redis://gw:s3cret@cache/".parse(),
+            Ok(BrokerUrl::Redis(server("cache:6379", user("gw", "s3cret"))))
+        );
+        // Escapes decode; a `+` is a `+`; the last `@` ends the user part.
+        assert_eq!(
+            "redis://g%20w:p%3Aa%40s+s%25%2C@h:1".parse(),
+            Ok(BrokerUrl::Redis(server("h:1", user("g w", "p:a@s+s%,"))))
+        );
+        assert_eq!(
+            "redis://:a@b@h:1".parse(),
+            Ok(BrokerUrl::Redis(server("h:1", pass("a@b"))))
+        );
+        // Each instance of a spread has its own.
+        assert_eq!(
+            "redis://:one@a:1,redis://b:2,redis://gw:two@c:3".parse(),
+            Ok(BrokerUrl::RedisSpread(vec![
+                server("a:1", pass("one")),
+                server("b:2", RedisAuth::None),
+                server("c:3", user("gw", "two")),
             ]))
         );
-        let one = BrokerUrl::RedisCluster(vec!["redis:6379".into()]);
+        // Printed, and debug-printed, without the secret.
+        let shown = |url: &str| url.parse::<BrokerUrl>().unwrap().to_string();
+        assert_eq!(shown("redis://:s3cret@h:1"), "redis://:***@h:1");
+        assert_eq!(shown("redis://gw:s3cret@h:1"), "redis://gw:***@h:1");
+        assert_eq!(
+            shown("redis://:s3cret@a:1,redis://b:2"),
+            "redis://:***@a:1,redis://b:2"
+        );
+        let parsed = "redis://gw:s3cret@h:1".parse::<BrokerUrl>().unwrap();
+        assert!(!format!("{parsed:?}").contains("s3cret"), "{parsed:?}");
+        // AUTH with the password alone, or with the user first.
+        assert_eq!(
+            pass("pw").command().unwrap(),
+            b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n"
+        );
+        assert_eq!(
+            user("u", "pw").command().unwrap(),
+            b"*3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n$2\r\npw\r\n"
+        );
+        assert_eq!(RedisAuth::None.command(), None);
+        // Bad credentials or hosts are refused without echoing the secret.
+        for bad in [
+            "redis://s3cret@h:1",
+            "redis://:@h:1",
+            "redis://gw:@h:1",
+            "redis://:s3cret%zz@h:1",
+            "redis://:s3cret@h:0x",
+            "redis://:s3cret@",
+            "redis://:s3cret@h:1/0",
+            "redis://:s3cret@a:1,redis://:s3cret@a:1",
+            "redis://:s3cret@a:1,nats://:s3cret@b:1",
+            "rediss://:s3cret@h:1",
+        ] {
+            let e = bad.parse::<BrokerUrl>().unwrap_err();
+            assert!(!e.contains("s3cret"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn cluster_urls_parse_with_one_or_more_seeds() {
+        let cluster = |seeds: &[&str], auth| BrokerUrl::RedisCluster {
+            seeds: seeds.iter().map(|s| s.to_string()).collect(),
+            auth,
+        };
+        assert_eq!(
+            "redis-cluster://127.0.0.1:7000,127.0.0.1:7001".parse(),
+            Ok(cluster(
+                &["127.0.0.1:7000", "127.0.0.1:7001"],
+                RedisAuth::None
+            ))
+        );
+        let one = cluster(&["redis:6379"], RedisAuth::None);
         assert_eq!("redis-cluster://redis/".parse(), Ok(one.clone()));
         assert_eq!(one.to_string(), "redis-cluster://redis:6379");
         for bad in [
@@ -402,11 +617,23 @@ mod tests {
             "redis-cluster://a:1,",
             "redis-cluster://a:1,a:1",
             "redis-cluster://a:x",
-            "redis-cluster://u:p@a:1",
+            "redis-cluster://u@a:1",
             "redis-cluster://a:1,redis-cluster://b:2",
             "redis-cluster://a:1/0",
         ] {
             assert!(bad.parse::<BrokerUrl>().is_err(), "{bad:?}");
+        }
+        // One set of credentials for every node of the cluster, shown without the secret.
+        let with = cluster(&["a:1", "b:6379"], RedisAuth::Password("s,3@c".into()));
+        assert_eq!("redis-cluster://:s%2C3%40c@a:1,b".parse(), Ok(with.clone()));
+        assert_eq!(with.to_string(), "redis-cluster://:***@a:1,b:6379");
+        for bad in [
+            "redis-cluster://:s3cret@",
+            "redis-cluster://:s3cret@a:1,a:1",
+            "redis-cluster://gw:s3cret@a:1,b:1/0",
+        ] {
+            let e = bad.parse::<BrokerUrl>().unwrap_err();
+            assert!(!e.contains("s3cret"), "{bad}: {e}");
         }
     }
 

@@ -9,6 +9,12 @@
 //! every channel it needs, [`SUBSCRIBE_BATCH`] per command. Meanwhile the uplink says
 //! "disconnected": publishes that need other nodes are refused (503) and local delivery goes on.
 //!
+//! Credentials (`redis://[USER]:PASSWORD@host`): `AUTH` is the first command on every
+//! connection, written before anything else the moment the TCP connection is made, and its
+//! answer is read before any other. A refusal (`-WRONGPASS`, or a password given to a server
+//! that has none), or a server asking for one that `--broker` does not give (`-NOAUTH`), fails
+//! the connection like an outage, with the reason in a warning and never the secret.
+//!
 //! Several instances (`--broker redis://a,redis://b`): each has its own connections, backoff and
 //! resubscribes; [`Spread`] says which instance carries what. A channel whose instance is down is
 //! refused (503) while the others work; node-level traffic goes on while any instance is up.
@@ -28,6 +34,7 @@ use super::node::{Node, Out};
 use super::resp::{self, Parsed, Value};
 use super::socket::{self, Backoff, Phase};
 use super::spread::{Route, Spread};
+use super::RedisAddr;
 
 /// The waker's token (shards woke the thread).
 pub const WAKE: Token = Token(0);
@@ -41,6 +48,18 @@ pub(super) const PING_INTERVAL: Duration = Duration::from_millis(250);
 pub const SUBSCRIBE_BATCH: usize = 500;
 /// A connect that takes longer fails.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Why a connection fails when Redis refused its `AUTH` (the server's error follows).
+pub(super) const CREDENTIALS_REFUSED: &str =
+    "Redis refused the node's credentials (the user or password of --broker)";
+/// Why a connection fails when Redis wants credentials and the URL gives none.
+pub(super) const CREDENTIALS_WANTED: &str = "Redis asks for a password and --broker has none \
+     (redis://:PASSWORD@HOST:PORT or redis://USER:PASSWORD@HOST:PORT)";
+
+/// Whether a connection failed for its credentials (a configuration to fix, logged as a
+/// warning every time, not as an outage).
+pub(super) fn credentials_problem(why: &str) -> bool {
+    why.starts_with(CREDENTIALS_REFUSED) || why.starts_with(CREDENTIALS_WANTED)
+}
 
 /// One connection to Redis.
 pub(super) struct Link {
@@ -54,10 +73,15 @@ pub(super) struct Link {
     since: Instant,
     /// Something was answered since the connection was made.
     pub(super) answered_once: bool,
+    /// The `AUTH` command that opens every connection (`None` without credentials).
+    auth: Option<Arc<[u8]>>,
+    /// `AUTH` was sent on this connection and is not answered yet.
+    authing: bool,
 }
 
 impl Link {
-    pub(super) fn new(now: Instant) -> Link {
+    /// A link that opens every connection with `auth` (an encoded `AUTH`), if any.
+    pub(super) fn new(now: Instant, auth: Option<Arc<[u8]>>) -> Link {
         Link {
             stream: None,
             connected: false,
@@ -66,6 +90,8 @@ impl Link {
             waiting: 0,
             since: now,
             answered_once: false,
+            auth,
+            authing: false,
         }
     }
 
@@ -78,6 +104,7 @@ impl Link {
         self.inb.clear();
         self.waiting = 0;
         self.answered_once = false;
+        self.authing = false;
     }
 
     pub(super) fn command(&mut self, args: &[&[u8]], now: Instant) {
@@ -126,6 +153,11 @@ impl Link {
             }
             if s.peer_addr().is_ok() {
                 self.connected = true;
+                if let Some(auth) = &self.auth {
+                    // First on the wire, before anything already queued.
+                    self.out.splice(0..0, auth.iter().copied());
+                    self.authing = true;
+                }
             }
         }
         Ok(())
@@ -139,16 +171,35 @@ impl Link {
         }
         self.flush().map_err(|e| format!("write: {e}"))?;
         self.fill(buf).map_err(|e| format!("read: {e}"))?;
-        self.values().map_err(|e| format!("bad reply: {e}"))
+        self.values()
     }
 
-    /// The complete values read so far.
-    pub(super) fn values(&mut self) -> Result<Vec<Value>, resp::RespError> {
+    /// The complete values read so far, but for the answer to `AUTH`; `Err` for bytes that
+    /// are not RESP and for credentials Redis refused or asks for.
+    pub(super) fn values(&mut self) -> Result<Vec<Value>, String> {
         let mut values = Vec::new();
         let mut at = 0;
-        while let Parsed::Value(v, n) = resp::parse(&self.inb[at..])? {
-            values.push(v);
+        while let Parsed::Value(v, n) =
+            resp::parse(&self.inb[at..]).map_err(|e| format!("bad reply: {e}"))?
+        {
             at += n;
+            if self.authing {
+                self.authing = false;
+                match v {
+                    Value::Simple(ok) if ok == b"OK" => continue,
+                    Value::Error(e) => {
+                        let e = String::from_utf8_lossy(&e);
+                        return Err(format!("{CREDENTIALS_REFUSED}: {e}"));
+                    }
+                    other => return Err(format!("bad reply to AUTH: {other:?}")),
+                }
+            }
+            if let Value::Error(e) = &v {
+                if e.starts_with(b"NOAUTH") {
+                    return Err(CREDENTIALS_WANTED.to_owned());
+                }
+            }
+            values.push(v);
         }
         self.inb.drain(..at);
         Ok(values)
@@ -169,11 +220,12 @@ struct Instance {
 }
 
 impl Instance {
-    fn new(addr: String, now: Instant) -> Instance {
+    fn new(server: RedisAddr, now: Instant) -> Instance {
+        let auth: Option<Arc<[u8]>> = server.auth.command().map(Into::into);
         Instance {
-            addr,
-            sub: Link::new(now),
-            cmd: Link::new(now),
+            addr: server.addr,
+            sub: Link::new(now, auth.clone()),
+            cmd: Link::new(now, auth),
             phase: Phase::Down { retry_at: now },
             backoff: Backoff::default(),
             established: 0,
@@ -218,9 +270,9 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// The transport for the Redis instances of `spread` at `addrs` (`host:port`, one or more)
-    /// on `poll`, whose waker uses [`WAKE`].
-    pub fn new(addrs: Vec<String>, spread: Arc<Spread>, poll: Poll, node: Node) -> Redis {
+    /// The transport for the Redis instances of `spread` at `addrs` (one or more, in the
+    /// order `spread` numbers them) on `poll`, whose waker uses [`WAKE`].
+    pub fn new(addrs: Vec<RedisAddr>, spread: Arc<Spread>, poll: Poll, node: Node) -> Redis {
         let now = Instant::now();
         let down = &node.uplink().stats.instances_down;
         down.store(addrs.len() as u64, Ordering::Relaxed);
@@ -433,7 +485,9 @@ impl Redis {
         inst.phase = Phase::Down {
             retry_at: now + delay,
         };
-        if was_up {
+        if credentials_problem(why) {
+            warn!(broker = %inst.addr, reason = why, retry_in = ?delay, "broker turned the node away");
+        } else if was_up {
             warn!(broker = %inst.addr, reason = why, "broker connection lost: reconnecting");
         } else {
             info!(broker = %inst.addr, reason = why, retry_in = ?delay, "broker unreachable");
@@ -566,4 +620,69 @@ pub(super) fn pairs(v: Value) -> Vec<(Vec<u8>, Vec<u8>)> {
         out.push((f, v));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link that sent `AUTH` and reads `chunks` one after another: the values each read
+    /// gives, or the error that ends the connection.
+    fn read_after_auth(chunks: &[&[u8]]) -> Vec<Result<Vec<Value>, String>> {
+        let mut link = Link::new(Instant::now(), Some(Arc::from(&b"AUTH"[..])));
+        link.authing = true;
+        chunks
+            .iter()
+            .map(|c| {
+                link.inb.extend_from_slice(c);
+                link.values()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_answer_to_auth_is_read_first_and_never_handed_on() {
+        let pong = Value::Simple(b"PONG".to_vec());
+        assert_eq!(
+            read_after_auth(&[b"+OK\r\n+PONG\r\n"]),
+            [Ok(vec![pong.clone()])]
+        );
+        // Cut anywhere, the same.
+        assert_eq!(
+            read_after_auth(&[b"+O", b"K\r\n+PO", b"NG\r\n"]),
+            [Ok(vec![]), Ok(vec![]), Ok(vec![pong.clone()])]
+        );
+        // Read once: a later `+OK` is an answer like any other.
+        let ok = Value::Simple(b"OK".to_vec());
+        assert_eq!(
+            read_after_auth(&[b"+OK\r\n", b"+OK\r\n"]),
+            [Ok(vec![]), Ok(vec![ok])]
+        );
+    }
+
+    #[test]
+    fn refused_or_missing_credentials_end_the_connection_with_a_clear_reason() {
+        let refused = read_after_auth(&[b"-WRONGPASS invalid username-password pair\r\n+PONG\r\n"]);
+        let why = refused[0].as_ref().unwrap_err();
+        assert!(credentials_problem(why), "{why}");
+        assert!(why.starts_with(CREDENTIALS_REFUSED), "{why}");
+        assert!(
+            why.ends_with("WRONGPASS invalid username-password pair"),
+            "{why}"
+        );
+        let odd = read_after_auth(&[b":1\r\n"]);
+        assert!(!credentials_problem(odd[0].as_ref().unwrap_err()));
+        // No `AUTH` sent, and the server wants one.
+        let mut link = Link::new(Instant::now(), None);
+        link.inb
+            .extend_from_slice(b"-NOAUTH Authentication required.\r\n");
+        assert_eq!(link.values(), Err(CREDENTIALS_WANTED.to_owned()));
+        // Any other error is an answer, handed on.
+        let mut link = Link::new(Instant::now(), None);
+        link.inb.extend_from_slice(b"-ERR unknown command\r\n");
+        assert_eq!(
+            link.values(),
+            Ok(vec![Value::Error(b"ERR unknown command".to_vec())])
+        );
+    }
 }

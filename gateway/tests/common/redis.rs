@@ -17,6 +17,8 @@ use super::*;
 pub struct Redis {
     pub process: Process,
     pub port: u16,
+    /// The default user's password (`--requirepass`), which this helper's own commands give.
+    pub password: Option<String>,
 }
 
 impl Redis {
@@ -33,13 +35,22 @@ impl Redis {
     /// Start a server on `port` with `extra` arguments after the defaults (a later one wins:
     /// `--appendonly yes` turns persistence on).
     pub fn start_with(port: u16, extra: &[&str]) -> Redis {
+        Redis::start_as(port, extra, None)
+    }
+
+    /// [`Redis::start_with`], the default user needing `password` (`--requirepass`) when given.
+    pub fn start_as(port: u16, extra: &[&str], password: Option<&str>) -> Redis {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .args(extra);
+        if let Some(pw) = password {
+            cmd.args(["--requirepass", pw]);
+        }
         let r = Redis {
             process: Process::spawn(cmd),
             port,
+            password: password.map(str::to_owned),
         };
         let deadline = Instant::now() + IO_TIMEOUT;
         while r.try_command(&["PING"]).is_none() {
@@ -49,14 +60,19 @@ impl Redis {
         r
     }
 
-    /// The `--broker` value for this server.
+    /// The `--broker` value for this server (with its password, if it has one).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!(
+            "redis://{}127.0.0.1:{}",
+            user_part(&self.password),
+            self.port
+        )
     }
 
-    /// Send one command on a fresh connection; `None` when the server does not answer.
+    /// Send one command on a fresh connection (after `AUTH` if the server has a password);
+    /// `None` when the server does not answer.
     pub fn try_command(&self, args: &[&str]) -> Option<Value> {
-        try_command_on(self.port, args)
+        try_command_as(self.port, self.password.as_deref(), args)
     }
 
     /// Send one command; the server must answer.
@@ -203,6 +219,8 @@ pub struct Cluster {
     pub masters: Vec<Redis>,
     bus_ports: Vec<u16>,
     dir: std::path::PathBuf,
+    /// Every master's password (`--requirepass`), if they have one.
+    password: Option<String>,
 }
 
 impl Drop for Cluster {
@@ -215,6 +233,11 @@ impl Drop for Cluster {
 impl Cluster {
     /// Three masters with the slots split evenly (0-5460, 5461-10922, 10923-16383, in order).
     pub fn start() -> Cluster {
+        Cluster::start_as(None)
+    }
+
+    /// [`Cluster::start`], every master needing `password` when given.
+    pub fn start_as(password: Option<&str>) -> Cluster {
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("gw-cluster-{}-{seq}", std::process::id()));
@@ -224,6 +247,7 @@ impl Cluster {
             masters: Vec::new(),
             bus_ports: Vec::new(),
             dir,
+            password: password.map(str::to_owned),
         };
         for _ in 0..3 {
             let (port, bus) = (free_port(), free_port());
@@ -235,6 +259,9 @@ impl Cluster {
         cmd.args(["--cluster", "create"]);
         cmd.args(c.masters.iter().map(|m| format!("127.0.0.1:{}", m.port)));
         cmd.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        if let Some(pw) = password {
+            cmd.args(["-a", pw, "--no-auth-warning"]);
+        }
         let (code, out, err) = run_bounded(cmd, IO_TIMEOUT);
         assert_eq!(code, Some(0), "redis-cli --cluster create: {out}{err}");
         for i in 0..3 {
@@ -256,7 +283,7 @@ impl Cluster {
             "--cluster-require-full-coverage", "no",
             "--dir", &dir,
         ];
-        Redis::start_with(port, &extra)
+        Redis::start_as(port, &extra, self.password.as_deref())
     }
 
     /// Wait (bounded) until master `i` says `cluster_state:ok`.
@@ -332,7 +359,11 @@ impl Cluster {
             .iter()
             .map(|m| format!("127.0.0.1:{}", m.port))
             .collect();
-        format!("redis-cluster://{}", seeds.join(","))
+        format!(
+            "redis-cluster://{}{}",
+            user_part(&self.password),
+            seeds.join(",")
+        )
     }
 
     /// The master serving `slot` (from `CLUSTER SLOTS`, read with the gateway's own parser).
@@ -402,20 +433,41 @@ impl Broker for Cluster {
     }
 }
 
+/// `:PASSWORD@` for a `--broker` URL (nothing without one; test passwords need no escapes).
+fn user_part(password: &Option<String>) -> String {
+    password
+        .as_deref()
+        .map_or_else(String::new, |pw| format!(":{pw}@"))
+}
+
 /// One command to the server on loopback `port`, on a fresh connection; `None` when it does not
 /// answer.
 pub fn try_command_on(port: u16, args: &[&str]) -> Option<Value> {
+    try_command_as(port, None, args)
+}
+
+/// [`try_command_on`], after `AUTH password` when given (an `AUTH` refusal is the answer).
+pub fn try_command_as(port: u16, password: Option<&str>, args: &[&str]) -> Option<Value> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     let mut out = Vec::new();
+    if let Some(pw) = password {
+        encode_command(&mut out, &[b"AUTH", pw.as_bytes()]);
+    }
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
     encode_command(&mut out, &args);
     s.write_all(&out).ok()?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
+    let mut skip = usize::from(password.is_some());
     loop {
-        if let Ok(Parsed::Value(v, _)) = parse(&buf) {
-            return Some(v);
+        if let Ok(Parsed::Value(v, n)) = parse(&buf) {
+            if skip == 0 || matches!(v, Value::Error(_)) {
+                return Some(v);
+            }
+            skip -= 1;
+            buf.drain(..n);
+            continue;
         }
         let n = s.read(&mut chunk).ok()?;
         if n == 0 {
