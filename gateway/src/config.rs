@@ -243,13 +243,19 @@ pub struct Cli {
     pub compression_threshold: Option<usize>,
     // --- Many nodes ---
     /// How the nodes of one deployment reach each other: `memory` (one node, no external
-    /// service), `redis://[[USER]:PASSWORD@]HOST:PORT`, `redis://A:PORT,redis://B:PORT,...`
-    /// (channels spread over several Redis instances), `redis-cluster://HOST:PORT,...` (one
-    /// Redis Cluster) or `nats://[USER:PASSWORD@]HOST:PORT` (core NATS) [default: memory]
+    /// service), `redis://[[USER]:PASSWORD@]HOST:PORT` (`rediss://` for TLS),
+    /// `redis://A:PORT,redis://B:PORT,...` (channels spread over several Redis instances),
+    /// `redis-cluster://HOST:PORT,...` (one Redis Cluster) or `nats://[USER:PASSWORD@]HOST:PORT`
+    /// (core NATS) [default: memory]
     /// (Parsed in `Config::from_parts`, not by clap, whose error would repeat the value and
     /// with it the URL's password.)
     #[arg(long, env = "GATEWAY_BROKER")]
     pub broker: Option<String>,
+
+    /// PEM file of the CA certificates that a `rediss://` broker's certificate must chain to
+    /// [default: the system's CA bundle]
+    #[arg(long, env = "GATEWAY_BROKER_CA")]
+    pub broker_ca: Option<PathBuf>,
 
     /// This node's id (0..=65535), part of every connection id it hands out; each node of a
     /// deployment needs its own [default: random at start, logged]
@@ -528,6 +534,7 @@ struct FileConfig {
     compression: Option<Switch>,
     compression_threshold: Option<usize>,
     broker: Option<String>,
+    broker_ca: Option<PathBuf>,
     node_id: Option<u16>,
     socketio_preset: Option<String>,
     socketio_event: Option<Vec<String>>,
@@ -675,6 +682,8 @@ pub struct Config {
     pub file: Option<PathBuf>,
     /// How the nodes reach each other.
     pub broker: BrokerUrl,
+    /// The CAs a TLS broker's certificate must chain to (`None`: the system's).
+    pub broker_ca: Option<PathBuf>,
     /// This node's id.
     pub node_id: u16,
     /// Whether the node id was drawn at start (to log it).
@@ -939,9 +948,14 @@ impl Config {
                 .map_err(|e: String| anyhow::anyhow!("--broker: {e}"))?,
             None => BrokerUrl::Memory,
         };
+        let broker_ca = cli.broker_ca.or(file.broker_ca);
+        if broker_ca.is_some() && !broker.uses_tls() {
+            bail!("--broker-ca needs a broker reached over TLS (--broker rediss://...)");
+        }
         let node_id = cli.node_id.or(file.node_id);
         Ok(Config {
             broker,
+            broker_ca,
             node_id: node_id.unwrap_or_else(random_node_id),
             node_id_random: node_id.is_none(),
             listen,
@@ -1143,6 +1157,11 @@ impl Config {
             "hook-breaker-cooldown" => d(self.hooks.breaker_cooldown),
             "hook-max-calls-per-conn" => self.hooks.max_calls_per_conn.to_string(),
             "broker" => self.broker.to_string(),
+            "broker-ca" => match (&self.broker_ca, self.broker.uses_tls()) {
+                (Some(path), _) => path.display().to_string(),
+                (None, true) => "(the system's CA bundle)".to_owned(),
+                (None, false) => "(no TLS broker)".to_owned(),
+            },
             "node-id" if self.node_id_random => format!("{} (random at start)", self.node_id),
             "node-id" => self.node_id.to_string(),
             "compression" => if s.deflate.enabled { "on" } else { "off" }.to_owned(),
@@ -1594,6 +1613,28 @@ mod tests {
         assert_eq!(Config::from_parts(cli(&[]), file).unwrap().broker, cluster);
         let twice = cli(&["--broker", "redis-cluster://a:1,a:1"]);
         assert!(Config::from_parts(twice, "").is_err());
+    }
+
+    #[test]
+    fn a_tls_broker_takes_its_ca_from_the_flag_or_the_file() {
+        let c = Config::from_parts(cli(&["--broker", "rediss://r:6380"]), "").unwrap();
+        assert!(c.broker.uses_tls());
+        assert_eq!(c.broker_ca, None);
+        assert_eq!(
+            c.effective("broker-ca").as_deref(),
+            Some("(the system's CA bundle)")
+        );
+        assert_eq!(c.effective("broker").as_deref(), Some("rediss://r:6380"));
+        let file = "broker = \"rediss://:pw@r:6380\"\nbroker-ca = \"/etc/gw/ca.pem\"\n";
+        let c = Config::from_parts(cli(&[]), file).unwrap();
+        assert_eq!(c.broker_ca, Some(PathBuf::from("/etc/gw/ca.pem")));
+        assert_eq!(c.effective("broker-ca").as_deref(), Some("/etc/gw/ca.pem"));
+        // A CA without a TLS broker is a mistake to say, not to ignore.
+        let plain = cli(&["--broker", "redis://r:1", "--broker-ca", "ca.pem"]);
+        let e = Config::from_parts(plain, "").unwrap_err().to_string();
+        assert!(e.contains("--broker-ca needs"), "{e}");
+        let c = Config::from_parts(cli(&[]), "").unwrap();
+        assert_eq!(c.effective("broker-ca").as_deref(), Some("(no TLS broker)"));
     }
 
     #[test]

@@ -177,7 +177,7 @@ fn run(cfg: Config, use_uring: bool, tls: Tls) -> anyhow::Result<()> {
     info!(kernel = ?kernels.kernel(), "frame kernels");
     let bound = bind_listeners(&cfg)?;
     let shared = Arc::new(Shared::default());
-    let pending = broker::prepare(&cfg.broker, cfg.node_id)?;
+    let pending = broker::prepare(&cfg.broker, cfg.node_id, cfg.broker_ca.as_deref())?;
     let mut api = api_settings(&cfg)?;
     api.broker_up = pending.as_ref().map(|p| p.healthy_flag());
     let shard_cfg = Arc::new(ShardConfig {

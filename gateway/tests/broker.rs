@@ -975,19 +975,7 @@ fn on_redis_credentials_in_the_url_are_used_and_a_refusal_is_clear() {
     let (mut api_a, mut far) = crossing(&broker, &a, &b);
     assert_eq!(health(&a).0, 200);
     assert_eq!(health(&b).0, 200);
-    // History kept in Redis by one node is recovered through the other.
-    let mut live = Ws::open(b.addr(), "");
-    let epoch = subscribe(&mut live, "chat:x", None)["epoch"].clone();
-    for n in 1..=3 {
-        api_a.accepted("/api/publish", json!({"channel":"chat:x","data":n}));
-    }
-    let got: Vec<u64> = (0..3).map(|_| next_offset(&mut live)).collect();
-    assert_eq!(got, [1, 2, 3]);
-    let mut back = Ws::open(a.addr(), "");
-    let reply = subscribe(&mut back, "chat:x", Some(json!({"offset":1,"epoch":epoch})));
-    assert_eq!(reply["recovered"], true, "{reply}");
-    let got: Vec<u64> = (0..2).map(|_| next_offset(&mut back)).collect();
-    assert_eq!(got, [2, 3]);
+    assert_history_is_shared(&a, &b);
     for node in [&a, &b] {
         assert!(!node.stderr().contains("p@ss"), "{}", node.stderr());
         assert!(!node.stderr().contains("gw-pass"), "{}", node.stderr());
@@ -1012,6 +1000,97 @@ fn on_redis_credentials_in_the_url_are_used_and_a_refusal_is_clear() {
         );
     }
     assert_crosses(&mut api_a, &mut far, "room");
+}
+
+/// A Redis that speaks TLS (`rediss://`, a password too): two nodes that trust its CA
+/// (`--broker-ca`) cross-deliver, a 200 KB message included (more than rustls buffers at once),
+/// and recover a channel's history through each other. Nodes that cannot trust it are turned
+/// away with a warning naming rustls's reason, answer 503 and serve their own subscribers: a
+/// certificate from another CA, a certificate that does not name the address dialled, and a
+/// server that does not speak TLS at all.
+#[test]
+fn on_redis_over_tls_the_certificate_is_verified_and_every_failure_is_clear() {
+    let (pki, stranger) = (test_support::TestCa::new(), test_support::TestCa::new());
+    let tls_port = free_port();
+    #[rustfmt::skip]
+    let extra = [
+        "--bind", "127.0.0.1", "127.0.0.2",
+        "--tls-port", &tls_port.to_string(),
+        "--tls-cert-file", &pki.path_str("leaf.pem"),
+        "--tls-key-file", &pki.path_str("leaf.key"),
+        "--tls-ca-cert-file", &pki.path_str("ca.pem"),
+        "--tls-auth-clients", "no",
+    ];
+    let redis = Redis::start_as(free_port(), &extra, Some("tl5-pw"));
+    let plain_port = redis.port;
+    let broker = Server::Redis(redis);
+    let with = |host: &str, port: u16, ca: &test_support::TestCa, id: u16| {
+        let url = format!("rediss://:tl5-pw@{host}:{port}");
+        let ca = ca.path_str("ca.pem");
+        node_with(
+            &url,
+            id,
+            &["--broker-ca", &ca, "--history", "chat:=100/10m"],
+        )
+    };
+    let a = with("127.0.0.1", tls_port, &pki, 71);
+    let b = with("localhost", tls_port, &pki, 72);
+    let (mut api_a, mut far) = crossing(&broker, &a, &b);
+    let big = "x".repeat(200_000);
+    api_a.accepted("/api/publish", json!({"channel":"room","data":big}));
+    assert_eq!(far.next()["data"].as_str().map(str::len), Some(big.len()));
+    assert_history_is_shared(&a, &b);
+
+    for (host, port, ca, id, why) in [
+        (
+            "127.0.0.1",
+            tls_port,
+            &stranger,
+            73,
+            "invalid peer certificate: BadSignature",
+        ),
+        (
+            "127.0.0.2",
+            tls_port,
+            &pki,
+            74,
+            "certificate not valid for name",
+        ),
+        (
+            "127.0.0.1",
+            plain_port,
+            &pki,
+            75,
+            "no answer to the handshake",
+        ),
+    ] {
+        let mut refused = with(host, port, ca, id);
+        assert_turned_away(&mut refused, why, "redis", &mut far);
+        let log = refused.stderr();
+        assert!(
+            log.lines()
+                .any(|l| l.contains(why) && l.contains("turned the node away")),
+            "{log}"
+        );
+    }
+    assert_crosses(&mut api_a, &mut far, "room");
+}
+
+/// History kept in Redis by node `a` (`--history chat:=...`) is recovered through node `b`.
+fn assert_history_is_shared(a: &Gateway, b: &Gateway) {
+    let mut api_a = Api::connect(a);
+    let mut live = Ws::open(b.addr(), "");
+    let epoch = subscribe(&mut live, "chat:x", None)["epoch"].clone();
+    for n in 1..=3 {
+        api_a.accepted("/api/publish", json!({"channel":"chat:x","data":n}));
+    }
+    let got: Vec<u64> = (0..3).map(|_| next_offset(&mut live)).collect();
+    assert_eq!(got, [1, 2, 3]);
+    let mut back = Ws::open(a.addr(), "");
+    let reply = subscribe(&mut back, "chat:x", Some(json!({"offset":1,"epoch":epoch})));
+    assert_eq!(reply["recovered"], true, "{reply}");
+    let got: Vec<u64> = (0..2).map(|_| next_offset(&mut back)).collect();
+    assert_eq!(got, [2, 3]);
 }
 
 /// A Redis Cluster whose masters require a password, reached through one seed: the node

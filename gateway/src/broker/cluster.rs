@@ -137,8 +137,8 @@ impl Master {
         Master {
             addr,
             seed,
-            sub: Link::new(now, auth.clone()),
-            cmd: Link::new(now, auth.clone()),
+            sub: Link::new(now, auth.clone(), None),
+            cmd: Link::new(now, auth.clone(), None),
             phase: Phase::Down { retry_at: now },
             backoff: Backoff::default(),
             established: 0,

@@ -12,7 +12,8 @@
 //!   folded into partitions on evenly spaced hash slots ([`slots`]).
 //! - [`nats`]: the NATS transport (core NATS over mio, [`nats_proto`]), with the same reconnect,
 //!   resubscribe and stall policy; presence is asked of the nodes instead of kept in the broker.
-//! - [`socket`]: what both transports do with their TCP connections, and the reconnect delay.
+//! - [`socket`]: what both transports do with their TCP connections, and the reconnect delay;
+//!   [`tls`]: the same over TLS, for `rediss://`.
 //! - [`history`]: on Redis, the history of channels (`--history`) kept in Redis streams, one
 //!   numbering for every node, so a client recovers on any node.
 //!
@@ -29,6 +30,7 @@ pub mod resp;
 pub mod slots;
 pub mod socket;
 pub mod spread;
+pub mod tls;
 pub mod wire;
 
 use std::sync::Arc;
@@ -92,20 +94,24 @@ impl std::fmt::Debug for RedisAuth {
     }
 }
 
-/// One Redis server: where it is and what the node proves itself with.
+/// One Redis server: where it is, what the node proves itself with, and whether it speaks
+/// TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisAddr {
     /// `host:port`.
     pub addr: String,
     pub auth: RedisAuth,
+    /// `rediss://`: the name the server's certificate must carry (`None`: plain TCP).
+    pub tls: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 impl From<&str> for RedisAddr {
-    /// A server at `host:port` without credentials.
+    /// A server at `host:port` without credentials, over plain TCP.
     fn from(addr: &str) -> RedisAddr {
         RedisAddr {
             addr: addr.to_owned(),
             auth: RedisAuth::None,
+            tls: None,
         }
     }
 }
@@ -113,7 +119,12 @@ impl From<&str> for RedisAddr {
 impl std::fmt::Display for RedisAddr {
     /// As a URL, without the password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "redis://{}{}", self.auth.shown(), self.addr)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        write!(f, "{scheme}://{}{}", self.auth.shown(), self.addr)
     }
 }
 
@@ -157,29 +168,30 @@ impl std::str::FromStr for BrokerUrl {
         if let Some(rest) = s.strip_prefix("redis-cluster://") {
             return parse_cluster(s, rest);
         }
-        if s.starts_with("redis://") && s.contains(',') {
+        let redis = s.starts_with("redis://") || s.starts_with("rediss://");
+        if redis && s.contains(',') {
             let mut addrs = Vec::new();
             for one in s.split(',') {
-                let Some(rest) = one.strip_prefix("redis://") else {
+                let Some(a) = parse_redis(one) else {
                     let shown = hide_user(one);
                     return Err(format!(
-                        "bad broker {shown:?} in a list: want redis://HOST:PORT"
+                        "bad broker {shown:?} in a list: want redis://HOST:PORT or rediss://HOST:PORT"
                     ));
                 };
-                let a = parse_redis(one, rest)?;
+                let a = a?;
                 if addrs.iter().any(|b: &RedisAddr| b.addr == a.addr) {
-                    return Err(format!("the broker list names redis://{} twice", a.addr));
+                    return Err(format!("the broker list names {} twice", a.addr));
                 }
                 addrs.push(a);
             }
             return Ok(BrokerUrl::RedisSpread(addrs));
         }
-        if let Some(rest) = s.strip_prefix("redis://") {
-            return parse_redis(s, rest).map(BrokerUrl::Redis);
+        if let Some(a) = parse_redis(s) {
+            return a.map(BrokerUrl::Redis);
         }
         let s = hide_user(s);
         Err(format!(
-            "unknown broker {s:?}: want memory, redis://HOST:PORT, several redis:// URLs separated by commas, redis-cluster://HOST:PORT[,HOST:PORT...] or nats://HOST:PORT"
+            "unknown broker {s:?}: want memory, redis://HOST:PORT (rediss:// for TLS), several redis:// URLs separated by commas, redis-cluster://HOST:PORT[,HOST:PORT...] or nats://HOST:PORT"
         ))
     }
 }
@@ -192,13 +204,22 @@ fn hide_user(url: &str) -> String {
     }
 }
 
-/// The server of one `redis://` URL `url` (`rest` is what follows the scheme): an optional
-/// `[user]:password@`, then `host[:port]` (6379 by default), nothing after but a `/`.
-fn parse_redis(url: &str, rest: &str) -> Result<RedisAddr, String> {
-    let (auth, hostport, url) = redis_user_part("redis", url, rest.trim_end_matches('/'))?;
+/// The server of one `redis://` or `rediss://` (TLS) URL `url`, or `None` for another scheme:
+/// an optional `[user]:password@`, then `host[:port]` (6379 by default), nothing after but a
+/// `/`.
+fn parse_redis(url: &str) -> Option<Result<RedisAddr, String>> {
+    let (scheme, rest, tls) = match url.strip_prefix("rediss://") {
+        Some(rest) => ("rediss", rest, true),
+        None => ("redis", url.strip_prefix("redis://")?, false),
+    };
+    Some(parse_redis_rest(scheme, url, rest, tls))
+}
+
+fn parse_redis_rest(scheme: &str, url: &str, rest: &str, tls: bool) -> Result<RedisAddr, String> {
+    let (auth, hostport, url) = redis_user_part(scheme, url, rest.trim_end_matches('/'))?;
     if hostport.is_empty() || hostport.contains(['/', ',', '@', '?']) {
         return Err(format!(
-            "bad broker {url:?}: want redis://[[USER]:PASSWORD@]HOST:PORT (no path or options)"
+            "bad broker {url:?}: want {scheme}://[[USER]:PASSWORD@]HOST:PORT (no path or options)"
         ));
     }
     let addr = match hostport.rsplit_once(':') {
@@ -209,7 +230,11 @@ fn parse_redis(url: &str, rest: &str) -> Result<RedisAddr, String> {
         }
         _ => format!("{hostport}:6379"),
     };
-    Ok(RedisAddr { addr, auth })
+    let tls = match tls {
+        true => Some(tls::server_name(&addr).map_err(|e| format!("broker {url:?}: {e}"))?),
+        false => None,
+    };
+    Ok(RedisAddr { addr, auth, tls })
 }
 
 /// The credentials of Redis URL `url` (scheme `scheme`, `rest` what follows it), the rest
@@ -336,6 +361,15 @@ fn nats_host_port(url: &str, hostport: &str) -> Result<String, String> {
 }
 
 impl BrokerUrl {
+    /// Whether some server is reached over TLS (`rediss://`).
+    pub fn uses_tls(&self) -> bool {
+        match self {
+            BrokerUrl::Redis(server) => server.tls.is_some(),
+            BrokerUrl::RedisSpread(servers) => servers.iter().any(|s| s.tls.is_some()),
+            _ => false,
+        }
+    }
+
     /// The broker's kind as `/api/stats` names it: `memory`, `redis` (one instance or several)
     /// or `nats`.
     pub fn kind(&self) -> &'static str {
@@ -383,6 +417,8 @@ pub struct Pending {
     spread: Option<Arc<Spread>>,
     /// Which partitions' masters answer (Redis Cluster only).
     cluster: Option<Arc<cluster::Health>>,
+    /// The TLS client configuration, when a server is reached with `rediss://`.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Pending {
@@ -405,10 +441,18 @@ impl Pending {
 }
 
 /// Prepare the broker thread of node `node` for `url` (`None` for `memory`).
-pub fn prepare(url: &BrokerUrl, node: u16) -> anyhow::Result<Option<Pending>> {
+pub fn prepare(
+    url: &BrokerUrl,
+    node: u16,
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Pending>> {
     if *url == BrokerUrl::Memory {
         return Ok(None);
     }
+    let tls = match url.uses_tls() {
+        true => Some(tls::client_config(ca).map_err(|e| anyhow::anyhow!("--broker-ca: {e}"))?),
+        false => None,
+    };
     let poll = Poll::new().context("cannot create the broker poll")?;
     let waker = Arc::new(
         Waker::new(poll.registry(), redis::WAKE).context("cannot create the broker waker")?,
@@ -443,6 +487,7 @@ pub fn prepare(url: &BrokerUrl, node: u16) -> anyhow::Result<Option<Pending>> {
         uplink: Arc::new(uplink),
         spread,
         cluster,
+        tls,
     }))
 }
 
@@ -459,11 +504,11 @@ pub fn start(pending: Pending, mesh: Arc<Mesh>, history: Arc<HistoryPolicy>) -> 
         }
         (BrokerUrl::Redis(addr), Some(spread)) => {
             let node = node.share_history();
-            let transport = redis::Redis::new(vec![addr], spread, pending.poll, node);
+            let transport = redis::Redis::new(vec![addr], pending.tls, spread, pending.poll, node);
             Box::new(move || transport.run())
         }
         (BrokerUrl::RedisSpread(addrs), Some(spread)) => {
-            let transport = redis::Redis::new(addrs, spread, pending.poll, node);
+            let transport = redis::Redis::new(addrs, pending.tls, spread, pending.poll, node);
             Box::new(move || transport.run())
         }
         (BrokerUrl::Nats { addr, auth }, _) => {
@@ -526,6 +571,7 @@ mod tests {
         let server = |addr: &str, auth| RedisAddr {
             addr: addr.into(),
             auth,
+            tls: None,
         };
         let pass = |p: &str| RedisAuth::Password(p.into());
         let user = |u: &str, p: &str| RedisAuth::User {
@@ -589,11 +635,35 @@ mod tests {
             "redis://:s3cret@h:1/0",
             "redis://:s3cret@a:1,redis://:s3cret@a:1",
             "redis://:s3cret@a:1,nats://:s3cret@b:1",
-            "rediss://:s3cret@h:1",
         ] {
             let e = bad.parse::<BrokerUrl>().unwrap_err();
             assert!(!e.contains("s3cret"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn rediss_urls_ask_for_tls_with_the_host_as_the_certificate_name() {
+        let one = "rediss://:s3cret@cache.internal:6380".parse::<BrokerUrl>();
+        let Ok(BrokerUrl::Redis(server)) = one else {
+            panic!("{one:?}");
+        };
+        assert_eq!(server.addr, "cache.internal:6380");
+        assert_eq!(server.auth, RedisAuth::Password("s3cret".into()));
+        let name = server.tls.as_ref().map(|n| n.to_str().into_owned());
+        assert_eq!(name.as_deref(), Some("cache.internal"));
+        assert_eq!(server.to_string(), "rediss://:***@cache.internal:6380");
+        assert!(BrokerUrl::Redis(server).uses_tls());
+        // Mixed in a spread: each URL says.
+        let mixed = "rediss://a:1,redis://b:2".parse::<BrokerUrl>().unwrap();
+        assert!(mixed.uses_tls());
+        assert_eq!(mixed.to_string(), "rediss://a:1,redis://b:2");
+        let plain = "redis://a:1,redis://b:2".parse::<BrokerUrl>().unwrap();
+        assert!(!plain.uses_tls());
+        // A host no certificate can name is refused at once, without the secret.
+        let e = "rediss://:s3cret@bad_host!:1"
+            .parse::<BrokerUrl>()
+            .unwrap_err();
+        assert!(e.contains("certificate") && !e.contains("s3cret"), "{e}");
     }
 
     #[test]

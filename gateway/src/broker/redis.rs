@@ -34,6 +34,7 @@ use super::node::{Node, Out};
 use super::resp::{self, Parsed, Value};
 use super::socket::{self, Backoff, Phase};
 use super::spread::{Route, Spread};
+use super::tls::{self, Secure};
 use super::RedisAddr;
 
 /// The waker's token (shards woke the thread).
@@ -55,10 +56,13 @@ pub(super) const CREDENTIALS_REFUSED: &str =
 pub(super) const CREDENTIALS_WANTED: &str = "Redis asks for a password and --broker has none \
      (redis://:PASSWORD@HOST:PORT or redis://USER:PASSWORD@HOST:PORT)";
 
-/// Whether a connection failed for its credentials (a configuration to fix, logged as a
-/// warning every time, not as an outage).
+/// Whether a connection failed for its credentials or its TLS (a certificate that does not
+/// verify, a server that does not speak TLS): a configuration to fix, logged as a warning
+/// every time, not as an outage.
 pub(super) fn credentials_problem(why: &str) -> bool {
-    why.starts_with(CREDENTIALS_REFUSED) || why.starts_with(CREDENTIALS_WANTED)
+    why.starts_with(CREDENTIALS_REFUSED)
+        || why.starts_with(CREDENTIALS_WANTED)
+        || why.contains("TLS: ")
 }
 
 /// One connection to Redis.
@@ -77,11 +81,16 @@ pub(super) struct Link {
     auth: Option<Arc<[u8]>>,
     /// `AUTH` was sent on this connection and is not answered yet.
     authing: bool,
+    /// How connections are encrypted (`None`: plain TCP).
+    secure: Option<Secure>,
+    /// The TLS session of the open connection, if encrypted.
+    tls: Option<rustls::ClientConnection>,
 }
 
 impl Link {
-    /// A link that opens every connection with `auth` (an encoded `AUTH`), if any.
-    pub(super) fn new(now: Instant, auth: Option<Arc<[u8]>>) -> Link {
+    /// A link that opens every connection with `auth` (an encoded `AUTH`), if any, over TLS
+    /// when `secure` says how.
+    pub(super) fn new(now: Instant, auth: Option<Arc<[u8]>>, secure: Option<Secure>) -> Link {
         Link {
             stream: None,
             connected: false,
@@ -92,6 +101,8 @@ impl Link {
             answered_once: false,
             auth,
             authing: false,
+            secure,
+            tls: None,
         }
     }
 
@@ -105,6 +116,7 @@ impl Link {
         self.waiting = 0;
         self.answered_once = false;
         self.authing = false;
+        self.tls = None;
     }
 
     pub(super) fn command(&mut self, args: &[&[u8]], now: Instant) {
@@ -121,23 +133,33 @@ impl Link {
         self.answered_once = true;
     }
 
+    /// Whether the connection is encrypted and its TLS handshake not finished.
+    fn handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.is_handshaking())
+    }
+
     pub(super) fn stalled(&self, now: Instant) -> bool {
         self.waiting > 0 && now.saturating_duration_since(self.since) > STALL
     }
 
     /// Write what is queued; `Err` when the connection broke.
     pub(super) fn flush(&mut self) -> io::Result<()> {
-        match self.stream.as_mut().filter(|_| self.connected) {
-            Some(s) => socket::flush(s, &mut self.out),
-            None => Ok(()),
+        match (
+            self.stream.as_mut().filter(|_| self.connected),
+            &mut self.tls,
+        ) {
+            (Some(s), Some(tls)) => tls::flush(s, tls, &mut self.out),
+            (Some(s), None) => socket::flush(s, &mut self.out),
+            (None, _) => Ok(()),
         }
     }
 
     /// Read what arrived; `Err` at end of stream or on an error.
     pub(super) fn fill(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        match self.stream.as_mut() {
-            Some(s) => socket::fill(s, buf, &mut self.inb),
-            None => Ok(()),
+        match (self.stream.as_mut(), &mut self.tls) {
+            (Some(s), Some(tls)) => tls::fill(s, tls, buf, &mut self.inb),
+            (Some(s), None) => socket::fill(s, buf, &mut self.inb),
+            (None, _) => Ok(()),
         }
     }
 
@@ -153,6 +175,9 @@ impl Link {
             }
             if s.peer_addr().is_ok() {
                 self.connected = true;
+                if let Some(secure) = &self.secure {
+                    self.tls = Some(secure.session()?);
+                }
                 if let Some(auth) = &self.auth {
                     // First on the wire, before anything already queued.
                     self.out.splice(0..0, auth.iter().copied());
@@ -171,6 +196,10 @@ impl Link {
         }
         self.flush().map_err(|e| format!("write: {e}"))?;
         self.fill(buf).map_err(|e| format!("read: {e}"))?;
+        if self.tls.as_ref().is_some_and(|t| t.wants_write()) {
+            // The handshake's next flight, or an answer rustls owes the server.
+            self.flush().map_err(|e| format!("write: {e}"))?;
+        }
         self.values()
     }
 
@@ -220,12 +249,17 @@ struct Instance {
 }
 
 impl Instance {
-    fn new(server: RedisAddr, now: Instant) -> Instance {
+    /// The instance `server`, with the TLS configuration `tls` if it is reached over TLS.
+    fn new(server: RedisAddr, tls: &Option<Arc<rustls::ClientConfig>>, now: Instant) -> Instance {
         let auth: Option<Arc<[u8]>> = server.auth.command().map(Into::into);
+        let secure = server
+            .tls
+            .zip(tls.clone())
+            .map(|(name, config)| Secure { config, name });
         Instance {
             addr: server.addr,
-            sub: Link::new(now, auth.clone()),
-            cmd: Link::new(now, auth),
+            sub: Link::new(now, auth.clone(), secure.clone()),
+            cmd: Link::new(now, auth, secure),
             phase: Phase::Down { retry_at: now },
             backoff: Backoff::default(),
             established: 0,
@@ -271,15 +305,25 @@ pub struct Redis {
 
 impl Redis {
     /// The transport for the Redis instances of `spread` at `addrs` (one or more, in the
-    /// order `spread` numbers them) on `poll`, whose waker uses [`WAKE`].
-    pub fn new(addrs: Vec<RedisAddr>, spread: Arc<Spread>, poll: Poll, node: Node) -> Redis {
+    /// order `spread` numbers them; those with `rediss://` through `tls`) on `poll`, whose
+    /// waker uses [`WAKE`].
+    pub fn new(
+        addrs: Vec<RedisAddr>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        spread: Arc<Spread>,
+        poll: Poll,
+        node: Node,
+    ) -> Redis {
         let now = Instant::now();
         let down = &node.uplink().stats.instances_down;
         down.store(addrs.len() as u64, Ordering::Relaxed);
         Redis {
             poll,
             node,
-            instances: addrs.into_iter().map(|a| Instance::new(a, now)).collect(),
+            instances: addrs
+                .into_iter()
+                .map(|a| Instance::new(a, &tls, now))
+                .collect(),
             spread,
             outs: Vec::new(),
         }
@@ -523,7 +567,11 @@ impl Redis {
                 }
                 Phase::Greeting | Phase::Up => {
                     if inst.sub.stalled(now) || inst.cmd.stalled(now) {
-                        self.fail(i, "no answer to PING", now);
+                        let why = match inst.sub.handshaking() || inst.cmd.handshaking() {
+                            true => "TLS: no answer to the handshake (is the port a TLS port?)",
+                            false => "no answer to PING",
+                        };
+                        self.fail(i, why, now);
                     } else {
                         if inst.sub.waiting == 0 {
                             inst.sub.command(&[b"PING"], now);
@@ -629,7 +677,7 @@ mod tests {
     /// A link that sent `AUTH` and reads `chunks` one after another: the values each read
     /// gives, or the error that ends the connection.
     fn read_after_auth(chunks: &[&[u8]]) -> Vec<Result<Vec<Value>, String>> {
-        let mut link = Link::new(Instant::now(), Some(Arc::from(&b"AUTH"[..])));
+        let mut link = Link::new(Instant::now(), Some(Arc::from(&b"AUTH"[..])), None);
         link.authing = true;
         chunks
             .iter()
@@ -673,12 +721,12 @@ mod tests {
         let odd = read_after_auth(&[b":1\r\n"]);
         assert!(!credentials_problem(odd[0].as_ref().unwrap_err()));
         // No `AUTH` sent, and the server wants one.
-        let mut link = Link::new(Instant::now(), None);
+        let mut link = Link::new(Instant::now(), None, None);
         link.inb
             .extend_from_slice(b"-NOAUTH Authentication required.\r\n");
         assert_eq!(link.values(), Err(CREDENTIALS_WANTED.to_owned()));
         // Any other error is an answer, handed on.
-        let mut link = Link::new(Instant::now(), None);
+        let mut link = Link::new(Instant::now(), None, None);
         link.inb.extend_from_slice(b"-ERR unknown command\r\n");
         assert_eq!(
             link.values(),
