@@ -246,14 +246,14 @@ pub struct Cli {
     /// service), `redis://[[USER]:PASSWORD@]HOST:PORT` (`rediss://` for TLS),
     /// `redis://A:PORT,redis://B:PORT,...` (channels spread over several Redis instances),
     /// `redis-cluster://HOST:PORT,...` (one Redis Cluster) or `nats://[USER:PASSWORD@]HOST:PORT`
-    /// (core NATS) [default: memory]
+    /// (core NATS; `tls://` for TLS) [default: memory]
     /// (Parsed in `Config::from_parts`, not by clap, whose error would repeat the value and
     /// with it the URL's password.)
     #[arg(long, env = "GATEWAY_BROKER")]
     pub broker: Option<String>,
 
-    /// PEM file of the CA certificates that a `rediss://` broker's certificate must chain to
-    /// [default: the system's CA bundle]
+    /// PEM file of the CA certificates that a `rediss://` or `tls://` (NATS) broker's
+    /// certificate must chain to [default: the system's CA bundle]
     #[arg(long, env = "GATEWAY_BROKER_CA")]
     pub broker_ca: Option<PathBuf>,
 
@@ -950,7 +950,9 @@ impl Config {
         };
         let broker_ca = cli.broker_ca.or(file.broker_ca);
         if broker_ca.is_some() && !broker.uses_tls() {
-            bail!("--broker-ca needs a broker reached over TLS (--broker rediss://...)");
+            bail!(
+                "--broker-ca needs a broker reached over TLS (--broker rediss://... or tls://...)"
+            );
         }
         let node_id = cli.node_id.or(file.node_id);
         Ok(Config {
@@ -1565,7 +1567,8 @@ mod tests {
             c.broker,
             BrokerUrl::Nats {
                 addr: "n:4222".into(),
-                auth: Default::default()
+                auth: Default::default(),
+                tls: None,
             }
         );
         // Credentials for NATS are taken and never shown.

@@ -1076,6 +1076,55 @@ fn on_redis_over_tls_the_certificate_is_verified_and_every_failure_is_clear() {
     assert_crosses(&mut api_a, &mut far, "room");
 }
 
+/// A NATS server that requires TLS: two nodes with `tls://` that trust its CA cross-deliver, a
+/// 200 KB message included; a node with `nats://`, one trusting another CA, and one with
+/// `tls://` against a server without TLS are each turned away with a warning saying which,
+/// answer 503 and serve their own subscribers.
+#[test]
+fn on_nats_over_tls_the_certificate_is_verified_and_every_failure_is_clear() {
+    let (pki, stranger) = (test_support::TestCa::new(), test_support::TestCa::new());
+    let config = format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\nmax_payload: 1048576\n",
+        pki.path_str("leaf.pem"),
+        pki.path_str("leaf.key")
+    );
+    let nats = Nats::start_with_config(&config);
+    let plain = Nats::start();
+    let port = nats.port;
+    let broker = Server::Nats(nats);
+    let with = |scheme: &str, port: u16, ca: &test_support::TestCa, id: u16| {
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        node_with(&url, id, &["--broker-ca", &ca.path_str("ca.pem")])
+    };
+    let (a, b) = (with("tls", port, &pki, 71), with("tls", port, &pki, 72));
+    let (mut api_a, mut far) = crossing(&broker, &a, &b);
+    let big = "x".repeat(200_000);
+    api_a.accepted("/api/publish", json!({"channel":"room","data":big}));
+    assert_eq!(far.next()["data"].as_str().map(str::len), Some(big.len()));
+
+    let untrusted = (73, "invalid peer certificate");
+    let on_plain_url = (74, "the server requires TLS");
+    let no_tls_there = (75, "the server does not offer TLS");
+    for (node, (id, why)) in [
+        (with("tls", port, &stranger, untrusted.0), untrusted),
+        (
+            node_on(&format!("nats://127.0.0.1:{port}"), on_plain_url.0),
+            on_plain_url,
+        ),
+        (with("tls", plain.port, &pki, no_tls_there.0), no_tls_there),
+    ] {
+        let mut refused = node;
+        assert_turned_away(&mut refused, why, "nats", &mut far);
+        let log = refused.stderr();
+        assert!(
+            log.lines()
+                .any(|l| l.contains(why) && l.contains("turned the node away")),
+            "node {id}: {log}"
+        );
+    }
+    assert_crosses(&mut api_a, &mut far, "room");
+}
+
 /// History kept in Redis by node `a` (`--history chat:=...`) is recovered through node `b`.
 fn assert_history_is_shared(a: &Gateway, b: &Gateway) {
     let mut api_a = Api::connect(a);

@@ -137,10 +137,11 @@ pub enum BrokerUrl {
     /// One Redis.
     Redis(RedisAddr),
     /// One NATS server (core NATS) at `addr` (`host:port`), with the credentials `CONNECT`
-    /// gives it.
+    /// gives it, over TLS with `tls://` (the name the server's certificate must carry).
     Nats {
         addr: String,
         auth: nats_proto::Auth,
+        tls: Option<rustls::pki_types::ServerName<'static>>,
     },
     /// Several independent Redis instances (at least two, each with its own credentials):
     /// channels spread over them ([`spread`]).
@@ -162,8 +163,20 @@ impl std::str::FromStr for BrokerUrl {
         if s == "memory" {
             return Ok(BrokerUrl::Memory);
         }
-        if let Some(rest) = s.strip_prefix("nats://") {
-            return parse_nats(s, rest).map(|(addr, auth)| BrokerUrl::Nats { addr, auth });
+        let nats = match (s.strip_prefix("nats://"), s.strip_prefix("tls://")) {
+            (Some(rest), _) => Some((rest, false)),
+            (None, Some(rest)) => Some((rest, true)),
+            (None, None) => None,
+        };
+        if let Some((rest, secure)) = nats {
+            let (addr, auth) = parse_nats(s, rest)?;
+            let tls = match secure {
+                true => {
+                    Some(tls::server_name(&addr).map_err(|e| format!("broker tls://{addr}: {e}"))?)
+                }
+                false => None,
+            };
+            return Ok(BrokerUrl::Nats { addr, auth, tls });
         }
         if let Some(rest) = s.strip_prefix("redis-cluster://") {
             return parse_cluster(s, rest);
@@ -191,7 +204,7 @@ impl std::str::FromStr for BrokerUrl {
         }
         let s = hide_user(s);
         Err(format!(
-            "unknown broker {s:?}: want memory, redis://HOST:PORT (rediss:// for TLS), several redis:// URLs separated by commas, redis-cluster://HOST:PORT[,HOST:PORT...] or nats://HOST:PORT"
+            "unknown broker {s:?}: want memory, redis://HOST:PORT (rediss:// for TLS), several redis:// URLs separated by commas, redis-cluster://HOST:PORT[,HOST:PORT...] or nats://HOST:PORT (tls:// for NATS over TLS)"
         ))
     }
 }
@@ -366,6 +379,7 @@ impl BrokerUrl {
         match self {
             BrokerUrl::Redis(server) => server.tls.is_some(),
             BrokerUrl::RedisSpread(servers) => servers.iter().any(|s| s.tls.is_some()),
+            BrokerUrl::Nats { tls, .. } => tls.is_some(),
             _ => false,
         }
     }
@@ -388,11 +402,16 @@ impl std::fmt::Display for BrokerUrl {
             BrokerUrl::Memory => f.write_str("memory"),
             BrokerUrl::Redis(a) => write!(f, "{a}"),
             // Never the secret: the effective configuration and the logs print this.
-            BrokerUrl::Nats { addr, auth } => match auth {
-                nats_proto::Auth::None => write!(f, "nats://{addr}"),
-                nats_proto::Auth::Token(_) => write!(f, "nats://***@{addr}"),
-                nats_proto::Auth::User { user, .. } => write!(f, "nats://{user}:***@{addr}"),
-            },
+            BrokerUrl::Nats { addr, auth, tls } => {
+                let scheme = if tls.is_some() { "tls" } else { "nats" };
+                match auth {
+                    nats_proto::Auth::None => write!(f, "{scheme}://{addr}"),
+                    nats_proto::Auth::Token(_) => write!(f, "{scheme}://***@{addr}"),
+                    nats_proto::Auth::User { user, .. } => {
+                        write!(f, "{scheme}://{user}:***@{addr}")
+                    }
+                }
+            }
             BrokerUrl::RedisSpread(addrs) => {
                 let urls: Vec<String> = addrs.iter().map(RedisAddr::to_string).collect();
                 f.write_str(&urls.join(","))
@@ -511,9 +530,12 @@ pub fn start(pending: Pending, mesh: Arc<Mesh>, history: Arc<HistoryPolicy>) -> 
             let transport = redis::Redis::new(addrs, pending.tls, spread, pending.poll, node);
             Box::new(move || transport.run())
         }
-        (BrokerUrl::Nats { addr, auth }, _) => {
+        (BrokerUrl::Nats { addr, auth, tls }, _) => {
             let node = node.with_presence(node::PresenceStore::Queries);
-            let transport = nats::Nats::new(addr, auth, pending.poll, node);
+            let secure = tls
+                .zip(pending.tls)
+                .map(|(name, config)| tls::Secure { config, name });
+            let transport = nats::Nats::new(addr, auth, secure, pending.poll, node);
             Box::new(move || transport.run())
         }
         _ => return Ok(()),
@@ -667,6 +689,25 @@ mod tests {
     }
 
     #[test]
+    fn tls_urls_are_nats_over_tls() {
+        let url = "tls://gw:s3cret@bus.internal".parse::<BrokerUrl>().unwrap();
+        let BrokerUrl::Nats { addr, tls, .. } = &url else {
+            panic!("{url:?}");
+        };
+        assert_eq!(addr, "bus.internal:4222");
+        let name = tls.as_ref().map(|n| n.to_str().into_owned());
+        assert_eq!(name.as_deref(), Some("bus.internal"));
+        assert!(url.uses_tls());
+        assert_eq!(url.kind(), "nats");
+        assert_eq!(url.to_string(), "tls://gw:***@bus.internal:4222");
+        assert!(!"nats://bus".parse::<BrokerUrl>().unwrap().uses_tls());
+        let e = "tls://:s3cret@bad_host!:1"
+            .parse::<BrokerUrl>()
+            .unwrap_err();
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
     fn cluster_urls_parse_with_one_or_more_seeds() {
         let cluster = |seeds: &[&str], auth| BrokerUrl::RedisCluster {
             seeds: seeds.iter().map(|s| s.to_string()).collect(),
@@ -712,6 +753,7 @@ mod tests {
         let nats = |addr: &str, auth| BrokerUrl::Nats {
             addr: addr.into(),
             auth,
+            tls: None,
         };
         assert_eq!(
             "nats://127.0.0.1:4333".parse(),

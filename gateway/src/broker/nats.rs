@@ -9,6 +9,12 @@
 //! larger than the server's `max_payload` (from `INFO`) is refused here with a warning instead
 //! of being sent, since the server would drop the whole connection for it.
 //!
+//! TLS (`--broker tls://HOST:PORT`): the server's `INFO` comes in plain text, then the node
+//! starts TLS on the same connection and everything from `CONNECT` on goes through it, the
+//! server's certificate verified as for `rediss://` ([`super::tls`]). A server that requires TLS
+//! when the URL says `nats://`, or does not offer it when the URL says `tls://`, turns the node
+//! away with a warning saying which.
+//!
 //! Outages: a refused or dropped connection, bytes that are not the protocol, no `INFO` after
 //! the TCP handshake, or a `PING` unanswered for [`STALL`] close the connection; the node
 //! reconnects after an exponential delay with jitter (100 ms doubling to 5 s), then subscribes
@@ -27,8 +33,9 @@ use tracing::{info, warn};
 
 use super::nats_proto::{self as proto, Op, Parsed};
 use super::node::{Node, Out};
-use super::redis::{STALL, WAKE};
+use super::redis::{credentials_problem, STALL, WAKE};
 use super::socket::{self, Backoff, Phase};
+use super::tls::{self, Secure};
 
 const SOCKET: Token = Token(1);
 /// How often an idle connection is checked with a `PING`.
@@ -41,6 +48,10 @@ pub struct Nats {
     addr: String,
     /// What `CONNECT` proves the node with.
     auth: proto::Auth,
+    /// `tls://`: how the connection is encrypted once the server's `INFO` came.
+    secure: Option<Secure>,
+    /// The TLS session of the open connection, once started.
+    tls: Option<rustls::ClientConnection>,
     poll: Poll,
     node: Node,
     stream: Option<TcpStream>,
@@ -66,13 +77,21 @@ pub struct Nats {
 }
 
 impl Nats {
-    /// The transport for the NATS server at `addr` (`host:port`), connecting with `auth`, on
-    /// `poll`, whose waker uses [`WAKE`].
-    pub fn new(addr: String, auth: proto::Auth, poll: Poll, node: Node) -> Nats {
+    /// The transport for the NATS server at `addr` (`host:port`), connecting with `auth` and,
+    /// when `secure` says how, over TLS, on `poll`, whose waker uses [`WAKE`].
+    pub fn new(
+        addr: String,
+        auth: proto::Auth,
+        secure: Option<Secure>,
+        poll: Poll,
+        node: Node,
+    ) -> Nats {
         let now = Instant::now();
         Nats {
             addr,
             auth,
+            secure,
+            tls: None,
             poll,
             node,
             stream: None,
@@ -189,11 +208,9 @@ impl Nats {
                         self.node.uplink().set_max_payload(self.max_payload);
                     }
                     if self.phase == Phase::Greeting && !self.greeted {
-                        if info.tls_required {
-                            break Err(
-                                "the server requires TLS, which --broker nats:// does not speak"
-                                    .into(),
-                            );
+                        if let Err(why) = self.start_tls(&info) {
+                            at = self.inb.len();
+                            break Err(why);
                         }
                         if info.auth_required && self.auth == proto::Auth::None {
                             warn!(broker = %self.addr, "the server asks for credentials and --broker has none (nats://USER:PASSWORD@HOST or nats://TOKEN@HOST)");
@@ -219,6 +236,23 @@ impl Nats {
         };
         self.inb.drain(..at);
         result
+    }
+
+    /// The server's `INFO` came: with `tls://`, start TLS on the connection (what is written
+    /// from now on, `CONNECT` first, goes through it). `Err` when the server and the URL
+    /// disagree on TLS.
+    fn start_tls(&mut self, info: &proto::Info) -> Result<(), String> {
+        match &self.secure {
+            Some(secure) if info.tls_required || info.tls_available => {
+                self.tls = Some(secure.session()?);
+                Ok(())
+            }
+            Some(_) => Err("TLS: the server does not offer TLS (--broker nats:// for it)".into()),
+            None if info.tls_required => {
+                Err("TLS: the server requires TLS (--broker tls://HOST:PORT for it)".into())
+            }
+            None => Ok(()),
+        }
     }
 
     /// The server's `INFO` came: say `CONNECT`, subscribe to everything the node needs, and
@@ -277,6 +311,7 @@ impl Nats {
             let _ = self.poll.registry().deregister(&mut s);
         }
         self.tcp_open = false;
+        self.tls = None;
         self.greeted = false;
         self.out.clear();
         self.inb.clear();
@@ -288,7 +323,9 @@ impl Nats {
         self.phase = Phase::Down {
             retry_at: now + delay,
         };
-        if was_up {
+        if credentials_problem(why) {
+            warn!(broker = %self.addr, reason = why, retry_in = ?delay, "broker turned the node away");
+        } else if was_up {
             warn!(broker = %self.addr, reason = why, "broker connection lost: reconnecting");
         } else {
             info!(broker = %self.addr, reason = why, retry_in = ?delay, "broker unreachable");
@@ -318,7 +355,11 @@ impl Nats {
             Phase::Greeting | Phase::Up => {
                 let stalled = self.waiting > 0 && now.saturating_duration_since(self.since) > STALL;
                 if stalled {
-                    self.fail("no answer to PING", now);
+                    let why = match self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+                        true => "TLS: no answer to the handshake",
+                        false => "no answer to PING",
+                    };
+                    self.fail(why, now);
                 } else if self.phase == Phase::Up && self.waiting == 0 {
                     proto::encode_ping(&mut self.out);
                     self.waiting = 1;
@@ -378,17 +419,22 @@ impl Nats {
 
     /// Write what is queued; `Err` when the connection broke.
     fn flush(&mut self) -> io::Result<()> {
-        match self.stream.as_mut().filter(|_| self.tcp_open) {
-            Some(s) => socket::flush(s, &mut self.out),
-            None => Ok(()),
+        match (
+            self.stream.as_mut().filter(|_| self.tcp_open),
+            &mut self.tls,
+        ) {
+            (Some(s), Some(tls)) => tls::flush(s, tls, &mut self.out),
+            (Some(s), None) => socket::flush(s, &mut self.out),
+            (None, _) => Ok(()),
         }
     }
 
     /// Read what arrived; `Err` at end of stream or on an error.
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        match self.stream.as_mut() {
-            Some(s) => socket::fill(s, buf, &mut self.inb),
-            None => Ok(()),
+        match (self.stream.as_mut(), &mut self.tls) {
+            (Some(s), Some(tls)) => tls::fill(s, tls, buf, &mut self.inb),
+            (Some(s), None) => socket::fill(s, buf, &mut self.inb),
+            (None, _) => Ok(()),
         }
     }
 }

@@ -95,6 +95,8 @@ pub struct Info {
     pub auth_required: bool,
     /// The server wants TLS.
     pub tls_required: bool,
+    /// The server takes TLS without requiring it (`allow_non_tls`).
+    pub tls_available: bool,
     /// The server's id, for logs.
     pub server_id: String,
 }
@@ -108,6 +110,7 @@ pub fn parse_info(json: &[u8]) -> Option<Info> {
         max_payload: o.get("max_payload").and_then(serde_json::Value::as_u64),
         auth_required: flag("auth_required"),
         tls_required: flag("tls_required"),
+        tls_available: flag("tls_available"),
         server_id: o
             .get("server_id")
             .and_then(serde_json::Value::as_str)

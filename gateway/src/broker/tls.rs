@@ -1,4 +1,4 @@
-//! TLS to the broker (`rediss://`): the client configuration (the CAs of `--broker-ca`, or the
+//! TLS to the broker (`rediss://`, NATS's `tls://`): the client configuration (the CAs of `--broker-ca`, or the
 //! system's), the server name a URL's host gives, and the non-blocking write and read of a
 //! connection through rustls, the same contract as [`super::socket`]'s plain ones (write until
 //! the socket would block, read until it would block, `Err` when the connection is lost).
