@@ -14,12 +14,19 @@
 # time of both gateway nodes per delivery and of the broker servers per publish (from
 # /proc/PID/stat, so Linux only).
 #
+# KINDS="redis rediss nats nats-tls" adds the same servers over TLS (`rediss://` and NATS's
+# `tls://`, a certificate from a CA made here with openssl, trusted with `--broker-ca`): what
+# encryption to the broker costs. Each delivery crosses the broker once per publish, so run it
+# with few subscribers and a high rate (SUBSCRIBERS=1 RATE=5000) to see the cost per message.
+#
 #   cargo build --release -p gateway -p loadgen && bench/broker.sh
 #   cargo build --release -p gateway -p loadgen && KINDS="redis cluster" bench/broker.sh
+#   cargo build --release -p gateway -p loadgen &&
+#     KINDS="redis rediss nats nats-tls" SUBSCRIBERS=1 RATE=5000 bench/broker.sh
 #
 # Environment: ROUNDS (3), DURATION (5s), SUBSCRIBERS (500), RATE (200 publishes/s), SIZE (64),
 # THREADS (1 per gateway node), KINDS ("redis nats"). Needs redis-server, redis-cli,
-# nats-server, curl, python3.
+# nats-server, curl, python3, and openssl for the TLS kinds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,11 +59,29 @@ stop() {
   wait "$1" 2>/dev/null || true
 }
 
-# node NAME URL ID: a gateway node on broker URL; sets $ws_port, $api_port and $pid.
+# tls_files: a CA and a certificate for 127.0.0.1 it signs, once, in $work.
+tls_files() {
+  [ -f "$work/leaf.pem" ] && return 0
+  (
+    cd "$work"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+      -out ca.pem -days 1 -subj "/CN=bench CA" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key \
+      -out leaf.csr -subj "/CN=127.0.0.1" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >leaf.ext
+    openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem \
+      -days 1 -extfile leaf.ext 2>/dev/null
+  )
+}
+
+# node NAME URL ID: a gateway node on broker URL (trusting $broker_ca, if set); sets $ws_port,
+# $api_port and $pid.
 node() {
   : >"$work/$1.out" # exists before the background process opens it, for the reads below
+  local ca=()
+  [ -n "${broker_ca:-}" ] && ca=(--broker-ca "$broker_ca")
   "$bin/gateway" --threads "$threads" --log-level warn --api-key "$key" \
-    --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --broker "$2" --node-id "$3" \
+    --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --broker "$2" --node-id "$3" "${ca[@]}" \
     >"$work/$1.out" 2>"$work/$1.err" &
   pid=$!
   pids+=("$pid")
@@ -113,7 +138,7 @@ start_cluster() {
 # broker_bytes KIND: "IN OUT" as the broker counts them.
 broker_bytes() {
   case $1 in
-    redis)
+    redis | rediss)
       redis-cli -p "$broker_port" info stats | tr -d '\r' |
         awk -F: '/^total_net_input_bytes/{i=$2} /^total_net_output_bytes/{o=$2} END{print i, o}'
       ;;
@@ -121,7 +146,7 @@ broker_bytes() {
       for port in "${cluster_ports[@]}"; do redis-cli -p "$port" info stats; done | tr -d '\r' |
         awk -F: '/^total_net_input_bytes/{i+=$2} /^total_net_output_bytes/{o+=$2} END{print i, o}'
       ;;
-    nats)
+    nats | nats-tls)
       curl -sf "http://127.0.0.1:$monitor_port/varz" |
         python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["in_bytes"], v["out_bytes"])'
       ;;
@@ -133,20 +158,43 @@ run() {
   local kind=$1 round=$2 url
   broker_port=$(free_port)
   broker_pids=()
+  broker_ca=
   case $kind in
-    redis)
-      redis-server --port "$broker_port" --bind 127.0.0.1 --save "" --appendonly no \
+    redis | rediss)
+      # The plain port serves this script's own `INFO`; rediss nodes use the TLS port.
+      local tls=() tls_port
+      if [ "$kind" = rediss ]; then
+        tls_files
+        tls_port=$(free_port)
+        tls=(--tls-port "$tls_port" --tls-cert-file "$work/leaf.pem" --tls-key-file "$work/leaf.key"
+          --tls-ca-cert-file "$work/ca.pem" --tls-auth-clients no)
+      fi
+      redis-server --port "$broker_port" --bind 127.0.0.1 --save "" --appendonly no "${tls[@]}" \
         >"$work/redis.log" 2>&1 &
       broker_pids=($!)
       for _ in $(seq 100); do redis-cli -p "$broker_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
       url=redis://127.0.0.1:$broker_port
+      if [ "$kind" = rediss ]; then
+        url=rediss://127.0.0.1:$tls_port
+        broker_ca=$work/ca.pem
+      fi
       ;;
-    nats)
+    nats | nats-tls)
       monitor_port=$(free_port)
-      nats-server -a 127.0.0.1 -p "$broker_port" -m "$monitor_port" >"$work/nats.log" 2>&1 &
+      local conf=()
+      url=nats://127.0.0.1:$broker_port
+      if [ "$kind" = nats-tls ]; then
+        tls_files
+        printf 'tls {\n  cert_file: "%s"\n  key_file: "%s"\n}\n' \
+          "$work/leaf.pem" "$work/leaf.key" >"$work/nats-tls.conf"
+        conf=(-c "$work/nats-tls.conf")
+        url=tls://127.0.0.1:$broker_port
+        broker_ca=$work/ca.pem
+      fi
+      nats-server "${conf[@]}" -a 127.0.0.1 -p "$broker_port" -m "$monitor_port" \
+        >"$work/nats.log" 2>&1 &
       broker_pids=($!)
       for _ in $(seq 100); do curl -sf "http://127.0.0.1:$monitor_port/varz" >/dev/null && break; sleep 0.05; done
-      url=nats://127.0.0.1:$broker_port
       ;;
     cluster)
       start_cluster
@@ -201,10 +249,10 @@ python3 - "$work/results" "${kinds[@]}" <<'EOF'
 import sys
 rows = [l.split() for l in open(sys.argv[1])]
 kinds = sys.argv[2:]
-print(f"{'broker':7} {'round':>5} {'deliveries/s':>12} {'p99 ms':>8} {'lost':>6} "
+print(f"{'broker':8} {'round':>5} {'deliveries/s':>12} {'p99 ms':>8} {'lost':>6} "
       f"{'in B/pub':>9} {'out B/pub':>9} {'node us/dlv':>11} {'broker us/pub':>13}")
 for k, rnd, d, p99, lost, bi, bo, nc, bc in rows:
-    print(f"{k:7} {rnd:>5} {int(d):>12} {float(p99):>8.2f} {lost:>6} "
+    print(f"{k:8} {rnd:>5} {int(d):>12} {float(p99):>8.2f} {lost:>6} "
           f"{float(bi):>9.1f} {float(bo):>9.1f} {float(nc):>11.2f} {float(bc):>13.2f}")
 def median(kind, col):
     v = sorted(float(r[col]) for r in rows if r[0] == kind)
