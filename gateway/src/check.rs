@@ -108,6 +108,11 @@ pub fn report(cfg: &Config, sources: &Sources, host: Host) -> (String, Vec<Strin
              its own address, or the start fails to bind"
         ));
     }
+    if cfg.broker.uses_tls() {
+        if let Err(e) = crate::broker::tls::client_config(cfg.broker_ca.as_deref()) {
+            problems.push(format!("--broker-ca: {e}: the start would fail"));
+        }
+    }
     (out, problems)
 }
 
@@ -176,6 +181,27 @@ mod tests {
             text.contains("932 B each with the io_uring driver"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_tls_broker_whose_cas_cannot_be_read_is_a_problem() {
+        let host = Host {
+            nofile: 1024,
+            uring: false,
+        };
+        let tls = ["--broker", "rediss://127.0.0.1:6380", "--broker-ca"];
+        let (cfg, sources) = load(&[&tls[..], &["/nonexistent/ca.pem"]].concat());
+        let (text, problems) = report(&cfg, &sources, host);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("--broker-ca: cannot read"),
+            "{problems:?}"
+        );
+        assert!(text.contains("/nonexistent/ca.pem  [flag]"), "{text}");
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/src/conn/testdata/ca.pem");
+        let (cfg, sources) = load(&[&tls[..], &[ca]].concat());
+        let (_, problems) = report(&cfg, &sources, host);
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[test]

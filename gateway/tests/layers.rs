@@ -35,7 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "conn", "driver", "auth", "hooks", "api", "router", "broker", "app",
         ],
     ),
-    ("check", &["config"]),
+    ("check", &["config", "broker"]),
     (
         "shard",
         &[
