@@ -920,6 +920,16 @@ fn crossing(broker: &Server, a: &Gateway, b: &Gateway) -> (Api, Ws) {
     (api_a, far)
 }
 
+/// `node`'s log has a warning that its broker turned it away, giving `why`.
+fn assert_warned_away(node: &Gateway, why: &str) {
+    let log = node.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(why) && l.contains("WARN") && l.contains("turned the node away")),
+        "{log}"
+    );
+}
+
 /// Node `refused`, whose broker turned it away for its credentials, logs a line containing
 /// `why` without its secret (which contains `wr0ng`), counts as down (`/healthz` and publishes
 /// that need the broker 503, `/api/stats` naming broker `kind` as down), serves its own
@@ -991,13 +1001,7 @@ fn on_redis_credentials_in_the_url_are_used_and_a_refusal_is_clear() {
     ] {
         let mut refused = with(creds, id);
         assert_turned_away(&mut refused, why, "redis", &mut far);
-        let log = refused.stderr();
-        assert!(
-            log.lines().any(|l| l.contains(why)
-                && l.contains("WARN")
-                && l.contains("turned the node away")),
-            "{log}"
-        );
+        assert_warned_away(&refused, why);
     }
     assert_crosses(&mut api_a, &mut far, "room");
 }
@@ -1066,12 +1070,7 @@ fn on_redis_over_tls_the_certificate_is_verified_and_every_failure_is_clear() {
     ] {
         let mut refused = with(host, port, ca, id);
         assert_turned_away(&mut refused, why, "redis", &mut far);
-        let log = refused.stderr();
-        assert!(
-            log.lines()
-                .any(|l| l.contains(why) && l.contains("turned the node away")),
-            "{log}"
-        );
+        assert_warned_away(&refused, why);
     }
     assert_crosses(&mut api_a, &mut far, "room");
 }
@@ -1102,25 +1101,19 @@ fn on_nats_over_tls_the_certificate_is_verified_and_every_failure_is_clear() {
     api_a.accepted("/api/publish", json!({"channel":"room","data":big}));
     assert_eq!(far.next()["data"].as_str().map(str::len), Some(big.len()));
 
-    let untrusted = (73, "invalid peer certificate");
-    let on_plain_url = (74, "the server requires TLS");
-    let no_tls_there = (75, "the server does not offer TLS");
-    for (node, (id, why)) in [
-        (with("tls", port, &stranger, untrusted.0), untrusted),
+    for (mut refused, why) in [
+        (with("tls", port, &stranger, 73), "invalid peer certificate"),
         (
-            node_on(&format!("nats://127.0.0.1:{port}"), on_plain_url.0),
-            on_plain_url,
+            node_on(&format!("nats://127.0.0.1:{port}"), 74),
+            "the server requires TLS",
         ),
-        (with("tls", plain.port, &pki, no_tls_there.0), no_tls_there),
+        (
+            with("tls", plain.port, &pki, 75),
+            "the server does not offer TLS",
+        ),
     ] {
-        let mut refused = node;
         assert_turned_away(&mut refused, why, "nats", &mut far);
-        let log = refused.stderr();
-        assert!(
-            log.lines()
-                .any(|l| l.contains(why) && l.contains("turned the node away")),
-            "node {id}: {log}"
-        );
+        assert_warned_away(&refused, why);
     }
     assert_crosses(&mut api_a, &mut far, "room");
 }

@@ -293,7 +293,7 @@ impl Cluster {
         node: Node,
     ) -> Cluster {
         let now = Instant::now();
-        let auth: Option<Arc<[u8]>> = auth.command().map(Into::into);
+        let auth = auth.command();
         node.uplink()
             .stats
             .instances_down

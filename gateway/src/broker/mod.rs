@@ -59,7 +59,7 @@ pub enum RedisAuth {
 
 impl RedisAuth {
     /// The `AUTH` command in RESP, or `None` without credentials.
-    pub fn command(&self) -> Option<Vec<u8>> {
+    pub fn command(&self) -> Option<Arc<[u8]>> {
         let mut out = Vec::new();
         match self {
             RedisAuth::None => return None,
@@ -70,7 +70,7 @@ impl RedisAuth {
                 resp::encode_command(&mut out, &[b"AUTH", user.as_bytes(), pass.as_bytes()])
             }
         }
-        Some(out)
+        Some(out.into())
     }
 
     /// The user part of a URL as printed: never the password.
@@ -225,24 +225,18 @@ fn parse_redis(url: &str) -> Option<Result<RedisAddr, String>> {
         Some(rest) => ("rediss", rest, true),
         None => ("redis", url.strip_prefix("redis://")?, false),
     };
-    Some(parse_redis_rest(scheme, url, rest, tls))
+    Some(redis_server(scheme, url, rest, tls))
 }
 
-fn parse_redis_rest(scheme: &str, url: &str, rest: &str, tls: bool) -> Result<RedisAddr, String> {
+/// [`parse_redis`] once the scheme is known: `rest` is what follows it.
+fn redis_server(scheme: &str, url: &str, rest: &str, tls: bool) -> Result<RedisAddr, String> {
     let (auth, hostport, url) = redis_user_part(scheme, url, rest.trim_end_matches('/'))?;
     if hostport.is_empty() || hostport.contains(['/', ',', '@', '?']) {
         return Err(format!(
             "bad broker {url:?}: want {scheme}://[[USER]:PASSWORD@]HOST:PORT (no path or options)"
         ));
     }
-    let addr = match hostport.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
-            port.parse::<u16>()
-                .map_err(|e| format!("bad port in broker {url:?}: {e}"))?;
-            hostport.to_owned()
-        }
-        _ => format!("{hostport}:6379"),
-    };
+    let addr = with_port(hostport, 6379, &url)?;
     let tls = match tls {
         true => Some(tls::server_name(&addr).map_err(|e| format!("broker {url:?}: {e}"))?),
         false => None,
@@ -311,14 +305,7 @@ fn parse_cluster(url: &str, rest: &str) -> Result<BrokerUrl, String> {
                  (no path, options or second scheme)"
             ));
         }
-        let seed = match one.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
-                port.parse::<u16>()
-                    .map_err(|e| format!("bad port in broker {url:?}: {e}"))?;
-                one.to_owned()
-            }
-            _ => format!("{one}:6379"),
-        };
+        let seed = with_port(one, 6379, &url)?;
         if seeds.contains(&seed) {
             return Err(format!("broker {url:?} lists {seed} twice"));
         }
@@ -363,18 +350,24 @@ fn nats_host_port(url: &str, hostport: &str) -> Result<String, String> {
             "bad broker {url:?}: want nats://HOST:PORT (no path, options or server list)"
         ));
     }
+    with_port(hostport, 4222, url)
+}
+
+/// `hostport` with its port checked, or `default` appended when it names none (`url`, as
+/// errors may print it, says where it came from).
+fn with_port(hostport: &str, default: u16, url: &str) -> Result<String, String> {
     match hostport.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
             port.parse::<u16>()
                 .map_err(|e| format!("bad port in broker {url:?}: {e}"))?;
             Ok(hostport.to_owned())
         }
-        _ => Ok(format!("{hostport}:4222")),
+        _ => Ok(format!("{hostport}:{default}")),
     }
 }
 
 impl BrokerUrl {
-    /// Whether some server is reached over TLS (`rediss://`).
+    /// Whether some server is reached over TLS (`rediss://`, NATS's `tls://`).
     pub fn uses_tls(&self) -> bool {
         match self {
             BrokerUrl::Redis(server) => server.tls.is_some(),
@@ -638,11 +631,11 @@ mod tests {
         assert!(!format!("{parsed:?}").contains("s3cret"), "{parsed:?}");
         // AUTH with the password alone, or with the user first.
         assert_eq!(
-            pass("pw").command().unwrap(),
+            &*pass("pw").command().unwrap(),
             b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n"
         );
         assert_eq!(
-            user("u", "pw").command().unwrap(),
+            &*user("u", "pw").command().unwrap(),
             b"*3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n$2\r\npw\r\n"
         );
         assert_eq!(RedisAuth::None.command(), None);

@@ -355,11 +355,7 @@ impl Nats {
             Phase::Greeting | Phase::Up => {
                 let stalled = self.waiting > 0 && now.saturating_duration_since(self.since) > STALL;
                 if stalled {
-                    let why = match self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
-                        true => "TLS: no answer to the handshake",
-                        false => "no answer to PING",
-                    };
-                    self.fail(why, now);
+                    self.fail(tls::stall_reason(self.tls.as_ref()), now);
                 } else if self.phase == Phase::Up && self.waiting == 0 {
                     proto::encode_ping(&mut self.out);
                     self.waiting = 1;
@@ -419,22 +415,17 @@ impl Nats {
 
     /// Write what is queued; `Err` when the connection broke.
     fn flush(&mut self) -> io::Result<()> {
-        match (
-            self.stream.as_mut().filter(|_| self.tcp_open),
-            &mut self.tls,
-        ) {
-            (Some(s), Some(tls)) => tls::flush(s, tls, &mut self.out),
-            (Some(s), None) => socket::flush(s, &mut self.out),
-            (None, _) => Ok(()),
+        match self.stream.as_mut().filter(|_| self.tcp_open) {
+            Some(s) => tls::flush(s, self.tls.as_mut(), &mut self.out),
+            None => Ok(()),
         }
     }
 
     /// Read what arrived; `Err` at end of stream or on an error.
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        match (self.stream.as_mut(), &mut self.tls) {
-            (Some(s), Some(tls)) => tls::fill(s, tls, buf, &mut self.inb),
-            (Some(s), None) => socket::fill(s, buf, &mut self.inb),
-            (None, _) => Ok(()),
+        match self.stream.as_mut() {
+            Some(s) => tls::fill(s, self.tls.as_mut(), buf, &mut self.inb),
+            None => Ok(()),
         }
     }
 }

@@ -133,33 +133,23 @@ impl Link {
         self.answered_once = true;
     }
 
-    /// Whether the connection is encrypted and its TLS handshake not finished.
-    fn handshaking(&self) -> bool {
-        self.tls.as_ref().is_some_and(|t| t.is_handshaking())
-    }
-
     pub(super) fn stalled(&self, now: Instant) -> bool {
         self.waiting > 0 && now.saturating_duration_since(self.since) > STALL
     }
 
     /// Write what is queued; `Err` when the connection broke.
     pub(super) fn flush(&mut self) -> io::Result<()> {
-        match (
-            self.stream.as_mut().filter(|_| self.connected),
-            &mut self.tls,
-        ) {
-            (Some(s), Some(tls)) => tls::flush(s, tls, &mut self.out),
-            (Some(s), None) => socket::flush(s, &mut self.out),
-            (None, _) => Ok(()),
+        match self.stream.as_mut().filter(|_| self.connected) {
+            Some(s) => tls::flush(s, self.tls.as_mut(), &mut self.out),
+            None => Ok(()),
         }
     }
 
     /// Read what arrived; `Err` at end of stream or on an error.
     pub(super) fn fill(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        match (self.stream.as_mut(), &mut self.tls) {
-            (Some(s), Some(tls)) => tls::fill(s, tls, buf, &mut self.inb),
-            (Some(s), None) => socket::fill(s, buf, &mut self.inb),
-            (None, _) => Ok(()),
+        match self.stream.as_mut() {
+            Some(s) => tls::fill(s, self.tls.as_mut(), buf, &mut self.inb),
+            None => Ok(()),
         }
     }
 
@@ -251,7 +241,7 @@ struct Instance {
 impl Instance {
     /// The instance `server`, with the TLS configuration `tls` if it is reached over TLS.
     fn new(server: RedisAddr, tls: &Option<Arc<rustls::ClientConfig>>, now: Instant) -> Instance {
-        let auth: Option<Arc<[u8]>> = server.auth.command().map(Into::into);
+        let auth = server.auth.command();
         let secure = server
             .tls
             .zip(tls.clone())
@@ -567,10 +557,12 @@ impl Redis {
                 }
                 Phase::Greeting | Phase::Up => {
                     if inst.sub.stalled(now) || inst.cmd.stalled(now) {
-                        let why = match inst.sub.handshaking() || inst.cmd.handshaking() {
-                            true => "TLS: no answer to the handshake (is the port a TLS port?)",
-                            false => "no answer to PING",
+                        let stalled = if inst.sub.stalled(now) {
+                            &inst.sub
+                        } else {
+                            &inst.cmd
                         };
+                        let why = tls::stall_reason(stalled.tls.as_ref());
                         self.fail(i, why, now);
                     } else {
                         if inst.sub.waiting == 0 {

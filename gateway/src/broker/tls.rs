@@ -16,7 +16,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
-use super::socket::MAX_UNSENT_BYTES;
+use super::socket::{self, MAX_UNSENT_BYTES};
 
 /// Where the system keeps its CA bundle, by distribution; the first that exists is read when
 /// `--broker-ca` is not given (`SSL_CERT_FILE` first, as OpenSSL does).
@@ -94,10 +94,18 @@ pub fn server_name(addr: &str) -> Result<ServerName<'static>, String> {
         .map_err(|e| format!("{host:?} cannot be checked against a certificate: {e}"))
 }
 
-/// Hand what `out` holds to `tls` and write its records to `s` until the socket would block;
-/// what rustls took leaves `out`. `Err` when the connection broke, or when more than
+/// Write what `out` holds to `s`, through `tls` when the connection has a session (else as
+/// [`socket::flush`] does). With one, what rustls took leaves `out` and its records are written
+/// until the socket would block. `Err` when the connection broke, or when more than
 /// [`MAX_UNSENT_BYTES`] stay unsent.
-pub fn flush(s: &mut TcpStream, tls: &mut ClientConnection, out: &mut Vec<u8>) -> io::Result<()> {
+pub fn flush(
+    s: &mut TcpStream,
+    tls: Option<&mut ClientConnection>,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let Some(tls) = tls else {
+        return socket::flush(s, out);
+    };
     loop {
         // Before the handshake ends rustls keeps plaintext up to its buffer limit.
         let took = if out.is_empty() {
@@ -126,15 +134,19 @@ pub fn flush(s: &mut TcpStream, tls: &mut ClientConnection, out: &mut Vec<u8>) -
     Ok(())
 }
 
-/// Read records from `s` until the socket would block, and what they carry through `buf` into
-/// `inb`; `Err` at end of stream (the peer's `close_notify` included), on an error, or when the
-/// records do not verify (`TLS: ` and rustls's reason).
+/// Read from `s` until the socket would block, through `tls` when the connection has a
+/// session (else as [`socket::fill`] does): with one, records are read and what they carry
+/// goes through `buf` into `inb`. `Err` at end of stream (the peer's `close_notify` included),
+/// on an error, or when the records do not verify (`TLS: ` and rustls's reason).
 pub fn fill(
     s: &mut TcpStream,
-    tls: &mut ClientConnection,
+    tls: Option<&mut ClientConnection>,
     buf: &mut [u8],
     inb: &mut Vec<u8>,
 ) -> io::Result<()> {
+    let Some(tls) = tls else {
+        return socket::fill(s, buf, inb);
+    };
     loop {
         let last = match tls.read_tls(s) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
@@ -156,6 +168,15 @@ pub fn fill(
         if last {
             return Ok(());
         }
+    }
+}
+
+/// Why a connection whose requests went unanswered is given up: the handshake, when `tls` is
+/// a session that never finished it (a plain port named in a TLS URL), else the `PING`.
+pub fn stall_reason(tls: Option<&ClientConnection>) -> &'static str {
+    match tls.is_some_and(|t| t.is_handshaking()) {
+        true => "TLS: no answer to the handshake (is the port a TLS port?)",
+        false => "no answer to PING",
     }
 }
 
